@@ -1,0 +1,256 @@
+//! Workers that hold a closure: [`FnPool`], [`parmap`], and [`par_eval`].
+//!
+//! The workers are forked after the closure exists, so it may capture anything (borrowed,
+//! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
+
+use crate::engine::Engine;
+use crate::error::{Error, PoolError, TaskError};
+use crate::iter::{Imap, ImapUnordered, Stream};
+use crate::pool::default_workers;
+use crate::process::ReturnProcess;
+use crate::schedule::{Call, CallSpec, Chunking};
+use crate::shared::Shared;
+use forkpool_worker::child::ChildOptions;
+use forkpool_worker::{ChildEnd, ClosureRunner};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
+
+/// A pool whose workers are forked holding one closure `Fn(T) -> R`.
+///
+/// The closure may borrow from the caller and capture non-`Send` data; each worker has its own
+/// copy-on-write view of everything as it was at the fork. Replacement workers are forked from
+/// the current state of the parent. Items `T` and results `R` travel bincode-encoded.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// use std::collections::HashMap;
+/// use std::rc::Rc;
+/// let index: Rc<HashMap<u32, &str>> = Rc::new([(1, "one"), (2, "two")].into());
+/// let pool = forkpool::FnPool::new(2, |k: u32| index.get(&k).map(|s| s.to_string()))?;
+/// assert_eq!(pool.map([2u32, 3])?, [Some("two".to_string()), None]);
+/// # Ok(()) }
+/// ```
+pub struct FnPool<'env, T, R> {
+    shared: Shared<ClosureMain<'env>>,
+    _types: PhantomData<fn(T) -> R>,
+}
+
+impl<T, R> std::fmt::Debug for FnPool<'_, T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnPool").finish_non_exhaustive()
+    }
+}
+
+impl<'env, T, R> FnPool<'env, T, R>
+where
+    T: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    /// Forks `workers` processes holding `f`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let base = String::from("item-");
+    /// let pool = forkpool::FnPool::new(2, |i: u32| format!("{base}{i}"))?;
+    /// assert_eq!(pool.map([7u32])?, ["item-7"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn new<F>(workers: usize, f: F) -> Result<Self, PoolError>
+    where
+        F: Fn(T) -> R + 'env,
+    {
+        if workers == 0 {
+            return Err(PoolError::NoWorkers { workers: 0 });
+        }
+        let main: Box<ClosureMain<'env>> =
+            Box::new(move |end| forkpool_worker::serve(end, &mut ClosureRunner::new(&f)));
+        let engine = Engine::new(workers, 2, ChildOptions::default());
+        let shared = Shared::new(engine, main);
+        shared.lease()?.fill(shared.main())?;
+        Ok(FnPool {
+            shared,
+            _types: PhantomData,
+        })
+    }
+
+    /// The process ids of the live workers.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
+    /// assert_eq!(pool.pids().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn pids(&self) -> Vec<u32> {
+        self.shared
+            .lease()
+            .map_or_else(|_| Vec::new(), |engine| engine.pids())
+    }
+
+    fn call<I>(&self, chunksize: Option<usize>, items: I, ordered: bool) -> Stream<'_, I, R>
+    where
+        I: Iterator<Item = T>,
+    {
+        let lease = match self.shared.lease() {
+            Ok(lease) => lease,
+            Err(e) => return Stream::failed(e),
+        };
+        let chunking = match chunksize {
+            Some(n) => Chunking::Fixed(n),
+            None => {
+                let len = match items.size_hint() {
+                    (lo, Some(hi)) if lo == hi => Some(lo),
+                    _ => None,
+                };
+                Chunking::default_for(len, lease.size())
+            }
+        };
+        let spec = CallSpec {
+            entry: 0,
+            chunking,
+            ordered,
+            context: None,
+        };
+        Stream::running(Call::start(lease, self.shared.main(), items, spec))
+    }
+
+    /// Applies the closure to every item; results in input order, or the lowest-indexed failure.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: i64| x.abs())?;
+    /// assert_eq!(pool.map([-1i64, 2, -3])?, [1, 2, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map<I: IntoIterator<Item = T>>(&self, items: I) -> Result<Vec<R>, Error> {
+        self.imap(items).collect()
+    }
+
+    /// Like [`map`](FnPool::map) with chunks of `chunksize` items (0 is an error).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x + 1)?;
+    /// assert_eq!(pool.map_chunked([1u8, 2, 3], 2)?, [2, 3, 4]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_chunked<I: IntoIterator<Item = T>>(
+        &self,
+        items: I,
+        chunksize: usize,
+    ) -> Result<Vec<R>, Error> {
+        Imap::new(self.call(Some(chunksize), items.into_iter(), true)).collect()
+    }
+
+    /// Lazy, ordered outcomes, as [`Pool::imap`](crate::Pool::imap).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u64| x * 3)?;
+    /// let v: Vec<u64> = pool.imap(0u64..).take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(v, [0, 3, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub fn imap<I: IntoIterator<Item = T>>(&self, items: I) -> Imap<'_, I::IntoIter, R> {
+        Imap::new(self.call(None, items.into_iter(), true))
+    }
+
+    /// Lazy outcomes in finish order, as [`Pool::imap_unordered`](crate::Pool::imap_unordered).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u64| x)?;
+    /// assert_eq!(pool.imap_unordered(0..10u64).count(), 10);
+    /// # Ok(()) }
+    /// ```
+    pub fn imap_unordered<I: IntoIterator<Item = T>>(
+        &self,
+        items: I,
+    ) -> ImapUnordered<'_, I::IntoIter, R> {
+        ImapUnordered::new(self.call(None, items.into_iter(), false))
+    }
+}
+
+/// Forks workers holding `f`, maps it over `items`, and reaps the workers: one call, no set-up.
+///
+/// The items are not serialized: each worker reads them from its copy-on-write view of the
+/// slice, and only indices travel. Results come back in order, or the lowest-indexed failure.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let words = vec!["apple", "fig", "banana"];
+/// let lengths = forkpool::parmap(|w: &&str| w.len(), &words)?;
+/// assert_eq!(lengths, [5, 3, 6]);
+/// # Ok(()) }
+/// ```
+pub fn parmap<T, R, F>(f: F, items: &[T]) -> Result<Vec<R>, Error>
+where
+    F: Fn(&T) -> R,
+    R: Serialize + DeserializeOwned,
+{
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers = default_workers().min(items.len());
+    let pool = FnPool::new(workers, |i: usize| f(&items[i]))?;
+    pool.map(0..items.len())
+}
+
+/// Splits `items` into `workers` contiguous pieces, runs `f` on each piece in its own forked
+/// child, and concatenates the outputs in order. The input is never serialized; only outputs
+/// travel back.
+///
+/// A failing piece fails the call with the index of the piece's first item.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let xs: Vec<f64> = (0..1000).map(f64::from).collect();
+/// let doubled = forkpool::par_eval(4, &xs, |piece: &[f64]| piece.iter().map(|x| x * 2.0).collect())?;
+/// assert_eq!(doubled[999], 1998.0);
+/// # Ok(()) }
+/// ```
+pub fn par_eval<T, R, F>(workers: usize, items: &[T], f: F) -> Result<Vec<R>, Error>
+where
+    F: Fn(&[T]) -> Vec<R>,
+    R: Serialize + DeserializeOwned,
+{
+    if workers == 0 {
+        return Err(PoolError::NoWorkers { workers: 0 }.into());
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pieces = workers.min(items.len());
+    let bound = |i: usize| i * items.len() / pieces;
+    let mut children = Vec::with_capacity(pieces);
+    for i in 0..pieces {
+        let piece = &items[bound(i)..bound(i + 1)];
+        let f = &f;
+        children.push((bound(i), ReturnProcess::spawn(move || f(piece))?));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (start, child) in children {
+        match child.join() {
+            Ok(mut values) => out.append(&mut values),
+            Err(Error::Task(e)) => return Err(e.at_index(start as u64).into()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+impl TaskError {
+    /// The same error, for the item at `index`.
+    pub(crate) fn at_index(mut self, new: u64) -> TaskError {
+        match &mut self {
+            TaskError::Panicked { index, .. }
+            | TaskError::WorkerDied { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::Codec { index, .. } => *index = new,
+        }
+        self
+    }
+}

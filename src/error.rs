@@ -1,0 +1,231 @@
+//! Error types: what went wrong, with which item, in which worker.
+
+use forkpool_worker::protocol::ExitStatus;
+use std::fmt;
+use std::time::Duration;
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Death {
+    /// A signal ended it (`SIGSEGV` is 11, `SIGABRT` 6, `SIGKILL` 9).
+    Signal(i32),
+    /// It exited with this code.
+    Exit(i32),
+    /// It could not be waited for (for example the program ignores `SIGCHLD`).
+    Unknown,
+}
+
+impl Death {
+    /// The signal's name, such as `"SIGSEGV"`, if a signal ended the process.
+    ///
+    /// ```
+    /// use forkpool::Death;
+    /// assert_eq!(Death::Signal(11).signal_name(), Some("SIGSEGV"));
+    /// assert_eq!(Death::Exit(1).signal_name(), None);
+    /// ```
+    pub fn signal_name(&self) -> Option<&'static str> {
+        match self {
+            Death::Signal(n) => Some(
+                nix::sys::signal::Signal::try_from(*n)
+                    .map(|s| s.as_str())
+                    .unwrap_or("an unknown signal"),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl From<ExitStatus> for Death {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Code(c) => Death::Exit(c),
+            ExitStatus::Signal(s) => Death::Signal(s),
+            ExitStatus::Unknown => Death::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for Death {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Death::Signal(n) => write!(
+                f,
+                "killed by {} (signal {n})",
+                self.signal_name().unwrap_or("?")
+            ),
+            Death::Exit(code) => write!(f, "exited with code {code}"),
+            Death::Unknown => write!(f, "ended in a way that could not be observed"),
+        }
+    }
+}
+
+/// Which side of the channel an encoding failure happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecStage {
+    /// The parent could not encode the item.
+    EncodeItem,
+    /// The worker could not decode the item.
+    DecodeItem,
+    /// The worker could not encode the result.
+    EncodeResult,
+    /// The parent could not decode the result.
+    DecodeResult,
+}
+
+impl fmt::Display for CodecStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecStage::EncodeItem => "encoding the item",
+            CodecStage::DecodeItem => "decoding the item in the worker",
+            CodecStage::EncodeResult => "encoding the result in the worker",
+            CodecStage::DecodeResult => "decoding the result",
+        })
+    }
+}
+
+/// What happened to one item. `index` counts from 0 in the order the items were given;
+/// `pid` is the worker process that held the item (0 when no worker had it yet).
+///
+/// ```
+/// use forkpool::{Death, TaskError};
+/// let e = TaskError::WorkerDied { index: 7, pid: 4242, death: Death::Signal(11) };
+/// assert_eq!(e.to_string(), "item 7: worker 4242 killed by SIGSEGV (signal 11)");
+/// assert_eq!(e.index(), 7);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The function panicked on this item; the worker lived on.
+    #[error("item {index}: panicked in worker {pid} at {}: {message}", location.as_deref().unwrap_or("<unknown location>"))]
+    Panicked {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id.
+        pid: u32,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+    },
+    /// The worker died (signal or exit) while it held this item.
+    #[error("item {index}: worker {pid} {death}")]
+    WorkerDied {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id.
+        pid: u32,
+        /// How the worker ended.
+        death: Death,
+    },
+    /// The item ran longer than the time allowed.
+    #[error("item {index}: timed out after {after:?} in worker {pid}")]
+    TimedOut {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id.
+        pid: u32,
+        /// The time limit that passed.
+        after: Duration,
+    },
+    /// The item or its result could not be encoded or decoded.
+    #[error("item {index}: codec error {stage} (worker {pid}): {message}")]
+    Codec {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id (0 if the item never reached one).
+        pid: u32,
+        /// Where it failed.
+        stage: CodecStage,
+        /// The codec's message.
+        message: String,
+    },
+}
+
+impl TaskError {
+    /// The index of the item this error belongs to.
+    pub fn index(&self) -> u64 {
+        match self {
+            TaskError::Panicked { index, .. }
+            | TaskError::WorkerDied { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::Codec { index, .. } => *index,
+        }
+    }
+
+    /// The process id of the worker that held the item (0 if none did).
+    pub fn pid(&self) -> u32 {
+        match self {
+            TaskError::Panicked { pid, .. }
+            | TaskError::WorkerDied { pid, .. }
+            | TaskError::TimedOut { pid, .. }
+            | TaskError::Codec { pid, .. } => *pid,
+        }
+    }
+}
+
+/// A failure of the pool itself, or of how it was called, rather than of one item.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// A pool needs at least one worker.
+    #[error("a pool needs at least one worker, got {workers}")]
+    NoWorkers {
+        /// The number asked for.
+        workers: usize,
+    },
+    /// Chunks hold at least one item.
+    #[error("chunksize must be at least 1, got {chunksize}")]
+    InvalidChunksize {
+        /// The chunksize asked for.
+        chunksize: usize,
+    },
+    /// Each worker needs room for at least one chunk in flight.
+    #[error("window must be at least 1 chunk per worker, got {window}")]
+    InvalidWindow {
+        /// The window asked for.
+        window: usize,
+    },
+    /// `fork` failed.
+    #[error("could not fork a worker: {0}")]
+    Fork(#[source] std::io::Error),
+    /// Creating or using an IPC channel failed.
+    #[error("IPC channel failure: {0}")]
+    Channel(#[source] std::io::Error),
+    /// The pool is already running a call on this thread (for example a loop over `imap` that
+    /// calls `map` on the same pool); finish or drop the first iterator.
+    #[error("the pool is already in use by this thread: finish or drop the running iterator first")]
+    Busy,
+    /// The `map_with` context could not be encoded.
+    #[error("could not encode the context: {0}")]
+    Context(String),
+    /// The child process was already joined.
+    #[error("the process was already joined")]
+    AlreadyJoined,
+}
+
+/// Everything a pool call can return: one item's failure, or the pool's.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let err = pool.chunksize(0).map(|x: u32| x, [1, 2]).unwrap_err();
+/// assert_eq!(err.to_string(), "chunksize must be at least 1, got 0");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One item failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The pool failed or was misused.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+impl Error {
+    /// The item failure, if this is one.
+    pub fn as_task(&self) -> Option<&TaskError> {
+        match self {
+            Error::Task(t) => Some(t),
+            Error::Pool(_) => None,
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The iterators of lazy calls: [`Imap`] (input order) and [`ImapUnordered`] (finish order).
+
+use crate::error::{Error, PoolError};
+use crate::schedule::Call;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A call that is running, or that could not start (its error is yielded once).
+pub(crate) enum Stream<'p, I: Iterator, R> {
+    Running(Box<Call<'p, I, R>>),
+    Failed(Option<PoolError>),
+}
+
+impl<'p, I: Iterator, R> Stream<'p, I, R> {
+    pub fn running(call: Call<'p, I, R>) -> Self {
+        Stream::Running(Box::new(call))
+    }
+
+    pub fn failed(error: PoolError) -> Self {
+        Stream::Failed(Some(error))
+    }
+}
+
+impl<I, R> Iterator for Stream<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Stream::Running(call) => call.next(),
+            Stream::Failed(error) => error.take().map(|e| Err(e.into())),
+        }
+    }
+}
+
+/// The outcomes of a lazy call, in input order: made by [`Pool::imap`](crate::Pool::imap) and
+/// [`Pool::istarmap`](crate::Pool::istarmap).
+///
+/// Yields one `Result` per input item, so one failing item does not end the stream. A failure
+/// of the pool itself (a replacement worker that cannot be forked) is yielded once, as
+/// [`Error::Pool`], and ends the stream. Dropping the iterator early cancels the rest of its
+/// work; the pool stays usable.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// for (i, r) in pool.imap(|x: u32| x * 10, 0..3u32).enumerate() {
+///     assert_eq!(r?, i as u32 * 10);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Imap<'p, I: Iterator, R> {
+    stream: Stream<'p, I, R>,
+}
+
+impl<'p, I: Iterator, R> Imap<'p, I, R> {
+    pub(crate) fn new(stream: Stream<'p, I, R>) -> Self {
+        Imap { stream }
+    }
+}
+
+impl<I, R> Iterator for Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.stream.next()
+    }
+}
+
+/// The outcomes of a lazy call, in the order they finish: made by
+/// [`Pool::imap_unordered`](crate::Pool::imap_unordered). Otherwise like [`Imap`].
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let total: u32 = pool
+///     .imap_unordered(|x: u32| x, 1..=4u32)
+///     .map(|r| r.unwrap())
+///     .sum();
+/// assert_eq!(total, 10);
+/// # Ok(()) }
+/// ```
+pub struct ImapUnordered<'p, I: Iterator, R> {
+    stream: Stream<'p, I, R>,
+}
+
+impl<'p, I: Iterator, R> ImapUnordered<'p, I, R> {
+    pub(crate) fn new(stream: Stream<'p, I, R>) -> Self {
+        ImapUnordered { stream }
+    }
+}
+
+impl<I, R> Iterator for ImapUnordered<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.stream.next()
+    }
+}

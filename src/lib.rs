@@ -1,0 +1,49 @@
+//! A process pool for Rust, like Python's `multiprocessing.Pool` without its hangs.
+//!
+//! The parent forks worker processes once, sends them chunks of items bincode-encoded over
+//! ipc-channel, and gets one outcome per item back. A panic, segfault or abort in a task costs
+//! that task (its item gets a [`TaskError`]), never the program or the pool: a dead worker is
+//! noticed, its items fail with [`TaskError::WorkerDied`], a replacement is forked, and the
+//! call goes on.
+//!
+//! ```
+//! # fn main() -> Result<(), forkpool::Error> {
+//! use forkpool::Pool;
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! let pool = Pool::new(2)?;
+//! let squares: Vec<u64> = pool.map(square, 0..1_000u64)?;
+//! assert_eq!(squares[999], 998_001);
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces:
+//! - [`Pool`]: persistent workers for fn items and capture-free closures: [`Pool::map`],
+//!   [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`], [`Pool::map_with`], and
+//!   per-call [`Pool::chunksize`].
+//! - [`FnPool`] and [`parmap`]: workers forked holding one closure that may capture anything.
+//! - [`ReturnProcess`]: one closure in one child, its value on `join`.
+//! - [`par_eval`]: one contiguous piece of a slice per child, outputs concatenated.
+
+#![warn(missing_docs)]
+
+mod channel;
+mod closure;
+mod engine;
+mod error;
+mod fork;
+mod iter;
+mod pool;
+mod process;
+mod schedule;
+mod shared;
+mod sys;
+mod watch;
+
+pub use closure::{FnPool, par_eval, parmap};
+pub use error::{CodecStage, Death, Error, PoolError, TaskError};
+pub use forkpool_worker::StarFn;
+pub use iter::{Imap, ImapUnordered};
+pub use pool::{CallOptions, Pool, PoolBuilder};
+pub use process::ReturnProcess;

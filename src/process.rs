@@ -1,0 +1,213 @@
+//! [`ReturnProcess`]: one closure in one forked child, its value on `join`.
+
+use crate::channel;
+use crate::error::{Death, Error, PoolError, TaskError};
+use crate::fork;
+use crate::schedule::{ChunkInfo, decode_outcomes};
+use crate::watch::{Event, Watcher};
+use forkpool_worker::child::ChildOptions;
+use forkpool_worker::protocol::Message;
+use nix::unistd::Pid;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// A closure running in its own forked child process; [`join`](ReturnProcess::join) returns its
+/// value.
+///
+/// The closure may capture anything (borrowed, non-`Send`, non-serializable data): the child is
+/// a copy of the parent, so it sees the captures without serializing them. Only the returned
+/// value travels back, bincode-encoded. The parent reads the value while the child is still
+/// sending it and reaps the child afterwards, so a value of any size comes back.
+///
+/// Dropping the handle without joining kills the child (and its process group) and reaps it.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// use forkpool::ReturnProcess;
+/// let data = vec![1u64, 2, 3];
+/// let p = ReturnProcess::spawn(|| data.iter().sum::<u64>())?;
+/// assert_eq!(p.join()?, 6);
+/// # Ok(()) }
+/// ```
+pub struct ReturnProcess<R> {
+    pid: Pid,
+    events: Receiver<Event>,
+    watcher: Option<Watcher>,
+    outcome: Option<Result<R, Error>>,
+    death: Option<Death>,
+    joined: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for ReturnProcess<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReturnProcess")
+            .field("pid", &self.pid.as_raw())
+            .field("death", &self.death)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
+    /// Forks a child that runs `f` and sends back its value.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let p = forkpool::ReturnProcess::spawn(|| "from the child".to_string())?;
+    /// assert_eq!(p.join()?, "from the child");
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn<F: FnOnce() -> R>(f: F) -> Result<ReturnProcess<R>, PoolError> {
+        let (end, sender) = channel::result_pair()?;
+        let options = ChildOptions {
+            ignore_sigint: false,
+            show_panics: false,
+        };
+        let (pid, end) = fork::spawn(options, end, sender, move |sender| {
+            forkpool_worker::serve_once(sender, f)
+        })?;
+        let (events_tx, events) = mpsc::channel();
+        let watcher = match Watcher::start(0, pid, end.replies, end.sentinel, events_tx) {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                crate::sys::kill_group(pid);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(e);
+            }
+        };
+        Ok(ReturnProcess {
+            pid,
+            events,
+            watcher: Some(watcher),
+            outcome: None,
+            death: None,
+            joined: false,
+            _result: PhantomData,
+        })
+    }
+
+    /// Waits for the child and returns its value: [`TaskError::Panicked`] if the closure
+    /// panicked, [`TaskError::WorkerDied`] if the child died before sending a value (the item
+    /// index in these errors is 0).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let p = forkpool::ReturnProcess::spawn(|| -> u8 { panic!("no value") })?;
+    /// let err = p.join().unwrap_err();
+    /// assert!(err.to_string().contains("no value"));
+    /// # Ok(()) }
+    /// ```
+    pub fn join(mut self) -> Result<R, Error> {
+        self.wait(None)
+    }
+
+    /// Waits at most `timeout` for the child. On timeout returns [`TaskError::TimedOut`] and
+    /// leaves the child running: call `join_timeout` again, [`join`](ReturnProcess::join), or
+    /// [`kill`](ReturnProcess::kill). After it has returned the value, further calls return
+    /// [`PoolError::AlreadyJoined`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let mut p = forkpool::ReturnProcess::spawn(|| 7u8)?;
+    /// assert_eq!(p.join_timeout(Duration::from_secs(60))?, 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
+        self.wait(Some((Instant::now() + timeout, timeout)))
+    }
+
+    /// Kills the child (and its process group) with `SIGKILL`; a later `join` reports the
+    /// signal unless the value had already arrived.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let mut p = forkpool::ReturnProcess::spawn(|| loop { std::hint::spin_loop() })?;
+    /// p.kill();
+    /// let err: forkpool::Error = p.join().map(|()| ()).unwrap_err();
+    /// assert!(err.to_string().contains("SIGKILL"));
+    /// # Ok(()) }
+    /// ```
+    pub fn kill(&mut self) {
+        if self.death.is_none() {
+            crate::sys::kill_group(self.pid);
+        }
+    }
+
+    /// The child's process id.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let p = forkpool::ReturnProcess::spawn(|| std::process::id())?;
+    /// let pid = p.pid();
+    /// assert_eq!(p.join()?, pid);
+    /// # Ok(()) }
+    /// ```
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    fn wait(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
+        if self.joined {
+            return Err(PoolError::AlreadyJoined.into());
+        }
+        let pid = self.pid();
+        while self.death.is_none() {
+            // Once the value is in, the child is only exiting: wait for that without a limit.
+            let limit = deadline.filter(|_| self.outcome.is_none());
+            let event = match limit {
+                None => self
+                    .events
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+                Some((at, _)) => self
+                    .events
+                    .recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match event {
+                Ok(event) => match Message::parse(&event.frame) {
+                    Some(Message::Reply(reply)) => {
+                        let info = ChunkInfo {
+                            first_index: 0,
+                            count: 1,
+                        };
+                        self.outcome = decode_outcomes::<R>(&reply, &info, pid).pop();
+                    }
+                    Some(Message::Exited(status)) => self.death = Some(status.into()),
+                    None => {}
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    let after = deadline.map_or(Duration::ZERO, |(_, d)| d);
+                    return Err(TaskError::TimedOut {
+                        index: 0,
+                        pid,
+                        after,
+                    }
+                    .into());
+                }
+                Err(RecvTimeoutError::Disconnected) => self.death = Some(Death::Unknown),
+            }
+        }
+        self.joined = true;
+        self.watcher = None;
+        let death = self.death.unwrap_or(Death::Unknown);
+        self.outcome.take().unwrap_or(Err(TaskError::WorkerDied {
+            index: 0,
+            pid,
+            death,
+        }
+        .into()))
+    }
+}
+
+impl<R> Drop for ReturnProcess<R> {
+    fn drop(&mut self) {
+        if self.death.is_none() {
+            crate::sys::kill_group(self.pid);
+        }
+        // Dropping the watcher joins its threads; they end once the child is reaped.
+    }
+}

@@ -1,0 +1,126 @@
+//! The child side of [forkpool](https://docs.rs/forkpool): the worker loop, child set-up, and the
+//! wire protocol both sides speak.
+//!
+//! Users do not call this crate directly; `forkpool` forks a process and runs [`serve`] (pool
+//! workers) or [`serve_once`] (one closure) in it. The pieces:
+//! - [`protocol`]: frame layouts for tasks, contexts, replies and the exit sentinel.
+//! - [`codec`]: the item encoding (bincode 2, serde API).
+//! - [`job`]: entries that decode items, call the user's function, encode outcomes.
+//! - [`child`]: what a child does right after `fork`.
+//!
+//! Invariant: a worker answers every task with exactly one reply of one outcome per item, and
+//! never lets a panic escape; a child leaves only through `_exit` in the parent crate's fork
+//! module.
+
+#![warn(missing_docs)]
+
+pub mod child;
+pub mod codec;
+pub mod job;
+mod panic;
+pub mod protocol;
+
+pub use job::{ClosureRunner, EntryRunner, Runner, StarFn};
+
+use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
+use protocol::{Command, ReplyWriter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+/// The channel ends a pool worker keeps after fork.
+#[derive(Debug)]
+pub struct ChildEnd {
+    /// Where tasks arrive from the parent.
+    pub tasks: IpcBytesReceiver,
+    /// Where replies go to the parent.
+    pub replies: IpcBytesSender,
+}
+
+/// What a worker remembers between tasks: the context of the current `map_with` call.
+#[derive(Default)]
+pub struct WorkerState {
+    context_call: u64,
+    context_bytes: Vec<u8>,
+    decoded: Option<Box<dyn Any>>,
+}
+
+impl WorkerState {
+    fn set_context(&mut self, call: u64, bytes: &[u8]) {
+        self.context_call = call;
+        self.context_bytes.clear();
+        self.context_bytes.extend_from_slice(bytes);
+        self.decoded = None;
+    }
+
+    /// The context of `call`, decoded once and then reused for every chunk of that call.
+    pub fn context<C: DeserializeOwned + 'static>(&mut self, call: u64) -> Result<&C, String> {
+        if self.context_call != call {
+            return Err(format!("no context received for call {call}"));
+        }
+        if self.decoded.as_ref().is_none_or(|d| !d.is::<C>()) {
+            let (value, _) = codec::decode::<C>(&self.context_bytes)?;
+            self.decoded = Some(Box::new(value));
+        }
+        // The branch above guarantees a `C` is stored.
+        self.decoded
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<C>())
+            .ok_or_else(|| "context has the wrong type".to_string())
+    }
+}
+
+/// The worker loop: runs tasks until the parent says shut down or goes away. Returns the exit
+/// code for the caller to pass to `_exit`.
+pub fn serve(end: ChildEnd, runner: &mut dyn Runner) -> i32 {
+    let mut state = WorkerState::default();
+    let mut out = ReplyWriter::default();
+    loop {
+        let Ok(frame) = end.tasks.recv() else {
+            return 0; // end-of-stream: the parent is gone
+        };
+        match Command::parse(&frame) {
+            Some(Command::Task(task)) => {
+                let start = Instant::now();
+                out.begin();
+                runner.run(&mut state, &task, &mut out);
+                while out.count() < task.count {
+                    out.failed(protocol::BAD_INPUT, "runner returned too few outcomes");
+                }
+                let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                if end
+                    .replies
+                    .send(out.seal(task.call, task.chunk, busy))
+                    .is_err()
+                {
+                    return child::EXIT_PARENT_GONE;
+                }
+            }
+            Some(Command::Context { call, value }) => state.set_context(call, value),
+            Some(Command::Shutdown) => return 0,
+            None => return child::EXIT_BAD_FRAME,
+        }
+    }
+}
+
+/// Runs `f` once and sends its outcome as a one-item reply: the child side of a
+/// `ReturnProcess`. Returns the exit code for the caller to pass to `_exit`.
+pub fn serve_once<R: Serialize>(replies: IpcBytesSender, f: impl FnOnce() -> R) -> i32 {
+    let mut out = ReplyWriter::default();
+    out.begin();
+    let start = Instant::now();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => out.ok(&value),
+        Err(payload) => {
+            let (message, location) = panic::take_report(payload);
+            out.panicked(&message, location.as_deref());
+        }
+    }
+    let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    match replies.send(out.seal(0, 0, busy)) {
+        Ok(()) => 0,
+        Err(_) => child::EXIT_PARENT_GONE,
+    }
+}
