@@ -46,11 +46,14 @@ struct Worker {
 pub(crate) enum Happened {
     /// A chunk of the current call was answered by worker `pid`; `frame` is the reply.
     Reply { pid: u32, frame: Vec<u8> },
-    /// Worker `pid` died holding these chunks of the current call; a replacement was forked.
+    /// Worker `pid` died; a replacement was forked. `running` is the chunk of the current
+    /// call it was running (the front of its queue), if any; `unstarted` are the current
+    /// call's chunks queued behind it, which it never read and which can be sent again.
     Died {
         pid: u32,
         death: Death,
-        chunks: Vec<u64>,
+        running: Option<u64>,
+        unstarted: Vec<u64>,
     },
     /// Something that concerns no chunk of the current call (a stale reply, a stale death);
     /// a window slot may have been freed.
@@ -239,9 +242,14 @@ impl Engine {
             Some(Message::Exited(status)) => {
                 let worker = self.workers.swap_remove(slot);
                 let pid = worker.pid.as_raw() as u32;
-                let chunks = worker
-                    .in_flight
-                    .iter()
+                // A worker reads its next frame only after replying to the one before, so only
+                // the front of its queue can have started.
+                let mut queue = worker.in_flight.iter();
+                let running = queue
+                    .next()
+                    .filter(|(c, _)| *c == call)
+                    .map(|(_, chunk)| *chunk);
+                let unstarted = queue
                     .filter(|(c, _)| *c == call)
                     .map(|(_, chunk)| *chunk)
                     .collect();
@@ -252,7 +260,8 @@ impl Engine {
                 Ok(Happened::Died {
                     pid,
                     death: status.into(),
-                    chunks,
+                    running,
+                    unstarted,
                 })
             }
             None => {

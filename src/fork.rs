@@ -21,6 +21,7 @@ pub(crate) fn spawn<P, C>(
     child_part: C,
     child_main: impl FnOnce(C) -> i32,
 ) -> Result<(Pid, P), PoolError> {
+    child::before_fork();
     // SAFETY: `fork` is sound to call; what must hold is that the child, a copy of one thread
     // of a possibly multi-threaded process, does not wait on a lock another thread held at the
     // moment of the fork, and never returns into code that assumes it is the parent. The child

@@ -3,7 +3,7 @@
 use crate::channel;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
-use crate::schedule::{ChunkInfo, decode_outcomes};
+use crate::schedule::decode_outcomes;
 use crate::watch::{Event, Watcher};
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
@@ -170,11 +170,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             match event {
                 Ok(event) => match Message::parse(&event.frame) {
                     Some(Message::Reply(reply)) => {
-                        let info = ChunkInfo {
-                            first_index: 0,
-                            count: 1,
-                        };
-                        self.outcome = decode_outcomes::<R>(&reply, &info, pid).pop();
+                        self.outcome = decode_outcomes::<R>(&reply, 0, 1, pid).pop();
                     }
                     Some(Message::Exited(status)) => self.death = Some(status.into()),
                     None => {}

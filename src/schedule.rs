@@ -12,7 +12,7 @@ use crate::engine::{Engine, Happened, WorkerMain};
 use crate::error::{CodecStage, Error, PoolError, TaskError};
 use crate::shared::Lease;
 use forkpool_worker::codec;
-use forkpool_worker::protocol::{self, Message, TaskFrame};
+use forkpool_worker::protocol::{self, Message};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -75,12 +75,15 @@ pub(crate) struct CallSpec {
     pub context: Option<Result<Vec<u8>, String>>,
 }
 
-/// Where a chunk's items sit in the call.
-pub(crate) struct ChunkInfo {
+/// A chunk sent to a worker and not yet answered.
+struct ChunkInfo {
     /// Index of its first item.
-    pub first_index: u64,
+    first_index: u64,
     /// How many items it holds.
-    pub count: u32,
+    count: u32,
+    /// Its task frame, kept to send it again if its worker dies before starting it; the buffer
+    /// is recycled for a later chunk once the reply is in.
+    frame: Vec<u8>,
 }
 
 /// A call in progress: an iterator of `Result<R, Error>`, one per input item.
@@ -91,7 +94,10 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     spec: CallSpec,
     call: u64,
     context: Option<Vec<u8>>,
-    frame: TaskFrame,
+    /// Frame buffers of answered chunks, reused for new ones.
+    spare: Vec<Vec<u8>>,
+    /// Chunks whose worker died before starting them: sent again before any new input.
+    retry: VecDeque<u64>,
     next_chunk: u64,
     next_index: u64,
     max_ahead: u64,
@@ -142,7 +148,8 @@ where
             spec,
             call,
             context,
-            frame: TaskFrame::default(),
+            spare: Vec::new(),
+            retry: VecDeque::new(),
             next_chunk: 0,
             next_index: 0,
             max_ahead,
@@ -157,8 +164,19 @@ where
         }
     }
 
-    /// Sends chunks while some worker has room and the input has items.
+    /// Sends chunks while some worker has room: first the ones to retry, then new input.
     fn feed(&mut self) {
+        while let Some(&seq) = self.retry.front() {
+            let Some(slot) = self.lease.free_slot() else {
+                return;
+            };
+            self.retry.pop_front();
+            if let Some(info) = self.in_flight.get(&seq) {
+                let context = self.context.as_deref();
+                self.lease
+                    .dispatch(slot, self.call, seq, &info.frame, context);
+            }
+        }
         while !self.input_done {
             if self.spec.ordered && self.next_chunk >= self.head + self.max_ahead {
                 return;
@@ -168,17 +186,29 @@ where
             };
             let chunk = self.next_chunk;
             let first_index = self.next_index;
-            let (count, bad_item) = self.pull_chunk();
+            let mut frame = self.spare.pop().unwrap_or_default();
+            let (count, bad_item) = self.pull_chunk(&mut frame);
             if count > 0 {
-                let frame = self
-                    .frame
-                    .seal(self.call, chunk, self.spec.entry, first_index, count);
-                self.lease
-                    .dispatch(slot, self.call, chunk, frame, self.context.as_deref());
-                self.in_flight
-                    .insert(chunk, ChunkInfo { first_index, count });
+                protocol::seal_task(
+                    &mut frame,
+                    self.call,
+                    chunk,
+                    self.spec.entry,
+                    first_index,
+                    count,
+                );
+                let context = self.context.as_deref();
+                self.lease.dispatch(slot, self.call, chunk, &frame, context);
+                let info = ChunkInfo {
+                    first_index,
+                    count,
+                    frame,
+                };
+                self.in_flight.insert(chunk, info);
                 self.next_chunk += 1;
                 self.next_index += u64::from(count);
+            } else {
+                self.spare.push(frame);
             }
             if let Some(message) = bad_item {
                 // The item after the chunk could not be encoded: it is a finished chunk of its own.
@@ -197,25 +227,25 @@ where
         }
     }
 
-    /// Encodes items into the frame buffer until the chunk is full or the input ends. Returns
-    /// the count and, if an item failed to encode, its message (that item is consumed and not
-    /// in the chunk).
-    fn pull_chunk(&mut self) -> (u32, Option<String>) {
+    /// Encodes items into `frame` until the chunk is full or the input ends. Returns the count
+    /// and, if an item failed to encode, its message (that item is consumed and not in the
+    /// chunk).
+    fn pull_chunk(&mut self, frame: &mut Vec<u8>) -> (u32, Option<String>) {
         let limit = self.spec.chunking.items().min(u32::MAX as usize);
         let adaptive = matches!(self.spec.chunking, Chunking::Adaptive(_));
-        let buf = self.frame.begin();
+        protocol::begin_task(frame);
         let mut count = 0;
         while count < limit {
-            if adaptive && buf.len() >= ADAPTIVE_MAX_BYTES {
+            if adaptive && frame.len() >= ADAPTIVE_MAX_BYTES {
                 break;
             }
             let Some(item) = self.input.next() else {
                 self.input_done = true;
                 break;
             };
-            let mark = buf.len();
-            if let Err(message) = codec::encode_into(buf, &item) {
-                buf.truncate(mark);
+            let mark = frame.len();
+            if let Err(message) = codec::encode_into(frame, &item) {
+                frame.truncate(mark);
                 return (count as u32, Some(message));
             }
             count += 1;
@@ -249,25 +279,28 @@ where
                 self.spec
                     .chunking
                     .learn(reply.busy_nanos, info.count as usize);
-                let outcomes = decode_outcomes(&reply, &info, pid);
+                let outcomes = decode_outcomes(&reply, info.first_index, info.count, pid);
+                self.spare.push(info.frame);
                 self.finish_chunk(reply.chunk, outcomes);
             }
-            Happened::Died { pid, death, chunks } => {
-                for seq in chunks {
-                    if let Some(info) = self.in_flight.remove(&seq) {
-                        let outcomes = (0..u64::from(info.count))
-                            .map(|i| {
-                                Err(TaskError::WorkerDied {
-                                    index: info.first_index + i,
-                                    pid,
-                                    death,
-                                }
-                                .into())
-                            })
-                            .collect();
-                        self.finish_chunk(seq, outcomes);
-                    }
-                }
+            Happened::Died {
+                pid,
+                death,
+                running,
+                unstarted,
+            } => {
+                self.retry.extend(unstarted);
+                let Some(info) = running.and_then(|seq| self.in_flight.remove(&seq)) else {
+                    return;
+                };
+                let outcomes = (0..u64::from(info.count))
+                    .map(|i| {
+                        let index = info.first_index + i;
+                        Err(TaskError::WorkerDied { index, pid, death }.into())
+                    })
+                    .collect();
+                self.spare.push(info.frame);
+                self.finish_chunk(running.unwrap_or_default(), outcomes);
             }
         }
     }
@@ -276,20 +309,21 @@ where
 /// Reads a reply's outcomes; items whose outcome is missing or unreadable get a codec error.
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     reply: &protocol::Reply<'_>,
-    info: &ChunkInfo,
+    first_index: u64,
+    count: u32,
     pid: u32,
 ) -> Vec<Result<R, Error>> {
-    let mut out = Vec::with_capacity(info.count as usize);
+    let mut out = Vec::with_capacity(count as usize);
     let mut rest = reply.outcomes;
     let mut broken: Option<String> = None;
-    if reply.count != info.count {
+    if reply.count != count {
         broken = Some(format!(
-            "reply holds {} outcomes for {} items",
-            reply.count, info.count
+            "reply holds {} outcomes for {count} items",
+            reply.count
         ));
     }
-    for i in 0..u64::from(info.count) {
-        let index = info.first_index + i;
+    for i in 0..u64::from(count) {
+        let index = first_index + i;
         let codec_error = |stage, message| -> Result<R, Error> {
             Err(TaskError::Codec {
                 index,

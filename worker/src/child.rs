@@ -1,8 +1,8 @@
 //! Child set-up after `fork`: process group, signal dispositions, panic capture, exit codes.
 //!
 //! Runs in a freshly forked child whose parent may have had other threads: it calls only
-//! `setpgid`, `sigaction` and `set_hook`, and takes no lock another parent thread could hold
-//! except the panic-hook lock (held only while a panic is being reported or a hook replaced).
+//! `setpgid` and `sigaction` and stores two atomics, taking no lock another parent thread could
+//! have held at the fork.
 
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::unistd::{Pid, setpgid};
@@ -44,5 +44,10 @@ pub fn prepare(options: ChildOptions) {
         // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety concern.
         let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
     }
-    crate::panic::install_hook(options.show_panics);
+    crate::panic::capture_in_child(options.show_panics);
+}
+
+/// What the parent does before each fork: wraps the panic hook once (see [`crate::panic`]).
+pub fn before_fork() {
+    crate::panic::install_hook();
 }

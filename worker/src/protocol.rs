@@ -104,44 +104,21 @@ impl<'a> Command<'a> {
     }
 }
 
-/// Builds a task frame in place: the caller appends items, then seals the header.
-///
-/// The buffer is reused from chunk to chunk so a hot loop does not allocate per chunk.
-#[derive(Debug, Default)]
-pub struct TaskFrame {
-    buf: Vec<u8>,
+/// Starts a task frame in `buf` (reusing its allocation): the caller appends the items with
+/// [`codec::encode_into`], then calls [`seal_task`].
+pub fn begin_task(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.resize(TASK_HEADER_LEN, 0);
 }
 
-impl TaskFrame {
-    /// Starts a new frame, discarding the previous one but keeping its allocation.
-    pub fn begin(&mut self) -> &mut Vec<u8> {
-        self.buf.clear();
-        self.buf.resize(TASK_HEADER_LEN, 0);
-        &mut self.buf
-    }
-
-    /// Bytes of items appended so far.
-    pub fn items_len(&self) -> usize {
-        self.buf.len().saturating_sub(TASK_HEADER_LEN)
-    }
-
-    /// Writes the header and returns the finished frame.
-    pub fn seal(
-        &mut self,
-        call: u64,
-        chunk: u64,
-        entry: u64,
-        first_index: u64,
-        count: u32,
-    ) -> &[u8] {
-        self.buf[0] = TASK;
-        self.buf[1..9].copy_from_slice(&call.to_le_bytes());
-        self.buf[9..17].copy_from_slice(&chunk.to_le_bytes());
-        self.buf[17..25].copy_from_slice(&entry.to_le_bytes());
-        self.buf[25..33].copy_from_slice(&first_index.to_le_bytes());
-        self.buf[33..37].copy_from_slice(&count.to_le_bytes());
-        &self.buf
-    }
+/// Writes the header of a task frame begun with [`begin_task`].
+pub fn seal_task(buf: &mut [u8], call: u64, chunk: u64, entry: u64, first_index: u64, count: u32) {
+    buf[0] = TASK;
+    buf[1..9].copy_from_slice(&call.to_le_bytes());
+    buf[9..17].copy_from_slice(&chunk.to_le_bytes());
+    buf[17..25].copy_from_slice(&entry.to_le_bytes());
+    buf[25..33].copy_from_slice(&first_index.to_le_bytes());
+    buf[33..37].copy_from_slice(&count.to_le_bytes());
 }
 
 /// A context frame for `call`, from the already encoded context value.
@@ -301,10 +278,10 @@ mod tests {
 
     #[test]
     fn task_frame_round_trips() {
-        let mut frame = TaskFrame::default();
-        let buf = frame.begin();
-        codec::encode_into(buf, &5u32).unwrap();
-        let bytes = frame.seal(3, 4, 0xdead, 100, 1).to_vec();
+        let mut bytes = Vec::new();
+        begin_task(&mut bytes);
+        codec::encode_into(&mut bytes, &5u32).unwrap();
+        seal_task(&mut bytes, 3, 4, 0xdead, 100, 1);
         match Command::parse(&bytes).unwrap() {
             Command::Task(task) => {
                 assert_eq!((task.call, task.chunk, task.entry), (3, 4, 0xdead));

@@ -1,0 +1,160 @@
+//! Panics and deaths cost their own items only; the pool goes on at full size.
+
+use forkpool::{Death, Error, Pool, TaskError};
+
+fn panics_on_500(x: u64) -> u64 {
+    if x == 500 {
+        panic!("item {x} is cursed");
+    }
+    x * 2
+}
+
+#[test]
+fn a_panicking_item_fails_alone_and_the_same_workers_serve_the_next_call() {
+    let pool = Pool::new(2).unwrap();
+    let before = pool.pids();
+    let outcomes: Vec<Result<u64, Error>> = pool.imap(panics_on_500, 0..1_000u64).collect();
+    assert_eq!(outcomes.len(), 1_000);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(v) => assert_eq!(v, i as u64 * 2),
+            Err(Error::Task(TaskError::Panicked {
+                index,
+                message,
+                location,
+                pid,
+            })) => {
+                assert_eq!(index, 500);
+                assert_eq!(i, 500);
+                assert_eq!(message, "item 500 is cursed");
+                assert!(location.unwrap().contains("faults.rs"));
+                assert!(before.contains(&pid));
+            }
+            Err(other) => panic!("item {i}: unexpected {other}"),
+        }
+    }
+    // map reports the same failure as its error.
+    let err = pool.map(panics_on_500, 0..1_000u64).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Task(TaskError::Panicked { index: 500, .. })
+    ));
+    let mut after = pool.pids();
+    let mut before = before;
+    after.sort_unstable();
+    before.sort_unstable();
+    assert_eq!(after, before, "the panics must not have cost a worker");
+    assert_eq!(
+        pool.map(|x: u64| x + 1, 0..10u64).unwrap(),
+        (1..11).collect::<Vec<_>>()
+    );
+}
+
+/// A real segmentation fault: a write to address 0. (`raise(SIGSEGV)` would not do: std's
+/// stack-overflow handler catches it, restores the default action and returns, and since no
+/// faulting instruction runs again the process goes on.)
+fn segfault() {
+    // SAFETY: deliberately unsound: the write faults and the worker process dies of SIGSEGV,
+    // which is what these tests are about. It runs only in forked workers.
+    unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
+}
+
+fn crash_on(x: u64) -> u64 {
+    if x == 137 {
+        segfault();
+    }
+    if x == 642 {
+        std::process::abort();
+    }
+    x + 1
+}
+
+#[test]
+fn segfault_and_abort_fail_only_their_chunks_and_the_pool_recovers() {
+    const CHUNKSIZE: u64 = 25;
+    let pool = Pool::builder().workers(2).window(2).build().unwrap();
+    let outcomes: Vec<Result<u64, Error>> = pool
+        .chunksize(CHUNKSIZE as usize)
+        .imap(crash_on, 0..1_000u64)
+        .collect();
+    assert_eq!(outcomes.len(), 1_000);
+    let chunk_of = |x: u64| x / CHUNKSIZE;
+    let mut seen = Vec::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let i = i as u64;
+        match outcome {
+            Ok(v) => assert_eq!(v, i + 1),
+            Err(Error::Task(TaskError::WorkerDied { index, death, .. })) => {
+                assert_eq!(index, i);
+                if chunk_of(i) == chunk_of(137) {
+                    assert_eq!(death, Death::Signal(libc::SIGSEGV));
+                    assert_eq!(death.signal_name(), Some("SIGSEGV"));
+                } else if chunk_of(i) == chunk_of(642) {
+                    assert_eq!(death, Death::Signal(libc::SIGABRT));
+                    assert_eq!(death.signal_name(), Some("SIGABRT"));
+                } else {
+                    panic!("item {i} is in neither crashing chunk but failed: {death}");
+                }
+                seen.push(i);
+            }
+            Err(other) => panic!("item {i}: unexpected {other}"),
+        }
+    }
+    // The crashing items themselves failed; whatever else failed shares their chunks.
+    assert!(seen.contains(&137) && seen.contains(&642), "{seen:?}");
+    // The pool is back at full size, with replacements, and runs a new map.
+    assert_eq!(pool.pids().len(), 2);
+    let v = pool.map(|x: u64| x * x, 0..100u64).unwrap();
+    assert_eq!(v, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[test]
+fn error_display_names_item_worker_and_signal() {
+    let pool = Pool::new(1).unwrap();
+    let pid = pool.pids()[0];
+    let err = pool
+        .chunksize(1)
+        .map(
+            |x: u32| {
+                if x == 3 {
+                    segfault();
+                }
+                x
+            },
+            0..5u32,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("item 3: worker {pid} killed by SIGSEGV (signal 11)")
+    );
+}
+
+#[test]
+fn a_worker_that_exits_reports_its_exit_code() {
+    let pool = Pool::new(2).unwrap();
+    let outcomes: Vec<Result<u32, Error>> = pool
+        .chunksize(1)
+        .imap(
+            |x: u32| {
+                if x == 4 {
+                    std::process::exit(9);
+                }
+                x
+            },
+            0..8u32,
+        )
+        .collect();
+    for (i, o) in outcomes.iter().enumerate() {
+        match o {
+            Ok(v) => assert_eq!(*v, i as u32),
+            Err(Error::Task(TaskError::WorkerDied {
+                index: 4, death, ..
+            })) => {
+                assert_eq!(*death, Death::Exit(9));
+            }
+            Err(e) => panic!("item {i}: {e}"),
+        }
+    }
+    assert!(outcomes[4].is_err());
+}
