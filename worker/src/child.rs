@@ -35,7 +35,8 @@ impl Default for ChildOptions {
 /// Prepares the calling (just forked) process to run tasks.
 ///
 /// It becomes the leader of its own process group, so the parent can signal it together with any
-/// grandchildren a task started; it ignores `SIGINT` if asked; its panics are captured.
+/// grandchildren a task started; it ignores `SIGINT` if asked; `SIGSEGV` and `SIGBUS` get their
+/// default action back; its panics are captured.
 pub fn prepare(options: ChildOptions) {
     // The parent makes the same call, so whichever runs first wins; failure only means the
     // parent did it already.
@@ -43,6 +44,13 @@ pub fn prepare(options: ChildOptions) {
     if options.ignore_sigint {
         // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety concern.
         let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
+    }
+    // std's stack-overflow handler catches SIGSEGV/SIGBUS, restores the default action and
+    // returns: a real fault then recurs and kills, but a raised signal (`raise(SIGSEGV)`) is
+    // survived once. A task that raises SIGSEGV must die of it, as it would in C or Python.
+    for fault in [Signal::SIGSEGV, Signal::SIGBUS] {
+        // SAFETY: installing SIG_DFL runs no handler code.
+        let _ = unsafe { signal(fault, SigHandler::SigDfl) };
     }
     crate::panic::capture_in_child(options.show_panics);
 }

@@ -1,0 +1,118 @@
+//! Pool lifecycle: large messages both ways, reaping on drop, cancellation, concurrent callers.
+
+use forkpool::{Error, Pool, PoolError};
+use serde_bytes::ByteBuf;
+use std::sync::Arc;
+
+fn is_gone(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing; ESRCH means no process (not even a zombie).
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+fn shift_bytes(item: ByteBuf) -> ByteBuf {
+    ByteBuf::from(
+        item.into_iter()
+            .map(|b| b.wrapping_add(1))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+#[test]
+fn items_and_results_of_64_mib_flow_both_ways_without_deadlock() {
+    const LEN: usize = 64 << 20;
+    let pool = Pool::builder().workers(2).window(2).build().unwrap();
+    let items = (0..4u8).map(|k| ByteBuf::from(vec![k; LEN]));
+    let results = pool.chunksize(1).map(shift_bytes, items).unwrap();
+    assert_eq!(results.len(), 4);
+    for (k, r) in results.iter().enumerate() {
+        assert_eq!(r.len(), LEN);
+        assert!(r.iter().all(|b| *b == k as u8 + 1), "result {k} corrupted");
+    }
+}
+
+#[test]
+fn dropping_a_pool_reaps_every_worker() {
+    let pool = Pool::new(3).unwrap();
+    let _ = pool.map(|x: u32| x, 0..100u32).unwrap();
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|p| !is_gone(*p)));
+    drop(pool);
+    for pid in pids {
+        assert!(
+            is_gone(pid),
+            "worker {pid} still exists after the pool was dropped"
+        );
+    }
+}
+
+#[test]
+fn dropping_a_pool_with_workers_busy_on_cancelled_work_reaps_them() {
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.pids();
+    {
+        let mut it = pool.chunksize(1).imap(
+            |x: u64| {
+                if x > 0 {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                x
+            },
+            0..10u64,
+        );
+        assert_eq!(it.next().unwrap().unwrap(), 0);
+    } // cancelled while workers are stuck on items that never end
+    drop(pool); // grace period, then SIGKILL
+    for pid in pids {
+        assert!(is_gone(pid), "worker {pid} still exists");
+    }
+}
+
+#[test]
+fn dropping_imap_early_cancels_and_the_next_call_sees_only_its_own_results() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..20u64 {
+        let mut it = pool
+            .chunksize(3)
+            .imap(move |x: u64| x * 1000 + 1, 0..10_000u64);
+        assert_eq!(it.next().unwrap().unwrap(), 1);
+        drop(it);
+        let v = pool.chunksize(2).map(|x: u64| x + 7, 0..50u64).unwrap();
+        assert_eq!(v, (7..57).collect::<Vec<_>>(), "round {round}");
+    }
+}
+
+#[test]
+fn a_second_call_from_the_same_thread_is_busy_not_a_deadlock() {
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap(|x: u8| x, 0..10u8);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    let err = pool.map(|x: u8| x, [1u8]).unwrap_err();
+    assert!(matches!(err, Error::Pool(PoolError::Busy)), "{err}");
+    drop(it);
+    assert_eq!(pool.map(|x: u8| x, [1u8]).unwrap(), [1]);
+}
+
+#[test]
+fn calls_from_several_threads_share_one_pool() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                for round in 0..10u64 {
+                    let base = t * 1_000_000 + round * 1_000;
+                    let v = pool.map(|x: u64| x * 2, base..base + 500).unwrap();
+                    assert_eq!(v, (base..base + 500).map(|x| x * 2).collect::<Vec<_>>());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(pool.pids().len(), 2);
+}

@@ -1,0 +1,113 @@
+//! `ReturnProcess`: one closure in one child, its value on join.
+
+use forkpool::{Death, Error, PoolError, ReturnProcess, TaskError};
+use std::time::Duration;
+
+#[test]
+fn returns_the_value_of_a_closure_that_borrows() {
+    let numbers: Vec<u64> = (1..=100).collect();
+    let p = ReturnProcess::spawn(|| numbers.iter().sum::<u64>()).unwrap();
+    assert_ne!(p.pid(), std::process::id());
+    assert_eq!(p.join().unwrap(), 5050);
+}
+
+#[test]
+fn a_panic_is_an_error_with_its_message() {
+    let p = ReturnProcess::spawn(|| -> u32 { panic!("the child gave up") }).unwrap();
+    let pid = p.pid();
+    match p.join().unwrap_err() {
+        Error::Task(TaskError::Panicked {
+            message,
+            location,
+            pid: reported,
+            ..
+        }) => {
+            assert_eq!(message, "the child gave up");
+            assert!(location.unwrap().contains("process.rs"));
+            assert_eq!(reported, pid);
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn a_child_killed_by_sigkill_is_an_error_naming_the_signal() {
+    let mut p = ReturnProcess::spawn(|| -> u32 {
+        loop {
+            std::thread::park();
+        }
+    })
+    .unwrap();
+    // Killed from outside, as an OOM killer would.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(p.pid() as i32, libc::SIGKILL) }, 0);
+    let err = p.join_timeout(Duration::from_secs(60)).unwrap_err();
+    match &err {
+        Error::Task(TaskError::WorkerDied { death, .. }) => {
+            assert_eq!(*death, Death::Signal(libc::SIGKILL));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("SIGKILL"), "{err}");
+    assert!(matches!(
+        p.join_timeout(Duration::from_secs(1)),
+        Err(Error::Pool(PoolError::AlreadyJoined))
+    ));
+}
+
+#[test]
+fn join_timeout_leaves_a_slow_child_running_until_killed() {
+    let mut p = ReturnProcess::spawn(|| -> u32 {
+        loop {
+            std::thread::park();
+        }
+    })
+    .unwrap();
+    let err = p.join_timeout(Duration::from_millis(20)).unwrap_err();
+    assert!(
+        matches!(err, Error::Task(TaskError::TimedOut { index: 0, .. })),
+        "{err}"
+    );
+    // Still alive: signal 0 probes the process.
+    // SAFETY: kill(2) with signal 0 sends nothing.
+    assert_eq!(unsafe { libc::kill(p.pid() as i32, 0) }, 0);
+    p.kill();
+    match p.join().unwrap_err() {
+        Error::Task(TaskError::WorkerDied { death, .. }) => {
+            assert_eq!(death.signal_name(), Some("SIGKILL"))
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn a_64_mib_result_comes_back_intact() {
+    const LEN: usize = 64 << 20;
+    let p = ReturnProcess::spawn(|| {
+        let bytes: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+        serde_bytes::ByteBuf::from(bytes)
+    })
+    .unwrap();
+    let got = p.join().unwrap();
+    assert_eq!(got.len(), LEN);
+    assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+}
+
+#[test]
+fn dropping_an_unjoined_process_kills_and_reaps_it() {
+    let p = ReturnProcess::spawn(|| -> u32 {
+        loop {
+            std::thread::park();
+        }
+    })
+    .unwrap();
+    let pid = p.pid() as i32;
+    drop(p);
+    // SAFETY: kill(2) with signal 0 sends nothing; ESRCH means no such process (not even a
+    // zombie).
+    assert_eq!(unsafe { libc::kill(pid, 0) }, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ESRCH)
+    );
+}
