@@ -47,3 +47,8 @@ pub use forkpool_worker::StarFn;
 pub use iter::{Imap, ImapUnordered};
 pub use pool::{CallOptions, Pool, PoolBuilder};
 pub use process::ReturnProcess;
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -43,7 +43,7 @@ pub(crate) fn default_workers() -> usize {
 ///
 /// A function that captures is a compile error that points to the alternatives:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0080
 /// # fn main() -> Result<(), forkpool::Error> {
 /// let pool = forkpool::Pool::new(2)?;
 /// let offset = 10u64;

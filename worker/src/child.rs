@@ -55,7 +55,8 @@ pub fn prepare(options: ChildOptions) {
     crate::panic::capture_in_child(options.show_panics);
 }
 
-/// What the parent does before each fork: wraps the panic hook once (see [`crate::panic`]).
+/// What the parent does before each fork: wraps the panic hook once, so children can capture panics
+/// without touching the hook lock after the fork.
 pub fn before_fork() {
     crate::panic::install_hook();
 }

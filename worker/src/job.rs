@@ -25,7 +25,14 @@ pub type EntryFn = fn(&mut WorkerState, &Task<'_>, &mut ReplyWriter);
 /// `F` must be a fn item type or a closure type that captures nothing (or only zero-sized,
 /// invariant-free values): such types have exactly one value and no validity invariant.
 unsafe fn conjure<F>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0) };
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "forkpool: a function given to Pool must not capture variables (the workers were \
+             forked before it existed). Pass the data with Pool::map_with, or fork workers that \
+             hold the closure with FnPool::new or forkpool::parmap."
+        )
+    };
     // SAFETY: `F` is zero-sized, so reading it from a dangling but aligned pointer reads no
     // memory; the caller promises `F` has a single, invariant-free value.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
