@@ -76,7 +76,7 @@ where
         })
     }
 
-    /// The process ids of the live workers.
+    /// The process ids of the live workers. Never waits for a running call.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -85,9 +85,7 @@ where
     /// # Ok(()) }
     /// ```
     pub fn pids(&self) -> Vec<u32> {
-        self.shared
-            .lease()
-            .map_or_else(|_| Vec::new(), |engine| engine.pids())
+        self.shared.pids()
     }
 
     fn call<I>(&self, chunksize: Option<usize>, items: I, ordered: bool) -> Stream<'_, I, R>

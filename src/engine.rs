@@ -22,6 +22,7 @@ use ipc_channel::ipc::IpcBytesSender;
 use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a forked worker runs: the worker loop with the pool's runner. Returns the exit code.
@@ -72,6 +73,8 @@ pub(crate) struct Engine {
     next_call: u64,
     /// Why the last replacement could not be forked, reported when the call runs dry.
     spawn_failure: Option<PoolError>,
+    /// The live workers' pids, readable without waiting for a running call.
+    roster: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Engine {
@@ -88,6 +91,7 @@ impl Engine {
             next_worker_id: 1,
             next_call: 1,
             spawn_failure: None,
+            roster: Arc::default(),
         }
     }
 
@@ -101,9 +105,14 @@ impl Engine {
         self.window
     }
 
-    /// The pids of the live workers.
-    pub fn pids(&self) -> Vec<u32> {
-        self.workers.iter().map(|w| w.pid.as_raw() as u32).collect()
+    /// The live workers' pids, kept up to date by the engine and readable at any time.
+    pub fn roster(&self) -> Arc<Mutex<Vec<u32>>> {
+        Arc::clone(&self.roster)
+    }
+
+    fn publish_roster(&self) {
+        let pids = self.workers.iter().map(|w| w.pid.as_raw() as u32).collect();
+        *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = pids;
     }
 
     /// Forks workers until the pool has its full size.
@@ -141,6 +150,7 @@ impl Engine {
             context_call: 0,
             _watcher: watcher,
         });
+        self.publish_roster();
         Ok(())
     }
 
@@ -254,6 +264,7 @@ impl Engine {
                     .map(|(_, chunk)| *chunk)
                     .collect();
                 drop(worker); // joins its watcher, which has delivered its last event
+                self.publish_roster();
                 if let Err(e) = self.fill(main) {
                     self.spawn_failure = Some(e);
                 }

@@ -188,10 +188,11 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn workers(&self) -> usize {
-        self.shared.lease().map_or(0, |engine| engine.size())
+        self.shared.size()
     }
 
-    /// The process ids of the live workers (waits for a running call on another thread).
+    /// The process ids of the live workers, as of the last fork or death the pool handled.
+    /// Never waits for a running call.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -202,9 +203,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn pids(&self) -> Vec<u32> {
-        self.shared
-            .lease()
-            .map_or_else(|_| Vec::new(), |engine| engine.pids())
+        self.shared.pids()
     }
 
     /// Options for one call: [`CallOptions::chunksize`] and the call methods.

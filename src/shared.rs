@@ -5,7 +5,7 @@ use crate::engine::Engine;
 use crate::error::PoolError;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 thread_local! {
     static TOKEN: u8 = const { 0 };
@@ -22,6 +22,10 @@ pub(crate) struct Shared<M: ?Sized> {
     /// The thread token of the call holding `engine` (0: none).
     owner: AtomicUsize,
     main: Box<M>,
+    /// The configured number of workers.
+    size: usize,
+    /// The live workers' pids, published by the engine.
+    roster: Arc<Mutex<Vec<u32>>>,
 }
 
 /// The engine, held by one call.
@@ -33,10 +37,25 @@ pub(crate) struct Lease<'p> {
 impl<M: ?Sized> Shared<M> {
     pub fn new(engine: Engine, main: Box<M>) -> Shared<M> {
         Shared {
+            size: engine.size(),
+            roster: engine.roster(),
             engine: Mutex::new(engine),
             owner: AtomicUsize::new(0),
             main,
         }
+    }
+
+    /// The configured number of workers.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The live workers' pids, without waiting for a running call.
+    pub fn pids(&self) -> Vec<u32> {
+        self.roster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The function forked workers run.

@@ -116,3 +116,18 @@ fn calls_from_several_threads_share_one_pool() {
     }
     assert_eq!(pool.pids().len(), 2);
 }
+
+#[test]
+fn pids_and_workers_answer_while_a_call_is_running() {
+    let pool = Pool::new(2).unwrap();
+    let expected = pool.pids();
+    let mut it = pool.chunksize(1).imap(|x: u32| x, 0..100u32);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    // From the thread that holds the running call, and from another thread.
+    assert_eq!(pool.pids(), expected);
+    assert_eq!(pool.workers(), 2);
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(pool.pids(), expected));
+    });
+    assert_eq!(it.count(), 99);
+}
