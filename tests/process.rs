@@ -3,6 +3,16 @@
 use forkpool::{Death, Error, PoolError, ReturnProcess, TaskError};
 use std::time::Duration;
 
+/// A child whose closure never returns.
+fn never_finishes() -> ReturnProcess<u32> {
+    ReturnProcess::spawn(|| -> u32 {
+        loop {
+            std::thread::park();
+        }
+    })
+    .unwrap()
+}
+
 #[test]
 fn returns_the_value_of_a_closure_that_borrows() {
     let numbers: Vec<u64> = (1..=100).collect();
@@ -32,12 +42,7 @@ fn a_panic_is_an_error_with_its_message() {
 
 #[test]
 fn a_child_killed_by_sigkill_is_an_error_naming_the_signal() {
-    let mut p = ReturnProcess::spawn(|| -> u32 {
-        loop {
-            std::thread::park();
-        }
-    })
-    .unwrap();
+    let mut p = never_finishes();
     // Killed from outside, as an OOM killer would.
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(p.pid() as i32, libc::SIGKILL) }, 0);
@@ -57,12 +62,7 @@ fn a_child_killed_by_sigkill_is_an_error_naming_the_signal() {
 
 #[test]
 fn join_timeout_leaves_a_slow_child_running_until_killed() {
-    let mut p = ReturnProcess::spawn(|| -> u32 {
-        loop {
-            std::thread::park();
-        }
-    })
-    .unwrap();
+    let mut p = never_finishes();
     let err = p.join_timeout(Duration::from_millis(20)).unwrap_err();
     assert!(
         matches!(err, Error::Task(TaskError::TimedOut { index: 0, .. })),
@@ -95,12 +95,7 @@ fn a_64_mib_result_comes_back_intact() {
 
 #[test]
 fn dropping_an_unjoined_process_kills_and_reaps_it() {
-    let p = ReturnProcess::spawn(|| -> u32 {
-        loop {
-            std::thread::park();
-        }
-    })
-    .unwrap();
+    let p = never_finishes();
     let pid = p.pid() as i32;
     drop(p);
     // SAFETY: kill(2) with signal 0 sends nothing; ESRCH means no such process (not even a
