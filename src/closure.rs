@@ -8,7 +8,7 @@ use crate::error::{Error, PoolError, TaskError};
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::default_workers;
 use crate::process::ReturnProcess;
-use crate::schedule::{Call, CallSpec, Chunking};
+use crate::schedule::CallSpec;
 use crate::shared::Shared;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::{ChildEnd, ClosureRunner};
@@ -92,27 +92,13 @@ where
     where
         I: Iterator<Item = T>,
     {
-        let lease = match self.shared.lease() {
-            Ok(lease) => lease,
-            Err(e) => return Stream::failed(e),
-        };
-        let chunking = match chunksize {
-            Some(n) => Chunking::Fixed(n),
-            None => {
-                let len = match items.size_hint() {
-                    (lo, Some(hi)) if lo == hi => Some(lo),
-                    _ => None,
-                };
-                Chunking::default_for(len, lease.size())
-            }
-        };
         let spec = CallSpec {
             entry: 0,
-            chunking,
+            chunksize,
             ordered,
             context: None,
         };
-        Stream::running(Call::start(lease, self.shared.main(), items, spec))
+        Stream::start(self.shared.lease(), self.shared.main(), items, spec)
     }
 
     /// Applies the closure to every item; results in input order, or the lowest-indexed failure.

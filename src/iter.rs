@@ -1,7 +1,9 @@
 //! The iterators of lazy calls: [`Imap`] (input order) and [`ImapUnordered`] (finish order).
 
+use crate::engine::WorkerMain;
 use crate::error::{Error, PoolError};
-use crate::schedule::Call;
+use crate::schedule::{Call, CallSpec};
+use crate::shared::Lease;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -11,13 +13,24 @@ pub(crate) enum Stream<'p, I: Iterator, R> {
     Failed(Option<PoolError>),
 }
 
-impl<'p, I: Iterator, R> Stream<'p, I, R> {
-    pub fn running(call: Call<'p, I, R>) -> Self {
-        Stream::Running(Box::new(call))
-    }
-
-    pub fn failed(error: PoolError) -> Self {
-        Stream::Failed(Some(error))
+impl<'p, I, R> Stream<'p, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    /// Starts a call on the engine if it could be leased; the one way both kinds of pool start
+    /// a call.
+    pub fn start(
+        lease: Result<Lease<'p>, PoolError>,
+        main: &'p WorkerMain<'p>,
+        input: I,
+        spec: CallSpec,
+    ) -> Self {
+        match lease {
+            Ok(lease) => Stream::Running(Box::new(Call::start(lease, main, input, spec))),
+            Err(error) => Stream::Failed(Some(error)),
+        }
     }
 }
 

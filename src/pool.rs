@@ -2,8 +2,8 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, PoolError};
-use crate::iter::{Imap, ImapUnordered};
-use crate::schedule::{Call, CallSpec, Chunking};
+use crate::iter::{Imap, ImapUnordered, Stream};
+use crate::schedule::CallSpec;
 use crate::shared::Shared;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::job::{self, EntryFn};
@@ -381,14 +381,6 @@ fn entry_for<F>(entry: EntryFn) -> u64 {
     job::entry_address(entry)
 }
 
-/// Input length if the iterator knows it exactly.
-fn known_len<I: Iterator>(iter: &I) -> Option<usize> {
-    match iter.size_hint() {
-        (lo, Some(hi)) if lo == hi => Some(lo),
-        _ => None,
-    }
-}
-
 /// One call's options on a [`Pool`]: made by [`Pool::chunksize`], cheap to copy.
 ///
 /// ```
@@ -426,28 +418,20 @@ impl<'p> CallOptions<'p> {
         items: I,
         ordered: bool,
         context: Option<Result<Vec<u8>, String>>,
-    ) -> crate::iter::Stream<'p, I, R>
+    ) -> Stream<'p, I, R>
     where
         I: Iterator,
         I::Item: Serialize,
         R: DeserializeOwned,
     {
-        let shared = &self.pool.shared;
-        let lease = match shared.lease() {
-            Ok(lease) => lease,
-            Err(e) => return crate::iter::Stream::failed(e),
-        };
-        let chunking = match self.chunksize {
-            Some(n) => Chunking::Fixed(n),
-            None => Chunking::default_for(known_len(&items), lease.size()),
-        };
         let spec = CallSpec {
             entry,
-            chunking,
+            chunksize: self.chunksize,
             ordered,
             context,
         };
-        crate::iter::Stream::running(Call::start(lease, shared.main(), items, spec))
+        let shared = &self.pool.shared;
+        Stream::start(shared.lease(), shared.main(), items, spec)
     }
 
     /// [`Pool::map`] with these options.

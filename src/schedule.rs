@@ -38,11 +38,13 @@ pub(crate) enum Chunking {
 }
 
 impl Chunking {
-    /// Python's rule for input of known length: ceil(len / (4 × workers)); adaptive otherwise.
-    pub fn default_for(len: Option<usize>, workers: usize) -> Chunking {
-        match len {
-            Some(len) => Chunking::Fixed(len.div_ceil(4 * workers).max(1)),
-            None => Chunking::Adaptive(1),
+    /// The chunksize asked for, or by default Python's rule for input of known length,
+    /// ceil(len / (4 × workers)), and adaptive chunks for input of unknown length.
+    fn choose<I: Iterator>(asked: Option<usize>, input: &I, workers: usize) -> Chunking {
+        match (asked, input.size_hint()) {
+            (Some(n), _) => Chunking::Fixed(n),
+            (None, (lo, Some(hi))) if lo == hi => Chunking::Fixed(lo.div_ceil(4 * workers).max(1)),
+            (None, _) => Chunking::Adaptive(1),
         }
     }
 
@@ -67,8 +69,8 @@ impl Chunking {
 pub(crate) struct CallSpec {
     /// The entry address for `Pool` workers (0 for `FnPool`).
     pub entry: u64,
-    /// How to cut the input.
-    pub chunking: Chunking,
+    /// Items per chunk, if the caller chose (`None`: see [`Chunking::choose`]).
+    pub chunksize: Option<usize>,
     /// Yield in input order (`imap`, `map`) or as finished (`imap_unordered`).
     pub ordered: bool,
     /// The bincode-encoded `map_with` context, or why it could not be encoded.
@@ -92,6 +94,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     main: &'p WorkerMain<'p>,
     input: I,
     spec: CallSpec,
+    chunking: Chunking,
     call: u64,
     context: Option<Vec<u8>>,
     /// Frame buffers of answered chunks, reused for new ones.
@@ -130,7 +133,8 @@ where
         let mut failure = engine.fill(main).err();
         let call = engine.begin_call();
         let max_ahead = (engine.size() * engine.window() * 2) as u64;
-        if let Chunking::Fixed(0) = spec.chunking {
+        let chunking = Chunking::choose(spec.chunksize, &input, engine.size());
+        if let Chunking::Fixed(0) = chunking {
             failure = Some(PoolError::InvalidChunksize { chunksize: 0 });
         }
         let context = match &spec.context {
@@ -146,6 +150,7 @@ where
             main,
             input,
             spec,
+            chunking,
             call,
             context,
             spare: Vec::new(),
@@ -231,8 +236,8 @@ where
     /// and, if an item failed to encode, its message (that item is consumed and not in the
     /// chunk).
     fn pull_chunk(&mut self, frame: &mut Vec<u8>) -> (u32, Option<String>) {
-        let limit = self.spec.chunking.items().min(u32::MAX as usize);
-        let adaptive = matches!(self.spec.chunking, Chunking::Adaptive(_));
+        let limit = self.chunking.items().min(u32::MAX as usize);
+        let adaptive = matches!(self.chunking, Chunking::Adaptive(_));
         protocol::begin_task(frame);
         let mut count = 0;
         while count < limit {
@@ -276,9 +281,7 @@ where
                 let Some(info) = self.in_flight.remove(&reply.chunk) else {
                     return;
                 };
-                self.spec
-                    .chunking
-                    .learn(reply.busy_nanos, info.count as usize);
+                self.chunking.learn(reply.busy_nanos, info.count as usize);
                 let outcomes = decode_outcomes(&reply, info.first_index, info.count, pid);
                 self.spare.push(info.frame);
                 self.finish_chunk(reply.chunk, outcomes);
