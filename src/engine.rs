@@ -45,8 +45,15 @@ struct Worker {
 
 /// What one event meant for the current call.
 pub(crate) enum Happened {
-    /// A chunk of the current call was answered by worker `pid`; `frame` is the reply.
-    Reply { pid: u32, frame: Vec<u8> },
+    /// Chunk `chunk` of the current call was answered by worker `pid`. `frame` is the whole
+    /// reply frame; its header has been read into the other fields.
+    Reply {
+        pid: u32,
+        chunk: u64,
+        count: u32,
+        busy_nanos: u64,
+        frame: Vec<u8>,
+    },
     /// Worker `pid` died; a replacement was forked. `running` is the chunk of the current
     /// call it was running (the front of its queue), if any; `unstarted` are the current
     /// call's chunks queued behind it, which it never read and which can be sent again.
@@ -173,7 +180,7 @@ impl Engine {
     }
 
     /// Sends chunk `chunk` of `call` (a sealed task frame) to the worker in `slot`, preceded by
-    /// `context` if that worker does not hold this call's context yet. Returns the worker's pid.
+    /// `context` if that worker does not hold this call's context yet.
     ///
     /// A failed send means the worker is dying: the chunk stays in its queue and fails when its
     /// death is reported.
@@ -184,19 +191,18 @@ impl Engine {
         chunk: u64,
         frame: &[u8],
         context: Option<&[u8]>,
-    ) -> u32 {
+    ) {
         let worker = &mut self.workers[slot];
         worker.in_flight.push_back((call, chunk));
         if let Some(context) = context {
             if worker.context_call != call {
                 worker.context_call = call;
                 if worker.tasks.send(context).is_err() {
-                    return worker.pid.as_raw() as u32;
+                    return;
                 }
             }
         }
         let _ = worker.tasks.send(frame);
-        worker.pid.as_raw() as u32
     }
 
     /// Whether any worker holds a chunk (of any call).
@@ -241,8 +247,12 @@ impl Engine {
                 }
                 worker.in_flight.pop_front();
                 if reply.call == call {
+                    let (chunk, count, busy_nanos) = (reply.chunk, reply.count, reply.busy_nanos);
                     Ok(Happened::Reply {
                         pid,
+                        chunk,
+                        count,
+                        busy_nanos,
                         frame: event.frame,
                     })
                 } else {

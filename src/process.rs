@@ -170,7 +170,8 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             match event {
                 Ok(event) => match Message::parse(&event.frame) {
                     Some(Message::Reply(reply)) => {
-                        self.outcome = decode_outcomes::<R>(&reply, 0, 1, pid).pop();
+                        self.outcome =
+                            decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid).pop();
                     }
                     Some(Message::Exited(status)) => self.death = Some(status.into()),
                     None => {}

@@ -12,7 +12,7 @@ use crate::engine::{Engine, Happened, WorkerMain};
 use crate::error::{CodecStage, Error, PoolError, TaskError};
 use crate::shared::Lease;
 use forkpool_worker::codec;
-use forkpool_worker::protocol::{self, Message};
+use forkpool_worker::protocol;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -274,17 +274,21 @@ where
     fn absorb(&mut self, happened: Happened) {
         match happened {
             Happened::Nothing => {}
-            Happened::Reply { pid, frame } => {
-                let Some(Message::Reply(reply)) = Message::parse(&frame) else {
+            Happened::Reply {
+                pid,
+                chunk,
+                count,
+                busy_nanos,
+                frame,
+            } => {
+                let Some(info) = self.in_flight.remove(&chunk) else {
                     return;
                 };
-                let Some(info) = self.in_flight.remove(&reply.chunk) else {
-                    return;
-                };
-                self.chunking.learn(reply.busy_nanos, info.count as usize);
-                let outcomes = decode_outcomes(&reply, info.first_index, info.count, pid);
+                self.chunking.learn(busy_nanos, info.count as usize);
+                let outcomes = &frame[protocol::REPLY_HEADER_LEN..];
+                let outcomes = decode_outcomes(outcomes, count, info.first_index, info.count, pid);
                 self.spare.push(info.frame);
-                self.finish_chunk(reply.chunk, outcomes);
+                self.finish_chunk(chunk, outcomes);
             }
             Happened::Died {
                 pid,
@@ -310,20 +314,21 @@ where
 }
 
 /// Reads a reply's outcomes; items whose outcome is missing or unreadable get a codec error.
+///
+/// `outcomes` is the body of a reply that says it holds `replied` outcomes, for a chunk of
+/// `count` items starting at `first_index`.
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
-    reply: &protocol::Reply<'_>,
+    outcomes: &[u8],
+    replied: u32,
     first_index: u64,
     count: u32,
     pid: u32,
 ) -> Vec<Result<R, Error>> {
     let mut out = Vec::with_capacity(count as usize);
-    let mut rest = reply.outcomes;
+    let mut rest = outcomes;
     let mut broken: Option<String> = None;
-    if reply.count != count {
-        broken = Some(format!(
-            "reply holds {} outcomes for {count} items",
-            reply.count
-        ));
+    if replied != count {
+        broken = Some(format!("reply holds {replied} outcomes for {count} items"));
     }
     for i in 0..u64::from(count) {
         let index = first_index + i;
