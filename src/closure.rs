@@ -3,14 +3,13 @@
 //! The workers are forked after the closure exists, so it may capture anything (borrowed,
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Settings};
 use crate::error::{Error, PoolError, TaskError};
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::default_workers;
 use crate::process::ReturnProcess;
 use crate::schedule::CallSpec;
 use crate::shared::Shared;
-use forkpool_worker::child::ChildOptions;
 use forkpool_worker::{ChildEnd, ClosureRunner};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -66,8 +65,8 @@ where
             return Err(PoolError::NoWorkers { workers: 0 });
         }
         let main: Box<ClosureMain<'env>> =
-            Box::new(move |end| forkpool_worker::serve(end, &mut ClosureRunner::new(&f)));
-        let engine = Engine::new(workers, 2, ChildOptions::default());
+            Box::new(move |end| forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)));
+        let engine = Engine::new(Settings::new(workers));
         let shared = Shared::new(engine, main);
         shared.lease()?.fill(shared.main())?;
         Ok(FnPool {
@@ -97,6 +96,7 @@ where
             chunksize,
             ordered,
             context: None,
+            timeout: None,
         };
         Stream::start(self.shared.lease(), self.shared.main(), items, spec)
     }
@@ -233,6 +233,7 @@ impl TaskError {
             TaskError::Panicked { index, .. }
             | TaskError::WorkerDied { index, .. }
             | TaskError::TimedOut { index, .. }
+            | TaskError::OutOfMemory { index, .. }
             | TaskError::Codec { index, .. } => *index = new,
         }
         self

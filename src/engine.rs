@@ -14,13 +14,16 @@
 use crate::channel;
 use crate::error::{Death, PoolError};
 use crate::fork;
+use crate::guard::{CrashGuard, RestartLimit};
 use crate::watch::{Event, Watcher};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
+use forkpool_worker::progress::{self, ProgressPage};
 use forkpool_worker::protocol::{Message, shutdown_frame};
 use ipc_channel::ipc::IpcBytesSender;
 use nix::unistd::Pid;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,17 +33,114 @@ pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
 /// How long a dropped pool lets its workers finish what they hold before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// How long a worker stopped for a timeout has between `SIGTERM` and `SIGKILL`.
+const TERM_GRACE: Duration = Duration::from_millis(100);
+
+/// How a pool's workers are made and looked after.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Workers to keep alive.
+    pub size: usize,
+    /// Chunks in flight per worker.
+    pub window: usize,
+    /// Set-up of every forked worker.
+    pub child: ChildOptions,
+    /// Workers report `Ready` after running an initializer.
+    pub has_init: bool,
+    /// Items after which a worker is replaced.
+    pub max_tasks: Option<usize>,
+    /// Re-run the chunk-mates of an item that killed its worker (else they fail with it).
+    pub pinpoint: bool,
+    /// The crash-loop limit.
+    pub restarts: RestartLimit,
+}
+
+impl Settings {
+    /// `size` workers, window 2, default child set-up, no initializer, no recycling.
+    pub fn new(size: usize) -> Settings {
+        Settings {
+            size,
+            window: 2,
+            child: ChildOptions::default(),
+            has_init: false,
+            max_tasks: None,
+            pinpoint: true,
+            restarts: RestartLimit::default(),
+        }
+    }
+}
+
+/// A chunk sent to a worker and not yet answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    call: u64,
+    chunk: u64,
+    count: u32,
+}
+
+/// Why the parent is stopping a worker.
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    /// The item (the worker's `begun` count) that ran past `after`.
+    ticket: u64,
+    after: Duration,
+    /// When `SIGKILL` follows the `SIGTERM` already sent (`None`: sent).
+    kill_at: Option<Instant>,
+}
 
 struct Worker {
     id: u64,
     pid: Pid,
     tasks: IpcBytesSender,
-    /// `(call, chunk)` of every chunk sent and not yet answered, oldest first.
-    in_flight: VecDeque<(u64, u64)>,
+    /// Every chunk sent and not yet answered, oldest first.
+    in_flight: VecDeque<Sent>,
     /// The call whose `map_with` context this worker holds (0: none).
     context_call: u64,
+    /// The worker's item counters, shared with it.
+    progress: ProgressPage,
+    /// Items of the chunks it answered (its `begun` count when it is between chunks).
+    replied_items: u64,
+    /// Items sent to it (for `max_tasks`).
+    dispatched_items: u64,
+    /// Start times recorded since this moment ([`progress::now_nanos`]) are valid.
+    timed_since: u64,
+    /// It reported `Ready` (or the pool has no initializer).
+    ready: bool,
+    /// What its initializer panicked with.
+    init_failure: Option<String>,
+    stopping: Option<Stopping>,
     /// Dropped last: joining the watcher waits for the worker's death.
     _watcher: Watcher,
+}
+
+impl Worker {
+    fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+}
+
+/// What a dead worker's running chunk needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// No item of it had begun, or the parent stopped the worker for a reason that was not an
+    /// item of it: send it again as it is.
+    Requeue,
+    /// The item at `offset` (within the chunk) was running: it gets `cause`, the others of the
+    /// chunk are innocent.
+    Culprit { offset: u32, cause: Cause },
+    /// The worker died between items: which item, if any, is to blame is unknown.
+    Unknown,
+}
+
+/// What an item that was running when its worker ended gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The worker died.
+    Died,
+    /// The parent stopped it after the item ran for this long.
+    TimedOut(Duration),
+    /// An allocation failed under the memory limit (bytes).
+    OutOfMemory(u64),
 }
 
 /// What one event meant for the current call.
@@ -55,61 +155,74 @@ pub(crate) enum Happened {
         frame: Vec<u8>,
     },
     /// Worker `pid` died; a replacement was forked. `running` is the chunk of the current
-    /// call it was running (the front of its queue), if any; `unstarted` are the current
-    /// call's chunks queued behind it, which it never read and which can be sent again.
+    /// call it was running (the front of its queue) and what it needs; `unstarted` are the
+    /// current call's chunks queued behind it, which it never read and which can be sent again.
     Died {
         pid: u32,
         death: Death,
-        running: Option<u64>,
+        running: Option<(u64, Verdict)>,
         unstarted: Vec<u64>,
     },
-    /// Something that concerns no chunk of the current call (a stale reply, a stale death);
-    /// a window slot may have been freed.
+    /// Something that concerns no chunk of the current call (a stale reply, a stale death, a
+    /// timeout check); a window slot may have been freed.
     Nothing,
 }
 
 /// The workers of one pool and the events of their watchers.
 pub(crate) struct Engine {
+    settings: Settings,
     workers: Vec<Worker>,
-    size: usize,
-    window: usize,
-    options: ChildOptions,
+    /// Workers told to exit after `max_tasks` items, until their `Exited` arrives.
+    retired: Vec<Worker>,
     events_tx: Sender<Event>,
     events_rx: Receiver<Event>,
     next_worker_id: u64,
     next_call: u64,
-    /// Why the last replacement could not be forked, reported when the call runs dry.
-    spawn_failure: Option<PoolError>,
+    /// The current call's per-item time limit.
+    timeout: Option<Duration>,
+    guard: CrashGuard,
+    /// A failure to report on the next wait: a replacement that could not be forked, a crash
+    /// loop.
+    failure: Option<PoolError>,
+    /// Set by `terminate`: fork nothing more.
+    halted: Arc<AtomicBool>,
     /// The live workers' pids, readable without waiting for a running call.
     roster: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Engine {
-    /// An engine for `size` workers with `window` chunks in flight each; forks none yet.
-    pub fn new(size: usize, window: usize, options: ChildOptions) -> Engine {
+    /// An engine with these settings; forks no worker yet.
+    pub fn new(settings: Settings) -> Engine {
         let (events_tx, events_rx) = mpsc::channel();
         Engine {
-            workers: Vec::with_capacity(size),
-            size,
-            window,
-            options,
+            workers: Vec::with_capacity(settings.size),
+            retired: Vec::new(),
+            guard: CrashGuard::new(settings.restarts),
+            settings,
             events_tx,
             events_rx,
             next_worker_id: 1,
             next_call: 1,
-            spawn_failure: None,
+            timeout: None,
+            failure: None,
+            halted: Arc::default(),
             roster: Arc::default(),
         }
     }
 
     /// The configured number of workers.
     pub fn size(&self) -> usize {
-        self.size
+        self.settings.size
     }
 
     /// The configured chunks in flight per worker.
     pub fn window(&self) -> usize {
-        self.window
+        self.settings.window
+    }
+
+    /// Whether the chunk-mates of a killing item are run again.
+    pub fn pinpoint(&self) -> bool {
+        self.settings.pinpoint
     }
 
     /// The live workers' pids, kept up to date by the engine and readable at any time.
@@ -117,22 +230,37 @@ impl Engine {
         Arc::clone(&self.roster)
     }
 
+    /// The flag that stops the engine from forking (set by `terminate`).
+    pub fn halted(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.halted)
+    }
+
     fn publish_roster(&self) {
-        let pids = self.workers.iter().map(|w| w.pid.as_raw() as u32).collect();
+        let pids = self.workers.iter().map(Worker::pid).collect();
         *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = pids;
     }
 
     /// Forks workers until the pool has its full size.
     pub fn fill(&mut self, main: &WorkerMain<'_>) -> Result<(), PoolError> {
-        while self.workers.len() < self.size {
+        while self.workers.len() < self.settings.size {
             self.spawn(main)?;
         }
         Ok(())
     }
 
     fn spawn(&mut self, main: &WorkerMain<'_>) -> Result<(), PoolError> {
+        if self.halted.load(Ordering::Acquire) {
+            return Err(PoolError::Closed);
+        }
+        let page = ProgressPage::new().map_err(PoolError::Fork)?;
+        page.get().set_timed(self.timeout.is_some());
+        let address = page.address();
         let (parent, child) = channel::worker_pair()?;
-        let (pid, parent) = fork::spawn(self.options, parent, child, main)?;
+        let (pid, parent) = fork::spawn(self.settings.child, parent, child, |end| {
+            // SAFETY: `address` is the page made above, mapped before this process was forked.
+            unsafe { progress::install(address) };
+            main(end)
+        })?;
         let id = self.next_worker_id;
         self.next_worker_id += 1;
         let watcher = match Watcher::start(
@@ -153,47 +281,113 @@ impl Engine {
             id,
             pid,
             tasks: parent.tasks,
-            in_flight: VecDeque::with_capacity(self.window),
+            in_flight: VecDeque::with_capacity(self.settings.window),
             context_call: 0,
+            progress: page,
+            replied_items: 0,
+            dispatched_items: 0,
+            timed_since: progress::now_nanos(),
+            ready: !self.settings.has_init,
+            init_failure: None,
+            stopping: None,
             _watcher: watcher,
         });
         self.publish_roster();
         Ok(())
     }
 
-    /// Starts a call: returns its id. Ids are never reused, so replies to earlier calls are
-    /// recognised as stale.
-    pub fn begin_call(&mut self) -> u64 {
+    /// Waits until every worker has run the pool's initializer; the first failure otherwise.
+    pub fn wait_ready(&mut self) -> Result<(), PoolError> {
+        while self.workers.iter().any(|w| !w.ready) {
+            let event = self.events_rx.recv().map_err(|_| closed_events())?;
+            let Some(slot) = self.workers.iter().position(|w| w.id == event.child) else {
+                continue;
+            };
+            let pid_of_event = self.workers[slot].pid();
+            match Message::parse(&event.frame) {
+                Some(Message::Ready) => self.workers[slot].ready = true,
+                Some(Message::InitFailed(message)) => {
+                    return Err(PoolError::Init {
+                        pid: pid_of_event,
+                        message: message.to_string(),
+                    });
+                }
+                Some(Message::Exited(status)) => {
+                    let worker = self.workers.swap_remove(slot);
+                    drop(worker);
+                    self.publish_roster();
+                    return Err(PoolError::Init {
+                        pid: pid_of_event,
+                        message: format!(
+                            "worker {} before its initializer returned",
+                            Death::from(status)
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a call whose items may each run for at most `timeout`: returns its id. Ids are
+    /// never reused, so replies to earlier calls are recognised as stale.
+    pub fn begin_call(&mut self, timeout: Option<Duration>) -> u64 {
         let call = self.next_call;
         self.next_call += 1;
+        if self.timeout != timeout {
+            self.timeout = timeout;
+            let now = progress::now_nanos();
+            for worker in &mut self.workers {
+                worker.progress.get().set_timed(timeout.is_some());
+                worker.timed_since = now;
+            }
+        }
+        self.guard.progress();
+        self.failure = None;
         call
     }
 
-    /// The worker with the most room in its window, if any has room.
+    /// The worker with the most room in its window, if any has room (a worker due for
+    /// replacement after `max_tasks` items gets no more).
     pub fn free_slot(&self) -> Option<usize> {
         self.workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.in_flight.len() < self.window)
+            .filter(|(_, w)| w.in_flight.len() < self.settings.window && w.stopping.is_none())
+            .filter(|(_, w)| self.budget_of(w) > 0)
             .min_by_key(|(_, w)| w.in_flight.len())
             .map(|(slot, _)| slot)
     }
 
-    /// Sends chunk `chunk` of `call` (a sealed task frame) to the worker in `slot`, preceded by
-    /// `context` if that worker does not hold this call's context yet.
+    fn budget_of(&self, worker: &Worker) -> usize {
+        self.settings.max_tasks.map_or(usize::MAX, |max| {
+            max.saturating_sub(worker.dispatched_items as usize)
+        })
+    }
+
+    /// How many more items the worker in `slot` takes before it is replaced.
+    pub fn budget(&self, slot: usize) -> usize {
+        self.budget_of(&self.workers[slot])
+    }
+
+    /// Sends chunk `chunk` of `call` (a sealed task frame of `count` items) to the worker in
+    /// `slot`, preceded by `context` if that worker does not hold this call's context yet.
     ///
-    /// A failed send means the worker is dying: the chunk stays in its queue and fails when its
-    /// death is reported.
+    /// A failed send means the worker is dying: the chunk stays in its queue and is dealt with
+    /// when its death is reported.
     pub fn dispatch(
         &mut self,
         slot: usize,
         call: u64,
         chunk: u64,
+        count: u32,
         frame: &[u8],
         context: Option<&[u8]>,
     ) {
         let worker = &mut self.workers[slot];
-        worker.in_flight.push_back((call, chunk));
+        worker.in_flight.push_back(Sent { call, chunk, count });
+        worker.dispatched_items += u64::from(count);
         if let Some(context) = context {
             if worker.context_call != call {
                 worker.context_call = call;
@@ -211,20 +405,90 @@ impl Engine {
     }
 
     /// Waits for the next event and says what it means for call `call`. Forks a replacement
-    /// for a worker that died.
+    /// for a worker that died; stops workers whose item ran past the call's timeout.
     pub fn next_event(&mut self, call: u64, main: &WorkerMain<'_>) -> Result<Happened, PoolError> {
-        if !self.anything_in_flight() {
-            return Err(self.spawn_failure.take().unwrap_or_else(|| {
-                PoolError::Channel(std::io::Error::other(
-                    "scheduler waited with nothing in flight",
-                ))
-            }));
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
         }
-        let event = self
-            .events_rx
-            .recv()
-            .map_err(|_| PoolError::Channel(std::io::Error::other("event channel closed")))?;
+        if !self.anything_in_flight() {
+            return Err(PoolError::Channel(std::io::Error::other(
+                "scheduler waited with nothing in flight",
+            )));
+        }
+        let event = match self.next_deadline() {
+            None => self.events_rx.recv().map_err(|_| closed_events())?,
+            Some(at) => match self
+                .events_rx
+                .recv_timeout(at.saturating_duration_since(Instant::now()))
+            {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.enforce_deadlines();
+                    return Ok(Happened::Nothing);
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(closed_events()),
+            },
+        };
         self.interpret(event, call, main)
+    }
+
+    /// The next moment a worker may need stopping or killing, if any.
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let now_nanos = progress::now_nanos();
+        let mut next: Option<Instant> = None;
+        for worker in &self.workers {
+            let at = match (&worker.stopping, self.timeout) {
+                (Some(stopping), _) => stopping.kill_at,
+                (None, Some(limit)) if !worker.in_flight.is_empty() => {
+                    let snap = worker.progress.get().snapshot();
+                    let since = snap.since_nanos.max(worker.timed_since);
+                    let ends = since.saturating_add(limit.as_nanos() as u64);
+                    if snap.running() {
+                        Some(now + Duration::from_nanos(ends.saturating_sub(now_nanos)))
+                    } else {
+                        // Between items: the next begins no earlier than now.
+                        Some(now + limit)
+                    }
+                }
+                _ => None,
+            };
+            next = match (next, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
+    }
+
+    /// Stops (`SIGTERM` to the group) workers whose item ran past the timeout, and kills
+    /// (`SIGKILL`) those whose grace has passed.
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let now_nanos = progress::now_nanos();
+        for worker in &mut self.workers {
+            if let Some(stopping) = &mut worker.stopping {
+                if stopping.kill_at.is_some_and(|at| now >= at) {
+                    crate::sys::kill_group(worker.pid);
+                    stopping.kill_at = None;
+                }
+                continue;
+            }
+            let Some(limit) = self.timeout else { continue };
+            if worker.in_flight.is_empty() {
+                continue;
+            }
+            let snap = worker.progress.get().snapshot();
+            let since = snap.since_nanos.max(worker.timed_since);
+            if snap.running() && now_nanos.saturating_sub(since) >= limit.as_nanos() as u64 {
+                crate::sys::terminate_group(worker.pid);
+                worker.stopping = Some(Stopping {
+                    ticket: snap.begun,
+                    after: limit,
+                    kill_at: Some(now + TERM_GRACE),
+                });
+            }
+        }
     }
 
     fn interpret(
@@ -234,20 +498,29 @@ impl Engine {
         main: &WorkerMain<'_>,
     ) -> Result<Happened, PoolError> {
         let Some(slot) = self.workers.iter().position(|w| w.id == event.child) else {
-            return Ok(Happened::Nothing); // a worker already removed
+            // A retired worker's last frames, or one already removed.
+            if let Some(Message::Exited(_)) = Message::parse(&event.frame) {
+                self.retired.retain(|w| w.id != event.child);
+            }
+            return Ok(Happened::Nothing);
         };
         match Message::parse(&event.frame) {
             Some(Message::Reply(reply)) => {
                 let worker = &mut self.workers[slot];
-                let pid = worker.pid.as_raw() as u32;
-                if worker.in_flight.front() != Some(&(reply.call, reply.chunk)) {
+                let pid = worker.pid();
+                let front = worker.in_flight.front().copied();
+                if front.map(|s| (s.call, s.chunk)) != Some((reply.call, reply.chunk)) {
                     // Out of protocol: stop the worker; its death fails what it held.
                     crate::sys::kill_group(worker.pid);
                     return Ok(Happened::Nothing);
                 }
                 worker.in_flight.pop_front();
-                if reply.call == call {
-                    let (chunk, count, busy_nanos) = (reply.chunk, reply.count, reply.busy_nanos);
+                worker.replied_items += front.map_or(0, |s| u64::from(s.count));
+                self.guard.progress();
+                let (chunk, count, busy_nanos) = (reply.chunk, reply.count, reply.busy_nanos);
+                let current = reply.call == call;
+                self.retire_if_spent(slot, main);
+                if current {
                     Ok(Happened::Reply {
                         pid,
                         chunk,
@@ -259,28 +532,42 @@ impl Engine {
                     Ok(Happened::Nothing)
                 }
             }
+            Some(Message::Ready) => {
+                self.workers[slot].ready = true;
+                Ok(Happened::Nothing)
+            }
+            Some(Message::InitFailed(message)) => {
+                self.workers[slot].init_failure = Some(message.to_string());
+                Ok(Happened::Nothing)
+            }
             Some(Message::Exited(status)) => {
                 let worker = self.workers.swap_remove(slot);
-                let pid = worker.pid.as_raw() as u32;
+                let death = Death::from(status);
+                let pid = worker.pid();
+                let verdict = self.verdict(&worker, death);
                 // A worker reads its next frame only after replying to the one before, so only
                 // the front of its queue can have started.
                 let mut queue = worker.in_flight.iter();
                 let running = queue
                     .next()
-                    .filter(|(c, _)| *c == call)
-                    .map(|(_, chunk)| *chunk);
-                let unstarted = queue
-                    .filter(|(c, _)| *c == call)
-                    .map(|(_, chunk)| *chunk)
-                    .collect();
+                    .filter(|s| s.call == call)
+                    .map(|s| (s.chunk, verdict));
+                let unstarted = queue.filter(|s| s.call == call).map(|s| s.chunk).collect();
+                let cause = match &worker.init_failure {
+                    Some(message) => format!("worker {pid}: initializer panicked: {message}"),
+                    None => format!("worker {pid} {death}"),
+                };
                 drop(worker); // joins its watcher, which has delivered its last event
                 self.publish_roster();
+                if let Some(crash_loop) = self.guard.death(cause) {
+                    self.failure = Some(crash_loop);
+                }
                 if let Err(e) = self.fill(main) {
-                    self.spawn_failure = Some(e);
+                    self.failure.get_or_insert(e);
                 }
                 Ok(Happened::Died {
                     pid,
-                    death: status.into(),
+                    death,
                     running,
                     unstarted,
                 })
@@ -291,17 +578,64 @@ impl Engine {
             }
         }
     }
-}
 
-impl Drop for Engine {
-    /// Asks every worker to exit, waits up to [`SHUTDOWN_GRACE`], kills the rest, and reaps all.
-    fn drop(&mut self) {
+    /// What the chunk a dead worker was running needs, read from its progress page.
+    fn verdict(&self, worker: &Worker, death: Death) -> Verdict {
+        let Some(front) = worker.in_flight.front() else {
+            return Verdict::Requeue;
+        };
+        let snap = worker.progress.get().snapshot();
+        let begun = snap.begun.saturating_sub(worker.replied_items);
+        if begun == 0 {
+            return Verdict::Requeue;
+        }
+        if begun > u64::from(front.count) {
+            return Verdict::Unknown;
+        }
+        if !snap.running() {
+            return match worker.stopping {
+                Some(_) => Verdict::Requeue,
+                None => Verdict::Unknown,
+            };
+        }
+        let offset = (begun - 1) as u32;
+        let cause = match worker.stopping {
+            Some(stopping) if stopping.ticket == snap.begun => Cause::TimedOut(stopping.after),
+            // Stopped for an item that finished just before the signal: this one is innocent.
+            Some(_) => return Verdict::Requeue,
+            None => match (self.settings.child.memory_limit, death) {
+                (Some(limit), Death::Signal(libc::SIGABRT)) => Cause::OutOfMemory(limit),
+                _ => Cause::Died,
+            },
+        };
+        Verdict::Culprit { offset, cause }
+    }
+
+    /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.
+    fn retire_if_spent(&mut self, slot: usize, main: &WorkerMain<'_>) {
+        let worker = &self.workers[slot];
+        if self.budget_of(worker) > 0 || !worker.in_flight.is_empty() {
+            return;
+        }
+        let worker = self.workers.swap_remove(slot);
+        let _ = worker.tasks.send(&shutdown_frame());
+        self.retired.push(worker);
+        self.publish_roster();
+        if let Err(e) = self.fill(main) {
+            self.failure.get_or_insert(e);
+        }
+    }
+
+    /// Asks every worker to exit, waits up to `grace`, kills the rest, and reaps all.
+    pub fn shut_down(&mut self, grace: Duration) {
         for worker in &self.workers {
             let _ = worker.tasks.send(&shutdown_frame());
         }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        self.retired.append(&mut self.workers);
+        self.publish_roster();
+        let deadline = Instant::now() + grace;
         let mut killed = false;
-        while !self.workers.is_empty() {
+        while !self.retired.is_empty() {
             let wait = deadline.saturating_duration_since(Instant::now());
             let event = if killed {
                 self.events_rx
@@ -313,11 +647,11 @@ impl Drop for Engine {
             match event {
                 Ok(event) => {
                     if let Some(Message::Exited(_)) = Message::parse(&event.frame) {
-                        self.workers.retain(|w| w.id != event.child);
+                        self.retired.retain(|w| w.id != event.child);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    for worker in &self.workers {
+                    for worker in &self.retired {
                         crate::sys::kill_group(worker.pid);
                     }
                     killed = true;
@@ -325,5 +659,16 @@ impl Drop for Engine {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+    }
+}
+
+fn closed_events() -> PoolError {
+    PoolError::Channel(std::io::Error::other("event channel closed"))
+}
+
+impl Drop for Engine {
+    /// Asks every worker to exit, waits up to [`SHUTDOWN_GRACE`], kills the rest, and reaps all.
+    fn drop(&mut self) {
+        self.shut_down(SHUTDOWN_GRACE);
     }
 }

@@ -116,8 +116,11 @@ pub enum TaskError {
         /// How the worker ended.
         death: Death,
     },
-    /// The item ran longer than the time allowed.
-    #[error("item {index}: timed out after {after:?} in worker {pid}")]
+    /// The item ran longer than the time allowed; its worker was stopped (`SIGTERM` to its
+    /// process group, then `SIGKILL` after a short grace) and replaced.
+    #[error(
+        "item {index}: timed out after {after:?} in worker {pid} (worker stopped with SIGTERM)"
+    )]
     TimedOut {
         /// The item's index.
         index: u64,
@@ -125,6 +128,17 @@ pub enum TaskError {
         pid: u32,
         /// The time limit that passed.
         after: Duration,
+    },
+    /// The item needed more memory than the pool's `memory_limit`: an allocation failed, the
+    /// worker aborted (`SIGABRT`), and a replacement was forked.
+    #[error("item {index}: out of memory in worker {pid}: an allocation failed under the memory limit of {} MiB and the worker aborted (SIGABRT)", limit / (1 << 20))]
+    OutOfMemory {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id.
+        pid: u32,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// The item or its result could not be encoded or decoded.
     #[error("item {index}: codec error {stage} (worker {pid}): {message}")]
@@ -147,6 +161,7 @@ impl TaskError {
             TaskError::Panicked { index, .. }
             | TaskError::WorkerDied { index, .. }
             | TaskError::TimedOut { index, .. }
+            | TaskError::OutOfMemory { index, .. }
             | TaskError::Codec { index, .. } => *index,
         }
     }
@@ -157,6 +172,7 @@ impl TaskError {
             TaskError::Panicked { pid, .. }
             | TaskError::WorkerDied { pid, .. }
             | TaskError::TimedOut { pid, .. }
+            | TaskError::OutOfMemory { pid, .. }
             | TaskError::Codec { pid, .. } => *pid,
         }
     }
@@ -199,6 +215,31 @@ pub enum PoolError {
     /// The child process was already joined.
     #[error("the process was already joined")]
     AlreadyJoined,
+    /// Workers died faster than the pool's restart limit allows, with no item finishing in
+    /// between: the call ended instead of forking replacements forever.
+    #[error("crash loop: {deaths} workers died within {within:?} with no item finishing; last causes: {}", last_causes.join("; "))]
+    CrashLoop {
+        /// Deaths counted.
+        deaths: usize,
+        /// The span they were counted over.
+        within: Duration,
+        /// The last few causes, newest last (e.g. `worker 812 killed by SIGSEGV (signal 11)`).
+        last_causes: Vec<String>,
+    },
+    /// The pool's initializer panicked in a worker.
+    #[error("the initializer panicked in worker {pid}: {message}")]
+    Init {
+        /// The worker's process id.
+        pid: u32,
+        /// The panic message (or how the worker died, if it died before reporting).
+        message: String,
+    },
+    /// The pool was closed or terminated: it takes no new work.
+    #[error("the pool is closed: close(), join() or terminate() was called")]
+    Closed,
+    /// `join` was called on a pool that was neither closed nor terminated.
+    #[error("join() needs close() or terminate() first")]
+    NotClosed,
 }
 
 /// Everything a pool call can return: one item's failure, or the pool's.

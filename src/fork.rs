@@ -22,16 +22,26 @@ pub(crate) fn spawn<P, C>(
     child_main: impl FnOnce(C) -> i32,
 ) -> Result<(Pid, P), PoolError> {
     child::before_fork();
+    let parent = std::process::id();
+    // Hold stdout and stderr across the fork, as glibc holds malloc's locks: another thread of
+    // the parent may be printing at this moment, and a child forked while it held one of these
+    // locks would block forever on its first print. Held by this thread, they are free in the
+    // child once it drops its copies of the guards. (They are reentrant, so a caller that holds
+    // one itself does not deadlock here.)
+    let stdio = (std::io::stdout().lock(), std::io::stderr().lock());
     // SAFETY: `fork` is sound to call; what must hold is that the child, a copy of one thread
     // of a possibly multi-threaded process, does not wait on a lock another thread held at the
     // moment of the fork, and never returns into code that assumes it is the parent. The child
-    // branch below runs only the worker crate's set-up and loop (which take no such lock but the
-    // panic hook's) and the caller's `child_main`, and always ends in `_exit`.
-    match unsafe { fork() } {
+    // branch below runs only the worker crate's set-up and loop (which take no such lock: stdio
+    // locks are held by this thread, see above, and the panic hook was installed before) and
+    // the caller's `child_main`, and always ends in `_exit`.
+    let forked = unsafe { fork() };
+    drop(stdio);
+    match forked {
         Ok(ForkResult::Child) => {
             drop(parent_part);
             let code = catch_unwind(AssertUnwindSafe(|| {
-                child::prepare(options);
+                child::prepare(options, parent);
                 child_main(child_part)
             }))
             .unwrap_or(child::EXIT_CHILD_PANICKED);

@@ -16,7 +16,7 @@ pub(crate) enum Stream<'p, I: Iterator, R> {
 impl<'p, I, R> Stream<'p, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
     /// Starts a call on the engine if it could be leased; the one way both kinds of pool start
@@ -37,7 +37,7 @@ where
 impl<I, R> Iterator for Stream<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;
@@ -79,7 +79,7 @@ impl<'p, I: Iterator, R> Imap<'p, I, R> {
 impl<I, R> Iterator for Imap<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;
@@ -115,7 +115,7 @@ impl<'p, I: Iterator, R> ImapUnordered<'p, I, R> {
 impl<I, R> Iterator for ImapUnordered<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;

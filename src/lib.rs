@@ -33,6 +33,7 @@ mod closure;
 mod engine;
 mod error;
 mod fork;
+mod guard;
 mod iter;
 mod pool;
 mod process;

@@ -1,16 +1,18 @@
 //! [`Pool`]: worker processes forked once and reused by every call, and its builder.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Settings};
 use crate::error::{Error, PoolError};
+use crate::guard::RestartLimit;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::schedule::CallSpec;
 use crate::shared::Shared;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::job::{self, EntryFn};
-use forkpool_worker::{EntryRunner, StarFn};
+use forkpool_worker::{EntryRunner, InitFn, StarFn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 /// The function a pool worker runs after fork: the worker loop, calling entries by address.
 type PoolMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send + Sync;
@@ -31,7 +33,13 @@ pub(crate) fn default_workers() -> usize {
 /// call from the thread whose iterator is still running gets [`PoolError::Busy`].
 ///
 /// Dropping the pool asks the workers to exit, waits up to half a second, then kills and reaps
-/// them all.
+/// them all. [`close`](Pool::close), [`join`](Pool::join) and [`terminate`](Pool::terminate)
+/// end it explicitly, as in Python.
+///
+/// A worker that dies (segfault, abort, `SIGKILL`) costs only the item it was running: the
+/// other items of its chunk are sent again (see [`PoolBuilder::pinpoint_crashes`]) and a
+/// replacement is forked. An item that runs past [`PoolBuilder::timeout`] or
+/// [`CallOptions::timeout`] has its worker stopped and replaced.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
@@ -54,6 +62,7 @@ pub(crate) fn default_workers() -> usize {
 /// ```
 pub struct Pool {
     shared: Shared<PoolMain>,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -77,6 +86,12 @@ pub struct PoolBuilder {
     workers: usize,
     window: usize,
     show_panics: bool,
+    timeout: Option<Duration>,
+    init: Option<InitFn>,
+    max_tasks: Option<usize>,
+    memory_limit: Option<u64>,
+    pinpoint: bool,
+    restarts: RestartLimit,
 }
 
 impl Default for PoolBuilder {
@@ -85,6 +100,12 @@ impl Default for PoolBuilder {
             workers: default_workers(),
             window: 2,
             show_panics: false,
+            timeout: None,
+            init: None,
+            max_tasks: None,
+            memory_limit: None,
+            pinpoint: true,
+            restarts: RestartLimit::default(),
         }
     }
 }
@@ -131,7 +152,134 @@ impl PoolBuilder {
         self
     }
 
-    /// Forks the workers.
+    /// The default time limit of one item, for every call (a call can set its own with
+    /// [`CallOptions::timeout`]). An item still running after it fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut); its worker gets `SIGTERM` (its whole
+    /// process group, so processes the task started go too), then `SIGKILL` after 100 ms, and is
+    /// replaced; the call goes on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::builder().workers(1).timeout(Duration::from_millis(300)).build()?;
+    /// let err = pool.map(|s: u64| std::thread::sleep(Duration::from_secs(s)), [0, 60]).unwrap_err();
+    /// assert!(matches!(err.as_task(), Some(forkpool::TaskError::TimedOut { index: 1, .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// A function every worker runs once after it is forked and before its first item,
+    /// replacements included (Python's `initializer`). It must capture nothing, like the
+    /// functions given to [`Pool::map`]. If it panics in a first worker, [`build`](Self::build)
+    /// returns [`PoolError::Init`] with its message; if it panics in a replacement, that worker
+    /// dies, and the crash-loop guard ends the call if it keeps happening.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let err = forkpool::Pool::builder()
+    ///     .workers(2)
+    ///     .init(|| panic!("no licence file"))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("no licence file"));
+    /// # Ok(()) }
+    /// ```
+    pub fn init<F: Fn()>(mut self, f: F) -> Self {
+        let _ = f;
+        #[allow(clippy::let_unit_value)]
+        let () = CapturesNothing::<F>::CHECK;
+        self.init = Some(job::init_entry::<F>);
+        self
+    }
+
+    /// Replace each worker with a fresh one after it has been given `items` items (Python's
+    /// `maxtasksperchild`, counted in items): memory a task leaks goes with its worker. Chunks
+    /// are cut so that no worker gets more. Nothing fails or changes order. 0 is treated as 1.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
+    /// let pids = pool.map(|_: u8| std::process::id(), [0u8, 1, 2, 3])?;
+    /// assert_eq!(pids[0], pids[1]);
+    /// assert_ne!(pids[1], pids[2]);
+    /// # Ok(()) }
+    /// ```
+    pub fn max_tasks_per_worker(mut self, items: usize) -> Self {
+        self.max_tasks = Some(items.max(1));
+        self
+    }
+
+    /// Cap each worker's address space at `bytes` (`RLIMIT_AS`). An item whose allocation
+    /// fails under it aborts its worker and fails with
+    /// [`TaskError::OutOfMemory`](crate::TaskError::OutOfMemory); the pool goes on. The cap
+    /// counts virtual memory, code and stacks included, so leave room above what items really
+    /// use. (While a limit is set, a worker that dies of `SIGABRT` during an item is reported as
+    /// out of memory: Rust aborts on a failed allocation, and std offers no stable hook to tell
+    /// that abort from an explicit one.)
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).memory_limit(1 << 30).build()?;
+    /// assert_eq!(pool.map(|n: usize| vec![1u8; n].len(), [1000usize])?, [1000]);
+    /// # Ok(()) }
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Crash pinpointing (default on): when a worker dies running an item, only that item fails
+    /// (the pool knows which item was running from a page of memory the worker shares with it);
+    /// the other items of its chunk are sent again. Off, every item of the chunk fails with
+    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), as in pebble: use that if items
+    /// must never run twice (with pinpointing, items of the chunk that had finished before the
+    /// crash run again).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).pinpoint_crashes(false).build()?;
+    /// let outcomes: Vec<_> = pool
+    ///     .chunksize(4)
+    ///     .imap(|x: u32| if x == 2 { std::process::abort() } else { x }, 0..4u32)
+    ///     .collect();
+    /// assert!(outcomes.iter().all(|r| r.is_err()));
+    /// # Ok(()) }
+    /// ```
+    pub fn pinpoint_crashes(mut self, on: bool) -> Self {
+        self.pinpoint = on;
+        self
+    }
+
+    /// The crash-loop guard: a call ends with [`PoolError::CrashLoop`] when more than `deaths`
+    /// workers die within `within` with no item finishing in between (billiard's
+    /// `max_restarts`). Default: 32 deaths within 10 s.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::builder()
+    ///     .workers(1)
+    ///     .max_restarts(3, Duration::from_secs(60))
+    ///     .build()?;
+    /// let outcomes: Vec<_> = pool
+    ///     .chunksize(1)
+    ///     .imap(|_: u8| -> u8 { std::process::abort() }, 0..100u8)
+    ///     .collect();
+    /// // Four items failed with their worker's death; then the guard ended the call.
+    /// assert_eq!(outcomes.len(), 5);
+    /// let last = outcomes.last().unwrap().as_ref().unwrap_err();
+    /// assert!(matches!(last, forkpool::Error::Pool(forkpool::PoolError::CrashLoop { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_restarts(mut self, deaths: usize, within: Duration) -> Self {
+        self.restarts = RestartLimit { deaths, within };
+        self
+    }
+
+    /// Forks the workers (and waits for their initializer, if there is one).
     ///
     /// ```
     /// let err = forkpool::Pool::builder().workers(0).build().unwrap_err();
@@ -144,14 +292,32 @@ impl PoolBuilder {
         if self.window == 0 {
             return Err(PoolError::InvalidWindow { window: 0 });
         }
-        let options = ChildOptions {
-            ignore_sigint: true,
-            show_panics: self.show_panics,
+        let settings = Settings {
+            size: self.workers,
+            window: self.window,
+            child: ChildOptions {
+                ignore_sigint: true,
+                show_panics: self.show_panics,
+                memory_limit: self.memory_limit,
+            },
+            has_init: self.init.is_some(),
+            max_tasks: self.max_tasks,
+            pinpoint: self.pinpoint,
+            restarts: self.restarts,
         };
-        let main: Box<PoolMain> = Box::new(|end| forkpool_worker::serve(end, &mut EntryRunner));
-        let shared = Shared::new(Engine::new(self.workers, self.window, options), main);
-        shared.lease()?.fill(shared.main())?;
-        Ok(Pool { shared })
+        let init = self.init;
+        let main: Box<PoolMain> =
+            Box::new(move |end| forkpool_worker::serve(end, init, &mut EntryRunner));
+        let shared = Shared::new(Engine::new(settings), main);
+        {
+            let mut engine = shared.lease()?;
+            engine.fill(shared.main())?;
+            engine.wait_ready()?;
+        }
+        Ok(Pool {
+            shared,
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -211,7 +377,74 @@ impl Pool {
         CallOptions {
             pool: self,
             chunksize: None,
+            timeout: self.timeout,
         }
+    }
+
+    /// A view of the pool whose calls stop any item that runs longer than `limit` (see
+    /// [`PoolBuilder::timeout`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let v = pool.timeout(Duration::from_secs(30)).map(|x: u8| x + 1, [1u8, 2])?;
+    /// assert_eq!(v, [2, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(&self, limit: Duration) -> CallOptions<'_> {
+        self.options().timeout(limit)
+    }
+
+    /// Takes no new work: every later call returns [`PoolError::Closed`]. A call already
+    /// running finishes. Python's `Pool.close`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// pool.close();
+    /// let err = pool.map(|x: u8| x, [1u8]).unwrap_err();
+    /// assert!(matches!(err, forkpool::Error::Pool(forkpool::PoolError::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Waits for a running call (on another thread) to finish, then for every worker to exit,
+    /// and reaps them (a worker that has not exited half a second after being told to is
+    /// killed). Needs [`close`](Pool::close) or [`terminate`](Pool::terminate) first, as in
+    /// Python; otherwise returns [`PoolError::NotClosed`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// assert_eq!(pool.map(|x: u8| x * 2, [4u8])?, [8]);
+    /// pool.close();
+    /// pool.join()?;
+    /// assert!(pool.pids().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn join(&self) -> Result<(), PoolError> {
+        self.shared.join()
+    }
+
+    /// Kills every worker now (`SIGKILL` to each worker's process group) and closes the pool.
+    /// A call running on another thread ends: items its workers held fail with
+    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), and the call then returns
+    /// [`PoolError::Closed`]. Reaps the workers before returning.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let pids = pool.pids();
+    /// pool.terminate();
+    /// assert!(pool.pids().is_empty());
+    /// # let _ = pids;
+    /// # Ok(()) }
+    /// ```
+    pub fn terminate(&self) {
+        self.shared.terminate();
     }
 
     /// A view of the pool whose calls cut their input into chunks of `chunksize` items.
@@ -395,6 +628,7 @@ fn entry_for<F>(entry: EntryFn) -> u64 {
 pub struct CallOptions<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
+    timeout: Option<Duration>,
 }
 
 impl<'p> CallOptions<'p> {
@@ -412,6 +646,27 @@ impl<'p> CallOptions<'p> {
         self
     }
 
+    /// Stop any item of these calls that runs longer than `limit` (see
+    /// [`PoolBuilder::timeout`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let outcomes: Vec<_> = pool
+    ///     .chunksize(1)
+    ///     .timeout(Duration::from_millis(200))
+    ///     .imap(|s: u64| { std::thread::sleep(Duration::from_secs(s)); s }, [0, 30, 0])
+    ///     .collect();
+    /// assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    /// assert!(outcomes[1].as_ref().unwrap_err().to_string().contains("timed out"));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
     fn call<I, R>(
         self,
         entry: u64,
@@ -421,7 +676,7 @@ impl<'p> CallOptions<'p> {
     ) -> Stream<'p, I, R>
     where
         I: Iterator,
-        I::Item: Serialize,
+        I::Item: Serialize + DeserializeOwned,
         R: DeserializeOwned,
     {
         let spec = CallSpec {
@@ -429,6 +684,7 @@ impl<'p> CallOptions<'p> {
             chunksize: self.chunksize,
             ordered,
             context,
+            timeout: self.timeout,
         };
         let shared = &self.pool.shared;
         Stream::start(shared.lease(), shared.main(), items, spec)

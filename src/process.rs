@@ -64,7 +64,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         let (end, sender) = channel::result_pair()?;
         let options = ChildOptions {
             ignore_sigint: false,
-            show_panics: false,
+            ..ChildOptions::default()
         };
         let (pid, end) = fork::spawn(options, end, sender, move |sender| {
             forkpool_worker::serve_once(sender, f)
@@ -118,6 +118,36 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
         self.wait(Some((Instant::now() + timeout, timeout)))
+    }
+
+    /// Waits at most `limit` for the value; if it has not come by then, stops the child
+    /// (`SIGTERM` to its process group, so processes it started go too; `SIGKILL` 100 ms later),
+    /// reaps it, and returns [`TaskError::TimedOut`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let p = forkpool::ReturnProcess::spawn(|| std::thread::sleep(Duration::from_secs(60)))?;
+    /// let pid = p.pid();
+    /// let err = p.join_or_kill(Duration::from_millis(100)).unwrap_err();
+    /// assert!(matches!(err.as_task(), Some(forkpool::TaskError::TimedOut { .. })));
+    /// # let _ = pid;
+    /// # Ok(()) }
+    /// ```
+    pub fn join_or_kill(mut self, limit: Duration) -> Result<R, Error> {
+        let outcome = self.wait(Some((Instant::now() + limit, limit)));
+        let Err(Error::Task(TaskError::TimedOut { .. })) = outcome else {
+            return outcome;
+        };
+        crate::sys::terminate_group(self.pid);
+        let grace = Duration::from_millis(100);
+        if let Err(Error::Task(TaskError::TimedOut { .. })) =
+            self.wait(Some((Instant::now() + grace, grace)))
+        {
+            crate::sys::kill_group(self.pid);
+            let _ = self.wait(None);
+        }
+        outcome
     }
 
     /// Kills the child (and its process group) with `SIGKILL`; a later `join` reports the
@@ -174,7 +204,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
                             decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid).pop();
                     }
                     Some(Message::Exited(status)) => self.death = Some(status.into()),
-                    None => {}
+                    _ => {}
                 },
                 Err(RecvTimeoutError::Timeout) => {
                     let after = deadline.map_or(Duration::ZERO, |(_, d)| d);

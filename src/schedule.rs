@@ -3,13 +3,17 @@
 //!
 //! Invariants:
 //! - Every item pulled from the input gets exactly one outcome: its result, or an error naming
-//!   its index (a panic, its worker's death, a codec failure).
+//!   its index (a panic, its worker's death, a timeout, a codec failure).
+//! - A chunk (an *origin*, numbered in input order) travels as one or more *parts*: first whole;
+//!   when a worker dies holding it, the item to blame fails and the rest go out again as new
+//!   parts (crash pinpointing). An origin is finished when every one of its items has an
+//!   outcome, whichever parts brought them.
 //! - Memory is bounded by the work in flight: input is pulled only to fill a free window slot,
 //!   and ordered calls dispatch at most `max_ahead` chunks past the oldest unfinished one, so
 //!   the reorder buffer never holds more than that.
 
-use crate::engine::{Engine, Happened, WorkerMain};
-use crate::error::{CodecStage, Error, PoolError, TaskError};
+use crate::engine::{Cause, Engine, Happened, Verdict, WorkerMain};
+use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
 use crate::shared::Lease;
 use forkpool_worker::codec;
 use forkpool_worker::protocol;
@@ -17,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
+use std::time::Duration;
 
 /// A chunk's frame stops growing past this many bytes of items when the chunksize is adaptive.
 const ADAPTIVE_MAX_BYTES: usize = 1 << 20;
@@ -75,17 +80,32 @@ pub(crate) struct CallSpec {
     pub ordered: bool,
     /// The bincode-encoded `map_with` context, or why it could not be encoded.
     pub context: Option<Result<Vec<u8>, String>>,
+    /// The most one item may run before its worker is stopped.
+    pub timeout: Option<Duration>,
 }
 
-/// A chunk sent to a worker and not yet answered.
-struct ChunkInfo {
+/// Wire numbers of parts made by splitting a chunk start here; below it, a part's wire number
+/// is its origin's (a chunk's first dispatch).
+const FIRST_SPLIT_PART: u64 = 1 << 62;
+
+/// Items of one chunk, sent to a worker and not yet answered.
+struct Part {
+    /// The chunk (origin) the items belong to.
+    origin: u64,
     /// Index of its first item.
     first_index: u64,
     /// How many items it holds.
     count: u32,
-    /// Its task frame, kept to send it again if its worker dies before starting it; the buffer
+    /// Its task frame, kept to send it again (whole or split) if its worker dies; the buffer
     /// is recycled for a later chunk once the reply is in.
     frame: Vec<u8>,
+}
+
+/// The outcomes gathered so far for a chunk that was split.
+struct Origin<R> {
+    first_index: u64,
+    outcomes: Vec<Option<Result<R, Error>>>,
+    missing: usize,
 }
 
 /// A call in progress: an iterator of `Result<R, Error>`, one per input item.
@@ -99,13 +119,16 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     context: Option<Vec<u8>>,
     /// Frame buffers of answered chunks, reused for new ones.
     spare: Vec<Vec<u8>>,
-    /// Chunks whose worker died before starting them: sent again before any new input.
+    /// Parts to send again (their worker died): sent before any new input.
     retry: VecDeque<u64>,
     next_chunk: u64,
+    next_part: u64,
     next_index: u64,
     max_ahead: u64,
-    /// Chunks sent and not yet answered.
-    in_flight: HashMap<u64, ChunkInfo>,
+    /// Parts sent and not yet answered, by wire number.
+    in_flight: HashMap<u64, Part>,
+    /// Chunks that were split, by origin.
+    split: HashMap<u64, Origin<R>>,
     /// Ordered calls: the oldest chunk not yet yielded, and finished chunks waiting for it.
     head: u64,
     parked: BTreeMap<u64, Vec<Result<R, Error>>>,
@@ -119,7 +142,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
 impl<'p, I, R> Call<'p, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
     /// Starts a call on the leased engine; forks missing workers first.
@@ -131,7 +154,7 @@ where
     ) -> Call<'p, I, R> {
         let engine: &mut Engine = &mut lease;
         let mut failure = engine.fill(main).err();
-        let call = engine.begin_call();
+        let call = engine.begin_call(spec.timeout);
         let max_ahead = (engine.size() * engine.window() * 2) as u64;
         let chunking = Chunking::choose(spec.chunksize, &input, engine.size());
         if let Chunking::Fixed(0) = chunking {
@@ -156,9 +179,11 @@ where
             spare: Vec::new(),
             retry: VecDeque::new(),
             next_chunk: 0,
+            next_part: FIRST_SPLIT_PART,
             next_index: 0,
             max_ahead,
             in_flight: HashMap::new(),
+            split: HashMap::new(),
             head: 0,
             parked: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -176,10 +201,10 @@ where
                 return;
             };
             self.retry.pop_front();
-            if let Some(info) = self.in_flight.get(&seq) {
+            if let Some(part) = self.in_flight.get(&seq) {
                 let context = self.context.as_deref();
                 self.lease
-                    .dispatch(slot, self.call, seq, &info.frame, context);
+                    .dispatch(slot, self.call, seq, part.count, &part.frame, context);
             }
         }
         while !self.input_done {
@@ -192,7 +217,8 @@ where
             let chunk = self.next_chunk;
             let first_index = self.next_index;
             let mut frame = self.spare.pop().unwrap_or_default();
-            let (count, bad_item) = self.pull_chunk(&mut frame);
+            let budget = self.lease.budget(slot);
+            let (count, bad_item) = self.pull_chunk(&mut frame, budget);
             if count > 0 {
                 protocol::seal_task(
                     &mut frame,
@@ -203,13 +229,15 @@ where
                     count,
                 );
                 let context = self.context.as_deref();
-                self.lease.dispatch(slot, self.call, chunk, &frame, context);
-                let info = ChunkInfo {
+                self.lease
+                    .dispatch(slot, self.call, chunk, count, &frame, context);
+                let part = Part {
+                    origin: chunk,
                     first_index,
                     count,
                     frame,
                 };
-                self.in_flight.insert(chunk, info);
+                self.in_flight.insert(chunk, part);
                 self.next_chunk += 1;
                 self.next_index += u64::from(count);
             } else {
@@ -232,11 +260,11 @@ where
         }
     }
 
-    /// Encodes items into `frame` until the chunk is full or the input ends. Returns the count
-    /// and, if an item failed to encode, its message (that item is consumed and not in the
-    /// chunk).
-    fn pull_chunk(&mut self, frame: &mut Vec<u8>) -> (u32, Option<String>) {
-        let limit = self.chunking.items().min(u32::MAX as usize);
+    /// Encodes items into `frame` until the chunk is full (at most `budget` items) or the input
+    /// ends. Returns the count and, if an item failed to encode, its message (that item is
+    /// consumed and not in the chunk).
+    fn pull_chunk(&mut self, frame: &mut Vec<u8>, budget: usize) -> (u32, Option<String>) {
+        let limit = self.chunking.items().min(budget).min(u32::MAX as usize);
         let adaptive = matches!(self.chunking, Chunking::Adaptive(_));
         protocol::begin_task(frame);
         let mut count = 0;
@@ -281,14 +309,13 @@ where
                 busy_nanos,
                 frame,
             } => {
-                let Some(info) = self.in_flight.remove(&chunk) else {
+                let Some(part) = self.in_flight.remove(&chunk) else {
                     return;
                 };
-                self.chunking.learn(busy_nanos, info.count as usize);
+                self.chunking.learn(busy_nanos, part.count as usize);
                 let outcomes = &frame[protocol::REPLY_HEADER_LEN..];
-                let outcomes = decode_outcomes(outcomes, count, info.first_index, info.count, pid);
-                self.spare.push(info.frame);
-                self.finish_chunk(chunk, outcomes);
+                let outcomes = decode_outcomes(outcomes, count, part.first_index, part.count, pid);
+                self.settle(part, outcomes);
             }
             Happened::Died {
                 pid,
@@ -297,20 +324,161 @@ where
                 unstarted,
             } => {
                 self.retry.extend(unstarted);
-                let Some(info) = running.and_then(|seq| self.in_flight.remove(&seq)) else {
+                let Some((wire, verdict)) = running else {
                     return;
                 };
-                let outcomes = (0..u64::from(info.count))
-                    .map(|i| {
-                        let index = info.first_index + i;
-                        Err(TaskError::WorkerDied { index, pid, death }.into())
-                    })
-                    .collect();
-                self.spare.push(info.frame);
-                self.finish_chunk(running.unwrap_or_default(), outcomes);
+                let Some(part) = self.in_flight.remove(&wire) else {
+                    return;
+                };
+                self.lost(wire, part, verdict, pid, death);
             }
         }
     }
+
+    /// Deals with a part whose worker died while running it: with pinpointing, only the item
+    /// to blame fails and the others go out again; without, every item of the part fails.
+    fn lost(&mut self, wire: u64, part: Part, verdict: Verdict, pid: u32, death: Death) {
+        let pinpoint = self.lease.pinpoint();
+        let culprit = match verdict {
+            Verdict::Requeue => {
+                self.in_flight.insert(wire, part);
+                self.retry.push_front(wire);
+                return;
+            }
+            Verdict::Culprit { offset, cause } => {
+                let index = part.first_index + u64::from(offset);
+                let error = cause_error(cause, index, pid, death);
+                let rest = [(0, offset), (offset + 1, part.count)];
+                if pinpoint && self.resend(&part, &rest) {
+                    self.settle_items(&part, offset, vec![Err(error)]);
+                    self.spare.push(part.frame);
+                    return;
+                }
+                Some((offset, error))
+            }
+            Verdict::Unknown => {
+                let singles: Vec<(u32, u32)> = (0..part.count).map(|i| (i, i + 1)).collect();
+                if pinpoint && part.count > 1 && self.resend(&part, &singles) {
+                    self.spare.push(part.frame);
+                    return;
+                }
+                None
+            }
+        };
+        let mut culprit = culprit;
+        let outcomes = (0..part.count)
+            .map(|i| match culprit.take_if(|(at, _)| *at == i) {
+                Some((_, error)) => Err(error),
+                None => {
+                    let index = part.first_index + u64::from(i);
+                    Err(TaskError::WorkerDied { index, pid, death }.into())
+                }
+            })
+            .collect();
+        self.settle(part, outcomes);
+    }
+
+    /// Sends the items `a..b` of `part`, for each range, again as new parts (before any new
+    /// input). Returns false if the part's items could not be told apart (nothing is sent).
+    fn resend(&mut self, part: &Part, ranges: &[(u32, u32)]) -> bool {
+        let Some(bounds) = item_bounds::<I::Item>(&part.frame, part.count) else {
+            return false;
+        };
+        self.ensure_split(part);
+        let items = &part.frame[protocol::TASK_HEADER_LEN..];
+        for &(a, b) in ranges.iter().rev() {
+            if a >= b {
+                continue;
+            }
+            let mut frame = self.spare.pop().unwrap_or_default();
+            protocol::begin_task(&mut frame);
+            frame.extend_from_slice(&items[bounds[a as usize]..bounds[b as usize]]);
+            let wire = self.next_part;
+            self.next_part += 1;
+            let first_index = part.first_index + u64::from(a);
+            protocol::seal_task(
+                &mut frame,
+                self.call,
+                wire,
+                self.spec.entry,
+                first_index,
+                b - a,
+            );
+            let new = Part {
+                origin: part.origin,
+                first_index,
+                count: b - a,
+                frame,
+            };
+            self.in_flight.insert(wire, new);
+            self.retry.push_front(wire);
+        }
+        true
+    }
+
+    /// Starts gathering a chunk's outcomes item by item (it is about to be split).
+    fn ensure_split(&mut self, part: &Part) {
+        self.split.entry(part.origin).or_insert_with(|| Origin {
+            first_index: part.first_index,
+            outcomes: (0..part.count).map(|_| None).collect(),
+            missing: part.count as usize,
+        });
+    }
+
+    /// Records the outcomes of every item of `part` (in order) and recycles its frame.
+    fn settle(&mut self, part: Part, outcomes: Vec<Result<R, Error>>) {
+        if self.split.contains_key(&part.origin) {
+            self.settle_items(&part, 0, outcomes);
+        } else {
+            self.finish_chunk(part.origin, outcomes);
+        }
+        self.spare.push(part.frame);
+    }
+
+    /// Records outcomes for the items of `part` from `offset` on; finishes the chunk when it
+    /// has them all.
+    fn settle_items(&mut self, part: &Part, offset: u32, outcomes: Vec<Result<R, Error>>) {
+        let Some(origin) = self.split.get_mut(&part.origin) else {
+            return;
+        };
+        let at = (part.first_index - origin.first_index) as usize + offset as usize;
+        for (slot, outcome) in origin.outcomes[at..].iter_mut().zip(outcomes) {
+            if slot.replace(outcome).is_none() {
+                origin.missing -= 1;
+            }
+        }
+        if origin.missing == 0 {
+            if let Some(origin) = self.split.remove(&part.origin) {
+                let outcomes = origin.outcomes.into_iter().flatten().collect();
+                self.finish_chunk(part.origin, outcomes);
+            }
+        }
+    }
+}
+
+/// The error of the item that was running when its worker ended.
+fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
+    match cause {
+        Cause::Died => TaskError::WorkerDied { index, pid, death },
+        Cause::TimedOut(after) => TaskError::TimedOut { index, pid, after },
+        Cause::OutOfMemory(limit) => TaskError::OutOfMemory { index, pid, limit },
+    }
+    .into()
+}
+
+/// Where each of the `count` items of a task frame starts within its item bytes, plus the end:
+/// `count + 1` offsets. `None` if the items do not decode as `T`.
+fn item_bounds<T: DeserializeOwned>(frame: &[u8], count: u32) -> Option<Vec<usize>> {
+    let items = frame.get(protocol::TASK_HEADER_LEN..)?;
+    let mut bounds = Vec::with_capacity(count as usize + 1);
+    let mut at = 0;
+    bounds.push(0);
+    for _ in 0..count {
+        let (_, used) = codec::decode::<T>(items.get(at..)?).ok()?;
+        at += used;
+        bounds.push(at);
+    }
+    Some(bounds)
 }
 
 /// Reads a reply's outcomes; items whose outcome is missing or unreadable get a codec error.
@@ -395,7 +563,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
 impl<I, R> Iterator for Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize,
+    I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;

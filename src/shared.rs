@@ -1,11 +1,16 @@
 //! Exclusive use of a pool's engine by one call at a time, with a clear error instead of a
-//! self-deadlock when a thread starts a second call while its first is still running.
+//! self-deadlock when a thread starts a second call while its first is still running; and the
+//! pool's lifecycle (close, join, terminate).
 
 use crate::engine::Engine;
 use crate::error::PoolError;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
+
+/// How long `join` lets workers exit before killing them.
+const JOIN_GRACE: Duration = Duration::from_millis(500);
 
 thread_local! {
     static TOKEN: u8 = const { 0 };
@@ -26,6 +31,10 @@ pub(crate) struct Shared<M: ?Sized> {
     size: usize,
     /// The live workers' pids, published by the engine.
     roster: Arc<Mutex<Vec<u32>>>,
+    /// No new calls (set by close and terminate).
+    closed: AtomicBool,
+    /// The engine forks nothing more (set by terminate).
+    halted: Arc<AtomicBool>,
 }
 
 /// The engine, held by one call.
@@ -39,6 +48,8 @@ impl<M: ?Sized> Shared<M> {
         Shared {
             size: engine.size(),
             roster: engine.roster(),
+            halted: engine.halted(),
+            closed: AtomicBool::new(false),
             engine: Mutex::new(engine),
             owner: AtomicUsize::new(0),
             main,
@@ -63,9 +74,43 @@ impl<M: ?Sized> Shared<M> {
         &self.main
     }
 
-    /// Takes the engine, waiting for another thread's call to finish; `Busy` if this thread
-    /// already holds it.
+    /// Takes the engine for a call, waiting for another thread's call to finish; `Busy` if this
+    /// thread already holds it, `Closed` after close or terminate.
     pub fn lease(&self) -> Result<Lease<'_>, PoolError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PoolError::Closed);
+        }
+        self.lease_any()
+    }
+
+    /// No new calls from now on.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Waits for the running call, then lets every worker exit and reaps it.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if !self.closed.load(Ordering::Acquire) {
+            return Err(PoolError::NotClosed);
+        }
+        self.lease_any()?.shut_down(JOIN_GRACE);
+        Ok(())
+    }
+
+    /// Closes, kills every worker now, and reaps them once no call holds the engine (at once,
+    /// unless this thread itself is inside a call: then the engine reaps them when dropped).
+    pub fn terminate(&self) {
+        self.close();
+        self.halted.store(true, Ordering::Release);
+        for pid in self.pids() {
+            crate::sys::kill_group(nix::unistd::Pid::from_raw(pid as i32));
+        }
+        if let Ok(mut engine) = self.lease_any() {
+            engine.shut_down(Duration::ZERO);
+        }
+    }
+
+    fn lease_any(&self) -> Result<Lease<'_>, PoolError> {
         let me = thread_token();
         let guard = match self.engine.try_lock() {
             Ok(guard) => guard,

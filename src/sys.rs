@@ -1,4 +1,4 @@
-//! Platform-specific process calls, kept in one module: waiting for a child's end.
+//! Platform-specific process calls, kept in one module: waiting for a child's end, signalling its group.
 //!
 //! Everything outside this module is plain POSIX; Linux-only calls live behind
 //! `#[cfg(target_os = "linux")]` here.
@@ -47,4 +47,10 @@ fn reap(pid: Pid) -> ExitStatus {
 /// Sends `SIGKILL` to the child's whole process group.
 pub(crate) fn kill_group(pid: Pid) {
     let _ = killpg(pid, Signal::SIGKILL);
+}
+
+/// Sends `SIGTERM` to the child's whole process group: the polite first step of stopping a
+/// worker whose item ran past its timeout.
+pub(crate) fn terminate_group(pid: Pid) {
+    let _ = killpg(pid, Signal::SIGTERM);
 }

@@ -47,6 +47,7 @@ where
     R: Serialize,
 {
     let mut rest = task.items;
+    let progress = crate::progress::current();
     for done in 0..task.count {
         let decoded = catch_unwind(|| codec::decode::<T>(rest));
         let (item, used) = match decoded {
@@ -55,12 +56,18 @@ where
             Err(payload) => return fail_rest(out, task.count - done, &take_report(payload).0),
         };
         rest = &rest[used..];
+        if let Some(p) = progress {
+            p.begin_item();
+        }
         match catch_unwind(AssertUnwindSafe(|| call(item))) {
             Ok(result) => out.ok(&result),
             Err(payload) => {
                 let (message, location) = take_report(payload);
                 out.panicked(&message, location.as_deref());
             }
+        }
+        if let Some(p) = progress {
+            p.end_item();
         }
     }
 }
@@ -110,6 +117,13 @@ where
         Ok(context) => run_items(task, out, |item: T| f(context, item)),
         Err(message) => fail_rest(out, task.count, &message),
     }
+}
+
+/// The initializer entry: rebuilds the zero-sized `F` and calls it once.
+pub fn init_entry<F: Fn()>() {
+    // SAFETY: as in `plain_entry`: the parent checks at compile time that `F` is zero-sized.
+    let f = unsafe { conjure::<F>() };
+    f();
 }
 
 /// A function that takes its arguments as one tuple: what `starmap` calls.

@@ -18,6 +18,7 @@ pub mod child;
 pub mod codec;
 pub mod job;
 mod panic;
+pub mod progress;
 pub mod protocol;
 
 pub use job::{ClosureRunner, EntryRunner, Runner, StarFn};
@@ -72,9 +73,27 @@ impl WorkerState {
     }
 }
 
-/// The worker loop: runs tasks until the parent says shut down or goes away. Returns the exit
-/// code for the caller to pass to `_exit`.
-pub fn serve(end: ChildEnd, runner: &mut dyn Runner) -> i32 {
+/// A pool's initializer, run once in every worker before its first task (see
+/// [`job::init_entry`]).
+pub type InitFn = fn();
+
+/// The worker loop: runs `init` if given (reporting `Ready`, or `InitFailed` and exiting), then
+/// tasks until the parent says shut down or goes away. Returns the exit code for the caller to
+/// pass to `_exit`.
+pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
+    if let Some(init) = init {
+        let frame = match catch_unwind(init) {
+            Ok(()) => protocol::ready_frame().to_vec(),
+            Err(payload) => protocol::init_failed_frame(&panic::take_report(payload).0),
+        };
+        let failed = frame != protocol::ready_frame();
+        if end.replies.send(&frame).is_err() {
+            return child::EXIT_PARENT_GONE;
+        }
+        if failed {
+            return child::EXIT_INIT_FAILED;
+        }
+    }
     let mut state = WorkerState::default();
     let mut out = ReplyWriter::default();
     loop {

@@ -12,6 +12,9 @@
 //! - `Reply`: `[1][call u64][chunk u64][count u32][busy_nanos u64]` then `count` outcomes, each
 //!   a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode `(message, location)`,
 //!   `BAD_INPUT`/`BAD_OUTPUT` + bincode message.
+//! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
+//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the worker
+//!   exits next.
 //! - `Exited`: `[0xE0][kind u8][value i32]`, never sent by a worker: the parent's watcher thread
 //!   injects it after reaping the worker, so it arrives after every reply the worker sent.
 //!
@@ -26,6 +29,8 @@ const CONTEXT: u8 = 2;
 const SHUTDOWN: u8 = 3;
 const REPLY: u8 = 1;
 const EXITED: u8 = 0xE0;
+const READY: u8 = 0xA1;
+const INIT_FAILED: u8 = 0xA2;
 
 /// Size of a task frame's header; the items follow it.
 pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 4;
@@ -157,11 +162,28 @@ pub fn exited_frame(status: ExitStatus) -> [u8; 6] {
     [EXITED, kind, v[0], v[1], v[2], v[3]]
 }
 
+/// The frame a worker sends when its initializer returned.
+pub fn ready_frame() -> [u8; 1] {
+    [READY]
+}
+
+/// The frame a worker sends when its initializer panicked with `message`.
+pub fn init_failed_frame(message: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(1 + message.len());
+    buf.push(INIT_FAILED);
+    buf.extend_from_slice(message.as_bytes());
+    buf
+}
+
 /// A frame a worker (or the watcher, for `Exited`) sends to the parent, as the parent reads it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     /// The outcomes of one chunk.
     Reply(Reply<'a>),
+    /// The worker's initializer returned; tasks run from now on.
+    Ready,
+    /// The worker's initializer panicked with this message; the worker exits.
+    InitFailed(&'a str),
     /// The child is gone and reaped; nothing follows.
     Exited(ExitStatus),
 }
@@ -192,6 +214,10 @@ impl<'a> Message<'a> {
                 busy_nanos: u64_at(frame, 21)?,
                 outcomes: frame.get(REPLY_HEADER_LEN..)?,
             })),
+            READY => Some(Message::Ready),
+            INIT_FAILED => Some(Message::InitFailed(
+                std::str::from_utf8(&frame[1..]).unwrap_or("(message not UTF-8)"),
+            )),
             EXITED => {
                 let value = i32::from_le_bytes(frame.get(2..6)?.try_into().ok()?);
                 Some(Message::Exited(match frame.get(1)? {
@@ -304,6 +330,11 @@ mod tests {
         };
         assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 2, 77));
         assert_eq!(r.outcomes[0], OK);
+        assert_eq!(Message::parse(&ready_frame()), Some(Message::Ready));
+        assert_eq!(
+            Message::parse(&init_failed_frame("no config")),
+            Some(Message::InitFailed("no config"))
+        );
         for status in [
             ExitStatus::Code(3),
             ExitStatus::Signal(11),

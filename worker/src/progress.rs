@@ -1,0 +1,197 @@
+//! A worker's progress, in a memory page shared with its parent: how many items it has begun and
+//! ended, and since when the current one runs.
+//!
+//! The parent maps one page per worker before the fork ([`ProgressPage::new`]); after the fork
+//! both processes see the same page, and the child registers it with [`install`]. The worker
+//! writes two plain stores per item, no system call; the parent reads the page when it needs to
+//! know which item a worker is running: to stop an item that ran past its timeout, and, after a
+//! death, to blame exactly the item that was running.
+//!
+//! Invariants:
+//! - Only the worker writes `begun`, `ended` and `since_nanos`; only the parent writes `timed`.
+//! - `ended <= begun <= ended + 1`: an item is running exactly when `begun == ended + 1`.
+//! - `since_nanos` is written before `begun` is raised (release), so a reader that sees the new
+//!   `begun` (acquire) sees that item's start time.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+/// The shared counters of one worker.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Progress {
+    begun: AtomicU64,
+    ended: AtomicU64,
+    since_nanos: AtomicU64,
+    timed: AtomicBool,
+}
+
+/// What the parent read from a worker's page at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Items the worker has begun since it started.
+    pub begun: u64,
+    /// Items the worker has finished (outcome written) since it started.
+    pub ended: u64,
+    /// When the running item began ([`now_nanos`] clock), if start times are recorded.
+    pub since_nanos: u64,
+}
+
+impl Snapshot {
+    /// Whether an item is running.
+    pub fn running(&self) -> bool {
+        self.begun > self.ended
+    }
+}
+
+/// Nanoseconds on the system's monotonic clock: the same clock in every process.
+pub fn now_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Progress {
+    /// Worker: item number `begun + 1` starts now.
+    #[inline]
+    pub fn begin_item(&self) {
+        if self.timed.load(Ordering::Relaxed) {
+            self.since_nanos.store(now_nanos(), Ordering::Relaxed);
+        }
+        let n = self.begun.load(Ordering::Relaxed) + 1;
+        self.begun.store(n, Ordering::Release);
+    }
+
+    /// Worker: the running item's outcome is written.
+    #[inline]
+    pub fn end_item(&self) {
+        self.ended
+            .store(self.begun.load(Ordering::Relaxed), Ordering::Release);
+    }
+
+    /// Parent: record start times from now on (needed for timeouts), or stop recording them.
+    pub fn set_timed(&self, timed: bool) {
+        self.timed.store(timed, Ordering::Relaxed);
+    }
+
+    /// Parent: a consistent reading of the counters.
+    pub fn snapshot(&self) -> Snapshot {
+        loop {
+            let begun = self.begun.load(Ordering::Acquire);
+            let ended = self.ended.load(Ordering::Acquire);
+            let since_nanos = self.since_nanos.load(Ordering::Relaxed);
+            if self.begun.load(Ordering::Acquire) == begun {
+                return Snapshot {
+                    begun,
+                    ended: ended.min(begun),
+                    since_nanos,
+                };
+            }
+        }
+    }
+}
+
+/// A page of memory shared between the parent and the worker forked after it was made; owned
+/// by the parent, which unmaps it on drop (the worker's copy of the mapping lives until it exits).
+#[derive(Debug)]
+pub struct ProgressPage {
+    ptr: NonNull<Progress>,
+}
+
+// SAFETY: the page holds only atomics; it is as thread-safe as `&Progress`.
+unsafe impl Send for ProgressPage {}
+// SAFETY: as above.
+unsafe impl Sync for ProgressPage {}
+
+impl ProgressPage {
+    /// Maps a fresh, zeroed shared page.
+    pub fn new() -> std::io::Result<ProgressPage> {
+        // SAFETY: an anonymous shared mapping of one page at an address the kernel picks; the
+        // result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page_len(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // A fresh anonymous mapping is zero-filled, which is a valid `Progress` (all counters 0,
+        // `timed` false); `mmap` returns page-aligned memory, aligned for `Progress`.
+        let ptr = NonNull::new(ptr.cast::<Progress>()).ok_or_else(std::io::Error::last_os_error)?;
+        Ok(ProgressPage { ptr })
+    }
+
+    /// The counters.
+    pub fn get(&self) -> &Progress {
+        // SAFETY: the mapping is live until `drop` and holds a valid `Progress` (see `new`).
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The address to hand to the child, which passes it to [`install`] after the fork.
+    pub fn address(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+}
+
+impl Drop for ProgressPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length and is not used after drop.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), page_len()) };
+    }
+}
+
+fn page_len() -> usize {
+    std::mem::size_of::<Progress>().next_multiple_of(4096)
+}
+
+/// In a worker: the page this process reports to (null: none).
+static CURRENT: AtomicPtr<Progress> = AtomicPtr::new(std::ptr::null_mut());
+
+/// In a freshly forked worker: report progress to the page at `address`, which the parent made
+/// with [`ProgressPage::new`] before the fork.
+///
+/// # Safety
+/// `address` must come from [`ProgressPage::address`] of a page that was mapped when this
+/// process was forked; the page then stays mapped in this process until it exits.
+pub unsafe fn install(address: usize) {
+    CURRENT.store(address as *mut Progress, Ordering::Release);
+}
+
+/// The page this worker reports to, if any.
+pub fn current() -> Option<&'static Progress> {
+    let ptr = CURRENT.load(Ordering::Acquire);
+    // SAFETY: only `install` stores a non-null pointer, and its contract keeps the page mapped
+    // for the rest of this process's life.
+    unsafe { ptr.as_ref() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_say_which_item_runs() {
+        let page = ProgressPage::new().unwrap();
+        let p = page.get();
+        assert!(!p.snapshot().running());
+        p.set_timed(true);
+        p.begin_item();
+        let s = p.snapshot();
+        assert!(s.running());
+        assert_eq!((s.begun, s.ended), (1, 0));
+        assert!(s.since_nanos > 0 && s.since_nanos <= now_nanos());
+        p.end_item();
+        assert_eq!(p.snapshot().ended, 1);
+        assert!(!p.snapshot().running());
+    }
+}
