@@ -557,6 +557,10 @@ impl Engine {
                     Some(message) => format!("worker {pid}: initializer panicked: {message}"),
                     None => format!("worker {pid} {death}"),
                 };
+                if worker.progress.get().snapshot().ended > 0 {
+                    // It finished items before it died: workers are making progress.
+                    self.guard.progress();
+                }
                 drop(worker); // joins its watcher, which has delivered its last event
                 self.publish_roster();
                 if let Some(crash_loop) = self.guard.death(cause) {

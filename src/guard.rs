@@ -1,8 +1,9 @@
 //! The crash-loop guard: notices workers dying faster than a limit with no item finishing in
 //! between, so a call whose every item kills its worker ends instead of forking forever.
 //!
-//! Invariant: the guard counts only deaths since the last reply of any worker; a reply (even one
-//! carrying panics) proves workers can make progress and clears the count.
+//! Invariant: the guard counts only deaths since the last sign of progress: a reply from any
+//! worker (even one carrying panics), or a dead worker that had finished at least one item.
+//! Either proves workers can make progress and clears the count.
 
 use crate::error::PoolError;
 use std::collections::VecDeque;
