@@ -1,0 +1,136 @@
+//! When the program dies (SIGKILL) or is interrupted (SIGINT to its process group), its
+//! workers go too, at once and quietly.
+//!
+//! Each test runs this same test binary again as the *victim* program (the ignored test
+//! `victim`, told what to do by an environment variable): it builds a pool, prints its worker
+//! pids, and runs a long call until it is killed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ROLE: &str = "FORKPOOL_TEST_VICTIM";
+
+fn sleep_unless_first(x: u64) -> u64 {
+    if x > 0 {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+    x
+}
+
+#[test]
+#[ignore = "the victim program of the other tests here, run by them"]
+fn victim() {
+    if std::env::var(ROLE).is_err() {
+        return;
+    }
+    let pool = forkpool::Pool::new(2).unwrap();
+    // Item 0 returns at once; items 1 and 2 keep both workers busy in a task (not waiting on
+    // their channel) when the pids are printed, so only the parent-death signal can end them.
+    let mut outcomes = pool.chunksize(1).imap(sleep_unless_first, 0..3u64);
+    assert_eq!(outcomes.next().unwrap().unwrap(), 0);
+    let pids: Vec<String> = pool.pids().iter().map(u32::to_string).collect();
+    println!("PIDS {}", pids.join(" "));
+    for outcome in outcomes {
+        let _ = outcome;
+    }
+}
+
+/// Starts the victim in a process group of its own; returns it and its workers' pids.
+fn start_victim() -> (Child, Vec<u32>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "victim",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, "1")
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread, so a victim that never prints fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The harness prints "test victim ... " before the test's own output.
+            if let Some((_, rest)) = line.split_once("PIDS ") {
+                let pids: Vec<u32> = rest.split(' ').map(|p| p.parse().unwrap()).collect();
+                let _ = tx.send(pids);
+            }
+        }
+    });
+    let pids = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(pids) => pids,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("the victim printed no pids: {e}");
+        }
+    };
+    (child, pids)
+}
+
+/// Whether process `pid` ends within `limit` (its pidfd becomes readable when it exits).
+fn ends_within(pid: u32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `poll` points to one valid pollfd; `fd` is ours and closed right after.
+    let ready = unsafe { libc::poll(&mut poll, 1, limit.as_millis() as i32) };
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    ready == 1
+}
+
+#[test]
+fn workers_exit_within_a_second_of_their_parent_being_sigkilled() {
+    let (mut victim, workers) = start_victim();
+    assert_eq!(workers.len(), 2);
+    victim.kill().unwrap();
+    assert_eq!(victim.wait().unwrap().signal(), Some(libc::SIGKILL));
+    for pid in workers {
+        assert!(
+            ends_within(pid, Duration::from_secs(1)),
+            "worker {pid} outlived its killed parent by more than a second"
+        );
+    }
+}
+
+#[test]
+fn sigint_to_the_process_group_ends_the_program_quietly_and_takes_the_workers() {
+    let (mut victim, workers) = start_victim();
+    // SAFETY: killpg with a valid signal; the group is the victim's own (process_group(0)).
+    assert_eq!(unsafe { libc::killpg(victim.id() as i32, libc::SIGINT) }, 0);
+    let status = victim.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+    for pid in workers {
+        assert!(
+            ends_within(pid, Duration::from_secs(1)),
+            "worker {pid} outlived its interrupted parent by more than a second"
+        );
+    }
+    // The workers held the victim's stderr too; they are gone, so this read ends.
+    let mut stderr = String::new();
+    victim
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.is_empty(),
+        "the interrupted program printed: {stderr}"
+    );
+}
