@@ -215,10 +215,9 @@ fn a_timed_out_item_takes_its_worker_and_grandchild_with_it() {
 
 #[test]
 fn return_process_join_or_kill_stops_the_child() {
-    let p = forkpool::ReturnProcess::spawn(|| {
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-        }
+    let p = forkpool::ReturnProcess::spawn(|| -> u8 {
+        std::thread::sleep(Duration::from_secs(600));
+        0
     })
     .unwrap();
     let pid = p.pid();
