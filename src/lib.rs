@@ -1,10 +1,13 @@
 //! A process pool for Rust, like Python's `multiprocessing.Pool` without its hangs.
 //!
 //! The parent forks worker processes once, sends them chunks of items bincode-encoded over
-//! ipc-channel, and gets one outcome per item back. A panic, segfault or abort in a task costs
-//! that task (its item gets a [`TaskError`]), never the program or the pool: a dead worker is
-//! noticed, its items fail with [`TaskError::WorkerDied`], a replacement is forked, and the
-//! call goes on.
+//! ipc-channel, and gets one outcome per item back. A panic, segfault, abort, timeout or
+//! allocation past the memory limit in a task costs that task (its item gets a [`TaskError`]),
+//! never the program or the pool: a dead worker is noticed, the item it was running fails with
+//! the cause ([`TaskError::WorkerDied`], [`TaskError::TimedOut`], [`TaskError::OutOfMemory`]),
+//! the rest of its chunk is sent again, a replacement is forked, and the call goes on. Workers
+//! die with the program (even on `SIGKILL`), and a crash loop ends the call with
+//! [`PoolError::CrashLoop`] instead of forking forever.
 //!
 //! ```
 //! # fn main() -> Result<(), forkpool::Error> {
@@ -21,7 +24,9 @@
 //! The pieces:
 //! - [`Pool`]: persistent workers for fn items and capture-free closures: [`Pool::map`],
 //!   [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`], [`Pool::map_with`], and
-//!   per-call [`Pool::chunksize`].
+//!   per-call [`Pool::chunksize`] and [`Pool::timeout`]; [`PoolBuilder`] for timeouts,
+//!   initializers, recycling, memory limits and the crash-loop guard; [`Pool::close`],
+//!   [`Pool::join`], [`Pool::terminate`].
 //! - [`FnPool`] and [`parmap`]: workers forked holding one closure that may capture anything.
 //! - [`ReturnProcess`]: one closure in one child, its value on `join`.
 //! - [`par_eval`]: one contiguous piece of a slice per child, outputs concatenated.

@@ -229,6 +229,29 @@ fn return_process_join_or_kill_stops_the_child() {
     assert!(is_reaped(pid));
 }
 
+fn sigkilled_on_5(x: u64) -> u64 {
+    if x == 5 {
+        // SAFETY: raise(3) is sound; the worker dies of SIGKILL as if the OOM killer chose it.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    x
+}
+
+#[test]
+fn an_item_whose_worker_is_sigkilled_fails_alone() {
+    let pool = Pool::new(2).unwrap();
+    let outcomes: Vec<_> = pool.chunksize(4).imap(sigkilled_on_5, 0..12u64).collect();
+    for (i, r) in outcomes.iter().enumerate() {
+        if i == 5 {
+            let e = r.as_ref().unwrap_err();
+            assert!(e.to_string().contains("killed by SIGKILL"), "{e}");
+            assert_eq!(e.as_task().unwrap().index(), 5);
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), i as u64);
+        }
+    }
+}
+
 fn double_with_pid(x: u64) -> (u64, u32) {
     (x * 2, std::process::id())
 }
