@@ -98,8 +98,8 @@ struct Worker {
     context_call: u64,
     /// The worker's item counters, shared with it.
     progress: ProgressPage,
-    /// Items of the chunks it answered (its `begun` count when it is between chunks).
-    replied_items: u64,
+    /// Chunks it answered.
+    replied_chunks: u64,
     /// Items sent to it (for `max_tasks`).
     dispatched_items: u64,
     /// Start times recorded since this moment ([`progress::now_nanos`]) are valid.
@@ -284,7 +284,7 @@ impl Engine {
             in_flight: VecDeque::with_capacity(self.settings.window),
             context_call: 0,
             progress: page,
-            replied_items: 0,
+            replied_chunks: 0,
             dispatched_items: 0,
             timed_since: progress::now_nanos(),
             ready: !self.settings.has_init,
@@ -515,7 +515,7 @@ impl Engine {
                     return Ok(Happened::Nothing);
                 }
                 worker.in_flight.pop_front();
-                worker.replied_items += front.map_or(0, |s| u64::from(s.count));
+                worker.replied_chunks += 1;
                 self.guard.progress();
                 let (chunk, count, busy_nanos) = (reply.chunk, reply.count, reply.busy_nanos);
                 let current = reply.call == call;
@@ -589,7 +589,10 @@ impl Engine {
             return Verdict::Requeue;
         };
         let snap = worker.progress.get().snapshot();
-        let begun = snap.begun.saturating_sub(worker.replied_items);
+        if snap.chunks <= worker.replied_chunks {
+            return Verdict::Requeue; // it never started the front chunk
+        }
+        let begun = snap.begun.saturating_sub(snap.chunk_base);
         if begun == 0 {
             return Verdict::Requeue;
         }

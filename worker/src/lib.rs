@@ -96,12 +96,16 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
     }
     let mut state = WorkerState::default();
     let mut out = ReplyWriter::default();
+    let progress = progress::current();
     loop {
         let Ok(frame) = end.tasks.recv() else {
             return 0; // end-of-stream: the parent is gone
         };
         match Command::parse(&frame) {
             Some(Command::Task(task)) => {
+                if let Some(p) = progress {
+                    p.begin_chunk();
+                }
                 let start = Instant::now();
                 out.begin();
                 runner.run(&mut state, &task, &mut out);

@@ -8,7 +8,10 @@
 //! death, to blame exactly the item that was running.
 //!
 //! Invariants:
-//! - Only the worker writes `begun`, `ended` and `since_nanos`; only the parent writes `timed`.
+//! - Only the worker writes `chunks`, `chunk_base`, `begun`, `ended` and `since_nanos`; only the
+//!   parent writes `timed`.
+//! - `chunk_base` is the `begun` count when the worker started its latest chunk (`chunks` counts
+//!   them), so `begun - chunk_base` items of that chunk have begun, whatever the items before.
 //! - `ended <= begun <= ended + 1`: an item is running exactly when `begun == ended + 1`.
 //! - `since_nanos` is written before `begun` is raised (release), so a reader that sees the new
 //!   `begun` (acquire) sees that item's start time.
@@ -20,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Progress {
+    chunks: AtomicU64,
+    chunk_base: AtomicU64,
     begun: AtomicU64,
     ended: AtomicU64,
     since_nanos: AtomicU64,
@@ -29,6 +34,10 @@ pub struct Progress {
 /// What the parent read from a worker's page at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Chunks the worker has started since it started.
+    pub chunks: u64,
+    /// Items it had begun when it started its latest chunk.
+    pub chunk_base: u64,
     /// Items the worker has begun since it started.
     pub begun: u64,
     /// Items the worker has finished (outcome written) since it started.
@@ -56,6 +65,14 @@ pub fn now_nanos() -> u64 {
 }
 
 impl Progress {
+    /// Worker: a new chunk starts now.
+    pub fn begin_chunk(&self) {
+        self.chunk_base
+            .store(self.begun.load(Ordering::Relaxed), Ordering::Relaxed);
+        let n = self.chunks.load(Ordering::Relaxed) + 1;
+        self.chunks.store(n, Ordering::Release);
+    }
+
     /// Worker: item number `begun + 1` starts now.
     #[inline]
     pub fn begin_item(&self) {
@@ -81,11 +98,17 @@ impl Progress {
     /// Parent: a consistent reading of the counters.
     pub fn snapshot(&self) -> Snapshot {
         loop {
+            let chunks = self.chunks.load(Ordering::Acquire);
+            let chunk_base = self.chunk_base.load(Ordering::Relaxed);
             let begun = self.begun.load(Ordering::Acquire);
             let ended = self.ended.load(Ordering::Acquire);
             let since_nanos = self.since_nanos.load(Ordering::Relaxed);
-            if self.begun.load(Ordering::Acquire) == begun {
+            if self.begun.load(Ordering::Acquire) == begun
+                && self.chunks.load(Ordering::Acquire) == chunks
+            {
                 return Snapshot {
+                    chunks,
+                    chunk_base,
                     begun,
                     ended: ended.min(begun),
                     since_nanos,
@@ -185,13 +208,19 @@ mod tests {
         let p = page.get();
         assert!(!p.snapshot().running());
         p.set_timed(true);
+        p.begin_chunk();
         p.begin_item();
         let s = p.snapshot();
+        assert_eq!((s.chunks, s.chunk_base), (1, 0));
         assert!(s.running());
         assert_eq!((s.begun, s.ended), (1, 0));
         assert!(s.since_nanos > 0 && s.since_nanos <= now_nanos());
         p.end_item();
         assert_eq!(p.snapshot().ended, 1);
         assert!(!p.snapshot().running());
+        p.begin_chunk();
+        p.begin_item();
+        let s = p.snapshot();
+        assert_eq!((s.chunks, s.chunk_base, s.begun), (2, 1, 2));
     }
 }
