@@ -35,6 +35,9 @@ pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a worker stopped for a timeout has between `SIGTERM` and `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_millis(100);
+/// How long an item of a dropped call may keep running once the next call has started, before
+/// its worker is stopped and replaced. (Its chunk's other items are skipped at once.)
+const CANCEL_GRACE: Duration = Duration::from_millis(200);
 
 /// How a pool's workers are made and looked after.
 #[derive(Debug, Clone)]
@@ -178,6 +181,8 @@ pub(crate) struct Engine {
     events_rx: Receiver<Event>,
     next_worker_id: u64,
     next_call: u64,
+    /// The call running now (0: none yet).
+    current_call: u64,
     /// The current call's per-item time limit.
     timeout: Option<Duration>,
     guard: CrashGuard,
@@ -203,6 +208,7 @@ impl Engine {
             events_rx,
             next_worker_id: 1,
             next_call: 1,
+            current_call: 0,
             timeout: None,
             failure: None,
             halted: Arc::default(),
@@ -254,6 +260,7 @@ impl Engine {
         }
         let page = ProgressPage::new().map_err(PoolError::Fork)?;
         page.get().set_timed(self.timeout.is_some());
+        page.get().set_current_call(self.current_call);
         let address = page.address();
         let (parent, child) = channel::worker_pair()?;
         let (pid, parent) = fork::spawn(self.settings.child, parent, child, |end| {
@@ -335,11 +342,18 @@ impl Engine {
     pub fn begin_call(&mut self, timeout: Option<Duration>) -> u64 {
         let call = self.next_call;
         self.next_call += 1;
-        if self.timeout != timeout {
-            self.timeout = timeout;
-            let now = progress::now_nanos();
-            for worker in &mut self.workers {
-                worker.progress.get().set_timed(timeout.is_some());
+        self.current_call = call;
+        let now = progress::now_nanos();
+        let retimed = self.timeout != timeout;
+        self.timeout = timeout;
+        for worker in &mut self.workers {
+            let page = worker.progress.get();
+            page.set_current_call(call);
+            if retimed {
+                page.set_timed(timeout.is_some());
+            }
+            if retimed || worker.in_flight.front().is_some_and(|s| s.call != call) {
+                // Times before now are not of this call's items.
                 worker.timed_since = now;
             }
         }
@@ -438,8 +452,15 @@ impl Engine {
         let now_nanos = progress::now_nanos();
         let mut next: Option<Instant> = None;
         for worker in &self.workers {
+            let stale = self.busy_with_dropped_call(worker);
             let at = match (&worker.stopping, self.timeout) {
                 (Some(stopping), _) => stopping.kill_at,
+                (None, _) if stale => {
+                    let due = worker.timed_since + CANCEL_GRACE.as_nanos() as u64;
+                    // Past the grace, check again shortly: it may be between items.
+                    let wait = due.checked_sub(now_nanos).unwrap_or(10_000_000);
+                    Some(now + Duration::from_nanos(wait.max(1)))
+                }
                 (None, Some(limit)) if !worker.in_flight.is_empty() => {
                     let snap = worker.progress.get().snapshot();
                     let since = snap.since_nanos.max(worker.timed_since);
@@ -461,16 +482,45 @@ impl Engine {
         next
     }
 
-    /// Stops (`SIGTERM` to the group) workers whose item ran past the timeout, and kills
+    /// Whether the worker is still running a chunk of a call that was dropped.
+    fn busy_with_dropped_call(&self, worker: &Worker) -> bool {
+        worker
+            .in_flight
+            .front()
+            .is_some_and(|s| s.call < self.current_call)
+    }
+
+    /// Stops (`SIGTERM` to the group) workers whose item ran past the timeout, or an item of a
+    /// dropped call past [`CANCEL_GRACE`], and kills
     /// (`SIGKILL`) those whose grace has passed.
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
         let now_nanos = progress::now_nanos();
+        let current_call = self.current_call;
         for worker in &mut self.workers {
             if let Some(stopping) = &mut worker.stopping {
                 if stopping.kill_at.is_some_and(|at| now >= at) {
                     crate::sys::kill_group(worker.pid);
                     stopping.kill_at = None;
+                }
+                continue;
+            }
+            if worker
+                .in_flight
+                .front()
+                .is_some_and(|s| s.call < current_call)
+            {
+                let waited = now_nanos.saturating_sub(worker.timed_since);
+                if worker.progress.get().snapshot().running()
+                    && waited >= CANCEL_GRACE.as_nanos() as u64
+                {
+                    // An item of a dropped call still runs: stop it (no item is blamed).
+                    crate::sys::terminate_group(worker.pid);
+                    worker.stopping = Some(Stopping {
+                        ticket: 0,
+                        after: CANCEL_GRACE,
+                        kill_at: Some(now + TERM_GRACE),
+                    });
                 }
                 continue;
             }

@@ -85,6 +85,30 @@ fn dropping_imap_early_cancels_and_the_next_call_sees_only_its_own_results() {
     }
 }
 
+fn hang_unless_first(x: u64) -> u64 {
+    if x > 0 {
+        loop {
+            std::thread::park();
+        }
+    }
+    x
+}
+
+#[test]
+fn dropping_imap_cancels_even_items_that_never_end_and_the_pool_stays_usable() {
+    let pool = Pool::new(2).unwrap();
+    {
+        let mut it = pool.chunksize(1).imap(hang_unless_first, 0..100u64);
+        assert_eq!(it.next().unwrap().unwrap(), 0);
+    } // workers are stuck in (or about to start) items of the dropped call that never end
+    // Without cancellation this call would wait behind those items forever.
+    let v = pool.map(|x: u64| x + 1, 0..10u64).unwrap();
+    assert_eq!(v, (1..11).collect::<Vec<_>>());
+    assert_eq!(pool.pids().len(), 2);
+    // And again, now that the pool has seen a cancellation.
+    assert_eq!(pool.map(|x: u64| x * 2, [4u64]).unwrap(), [8]);
+}
+
 #[test]
 fn a_second_call_from_the_same_thread_is_busy_not_a_deadlock() {
     let pool = Pool::new(2).unwrap();

@@ -57,6 +57,10 @@ where
         };
         rest = &rest[used..];
         if let Some(p) = progress {
+            if p.cancelled(task.call) {
+                // The call was dropped: the parent discards this reply.
+                return fail_rest(out, task.count - done, "call cancelled");
+            }
             p.begin_item();
         }
         match catch_unwind(AssertUnwindSafe(|| call(item))) {

@@ -9,7 +9,9 @@
 //!
 //! Invariants:
 //! - Only the worker writes `chunks`, `chunk_base`, `begun`, `ended` and `since_nanos`; only the
-//!   parent writes `timed`.
+//!   parent writes `timed` and `current_call`.
+//! - The parent runs one call at a time and numbers calls upwards, so a chunk of a call below
+//!   `current_call` belongs to a call that was dropped: the worker skips what is left of it.
 //! - `chunk_base` is the `begun` count when the worker started its latest chunk (`chunks` counts
 //!   them), so `begun - chunk_base` items of that chunk have begun, whatever the items before.
 //! - `ended <= begun <= ended + 1`: an item is running exactly when `begun == ended + 1`.
@@ -28,6 +30,7 @@ pub struct Progress {
     begun: AtomicU64,
     ended: AtomicU64,
     since_nanos: AtomicU64,
+    current_call: AtomicU64,
     timed: AtomicBool,
 }
 
@@ -93,6 +96,17 @@ impl Progress {
     /// Parent: record start times from now on (needed for timeouts), or stop recording them.
     pub fn set_timed(&self, timed: bool) {
         self.timed.store(timed, Ordering::Relaxed);
+    }
+
+    /// Parent: call `call` is running now; chunks of earlier calls are to be skipped.
+    pub fn set_current_call(&self, call: u64) {
+        self.current_call.store(call, Ordering::Relaxed);
+    }
+
+    /// Worker: whether chunks of `call` are to be skipped (a later call has started).
+    #[inline]
+    pub fn cancelled(&self, call: u64) -> bool {
+        call < self.current_call.load(Ordering::Relaxed)
     }
 
     /// Parent: a consistent reading of the counters.
@@ -222,5 +236,8 @@ mod tests {
         p.begin_item();
         let s = p.snapshot();
         assert_eq!((s.chunks, s.chunk_base, s.begun), (2, 1, 2));
+        assert!(!p.cancelled(1));
+        p.set_current_call(2);
+        assert!(p.cancelled(1) && !p.cancelled(2));
     }
 }
