@@ -16,12 +16,12 @@ use crate::error::{Death, PoolError};
 use crate::fork;
 use crate::guard::{CrashGuard, RestartLimit};
 use crate::watch::{Event, Watcher};
+pub(crate) use crate::worker::{Cause, Verdict};
+use crate::worker::{Sent, Worker};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress::{self, ProgressPage};
 use forkpool_worker::protocol::{Message, shutdown_frame};
-use ipc_channel::ipc::IpcBytesSender;
-use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -33,12 +33,6 @@ pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
 /// How long a dropped pool lets its workers finish what they hold before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
-/// How long a worker stopped for a timeout has between `SIGTERM` and `SIGKILL`.
-const TERM_GRACE: Duration = Duration::from_millis(100);
-/// How long an item of a dropped call may keep running once the next call has started, before
-/// its worker is stopped and replaced. (Its chunk's other items are skipped at once.)
-const CANCEL_GRACE: Duration = Duration::from_millis(200);
-
 /// How a pool's workers are made and looked after.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -71,79 +65,6 @@ impl Settings {
             restarts: RestartLimit::default(),
         }
     }
-}
-
-/// A chunk sent to a worker and not yet answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Sent {
-    call: u64,
-    chunk: u64,
-    count: u32,
-}
-
-/// Why the parent is stopping a worker.
-#[derive(Debug, Clone, Copy)]
-struct Stopping {
-    /// The item (the worker's `begun` count) that ran past `after`.
-    ticket: u64,
-    after: Duration,
-    /// When `SIGKILL` follows the `SIGTERM` already sent (`None`: sent).
-    kill_at: Option<Instant>,
-}
-
-struct Worker {
-    id: u64,
-    pid: Pid,
-    tasks: IpcBytesSender,
-    /// Every chunk sent and not yet answered, oldest first.
-    in_flight: VecDeque<Sent>,
-    /// The call whose `map_with` context this worker holds (0: none).
-    context_call: u64,
-    /// The worker's item counters, shared with it.
-    progress: ProgressPage,
-    /// Chunks it answered.
-    replied_chunks: u64,
-    /// Items sent to it (for `max_tasks`).
-    dispatched_items: u64,
-    /// Start times recorded since this moment ([`progress::now_nanos`]) are valid.
-    timed_since: u64,
-    /// It reported `Ready` (or the pool has no initializer).
-    ready: bool,
-    /// What its initializer panicked with.
-    init_failure: Option<String>,
-    stopping: Option<Stopping>,
-    /// Dropped last: joining the watcher waits for the worker's death.
-    _watcher: Watcher,
-}
-
-impl Worker {
-    fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
-    }
-}
-
-/// What a dead worker's running chunk needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// No item of it had begun, or the parent stopped the worker for a reason that was not an
-    /// item of it: send it again as it is.
-    Requeue,
-    /// The item at `offset` (within the chunk) was running: it gets `cause`, the others of the
-    /// chunk are innocent.
-    Culprit { offset: u32, cause: Cause },
-    /// The worker died between items: which item, if any, is to blame is unknown.
-    Unknown,
-}
-
-/// What an item that was running when its worker ended gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
-    /// The worker died.
-    Died,
-    /// The parent stopped it after the item ran for this long.
-    TimedOut(Duration),
-    /// An allocation failed under the memory limit (bytes).
-    OutOfMemory(u64),
 }
 
 /// What one event meant for the current call.
@@ -429,116 +350,26 @@ impl Engine {
                 "scheduler waited with nothing in flight",
             )));
         }
-        let event = match self.next_deadline() {
+        let now = (Instant::now(), progress::now_nanos());
+        let (timeout, current_call) = (self.timeout, self.current_call);
+        let deadline = self
+            .workers
+            .iter_mut()
+            .filter_map(|w| w.watch(timeout, current_call, now))
+            .min();
+        let event = match deadline {
             None => self.events_rx.recv().map_err(|_| closed_events())?,
             Some(at) => match self
                 .events_rx
                 .recv_timeout(at.saturating_duration_since(Instant::now()))
             {
                 Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.enforce_deadlines();
-                    return Ok(Happened::Nothing);
-                }
+                // Whatever is due is acted on at the next wait.
+                Err(RecvTimeoutError::Timeout) => return Ok(Happened::Nothing),
                 Err(RecvTimeoutError::Disconnected) => return Err(closed_events()),
             },
         };
         self.interpret(event, call, main)
-    }
-
-    /// The next moment a worker may need stopping or killing, if any.
-    fn next_deadline(&self) -> Option<Instant> {
-        let now = Instant::now();
-        let now_nanos = progress::now_nanos();
-        let mut next: Option<Instant> = None;
-        for worker in &self.workers {
-            let stale = self.busy_with_dropped_call(worker);
-            let at = match (&worker.stopping, self.timeout) {
-                (Some(stopping), _) => stopping.kill_at,
-                (None, _) if stale => {
-                    let due = worker.timed_since + CANCEL_GRACE.as_nanos() as u64;
-                    // Past the grace, check again shortly: it may be between items.
-                    let wait = due.checked_sub(now_nanos).unwrap_or(10_000_000);
-                    Some(now + Duration::from_nanos(wait.max(1)))
-                }
-                (None, Some(limit)) if !worker.in_flight.is_empty() => {
-                    let snap = worker.progress.get().snapshot();
-                    let since = snap.since_nanos.max(worker.timed_since);
-                    let ends = since.saturating_add(limit.as_nanos() as u64);
-                    if snap.running() {
-                        Some(now + Duration::from_nanos(ends.saturating_sub(now_nanos)))
-                    } else {
-                        // Between items: the next begins no earlier than now.
-                        Some(now + limit)
-                    }
-                }
-                _ => None,
-            };
-            next = match (next, at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        next
-    }
-
-    /// Whether the worker is still running a chunk of a call that was dropped.
-    fn busy_with_dropped_call(&self, worker: &Worker) -> bool {
-        worker
-            .in_flight
-            .front()
-            .is_some_and(|s| s.call < self.current_call)
-    }
-
-    /// Stops (`SIGTERM` to the group) workers whose item ran past the timeout, or an item of a
-    /// dropped call past [`CANCEL_GRACE`], and kills
-    /// (`SIGKILL`) those whose grace has passed.
-    fn enforce_deadlines(&mut self) {
-        let now = Instant::now();
-        let now_nanos = progress::now_nanos();
-        let current_call = self.current_call;
-        for worker in &mut self.workers {
-            if let Some(stopping) = &mut worker.stopping {
-                if stopping.kill_at.is_some_and(|at| now >= at) {
-                    crate::sys::kill_group(worker.pid);
-                    stopping.kill_at = None;
-                }
-                continue;
-            }
-            if worker
-                .in_flight
-                .front()
-                .is_some_and(|s| s.call < current_call)
-            {
-                let waited = now_nanos.saturating_sub(worker.timed_since);
-                if worker.progress.get().snapshot().running()
-                    && waited >= CANCEL_GRACE.as_nanos() as u64
-                {
-                    // An item of a dropped call still runs: stop it (no item is blamed).
-                    crate::sys::terminate_group(worker.pid);
-                    worker.stopping = Some(Stopping {
-                        ticket: 0,
-                        after: CANCEL_GRACE,
-                        kill_at: Some(now + TERM_GRACE),
-                    });
-                }
-                continue;
-            }
-            let Some(limit) = self.timeout else { continue };
-            if worker.in_flight.is_empty() {
-                continue;
-            }
-            let snap = worker.progress.get().snapshot();
-            let since = snap.since_nanos.max(worker.timed_since);
-            if snap.running() && now_nanos.saturating_sub(since) >= limit.as_nanos() as u64 {
-                crate::sys::terminate_group(worker.pid);
-                worker.stopping = Some(Stopping {
-                    ticket: snap.begun,
-                    after: limit,
-                    kill_at: Some(now + TERM_GRACE),
-                });
-            }
-        }
     }
 
     fn interpret(
@@ -594,7 +425,7 @@ impl Engine {
                 let worker = self.workers.swap_remove(slot);
                 let death = Death::from(status);
                 let pid = worker.pid();
-                let verdict = self.verdict(&worker, death);
+                let verdict = worker.verdict(death, self.settings.child.memory_limit);
                 // A worker reads its next frame only after replying to the one before, so only
                 // the front of its queue can have started.
                 let mut queue = worker.in_flight.iter();
@@ -631,41 +462,6 @@ impl Engine {
                 Ok(Happened::Nothing)
             }
         }
-    }
-
-    /// What the chunk a dead worker was running needs, read from its progress page.
-    fn verdict(&self, worker: &Worker, death: Death) -> Verdict {
-        let Some(front) = worker.in_flight.front() else {
-            return Verdict::Requeue;
-        };
-        let snap = worker.progress.get().snapshot();
-        if snap.chunks <= worker.replied_chunks {
-            return Verdict::Requeue; // it never started the front chunk
-        }
-        let begun = snap.begun.saturating_sub(snap.chunk_base);
-        if begun == 0 {
-            return Verdict::Requeue;
-        }
-        if begun > u64::from(front.count) {
-            return Verdict::Unknown;
-        }
-        if !snap.running() {
-            return match worker.stopping {
-                Some(_) => Verdict::Requeue,
-                None => Verdict::Unknown,
-            };
-        }
-        let offset = (begun - 1) as u32;
-        let cause = match worker.stopping {
-            Some(stopping) if stopping.ticket == snap.begun => Cause::TimedOut(stopping.after),
-            // Stopped for an item that finished just before the signal: this one is innocent.
-            Some(_) => return Verdict::Requeue,
-            None => match (self.settings.child.memory_limit, death) {
-                (Some(limit), Death::Signal(libc::SIGABRT)) => Cause::OutOfMemory(limit),
-                _ => Cause::Died,
-            },
-        };
-        Verdict::Culprit { offset, cause }
     }
 
     /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.

@@ -46,6 +46,7 @@ mod schedule;
 mod shared;
 mod sys;
 mod watch;
+mod worker;
 
 pub use closure::{FnPool, par_eval, parmap};
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
