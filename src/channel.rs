@@ -19,6 +19,24 @@ pub(crate) struct ParentEnd {
     pub sentinel: IpcBytesSender,
 }
 
+/// Makes sure ipc-channel's lazily initialised globals are initialised, before a fork.
+///
+/// ipc-channel measures the socket send buffer on its first send (a `LazyLock`). A child forked
+/// while another thread of the parent was inside that first initialisation would find it
+/// "running" forever and block on its first send (seen under `cargo test`: a `ReturnProcess`
+/// child stuck in `Once::call`). One send in the parent, before the first fork, settles it: a
+/// later fork copies a finished value.
+pub(crate) fn settle_before_fork() {
+    static SETTLED: std::sync::Once = std::sync::Once::new();
+    SETTLED.call_once(|| {
+        if let Ok((tx, rx)) = ipc::bytes_channel() {
+            if tx.send(&[0]).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    });
+}
+
 /// Makes the two channels of one worker.
 pub(crate) fn worker_pair() -> Result<(ParentEnd, ChildEnd), PoolError> {
     let (task_tx, task_rx) = ipc::bytes_channel().map_err(PoolError::Channel)?;

@@ -22,6 +22,7 @@ pub(crate) fn spawn<P, C>(
     child_main: impl FnOnce(C) -> i32,
 ) -> Result<(Pid, P), PoolError> {
     child::before_fork();
+    crate::channel::settle_before_fork();
     let parent = std::process::id();
     // Hold stdout and stderr across the fork, as glibc holds malloc's locks: another thread of
     // the parent may be printing at this moment, and a child forked while it held one of these
