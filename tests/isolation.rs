@@ -1,6 +1,9 @@
 //! Fault isolation and lifecycle: timeouts, crash pinpointing, recycling, memory limits, the
 //! crash-loop guard, initializers, close/join/terminate, and multi-threaded callers.
 
+mod common;
+
+use common::{ends_within, is_reaped};
 use forkpool::{Death, Error, Pool, PoolError, TaskError};
 use std::collections::HashSet;
 use std::io::Write;
@@ -13,33 +16,6 @@ fn segfault() {
     // SAFETY: deliberately unsound: the write faults and the worker process dies of SIGSEGV,
     // which is what these tests are about. It runs only in forked workers.
     unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
-}
-
-/// Whether process `pid` has ended: its pidfd becomes readable when it exits (a zombie counts as
-/// ended), within `limit`. Works for processes that are not our children.
-fn ends_within(pid: u32, limit: Duration) -> bool {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
-    if fd < 0 {
-        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-    }
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `poll` points to one valid pollfd; `fd` is ours and closed right after.
-    let ready = unsafe { libc::poll(&mut poll, 1, limit.as_millis() as i32) };
-    // SAFETY: closing the fd we opened.
-    unsafe { libc::close(fd) };
-    ready == 1
-}
-
-/// Whether `pid` is gone entirely (not even a zombie): true for a reaped child of ours.
-fn is_reaped(pid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 sends nothing.
-    let r = unsafe { libc::kill(pid as i32, 0) };
-    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 fn torture(x: u64) -> u64 {

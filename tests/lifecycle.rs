@@ -1,14 +1,11 @@
 //! Pool lifecycle: large messages both ways, reaping on drop, cancellation, concurrent callers.
 
+mod common;
+
+use common::is_reaped;
 use forkpool::{Error, Pool, PoolError};
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
-
-fn is_gone(pid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 sends nothing; ESRCH means no process (not even a zombie).
-    let r = unsafe { libc::kill(pid as i32, 0) };
-    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
 
 fn shift_bytes(item: ByteBuf) -> ByteBuf {
     ByteBuf::from(
@@ -37,11 +34,11 @@ fn dropping_a_pool_reaps_every_worker() {
     let _ = pool.map(|x: u32| x, 0..100u32).unwrap();
     let pids = pool.pids();
     assert_eq!(pids.len(), 3);
-    assert!(pids.iter().all(|p| !is_gone(*p)));
+    assert!(pids.iter().all(|p| !is_reaped(*p)));
     drop(pool);
     for pid in pids {
         assert!(
-            is_gone(pid),
+            is_reaped(pid),
             "worker {pid} still exists after the pool was dropped"
         );
     }
@@ -67,7 +64,7 @@ fn dropping_a_pool_with_workers_busy_on_cancelled_work_reaps_them() {
     } // cancelled while workers are stuck on items that never end
     drop(pool); // grace period, then SIGKILL
     for pid in pids {
-        assert!(is_gone(pid), "worker {pid} still exists");
+        assert!(is_reaped(pid), "worker {pid} still exists");
     }
 }
 

@@ -4,7 +4,9 @@
 //! Each test runs this same test binary again as the *victim* program (the ignored test
 //! `victim`, told what to do by an environment variable): it builds a pool, prints its worker
 //! pids, and runs a long call until it is killed.
+mod common;
 
+use common::ends_within;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
@@ -73,25 +75,6 @@ fn start_victim() -> (Child, Vec<u32>) {
         }
     };
     (child, pids)
-}
-
-/// Whether process `pid` ends within `limit` (its pidfd becomes readable when it exits).
-fn ends_within(pid: u32, limit: Duration) -> bool {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
-    if fd < 0 {
-        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-    }
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `poll` points to one valid pollfd; `fd` is ours and closed right after.
-    let ready = unsafe { libc::poll(&mut poll, 1, limit.as_millis() as i32) };
-    // SAFETY: closing the fd we opened.
-    unsafe { libc::close(fd) };
-    ready == 1
 }
 
 #[test]

@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests: whether a process has ended.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::time::Duration;
+
+/// Whether `pid` is gone entirely (not even a zombie): true for a reaped child of ours.
+pub fn is_reaped(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing.
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Whether process `pid` ends within `limit`: its pidfd becomes readable when it exits (a
+/// zombie counts as ended). Works for processes that are not our children.
+pub fn ends_within(pid: u32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `poll` points to one valid pollfd; `fd` is ours and closed right after.
+    let ready = unsafe { libc::poll(&mut poll, 1, limit.as_millis() as i32) };
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    ready == 1
+}
