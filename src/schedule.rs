@@ -597,3 +597,43 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_chunks_grow_while_fast_and_shrink_when_slow() {
+        let mut chunking = Chunking::Adaptive(1);
+        for _ in 0..40 {
+            let n = chunking.items();
+            chunking.learn(GROW_BELOW_NANOS / 2, n);
+        }
+        assert_eq!(chunking.items(), ADAPTIVE_MAX_ITEMS, "grows to its cap");
+        // A chunk that came back shorter than asked (the input ended) teaches nothing.
+        chunking.learn(1, 3);
+        assert_eq!(chunking.items(), ADAPTIVE_MAX_ITEMS);
+        for _ in 0..40 {
+            let n = chunking.items();
+            chunking.learn(SHRINK_ABOVE_NANOS * 2, n);
+        }
+        assert_eq!(chunking.items(), 1, "shrinks to one item");
+        // Between the two bounds it stays put.
+        chunking.learn((GROW_BELOW_NANOS + SHRINK_ABOVE_NANOS) / 2, 1);
+        assert_eq!(chunking.items(), 1);
+    }
+
+    #[test]
+    fn fixed_chunks_never_change_and_the_default_follows_python() {
+        let mut chunking = Chunking::Fixed(7);
+        chunking.learn(0, 7);
+        chunking.learn(u64::MAX, 7);
+        assert_eq!(chunking, Chunking::Fixed(7));
+        assert_eq!(Chunking::choose(None, &(0..1000), 2), Chunking::Fixed(125));
+        assert_eq!(
+            Chunking::choose(None, &(0..1000).filter(|_| true), 2),
+            Chunking::Adaptive(1)
+        );
+        assert_eq!(Chunking::choose(Some(3), &(0..10), 2), Chunking::Fixed(3));
+    }
+}

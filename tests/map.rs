@@ -87,6 +87,52 @@ fn imap_with_adaptive_chunks_yields_every_item_once_in_order() {
     assert_eq!(got, expected);
 }
 
+fn slow_every_500th(x: u64) -> u64 {
+    if x % 500 == 0 {
+        // Slow enough (5 ms) that chunks holding such items shrink.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    x * 7
+}
+
+#[test]
+fn adaptive_chunks_with_slow_items_and_a_crash_keep_every_item_once_in_order() {
+    let pool = Pool::new(2).unwrap();
+    let input = || (0..20_000u64).filter(|x| x % 7 != 3);
+    let expected: Vec<u64> = input().map(slow_every_500th).collect();
+    let got: Vec<u64> = pool
+        .imap(slow_every_500th, input())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got, expected);
+    let mut unordered: Vec<u64> = pool
+        .imap_unordered(slow_every_500th, input())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    unordered.sort_unstable();
+    assert_eq!(unordered, expected);
+    // A crash inside a large adaptive chunk costs one item; the rest come once, in order.
+    let outcomes: Vec<_> = pool
+        .imap(
+            |x: u64| {
+                if x == 15_000 {
+                    std::process::abort();
+                }
+                x
+            },
+            (0..20_000u64).filter(|_| true),
+        )
+        .collect();
+    assert_eq!(outcomes.len(), 20_000);
+    for (i, r) in outcomes.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, i as u64),
+            Err(e) => assert_eq!(e.as_task().unwrap().index(), 15_000),
+        }
+    }
+    assert!(outcomes[15_000].is_err());
+}
+
 #[test]
 fn starmap_with_two_and_three_tuples() {
     let pool = Pool::new(2).unwrap();
