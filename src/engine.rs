@@ -38,8 +38,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 pub(crate) struct Settings {
     /// Workers to keep alive.
     pub size: usize,
-    /// Chunks in flight per worker.
-    pub window: usize,
+    /// Chunks in flight per worker (`None`: each call picks, see `Chunking::window`).
+    pub window: Option<usize>,
     /// Set-up of every forked worker.
     pub child: ChildOptions,
     /// Workers report `Ready` after running an initializer.
@@ -53,11 +53,11 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// `size` workers, window 2, default child set-up, no initializer, no recycling.
+    /// `size` workers, automatic window, default child set-up, no initializer, no recycling.
     pub fn new(size: usize) -> Settings {
         Settings {
             size,
-            window: 2,
+            window: None,
             child: ChildOptions::default(),
             has_init: false,
             max_tasks: None,
@@ -104,6 +104,8 @@ pub(crate) struct Engine {
     next_call: u64,
     /// The call running now (0: none yet).
     current_call: u64,
+    /// The current call's chunks in flight per worker.
+    call_window: usize,
     /// The current call's per-item time limit.
     timeout: Option<Duration>,
     guard: CrashGuard,
@@ -130,6 +132,7 @@ impl Engine {
             next_worker_id: 1,
             next_call: 1,
             current_call: 0,
+            call_window: 2,
             timeout: None,
             failure: None,
             halted: Arc::default(),
@@ -142,8 +145,8 @@ impl Engine {
         self.settings.size
     }
 
-    /// The configured chunks in flight per worker.
-    pub fn window(&self) -> usize {
+    /// The chunks in flight per worker the pool was built with, if it was given one.
+    pub fn window(&self) -> Option<usize> {
         self.settings.window
     }
 
@@ -209,7 +212,7 @@ impl Engine {
             id,
             pid,
             tasks: parent.tasks,
-            in_flight: VecDeque::with_capacity(self.settings.window),
+            in_flight: VecDeque::with_capacity(self.call_window),
             context_call: 0,
             progress: page,
             replied_chunks: 0,
@@ -258,12 +261,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts a call whose items may each run for at most `timeout`: returns its id. Ids are
-    /// never reused, so replies to earlier calls are recognised as stale.
-    pub fn begin_call(&mut self, timeout: Option<Duration>) -> u64 {
+    /// Starts a call whose items may each run for at most `timeout`, with `window` chunks in
+    /// flight per worker: returns its id. Ids are never reused, so replies to earlier calls are
+    /// recognised as stale.
+    pub fn begin_call(&mut self, timeout: Option<Duration>, window: usize) -> u64 {
         let call = self.next_call;
         self.next_call += 1;
         self.current_call = call;
+        self.call_window = window.max(1);
         let now = progress::now_nanos();
         let retimed = self.timeout != timeout;
         self.timeout = timeout;
@@ -289,7 +294,7 @@ impl Engine {
         self.workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.in_flight.len() < self.settings.window && w.stopping.is_none())
+            .filter(|(_, w)| w.in_flight.len() < self.call_window && w.stopping.is_none())
             .filter(|(_, w)| self.budget_of(w) > 0)
             .min_by_key(|(_, w)| w.in_flight.len())
             .map(|(slot, _)| slot)

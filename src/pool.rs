@@ -84,7 +84,7 @@ impl std::fmt::Debug for Pool {
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
     workers: usize,
-    window: usize,
+    window: Option<usize>,
     show_panics: bool,
     timeout: Option<Duration>,
     init: Option<InitFn>,
@@ -98,7 +98,7 @@ impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
             workers: default_workers(),
-            window: 2,
+            window: None,
             show_panics: false,
             timeout: None,
             init: None,
@@ -124,8 +124,10 @@ impl PoolBuilder {
         self
     }
 
-    /// How many chunks each worker may hold at once (default 2): one running, the next already
-    /// queued, so a worker never waits for a round trip to the parent.
+    /// How many chunks each worker may hold at once. By default each call picks: 2 (one
+    /// running, the next already queued, so a worker never waits for a round trip to the
+    /// parent), or 8 when chunks hold 16 items or fewer (a round trip costs about 70 µs, far
+    /// more than a small chunk runs).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -134,7 +136,7 @@ impl PoolBuilder {
     /// # Ok(()) }
     /// ```
     pub fn window(mut self, window: usize) -> Self {
-        self.window = window;
+        self.window = Some(window);
         self
     }
 
@@ -289,7 +291,7 @@ impl PoolBuilder {
         if self.workers == 0 {
             return Err(PoolError::NoWorkers { workers: 0 });
         }
-        if self.window == 0 {
+        if self.window == Some(0) {
             return Err(PoolError::InvalidWindow { window: 0 });
         }
         let settings = Settings {
@@ -451,7 +453,7 @@ impl Pool {
     /// Chunksize 0 makes every call return [`PoolError::InvalidChunksize`].
     ///
     /// Without it, input of known length uses ceil(len / (4 × workers)) like Python's
-    /// `Pool.map`, and input of unknown length adapts: chunks grow while they take under 2 ms
+    /// `Pool.map`, but at most 8,192 items, and input of unknown length adapts: chunks grow while they take under 2 ms
     /// of worker time and shrink when they take over 20 ms.
     ///
     /// ```

@@ -27,6 +27,18 @@ use std::time::Duration;
 const ADAPTIVE_MAX_BYTES: usize = 1 << 20;
 /// The largest adaptive chunk, in items.
 const ADAPTIVE_MAX_ITEMS: usize = 1 << 16;
+/// The default chunksize for input of known length is Python's ceil(len / (4 × workers)), but
+/// at most this: past a few thousand items a bigger chunk only delays the first results and
+/// fills memory (measured: 1M trivial items run at 22 M/s in chunks of 4,096 to 16,384 and
+/// 14 M/s in Python-sized chunks of 125,000; an `imap` of 10M items peaked at 218 MB).
+const DEFAULT_MAX_CHUNK: usize = 8192;
+/// Chunks of at most this many items are small: a worker is kept busy with more of them.
+const SMALL_CHUNK: usize = 16;
+/// The window for small chunks: 8 in flight per worker hide the ~70 µs round trip (measured at
+/// chunksize 1: 14.6 µs per item with 2 in flight, 6.3 with 4, 4.9 with 8, 5.1 with 16).
+const SMALL_CHUNK_WINDOW: usize = 8;
+/// The window otherwise: one chunk running, the next queued.
+const DEFAULT_WINDOW: usize = 2;
 /// Adaptive chunks grow while a chunk keeps a worker busy for less than this...
 const GROW_BELOW_NANOS: u64 = 2_000_000;
 /// ...and shrink when it keeps it busy for more than this.
@@ -44,12 +56,25 @@ pub(crate) enum Chunking {
 
 impl Chunking {
     /// The chunksize asked for, or by default Python's rule for input of known length,
-    /// ceil(len / (4 × workers)), and adaptive chunks for input of unknown length.
+    /// ceil(len / (4 × workers)) capped at [`DEFAULT_MAX_CHUNK`], and adaptive chunks for input
+    /// of unknown length.
     fn choose<I: Iterator>(asked: Option<usize>, input: &I, workers: usize) -> Chunking {
         match (asked, input.size_hint()) {
             (Some(n), _) => Chunking::Fixed(n),
-            (None, (lo, Some(hi))) if lo == hi => Chunking::Fixed(lo.div_ceil(4 * workers).max(1)),
+            (None, (lo, Some(hi))) if lo == hi => {
+                Chunking::Fixed(lo.div_ceil(4 * workers).clamp(1, DEFAULT_MAX_CHUNK))
+            }
             (None, _) => Chunking::Adaptive(1),
+        }
+    }
+
+    /// Chunks in flight per worker: the pool's, if it was built with one; else
+    /// [`SMALL_CHUNK_WINDOW`] for small fixed chunks and [`DEFAULT_WINDOW`] otherwise.
+    fn window(&self, asked: Option<usize>) -> usize {
+        match (asked, *self) {
+            (Some(window), _) => window,
+            (None, Chunking::Fixed(n)) if n <= SMALL_CHUNK => SMALL_CHUNK_WINDOW,
+            (None, _) => DEFAULT_WINDOW,
         }
     }
 
@@ -154,9 +179,10 @@ where
     ) -> Call<'p, I, R> {
         let engine: &mut Engine = &mut lease;
         let mut failure = engine.fill(main).err();
-        let call = engine.begin_call(spec.timeout);
-        let max_ahead = (engine.size() * engine.window() * 2) as u64;
         let chunking = Chunking::choose(spec.chunksize, &input, engine.size());
+        let window = chunking.window(engine.window());
+        let call = engine.begin_call(spec.timeout, window);
+        let max_ahead = (engine.size() * window * 2) as u64;
         if let Chunking::Fixed(0) = chunking {
             failure = Some(PoolError::InvalidChunksize { chunksize: 0 });
         }
@@ -635,5 +661,10 @@ mod tests {
             Chunking::Adaptive(1)
         );
         assert_eq!(Chunking::choose(Some(3), &(0..10), 2), Chunking::Fixed(3));
+        let huge = Chunking::choose(None, &(0..10_000_000), 2);
+        assert_eq!(huge, Chunking::Fixed(DEFAULT_MAX_CHUNK));
+        assert_eq!(huge.window(None), DEFAULT_WINDOW);
+        assert_eq!(Chunking::Fixed(1).window(None), SMALL_CHUNK_WINDOW);
+        assert_eq!(Chunking::Fixed(1).window(Some(3)), 3);
     }
 }
