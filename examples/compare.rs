@@ -78,6 +78,12 @@ fn buffers() -> Vec<ByteBuf> {
         .collect()
 }
 
+/// `RUNS` fresh sets of buffers, made before any timing starts (`map` consumes its input; the
+/// Python side passes references to one buffer, so making them is no part of the work).
+fn buffer_sets() -> Vec<Vec<ByteBuf>> {
+    (0..RUNS).map(|_| buffers()).collect()
+}
+
 /// Median wall time of `RUNS` runs of `f`, in seconds.
 fn median_seconds(mut f: impl FnMut()) -> f64 {
     let mut times: Vec<f64> = (0..RUNS)
@@ -150,15 +156,84 @@ impl Row {
     }
 }
 
+/// A workload: its row's name, unit, whether higher is better, and the code that fills it.
+type Workload = (&'static str, &'static str, bool, fn(&mut Row));
+
+/// The workloads, in table order.
+const WORKLOADS: [Workload; 8] = [
+    (
+        "(a) 1M ints, trivial fn, default chunksize",
+        "M items/s",
+        true,
+        row_a,
+    ),
+    ("(b) 100k ints, chunksize 1", "µs/item", false, row_b),
+    (
+        "(c) primality of 10,000 numbers near 10^12",
+        "s",
+        false,
+        row_c,
+    ),
+    ("(d) create + tear down a 2-worker pool", "ms", false, row_d),
+    ("(e) 1 MiB buffers in, length out", "GB/s", true, row_e_in),
+    ("(e) 1 MiB buffers echoed back", "GB/s", true, row_e_echo),
+    (
+        "(f) spawn + join one process, trivial closure",
+        "ms",
+        false,
+        row_f,
+    ),
+    (
+        "(g) imap over 10M items: parent peak RSS",
+        "MB",
+        false,
+        row_g,
+    ),
+];
+
 fn main() {
     procspawn::init();
-    let workloads: [fn() -> Row; 8] = [
-        row_a, row_b, row_c, row_d, row_e_in, row_e_echo, row_f, row_g,
-    ];
+    // `compare --workload N`: run workload N in this process and print its cells.
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, n] = args.as_slice() {
+        if flag == "--workload" {
+            let (name, unit, higher, run) = WORKLOADS[n.parse::<usize>().expect("workload number")];
+            let mut row = Row::new(name, unit, higher);
+            run(&mut row);
+            for (system, cell) in &row.cells {
+                println!("{system}\t{}\t{}", cell.value, cell.note);
+            }
+            return;
+        }
+    }
+    // Each workload runs in a fresh process: a fork costs more the more memory the parent has
+    // mapped, so a workload must not pay for the ones before it.
     let mut rows = Vec::new();
-    for workload in workloads {
+    for (n, (name, unit, higher, _)) in WORKLOADS.into_iter().enumerate() {
         let t = Instant::now();
-        let row = workload();
+        let mut row = Row::new(name, unit, higher);
+        let out = Command::new(std::env::current_exe().expect("own path"))
+            .args(["--workload", &n.to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run a workload");
+        assert!(out.status.success(), "workload {} failed", row.name);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut fields = line.split('\t');
+            let (Some(system), Some(value)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some(system) = SYSTEMS.iter().find(|s| **s == system) else {
+                continue;
+            };
+            let note_field = fields.next();
+            let note = NOTES
+                .iter()
+                .find(|note| Some(**note) == note_field)
+                .copied()
+                .unwrap_or("");
+            row.set_noted(system, value.parse().expect("a figure"), note);
+        }
         eprintln!(
             "{} measured in {:.1} s",
             row.name,
@@ -174,12 +249,15 @@ fn main() {
     print_table(&rows);
 }
 
-fn row_a() -> Row {
-    let mut row = Row::new(
-        "(a) 1M ints, trivial fn, default chunksize",
-        "M items/s",
-        true,
-    );
+/// The notes a cell may carry (so cells read back from a workload process keep `'static` text).
+const NOTES: [&str; 4] = [
+    "5,000 items, one spawn each",
+    "with_max_len(1)",
+    "one call at a time",
+    "procspawn::spawn",
+];
+
+fn row_a(row: &mut Row) {
     let rate = |secs: f64, n: u64| n as f64 / secs / 1e6;
     let pool = Pool::new(WORKERS).unwrap();
     let s = median_seconds(|| {
@@ -217,15 +295,13 @@ fn row_a() -> Row {
         "(a) forkpool chunksize 1000: {:.1} M items/s",
         rate(s, A_ITEMS)
     );
-    row
 }
 
 fn procspawn_inc(x: u64) -> u64 {
     inc(x)
 }
 
-fn row_b() -> Row {
-    let mut row = Row::new("(b) 100k ints, chunksize 1", "µs/item", false);
+fn row_b(row: &mut Row) {
     let per_item = |secs: f64, n: u64| secs / n as f64 * 1e6;
     let pool = Pool::new(WORKERS).unwrap();
     let s = median_seconds(|| {
@@ -261,15 +337,13 @@ fn row_b() -> Row {
         assert_eq!(v.len() as u64, B_ITEMS);
     });
     row.set_noted("rayon", per_item(s, B_ITEMS), "with_max_len(1)");
-    row
 }
 
 fn procspawn_is_prime(n: u64) -> bool {
     is_prime(n)
 }
 
-fn row_c() -> Row {
-    let mut row = Row::new("(c) primality of 10,000 numbers near 10^12", "s", false);
+fn row_c(row: &mut Row) {
     let numbers = numbers();
     let serial = median_seconds(|| {
         let n = numbers.iter().filter(|n| is_prime(**n)).count();
@@ -302,11 +376,9 @@ fn row_c() -> Row {
     });
     row.set("procspawn Pool", s);
     ps.shutdown();
-    row
 }
 
-fn row_d() -> Row {
-    let mut row = Row::new("(d) create + tear down a 2-worker pool", "ms", false);
+fn row_d(row: &mut Row) {
     let ms = |secs: f64| secs * 1e3;
     row.set(
         "forkpool",
@@ -330,7 +402,6 @@ fn row_d() -> Row {
             )
         })),
     );
-    row
 }
 
 fn procspawn_length(b: ByteBuf) -> usize {
@@ -341,56 +412,55 @@ fn procspawn_echo(b: ByteBuf) -> ByteBuf {
     b
 }
 
-fn row_e_in() -> Row {
-    let mut row = Row::new("(e) 1 MiB buffers in, length out", "GB/s", true);
+fn row_e_in(row: &mut Row) {
     let gbps = |secs: f64, bytes: usize| bytes as f64 / secs / 1e9;
     let bytes = E_BUFFERS * MIB;
     let pool = Pool::new(WORKERS).unwrap();
+    let mut sets = buffer_sets();
     let s = median_seconds(|| {
-        let v = pool.chunksize(1).map(length, buffers()).unwrap();
+        let v = pool.chunksize(1).map(length, sets.pop().unwrap()).unwrap();
         assert!(v.iter().all(|n| *n == MIB));
     });
     row.set("forkpool", gbps(s, bytes));
     let ps = procspawn::Pool::new(WORKERS).unwrap();
+    let mut sets = buffer_sets();
     let s = median_seconds(|| {
         // One call at a time: with several 1 MiB calls pending, procspawn's pool blocks
         // forever in a send (seen while writing this harness).
-        for b in buffers() {
+        for b in sets.pop().unwrap() {
             assert_eq!(ps.spawn(b, procspawn_length).join().unwrap(), MIB);
         }
     });
     row.set_noted("procspawn Pool", gbps(s, bytes), "one call at a time");
     ps.shutdown();
-    row
 }
 
-fn row_e_echo() -> Row {
-    let mut row = Row::new("(e) 1 MiB buffers echoed back", "GB/s", true);
+fn row_e_echo(row: &mut Row) {
     let gbps = |secs: f64, bytes: usize| bytes as f64 / secs / 1e9;
     let bytes = E_BUFFERS * MIB;
     let pool = Pool::new(WORKERS).unwrap();
+    let mut sets = buffer_sets();
     let s = median_seconds(|| {
-        let v = pool.chunksize(1).map(echo, buffers()).unwrap();
+        let v = pool.chunksize(1).map(echo, sets.pop().unwrap()).unwrap();
         assert!(v.iter().all(|b| b.len() == MIB));
     });
     row.set("forkpool", gbps(s, bytes));
     let ps = procspawn::Pool::new(WORKERS).unwrap();
+    let mut sets = buffer_sets();
     let s = median_seconds(|| {
-        for b in buffers() {
+        for b in sets.pop().unwrap() {
             assert_eq!(ps.spawn(b, procspawn_echo).join().unwrap().len(), MIB);
         }
     });
     row.set_noted("procspawn Pool", gbps(s, bytes), "one call at a time");
     ps.shutdown();
-    row
 }
 
 fn procspawn_one(_: ()) -> u8 {
     1
 }
 
-fn row_f() -> Row {
-    let mut row = Row::new("(f) spawn + join one process, trivial closure", "ms", false);
+fn row_f(row: &mut Row) {
     let ms = |secs: f64| secs * 1e3;
     row.set(
         "forkpool",
@@ -405,11 +475,9 @@ fn row_f() -> Row {
         })),
     );
     row.cells.get_mut("procspawn Pool").unwrap().note = "procspawn::spawn";
-    row
 }
 
-fn row_g() -> Row {
-    let mut row = Row::new("(g) imap over 10M items: parent peak RSS", "MB", false);
+fn row_g(row: &mut Row) {
     let pool = Pool::new(WORKERS).unwrap();
     if let Some(bytes) = peak_rss_above_baseline(|| {
         let n = pool.imap(inc, 0..G_ITEMS).map(Result::unwrap).count();
@@ -417,7 +485,6 @@ fn row_g() -> Row {
     }) {
         row.set("forkpool", bytes / 1e6);
     }
-    row
 }
 
 /// Runs `examples/compare_peers.py` with the item counts; its JSON output.

@@ -62,6 +62,7 @@ pub fn prepare(options: ChildOptions, parent: u32) {
         // SAFETY: installing SIG_DFL runs no handler code.
         let _ = unsafe { signal(fault, SigHandler::SigDfl) };
     }
+    keep_freed_memory();
     if let Some(bytes) = options.memory_limit {
         let _ =
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes);
@@ -69,6 +70,26 @@ pub fn prepare(options: ChildOptions, parent: u32) {
     watch_parent(parent);
     crate::panic::capture_in_child(options.show_panics);
 }
+
+/// Makes glibc's malloc keep memory it frees instead of returning it to the kernel at once.
+///
+/// A worker receives and decodes every message into fresh buffers; with glibc's defaults a
+/// buffer over 128 KiB is a fresh `mmap` each time, so every 1 MiB item costs 256 page faults
+/// twice (profiled with `perf`: page faults and page clearing were most of a worker's time).
+/// A worker keeps at most 64 MiB of freed memory. Only in workers: the parent is the caller's
+/// process and keeps its own settings.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes malloc's tuning; this process has one thread and glibc
+    // reset malloc's locks in the child after fork.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
 
 /// The pid of the parent this child watches (0: none).
 static PARENT: AtomicI32 = AtomicI32::new(0);
