@@ -355,8 +355,8 @@ impl Engine {
                 "scheduler waited with nothing in flight",
             )));
         }
-        let now = (Instant::now(), progress::now_nanos());
         let (timeout, current_call) = (self.timeout, self.current_call);
+        let now = || (Instant::now(), progress::now_nanos());
         let deadline = self
             .workers
             .iter_mut()

@@ -98,7 +98,8 @@ impl Worker {
         self.pid.as_raw() as u32
     }
 
-    /// Looks at the worker at `now` (an `Instant` and the same moment on the progress clock):
+    /// Looks at the worker at `now()` (an `Instant` and the same moment on the progress clock,
+    /// read only when the worker has something to watch, so an untimed call reads no clock):
     /// stops it (`SIGTERM` to its group) if its item ran past `timeout`, or if an item of a
     /// dropped call (older than `current_call`) still runs [`CANCEL_GRACE`] after the current
     /// call began; kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again.
@@ -106,10 +107,11 @@ impl Worker {
         &mut self,
         timeout: Option<Duration>,
         current_call: u64,
-        (now, now_nanos): (Instant, u64),
+        now: impl Fn() -> (Instant, u64),
     ) -> Option<Instant> {
         if let Some(stopping) = &mut self.stopping {
             let at = stopping.kill_at?;
+            let (now, _) = now();
             if now < at {
                 return Some(at);
             }
@@ -120,6 +122,7 @@ impl Worker {
         let front = self.in_flight.front()?;
         let dropped = front.call < current_call;
         let limit = if dropped { CANCEL_GRACE } else { timeout? };
+        let (now, now_nanos) = now();
         let snap = self.progress.get().snapshot();
         if !snap.running() {
             // Between items: the next one begins no earlier than now.
