@@ -16,6 +16,10 @@
 //! counterpart of a workload show `n/a`; peers too slow for the full input run a smaller one
 //! and are reported per item (noted in the table).
 
+#[path = "shared/primality.rs"]
+mod primality;
+use primality::is_prime;
+
 use forkpool::{Pool, ReturnProcess};
 use rayon::prelude::*;
 use serde_bytes::ByteBuf;
@@ -49,23 +53,6 @@ fn length(b: ByteBuf) -> usize {
 
 fn echo(b: ByteBuf) -> ByteBuf {
     b
-}
-
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n % 2 == 0 {
-        return n == 2;
-    }
-    let mut d = 3;
-    while d * d <= n {
-        if n % d == 0 {
-            return false;
-        }
-        d += 2;
-    }
-    true
 }
 
 fn numbers() -> Vec<u64> {

@@ -11,29 +11,15 @@
 //! cargo run --release --example primes
 //! ```
 
+#[path = "shared/primality.rs"]
+mod primality;
+use primality::is_prime;
+
 use forkpool::Pool;
 use std::time::Instant;
 
 /// The first number checked: odd and near 10^12, so a prime costs about 500,000 divisions.
 const START: u64 = 1_000_000_000_001;
-
-/// True if `n` is prime, by trial division with 2 and the odd numbers up to its square root.
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n % 2 == 0 {
-        return n == 2;
-    }
-    let mut d = 3;
-    while d * d <= n {
-        if n % d == 0 {
-            return false;
-        }
-        d += 2;
-    }
-    true
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u64 = if cfg!(debug_assertions) {

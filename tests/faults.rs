@@ -1,5 +1,8 @@
 //! Panics and deaths cost their own items only; the pool goes on at full size.
 
+mod common;
+
+use common::segfault;
 use forkpool::{Death, Error, Pool, TaskError};
 
 fn panics_on_500(x: u64) -> u64 {
@@ -48,13 +51,6 @@ fn a_panicking_item_fails_alone_and_the_same_workers_serve_the_next_call() {
         pool.map(|x: u64| x + 1, 0..10u64).unwrap(),
         (1..11).collect::<Vec<_>>()
     );
-}
-
-/// A real segmentation fault: a write to address 0.
-fn segfault() {
-    // SAFETY: deliberately unsound: the write faults and the worker process dies of SIGSEGV,
-    // which is what these tests are about. It runs only in forked workers.
-    unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
 }
 
 fn crash_on(x: u64) -> u64 {

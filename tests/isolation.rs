@@ -3,20 +3,13 @@
 
 mod common;
 
-use common::{ends_within, is_reaped};
+use common::{ends_within, is_reaped, segfault};
 use forkpool::{Death, Error, Pool, PoolError, TaskError};
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A real segmentation fault: a write to address 0.
-fn segfault() {
-    // SAFETY: deliberately unsound: the write faults and the worker process dies of SIGSEGV,
-    // which is what these tests are about. It runs only in forked workers.
-    unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
-}
 
 fn torture(x: u64) -> u64 {
     if x % 97 == 0 {

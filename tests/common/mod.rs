@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: whether a process has ended.
+//! Helpers shared by the integration tests: a real crash, and whether a process has ended.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -29,4 +29,11 @@ pub fn ends_within(pid: u32, limit: Duration) -> bool {
     // SAFETY: closing the fd we opened.
     unsafe { libc::close(fd) };
     ready == 1
+}
+
+/// A real segmentation fault: a write to address 0.
+pub fn segfault() {
+    // SAFETY: deliberately unsound: the write faults and the worker process dies of SIGSEGV,
+    // which is what these tests are about. It runs only in forked workers.
+    unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
 }
