@@ -66,7 +66,7 @@ where
         }
         let main: Box<ClosureMain<'env>> =
             Box::new(move |end| forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)));
-        let engine = Engine::new(Settings::new(workers));
+        let engine = Engine::new(Settings::new(workers))?;
         let shared = Shared::new(engine, main);
         shared.lease()?.fill(shared.main())?;
         Ok(FnPool {

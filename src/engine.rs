@@ -1,4 +1,4 @@
-//! The worker table: forks workers, sends them frames, and turns their watchers' events into
+//! The worker table: forks workers, sends them frames, and turns what arrives in the inbox into
 //! what happened (a reply, or a death with the chunks it cost), forking replacements.
 //!
 //! Invariants:
@@ -9,13 +9,15 @@
 //! - A reply or death for another call than the current one (a call whose iterator was dropped)
 //!   is discarded; it only frees its window slot.
 //! - The engine is only waited on when some worker has something in flight, so a wait always
-//!   ends (every worker either replies or dies, and its watcher reports the death).
+//!   ends (every worker either replies or dies, and its waiter reports the death).
 
 use crate::channel;
 use crate::error::{Death, PoolError};
 use crate::fork;
 use crate::guard::{CrashGuard, RestartLimit};
-use crate::watch::{Event, Watcher};
+use crate::inbox::{Event, Inbox};
+use crate::outbox::{Outbox, SharedFrame};
+use crate::watch::Waiter;
 pub(crate) use crate::worker::{Cause, Verdict};
 use crate::worker::{Sent, Worker};
 use forkpool_worker::ChildEnd;
@@ -24,7 +26,6 @@ use forkpool_worker::progress::{self, ProgressPage};
 use forkpool_worker::protocol::{Message, shutdown_frame};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,14 +93,13 @@ pub(crate) enum Happened {
     Nothing,
 }
 
-/// The workers of one pool and the events of their watchers.
+/// The workers of one pool and the inbox of their frames.
 pub(crate) struct Engine {
     settings: Settings,
     workers: Vec<Worker>,
     /// Workers told to exit after `max_tasks` items, until their `Exited` arrives.
     retired: Vec<Worker>,
-    events_tx: Sender<Event>,
-    events_rx: Receiver<Event>,
+    inbox: Inbox,
     next_worker_id: u64,
     next_call: u64,
     /// The call running now (0: none yet).
@@ -120,15 +120,13 @@ pub(crate) struct Engine {
 
 impl Engine {
     /// An engine with these settings; forks no worker yet.
-    pub fn new(settings: Settings) -> Engine {
-        let (events_tx, events_rx) = mpsc::channel();
-        Engine {
+    pub fn new(settings: Settings) -> Result<Engine, PoolError> {
+        Ok(Engine {
             workers: Vec::with_capacity(settings.size),
             retired: Vec::new(),
             guard: CrashGuard::new(settings.restarts),
             settings,
-            events_tx,
-            events_rx,
+            inbox: Inbox::new()?,
             next_worker_id: 1,
             next_call: 1,
             current_call: 0,
@@ -137,7 +135,7 @@ impl Engine {
             failure: None,
             halted: Arc::default(),
             roster: Arc::default(),
-        }
+        })
     }
 
     /// The configured number of workers.
@@ -186,22 +184,16 @@ impl Engine {
         page.get().set_timed(self.timeout.is_some());
         page.get().set_current_call(self.current_call);
         let address = page.address();
-        let (parent, child) = channel::worker_pair()?;
-        let (pid, parent) = fork::spawn(self.settings.child, parent, child, |end| {
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let (tasks, child) = channel::worker_pair(id, self.inbox.sender())?;
+        let (pid, tasks) = fork::spawn(self.settings.child, tasks, child, |end| {
             // SAFETY: `address` is the page made above, mapped before this process was forked.
             unsafe { progress::install(address) };
             main(end)
         })?;
-        let id = self.next_worker_id;
-        self.next_worker_id += 1;
-        let watcher = match Watcher::start(
-            id,
-            pid,
-            parent.replies,
-            parent.sentinel,
-            self.events_tx.clone(),
-        ) {
-            Ok(watcher) => watcher,
+        let waiter = match Waiter::start(pid, id, self.inbox.sender()) {
+            Ok(waiter) => waiter,
             Err(e) => {
                 crate::sys::kill_group(pid);
                 let _ = nix::sys::wait::waitpid(pid, None);
@@ -211,7 +203,7 @@ impl Engine {
         self.workers.push(Worker {
             id,
             pid,
-            tasks: parent.tasks,
+            outbox: Outbox::new(tasks, pid),
             in_flight: VecDeque::with_capacity(self.call_window),
             context_call: 0,
             progress: page,
@@ -221,7 +213,7 @@ impl Engine {
             ready: !self.settings.has_init,
             init_failure: None,
             stopping: None,
-            _watcher: watcher,
+            _waiter: waiter,
         });
         self.publish_roster();
         Ok(())
@@ -230,7 +222,9 @@ impl Engine {
     /// Waits until every worker has run the pool's initializer; the first failure otherwise.
     pub fn wait_ready(&mut self) -> Result<(), PoolError> {
         while self.workers.iter().any(|w| !w.ready) {
-            let event = self.events_rx.recv().map_err(|_| closed_events())?;
+            let Some(event) = self.inbox.next(None)? else {
+                continue;
+            };
             let Some(slot) = self.workers.iter().position(|w| w.id == event.child) else {
                 continue;
             };
@@ -322,21 +316,26 @@ impl Engine {
         call: u64,
         chunk: u64,
         count: u32,
-        frame: &[u8],
-        context: Option<&[u8]>,
+        frame: &SharedFrame,
+        context: Option<&SharedFrame>,
     ) {
         let worker = &mut self.workers[slot];
-        worker.in_flight.push_back(Sent { call, chunk, count });
-        worker.dispatched_items += u64::from(count);
-        if let Some(context) = context {
-            if worker.context_call != call {
-                worker.context_call = call;
-                if worker.tasks.send(context).is_err() {
-                    return;
-                }
-            }
+        let mut backlog = worker.backlog();
+        let mut bytes = frame.len();
+        if let Some(context) = context.filter(|_| worker.context_call != call) {
+            worker.context_call = call;
+            worker.outbox.send(context, backlog);
+            backlog.bytes += context.len();
+            bytes += context.len();
         }
-        let _ = worker.tasks.send(frame);
+        worker.outbox.send(frame, backlog);
+        worker.in_flight.push_back(Sent {
+            call,
+            chunk,
+            count,
+            bytes,
+        });
+        worker.dispatched_items += u64::from(count);
     }
 
     /// Whether any worker holds a chunk (of any call).
@@ -362,19 +361,11 @@ impl Engine {
             .iter_mut()
             .filter_map(|w| w.watch(timeout, current_call, now))
             .min();
-        let event = match deadline {
-            None => self.events_rx.recv().map_err(|_| closed_events())?,
-            Some(at) => match self
-                .events_rx
-                .recv_timeout(at.saturating_duration_since(Instant::now()))
-            {
-                Ok(event) => event,
-                // Whatever is due is acted on at the next wait.
-                Err(RecvTimeoutError::Timeout) => return Ok(Happened::Nothing),
-                Err(RecvTimeoutError::Disconnected) => return Err(closed_events()),
-            },
-        };
-        self.interpret(event, call, main)
+        match self.inbox.next(deadline)? {
+            Some(event) => self.interpret(event, call, main),
+            // Whatever is due is acted on at the next wait.
+            None => Ok(Happened::Nothing),
+        }
     }
 
     fn interpret(
@@ -447,7 +438,7 @@ impl Engine {
                     // It finished items before it died: workers are making progress.
                     self.guard.progress();
                 }
-                drop(worker); // joins its watcher, which has delivered its last event
+                drop(worker); // joins its waiter, which has posted its last frame
                 self.publish_roster();
                 if let Some(crash_loop) = self.guard.death(cause) {
                     self.failure = Some(crash_loop);
@@ -475,8 +466,11 @@ impl Engine {
         if self.budget_of(worker) > 0 || !worker.in_flight.is_empty() {
             return;
         }
-        let worker = self.workers.swap_remove(slot);
-        let _ = worker.tasks.send(&shutdown_frame());
+        let mut worker = self.workers.swap_remove(slot);
+        let backlog = worker.backlog();
+        worker
+            .outbox
+            .send(&Arc::new(shutdown_frame().to_vec()), backlog);
         self.retired.push(worker);
         self.publish_roster();
         if let Err(e) = self.fill(main) {
@@ -486,42 +480,38 @@ impl Engine {
 
     /// Asks every worker to exit, waits up to `grace`, kills the rest, and reaps all.
     pub fn shut_down(&mut self, grace: Duration) {
-        for worker in &self.workers {
-            let _ = worker.tasks.send(&shutdown_frame());
+        let shutdown = Arc::new(shutdown_frame().to_vec());
+        for worker in &mut self.workers {
+            let backlog = worker.backlog();
+            worker.outbox.send(&shutdown, backlog);
         }
         self.retired.append(&mut self.workers);
         self.publish_roster();
-        let deadline = Instant::now() + grace;
-        let mut killed = false;
+        let mut deadline = Some(Instant::now() + grace);
         while !self.retired.is_empty() {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let event = if killed {
-                self.events_rx
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                self.events_rx.recv_timeout(wait)
-            };
-            match event {
-                Ok(event) => {
+            match self.inbox.next(deadline) {
+                Ok(Some(event)) => {
                     if let Some(Message::Exited(_)) = Message::parse(&event.frame) {
                         self.retired.retain(|w| w.id != event.child);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                Ok(None) => {
                     for worker in &self.retired {
                         crate::sys::kill_group(worker.pid);
                     }
-                    killed = true;
+                    deadline = None;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(_) => {
+                    // The inbox cannot be read: kill what is left; dropping each worker joins
+                    // its waiter, which reaps it.
+                    for worker in &self.retired {
+                        crate::sys::kill_group(worker.pid);
+                    }
+                    self.retired.clear();
+                }
             }
         }
     }
-}
-
-fn closed_events() -> PoolError {
-    PoolError::Channel(std::io::Error::other("event channel closed"))
 }
 
 impl Drop for Engine {

@@ -310,7 +310,7 @@ impl PoolBuilder {
         let init = self.init;
         let main: Box<PoolMain> =
             Box::new(move |end| forkpool_worker::serve(end, init, &mut EntryRunner));
-        let shared = Shared::new(Engine::new(settings), main);
+        let shared = Shared::new(Engine::new(settings)?, main);
         {
             let mut engine = shared.lease()?;
             engine.fill(shared.main())?;

@@ -1,17 +1,16 @@
 //! [`ReturnProcess`]: one closure in one forked child, its value on `join`.
 
-use crate::channel;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
+use crate::inbox::Inbox;
 use crate::schedule::decode_outcomes;
-use crate::watch::{Event, Watcher};
+use crate::watch::Waiter;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
 use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// A closure running in its own forked child process; [`join`](ReturnProcess::join) returns its
@@ -34,8 +33,8 @@ use std::time::{Duration, Instant};
 /// ```
 pub struct ReturnProcess<R> {
     pid: Pid,
-    events: Receiver<Event>,
-    watcher: Option<Watcher>,
+    inbox: Inbox,
+    waiter: Option<Waiter>,
     outcome: Option<Result<R, Error>>,
     death: Option<Death>,
     joined: bool,
@@ -61,17 +60,17 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn spawn<F: FnOnce() -> R>(f: F) -> Result<ReturnProcess<R>, PoolError> {
-        let (end, sender) = channel::result_pair()?;
+        let inbox = Inbox::new()?;
+        let sender = inbox.sender();
         let options = ChildOptions {
             ignore_sigint: false,
             ..ChildOptions::default()
         };
-        let (pid, end) = fork::spawn(options, end, sender, move |sender| {
+        let (pid, inbox) = fork::spawn(options, inbox, sender, move |sender| {
             forkpool_worker::serve_once(sender, f)
         })?;
-        let (events_tx, events) = mpsc::channel();
-        let watcher = match Watcher::start(0, pid, end.replies, end.sentinel, events_tx) {
-            Ok(watcher) => watcher,
+        let waiter = match Waiter::start(pid, 0, inbox.sender()) {
+            Ok(waiter) => waiter,
             Err(e) => {
                 crate::sys::kill_group(pid);
                 let _ = nix::sys::wait::waitpid(pid, None);
@@ -80,8 +79,8 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         };
         Ok(ReturnProcess {
             pid,
-            events,
-            watcher: Some(watcher),
+            inbox,
+            waiter: Some(waiter),
             outcome: None,
             death: None,
             joined: false,
@@ -188,17 +187,8 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         while self.death.is_none() {
             // Once the value is in, the child is only exiting: wait for that without a limit.
             let limit = deadline.filter(|_| self.outcome.is_none());
-            let event = match limit {
-                None => self
-                    .events
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-                Some((at, _)) => self
-                    .events
-                    .recv_timeout(at.saturating_duration_since(Instant::now())),
-            };
-            match event {
-                Ok(event) => match Message::parse(&event.frame) {
+            match self.inbox.next(limit.map(|(at, _)| at)) {
+                Ok(Some(event)) => match Message::parse(&event.frame) {
                     Some(Message::Reply(reply)) => {
                         self.outcome =
                             decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid).pop();
@@ -206,7 +196,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
                     Some(Message::Exited(status)) => self.death = Some(status.into()),
                     _ => {}
                 },
-                Err(RecvTimeoutError::Timeout) => {
+                Ok(None) => {
                     let after = deadline.map_or(Duration::ZERO, |(_, d)| d);
                     return Err(TaskError::TimedOut {
                         index: 0,
@@ -215,11 +205,11 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
                     }
                     .into());
                 }
-                Err(RecvTimeoutError::Disconnected) => self.death = Some(Death::Unknown),
+                Err(_) => self.death = Some(Death::Unknown),
             }
         }
         self.joined = true;
-        self.watcher = None;
+        self.waiter = None;
         let death = self.death.unwrap_or(Death::Unknown);
         self.outcome.take().unwrap_or(Err(TaskError::WorkerDied {
             index: 0,
@@ -235,6 +225,6 @@ impl<R> Drop for ReturnProcess<R> {
         if self.death.is_none() {
             crate::sys::kill_group(self.pid);
         }
-        // Dropping the watcher joins its threads; they end once the child is reaped.
+        // Dropping the waiter joins its thread; it ends once the child is reaped.
     }
 }

@@ -14,6 +14,7 @@
 
 use crate::engine::{Cause, Engine, Happened, Verdict, WorkerMain};
 use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
+use crate::outbox::SharedFrame;
 use crate::shared::Lease;
 use forkpool_worker::codec;
 use forkpool_worker::protocol;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A chunk's frame stops growing past this many bytes of items when the chunksize is adaptive.
@@ -123,7 +125,7 @@ struct Part {
     count: u32,
     /// Its task frame, kept to send it again (whole or split) if its worker dies; the buffer
     /// is recycled for a later chunk once the reply is in.
-    frame: Vec<u8>,
+    frame: SharedFrame,
 }
 
 /// The outcomes gathered so far for a chunk that was split.
@@ -141,7 +143,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     spec: CallSpec,
     chunking: Chunking,
     call: u64,
-    context: Option<Vec<u8>>,
+    context: Option<SharedFrame>,
     /// Frame buffers of answered chunks, reused for new ones.
     spare: Vec<Vec<u8>>,
     /// Parts to send again (their worker died): sent before any new input.
@@ -187,7 +189,7 @@ where
             failure = Some(PoolError::InvalidChunksize { chunksize: 0 });
         }
         let context = match &spec.context {
-            Some(Ok(value)) => Some(protocol::context_frame(call, value)),
+            Some(Ok(value)) => Some(Arc::new(protocol::context_frame(call, value))),
             Some(Err(message)) => {
                 failure = Some(PoolError::Context(message.clone()));
                 None
@@ -228,7 +230,7 @@ where
             };
             self.retry.pop_front();
             if let Some(part) = self.in_flight.get(&seq) {
-                let context = self.context.as_deref();
+                let context = self.context.as_ref();
                 self.lease
                     .dispatch(slot, self.call, seq, part.count, &part.frame, context);
             }
@@ -254,7 +256,8 @@ where
                     first_index,
                     count,
                 );
-                let context = self.context.as_deref();
+                let frame = Arc::new(frame);
+                let context = self.context.as_ref();
                 self.lease
                     .dispatch(slot, self.call, chunk, count, &frame, context);
                 let part = Part {
@@ -377,7 +380,7 @@ where
                 let rest = [(0, offset), (offset + 1, part.count)];
                 if pinpoint && self.resend(&part, &rest) {
                     self.settle_items(&part, offset, vec![Err(error)]);
-                    self.spare.push(part.frame);
+                    self.recycle(part.frame);
                     return;
                 }
                 Some((offset, error))
@@ -385,7 +388,7 @@ where
             Verdict::Unknown => {
                 let singles: Vec<(u32, u32)> = (0..part.count).map(|i| (i, i + 1)).collect();
                 if pinpoint && part.count > 1 && self.resend(&part, &singles) {
-                    self.spare.push(part.frame);
+                    self.recycle(part.frame);
                     return;
                 }
                 None
@@ -434,7 +437,7 @@ where
                 origin: part.origin,
                 first_index,
                 count: b - a,
-                frame,
+                frame: Arc::new(frame),
             };
             self.in_flight.insert(wire, new);
             self.retry.push_front(wire);
@@ -458,7 +461,14 @@ where
         } else {
             self.finish_chunk(part.origin, outcomes);
         }
-        self.spare.push(part.frame);
+        self.recycle(part.frame);
+    }
+
+    /// Keeps a finished part's frame buffer for a later chunk (unless a courier still holds it).
+    fn recycle(&mut self, frame: SharedFrame) {
+        if let Ok(buffer) = Arc::try_unwrap(frame) {
+            self.spare.push(buffer);
+        }
     }
 
     /// Records outcomes for the items of `part` from `offset` on; finishes the chunk when it

@@ -1,4 +1,4 @@
-//! One worker as the parent sees it: its channel, its progress page, the chunks it holds, and
+//! One worker as the parent sees it: its outbox, its progress page, the chunks it holds, and
 //! whether it is being stopped; when to stop it, and after its death, which item to blame.
 //!
 //! Invariants:
@@ -8,9 +8,9 @@
 //!   `SIGKILL` follows after [`TERM_GRACE`] unless it has died.
 
 use crate::error::Death;
-use crate::watch::Watcher;
+use crate::outbox::{Backlog, Outbox};
+use crate::watch::Waiter;
 use forkpool_worker::progress::ProgressPage;
-use ipc_channel::ipc::IpcBytesSender;
 use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -29,6 +29,8 @@ pub(crate) struct Sent {
     pub call: u64,
     pub chunk: u64,
     pub count: u32,
+    /// Bytes sent for it (its frame, and the context frame sent just before it, if any).
+    pub bytes: usize,
 }
 
 /// Why and since when the parent is stopping a worker.
@@ -71,7 +73,7 @@ pub(crate) struct Worker {
     /// The engine's id for it (pids can be reused; ids are not).
     pub id: u64,
     pub pid: Pid,
-    pub tasks: IpcBytesSender,
+    pub outbox: Outbox,
     pub in_flight: VecDeque<Sent>,
     /// The call whose `map_with` context this worker holds (0: none).
     pub context_call: u64,
@@ -88,14 +90,22 @@ pub(crate) struct Worker {
     /// What its initializer panicked with.
     pub init_failure: Option<String>,
     pub stopping: Option<Stopping>,
-    /// Dropped last: joining the watcher waits for the worker's death.
-    pub _watcher: Watcher,
+    /// Dropped last: joining the waiter waits for the worker's death.
+    pub _waiter: Waiter,
 }
 
 impl Worker {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.pid.as_raw() as u32
+    }
+
+    /// What it holds unanswered.
+    pub fn backlog(&self) -> Backlog {
+        Backlog {
+            frames: self.in_flight.len(),
+            bytes: self.in_flight.iter().map(|s| s.bytes).sum(),
+        }
     }
 
     /// Looks at the worker at `now()` (an `Instant` and the same moment on the progress clock,

@@ -23,8 +23,8 @@ pub mod protocol;
 
 pub use job::{ClosureRunner, EntryRunner, Runner, StarFn};
 
-use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
-use protocol::{Command, ReplyWriter};
+use ipc_channel::ipc::IpcBytesReceiver;
+use protocol::{Command, Frame, ReplySender, ReplyWriter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
@@ -34,10 +34,12 @@ use std::time::Instant;
 /// The channel ends a pool worker keeps after fork.
 #[derive(Debug)]
 pub struct ChildEnd {
+    /// The parent's id for this worker, which starts every frame it sends.
+    pub id: u64,
     /// Where tasks arrive from the parent.
     pub tasks: IpcBytesReceiver,
     /// Where replies go to the parent.
-    pub replies: IpcBytesSender,
+    pub replies: ReplySender,
 }
 
 /// What a worker remembers between tasks: the context of the current `map_with` call.
@@ -82,12 +84,14 @@ pub type InitFn = fn();
 /// pass to `_exit`.
 pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
     if let Some(init) = init {
-        let frame = match catch_unwind(init) {
-            Ok(()) => protocol::ready_frame().to_vec(),
-            Err(payload) => protocol::init_failed_frame(&panic::take_report(payload).0),
+        let (frame, failed) = match catch_unwind(init) {
+            Ok(()) => (protocol::ready_frame(end.id), false),
+            Err(payload) => {
+                let message = panic::take_report(payload).0;
+                (protocol::init_failed_frame(end.id, &message), true)
+            }
         };
-        let failed = frame != protocol::ready_frame();
-        if end.replies.send(&frame).is_err() {
+        if end.replies.send(Frame(frame)).is_err() {
             return child::EXIT_PARENT_GONE;
         }
         if failed {
@@ -95,7 +99,7 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
         }
     }
     let mut state = WorkerState::default();
-    let mut out = ReplyWriter::default();
+    let mut out = ReplyWriter::new(end.id);
     let progress = progress::current();
     loop {
         let Ok(frame) = end.tasks.recv() else {
@@ -113,11 +117,8 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
                     out.failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
                 let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                if end
-                    .replies
-                    .send(out.seal(task.call, task.chunk, busy))
-                    .is_err()
-                {
+                let reply = Frame(out.seal(task.call, task.chunk, busy).to_vec());
+                if end.replies.send(reply).is_err() {
                     return child::EXIT_PARENT_GONE;
                 }
             }
@@ -128,10 +129,10 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
     }
 }
 
-/// Runs `f` once and sends its outcome as a one-item reply: the child side of a
+/// Runs `f` once and sends its outcome as a one-item reply (sender id 0): the child side of a
 /// `ReturnProcess`. Returns the exit code for the caller to pass to `_exit`.
-pub fn serve_once<R: Serialize>(replies: IpcBytesSender, f: impl FnOnce() -> R) -> i32 {
-    let mut out = ReplyWriter::default();
+pub fn serve_once<R: Serialize>(replies: ReplySender, f: impl FnOnce() -> R) -> i32 {
+    let mut out = ReplyWriter::new(0);
     out.begin();
     let start = Instant::now();
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -142,7 +143,7 @@ pub fn serve_once<R: Serialize>(replies: IpcBytesSender, f: impl FnOnce() -> R) 
         }
     }
     let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    match replies.send(out.seal(0, 0, busy)) {
+    match replies.send(Frame(out.seal(0, 0, busy).to_vec())) {
         Ok(()) => 0,
         Err(_) => child::EXIT_PARENT_GONE,
     }

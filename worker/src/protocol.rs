@@ -1,6 +1,7 @@
 //! The wire protocol between the parent and a worker: frame layouts and their encoders/decoders.
 //!
-//! Every frame is one ipc-channel bytes message. Integers are little-endian, fixed width.
+//! Every frame is one ipc-channel message: a bytes message from the parent, a [`Frame`] (one
+//! byte string) from a worker. Integers are little-endian, fixed width.
 //!
 //! Parent → worker:
 //! - `Task`: `[1][call u64][chunk u64][entry u64][first_index u64][count u32]` then `count`
@@ -8,21 +9,35 @@
 //! - `Context`: `[2][call u64]` then one bincode value (the `map_with` context of that call).
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
 //!
-//! Worker → parent:
-//! - `Reply`: `[1][call u64][chunk u64][count u32][busy_nanos u64]` then `count` outcomes, each
-//!   a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode `(message, location)`,
-//!   `BAD_INPUT`/`BAD_OUTPUT` + bincode message.
-//! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
-//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the worker
-//!   exits next.
-//! - `Exited`: `[0xE0][kind u8][value i32]`, never sent by a worker: the parent's watcher thread
-//!   injects it after reaping the worker, so it arrives after every reply the worker sent.
+//! Worker → parent, each frame starting with the sender's id (`[sender u64]`, the parent's id
+//! for the child), because all children of one pool reply on one channel:
+//! - `Reply`: `[sender][1][call u64][chunk u64][count u32][busy_nanos u64]` then `count`
+//!   outcomes, each a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode
+//!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message.
+//! - `Ready`: `[sender][0xA1]`: the worker's initializer returned (sent only when the pool has
+//!   one).
+//! - `InitFailed`: `[sender][0xA2]` then the panic message as UTF-8: the initializer panicked;
+//!   the worker exits next.
+//! - `Exited`: `[sender][0xE0][kind u8][value i32]`, never sent by a worker: the parent's waiter
+//!   thread posts it after reaping the worker, so it arrives after every reply the worker sent.
 //!
 //! Invariant: a worker answers every `Task` with exactly one `Reply` carrying exactly `count`
 //! outcomes, in item order, unless it dies first.
 
 use crate::codec;
-use serde::Serialize;
+use ipc_channel::ipc::IpcSender;
+use serde::{Deserialize, Serialize};
+
+/// A worker → parent frame as it crosses ipc-channel.
+///
+/// The parent waits for all of its workers at once through an `IpcReceiverSet`, which only
+/// typed receivers can join, so replies travel on a typed channel. The frame is serialized as
+/// one byte string: postcard copies it whole instead of encoding it byte by byte.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Frame(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+/// The sending end of a worker's (or a one-shot child's) reply channel.
+pub type ReplySender = IpcSender<Frame>;
 
 const TASK: u8 = 1;
 const CONTEXT: u8 = 2;
@@ -34,8 +49,10 @@ const INIT_FAILED: u8 = 0xA2;
 
 /// Size of a task frame's header; the items follow it.
 pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 4;
-/// Size of a reply frame's header; the outcomes follow it.
-pub const REPLY_HEADER_LEN: usize = 1 + 8 + 8 + 4 + 8;
+/// Size of the sender id that starts every worker → parent frame.
+pub const SENDER_LEN: usize = 8;
+/// Size of a reply frame's header (sender id included); the outcomes follow it.
+pub const REPLY_HEADER_LEN: usize = SENDER_LEN + 1 + 8 + 8 + 4 + 8;
 
 /// Outcome tag: the item's result follows.
 pub const OK: u8 = 0;
@@ -151,31 +168,40 @@ pub enum ExitStatus {
     Unknown,
 }
 
-/// The sentinel frame the parent's watcher thread injects after reaping a child.
-pub fn exited_frame(status: ExitStatus) -> [u8; 6] {
+/// The sentinel frame the parent's waiter thread posts after reaping child `sender`.
+pub fn exited_frame(sender: u64, status: ExitStatus) -> Vec<u8> {
     let (kind, value) = match status {
         ExitStatus::Code(c) => (0u8, c),
         ExitStatus::Signal(s) => (1, s),
         ExitStatus::Unknown => (2, 0),
     };
-    let v = value.to_le_bytes();
-    [EXITED, kind, v[0], v[1], v[2], v[3]]
+    let mut buf = sender.to_le_bytes().to_vec();
+    buf.extend_from_slice(&[EXITED, kind]);
+    buf.extend_from_slice(&value.to_le_bytes());
+    buf
 }
 
-/// The frame a worker sends when its initializer returned.
-pub fn ready_frame() -> [u8; 1] {
-    [READY]
+/// The frame worker `sender` sends when its initializer returned.
+pub fn ready_frame(sender: u64) -> Vec<u8> {
+    let mut buf = sender.to_le_bytes().to_vec();
+    buf.push(READY);
+    buf
 }
 
-/// The frame a worker sends when its initializer panicked with `message`.
-pub fn init_failed_frame(message: &str) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(1 + message.len());
+/// The frame worker `sender` sends when its initializer panicked with `message`.
+pub fn init_failed_frame(sender: u64, message: &str) -> Vec<u8> {
+    let mut buf = sender.to_le_bytes().to_vec();
     buf.push(INIT_FAILED);
     buf.extend_from_slice(message.as_bytes());
     buf
 }
 
-/// A frame a worker (or the watcher, for `Exited`) sends to the parent, as the parent reads it.
+/// The id of the child that sent a worker → parent frame.
+pub fn sender(frame: &[u8]) -> Option<u64> {
+    u64_at(frame, 0)
+}
+
+/// A frame a worker (or the waiter, for `Exited`) sends to the parent, as the parent reads it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     /// The outcomes of one chunk.
@@ -204,23 +230,24 @@ pub struct Reply<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Reads a frame; `None` if it is malformed.
+    /// Reads a frame (its sender id is read by [`sender`]); `None` if it is malformed.
     pub fn parse(frame: &'a [u8]) -> Option<Message<'a>> {
-        match *frame.first()? {
+        let at = SENDER_LEN;
+        match *frame.get(at)? {
             REPLY => Some(Message::Reply(Reply {
-                call: u64_at(frame, 1)?,
-                chunk: u64_at(frame, 9)?,
-                count: u32_at(frame, 17)?,
-                busy_nanos: u64_at(frame, 21)?,
+                call: u64_at(frame, at + 1)?,
+                chunk: u64_at(frame, at + 9)?,
+                count: u32_at(frame, at + 17)?,
+                busy_nanos: u64_at(frame, at + 21)?,
                 outcomes: frame.get(REPLY_HEADER_LEN..)?,
             })),
             READY => Some(Message::Ready),
             INIT_FAILED => Some(Message::InitFailed(
-                std::str::from_utf8(&frame[1..]).unwrap_or("(message not UTF-8)"),
+                std::str::from_utf8(&frame[at + 1..]).unwrap_or("(message not UTF-8)"),
             )),
             EXITED => {
-                let value = i32::from_le_bytes(frame.get(2..6)?.try_into().ok()?);
-                Some(Message::Exited(match frame.get(1)? {
+                let value = i32::from_le_bytes(frame.get(at + 2..at + 6)?.try_into().ok()?);
+                Some(Message::Exited(match frame.get(at + 1)? {
                     0 => ExitStatus::Code(value),
                     1 => ExitStatus::Signal(value),
                     _ => ExitStatus::Unknown,
@@ -232,13 +259,23 @@ impl<'a> Message<'a> {
 }
 
 /// Builds a reply frame in place, one outcome at a time; reused from chunk to chunk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplyWriter {
+    sender: u64,
     buf: Vec<u8>,
     count: u32,
 }
 
 impl ReplyWriter {
+    /// A writer of replies from child `sender`.
+    pub fn new(sender: u64) -> ReplyWriter {
+        ReplyWriter {
+            sender,
+            buf: Vec::new(),
+            count: 0,
+        }
+    }
+
     /// Starts the reply to one chunk, discarding the previous one but keeping its allocation.
     pub fn begin(&mut self) {
         self.buf.clear();
@@ -289,11 +326,14 @@ impl ReplyWriter {
 
     /// Writes the header and returns the finished frame.
     pub fn seal(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> &[u8] {
-        self.buf[0] = REPLY;
-        self.buf[1..9].copy_from_slice(&call.to_le_bytes());
-        self.buf[9..17].copy_from_slice(&chunk.to_le_bytes());
-        self.buf[17..21].copy_from_slice(&self.count.to_le_bytes());
-        self.buf[21..29].copy_from_slice(&busy_nanos.to_le_bytes());
+        let header = &mut self.buf[..REPLY_HEADER_LEN];
+        let (sender, rest) = header.split_at_mut(SENDER_LEN);
+        sender.copy_from_slice(&self.sender.to_le_bytes());
+        rest[0] = REPLY;
+        rest[1..9].copy_from_slice(&call.to_le_bytes());
+        rest[9..17].copy_from_slice(&chunk.to_le_bytes());
+        rest[17..21].copy_from_slice(&self.count.to_le_bytes());
+        rest[21..29].copy_from_slice(&busy_nanos.to_le_bytes());
         &self.buf
     }
 }
@@ -320,7 +360,7 @@ mod tests {
 
     #[test]
     fn reply_and_exit_frames_round_trip() {
-        let mut reply = ReplyWriter::default();
+        let mut reply = ReplyWriter::new(6);
         reply.begin();
         reply.ok(&9u8);
         reply.panicked("boom", Some("src/x.rs:1:2"));
@@ -328,22 +368,25 @@ mod tests {
         let Some(Message::Reply(r)) = Message::parse(&bytes) else {
             panic!("not a reply")
         };
+        assert_eq!(sender(&bytes), Some(6));
         assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 2, 77));
         assert_eq!(r.outcomes[0], OK);
-        assert_eq!(Message::parse(&ready_frame()), Some(Message::Ready));
+        assert_eq!(Message::parse(&ready_frame(7)), Some(Message::Ready));
+        assert_eq!(sender(&ready_frame(7)), Some(7));
+        let failed = init_failed_frame(8, "no config");
         assert_eq!(
-            Message::parse(&init_failed_frame("no config")),
+            Message::parse(&failed),
             Some(Message::InitFailed("no config"))
         );
+        assert_eq!(sender(&failed), Some(8));
         for status in [
             ExitStatus::Code(3),
             ExitStatus::Signal(11),
             ExitStatus::Unknown,
         ] {
-            assert_eq!(
-                Message::parse(&exited_frame(status)),
-                Some(Message::Exited(status))
-            );
+            let exited = exited_frame(9, status);
+            assert_eq!(Message::parse(&exited), Some(Message::Exited(status)));
+            assert_eq!(sender(&exited), Some(9));
         }
     }
 
@@ -352,5 +395,6 @@ mod tests {
         assert_eq!(Command::parse(&[]), None);
         assert_eq!(Command::parse(&[TASK, 1, 2]), None);
         assert_eq!(Message::parse(&[42]), None);
+        assert_eq!(Message::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 42]), None);
     }
 }

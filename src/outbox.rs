@@ -1,0 +1,113 @@
+//! Sending frames to one worker: small ones from the caller's thread, the rest through a courier
+//! thread, so the caller never waits in a send.
+//!
+//! The caller reads replies itself (see [`inbox`](crate::inbox)), so it must never block in a
+//! send that needs its worker to read first: the worker may itself be blocked sending a big
+//! reply that needs the caller to read first (ipc-channel #101; invariant 4 of the design).
+//!
+//! A send does not block while the worker's task socket has room for the frame. What sits in
+//! that socket is at most what the worker has not answered yet, so a frame goes out from the
+//! caller's thread when it and the unanswered frames before it stay within [`INLINE_BYTES`] and
+//! [`INLINE_FRAMES`] (well inside the 208 KiB socket buffer of a Linux default), and the courier
+//! holds nothing. Anything else goes to the worker's courier thread (started on first need),
+//! which sends in order and may block as long as the worker takes to read.
+//!
+//! Invariant: frames reach the worker in the order they were given to [`Outbox::send`]: a
+//! frame is sent in place only when the courier has sent everything given to it before.
+
+use ipc_channel::ipc::IpcBytesSender;
+use nix::unistd::Pid;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+
+/// A frame that may be handed to the courier without copying; the scheduler keeps its own
+/// reference to resend it if the worker dies.
+pub(crate) type SharedFrame = Arc<Vec<u8>>;
+
+/// The most bytes of unanswered frames (the new one included) for an in-place send.
+pub(crate) const INLINE_BYTES: usize = 64 * 1024;
+/// The most unanswered frames (the new one included) for an in-place send.
+pub(crate) const INLINE_FRAMES: usize = 32;
+
+/// What a worker holds unanswered before a send.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Backlog {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
+/// The parent's sending side of one worker's task channel.
+pub(crate) struct Outbox {
+    tasks: IpcBytesSender,
+    pid: Pid,
+    courier: Option<Courier>,
+}
+
+/// A thread that sends frames to one worker in order; it ends when its queue is dropped and
+/// emptied. It is not joined: a send to a worker whose socket a stopped grandchild still holds
+/// could block until that grandchild dies.
+struct Courier {
+    queue: Sender<SharedFrame>,
+    /// Frames given to it and not yet sent.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// The outbox of worker `pid`, whose task channel is `tasks`.
+    pub fn new(tasks: IpcBytesSender, pid: Pid) -> Outbox {
+        Outbox {
+            tasks,
+            pid,
+            courier: None,
+        }
+    }
+
+    /// Sends `frame` to the worker, which holds `backlog` unanswered before it. A failed send
+    /// is not reported: it means the worker is dying, and its death is reported by its waiter.
+    pub fn send(&mut self, frame: &SharedFrame, backlog: Backlog) {
+        let fits = backlog.frames < INLINE_FRAMES && backlog.bytes + frame.len() <= INLINE_BYTES;
+        let courier_idle = self
+            .courier
+            .as_ref()
+            .is_none_or(|c| c.pending.load(Ordering::Acquire) == 0);
+        if fits && courier_idle {
+            let _ = self.tasks.send(frame);
+            return;
+        }
+        if self.courier.is_none() {
+            self.courier = self.start_courier();
+        }
+        match &self.courier {
+            Some(courier) => {
+                courier.pending.fetch_add(1, Ordering::AcqRel);
+                if courier.queue.send(Arc::clone(frame)).is_err() {
+                    courier.pending.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            // No thread could be started: send in place (blocking) as the last resort.
+            None => {
+                let _ = self.tasks.send(frame);
+            }
+        }
+    }
+
+    fn start_courier(&self) -> Option<Courier> {
+        let (queue, frames) = mpsc::channel::<SharedFrame>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let tasks = self.tasks.clone();
+        let sent = Arc::clone(&pending);
+        std::thread::Builder::new()
+            .name(format!("forkpool-send-{}", self.pid))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                for frame in frames {
+                    let _ = tasks.send(&frame);
+                    drop(frame); // before counting it sent, so the scheduler can reuse its buffer
+                    sent.fetch_sub(1, Ordering::AcqRel);
+                }
+            })
+            .ok()?;
+        Some(Courier { queue, pending })
+    }
+}
