@@ -117,7 +117,7 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
                     out.failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
                 let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let reply = Frame(out.seal(task.call, task.chunk, busy).to_vec());
+                let reply = Frame(out.take(task.call, task.chunk, busy));
                 if end.replies.send(reply).is_err() {
                     return child::EXIT_PARENT_GONE;
                 }
@@ -143,7 +143,7 @@ pub fn serve_once<R: Serialize>(replies: ReplySender, f: impl FnOnce() -> R) -> 
         }
     }
     let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    match replies.send(Frame(out.seal(0, 0, busy).to_vec())) {
+    match replies.send(Frame(out.take(0, 0, busy))) {
         Ok(()) => 0,
         Err(_) => child::EXIT_PARENT_GONE,
     }

@@ -324,6 +324,14 @@ impl ReplyWriter {
         self.count
     }
 
+    /// Writes the header and hands over the finished frame (the writer starts its next one in
+    /// a new buffer of the same capacity: no copy of a big reply).
+    pub fn take(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> Vec<u8> {
+        self.seal(call, chunk, busy_nanos);
+        let capacity = self.buf.capacity();
+        std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
+    }
+
     /// Writes the header and returns the finished frame.
     pub fn seal(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> &[u8] {
         let header = &mut self.buf[..REPLY_HEADER_LEN];
