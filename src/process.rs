@@ -190,8 +190,9 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             match self.inbox.next(limit.map(|(at, _)| at)) {
                 Ok(Some(event)) => match Message::parse(&event.frame) {
                     Some(Message::Reply(reply)) => {
-                        self.outcome =
-                            decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid).pop();
+                        self.outcome = decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid)
+                            .pop()
+                            .map(|outcome| outcome.map_err(|e| *e));
                     }
                     Some(Message::Exited(status)) => self.death = Some(status.into()),
                     _ => {}

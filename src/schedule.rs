@@ -133,7 +133,7 @@ struct Part {
 /// The outcomes gathered so far for a chunk that was split.
 struct Origin<R> {
     first_index: u64,
-    outcomes: Vec<Option<Result<R, Error>>>,
+    outcomes: Vec<Option<Outcome<R>>>,
     missing: usize,
 }
 
@@ -160,8 +160,8 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     split: HashMap<u64, Origin<R>>,
     /// Ordered calls: the oldest chunk not yet yielded, and finished chunks waiting for it.
     head: u64,
-    parked: BTreeMap<u64, Vec<Result<R, Error>>>,
-    ready: VecDeque<Result<R, Error>>,
+    parked: BTreeMap<u64, Vec<Outcome<R>>>,
+    ready: VecDeque<Outcome<R>>,
     input_done: bool,
     failure: Option<PoolError>,
     finished: bool,
@@ -286,7 +286,7 @@ where
                     stage: CodecStage::EncodeItem,
                     message,
                 };
-                self.finish_chunk(seq, vec![Err(error.into())]);
+                self.finish_chunk(seq, vec![failed(error)]);
             }
         }
     }
@@ -318,7 +318,7 @@ where
     }
 
     /// Places a finished chunk's outcomes: at once if unordered, else when all before it are out.
-    fn finish_chunk(&mut self, seq: u64, outcomes: Vec<Result<R, Error>>) {
+    fn finish_chunk(&mut self, seq: u64, outcomes: Vec<Outcome<R>>) {
         if !self.spec.ordered {
             self.ready.extend(outcomes);
             return;
@@ -381,7 +381,7 @@ where
                 let error = cause_error(cause, index, pid, death);
                 let rest = [(0, offset), (offset + 1, part.count)];
                 if pinpoint && self.resend(&part, &rest) {
-                    self.settle_items(&part, offset, vec![Err(error)]);
+                    self.settle_items(&part, offset, vec![failed(error)]);
                     self.recycle(part.frame);
                     return;
                 }
@@ -399,10 +399,10 @@ where
         let mut culprit = culprit;
         let outcomes = (0..part.count)
             .map(|i| match culprit.take_if(|(at, _)| *at == i) {
-                Some((_, error)) => Err(error),
+                Some((_, error)) => failed(error),
                 None => {
                     let index = part.first_index + u64::from(i);
-                    Err(TaskError::WorkerDied { index, pid, death }.into())
+                    failed(TaskError::WorkerDied { index, pid, death })
                 }
             })
             .collect();
@@ -457,7 +457,7 @@ where
     }
 
     /// Records the outcomes of every item of `part` (in order) and recycles its frame.
-    fn settle(&mut self, part: Part, outcomes: Vec<Result<R, Error>>) {
+    fn settle(&mut self, part: Part, outcomes: Vec<Outcome<R>>) {
         if self.split.contains_key(&part.origin) {
             self.settle_items(&part, 0, outcomes);
         } else {
@@ -475,7 +475,7 @@ where
 
     /// Records outcomes for the items of `part` from `offset` on; finishes the chunk when it
     /// has them all.
-    fn settle_items(&mut self, part: &Part, offset: u32, outcomes: Vec<Result<R, Error>>) {
+    fn settle_items(&mut self, part: &Part, offset: u32, outcomes: Vec<Outcome<R>>) {
         let Some(origin) = self.split.get_mut(&part.origin) else {
             return;
         };
@@ -519,6 +519,16 @@ fn item_bounds<T: DeserializeOwned>(frame: &[u8], count: u32) -> Option<Vec<usiz
     Some(bounds)
 }
 
+/// One item's outcome while the scheduler holds it. The error is boxed: `Error` is 64 bytes,
+/// and every outcome is moved several times (reply, reorder buffer, caller); at 1M trivial
+/// items per call the moves of unboxed errors were a visible share of the caller's time.
+pub(crate) type Outcome<R> = Result<R, Box<Error>>;
+
+/// The failed outcome `error`.
+fn failed<R>(error: impl Into<Error>) -> Outcome<R> {
+    Err(Box::new(error.into()))
+}
+
 /// Reads a reply's outcomes; items whose outcome is missing or unreadable get a codec error.
 ///
 /// `outcomes` is the body of a reply that says it holds `replied` outcomes, for a chunk of
@@ -529,7 +539,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     first_index: u64,
     count: u32,
     pid: u32,
-) -> Vec<Result<R, Error>> {
+) -> Vec<Outcome<R>> {
     let mut out = Vec::with_capacity(count as usize);
     let mut rest = outcomes;
     let mut broken: Option<String> = None;
@@ -538,14 +548,13 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     }
     for i in 0..u64::from(count) {
         let index = first_index + i;
-        let codec_error = |stage, message| -> Result<R, Error> {
-            Err(TaskError::Codec {
+        let codec_error = |stage, message| -> Outcome<R> {
+            failed(TaskError::Codec {
                 index,
                 pid,
                 stage,
                 message,
-            }
-            .into())
+            })
         };
         if let Some(message) = &broken {
             out.push(codec_error(CodecStage::DecodeResult, message.clone()));
@@ -569,7 +578,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
                         message,
                         location,
                     };
-                    (Err(e.into()), used)
+                    (failed(e), used)
                 },
             ),
             protocol::BAD_INPUT | protocol::BAD_OUTPUT => {
@@ -609,7 +618,7 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(outcome) = self.ready.pop_front() {
-                return Some(outcome);
+                return Some(outcome.map_err(|e| *e));
             }
             if self.finished {
                 return None;
