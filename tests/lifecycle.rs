@@ -29,6 +29,29 @@ fn items_and_results_of_64_mib_flow_both_ways_without_deadlock() {
 }
 
 #[test]
+fn frames_near_the_in_place_send_limit_arrive_whole_and_in_order() {
+    // Items of 20 to 100 KiB with 8 chunks in flight per worker: some task frames go out from
+    // the caller's thread, some through a courier, interleaved for the same worker.
+    let pool = Pool::builder().workers(2).window(8).build().unwrap();
+    let sizes: Vec<usize> = (0..96)
+        .map(|i| (20 << 10) + (i * 7919) % (80 << 10))
+        .collect();
+    let items = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| ByteBuf::from(vec![i as u8; len]));
+    let results = pool.chunksize(1).map(shift_bytes, items).unwrap();
+    assert_eq!(results.len(), sizes.len());
+    for (i, (r, &len)) in results.iter().zip(&sizes).enumerate() {
+        assert_eq!(r.len(), len, "result {i} has the wrong length");
+        assert!(
+            r.iter().all(|b| *b == (i as u8).wrapping_add(1)),
+            "result {i} corrupted"
+        );
+    }
+}
+
+#[test]
 fn dropping_a_pool_reaps_every_worker() {
     let pool = Pool::new(3).unwrap();
     let _ = pool.map(|x: u32| x, 0..100u32).unwrap();
