@@ -213,6 +213,7 @@ impl Engine {
             ready: !self.settings.has_init,
             init_failure: None,
             stopping: None,
+            refilling: false,
             _waiter: waiter,
         });
         self.publish_roster();
@@ -282,16 +283,29 @@ impl Engine {
         call
     }
 
+    /// Changes the current call's chunks in flight per worker (chunks already sent stay).
+    pub fn set_window(&mut self, window: usize) {
+        self.call_window = window.max(1);
+    }
+
     /// The worker with the most room in its window, if any has room (a worker due for
     /// replacement after `max_tasks` items gets no more).
     pub fn free_slot(&self) -> Option<usize> {
         self.workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.in_flight.len() < self.call_window && w.stopping.is_none())
+            .filter(|(_, w)| self.has_room(w) && w.stopping.is_none())
             .filter(|(_, w)| self.budget_of(w) > 0)
             .min_by_key(|(_, w)| w.in_flight.len())
             .map(|(slot, _)| slot)
+    }
+
+    /// Whether `worker` takes another chunk now. A worker whose window is full is refilled
+    /// only once it is down to half, and then up to full: at chunksize 1 (window 8) that sends
+    /// four chunks in one message instead of one message per reply.
+    fn has_room(&self, worker: &Worker) -> bool {
+        let held = worker.in_flight.len();
+        held < self.call_window && (worker.refilling || held <= self.call_window / 2)
     }
 
     fn budget_of(&self, worker: &Worker) -> usize {
@@ -307,6 +321,7 @@ impl Engine {
 
     /// Sends chunk `chunk` of `call` (a sealed task frame of `count` items) to the worker in
     /// `slot`, preceded by `context` if that worker does not hold this call's context yet.
+    /// Small frames wait for [`flush`](Engine::flush) to go out together.
     ///
     /// A failed send means the worker is dying: the chunk stays in its queue and is dealt with
     /// when its death is reported.
@@ -319,23 +334,33 @@ impl Engine {
         frame: &SharedFrame,
         context: Option<&SharedFrame>,
     ) {
+        let window = self.call_window;
         let worker = &mut self.workers[slot];
         let mut backlog = worker.backlog();
         let mut bytes = frame.len();
         if let Some(context) = context.filter(|_| worker.context_call != call) {
             worker.context_call = call;
-            worker.outbox.send(context, backlog);
+            worker.outbox.stage(context, backlog);
             backlog.bytes += context.len();
             bytes += context.len();
         }
-        worker.outbox.send(frame, backlog);
+        worker.outbox.stage(frame, backlog);
         worker.in_flight.push_back(Sent {
             call,
             chunk,
             count,
             bytes,
         });
+        worker.refilling = worker.in_flight.len() < window;
         worker.dispatched_items += u64::from(count);
+    }
+
+    /// Sends every worker the frames staged for it by [`dispatch`](Engine::dispatch).
+    pub fn flush(&mut self) {
+        for worker in &mut self.workers {
+            let backlog = worker.backlog();
+            worker.outbox.flush(backlog);
+        }
     }
 
     /// Whether any worker holds a chunk (of any call).
@@ -354,6 +379,7 @@ impl Engine {
                 "scheduler waited with nothing in flight",
             )));
         }
+        self.flush();
         let (timeout, current_call) = (self.timeout, self.current_call);
         let now = || (Instant::now(), progress::now_nanos());
         let deadline = self

@@ -12,9 +12,14 @@
 //! holds nothing. Anything else goes to the worker's courier thread (started on first need),
 //! which sends in order and may block as long as the worker takes to read.
 //!
-//! Invariant: frames reach the worker in the order they were given to [`Outbox::send`]: a
-//! frame is sent in place only when the courier has sent everything given to it before.
+//! Small frames staged between two flushes travel as one batch message (at chunksize 1 the
+//! scheduler refills a worker four chunks at a time: one `sendmsg` and one wake-up for four).
+//!
+//! Invariant: frames reach the worker in the order they were given to [`Outbox::stage`] or
+//! [`Outbox::send`]: a message is sent in place only when the courier has sent everything given
+//! to it before.
 
+use forkpool_worker::protocol;
 use ipc_channel::ipc::IpcBytesSender;
 use nix::unistd::Pid;
 use std::sync::Arc;
@@ -30,6 +35,9 @@ pub(crate) const INLINE_BYTES: usize = 64 * 1024;
 /// The most unanswered frames (the new one included) for an in-place send.
 pub(crate) const INLINE_FRAMES: usize = 32;
 
+/// Frames at most this big are staged for a batch; bigger ones go alone (no copy).
+const BATCH_FRAME_MAX: usize = 4 * 1024;
+
 /// What a worker holds unanswered before a send.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Backlog {
@@ -42,6 +50,9 @@ pub(crate) struct Outbox {
     tasks: IpcBytesSender,
     pid: Pid,
     courier: Option<Courier>,
+    /// Frames given to `stage` and not yet flushed, and their bytes.
+    staged: Vec<SharedFrame>,
+    staged_bytes: usize,
 }
 
 /// A thread that sends frames to one worker in order; it ends when its queue is dropped and
@@ -60,12 +71,58 @@ impl Outbox {
             tasks,
             pid,
             courier: None,
+            staged: Vec::new(),
+            staged_bytes: 0,
         }
     }
 
-    /// Sends `frame` to the worker, which holds `backlog` unanswered before it. A failed send
-    /// is not reported: it means the worker is dying, and its death is reported by its waiter.
+    /// Queues `frame` to go with the next [`flush`](Outbox::flush) (a big frame flushes what
+    /// is staged and goes at once). `backlog` is what the worker holds unanswered, staged
+    /// frames included.
+    pub fn stage(&mut self, frame: &SharedFrame, backlog: Backlog) {
+        if frame.len() > BATCH_FRAME_MAX {
+            self.flush(backlog);
+            self.send(frame, backlog);
+            return;
+        }
+        self.staged.push(Arc::clone(frame));
+        self.staged_bytes += frame.len();
+    }
+
+    /// Sends what is staged, as one message. `backlog` is what the worker holds unanswered,
+    /// staged frames included.
+    pub fn flush(&mut self, backlog: Backlog) {
+        let before = Backlog {
+            frames: backlog.frames.saturating_sub(self.staged.len()),
+            bytes: backlog.bytes.saturating_sub(self.staged_bytes),
+        };
+        self.staged_bytes = 0;
+        match self.staged.len() {
+            0 => {}
+            1 => {
+                let frame = self.staged.pop().unwrap_or_default();
+                self.send_now(&frame, before);
+            }
+            _ => {
+                let mut batch = Vec::new();
+                for frame in self.staged.drain(..) {
+                    protocol::push_to_batch(&mut batch, &frame);
+                }
+                self.send_now(&Arc::new(batch), before);
+            }
+        }
+    }
+
+    /// Sends `frame` to the worker (after anything staged), which holds `backlog` unanswered
+    /// before it.
     pub fn send(&mut self, frame: &SharedFrame, backlog: Backlog) {
+        self.flush(backlog);
+        self.send_now(frame, backlog);
+    }
+
+    /// Sends one message, in place or through the courier. A failed send is not reported: it
+    /// means the worker is dying, and its death is reported by its waiter.
+    fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
         let fits = backlog.frames < INLINE_FRAMES && backlog.bytes + frame.len() <= INLINE_BYTES;
         let courier_idle = self
             .courier

@@ -90,6 +90,8 @@ pub(crate) struct Worker {
     /// What its initializer panicked with.
     pub init_failure: Option<String>,
     pub stopping: Option<Stopping>,
+    /// Being refilled: it takes chunks until its window is full (see `Engine::has_room`).
+    pub refilling: bool,
     /// Dropped last: joining the waiter waits for the worker's death.
     pub _waiter: Waiter,
 }

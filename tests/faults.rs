@@ -153,3 +153,35 @@ fn a_worker_that_exits_reports_its_exit_code() {
     }
     assert!(outcomes[4].is_err());
 }
+
+fn segfault_every_101st(x: u64) -> u64 {
+    if x % 101 == 100 {
+        segfault();
+    }
+    x * 2
+}
+
+#[test]
+fn crashes_inside_batched_chunksize_1_refills_cost_only_their_items() {
+    // At chunksize 1 a worker is refilled many chunks per message, and holds up to 32: a crash
+    // must fail its own item only; the chunks queued behind it are sent again.
+    let pool = Pool::new(2).unwrap();
+    let outcomes: Vec<Result<u64, Error>> = pool
+        .chunksize(1)
+        .imap(segfault_every_101st, 0..3_000u64)
+        .collect();
+    assert_eq!(outcomes.len(), 3_000);
+    for (x, outcome) in (0u64..).zip(&outcomes) {
+        match outcome {
+            Ok(v) => assert_eq!(*v, x * 2, "item {x}"),
+            Err(e) => {
+                assert_eq!(x % 101, 100, "item {x} failed: {e}");
+                assert!(
+                    matches!(e.as_task(), Some(TaskError::WorkerDied { index, .. }) if *index == x),
+                    "item {x}: {e}"
+                );
+            }
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 29);
+}

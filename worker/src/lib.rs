@@ -105,26 +105,71 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
         let Ok(frame) = end.tasks.recv() else {
             return 0; // end-of-stream: the parent is gone
         };
-        match Command::parse(&frame) {
+        let mut worker = Worker {
+            end: &end,
+            runner: &mut *runner,
+            state: &mut state,
+            out: &mut out,
+            progress,
+        };
+        if let Some(code) = worker.handle(&frame) {
+            return code;
+        }
+    }
+}
+
+/// What the worker loop works with while it handles one message.
+struct Worker<'a, 'r> {
+    end: &'a ChildEnd,
+    runner: &'a mut (dyn Runner + 'r),
+    state: &'a mut WorkerState,
+    out: &'a mut ReplyWriter,
+    progress: Option<&'static progress::Progress>,
+}
+
+impl Worker<'_, '_> {
+    /// Handles one frame (a batch: each of its frames in order). Returns the exit code when
+    /// the worker is to leave.
+    fn handle(&mut self, frame: &[u8]) -> Option<i32> {
+        match Command::parse(frame) {
             Some(Command::Task(task)) => {
-                if let Some(p) = progress {
+                if let Some(p) = self.progress {
                     p.begin_chunk();
                 }
                 let start = Instant::now();
-                out.begin();
-                runner.run(&mut state, &task, &mut out);
-                while out.count() < task.count {
-                    out.failed(protocol::BAD_INPUT, "runner returned too few outcomes");
+                self.out.begin();
+                self.runner.run(self.state, &task, self.out);
+                while self.out.count() < task.count {
+                    self.out
+                        .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
                 let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let reply = Frame(out.take(task.call, task.chunk, busy));
-                if end.replies.send(reply).is_err() {
-                    return child::EXIT_PARENT_GONE;
+                let reply = Frame(self.out.take(task.call, task.chunk, busy));
+                if self.end.replies.send(reply).is_err() {
+                    return Some(child::EXIT_PARENT_GONE);
                 }
+                None
             }
-            Some(Command::Context { call, value }) => state.set_context(call, value),
-            Some(Command::Shutdown) => return 0,
-            None => return child::EXIT_BAD_FRAME,
+            Some(Command::Context { call, value }) => {
+                self.state.set_context(call, value);
+                None
+            }
+            Some(Command::Shutdown) => Some(0),
+            Some(Command::Batch(mut batch)) => {
+                while let Some(next) = batch.next() {
+                    let Ok(inner) = next else {
+                        return Some(child::EXIT_BAD_FRAME);
+                    };
+                    if Command::parse(inner).is_some_and(|c| matches!(c, Command::Batch(_))) {
+                        return Some(child::EXIT_BAD_FRAME); // batches do not nest
+                    }
+                    if let Some(code) = self.handle(inner) {
+                        return Some(code);
+                    }
+                }
+                None
+            }
+            None => Some(child::EXIT_BAD_FRAME),
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   bincode items back to back.
 //! - `Context`: `[2][call u64]` then one bincode value (the `map_with` context of that call).
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
+//! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
+//!   order, as if sent one by one (the parent sends several small frames in one message).
 //!
 //! Worker → parent, each frame starting with the sender's id (`[sender u64]`, the parent's id
 //! for the child), because all children of one pool reply on one channel:
@@ -42,6 +44,7 @@ pub type ReplySender = IpcSender<Frame>;
 const TASK: u8 = 1;
 const CONTEXT: u8 = 2;
 const SHUTDOWN: u8 = 3;
+const BATCH: u8 = 4;
 const REPLY: u8 = 1;
 const EXITED: u8 = 0xE0;
 const READY: u8 = 0xA1;
@@ -85,6 +88,41 @@ pub enum Command<'a> {
     },
     /// Exit now.
     Shutdown,
+    /// Several frames in one message; read them with [`Batch::next`].
+    Batch(Batch<'a>),
+}
+
+/// The frames of a `Batch` message, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Batch<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Batch<'a> {
+    /// The next frame; `None` at the end. `Some(Err(()))` if the batch is malformed.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<&'a [u8], ()>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some(len) = u32_at(self.rest, 0) else {
+            return Some(Err(()));
+        };
+        let Some(frame) = self.rest.get(4..4 + len as usize) else {
+            return Some(Err(()));
+        };
+        self.rest = &self.rest[4 + len as usize..];
+        Some(Ok(frame))
+    }
+}
+
+/// Appends `frame` to the batch message being built in `buf` (starting it if `buf` is empty).
+pub fn push_to_batch(buf: &mut Vec<u8>, frame: &[u8]) {
+    if buf.is_empty() {
+        buf.push(BATCH);
+    }
+    buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    buf.extend_from_slice(frame);
 }
 
 /// A chunk of items to run, as the worker sees it.
@@ -121,6 +159,7 @@ impl<'a> Command<'a> {
                 value: frame.get(9..)?,
             }),
             SHUTDOWN => Some(Command::Shutdown),
+            BATCH => Some(Command::Batch(Batch { rest: &frame[1..] })),
             _ => None,
         }
     }
@@ -396,6 +435,31 @@ mod tests {
             assert_eq!(Message::parse(&exited), Some(Message::Exited(status)));
             assert_eq!(sender(&exited), Some(9));
         }
+    }
+
+    #[test]
+    fn a_batch_yields_its_frames_in_order() {
+        let mut buf = Vec::new();
+        push_to_batch(&mut buf, &shutdown_frame());
+        push_to_batch(&mut buf, &context_frame(5, b"ctx"));
+        let Some(Command::Batch(mut batch)) = Command::parse(&buf) else {
+            panic!("not a batch")
+        };
+        assert_eq!(batch.next(), Some(Ok(&shutdown_frame()[..])));
+        let second = batch.next().unwrap().unwrap();
+        assert_eq!(
+            Command::parse(second),
+            Some(Command::Context {
+                call: 5,
+                value: b"ctx"
+            })
+        );
+        assert_eq!(batch.next(), None);
+        let Some(Command::Batch(mut cut)) = Command::parse(&buf[..buf.len() - 1]) else {
+            panic!("not a batch")
+        };
+        assert_eq!(cut.next(), Some(Ok(&shutdown_frame()[..])));
+        assert_eq!(cut.next(), Some(Err(())));
     }
 
     #[test]
