@@ -56,14 +56,17 @@ const QUEUED_WORK_NANOS: u64 = 1_000_000;
 const GROW_BELOW_NANOS: u64 = 2_000_000;
 /// ...and shrink when it keeps it busy for more than this.
 const SHRINK_ABOVE_NANOS: u64 = 20_000_000;
+/// The most an adaptive chunk grows in one step (by how far under [`GROW_BELOW_NANOS`] it ran).
+const MAX_GROWTH: u64 = 8;
 
 /// How a call cuts its input into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunking {
     /// Exactly this many items per chunk (the last may be shorter).
     Fixed(usize),
-    /// Starts at one item and doubles while chunks run for under 2 ms of worker time, halves
-    /// when they run for over 20 ms: both a flood of tiny items and a few slow ones are served.
+    /// Starts at one item and grows (2× to 8× a step) while chunks run for under 2 ms of
+    /// worker time, halves when they run for over 20 ms: both a flood of tiny items and a few
+    /// slow ones are served.
     Adaptive(usize),
 }
 
@@ -103,7 +106,10 @@ impl Chunking {
     fn learn(&mut self, busy_nanos: u64, count: usize) {
         if let Chunking::Adaptive(n) = self {
             if busy_nanos < GROW_BELOW_NANOS && count >= *n {
-                *n = (*n * 2).min(ADAPTIVE_MAX_ITEMS);
+                // Grow by how far under the limit the chunk ran, 2× to 8× a step (trivial
+                // items reach the cap in 5 replies instead of 13).
+                let factor = (GROW_BELOW_NANOS / busy_nanos.max(1)).clamp(2, MAX_GROWTH) as usize;
+                *n = (*n * factor).min(ADAPTIVE_MAX_ITEMS);
             } else if busy_nanos > SHRINK_ABOVE_NANOS {
                 *n = (*n / 2).max(1);
             }
@@ -733,6 +739,11 @@ mod tests {
         // Between the two bounds it stays put.
         chunking.learn((GROW_BELOW_NANOS + SHRINK_ABOVE_NANOS) / 2, 1);
         assert_eq!(chunking.items(), 1);
+        // Far under the limit it grows 8× a step; just under it, 2×.
+        chunking.learn(GROW_BELOW_NANOS / 100, 1);
+        assert_eq!(chunking.items(), 8);
+        chunking.learn(GROW_BELOW_NANOS - 1, 8);
+        assert_eq!(chunking.items(), 16);
     }
 
     #[test]
