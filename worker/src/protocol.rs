@@ -196,7 +196,7 @@ pub fn shutdown_frame() -> [u8; 1] {
     [SHUTDOWN]
 }
 
-/// How a child process ended, as the parent's watcher learned it from `waitpid`.
+/// How a child process ended, as the parent's waiter thread learned it from `waitpid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
     /// It called `exit`/`_exit` with this code.
