@@ -51,6 +51,62 @@ fn frames_near_the_in_place_send_limit_arrive_whole_and_in_order() {
     }
 }
 
+/// 10 replies of 200 KiB, then 90 of 8 bytes, in every 100 items.
+fn big_or_small(x: u32) -> ByteBuf {
+    let len = if x % 100 < 10 { 200 << 10 } else { 8 };
+    ByteBuf::from(vec![x as u8; len])
+}
+
+#[test]
+fn replies_switching_between_big_and_small_arrive_whole_and_in_order() {
+    // Big replies hand the reading of the reply channel to a relay thread; a run of small ones
+    // hands it back to the caller. Each switch must lose and reorder nothing.
+    let pool = Pool::new(2).unwrap();
+    for _ in 0..2 {
+        let results = pool.chunksize(1).map(big_or_small, 0..400u32).unwrap();
+        assert_eq!(results.len(), 400);
+        for (x, r) in (0u32..).zip(&results) {
+            assert_eq!(
+                r.len(),
+                if x % 100 < 10 { 200 << 10 } else { 8 },
+                "item {x}"
+            );
+            assert!(r.iter().all(|b| *b == x as u8), "item {x} corrupted");
+        }
+    }
+}
+
+fn big_unless_5(x: u32) -> ByteBuf {
+    if x == 5 {
+        // Runs past the pool's timeout: the parent must stop it while a relay reads.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    ByteBuf::from(vec![x as u8; 200 << 10])
+}
+
+#[test]
+fn a_timeout_is_enforced_while_big_replies_are_relayed() {
+    let pool = Pool::builder()
+        .workers(2)
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let outcomes: Vec<_> = pool.chunksize(1).imap(big_unless_5, 0..12u32).collect();
+    assert_eq!(outcomes.len(), 12);
+    for (x, outcome) in (0u32..).zip(&outcomes) {
+        match outcome {
+            Ok(r) => assert!(
+                x != 5 && r.len() == 200 << 10 && r[0] == x as u8,
+                "item {x}"
+            ),
+            Err(e) => assert!(
+                x == 5 && matches!(e.as_task(), Some(forkpool::TaskError::TimedOut { .. })),
+                "item {x}: {e}"
+            ),
+        }
+    }
+}
+
 #[test]
 fn dropping_a_pool_reaps_every_worker() {
     let pool = Pool::new(3).unwrap();
