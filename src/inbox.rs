@@ -2,9 +2,10 @@
 //!
 //! Every child of a pool (and its waiter thread) sends on a clone of one sender; the calling
 //! thread reads the one receiver itself, so a reply costs one wake-up (the caller's) and one
-//! `recvmsg`. While big frames come, a relay thread reads instead (see [`Inbox`]). (Earlier, a reader thread per worker forwarded replies through a queue: two
-//! wake-ups per reply, the largest cost at chunksize 1. ipc-channel's `IpcReceiverSet` was no
-//! way out: it costs seven system calls per message.)
+//! `recvmsg`. While big frames come, a relay thread reads instead (see [`Inbox`]). (Earlier, a
+//! reader thread per worker forwarded every reply through a queue: two wake-ups per reply, the
+//! largest cost at chunksize 1. ipc-channel's `IpcReceiverSet` was no way out: it costs seven
+//! system calls per message.)
 //!
 //! Invariants:
 //! - Frames of one child come out in the order it sent them; its `Exited` sentinel (posted by
