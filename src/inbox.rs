@@ -177,7 +177,7 @@ impl Inbox {
         let (forward, frames) = mpsc::channel::<Received>();
         let spawned = std::thread::Builder::new()
             .name("forkpool-relay".into())
-            .stack_size(64 * 1024)
+            .stack_size(256 * 1024)
             .spawn(move || {
                 let replies = given.recv().ok()?;
                 let mut errors = 0;

@@ -156,7 +156,7 @@ impl Outbox {
         let sent = Arc::clone(&pending);
         std::thread::Builder::new()
             .name(format!("forkpool-send-{}", self.pid))
-            .stack_size(64 * 1024)
+            .stack_size(256 * 1024)
             .spawn(move || {
                 for frame in frames {
                     let _ = tasks.send(&frame);
