@@ -356,10 +356,14 @@ impl Engine {
     }
 
     /// Sends every worker the frames staged for it by [`dispatch`](Engine::dispatch).
+    /// Cheap when nothing is staged: the engine calls it before every wait, the scheduler
+    /// after every feed.
     pub fn flush(&mut self) {
         for worker in &mut self.workers {
-            let backlog = worker.backlog();
-            worker.outbox.flush(backlog);
+            if worker.outbox.has_staged() {
+                let backlog = worker.backlog();
+                worker.outbox.flush(backlog);
+            }
         }
     }
 

@@ -81,12 +81,16 @@ impl Outbox {
     /// frames included.
     pub fn stage(&mut self, frame: &SharedFrame, backlog: Backlog) {
         if frame.len() > BATCH_FRAME_MAX {
-            self.flush(backlog);
             self.send(frame, backlog);
             return;
         }
         self.staged.push(Arc::clone(frame));
         self.staged_bytes += frame.len();
+    }
+
+    /// Whether frames wait for [`flush`](Outbox::flush).
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
     }
 
     /// Sends what is staged, as one message. `backlog` is what the worker holds unanswered,

@@ -132,7 +132,30 @@ impl Worker<'_, '_> {
     /// the worker is to leave.
     fn handle(&mut self, frame: &[u8]) -> Option<i32> {
         match Command::parse(frame) {
-            Some(Command::Task(task)) => {
+            Some(Command::Batch(mut batch)) => {
+                while let Some(next) = batch.next() {
+                    match next.ok().and_then(Command::parse) {
+                        // Batches do not nest.
+                        None | Some(Command::Batch(_)) => return Some(child::EXIT_BAD_FRAME),
+                        Some(command) => {
+                            if let Some(code) = self.run(command) {
+                                return Some(code);
+                            }
+                        }
+                    }
+                }
+                None
+            }
+            Some(command) => self.run(command),
+            None => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+
+    /// Carries out one command that is not a batch. Returns the exit code when the worker is
+    /// to leave.
+    fn run(&mut self, command: Command<'_>) -> Option<i32> {
+        match command {
+            Command::Task(task) => {
                 if let Some(p) = self.progress {
                     p.begin_chunk();
                 }
@@ -150,26 +173,12 @@ impl Worker<'_, '_> {
                 }
                 None
             }
-            Some(Command::Context { call, value }) => {
+            Command::Context { call, value } => {
                 self.state.set_context(call, value);
                 None
             }
-            Some(Command::Shutdown) => Some(0),
-            Some(Command::Batch(mut batch)) => {
-                while let Some(next) = batch.next() {
-                    let Ok(inner) = next else {
-                        return Some(child::EXIT_BAD_FRAME);
-                    };
-                    if Command::parse(inner).is_some_and(|c| matches!(c, Command::Batch(_))) {
-                        return Some(child::EXIT_BAD_FRAME); // batches do not nest
-                    }
-                    if let Some(code) = self.handle(inner) {
-                        return Some(code);
-                    }
-                }
-                None
-            }
-            None => Some(child::EXIT_BAD_FRAME),
+            Command::Shutdown => Some(0),
+            Command::Batch(_) => Some(child::EXIT_BAD_FRAME),
         }
     }
 }
