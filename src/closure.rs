@@ -234,7 +234,9 @@ impl TaskError {
             | TaskError::WorkerDied { index, .. }
             | TaskError::TimedOut { index, .. }
             | TaskError::OutOfMemory { index, .. }
-            | TaskError::Codec { index, .. } => *index = new,
+            | TaskError::Codec { index, .. }
+            | TaskError::Protocol { index, .. }
+            | TaskError::CodeNotLoaded { index, .. } => *index = new,
         }
         self
     }

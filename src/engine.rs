@@ -180,7 +180,7 @@ impl Engine {
         if self.halted.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        let page = ProgressPage::new().map_err(PoolError::Fork)?;
+        let page = ProgressPage::new().map_err(PoolError::SharedMemory)?;
         page.get().set_timed(self.timeout.is_some());
         page.get().set_current_call(self.current_call);
         let address = page.address();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Death {
     /// A signal ended it (`SIGSEGV` is 11, `SIGABRT` 6, `SIGKILL` 9).
     Signal(i32),
@@ -61,6 +62,7 @@ impl fmt::Display for Death {
 
 /// Which side of the channel an encoding failure happened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CodecStage {
     /// The parent could not encode the item.
     EncodeItem,
@@ -93,6 +95,7 @@ impl fmt::Display for CodecStage {
 /// assert_eq!(e.index(), 7);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskError {
     /// The function panicked on this item; the worker lived on.
     #[error("item {index}: panicked in worker {pid} at {}: {message}", location.as_deref().unwrap_or("<unknown location>"))]
@@ -152,6 +155,33 @@ pub enum TaskError {
         /// The codec's message.
         message: String,
     },
+    /// The worker broke the wire protocol while it held this item (it wrote bytes that are not
+    /// a frame it may send, or a reply for a chunk it was not running): the parent trusts
+    /// nothing a worker sends, so it killed that worker and failed the item. Only a task that
+    /// writes to the worker's channels (or memory corruption in the worker) causes this.
+    #[error("item {index}: worker {pid} broke the protocol and was killed: {what}")]
+    Protocol {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id.
+        pid: u32,
+        /// What the worker sent that it may not.
+        what: String,
+    },
+    /// The function's code is not mapped in the worker, or another library is mapped where it
+    /// was: typically a function from a library loaded (`dlopen`) after the worker was forked.
+    /// The item was not run.
+    #[error(
+        "item {index}: the function at {address:#x} is not loaded in worker {pid} (was its library loaded after the pool started?)"
+    )]
+    CodeNotLoaded {
+        /// The item's index.
+        index: u64,
+        /// The worker's process id.
+        pid: u32,
+        /// The code address the worker refused to call.
+        address: u64,
+    },
 }
 
 impl TaskError {
@@ -162,7 +192,9 @@ impl TaskError {
             | TaskError::WorkerDied { index, .. }
             | TaskError::TimedOut { index, .. }
             | TaskError::OutOfMemory { index, .. }
-            | TaskError::Codec { index, .. } => *index,
+            | TaskError::Codec { index, .. }
+            | TaskError::Protocol { index, .. }
+            | TaskError::CodeNotLoaded { index, .. } => *index,
         }
     }
 
@@ -173,13 +205,16 @@ impl TaskError {
             | TaskError::WorkerDied { pid, .. }
             | TaskError::TimedOut { pid, .. }
             | TaskError::OutOfMemory { pid, .. }
-            | TaskError::Codec { pid, .. } => *pid,
+            | TaskError::Codec { pid, .. }
+            | TaskError::Protocol { pid, .. }
+            | TaskError::CodeNotLoaded { pid, .. } => *pid,
         }
     }
 }
 
 /// A failure of the pool itself, or of how it was called, rather than of one item.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError {
     /// A pool needs at least one worker.
     #[error("a pool needs at least one worker, got {workers}")]
@@ -205,6 +240,25 @@ pub enum PoolError {
     /// Creating or using an IPC channel failed.
     #[error("IPC channel failure: {0}")]
     Channel(#[source] std::io::Error),
+    /// A thread the pool needs (a worker's waiter, a sender) could not be started.
+    #[error("could not start a thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The memory a worker shares with the pool (its progress page) could not be mapped.
+    #[error("could not map memory shared with a worker: {0}")]
+    SharedMemory(#[source] std::io::Error),
+    /// The pool (or process handle) was used from another process than the one that built it,
+    /// such as a forked child (a `ReturnProcess` closure, an `FnPool` worker) that captured it.
+    /// Its workers belong to the process that built it; the child gets this error at once, and
+    /// dropping the copy there leaves the workers alone.
+    #[error(
+        "the pool belongs to process {owner}, not to this process ({this}): a forked child cannot use its parent's pool"
+    )]
+    ForeignProcess {
+        /// The process that built the pool.
+        owner: u32,
+        /// The process that tried to use it.
+        this: u32,
+    },
     /// The pool is already running a call on this thread (for example a loop over `imap` that
     /// calls `map` on the same pool); finish or drop the first iterator.
     #[error("the pool is already in use by this thread: finish or drop the running iterator first")]
@@ -252,6 +306,7 @@ pub enum PoolError {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// One item failed.
     #[error(transparent)]

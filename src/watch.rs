@@ -28,7 +28,7 @@ impl Waiter {
                 let frame = exited_frame(child, crate::sys::wait_for_exit(pid));
                 let _ = sentinel.send(Frame(frame));
             })
-            .map_err(PoolError::Channel)?;
+            .map_err(PoolError::Thread)?;
         Ok(Waiter {
             thread: Some(thread),
         })
