@@ -1,45 +1,173 @@
-//! Channel set-up between the parent and one child: the platform-specific part of the transport.
+//! Sockets between the parent and its children, and the register of every socket this crate
+//! has open, so that a forked child closes all of them but its own.
 //!
-//! On Linux, ipc-channel's socket pairs survive `fork`, so a worker's task channel is made
-//! before it, and the child gets a clone of its pool's shared reply sender (see
-//! [`inbox`](crate::inbox)). (On macOS, Mach ports made before a fork do not work in the child;
-//! a port of this module would bootstrap through `IpcOneShotServer` instead. It is not written
-//! yet: see the README.)
+//! Each child gets one socket pair (datagrams that keep their boundaries: `SOCK_SEQPACKET`):
+//! the parent sends tasks and reads replies on its end, the child the other way round.
+//! Nothing a child can reach is shared with another child, so the parent knows who sent a
+//! frame by the socket it came on, never by what the frame says.
+//!
+//! Invariants:
+//! - Every descriptor this crate opens enters the register under the register's lock in the
+//!   same critical section that opens it, and leaves it under the lock in the section that
+//!   closes it. `fork::spawn` holds the lock across `fork`, so a child sees exactly the
+//!   descriptors that are open, never a number already reused by someone else.
+//! - A child forked by `fork::spawn` closes every registered descriptor except its own: a task
+//!   cannot write to a sibling's socket, read its parent's replies, or wake another pool.
+//! - All of them are close-on-exec: a program the parent or a task `exec`s inherits none.
 
 use crate::error::PoolError;
-use forkpool_worker::ChildEnd;
-use forkpool_worker::protocol::{Frame, ReplySender};
-use ipc_channel::ipc::{self, IpcBytesSender};
+use forkpool_worker::wire::Socket;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard};
 
-/// Makes sure ipc-channel's lazily initialised globals are initialised, before a fork.
-///
-/// ipc-channel measures the socket send buffer on its first send (a `LazyLock`). A child forked
-/// while another thread of the parent was inside that first initialisation would find it
-/// "running" forever and block on its first send (seen under `cargo test`: a `ReturnProcess`
-/// child stuck in `Once::call`). One send in the parent, before the first fork, settles it: a
-/// later fork copies a finished value.
-pub(crate) fn settle_before_fork() {
-    static SETTLED: std::sync::Once = std::sync::Once::new();
-    SETTLED.call_once(|| {
-        if let Ok((tx, rx)) = ipc::channel::<Frame>() {
-            if tx.send(Frame(vec![0])).is_ok() {
-                let _ = rx.recv();
-            }
-        }
-    });
+/// The descriptors this crate has open in this process.
+static REGISTER: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// The most frame bytes per datagram: bigger datagrams need bigger contiguous kernel buffers.
+const MAX_FRAGMENT: usize = 256 * 1024;
+/// The send buffer asked for (the kernel may grant less; the fragment follows what it grants).
+const SEND_BUFFER: libc::c_int = 512 * 1024;
+
+/// The register, locked: what `fork::spawn` holds across a fork.
+pub(crate) struct Register(MutexGuard<'static, Vec<RawFd>>);
+
+/// Locks the register (waiting for another thread's open, close or fork to finish).
+pub(crate) fn lock_register() -> Register {
+    Register(REGISTER.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Makes the task channel of worker `id`, whose replies go to `replies`: the parent keeps the
-/// task sender, the child gets the rest.
-pub(crate) fn worker_pair(
-    id: u64,
-    replies: ReplySender,
-) -> Result<(IpcBytesSender, ChildEnd), PoolError> {
-    let (task_tx, task_rx) = ipc::bytes_channel().map_err(PoolError::Channel)?;
-    let child = ChildEnd {
-        id,
-        tasks: task_rx,
-        replies,
+impl Register {
+    /// In a freshly forked child: closes every registered descriptor except `keep`, and leaves
+    /// only those registered. Makes only `close` calls and edits the list in place.
+    pub fn keep_only(&mut self, keep: &[RawFd]) {
+        for &fd in self.0.iter() {
+            if !keep.contains(&fd) {
+                // SAFETY: `fd` was open in the parent at the fork (the register is locked), so
+                // this process holds its copy; nothing in the child uses it (the objects that
+                // own it are the parent's, and the child never drops them).
+                unsafe { libc::close(fd) };
+            }
+        }
+        self.0.retain(|fd| keep.contains(fd));
+    }
+}
+
+/// A descriptor (or a type holding one) that is in the register while it is open.
+#[derive(Debug)]
+pub(crate) struct Registered<T: AsRawFd> {
+    inner: ManuallyDrop<T>,
+}
+
+impl<T: AsRawFd> Registered<T> {
+    /// Registers `inner`; the caller holds the register's lock since opening it.
+    fn new(register: &mut Register, inner: T) -> Registered<T> {
+        register.0.push(inner.as_raw_fd());
+        Registered {
+            inner: ManuallyDrop::new(inner),
+        }
+    }
+
+    /// In a forked child, for a descriptor it keeps: stops tracking it here (the child's
+    /// register was trimmed to it by `keep_only`); the value closes its descriptor on drop as
+    /// usual.
+    pub fn into_inner(mut self) -> T {
+        // SAFETY: `inner` is taken once, and `self` is forgotten right after, so it is never
+        // dropped a second time.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        std::mem::forget(self);
+        inner
+    }
+}
+
+impl<T: AsRawFd> Deref for Registered<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsRawFd> Drop for Registered<T> {
+    fn drop(&mut self) {
+        let mut register = lock_register();
+        let fd = self.inner.as_raw_fd();
+        register.0.retain(|&f| f != fd);
+        // SAFETY: dropped once, here, while the register is locked: no fork sees the number
+        // registered after it is closed.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+    }
+}
+
+/// The two ends of a parent–child socket pair.
+pub(crate) struct Pair {
+    pub parent: Registered<Socket>,
+    pub child: Registered<Socket>,
+}
+
+/// Makes a socket pair for a new child.
+pub(crate) fn pair() -> Result<Pair, PoolError> {
+    let mut register = lock_register();
+    let [a, b] = crate::sys::socket_pair().map_err(PoolError::Channel)?;
+    let fragment = fragment_for(&a).min(fragment_for(&b));
+    Ok(Pair {
+        parent: Registered::new(&mut register, Socket::new(a, fragment)),
+        child: Registered::new(&mut register, Socket::new(b, fragment)),
+    })
+}
+
+/// The most frame bytes one datagram on `fd` can carry: half its send buffer (what the kernel
+/// grants after we ask for [`SEND_BUFFER`]), in whole pages, at most [`MAX_FRAGMENT`].
+fn fragment_for(fd: &OwnedFd) -> usize {
+    let fd = fd.as_raw_fd();
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_SNDBUF takes a c_int; failure leaves the default in place.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&SEND_BUFFER as *const libc::c_int).cast(),
+            size,
+        )
     };
-    Ok((task_tx, child))
+    let mut granted: libc::c_int = 0;
+    let mut len = size;
+    // SAFETY: SO_SNDBUF writes a c_int into `granted`; `len` says how big it is.
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    } == 0;
+    let granted = if ok { granted.max(0) as usize } else { 0 };
+    (granted / 2 / 4096 * 4096).clamp(4096, MAX_FRAGMENT)
+}
+
+/// A pipe whose read end wakes a waiting caller when written to.
+pub(crate) struct WakePipe {
+    pub read: Registered<OwnedFd>,
+    pub write: Registered<OwnedFd>,
+}
+
+/// Makes a registered, non-blocking, close-on-exec pipe.
+pub(crate) fn wake_pipe() -> Result<WakePipe, PoolError> {
+    let mut register = lock_register();
+    let [read, write] = crate::sys::pipe().map_err(PoolError::Channel)?;
+    Ok(WakePipe {
+        read: Registered::new(&mut register, read),
+        write: Registered::new(&mut register, write),
+    })
+}
+
+/// Wraps a descriptor the caller just received from the kernel and owns.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else.
+pub(crate) unsafe fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: as the caller promises.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }

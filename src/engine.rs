@@ -3,7 +3,10 @@
 //!
 //! Invariants:
 //! - Every chunk sent to a worker is in that worker's `in_flight` queue until its reply arrives
-//!   or the worker's `Exited` sentinel does; so each chunk ends in exactly one of the two.
+//!   or the worker's exit does; so each chunk ends in exactly one of the two.
+//! - A worker that sends anything but the frames it may send, when it may send them, is killed
+//!   at once and believed in nothing more (see `Worker::verdict`); its items fail with
+//!   `TaskError::Protocol` or run again elsewhere, never with what it sent.
 //! - A worker answers chunks in the order it got them, so a reply always matches the front of
 //!   its worker's queue.
 //! - A reply or death for another call than the current one (a call whose iterator was dropped)
@@ -23,7 +26,7 @@ use crate::worker::{Sent, Worker};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress::{self, ProgressPage};
-use forkpool_worker::protocol::{Message, shutdown_frame};
+use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,7 +100,7 @@ pub(crate) enum Happened {
 pub(crate) struct Engine {
     settings: Settings,
     workers: Vec<Worker>,
-    /// Workers told to exit after `max_tasks` items, until their `Exited` arrives.
+    /// Workers told to exit after `max_tasks` items, until their exit arrives.
     retired: Vec<Worker>,
     inbox: Inbox,
     next_worker_id: u64,
@@ -186,13 +189,15 @@ impl Engine {
         let address = page.address();
         let id = self.next_worker_id;
         self.next_worker_id += 1;
-        let (tasks, child) = channel::worker_pair(id, self.inbox.sender())?;
-        let (pid, tasks) = fork::spawn(self.settings.child, tasks, child, |end| {
+        let pair = channel::pair()?;
+        let socket = Arc::new(pair.parent);
+        let pid = fork::spawn(self.settings.child, pair.child, |socket| {
             // SAFETY: `address` is the page made above, mapped before this process was forked.
             unsafe { progress::install(address) };
-            main(end)
+            main(ChildEnd { socket })
         })?;
-        let waiter = match Waiter::start(pid, id, self.inbox.sender()) {
+        self.inbox.add(id, Arc::clone(&socket));
+        let waiter = match Waiter::start(pid, id, self.inbox.exits()) {
             Ok(waiter) => waiter,
             Err(e) => {
                 crate::sys::kill_group(pid);
@@ -203,7 +208,7 @@ impl Engine {
         self.workers.push(Worker {
             id,
             pid,
-            outbox: Outbox::new(tasks, pid),
+            outbox: Outbox::new(socket, pid),
             in_flight: VecDeque::with_capacity(self.call_window),
             context_call: 0,
             progress: page,
@@ -214,6 +219,7 @@ impl Engine {
             init_failure: None,
             stopping: None,
             refilling: false,
+            offense: None,
             _waiter: waiter,
         });
         self.publish_roster();
@@ -226,34 +232,65 @@ impl Engine {
             let Some(event) = self.inbox.next(None)? else {
                 continue;
             };
-            let Some(slot) = self.workers.iter().position(|w| w.id == event.child) else {
-                continue;
-            };
-            let pid_of_event = self.workers[slot].pid();
-            match Message::parse(&event.frame) {
-                Some(Message::Ready) => self.workers[slot].ready = true,
-                Some(Message::InitFailed(message)) => {
-                    return Err(PoolError::Init {
-                        pid: pid_of_event,
-                        message: message.to_string(),
-                    });
+            match event {
+                Event::Frame { child, frame } => {
+                    let Some(slot) = self.slot_of(child) else {
+                        continue;
+                    };
+                    let pid = self.workers[slot].pid();
+                    match Message::parse(&frame) {
+                        Some(Message::Ready) => self.workers[slot].ready = true,
+                        Some(Message::InitFailed(message)) => {
+                            return Err(PoolError::Init {
+                                pid,
+                                message: message.to_string(),
+                            });
+                        }
+                        _ => self.offend(child, describe(&frame)),
+                    }
                 }
-                Some(Message::Exited(status)) => {
+                Event::Violation { child, what } => self.offend(child, what),
+                Event::Exited { child, status } => {
+                    let Some(slot) = self.slot_of(child) else {
+                        continue;
+                    };
                     let worker = self.workers.swap_remove(slot);
-                    drop(worker);
-                    self.publish_roster();
-                    return Err(PoolError::Init {
-                        pid: pid_of_event,
-                        message: format!(
+                    let pid = worker.pid();
+                    let message = match &worker.offense {
+                        Some(what) => format!("worker broke the protocol: {what}"),
+                        None => format!(
                             "worker {} before its initializer returned",
                             Death::from(status)
                         ),
-                    });
+                    };
+                    drop(worker);
+                    self.publish_roster();
+                    return Err(PoolError::Init { pid, message });
                 }
-                _ => {}
             }
         }
         Ok(())
+    }
+
+    fn slot_of(&self, child: u64) -> Option<usize> {
+        self.workers.iter().position(|w| w.id == child)
+    }
+
+    /// Child `child` sent `what`, which it may not: it is killed at once, nothing more it sends
+    /// is read, and its death blames its items on the protocol (see `Worker::verdict`).
+    fn offend(&mut self, child: u64, what: String) {
+        self.inbox.silence(child);
+        let worker = self
+            .workers
+            .iter_mut()
+            .chain(self.retired.iter_mut())
+            .find(|w| w.id == child);
+        if let Some(worker) = worker {
+            if worker.offense.is_none() {
+                crate::sys::kill_group(worker.pid);
+                worker.offense = Some(what);
+            }
+        }
     }
 
     /// Starts a call whose items may each run for at most `timeout`, with `window` chunks in
@@ -404,22 +441,47 @@ impl Engine {
         call: u64,
         main: &WorkerMain<'_>,
     ) -> Result<Happened, PoolError> {
-        let Some(slot) = self.workers.iter().position(|w| w.id == event.child) else {
-            // A retired worker's last frames, or one already removed.
-            if let Some(Message::Exited(_)) = Message::parse(&event.frame) {
-                self.retired.retain(|w| w.id != event.child);
+        match event {
+            Event::Frame { child, frame } => Ok(self.on_frame(child, frame, call, main)),
+            Event::Violation { child, what } => {
+                self.offend(child, what);
+                Ok(Happened::Nothing)
             }
-            return Ok(Happened::Nothing);
+            Event::Exited { child, status } => Ok(self.on_exit(child, status, call, main)),
+        }
+    }
+
+    /// A frame from child `child`: a reply to the chunk at the front of its queue, or a
+    /// readiness report. Anything else is an offense.
+    fn on_frame(
+        &mut self,
+        child: u64,
+        frame: Vec<u8>,
+        call: u64,
+        main: &WorkerMain<'_>,
+    ) -> Happened {
+        let Some(slot) = self.slot_of(child) else {
+            // A retired worker's last frames: nothing of any call waits for them.
+            return Happened::Nothing;
         };
-        match Message::parse(&event.frame) {
+        match Message::parse(&frame) {
             Some(Message::Reply(reply)) => {
                 let worker = &mut self.workers[slot];
                 let pid = worker.pid();
                 let front = worker.in_flight.front().copied();
                 if front.map(|s| (s.call, s.chunk)) != Some((reply.call, reply.chunk)) {
-                    // Out of protocol: stop the worker; its death fails what it held.
-                    crate::sys::kill_group(worker.pid);
-                    return Ok(Happened::Nothing);
+                    let what = match front {
+                        Some(s) => format!(
+                            "a reply for chunk {} of call {} while it ran chunk {} of call {}",
+                            reply.chunk, reply.call, s.chunk, s.call
+                        ),
+                        None => format!(
+                            "a reply for chunk {} of call {} while it held no chunk",
+                            reply.chunk, reply.call
+                        ),
+                    };
+                    self.offend(child, what);
+                    return Happened::Nothing;
                 }
                 worker.in_flight.pop_front();
                 worker.replied_chunks += 1;
@@ -428,65 +490,78 @@ impl Engine {
                 let current = reply.call == call;
                 self.retire_if_spent(slot, main);
                 if current {
-                    Ok(Happened::Reply {
+                    Happened::Reply {
                         pid,
                         chunk,
                         count,
                         busy_nanos,
-                        frame: event.frame,
-                    })
+                        frame,
+                    }
                 } else {
-                    Ok(Happened::Nothing)
+                    Happened::Nothing
                 }
             }
-            Some(Message::Ready) => {
+            Some(Message::Ready) if !self.workers[slot].ready => {
                 self.workers[slot].ready = true;
-                Ok(Happened::Nothing)
+                Happened::Nothing
             }
-            Some(Message::InitFailed(message)) => {
+            Some(Message::InitFailed(message)) if !self.workers[slot].ready => {
                 self.workers[slot].init_failure = Some(message.to_string());
-                Ok(Happened::Nothing)
+                Happened::Nothing
             }
-            Some(Message::Exited(status)) => {
-                let worker = self.workers.swap_remove(slot);
-                let death = Death::from(status);
-                let pid = worker.pid();
-                let verdict = worker.verdict(death, self.settings.child.memory_limit);
-                // A worker reads its next frame only after replying to the one before, so only
-                // the front of its queue can have started.
-                let mut queue = worker.in_flight.iter();
-                let running = queue
-                    .next()
-                    .filter(|s| s.call == call)
-                    .map(|s| (s.chunk, verdict));
-                let unstarted = queue.filter(|s| s.call == call).map(|s| s.chunk).collect();
-                let cause = match &worker.init_failure {
-                    Some(message) => format!("worker {pid}: initializer panicked: {message}"),
-                    None => format!("worker {pid} {death}"),
-                };
-                if worker.progress.get().snapshot().ended > 0 {
-                    // It finished items before it died: workers are making progress.
-                    self.guard.progress();
-                }
-                drop(worker); // joins its waiter, which has posted its last frame
-                self.publish_roster();
-                if let Some(crash_loop) = self.guard.death(cause) {
-                    self.failure = Some(crash_loop);
-                }
-                if let Err(e) = self.fill(main) {
-                    self.failure.get_or_insert(e);
-                }
-                Ok(Happened::Died {
-                    pid,
-                    death,
-                    running,
-                    unstarted,
-                })
+            _ => {
+                self.offend(child, describe(&frame));
+                Happened::Nothing
             }
-            None => {
-                crate::sys::kill_group(self.workers[slot].pid);
-                Ok(Happened::Nothing)
-            }
+        }
+    }
+
+    /// Child `child` died: fails or requeues what it held, and forks its replacement.
+    fn on_exit(
+        &mut self,
+        child: u64,
+        status: ExitStatus,
+        call: u64,
+        main: &WorkerMain<'_>,
+    ) -> Happened {
+        let Some(slot) = self.slot_of(child) else {
+            self.retired.retain(|w| w.id != child);
+            return Happened::Nothing;
+        };
+        let worker = self.workers.swap_remove(slot);
+        let death = Death::from(status);
+        let pid = worker.pid();
+        let verdict = worker.verdict(death, self.settings.child.memory_limit);
+        // A worker reads its next frame only after replying to the one before, so only
+        // the front of its queue can have started.
+        let mut queue = worker.in_flight.iter();
+        let running = queue
+            .next()
+            .filter(|s| s.call == call)
+            .map(|s| (s.chunk, verdict));
+        let unstarted = queue.filter(|s| s.call == call).map(|s| s.chunk).collect();
+        let cause = match (&worker.offense, &worker.init_failure) {
+            (Some(what), _) => format!("worker {pid} broke the protocol: {what}"),
+            (None, Some(message)) => format!("worker {pid}: initializer panicked: {message}"),
+            (None, None) => format!("worker {pid} {death}"),
+        };
+        if worker.offense.is_none() && worker.progress.get().snapshot().ended > 0 {
+            // It finished items before it died: workers are making progress.
+            self.guard.progress();
+        }
+        drop(worker); // joins its waiter, which has ended
+        self.publish_roster();
+        if let Some(crash_loop) = self.guard.death(cause) {
+            self.failure = Some(crash_loop);
+        }
+        if let Err(e) = self.fill(main) {
+            self.failure.get_or_insert(e);
+        }
+        Happened::Died {
+            pid,
+            death,
+            running,
+            unstarted,
         }
     }
 
@@ -520,11 +595,10 @@ impl Engine {
         let mut deadline = Some(Instant::now() + grace);
         while !self.retired.is_empty() {
             match self.inbox.next(deadline) {
-                Ok(Some(event)) => {
-                    if let Some(Message::Exited(_)) = Message::parse(&event.frame) {
-                        self.retired.retain(|w| w.id != event.child);
-                    }
+                Ok(Some(Event::Exited { child, .. })) => {
+                    self.retired.retain(|w| w.id != child);
                 }
+                Ok(Some(_)) => {}
                 Ok(None) => {
                     for worker in &self.retired {
                         crate::sys::kill_group(worker.pid);
@@ -549,4 +623,15 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shut_down(SHUTDOWN_GRACE);
     }
+}
+
+/// What a frame that is not one a worker may send looks like, in words (its first bytes).
+fn describe(frame: &[u8]) -> String {
+    let shown: Vec<String> = frame.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "a frame of {} bytes that is not one it may send now ({}{})",
+        frame.len(),
+        shown.join(" "),
+        if frame.len() > 12 { " ..." } else { "" }
+    )
 }

@@ -1,29 +1,33 @@
 //! The only place that calls `fork`: every child of this crate is born here and leaves through
 //! `_exit`, never returning into the caller's code.
 //!
-//! Invariant: after the fork each side drops the part that belongs to the other, so the child
-//! holds only its channel ends and the parent only its own (end-of-stream then means the peer
-//! is gone).
+//! Invariant: after the fork the child holds only its own end of its socket pair (every other
+//! descriptor of this crate is closed in it) and the parent only its own end, so end-of-stream
+//! means the peer is gone and no child can reach another child's socket.
 
+use crate::channel::{self, Registered};
 use crate::error::PoolError;
 use forkpool_worker::child::{self, ChildOptions};
+use forkpool_worker::wire::Socket;
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// Forks a child that runs `child_main(child_part)` and exits with the code it returns.
+/// Forks a child that runs `child_main` on its end of a socket pair, `socket`, and exits with
+/// the code it returns. Returns the child's pid.
 ///
-/// Returns the child's pid and `parent_part`. The child drops `parent_part` before it runs;
-/// the parent drops `child_part` before it returns. The child is the leader of its own process
-/// group.
-pub(crate) fn spawn<P, C>(
+/// In the child, every descriptor this crate has open except `socket` is closed before anything
+/// else runs (see [`channel`]); in the parent, `socket` is closed once the child has it. The
+/// child is the leader of its own process group.
+pub(crate) fn spawn(
     options: ChildOptions,
-    parent_part: P,
-    child_part: C,
-    child_main: impl FnOnce(C) -> i32,
-) -> Result<(Pid, P), PoolError> {
+    socket: Registered<Socket>,
+    child_main: impl FnOnce(Socket) -> i32,
+) -> Result<Pid, PoolError> {
     child::before_fork();
-    crate::channel::settle_before_fork();
     let parent = std::process::id();
+    // Held across the fork: the child sees exactly the descriptors open at that moment.
+    let mut register = channel::lock_register();
     // Hold stdout and stderr across the fork, as glibc holds malloc's locks: another thread of
     // the parent may be printing at this moment, and a child forked while it held one of these
     // locks would block forever on its first print. Held by this thread, they are free in the
@@ -34,16 +38,18 @@ pub(crate) fn spawn<P, C>(
     // of a possibly multi-threaded process, does not wait on a lock another thread held at the
     // moment of the fork, and never returns into code that assumes it is the parent. The child
     // branch below runs only the worker crate's set-up and loop (which take no such lock: stdio
-    // locks are held by this thread, see above, and the panic hook was installed before) and
-    // the caller's `child_main`, and always ends in `_exit`.
+    // locks and the register's are held by this thread, see above, and the panic hook was
+    // installed before) and the caller's `child_main`, and always ends in `_exit`.
     let forked = unsafe { fork() };
     drop(stdio);
     match forked {
         Ok(ForkResult::Child) => {
-            drop(parent_part);
+            register.keep_only(&[socket.as_raw_fd()]);
+            drop(register);
+            let socket = socket.into_inner();
             let code = catch_unwind(AssertUnwindSafe(|| {
                 child::prepare(options, parent);
-                child_main(child_part)
+                child_main(socket)
             }))
             .unwrap_or(child::EXIT_CHILD_PANICKED);
             // SAFETY: `_exit` ends the process at once without running the parent's atexit
@@ -51,11 +57,15 @@ pub(crate) fn spawn<P, C>(
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(child_part);
+            drop(register);
+            drop(socket);
             // Also done by the child; doing it here too closes the race with an early killpg.
             let _ = setpgid(child, child);
-            Ok((child, parent_part))
+            Ok(child)
         }
-        Err(errno) => Err(PoolError::Fork(errno.into())),
+        Err(errno) => {
+            drop(register);
+            Err(PoolError::Fork(errno.into()))
+        }
     }
 }

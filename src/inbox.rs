@@ -1,254 +1,233 @@
-//! The caller's one wait for all of its children's frames: one reply channel they all share.
+//! The caller's one wait for everything its children send and for their deaths: each child's
+//! own socket, read by the calling thread itself, and the exits its waiter threads post.
 //!
-//! Every child of a pool (and its waiter thread) sends on a clone of one sender; the calling
-//! thread reads the one receiver itself, so a reply costs one wake-up (the caller's) and one
-//! `recvmsg`. While big frames come, a relay thread reads instead (see [`Inbox`]). (Earlier, a
-//! reader thread per worker forwarded every reply through a queue: two wake-ups per reply, the
-//! largest cost at chunksize 1. ipc-channel's `IpcReceiverSet` was no way out: it costs seven
-//! system calls per message.)
+//! A child is known by the socket its frames arrive on, never by anything a frame says: every
+//! child has a socket of its own, and a child holds no other child's (see
+//! [`channel`](crate::channel)). Every byte is untrusted: [`Assembler`] checks each datagram,
+//! and the first one that is out of turn ends what the inbox reads from that child (a
+//! [`Event::Violation`]; the engine kills it).
 //!
 //! Invariants:
-//! - Frames of one child come out in the order it sent them; its `Exited` sentinel (posted by
-//!   its [`Waiter`](crate::watch::Waiter) after reaping it) comes after all of them. Each frame
-//!   starts with its sender's id.
-//! - The channel never reports end-of-stream: the inbox holds a sender itself. A receive error
-//!   is a message lost to a child that died while sending it (ipc-channel sends a big message
-//!   in fragments); the child's `Exited` still follows.
+//! - Events of one child come out in the order it sent them, and its [`Event::Exited`] comes
+//!   after all of them: when its waiter reports the death, the inbox first reads what is left
+//!   in the dead child's socket, then posts the exit.
+//! - A deadline that has already passed still reads what has arrived (`poll` with no wait)
+//!   before it reports the time is up.
+//! - A wait interrupted by a signal goes on with the time that is left.
 
+use crate::channel::{self, Registered};
 use crate::error::PoolError;
-use forkpool_worker::protocol::{self, Frame, ReplySender};
-use ipc_channel::TryRecvError;
-use ipc_channel::ipc::{self, IpcReceiver};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use forkpool_worker::protocol::ExitStatus;
+use forkpool_worker::wire::{Assembler, Received, Socket};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-/// Receive errors in a row after which the channel is taken for broken.
-const MAX_ERRORS_IN_A_ROW: u32 = 64;
-/// A frame this big switches the inbox to relayed reading...
-const RELAY_FROM_BYTES: usize = 64 * 1024;
-/// ...and this many smaller frames in a row switch it back to direct reading.
-const DIRECT_AFTER_SMALL_FRAMES: u32 = 64;
-/// The sender id of the frame that tells the relay thread to stop (no child has it).
-const STOP_RELAY: u64 = u64::MAX;
+/// The most datagrams read from a dead child's socket before its exit is posted (a grandchild
+/// that holds a copy of the socket could keep writing forever).
+const DRAIN_LIMIT: usize = 4096;
 
-/// A frame from child `child` (a reply, or the `Exited` sentinel).
-pub(crate) struct Event {
-    /// Which child sent it (the caller's id for it, not its pid).
-    pub child: u64,
-    /// The frame, as `forkpool_worker::protocol::Message` reads it.
-    pub frame: Vec<u8>,
+/// Something that happened to child `child` (the caller's id for it, not its pid).
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A complete frame it sent, for `forkpool_worker::protocol::Message` to read.
+    Frame { child: u64, frame: Vec<u8> },
+    /// It sent bytes that are not a frame it may send; nothing more is read from it.
+    Violation { child: u64, what: String },
+    /// It is dead and reaped; nothing follows.
+    Exited { child: u64, status: ExitStatus },
 }
 
-/// One receive: a frame, or what went wrong.
-type Received = Result<Frame, String>;
-
-/// Who reads the channel.
-enum Reader {
-    /// The calling thread, in [`Inbox::next`].
-    Direct(IpcReceiver<Frame>),
-    /// A relay thread, which forwards each frame through `frames`; `stopping` once the stop
-    /// frame is posted.
-    Relayed {
-        frames: mpsc::Receiver<Received>,
-        thread: JoinHandle<Option<IpcReceiver<Frame>>>,
-        stopping: bool,
-    },
+/// One child's socket as the inbox reads it.
+struct Peer {
+    socket: Arc<Registered<Socket>>,
+    assembler: Assembler,
+    /// Still read (false after end-of-stream or a violation).
+    open: bool,
 }
 
-/// The shared reply channel of one pool (or one `ReturnProcess`).
-///
-/// Small frames are read by the calling thread itself. While big frames come (echoing
-/// megabyte buffers), a relay thread reads instead: receiving a big message costs a fresh
-/// buffer and two copies, and the relay does that while the caller decodes the frame before.
+/// Where waiter threads post deaths, and the pipe that wakes the caller for them.
+pub(crate) struct Exits {
+    posted: Mutex<Vec<(u64, ExitStatus)>>,
+    flag: AtomicBool,
+    wake: Registered<OwnedFd>,
+}
+
+impl Exits {
+    /// Posts the death of child `child`, and wakes the caller if it waits.
+    pub fn post(&self, child: u64, status: ExitStatus) {
+        self.posted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((child, status));
+        self.flag.store(true, Ordering::Release);
+        let byte = 1u8;
+        // SAFETY: writes one byte from a live buffer to our own pipe; a full pipe (EAGAIN) is
+        // fine, since a wake-up is pending already.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// The sockets of one pool's children (or of one `ReturnProcess`), read by the caller.
 pub(crate) struct Inbox {
-    /// `None` only while switching.
-    reader: Option<Reader>,
-    sender: ReplySender,
-    small_in_a_row: u32,
+    peers: HashMap<u64, Peer>,
+    /// Children that may have more to read without waiting, oldest first (round robin).
+    ready: VecDeque<u64>,
+    pending: VecDeque<Event>,
+    exits: Arc<Exits>,
+    wake: Registered<OwnedFd>,
+    /// Reused `poll` set and the child of each entry after the first (the wake pipe).
+    poll_set: Vec<libc::pollfd>,
+    poll_children: Vec<u64>,
 }
 
 impl Inbox {
-    /// A new channel with no child on it yet.
+    /// An inbox with no child yet.
     pub fn new() -> Result<Inbox, PoolError> {
-        let (sender, replies) = ipc::channel::<Frame>().map_err(PoolError::Channel)?;
+        let pipe = channel::wake_pipe()?;
         Ok(Inbox {
-            reader: Some(Reader::Direct(replies)),
-            sender,
-            small_in_a_row: 0,
+            peers: HashMap::new(),
+            ready: VecDeque::new(),
+            pending: VecDeque::new(),
+            exits: Arc::new(Exits {
+                posted: Mutex::new(Vec::new()),
+                flag: AtomicBool::new(false),
+                wake: pipe.write,
+            }),
+            wake: pipe.read,
+            poll_set: Vec::new(),
+            poll_children: Vec::new(),
         })
     }
 
-    /// A sender for a new child (or its waiter).
-    pub fn sender(&self) -> ReplySender {
-        self.sender.clone()
+    /// Where the waiter of a child posts its death.
+    pub fn exits(&self) -> Arc<Exits> {
+        Arc::clone(&self.exits)
     }
 
-    /// The next frame of any child: waits for one until `deadline` (`None`: without a limit).
+    /// Starts reading child `child` on `socket` (the parent's end of its pair).
+    pub fn add(&mut self, child: u64, socket: Arc<Registered<Socket>>) {
+        let peer = Peer {
+            socket,
+            assembler: Assembler::new(),
+            open: true,
+        };
+        self.peers.insert(child, peer);
+        self.ready.push_back(child);
+    }
+
+    /// Reads nothing more from child `child` (the engine found it broke the protocol); its
+    /// exit is still posted.
+    pub fn silence(&mut self, child: u64) {
+        if let Some(peer) = self.peers.get_mut(&child) {
+            peer.open = false;
+        }
+        self.pending
+            .retain(|e| !matches!(e, Event::Frame { child: c, .. } if *c == child));
+    }
+
+    /// The next event of any child: waits for one until `deadline` (`None`: without a limit).
     /// `Ok(None)` when the deadline passed first.
     pub fn next(&mut self, deadline: Option<Instant>) -> Result<Option<Event>, PoolError> {
-        let mut errors = 0;
         loop {
-            let received = match self.receive(deadline)? {
-                Some(received) => received,
-                None => return Ok(None),
-            };
-            let problem = match received {
-                Ok(Frame(frame)) => match protocol::sender(&frame) {
-                    Some(STOP_RELAY) => {
-                        self.end_relay()?;
-                        continue;
-                    }
-                    Some(child) => {
-                        self.note_size(frame.len());
-                        return Ok(Some(Event { child, frame }));
-                    }
-                    None => "a frame without a sender".to_string(),
-                },
-                Err(message) => message,
-            };
-            errors += 1;
-            if errors >= MAX_ERRORS_IN_A_ROW {
-                return Err(PoolError::Channel(std::io::Error::other(problem)));
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
             }
-        }
-    }
-
-    /// One receive from whoever reads; `None` when the deadline passed first.
-    fn receive(&mut self, deadline: Option<Instant>) -> Result<Option<Received>, PoolError> {
-        loop {
-            let now = Instant::now();
-            if deadline.is_some_and(|at| now >= at) {
+            if self.exits.flag.swap(false, Ordering::Acquire) {
+                self.take_exits();
+                continue;
+            }
+            if let Some(child) = self.ready.pop_front() {
+                self.read_one(child);
+                continue;
+            }
+            if !self.wait(deadline)? {
                 return Ok(None);
             }
-            match self.reader.as_ref() {
-                Some(Reader::Direct(replies)) => match deadline {
-                    None => return Ok(Some(replies.recv().map_err(|e| e.to_string()))),
-                    Some(at) => {
-                        // ipc-channel waits whole milliseconds, rounded down: round up, so a
-                        // wait never ends early and spins.
-                        let wait = (at - now).as_micros().div_ceil(1000) as u64;
-                        match replies.try_recv_timeout(Duration::from_millis(wait)) {
-                            Ok(frame) => return Ok(Some(Ok(frame))),
-                            Err(TryRecvError::Empty) => continue,
-                            Err(TryRecvError::IpcError(e)) => return Ok(Some(Err(e.to_string()))),
-                        }
-                    }
-                },
-                Some(Reader::Relayed { frames, .. }) => {
-                    let got = match deadline {
-                        None => frames.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                        Some(at) => frames.recv_timeout(at - now),
-                    };
-                    match got {
-                        Ok(received) => return Ok(Some(received)),
-                        Err(RecvTimeoutError::Timeout) => return Ok(None),
-                        // The relay gave up (errors in a row): read directly again.
-                        Err(RecvTimeoutError::Disconnected) => self.end_relay()?,
-                    }
-                }
-                None => return Err(lost()),
-            }
         }
     }
 
-    /// Switches to relayed reading after a big frame, and back after many small ones.
-    fn note_size(&mut self, len: usize) {
-        if len < RELAY_FROM_BYTES {
-            self.small_in_a_row = self.small_in_a_row.saturating_add(1);
-            if self.small_in_a_row >= DIRECT_AFTER_SMALL_FRAMES {
-                if let Some(Reader::Relayed { stopping, .. }) = &mut self.reader {
-                    if !*stopping {
-                        *stopping = self.sender.send(stop_frame()).is_ok();
-                    }
-                }
-            }
-            return;
-        }
-        self.small_in_a_row = 0;
-        if matches!(self.reader, Some(Reader::Direct(_))) {
-            self.start_relay();
-        }
-    }
-
-    /// Hands the receiver to a new relay thread (keeps reading directly if none can start).
-    fn start_relay(&mut self) {
-        let (give, given) = mpsc::channel::<IpcReceiver<Frame>>();
-        let (forward, frames) = mpsc::channel::<Received>();
-        let spawned = std::thread::Builder::new()
-            .name("forkpool-relay".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let replies = given.recv().ok()?;
-                let mut errors = 0;
-                loop {
-                    let received = replies.recv().map_err(|e| e.to_string());
-                    errors = if received.is_err() { errors + 1 } else { 0 };
-                    let stop = matches!(&received, Ok(Frame(f)) if protocol::sender(f) == Some(STOP_RELAY));
-                    if forward.send(received).is_err() || stop || errors >= MAX_ERRORS_IN_A_ROW {
-                        return Some(replies);
-                    }
-                }
-            });
-        let Ok(thread) = spawned else {
+    /// Reads one datagram from `child`, if it is still read.
+    fn read_one(&mut self, child: u64) {
+        let Some(peer) = self.peers.get_mut(&child) else {
             return;
         };
-        let Some(Reader::Direct(replies)) = self.reader.take() else {
+        if !peer.open {
             return;
-        };
-        match give.send(replies) {
-            Ok(()) => {
-                self.reader = Some(Reader::Relayed {
-                    frames,
-                    thread,
-                    stopping: false,
-                })
+        }
+        match peer.assembler.receive(&peer.socket, false) {
+            Received::Frame(frame) => {
+                self.pending.push_back(Event::Frame { child, frame });
+                self.ready.push_back(child);
             }
-            // The thread is gone before taking it: keep reading directly.
-            Err(mpsc::SendError(replies)) => self.reader = Some(Reader::Direct(replies)),
+            Received::Partial => self.ready.push_back(child),
+            Received::Empty => {}
+            Received::Closed => peer.open = false,
+            Received::Violation(what) => {
+                peer.open = false;
+                self.pending.push_back(Event::Violation { child, what });
+            }
         }
     }
 
-    /// Takes the receiver back from the relay thread, which has stopped or is stopping.
-    fn end_relay(&mut self) -> Result<(), PoolError> {
-        match self.reader.take() {
-            Some(Reader::Relayed { thread, .. }) => match thread.join() {
-                Ok(Some(replies)) => {
-                    self.reader = Some(Reader::Direct(replies));
-                    self.small_in_a_row = 0;
-                    Ok(())
+    /// Posts the deaths the waiters reported, each after what its child left in its socket.
+    fn take_exits(&mut self) {
+        let posted =
+            std::mem::take(&mut *self.exits.posted.lock().unwrap_or_else(|p| p.into_inner()));
+        for (child, status) in posted {
+            for _ in 0..DRAIN_LIMIT {
+                let open = self.peers.get(&child).is_some_and(|p| p.open);
+                if !open {
+                    break;
                 }
-                _ => Err(lost()),
-            },
-            other => {
-                self.reader = other;
-                Ok(())
+                self.read_one(child);
+                if !self.ready.contains(&child) {
+                    break;
+                }
+                self.ready.retain(|&c| c != child);
+            }
+            self.peers.remove(&child);
+            self.ready.retain(|&c| c != child);
+            self.pending.push_back(Event::Exited { child, status });
+        }
+    }
+
+    /// Waits until a child's socket or the wake pipe is ready, or `deadline`. Returns false
+    /// when the deadline passed with nothing ready.
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<bool, PoolError> {
+        self.poll_set.clear();
+        self.poll_children.clear();
+        self.poll_set.push(pollfd(self.wake.as_raw_fd()));
+        for (&child, peer) in &self.peers {
+            if peer.open {
+                self.poll_set.push(pollfd(peer.socket.as_raw_fd()));
+                self.poll_children.push(child);
             }
         }
+        let ready = crate::sys::poll(&mut self.poll_set, deadline).map_err(PoolError::Channel)?;
+        if ready == 0 {
+            return Ok(deadline.is_none_or(|at| Instant::now() < at));
+        }
+        if self.poll_set[0].revents != 0 {
+            let mut sink = [0u8; 64];
+            // SAFETY: reads into a live buffer from our own non-blocking pipe.
+            while unsafe { libc::read(self.wake.as_raw_fd(), sink.as_mut_ptr().cast(), 64) } > 0 {}
+        }
+        for (entry, &child) in self.poll_set[1..].iter().zip(&self.poll_children) {
+            if entry.revents != 0 {
+                self.ready.push_back(child);
+            }
+        }
+        Ok(true)
     }
 }
 
-impl Drop for Inbox {
-    /// Stops the relay thread, if one runs.
-    fn drop(&mut self) {
-        if let Some(Reader::Relayed {
-            thread, stopping, ..
-        }) = self.reader.take()
-        {
-            if stopping || self.sender.send(stop_frame()).is_ok() {
-                let _ = thread.join();
-            }
-        }
+fn pollfd(fd: std::os::fd::RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
-}
-
-/// The frame that stops the relay thread.
-fn stop_frame() -> Frame {
-    Frame(STOP_RELAY.to_le_bytes().to_vec())
-}
-
-fn lost() -> PoolError {
-    PoolError::Channel(std::io::Error::other(
-        "the reply channel's relay thread failed",
-    ))
 }

@@ -5,12 +5,13 @@
 //! send that needs its worker to read first: the worker may itself be blocked sending a big
 //! reply that needs the caller to read first (ipc-channel #101; invariant 4 of the design).
 //!
-//! A send does not block while the worker's task socket has room for the frame. What sits in
-//! that socket is at most what the worker has not answered yet, so a frame goes out from the
-//! caller's thread when it and the unanswered frames before it stay within [`INLINE_BYTES`] and
-//! [`INLINE_FRAMES`] (well inside the 208 KiB socket buffer of a Linux default), and the courier
-//! holds nothing. Anything else goes to the worker's courier thread (started on first need),
-//! which sends in order and may block as long as the worker takes to read.
+//! What sits in the worker's socket is at most what the worker has not answered yet, so a frame
+//! goes out from the caller's thread when it and the unanswered frames before it stay within
+//! [`INLINE_BYTES`] and [`INLINE_FRAMES`] (well inside the 208 KiB socket buffer of a Linux
+//! default), it fits in one datagram, and the courier holds nothing. Even then the send does not
+//! wait: if the socket has no room after all, the frame goes to the courier. Anything else goes
+//! to the worker's courier thread (started on first need), which sends in order and may block as
+//! long as the worker takes to read.
 //!
 //! Small frames staged between two flushes travel as one batch message (at chunksize 1 the
 //! scheduler refills a worker four chunks at a time: one `sendmsg` and one wake-up for four).
@@ -19,8 +20,9 @@
 //! [`Outbox::send`]: a message is sent in place only when the courier has sent everything given
 //! to it before.
 
+use crate::channel::Registered;
 use forkpool_worker::protocol;
-use ipc_channel::ipc::IpcBytesSender;
+use forkpool_worker::wire::Socket;
 use nix::unistd::Pid;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,7 +49,7 @@ pub(crate) struct Backlog {
 
 /// The parent's sending side of one worker's task channel.
 pub(crate) struct Outbox {
-    tasks: IpcBytesSender,
+    socket: Arc<Registered<Socket>>,
     pid: Pid,
     courier: Option<Courier>,
     /// Frames given to `stage` and not yet flushed, and their bytes.
@@ -65,10 +67,10 @@ struct Courier {
 }
 
 impl Outbox {
-    /// The outbox of worker `pid`, whose task channel is `tasks`.
-    pub fn new(tasks: IpcBytesSender, pid: Pid) -> Outbox {
+    /// The outbox of worker `pid`, whose socket (the parent's end) is `socket`.
+    pub fn new(socket: Arc<Registered<Socket>>, pid: Pid) -> Outbox {
         Outbox {
-            tasks,
+            socket,
             pid,
             courier: None,
             staged: Vec::new(),
@@ -133,8 +135,11 @@ impl Outbox {
             .as_ref()
             .is_none_or(|c| c.pending.load(Ordering::Acquire) == 0);
         if fits && courier_idle {
-            let _ = self.tasks.send(frame);
-            return;
+            match self.socket.try_send_whole(frame) {
+                Ok(false) => {} // no room after all: the courier waits for it
+                // Sent; or failed because the worker is dying (its death is reported).
+                Ok(true) | Err(_) => return,
+            }
         }
         if self.courier.is_none() {
             self.courier = self.start_courier();
@@ -148,7 +153,7 @@ impl Outbox {
             }
             // No thread could be started: send in place (blocking) as the last resort.
             None => {
-                let _ = self.tasks.send(frame);
+                let _ = self.socket.send_frame(frame);
             }
         }
     }
@@ -156,14 +161,14 @@ impl Outbox {
     fn start_courier(&self) -> Option<Courier> {
         let (queue, frames) = mpsc::channel::<SharedFrame>();
         let pending = Arc::new(AtomicUsize::new(0));
-        let tasks = self.tasks.clone();
+        let socket = Arc::clone(&self.socket);
         let sent = Arc::clone(&pending);
         std::thread::Builder::new()
             .name(format!("forkpool-send-{}", self.pid))
-            .stack_size(256 * 1024)
+            .stack_size(64 * 1024)
             .spawn(move || {
                 for frame in frames {
-                    let _ = tasks.send(&frame);
+                    let _ = socket.send_frame(&frame);
                     drop(frame); // before counting it sent, so the scheduler can reuse its buffer
                     sent.fetch_sub(1, Ordering::AcqRel);
                 }

@@ -1,8 +1,9 @@
 //! [`ReturnProcess`]: one closure in one forked child, its value on `join`.
 
+use crate::channel;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
-use crate::inbox::Inbox;
+use crate::inbox::{Event, Inbox};
 use crate::schedule::decode_outcomes;
 use crate::watch::Waiter;
 use forkpool_worker::child::ChildOptions;
@@ -11,6 +12,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A closure running in its own forked child process; [`join`](ReturnProcess::join) returns its
@@ -60,16 +62,17 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn spawn<F: FnOnce() -> R>(f: F) -> Result<ReturnProcess<R>, PoolError> {
-        let inbox = Inbox::new()?;
-        let sender = inbox.sender();
+        let mut inbox = Inbox::new()?;
+        let pair = channel::pair()?;
         let options = ChildOptions {
             ignore_sigint: false,
             ..ChildOptions::default()
         };
-        let (pid, inbox) = fork::spawn(options, inbox, sender, move |sender| {
-            forkpool_worker::serve_once(sender, f)
+        let pid = fork::spawn(options, pair.child, move |socket| {
+            forkpool_worker::serve_once(socket, f)
         })?;
-        let waiter = match Waiter::start(pid, 0, inbox.sender()) {
+        inbox.add(0, Arc::new(pair.parent));
+        let waiter = match Waiter::start(pid, 0, inbox.exits()) {
             Ok(waiter) => waiter,
             Err(e) => {
                 crate::sys::kill_group(pid);
@@ -179,6 +182,19 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         self.pid.as_raw() as u32
     }
 
+    /// The child sent what it may not: it is killed, and whatever it sent counts for nothing.
+    fn offend(&mut self, what: String) {
+        self.inbox.silence(0);
+        crate::sys::kill_group(self.pid);
+        let pid = self.pid();
+        self.outcome = Some(Err(TaskError::Protocol {
+            index: 0,
+            pid,
+            what,
+        }
+        .into()));
+    }
+
     fn wait(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
         if self.joined {
             return Err(PoolError::AlreadyJoined.into());
@@ -188,15 +204,16 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             // Once the value is in, the child is only exiting: wait for that without a limit.
             let limit = deadline.filter(|_| self.outcome.is_none());
             match self.inbox.next(limit.map(|(at, _)| at)) {
-                Ok(Some(event)) => match Message::parse(&event.frame) {
-                    Some(Message::Reply(reply)) => {
+                Ok(Some(Event::Frame { frame, .. })) => match Message::parse(&frame) {
+                    Some(Message::Reply(reply)) if self.outcome.is_none() => {
                         self.outcome = decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid)
                             .pop()
                             .map(|outcome| outcome.map_err(|e| *e));
                     }
-                    Some(Message::Exited(status)) => self.death = Some(status.into()),
-                    _ => {}
+                    _ => self.offend(describe_frame(&frame)),
                 },
+                Ok(Some(Event::Violation { what, .. })) => self.offend(what),
+                Ok(Some(Event::Exited { status, .. })) => self.death = Some(status.into()),
                 Ok(None) => {
                     let after = deadline.map_or(Duration::ZERO, |(_, d)| d);
                     return Err(TaskError::TimedOut {
@@ -228,4 +245,9 @@ impl<R> Drop for ReturnProcess<R> {
         }
         // Dropping the waiter joins its thread; it ends once the child is reaped.
     }
+}
+
+/// What a frame a child may not send looks like, in words.
+fn describe_frame(frame: &[u8]) -> String {
+    format!("a frame of {} bytes that is not its one reply", frame.len())
 }

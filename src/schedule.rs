@@ -458,13 +458,20 @@ where
                 }
                 Some((offset, error))
             }
-            Verdict::Unknown => {
+            Verdict::Unknown(cause) => {
                 let singles: Vec<(u32, u32)> = (0..part.count).map(|i| (i, i + 1)).collect();
                 if pinpoint && part.count > 1 && self.resend(&part, &singles) {
                     self.recycle(part.frame);
                     return;
                 }
-                None
+                let outcomes = (0..part.count)
+                    .map(|i| {
+                        let index = part.first_index + u64::from(i);
+                        Err(Box::new(cause_error(cause.clone(), index, pid, death)))
+                    })
+                    .collect();
+                self.settle(part, outcomes);
+                return;
             }
         };
         let mut culprit = culprit;
@@ -571,6 +578,7 @@ fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
         Cause::Died => TaskError::WorkerDied { index, pid, death },
         Cause::TimedOut(after) => TaskError::TimedOut { index, pid, after },
         Cause::OutOfMemory(limit) => TaskError::OutOfMemory { index, pid, limit },
+        Cause::Protocol(what) => TaskError::Protocol { index, pid, what },
     }
     .into()
 }

@@ -54,3 +54,92 @@ pub(crate) fn kill_group(pid: Pid) {
 pub(crate) fn terminate_group(pid: Pid) {
     let _ = killpg(pid, Signal::SIGTERM);
 }
+
+/// A connected pair of close-on-exec datagram sockets that keep message boundaries
+/// (`SOCK_SEQPACKET`), for one parent–child channel.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn socket_pair() -> std::io::Result<[std::os::fd::OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    Ok(unsafe { [crate::channel::owned(fds[0]), crate::channel::owned(fds[1])] })
+}
+
+/// macOS has no `SOCK_SEQPACKET` for local sockets: local datagram sockets are reliable and
+/// keep boundaries too. `SO_NOSIGPIPE` stands in for `MSG_NOSIGNAL`, and `FD_CLOEXEC` is set
+/// after the fact (the register's lock keeps this crate's own forks from seeing them first).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn socket_pair() -> std::io::Result<[std::os::fd::OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let owned = unsafe { [crate::channel::owned(fds[0]), crate::channel::owned(fds[1])] };
+    for fd in &fds {
+        let one: libc::c_int = 1;
+        // SAFETY: plain option and flag calls on a descriptor we own.
+        unsafe {
+            libc::setsockopt(
+                *fd,
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Ok(owned)
+}
+
+/// A close-on-exec pipe whose ends do not block: `[read, write]`.
+pub(crate) fn pipe() -> std::io::Result<[std::os::fd::OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let owned = unsafe { [crate::channel::owned(fds[0]), crate::channel::owned(fds[1])] };
+    for fd in fds {
+        // SAFETY: flag calls on descriptors we own.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+        }
+    }
+    Ok(owned)
+}
+
+/// Waits until one of `fds` is ready or `timeout` has passed (`None`: no limit), retrying when
+/// a signal interrupts the wait with the time that is left. Returns how many are ready.
+pub(crate) fn poll(
+    fds: &mut [libc::pollfd],
+    deadline: Option<std::time::Instant>,
+) -> std::io::Result<usize> {
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                // Round up to whole milliseconds, so a wait never ends early and spins.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `fds` is a valid, writable array of pollfd of the stated length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}

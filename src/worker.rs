@@ -45,7 +45,7 @@ pub(crate) struct Stopping {
 }
 
 /// What a dead worker's running chunk needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// No item of it had begun, or the parent stopped the worker for a reason that was not an
     /// item of it: send it again as it is.
@@ -53,12 +53,13 @@ pub(crate) enum Verdict {
     /// The item at `offset` (within the chunk) was running: it gets `cause`, the others of the
     /// chunk are innocent.
     Culprit { offset: u32, cause: Cause },
-    /// The worker died between items: which item, if any, is to blame is unknown.
-    Unknown,
+    /// Which item, if any, is to blame is unknown (the worker died between items, or broke
+    /// the protocol): items that fail get `cause`.
+    Unknown(Cause),
 }
 
 /// What an item that was running when its worker ended gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cause {
     /// The worker died.
     Died,
@@ -66,6 +67,8 @@ pub(crate) enum Cause {
     TimedOut(Duration),
     /// An allocation failed under the memory limit (bytes).
     OutOfMemory(u64),
+    /// The parent killed the worker for sending what it may not (what, in words).
+    Protocol(String),
 }
 
 /// A live worker.
@@ -92,6 +95,8 @@ pub(crate) struct Worker {
     pub stopping: Option<Stopping>,
     /// Being refilled: it takes chunks until its window is full (see `Engine::has_room`).
     pub refilling: bool,
+    /// What it sent that it may not: the parent killed it for that.
+    pub offense: Option<String>,
     /// Dropped last: joining the waiter waits for the worker's death.
     pub _waiter: Waiter,
 }
@@ -161,10 +166,18 @@ impl Worker {
     /// After the worker died of `death`: what the chunk it was running (the front of its
     /// queue) needs, read from its progress page. A `SIGABRT` under a `memory_limit` is taken
     /// for a failed allocation.
+    ///
+    /// A worker killed for breaking the protocol is not believed about anything, its progress
+    /// page included: its running chunk's items are run again one by one elsewhere (see
+    /// [`Verdict::Unknown`]), so the item that made it misbehave fails alone, with
+    /// [`Cause::Protocol`], once it misbehaves again as a chunk of one.
     pub fn verdict(&self, death: Death, memory_limit: Option<u64>) -> Verdict {
         let Some(front) = self.in_flight.front() else {
             return Verdict::Requeue;
         };
+        if let Some(what) = &self.offense {
+            return Verdict::Unknown(Cause::Protocol(what.clone()));
+        }
         let snap = self.progress.get().snapshot();
         if snap.chunks <= self.replied_chunks {
             return Verdict::Requeue; // it never started the front chunk
@@ -174,12 +187,12 @@ impl Worker {
             return Verdict::Requeue;
         }
         if begun > u64::from(front.count) {
-            return Verdict::Unknown;
+            return Verdict::Unknown(Cause::Died);
         }
         if !snap.running() {
             return match self.stopping {
                 Some(_) => Verdict::Requeue,
-                None => Verdict::Unknown,
+                None => Verdict::Unknown(Cause::Died),
             };
         }
         let offset = (begun - 1) as u32;

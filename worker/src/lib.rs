@@ -20,26 +20,23 @@ pub mod job;
 mod panic;
 pub mod progress;
 pub mod protocol;
+pub mod wire;
 
 pub use job::{ClosureRunner, EntryRunner, Runner, StarFn};
 
-use ipc_channel::ipc::IpcBytesReceiver;
-use protocol::{Command, Frame, ReplySender, ReplyWriter};
+use protocol::{Command, ReplyWriter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-/// The channel ends a pool worker keeps after fork.
+/// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
+/// (tasks arrive on it, replies go back on it).
 #[derive(Debug)]
 pub struct ChildEnd {
-    /// The parent's id for this worker, which starts every frame it sends.
-    pub id: u64,
-    /// Where tasks arrive from the parent.
-    pub tasks: IpcBytesReceiver,
-    /// Where replies go to the parent.
-    pub replies: ReplySender,
+    /// The worker's end of its socket pair.
+    pub socket: wire::Socket,
 }
 
 /// What a worker remembers between tasks: the context of the current `map_with` call.
@@ -85,13 +82,13 @@ pub type InitFn = fn();
 pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
     if let Some(init) = init {
         let (frame, failed) = match catch_unwind(init) {
-            Ok(()) => (protocol::ready_frame(end.id), false),
+            Ok(()) => (protocol::ready_frame(), false),
             Err(payload) => {
                 let message = panic::take_report(payload).0;
-                (protocol::init_failed_frame(end.id, &message), true)
+                (protocol::init_failed_frame(&message), true)
             }
         };
-        if end.replies.send(Frame(frame)).is_err() {
+        if end.socket.send_frame(&frame).is_err() {
             return child::EXIT_PARENT_GONE;
         }
         if failed {
@@ -99,11 +96,14 @@ pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i3
         }
     }
     let mut state = WorkerState::default();
-    let mut out = ReplyWriter::new(end.id);
+    let mut out = ReplyWriter::new();
+    let mut reader = wire::Assembler::new();
     let progress = progress::current();
     loop {
-        let Ok(frame) = end.tasks.recv() else {
-            return 0; // end-of-stream: the parent is gone
+        let frame = match reader.receive_frame(&end.socket) {
+            wire::Received::Frame(frame) => frame,
+            wire::Received::Closed => return 0, // end-of-stream: the parent is gone
+            _ => return child::EXIT_BAD_FRAME,
         };
         let mut worker = Worker {
             end: &end,
@@ -167,8 +167,8 @@ impl Worker<'_, '_> {
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
                 let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let reply = Frame(self.out.take(task.call, task.chunk, busy));
-                if self.end.replies.send(reply).is_err() {
+                let reply = self.out.seal(task.call, task.chunk, busy);
+                if self.end.socket.send_frame(reply).is_err() {
                     return Some(child::EXIT_PARENT_GONE);
                 }
                 None
@@ -183,10 +183,10 @@ impl Worker<'_, '_> {
     }
 }
 
-/// Runs `f` once and sends its outcome as a one-item reply (sender id 0): the child side of a
+/// Runs `f` once and sends its outcome on `socket` as a one-item reply: the child side of a
 /// `ReturnProcess`. Returns the exit code for the caller to pass to `_exit`.
-pub fn serve_once<R: Serialize>(replies: ReplySender, f: impl FnOnce() -> R) -> i32 {
-    let mut out = ReplyWriter::new(0);
+pub fn serve_once<R: Serialize>(socket: wire::Socket, f: impl FnOnce() -> R) -> i32 {
+    let mut out = ReplyWriter::new();
     out.begin();
     let start = Instant::now();
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -197,7 +197,7 @@ pub fn serve_once<R: Serialize>(replies: ReplySender, f: impl FnOnce() -> R) -> 
         }
     }
     let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    match replies.send(Frame(out.take(0, 0, busy))) {
+    match socket.send_frame(out.seal(0, 0, busy)) {
         Ok(()) => 0,
         Err(_) => child::EXIT_PARENT_GONE,
     }

@@ -1,7 +1,7 @@
 //! The wire protocol between the parent and a worker: frame layouts and their encoders/decoders.
 //!
-//! Every frame is one ipc-channel message: a bytes message from the parent, a [`Frame`] (one
-//! byte string) from a worker. Integers are little-endian, fixed width.
+//! Every frame travels over the child's own socket (see [`wire`](crate::wire) for how frames
+//! become datagrams). Integers are little-endian, fixed width.
 //!
 //! Parent → worker:
 //! - `Task`: `[1][call u64][chunk u64][entry u64][first_index u64][count u32]` then `count`
@@ -11,51 +11,36 @@
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
 //!   order, as if sent one by one (the parent sends several small frames in one message).
 //!
-//! Worker → parent, each frame starting with the sender's id (`[sender u64]`, the parent's id
-//! for the child), because all children of one pool reply on one channel:
-//! - `Reply`: `[sender][1][call u64][chunk u64][count u32][busy_nanos u64]` then `count`
-//!   outcomes, each a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode
+//! Worker → parent (the parent knows the sender by the socket a frame came on; a frame names no
+//! sender, and the parent reads it as untrusted input):
+//! - `Reply`: `[1][call u64][chunk u64][count u32][busy_nanos u64]` then `count` outcomes, each
+//!   a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode
 //!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message.
-//! - `Ready`: `[sender][0xA1]`: the worker's initializer returned (sent only when the pool has
-//!   one).
-//! - `InitFailed`: `[sender][0xA2]` then the panic message as UTF-8: the initializer panicked;
-//!   the worker exits next.
-//! - `Exited`: `[sender][0xE0][kind u8][value i32]`, never sent by a worker: the parent's waiter
-//!   thread posts it after reaping the worker, so it arrives after every reply the worker sent.
+//! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
+//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the
+//!   worker exits next.
+//!
+//! A worker's death is no frame: the parent's waiter thread reaps it and tells the parent's
+//! inbox in-process, which reads what is left in the dead worker's socket first.
 //!
 //! Invariant: a worker answers every `Task` with exactly one `Reply` carrying exactly `count`
 //! outcomes, in item order, unless it dies first.
 
 use crate::codec;
-use ipc_channel::ipc::IpcSender;
-use serde::{Deserialize, Serialize};
-
-/// A worker → parent frame as it crosses ipc-channel.
-///
-/// The parent waits for all of its workers at once through an `IpcReceiverSet`, which only
-/// typed receivers can join, so replies travel on a typed channel. The frame is serialized as
-/// one byte string: postcard copies it whole instead of encoding it byte by byte.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Frame(#[serde(with = "serde_bytes")] pub Vec<u8>);
-
-/// The sending end of a worker's (or a one-shot child's) reply channel.
-pub type ReplySender = IpcSender<Frame>;
+use serde::Serialize;
 
 const TASK: u8 = 1;
 const CONTEXT: u8 = 2;
 const SHUTDOWN: u8 = 3;
 const BATCH: u8 = 4;
 const REPLY: u8 = 1;
-const EXITED: u8 = 0xE0;
 const READY: u8 = 0xA1;
 const INIT_FAILED: u8 = 0xA2;
 
 /// Size of a task frame's header; the items follow it.
 pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 4;
-/// Size of the sender id that starts every worker → parent frame.
-pub const SENDER_LEN: usize = 8;
-/// Size of a reply frame's header (sender id included); the outcomes follow it.
-pub const REPLY_HEADER_LEN: usize = SENDER_LEN + 1 + 8 + 8 + 4 + 8;
+/// Size of a reply frame's header; the outcomes follow it.
+pub const REPLY_HEADER_LEN: usize = 1 + 8 + 8 + 4 + 8;
 
 /// Outcome tag: the item's result follows.
 pub const OK: u8 = 0;
@@ -207,40 +192,19 @@ pub enum ExitStatus {
     Unknown,
 }
 
-/// The sentinel frame the parent's waiter thread posts after reaping child `sender`.
-pub fn exited_frame(sender: u64, status: ExitStatus) -> Vec<u8> {
-    let (kind, value) = match status {
-        ExitStatus::Code(c) => (0u8, c),
-        ExitStatus::Signal(s) => (1, s),
-        ExitStatus::Unknown => (2, 0),
-    };
-    let mut buf = sender.to_le_bytes().to_vec();
-    buf.extend_from_slice(&[EXITED, kind]);
-    buf.extend_from_slice(&value.to_le_bytes());
-    buf
+/// The frame a worker sends when its initializer returned.
+pub fn ready_frame() -> Vec<u8> {
+    vec![READY]
 }
 
-/// The frame worker `sender` sends when its initializer returned.
-pub fn ready_frame(sender: u64) -> Vec<u8> {
-    let mut buf = sender.to_le_bytes().to_vec();
-    buf.push(READY);
-    buf
-}
-
-/// The frame worker `sender` sends when its initializer panicked with `message`.
-pub fn init_failed_frame(sender: u64, message: &str) -> Vec<u8> {
-    let mut buf = sender.to_le_bytes().to_vec();
-    buf.push(INIT_FAILED);
+/// The frame a worker sends when its initializer panicked with `message`.
+pub fn init_failed_frame(message: &str) -> Vec<u8> {
+    let mut buf = vec![INIT_FAILED];
     buf.extend_from_slice(message.as_bytes());
     buf
 }
 
-/// The id of the child that sent a worker → parent frame.
-pub fn sender(frame: &[u8]) -> Option<u64> {
-    u64_at(frame, 0)
-}
-
-/// A frame a worker (or the waiter, for `Exited`) sends to the parent, as the parent reads it.
+/// A frame a worker sends to the parent, as the parent reads it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     /// The outcomes of one chunk.
@@ -249,8 +213,6 @@ pub enum Message<'a> {
     Ready,
     /// The worker's initializer panicked with this message; the worker exits.
     InitFailed(&'a str),
-    /// The child is gone and reaped; nothing follows.
-    Exited(ExitStatus),
 }
 
 /// The outcomes of one chunk, as the parent reads them.
@@ -269,50 +231,36 @@ pub struct Reply<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Reads a frame (its sender id is read by [`sender`]); `None` if it is malformed.
+    /// Reads a frame; `None` if it is malformed.
     pub fn parse(frame: &'a [u8]) -> Option<Message<'a>> {
-        let at = SENDER_LEN;
-        match *frame.get(at)? {
+        match *frame.first()? {
             REPLY => Some(Message::Reply(Reply {
-                call: u64_at(frame, at + 1)?,
-                chunk: u64_at(frame, at + 9)?,
-                count: u32_at(frame, at + 17)?,
-                busy_nanos: u64_at(frame, at + 21)?,
+                call: u64_at(frame, 1)?,
+                chunk: u64_at(frame, 9)?,
+                count: u32_at(frame, 17)?,
+                busy_nanos: u64_at(frame, 21)?,
                 outcomes: frame.get(REPLY_HEADER_LEN..)?,
             })),
-            READY => Some(Message::Ready),
+            READY if frame.len() == 1 => Some(Message::Ready),
             INIT_FAILED => Some(Message::InitFailed(
-                std::str::from_utf8(&frame[at + 1..]).unwrap_or("(message not UTF-8)"),
+                std::str::from_utf8(&frame[1..]).unwrap_or("(message not UTF-8)"),
             )),
-            EXITED => {
-                let value = i32::from_le_bytes(frame.get(at + 2..at + 6)?.try_into().ok()?);
-                Some(Message::Exited(match frame.get(at + 1)? {
-                    0 => ExitStatus::Code(value),
-                    1 => ExitStatus::Signal(value),
-                    _ => ExitStatus::Unknown,
-                }))
-            }
             _ => None,
         }
     }
 }
 
 /// Builds a reply frame in place, one outcome at a time; reused from chunk to chunk.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ReplyWriter {
-    sender: u64,
     buf: Vec<u8>,
     count: u32,
 }
 
 impl ReplyWriter {
-    /// A writer of replies from child `sender`.
-    pub fn new(sender: u64) -> ReplyWriter {
-        ReplyWriter {
-            sender,
-            buf: Vec::new(),
-            count: 0,
-        }
+    /// A writer with nothing begun.
+    pub fn new() -> ReplyWriter {
+        ReplyWriter::default()
     }
 
     /// Starts the reply to one chunk, discarding the previous one but keeping its allocation.
@@ -363,19 +311,10 @@ impl ReplyWriter {
         self.count
     }
 
-    /// Writes the header and hands over the finished frame (the writer starts its next one in
-    /// a new buffer of the same capacity: no copy of a big reply).
-    pub fn take(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> Vec<u8> {
-        self.seal(call, chunk, busy_nanos);
-        let capacity = self.buf.capacity();
-        std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
-    }
-
-    /// Writes the header and returns the finished frame.
+    /// Writes the header and returns the finished frame (the writer keeps the buffer for the
+    /// next chunk's reply).
     pub fn seal(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> &[u8] {
-        let header = &mut self.buf[..REPLY_HEADER_LEN];
-        let (sender, rest) = header.split_at_mut(SENDER_LEN);
-        sender.copy_from_slice(&self.sender.to_le_bytes());
+        let rest = &mut self.buf[..REPLY_HEADER_LEN];
         rest[0] = REPLY;
         rest[1..9].copy_from_slice(&call.to_le_bytes());
         rest[9..17].copy_from_slice(&chunk.to_le_bytes());
@@ -407,7 +346,7 @@ mod tests {
 
     #[test]
     fn reply_and_exit_frames_round_trip() {
-        let mut reply = ReplyWriter::new(6);
+        let mut reply = ReplyWriter::new();
         reply.begin();
         reply.ok(&9u8);
         reply.panicked("boom", Some("src/x.rs:1:2"));
@@ -415,26 +354,14 @@ mod tests {
         let Some(Message::Reply(r)) = Message::parse(&bytes) else {
             panic!("not a reply")
         };
-        assert_eq!(sender(&bytes), Some(6));
         assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 2, 77));
         assert_eq!(r.outcomes[0], OK);
-        assert_eq!(Message::parse(&ready_frame(7)), Some(Message::Ready));
-        assert_eq!(sender(&ready_frame(7)), Some(7));
-        let failed = init_failed_frame(8, "no config");
+        assert_eq!(Message::parse(&ready_frame()), Some(Message::Ready));
+        let failed = init_failed_frame("no config");
         assert_eq!(
             Message::parse(&failed),
             Some(Message::InitFailed("no config"))
         );
-        assert_eq!(sender(&failed), Some(8));
-        for status in [
-            ExitStatus::Code(3),
-            ExitStatus::Signal(11),
-            ExitStatus::Unknown,
-        ] {
-            let exited = exited_frame(9, status);
-            assert_eq!(Message::parse(&exited), Some(Message::Exited(status)));
-            assert_eq!(sender(&exited), Some(9));
-        }
     }
 
     #[test]
@@ -467,6 +394,7 @@ mod tests {
         assert_eq!(Command::parse(&[]), None);
         assert_eq!(Command::parse(&[TASK, 1, 2]), None);
         assert_eq!(Message::parse(&[42]), None);
-        assert_eq!(Message::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 42]), None);
+        assert_eq!(Message::parse(&[REPLY, 0, 0]), None);
+        assert_eq!(Message::parse(&[READY, 0]), None);
     }
 }

@@ -1,0 +1,394 @@
+//! Frames over a socket: how the parent and a worker exchange byte frames of any size over one
+//! datagram socket pair, and how the parent reads what an untrusted worker sends.
+//!
+//! Every datagram starts with a 9-byte header, `[kind u8][value u64]` (little-endian):
+//! - `WHOLE`: the frame fits in one datagram; `value` is its length.
+//! - `FIRST`, then `MORE`s: a frame bigger than one datagram. `FIRST` gives the total length,
+//!   each `MORE` the offset its bytes start at.
+//!
+//! The socket keeps datagram boundaries (`SOCK_SEQPACKET` on Linux), so bytes a task writes to
+//! its worker's socket arrive as datagrams of their own: they cannot shift the framing of what
+//! follows, and the first one that is not a valid next datagram is caught.
+//!
+//! Invariants:
+//! - [`Assembler`] checks every header against what it expects next; anything else is a
+//!   [`Received::Violation`], after which the caller reads nothing more from that peer.
+//! - It never trusts a length to allocate: it reserves with `try_reserve` (an impossible length
+//!   is a violation, not an abort), and at most [`RESERVE_AHEAD`] before the bytes arrive.
+//! - Datagrams of one frame are sent back to back by one thread ([`Socket::send_frame`]), so
+//!   an honest peer never interleaves two frames.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Size of the header that starts every datagram.
+pub const HEADER_LEN: usize = 9;
+/// The most bytes reserved for a frame before they have arrived.
+pub const RESERVE_AHEAD: usize = 1 << 30;
+
+const WHOLE: u8 = 0x57;
+const FIRST: u8 = 0x46;
+const MORE: u8 = 0x4D;
+
+/// One end of a parent–worker socket pair: sends and receives whole frames.
+#[derive(Debug)]
+pub struct Socket {
+    fd: OwnedFd,
+    /// The most frame bytes one datagram carries (the header comes on top).
+    fragment: usize,
+}
+
+/// What one read from a peer gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A complete frame.
+    Frame(Vec<u8>),
+    /// A datagram that is part of a frame still incomplete.
+    Partial,
+    /// Nothing to read now (non-blocking reads only).
+    Empty,
+    /// The peer closed its end (and every copy of it).
+    Closed,
+    /// The peer sent something that is not the next datagram of a frame.
+    Violation(String),
+}
+
+impl Socket {
+    /// Wraps one end of a socket pair made by the parent. `fragment` is the most frame bytes
+    /// per datagram, measured by the parent for this pair (see `crate::wire` users).
+    pub fn new(fd: OwnedFd, fragment: usize) -> Socket {
+        Socket {
+            fd,
+            fragment: fragment.max(1),
+        }
+    }
+
+    /// The most frame bytes one datagram carries.
+    pub fn fragment(&self) -> usize {
+        self.fragment
+    }
+
+    /// Sends `frame`, in as many datagrams as it needs, waiting for room as long as it takes.
+    /// Retries when a signal interrupts the send.
+    pub fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() <= self.fragment {
+            return send_datagram(self.fd.as_raw_fd(), WHOLE, frame.len() as u64, frame, 0);
+        }
+        let (first, mut rest) = frame.split_at(self.fragment);
+        send_datagram(self.fd.as_raw_fd(), FIRST, frame.len() as u64, first, 0)?;
+        let mut offset = first.len();
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(rest.len().min(self.fragment));
+            send_datagram(self.fd.as_raw_fd(), MORE, offset as u64, piece, 0)?;
+            offset += piece.len();
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Sends `frame` as one datagram if the socket has room for it now. `Ok(false)`: no room,
+    /// nothing sent; a frame bigger than one datagram is never sent this way.
+    pub fn try_send_whole(&self, frame: &[u8]) -> io::Result<bool> {
+        if frame.len() > self.fragment {
+            return Ok(false);
+        }
+        let fd = self.fd.as_raw_fd();
+        match send_datagram(fd, WHOLE, frame.len() as u64, frame, libc::MSG_DONTWAIT) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// `send` without `SIGPIPE` when the peer is gone (the error is returned instead).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NO_SIGPIPE: libc::c_int = libc::MSG_NOSIGNAL;
+/// macOS has no `MSG_NOSIGNAL`: the parent sets `SO_NOSIGPIPE` on both ends instead.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const NO_SIGPIPE: libc::c_int = 0;
+
+fn send_datagram(
+    fd: RawFd,
+    kind: u8,
+    value: u64,
+    body: &[u8],
+    flags: libc::c_int,
+) -> io::Result<()> {
+    let mut header = [0u8; HEADER_LEN];
+    header[0] = kind;
+    header[1..].copy_from_slice(&value.to_le_bytes());
+    let mut iov = [
+        libc::iovec {
+            iov_base: header.as_mut_ptr().cast(),
+            iov_len: HEADER_LEN,
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    // SAFETY: a zeroed msghdr is valid (no name, no control data); it points to `iov`, which
+    // lives across the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = 2;
+    loop {
+        // SAFETY: `msg` describes two readable buffers that outlive the call; `fd` is open.
+        let sent = unsafe { libc::sendmsg(fd, &msg, flags | NO_SIGPIPE) };
+        if sent >= 0 {
+            // A datagram is sent whole or not at all.
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// A frame being put together from its datagrams.
+#[derive(Debug)]
+struct Partial {
+    frame: Vec<u8>,
+    total: usize,
+}
+
+/// Reads frames from one peer, datagram by datagram, checking each against the frame so far.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    partial: Option<Partial>,
+    scratch: Vec<u8>,
+}
+
+impl Assembler {
+    /// A reader with no frame in progress.
+    pub fn new() -> Assembler {
+        Assembler::default()
+    }
+
+    /// Reads one datagram from `socket` (waiting for one if `wait`), and returns a frame when
+    /// that datagram completes one. Retries when a signal interrupts the read.
+    pub fn receive(&mut self, socket: &Socket, wait: bool) -> Received {
+        let fragment = socket.fragment;
+        let mut header = [0u8; HEADER_LEN];
+        // Where the body goes: the rest of a frame in progress, or the scratch buffer.
+        let room = match &mut self.partial {
+            Some(p) => {
+                let want = (p.total - p.frame.len()).min(fragment);
+                if p.frame.try_reserve(want).is_err() {
+                    return Received::Violation(format!(
+                        "a frame of {} bytes that cannot be allocated",
+                        p.total
+                    ));
+                }
+                &mut p.frame.spare_capacity_mut()[..want]
+            }
+            None => {
+                if self.scratch.len() < fragment {
+                    self.scratch.resize(fragment, 0);
+                }
+                // SAFETY: the scratch buffer is initialised bytes; viewed as `MaybeUninit` only to
+                // share the receive path with the spare capacity above.
+                unsafe {
+                    std::slice::from_raw_parts_mut(
+                        self.scratch
+                            .as_mut_ptr()
+                            .cast::<std::mem::MaybeUninit<u8>>(),
+                        fragment,
+                    )
+                }
+            }
+        };
+        let room_len = room.len();
+        let mut iov = [
+            libc::iovec {
+                iov_base: header.as_mut_ptr().cast(),
+                iov_len: HEADER_LEN,
+            },
+            libc::iovec {
+                iov_base: room.as_mut_ptr().cast(),
+                iov_len: room_len,
+            },
+        ];
+        // SAFETY: a zeroed msghdr is valid; no control buffer, so file descriptors a peer may
+        // pass are closed by the kernel, never installed here.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = 2;
+        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+        let got = loop {
+            // SAFETY: `msg` describes two writable buffers of the stated lengths that outlive
+            // the call; `socket` is open.
+            let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Received::Empty,
+                // A peer that died with unread datagrams leaves this error, reported once and
+                // before the datagrams it sent: read on, they come next (then end-of-stream).
+                _ if error.raw_os_error() == Some(libc::ECONNRESET) => continue,
+                _ => return Received::Violation(format!("the socket failed: {error}")),
+            }
+        };
+        if got == 0 {
+            return Received::Closed;
+        }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            return Received::Violation("a datagram longer than it may be".into());
+        }
+        if got < HEADER_LEN {
+            return Received::Violation(format!(
+                "a datagram of {got} bytes, shorter than a header"
+            ));
+        }
+        let body = got - HEADER_LEN;
+        let kind = header[0];
+        let value = u64::from_le_bytes(header[1..].try_into().unwrap_or_default());
+        match (kind, self.partial.take()) {
+            (WHOLE, None) if value == body as u64 => Received::Frame(self.scratch[..body].to_vec()),
+            (FIRST, None) if value > body as u64 && body == fragment => {
+                let Ok(total) = usize::try_from(value) else {
+                    return Received::Violation(format!("a frame of {value} bytes"));
+                };
+                let mut frame = Vec::new();
+                if frame.try_reserve_exact(total.min(RESERVE_AHEAD)).is_err() {
+                    return Received::Violation(format!(
+                        "a frame of {total} bytes that cannot be allocated"
+                    ));
+                }
+                frame.extend_from_slice(&self.scratch[..body]);
+                self.partial = Some(Partial { frame, total });
+                Received::Partial
+            }
+            (MORE, Some(mut p)) if value == p.frame.len() as u64 && body > 0 => {
+                // SAFETY: the kernel wrote `body` bytes (at most `room_len`, checked by the
+                // absence of MSG_TRUNC) into the spare capacity right after the frame's bytes.
+                unsafe { p.frame.set_len(p.frame.len() + body) };
+                if p.frame.len() == p.total {
+                    return Received::Frame(p.frame);
+                }
+                if body < fragment {
+                    return Received::Violation("a short datagram inside a frame".into());
+                }
+                self.partial = Some(p);
+                Received::Partial
+            }
+            (kind, partial) => Received::Violation(format!(
+                "an unexpected datagram (kind {kind:#04x}, value {value}, {body} bytes) {}",
+                if partial.is_some() {
+                    "inside a frame"
+                } else {
+                    "between frames"
+                }
+            )),
+        }
+    }
+
+    /// Reads until a whole frame has arrived, waiting as long as it takes.
+    pub fn receive_frame(&mut self, socket: &Socket) -> Received {
+        loop {
+            match self.receive(socket, true) {
+                Received::Partial | Received::Empty => continue,
+                done => return done,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    fn pair(fragment: usize) -> (Socket, Socket) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        let r =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        (Socket::new(a, fragment), Socket::new(b, fragment))
+    }
+
+    fn raw(socket: &Socket, bytes: &[u8]) {
+        // SAFETY: sending a readable buffer on an open socket.
+        let n = unsafe { libc::send(socket.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
+        assert_eq!(n, bytes.len() as isize);
+    }
+
+    #[test]
+    fn frames_of_every_size_arrive_whole() {
+        let (a, b) = pair(16);
+        let mut reader = Assembler::new();
+        for len in [0usize, 1, 15, 16, 17, 32, 33, 100] {
+            let frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            a.send_frame(&frame).unwrap();
+            assert_eq!(reader.receive_frame(&b), Received::Frame(frame));
+        }
+        assert_eq!(reader.receive(&b, false), Received::Empty);
+        drop(a);
+        assert_eq!(reader.receive(&b, false), Received::Closed);
+    }
+
+    #[test]
+    fn bytes_out_of_turn_are_violations() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![1, 2, 3],
+            vec![WHOLE, 5, 0, 0, 0, 0, 0, 0, 0, 1],
+            vec![MORE, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            // A first fragment that is not full.
+            vec![FIRST, 255, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3],
+            vec![0xEE; 40],
+        ];
+        for case in cases {
+            let (a, b) = pair(16);
+            raw(&a, &case);
+            assert!(
+                matches!(Assembler::new().receive(&b, false), Received::Violation(_)),
+                "{case:?}"
+            );
+        }
+        // A whole frame where the next fragment of a frame was due.
+        let (a, b) = pair(16);
+        let mut reader = Assembler::new();
+        let mut first = vec![FIRST];
+        first.extend_from_slice(&40u64.to_le_bytes());
+        first.extend_from_slice(&[0; 16]);
+        raw(&a, &first);
+        assert_eq!(reader.receive(&b, false), Received::Partial);
+        a.send_frame(b"hi").unwrap();
+        assert!(matches!(reader.receive(&b, false), Received::Violation(_)));
+    }
+
+    #[test]
+    fn a_frame_claiming_more_than_memory_is_no_abort() {
+        let (a, b) = pair(16);
+        let mut first = vec![FIRST];
+        first.extend_from_slice(&u64::MAX.to_le_bytes());
+        first.extend_from_slice(&[0; 16]);
+        raw(&a, &first);
+        let mut more = vec![MORE];
+        more.extend_from_slice(&16u64.to_le_bytes());
+        more.extend_from_slice(&[0; 16]);
+        raw(&a, &more);
+        let mut reader = Assembler::new();
+        for _ in 0..2 {
+            // Memory grows only with the bytes that arrive; an impossible size is a violation.
+            match reader.receive(&b, false) {
+                Received::Partial | Received::Violation(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
