@@ -1,0 +1,177 @@
+//! Workers that lie: tasks that write bytes of their own to every socket they can find. The
+//! parent must live, every call must end, and only the items whose tasks wrote fail, with
+//! `TaskError::Protocol`; every other item gets its own, correct result.
+
+use forkpool::{Error, FnPool, Pool, ReturnProcess, TaskError};
+
+/// The kinds of lie a hostile task tells.
+const LIES: u64 = 5;
+
+/// Writes `bytes` as one datagram to every socket this process has open (a worker has exactly
+/// one: its own; the test proves the others were closed at the fork). Returns how many
+/// sockets it wrote to.
+fn write_to_every_socket(bytes: &[u8]) -> usize {
+    let mut written = 0;
+    for fd in 3..1024 {
+        // SAFETY: fstat on any number is harmless; `st` is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            continue;
+        }
+        // SAFETY: sends a live buffer; a failure is simply not counted.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            written += 1;
+        }
+    }
+    written
+}
+
+/// One datagram as the wire layer frames a whole frame: `[0x57][len u64]` then the frame.
+fn framed(frame: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0x57];
+    bytes.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(frame);
+    bytes
+}
+
+/// The lie number `kind` (0 to 4), varied by `seed`.
+fn lie(kind: u64, seed: u64) -> Vec<u8> {
+    match kind {
+        // (a) random bytes.
+        0 => {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..(seed % 200 + 1))
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        }
+        // (b) a forged `Exited` for a sibling, as the old shared reply channel carried it:
+        // `[sender u64][0xE0][kind][value i32]`, framed so that it reaches the frame parser.
+        1 => {
+            let mut frame = (seed % 4 + 1).to_le_bytes().to_vec();
+            frame.extend_from_slice(&[0xE0, 1]);
+            frame.extend_from_slice(&11i32.to_le_bytes());
+            framed(&frame)
+        }
+        // (c) a forged reply for a sibling's chunk (a call this pool never ran), one outcome
+        // `OK 7`.
+        2 => {
+            let mut frame = vec![1];
+            frame.extend_from_slice(&(1_000_000 + seed).to_le_bytes()); // call
+            frame.extend_from_slice(&(seed % 7).to_le_bytes()); // chunk
+            frame.extend_from_slice(&1u32.to_le_bytes()); // count
+            frame.extend_from_slice(&0u64.to_le_bytes()); // busy
+            frame.extend_from_slice(&[0, 7]);
+            framed(&frame)
+        }
+        // (d) a truncated datagram: shorter than a header.
+        3 => vec![0x57, 3, 0],
+        // (d') a header that promises more than the datagram holds.
+        _ => {
+            let mut bytes = framed(&[1, 2, 3, 4, 5, 6, 7, 8]);
+            bytes.truncate(12);
+            bytes
+        }
+    }
+}
+
+/// Items `x % 37 == 5` lie (kind `x / 37 % LIES`), then return as if nothing happened.
+fn maybe_lie(x: u64) -> u64 {
+    if x % 37 == 5 {
+        let sockets = write_to_every_socket(&lie(x / 37 % LIES, x));
+        assert_eq!(sockets, 1, "a worker sees only its own socket");
+    }
+    x * 2
+}
+
+fn is_liar(x: u64) -> bool {
+    x % 37 == 5
+}
+
+fn check(outcomes: &[Result<u64, Error>], round: usize) {
+    for (x, outcome) in (0u64..).zip(outcomes) {
+        match outcome {
+            Ok(v) if !is_liar(x) => assert_eq!(*v, x * 2, "round {round}, item {x}"),
+            Err(Error::Task(TaskError::Protocol { index, pid, what })) if is_liar(x) => {
+                assert_eq!(*index, x, "round {round}");
+                assert!(*pid > 0 && !what.is_empty(), "round {round}: {what}");
+            }
+            other => panic!("round {round}, item {x}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn tasks_that_write_lies_to_their_sockets_fail_alone_with_protocol_20_rounds() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..20 {
+        let chunksize = [1, 4, 16, 50][round % 4];
+        let outcomes: Vec<Result<u64, Error>> = pool
+            .chunksize(chunksize)
+            .imap(maybe_lie, 0..400u64)
+            .collect();
+        assert_eq!(outcomes.len(), 400, "round {round}");
+        check(&outcomes, round);
+        // The pool is whole again and serves an honest call correctly.
+        assert_eq!(
+            pool.map(|x: u64| x + 1, 0..100u64).unwrap(),
+            (1..101).collect::<Vec<_>>()
+        );
+        assert_eq!(pool.pids().len(), 2);
+    }
+}
+
+#[test]
+fn imap_unordered_and_map_get_the_same_protocol_errors() {
+    let pool = Pool::new(2).unwrap();
+    let mut outcomes: Vec<(u64, Result<u64, Error>)> = Vec::new();
+    for outcome in pool.chunksize(8).imap_unordered(maybe_lie, 0..200u64) {
+        let x = match &outcome {
+            Ok(v) => v / 2,
+            Err(e) => e.as_task().map(TaskError::index).expect("an item's error"),
+        };
+        outcomes.push((x, outcome));
+    }
+    outcomes.sort_by_key(|(x, _)| *x);
+    let outcomes: Vec<_> = outcomes.into_iter().map(|(_, o)| o).collect();
+    assert_eq!(outcomes.len(), 200);
+    check(&outcomes, 0);
+    let err = pool.map(maybe_lie, 0..10u64).unwrap_err();
+    assert!(
+        matches!(err.as_task(), Some(TaskError::Protocol { index: 5, .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_return_process_that_lies_is_a_protocol_error_and_an_fn_pool_fails_only_liars() {
+    for kind in 0..LIES {
+        let p = ReturnProcess::spawn(move || {
+            write_to_every_socket(&lie(kind, 99));
+            42u64
+        })
+        .unwrap();
+        let err = p.join().unwrap_err();
+        assert!(
+            matches!(err.as_task(), Some(TaskError::Protocol { .. })),
+            "kind {kind}: {err}"
+        );
+    }
+    let offset = 0u64;
+    let pool = FnPool::new(2, |x: u64| maybe_lie(x) + offset).unwrap();
+    let outcomes: Vec<_> = pool.imap(0..120u64).collect();
+    check(&outcomes, 0);
+}
