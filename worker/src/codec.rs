@@ -31,10 +31,18 @@ pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Resul
 /// A value nested deeper than [`MAX_DEPTH`] levels is an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
     let seed = depth::Seed::new(PhantomData::<T>);
-    bincode::serde::seed_decode_from_slice(seed, bytes, config()).map_err(|e| match e {
+    bincode::serde::seed_decode_from_slice(seed, bytes, config()).map_err(describe)
+}
+
+/// The message of a decoding error: a custom error's own text (such as the depth limit's),
+/// bincode's description otherwise. Cold: keeping it out of line keeps `decode` small.
+#[cold]
+#[inline(never)]
+fn describe(error: bincode::error::DecodeError) -> String {
+    match error {
         bincode::error::DecodeError::OtherString(message) => message,
         other => other.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]
