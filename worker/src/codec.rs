@@ -46,6 +46,9 @@ fn describe(error: bincode::error::DecodeError) -> String {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -66,6 +69,16 @@ mod tests {
         let mut buf = Vec::new();
         encode_into(&mut buf, &String::from("a longer string")).unwrap();
         assert!(decode::<String>(&buf[..4]).is_err());
+    }
+
+    #[test]
+    fn a_huge_claimed_length_is_an_error_not_an_allocation() {
+        // A varint length of about 9.2e18 (253: a u64 follows), then nothing.
+        let claim = [253, 255, 255, 255, 255, 255, 255, 255, 127];
+        assert!(decode::<String>(&claim).is_err());
+        assert!(decode::<Vec<u8>>(&claim).is_err());
+        assert!(decode::<serde_bytes::ByteBuf>(&claim).is_err());
+        assert!(decode::<(u8, Option<String>)>(&[&[0, 1][..], &claim].concat()).is_err());
     }
 
     /// One level per link: `n` links and the end are `n + 1` levels.

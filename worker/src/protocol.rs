@@ -470,3 +470,6 @@ mod tests {
         assert_eq!(Message::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 42]), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

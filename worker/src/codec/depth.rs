@@ -117,8 +117,20 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<D> {
         deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
         deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
         deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
-        deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
-        deserialize_identifier
+        deserialize_bytes deserialize_unit deserialize_identifier
+    }
+
+    /// Borrows the string from the input, then copies it: bincode's own `deserialize_string`
+    /// allocates the length the input claims before reading it, so eight bytes claiming an
+    /// exabyte aborted the process (found by the fuzz targets). Borrowing checks the length
+    /// against the bytes there are first; the visitor makes the same `String` from them.
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.de.deserialize_str(visitor)
+    }
+
+    /// As [`deserialize_string`](Self::deserialize_string), for byte buffers.
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.de.deserialize_bytes(visitor)
     }
 
     levels! { deserialize_any deserialize_ignored_any deserialize_option deserialize_seq deserialize_map }
