@@ -3,7 +3,7 @@
 //! bincode 3.0.0 is an empty tombstone and 2.0.1 is flagged unmaintained (RUSTSEC-2025-0141);
 //! keeping every call behind these two functions makes a later swap a one-file change.
 //!
-//! bincode has no depth limit of its own, so [`decode`] goes through [`depth`]'s adapter: a value
+//! bincode has no depth limit of its own, so [`decode`] goes through the `depth` module's adapter: a value
 //! nested deeper than [`MAX_DEPTH`] levels is an error, and decoding never overflows the calling
 //! thread's stack, whatever its size (the parent decodes results on the caller's thread).
 
