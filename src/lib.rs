@@ -53,6 +53,16 @@ mod worker;
 pub use closure::{FnPool, par_eval, parmap};
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
 pub use forkpool_worker::StarFn;
+/// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,
+/// struct, enum and newtype struct is one; `Box` is free). A result nested deeper fails its
+/// item with [`TaskError::Codec`] ("nested deeper than 512 levels"); the program and the pool
+/// live on. Decoding never overflows the calling thread's stack, and a value within the limit
+/// drops in under 64 KiB of stack.
+///
+/// ```
+/// assert_eq!(forkpool::MAX_DEPTH, 512);
+/// ```
+pub use forkpool_worker::codec::MAX_DEPTH;
 pub use iter::{Imap, ImapUnordered};
 pub use pool::{CallOptions, Pool, PoolBuilder};
 pub use process::ReturnProcess;

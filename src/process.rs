@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,11 @@ use std::time::{Duration, Instant};
 ///
 /// Dropping the handle without joining kills the child (and its process group) and reaps it.
 ///
+/// The handle belongs to the process that spawned the child. Moved or borrowed into another
+/// forked process (another `ReturnProcess` closure, say), its `join` methods return
+/// [`PoolError::ForeignProcess`], `kill` does nothing, and dropping it there neither kills nor
+/// reaps the child.
+///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
 /// use forkpool::ReturnProcess;
@@ -35,7 +41,10 @@ use std::time::{Duration, Instant};
 /// ```
 pub struct ReturnProcess<R> {
     pid: Pid,
-    inbox: Inbox,
+    /// The process that spawned the child: the only one that may wait for it.
+    parent: u32,
+    /// Dropped only in `parent` (see the `Drop` impl).
+    inbox: ManuallyDrop<Inbox>,
     waiter: Option<Waiter>,
     outcome: Option<Result<R, Error>>,
     death: Option<Death>,
@@ -82,7 +91,8 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         };
         Ok(ReturnProcess {
             pid,
-            inbox,
+            parent: std::process::id(),
+            inbox: ManuallyDrop::new(inbox),
             waiter: Some(waiter),
             outcome: None,
             death: None,
@@ -164,7 +174,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn kill(&mut self) {
-        if self.death.is_none() {
+        if self.death.is_none() && self.check_process().is_ok() {
             crate::sys::kill_group(self.pid);
         }
     }
@@ -196,6 +206,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     }
 
     fn wait(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
+        self.check_process()?;
         if self.joined {
             return Err(PoolError::AlreadyJoined.into());
         }
@@ -238,12 +249,37 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     }
 }
 
+impl<R> ReturnProcess<R> {
+    /// `ForeignProcess` unless this is the process that spawned the child.
+    fn check_process(&self) -> Result<(), PoolError> {
+        let this = std::process::id();
+        if this == self.parent {
+            Ok(())
+        } else {
+            Err(PoolError::ForeignProcess {
+                owner: self.parent,
+                this,
+            })
+        }
+    }
+}
+
 impl<R> Drop for ReturnProcess<R> {
     fn drop(&mut self) {
+        if self.check_process().is_err() {
+            // A copy in another process: the child is not ours to kill, and the waiter thread
+            // exists only in the parent (joining it here would wait forever or worse). Leak it.
+            std::mem::forget(self.waiter.take());
+            return;
+        }
         if self.death.is_none() {
             crate::sys::kill_group(self.pid);
         }
+        // The inbox (and with it the parent's end of the child's socket) goes first.
+        // SAFETY: `inbox` is dropped only here, once, and `self` is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.inbox) };
         // Dropping the waiter joins its thread; it ends once the child is reaped.
+        self.waiter = None;
     }
 }
 

@@ -794,3 +794,6 @@ mod tests {
         assert_eq!(fixed.learn(u64::MAX), 5);
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -1,9 +1,17 @@
 //! Exclusive use of a pool's engine by one call at a time, with a clear error instead of a
 //! self-deadlock when a thread starts a second call while its first is still running; and the
 //! pool's lifecycle (close, join, terminate).
+//!
+//! A pool belongs to the process that built it. A forked child (a `ReturnProcess` or `FnPool`
+//! closure that captured `&pool`) holds a copy of its state: the workers are not the child's
+//! children, another thread of the parent may have held the engine's mutex at the fork (then it
+//! stays locked in the child forever), and the engine's threads do not exist there. So every
+//! entry point checks the process id first, before touching any lock, and the child gets
+//! [`PoolError::ForeignProcess`]; dropping the copy in the child leaks the engine.
 
 use crate::engine::Engine;
 use crate::error::PoolError;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -23,7 +31,10 @@ fn thread_token() -> usize {
 
 /// A pool's engine and the function `M` its workers run, shared by the calls made on it.
 pub(crate) struct Shared<M: ?Sized> {
-    engine: Mutex<Engine>,
+    /// The process that built the pool: the only one that may use `engine`.
+    builder: u32,
+    /// Dropped only in `builder` (see the `Drop` impl).
+    engine: ManuallyDrop<Mutex<Engine>>,
     /// The thread token of the call holding `engine` (0: none).
     owner: AtomicUsize,
     main: Box<M>,
@@ -46,11 +57,12 @@ pub(crate) struct Lease<'p> {
 impl<M: ?Sized> Shared<M> {
     pub fn new(engine: Engine, main: Box<M>) -> Shared<M> {
         Shared {
+            builder: std::process::id(),
             size: engine.size(),
             roster: engine.roster(),
             halted: engine.halted(),
             closed: AtomicBool::new(false),
-            engine: Mutex::new(engine),
+            engine: ManuallyDrop::new(Mutex::new(engine)),
             owner: AtomicUsize::new(0),
             main,
         }
@@ -61,8 +73,26 @@ impl<M: ?Sized> Shared<M> {
         self.size
     }
 
-    /// The live workers' pids, without waiting for a running call.
+    /// `ForeignProcess` unless this is the process that built the pool. Reads no lock.
+    fn check_process(&self) -> Result<(), PoolError> {
+        let this = std::process::id();
+        if this == self.builder {
+            Ok(())
+        } else {
+            Err(PoolError::ForeignProcess {
+                owner: self.builder,
+                this,
+            })
+        }
+    }
+
+    /// The live workers' pids, without waiting for a running call; empty in another process
+    /// than the builder (the workers are not its children, and the roster's lock may have been
+    /// held at the fork).
     pub fn pids(&self) -> Vec<u32> {
+        if self.check_process().is_err() {
+            return Vec::new();
+        }
         self.roster
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -75,21 +105,27 @@ impl<M: ?Sized> Shared<M> {
     }
 
     /// Takes the engine for a call, waiting for another thread's call to finish; `Busy` if this
-    /// thread already holds it, `Closed` after close or terminate.
+    /// thread already holds it, `Closed` after close or terminate, `ForeignProcess` in another
+    /// process than the builder.
     pub fn lease(&self) -> Result<Lease<'_>, PoolError> {
+        self.check_process()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
         self.lease_any()
     }
 
-    /// No new calls from now on.
+    /// No new calls from now on; nothing in another process than the builder.
     pub fn close(&self) {
+        if self.check_process().is_err() {
+            return;
+        }
         self.closed.store(true, Ordering::Release);
     }
 
     /// Waits for the running call, then lets every worker exit and reaps it.
     pub fn join(&self) -> Result<(), PoolError> {
+        self.check_process()?;
         if !self.closed.load(Ordering::Acquire) {
             return Err(PoolError::NotClosed);
         }
@@ -99,7 +135,11 @@ impl<M: ?Sized> Shared<M> {
 
     /// Closes, kills every worker now, and reaps them once no call holds the engine (at once,
     /// unless this thread itself is inside a call: then the engine reaps them when dropped).
+    /// Nothing in another process than the builder: the workers are not its to kill.
     pub fn terminate(&self) {
+        if self.check_process().is_err() {
+            return;
+        }
         self.close();
         self.halted.store(true, Ordering::Release);
         for pid in self.pids() {
@@ -111,6 +151,7 @@ impl<M: ?Sized> Shared<M> {
     }
 
     fn lease_any(&self) -> Result<Lease<'_>, PoolError> {
+        self.check_process()?;
         let me = thread_token();
         let guard = match self.engine.try_lock() {
             Ok(guard) => guard,
@@ -127,6 +168,19 @@ impl<M: ?Sized> Shared<M> {
             guard,
             owner: &self.owner,
         })
+    }
+}
+
+impl<M: ?Sized> Drop for Shared<M> {
+    /// In the builder, drops the engine: its workers are told to exit and reaped. In any other
+    /// process (a forked child that owned a copy of the pool) the engine is leaked on purpose:
+    /// dropping it would send the parent's workers shutdown frames, kill them, and join thread
+    /// handles that do not exist in the child, and its mutex may be locked forever.
+    fn drop(&mut self) {
+        if self.check_process().is_ok() {
+            // SAFETY: `engine` is dropped only here, once, and `self` is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.engine) };
+        }
     }
 }
 

@@ -2,9 +2,18 @@
 //!
 //! bincode 3.0.0 is an empty tombstone and 2.0.1 is flagged unmaintained (RUSTSEC-2025-0141);
 //! keeping every call behind these two functions makes a later swap a one-file change.
+//!
+//! bincode has no depth limit of its own, so [`decode`] goes through the `depth` module's adapter: a value
+//! nested deeper than [`MAX_DEPTH`] levels is an error, and decoding never overflows the calling
+//! thread's stack, whatever its size (the parent decodes results on the caller's thread).
+
+mod depth;
+
+pub use depth::MAX_DEPTH;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -19,9 +28,25 @@ pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Resul
 }
 
 /// Decodes one value from the front of `bytes`, returning it and the number of bytes it used.
+/// A value nested deeper than [`MAX_DEPTH`] levels is an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
-    bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())
+    let seed = depth::Seed::new(PhantomData::<T>);
+    bincode::serde::seed_decode_from_slice(seed, bytes, config()).map_err(describe)
 }
+
+/// The message of a decoding error: a custom error's own text (such as the depth limit's),
+/// bincode's description otherwise. Cold: keeping it out of line keeps `decode` small.
+#[cold]
+#[inline(never)]
+fn describe(error: bincode::error::DecodeError) -> String {
+    match error {
+        bincode::error::DecodeError::OtherString(message) => message,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {
@@ -44,5 +69,116 @@ mod tests {
         let mut buf = Vec::new();
         encode_into(&mut buf, &String::from("a longer string")).unwrap();
         assert!(decode::<String>(&buf[..4]).is_err());
+    }
+
+    #[test]
+    fn a_huge_claimed_length_is_an_error_not_an_allocation() {
+        // A varint length of about 9.2e18 (253: a u64 follows), then nothing.
+        let claim = [253, 255, 255, 255, 255, 255, 255, 255, 127];
+        assert!(decode::<String>(&claim).is_err());
+        assert!(decode::<Vec<u8>>(&claim).is_err());
+        assert!(decode::<serde_bytes::ByteBuf>(&claim).is_err());
+        assert!(decode::<(u8, Option<String>)>(&[&[0, 1][..], &claim].concat()).is_err());
+    }
+
+    /// One level per link: `n` links and the end are `n + 1` levels.
+    #[derive(Debug, Serialize, serde::Deserialize)]
+    enum Chain {
+        End,
+        Link(Box<Chain>),
+    }
+
+    /// The encoding of a chain of `links` links, written without recursing.
+    fn chain_bytes(links: usize) -> Vec<u8> {
+        let mut bytes = vec![1u8; links];
+        bytes.push(0);
+        bytes
+    }
+
+    fn links(chain: &Chain) -> usize {
+        let (mut n, mut at) = (0, chain);
+        while let Chain::Link(next) = at {
+            n += 1;
+            at = next;
+        }
+        n
+    }
+
+    #[test]
+    fn a_value_at_the_depth_limit_decodes_and_one_level_more_fails() {
+        let (chain, used) = decode::<Chain>(&chain_bytes(MAX_DEPTH - 1)).unwrap();
+        assert_eq!((links(&chain), used), (MAX_DEPTH - 1, MAX_DEPTH));
+        let err = decode::<Chain>(&chain_bytes(MAX_DEPTH)).unwrap_err();
+        assert!(
+            err.contains(&format!("nested deeper than {MAX_DEPTH} levels")),
+            "{err}"
+        );
+        // The encoder's output of a legal value decodes back to it.
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &chain).unwrap();
+        assert_eq!(buf, chain_bytes(MAX_DEPTH - 1));
+    }
+
+    #[test]
+    fn deep_input_on_a_small_stack_is_an_error_not_an_overflow() {
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let deep = decode::<Chain>(&chain_bytes(100_000)).map(|_| ());
+                let at_limit = decode::<Chain>(&chain_bytes(MAX_DEPTH - 1)).map(|(c, _)| links(&c));
+                let options = decode::<Option<Option<Option<u8>>>>(&[1, 1, 1, 7]).map(|(v, _)| v);
+                (deep, at_limit, options)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.0.unwrap_err().contains("nested deeper than"));
+        assert_eq!(outcome.1, Ok(MAX_DEPTH - 1));
+        assert_eq!(outcome.2, Ok(Some(Some(Some(7)))));
+    }
+
+    std::thread_local! {
+        static STACK_SEEN: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn record_stack() {
+        let left = stacker::remaining_stack().unwrap_or(0);
+        STACK_SEEN.with(|s| s.borrow_mut().push(left));
+    }
+
+    /// The mean distance in bytes between consecutive recorded stack depths.
+    fn mean_step() -> usize {
+        let seen = STACK_SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let steps: Vec<usize> = seen.windows(2).map(|w| w[0].abs_diff(w[1])).collect();
+        steps.iter().sum::<usize>() / steps.len().max(1)
+    }
+
+    /// An `Option` chain that notes the stack left at each level, decoding and dropping.
+    struct Probe(#[allow(dead_code)] Option<Box<Probe>>);
+
+    impl<'de> serde::Deserialize<'de> for Probe {
+        fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Probe, D::Error> {
+            record_stack();
+            <Option<Box<Probe>> as serde::Deserialize>::deserialize(de).map(Probe)
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            record_stack();
+        }
+    }
+
+    /// The figures behind `RED_ZONE` and `MAX_DEPTH`: the stack one level costs to decode and
+    /// to drop (printed with `--nocapture`).
+    #[test]
+    fn a_level_costs_little_stack() {
+        let (probe, _) = decode::<Probe>(&[&[1u8; 40][..], &[0]].concat()).unwrap();
+        let decode_step = mean_step();
+        drop(probe);
+        let drop_step = mean_step();
+        eprintln!("stack per level: decode {decode_step} bytes, drop {drop_step} bytes");
+        assert!(decode_step > 0 && decode_step < 8 * 1024, "{decode_step}");
+        assert!(drop_step * MAX_DEPTH <= 96 * 1024, "{drop_step}");
     }
 }

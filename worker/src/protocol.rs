@@ -398,3 +398,6 @@ mod tests {
         assert_eq!(Message::parse(&[READY, 0]), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;
