@@ -391,4 +391,37 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Any sequence of datagrams, arbitrary or cut from valid frames, gives frames,
+        /// violations or nothing: never a panic, and a valid frame sent first still arrives whole.
+        #[test]
+        fn fuzz_assembler_takes_arbitrary_datagrams(
+            frame in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+            datagrams in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..12),
+            header_kinds in proptest::collection::vec(0usize..4, 0..12),
+        ) {
+            let (a, b) = pair(16);
+            a.send_frame(&frame).unwrap();
+            for (i, mut datagram) in datagrams.into_iter().enumerate() {
+                // Some datagrams get a plausible header, so the checks past the kind byte run.
+                if let Some(&k) = header_kinds.get(i) {
+                    if k < 3 && datagram.len() >= HEADER_LEN {
+                        datagram[0] = [WHOLE, FIRST, MORE][k];
+                    }
+                }
+                raw(&a, &datagram);
+            }
+            drop(a);
+            let mut reader = Assembler::new();
+            proptest::prop_assert_eq!(reader.receive_frame(&b), Received::Frame(frame));
+            for _ in 0..64 {
+                match reader.receive(&b, false) {
+                    Received::Closed | Received::Violation(_) | Received::Empty => break,
+                    Received::Frame(_) | Received::Partial => {}
+                }
+            }
+        }
+    }
 }
