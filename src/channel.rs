@@ -11,19 +11,33 @@
 //!   same critical section that opens it, and leaves it under the lock in the section that
 //!   closes it. `fork::spawn` holds the lock across `fork`, so a child sees exactly the
 //!   descriptors that are open, never a number already reused by someone else.
-//! - A child forked by `fork::spawn` closes every registered descriptor except its own: a task
-//!   cannot write to a sibling's socket, read its parent's replies, or wake another pool.
+//! - A child forked by `fork::spawn` closes every registered descriptor except its own, and
+//!   unmaps every registered progress page except its own: a task cannot write to a sibling's
+//!   socket or counters, read its parent's replies, or wake another pool.
+//! - A registered value dropped in another process than the one that opened it (a copy in a
+//!   forked child) closes nothing there.
 //! - All of them are close-on-exec: a program the parent or a task `exec`s inherits none.
 
 use crate::error::PoolError;
+use forkpool_worker::progress::ProgressPage;
 use forkpool_worker::wire::Socket;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 
-/// The descriptors this crate has open in this process.
-static REGISTER: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+/// What this crate has open in this process that a child must not keep.
+struct Entries {
+    /// Open descriptors.
+    fds: Vec<RawFd>,
+    /// Addresses of mapped progress pages (each `ProgressPage::mapped_len()` bytes).
+    pages: Vec<usize>,
+}
+
+static REGISTER: Mutex<Entries> = Mutex::new(Entries {
+    fds: Vec::new(),
+    pages: Vec::new(),
+});
 
 /// The most frame bytes per datagram: bigger datagrams need bigger contiguous kernel buffers.
 const MAX_FRAGMENT: usize = 256 * 1024;
@@ -31,7 +45,7 @@ const MAX_FRAGMENT: usize = 256 * 1024;
 const SEND_BUFFER: libc::c_int = 512 * 1024;
 
 /// The register, locked: what `fork::spawn` holds across a fork.
-pub(crate) struct Register(MutexGuard<'static, Vec<RawFd>>);
+pub(crate) struct Register(MutexGuard<'static, Entries>);
 
 /// Locks the register (waiting for another thread's open, close or fork to finish).
 pub(crate) fn lock_register() -> Register {
@@ -39,18 +53,28 @@ pub(crate) fn lock_register() -> Register {
 }
 
 impl Register {
-    /// In a freshly forked child: closes every registered descriptor except `keep`, and leaves
-    /// only those registered. Makes only `close` calls and edits the list in place.
-    pub fn keep_only(&mut self, keep: &[RawFd]) {
-        for &fd in self.0.iter() {
+    /// In a freshly forked child: closes every registered descriptor except `keep`, unmaps
+    /// every registered page except `keep_page`, and leaves only those registered. Makes only
+    /// `close` and `munmap` calls and edits the lists in place.
+    pub fn keep_only(&mut self, keep: &[RawFd], keep_page: Option<usize>) {
+        let entries = &mut *self.0;
+        for &fd in &entries.fds {
             if !keep.contains(&fd) {
                 // SAFETY: `fd` was open in the parent at the fork (the register is locked), so
                 // this process holds its copy; nothing in the child uses it (the objects that
-                // own it are the parent's, and the child never drops them).
+                // own it are the parent's, and a registered value closes nothing in a child).
                 unsafe { libc::close(fd) };
             }
         }
-        self.0.retain(|fd| keep.contains(fd));
+        entries.fds.retain(|fd| keep.contains(fd));
+        for &page in &entries.pages {
+            if Some(page) != keep_page {
+                // SAFETY: the page was mapped in the parent at the fork, with this length; the
+                // objects that own it are the parent's and are never used in the child.
+                unsafe { libc::munmap(page as *mut libc::c_void, ProgressPage::mapped_len()) };
+            }
+        }
+        entries.pages.retain(|&page| Some(page) == keep_page);
     }
 }
 
@@ -58,14 +82,17 @@ impl Register {
 #[derive(Debug)]
 pub(crate) struct Registered<T: AsRawFd> {
     inner: ManuallyDrop<T>,
+    /// The process that opened it.
+    owner: u32,
 }
 
 impl<T: AsRawFd> Registered<T> {
     /// Registers `inner`; the caller holds the register's lock since opening it.
     fn new(register: &mut Register, inner: T) -> Registered<T> {
-        register.0.push(inner.as_raw_fd());
+        register.0.fds.push(inner.as_raw_fd());
         Registered {
             inner: ManuallyDrop::new(inner),
+            owner: std::process::id(),
         }
     }
 
@@ -90,9 +117,14 @@ impl<T: AsRawFd> Deref for Registered<T> {
 
 impl<T: AsRawFd> Drop for Registered<T> {
     fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A copy in a forked child: the number was closed at the fork and may name
+            // something else by now.
+            return;
+        }
         let mut register = lock_register();
         let fd = self.inner.as_raw_fd();
-        register.0.retain(|&f| f != fd);
+        register.0.fds.retain(|&f| f != fd);
         // SAFETY: dropped once, here, while the register is locked: no fork sees the number
         // registered after it is closed.
         unsafe { ManuallyDrop::drop(&mut self.inner) };
@@ -170,4 +202,42 @@ pub(crate) fn wake_pipe() -> Result<WakePipe, PoolError> {
 pub(crate) unsafe fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: as the caller promises.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A worker's progress page, registered so that other children unmap it at their fork.
+#[derive(Debug)]
+pub(crate) struct RegisteredPage {
+    page: ManuallyDrop<ProgressPage>,
+    owner: u32,
+}
+
+/// Maps a progress page for a new worker.
+pub(crate) fn progress_page() -> Result<RegisteredPage, PoolError> {
+    let mut register = lock_register();
+    let page = ProgressPage::new().map_err(PoolError::SharedMemory)?;
+    register.0.pages.push(page.address());
+    Ok(RegisteredPage {
+        page: ManuallyDrop::new(page),
+        owner: std::process::id(),
+    })
+}
+
+impl Deref for RegisteredPage {
+    type Target = ProgressPage;
+    fn deref(&self) -> &ProgressPage {
+        &self.page
+    }
+}
+
+impl Drop for RegisteredPage {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            return; // a copy in a forked child: unmapped at the fork
+        }
+        let mut register = lock_register();
+        let address = self.page.address();
+        register.0.pages.retain(|&p| p != address);
+        // SAFETY: dropped once, here, while the register is locked.
+        unsafe { ManuallyDrop::drop(&mut self.page) };
+    }
 }

@@ -25,7 +25,7 @@ pub(crate) use crate::worker::{Cause, Verdict};
 use crate::worker::{Sent, Worker};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
-use forkpool_worker::progress::{self, ProgressPage};
+use forkpool_worker::progress;
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -183,7 +183,7 @@ impl Engine {
         if self.halted.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        let page = ProgressPage::new().map_err(PoolError::SharedMemory)?;
+        let page = channel::progress_page()?;
         page.get().set_timed(self.timeout.is_some());
         page.get().set_current_call(self.current_call);
         let address = page.address();
@@ -191,7 +191,7 @@ impl Engine {
         self.next_worker_id += 1;
         let pair = channel::pair()?;
         let socket = Arc::new(pair.parent);
-        let pid = fork::spawn(self.settings.child, pair.child, |socket| {
+        let pid = fork::spawn(self.settings.child, pair.child, Some(address), |socket| {
             // SAFETY: `address` is the page made above, mapped before this process was forked.
             unsafe { progress::install(address) };
             main(ChildEnd { socket })

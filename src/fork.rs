@@ -16,12 +16,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// Forks a child that runs `child_main` on its end of a socket pair, `socket`, and exits with
 /// the code it returns. Returns the child's pid.
 ///
-/// In the child, every descriptor this crate has open except `socket` is closed before anything
-/// else runs (see [`channel`]); in the parent, `socket` is closed once the child has it. The
-/// child is the leader of its own process group.
+/// In the child, every descriptor this crate has open except `socket`, and every progress page
+/// except the one at `page` (if any), is closed or unmapped before anything else runs (see
+/// [`channel`]); in the parent, `socket` is closed once the child has it. The child is the
+/// leader of its own process group.
 pub(crate) fn spawn(
     options: ChildOptions,
     socket: Registered<Socket>,
+    page: Option<usize>,
     child_main: impl FnOnce(Socket) -> i32,
 ) -> Result<Pid, PoolError> {
     child::before_fork();
@@ -44,7 +46,7 @@ pub(crate) fn spawn(
     drop(stdio);
     match forked {
         Ok(ForkResult::Child) => {
-            register.keep_only(&[socket.as_raw_fd()]);
+            register.keep_only(&[socket.as_raw_fd()], page);
             drop(register);
             let socket = socket.into_inner();
             let code = catch_unwind(AssertUnwindSafe(|| {

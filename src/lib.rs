@@ -1,7 +1,7 @@
 //! A process pool for Rust, like Python's `multiprocessing.Pool` without its hangs.
 //!
 //! The parent forks worker processes once, sends them chunks of items bincode-encoded over
-//! ipc-channel, and gets one outcome per item back. A panic, segfault, abort, timeout or
+//! one socket per worker, and gets one outcome per item back. A panic, segfault, abort, timeout or
 //! allocation past the memory limit in a task costs that task (its item gets a [`TaskError`]),
 //! never the program or the pool: a dead worker is noticed, the item it was running fails with
 //! the cause ([`TaskError::WorkerDied`], [`TaskError::TimedOut`], [`TaskError::OutOfMemory`]),

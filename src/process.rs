@@ -77,7 +77,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             ignore_sigint: false,
             ..ChildOptions::default()
         };
-        let pid = fork::spawn(options, pair.child, move |socket| {
+        let pid = fork::spawn(options, pair.child, None, move |socket| {
             forkpool_worker::serve_once(socket, f)
         })?;
         inbox.add(0, Arc::new(pair.parent));

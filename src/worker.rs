@@ -7,10 +7,10 @@
 //! - A worker is stopped at most once: `stopping` is set when `SIGTERM` goes to its group, and
 //!   `SIGKILL` follows after [`TERM_GRACE`] unless it has died.
 
+use crate::channel::RegisteredPage;
 use crate::error::Death;
 use crate::outbox::{Backlog, Outbox};
 use crate::watch::Waiter;
-use forkpool_worker::progress::ProgressPage;
 use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ pub(crate) struct Worker {
     /// The call whose `map_with` context this worker holds (0: none).
     pub context_call: u64,
     /// The worker's item counters, shared with it.
-    pub progress: ProgressPage,
+    pub progress: RegisteredPage,
     /// Chunks it answered.
     pub replied_chunks: u64,
     /// Items sent to it (for `max_tasks`).

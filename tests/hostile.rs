@@ -175,3 +175,37 @@ fn a_return_process_that_lies_is_a_protocol_error_and_an_fn_pool_fails_only_liar
     let outcomes: Vec<_> = pool.imap(0..120u64).collect();
     check(&outcomes, 0);
 }
+
+/// Shared anonymous mappings of this process (how `/proc/self/maps` shows a progress page).
+fn shared_anonymous_mappings(_: u32) -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+        .count()
+}
+
+#[test]
+fn a_worker_sees_only_its_own_progress_page_and_socket() {
+    // Later workers are forked while earlier ones' pages and sockets exist: each must have
+    // dropped all but its own at its fork, or a task could fake a sibling's progress.
+    let pool = Pool::builder()
+        .workers(3)
+        .max_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    let counts = pool
+        .chunksize(1)
+        .map(shared_anonymous_mappings, 0..30u32)
+        .unwrap();
+    assert!(counts.iter().all(|&n| n == 1), "{counts:?}");
+    let sockets = pool
+        .chunksize(1)
+        .map(|_: u32| write_to_every_socket(&[]), 0..6u32);
+    // An empty datagram is a lie too: every item fails, each on a worker with one socket.
+    let err = sockets.unwrap_err();
+    assert!(
+        matches!(err.as_task(), Some(TaskError::Protocol { .. })),
+        "{err}"
+    );
+}

@@ -178,6 +178,12 @@ impl ProgressPage {
     pub fn address(&self) -> usize {
         self.ptr.as_ptr() as usize
     }
+
+    /// How many bytes every page maps (what a forked child passes to `munmap` to drop a page
+    /// that is not its own).
+    pub fn mapped_len() -> usize {
+        page_len()
+    }
 }
 
 impl Drop for ProgressPage {

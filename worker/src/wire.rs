@@ -153,6 +153,31 @@ fn send_datagram(
     }
 }
 
+/// Whether the peer of `fd` has closed its end and nothing is left to read.
+fn hung_up(fd: RawFd) -> bool {
+    let mut entry = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let ready = unsafe { libc::poll(&mut entry, 1, 0) };
+    if ready != 1 || entry.revents & libc::POLLHUP == 0 {
+        return false;
+    }
+    let mut byte = 0u8;
+    // SAFETY: peeks at most one byte into a live buffer, without waiting.
+    let peeked = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    peeked == 0
+}
+
 /// A frame being put together from its datagrams.
 #[derive(Debug)]
 struct Partial {
@@ -241,7 +266,13 @@ impl Assembler {
             }
         };
         if got == 0 {
-            return Received::Closed;
+            // End-of-stream and an empty datagram both read as 0 bytes: only a peer that hung
+            // up with nothing left to read has ended.
+            return if hung_up(socket.as_raw_fd()) {
+                Received::Closed
+            } else {
+                Received::Violation("an empty datagram".into())
+            };
         }
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
             return Received::Violation("a datagram longer than it may be".into());
@@ -359,6 +390,13 @@ mod tests {
                 "{case:?}"
             );
         }
+        // An empty datagram is no end-of-stream.
+        let (a, b) = pair(16);
+        raw(&a, &[]);
+        assert!(matches!(
+            Assembler::new().receive(&b, false),
+            Received::Violation(_)
+        ));
         // A whole frame where the next fragment of a frame was due.
         let (a, b) = pair(16);
         let mut reader = Assembler::new();
