@@ -75,8 +75,10 @@ pub(crate) fn default_workers() -> usize {
 /// # fn main() -> Result<(), forkpool::Error> {
 /// fn add(a: u64, b: u64) -> u64 { a + b }
 /// let pool = forkpool::Pool::new(1)?;
-/// assert_eq!(pool.starmap(add as fn(_, _) -> _, [(1u64, 2u64)])?, [3]);
-/// assert_eq!(pool.starmap(|a, b| add(a, b), [(1, 2)])?, [3]);
+/// let sums: Vec<u64> = pool.starmap(add as fn(_, _) -> _, [(1u64, 2u64)])?;
+/// assert_eq!(sums, [3]);
+/// let sums: Vec<u64> = pool.starmap(|a, b| add(a, b), [(1, 2)])?;
+/// assert_eq!(sums, [3]);
 /// # Ok(()) }
 /// ```
 ///
@@ -607,6 +609,9 @@ impl Pool {
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = forkpool::Pool::new(2)?;
     /// assert_eq!(pool.map(square, [1u64, 2, 3])?, [1, 4, 9]);
+    /// // A closure needs no annotations: its argument type comes from the items.
+    /// assert_eq!(pool.map(|x| x * 2, 0..5)?, [0, 2, 4, 6, 8]);
+    /// assert_eq!(pool.map(|x: u64| x * x, 0..4u64)?, [0, 1, 4, 9]);
     /// # Ok(()) }
     /// ```
     pub fn map<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<Vec<R>, Error>
