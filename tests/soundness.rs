@@ -20,17 +20,22 @@ pub extern "Rust" fn forkpool_test_triple(x: u64) -> u64 {
 /// temporary directory for tests, with the rustc that built this test (a Rust-ABI function is
 /// callable through a fn pointer only when both sides come from the same compiler).
 fn build_library(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "soundness-{name}-{}",
-        std::process::id()
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("soundness-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join("triple.rs");
     std::fs::write(&source, LIBRARY_SOURCE).unwrap();
     let output = dir.join(format!("lib{name}.so"));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2021", "--crate-type", "cdylib", "-C", "opt-level=1"])
+        .args([
+            "--edition",
+            "2021",
+            "--crate-type",
+            "cdylib",
+            "-C",
+            "opt-level=1",
+        ])
         .arg("-o")
         .arg(&output)
         .arg(&source)

@@ -271,7 +271,16 @@ mod platform {
     //! dyld: an address belongs to the image with the greatest header address at or below it.
 
     use super::{Segment, identity};
-    use std::ffi::CStr;
+    use std::ffi::{CStr, c_char, c_void};
+
+    // dyld's image list, from libSystem (which every program links). Declared here: libc's
+    // declarations are deprecated in favour of the `mach2` crate, a dependency for three
+    // functions.
+    unsafe extern "C" {
+        fn _dyld_image_count() -> u32;
+        fn _dyld_get_image_header(image_index: u32) -> *const c_void;
+        fn _dyld_get_image_name(image_index: u32) -> *const c_char;
+    }
 
     /// dyld has no load/unload counters: every refresh takes a new snapshot.
     pub(super) fn version() -> Option<(u64, u64)> {
@@ -281,17 +290,13 @@ mod platform {
     /// One range per image: from its header to the next image's header.
     pub(super) fn segments() -> Vec<Segment> {
         // SAFETY: `_dyld_image_count` only reads dyld's image list.
-        let count = unsafe { libc::_dyld_image_count() };
+        let count = unsafe { _dyld_image_count() };
         let mut images: Vec<(u64, u64)> = Vec::with_capacity(count as usize);
         for index in 0..count {
             // SAFETY: `index` is below the count; dyld returns null for an image unloaded
             // meanwhile, and otherwise a header and a C string that live while the image does.
-            let (header, name) = unsafe {
-                (
-                    libc::_dyld_get_image_header(index),
-                    libc::_dyld_get_image_name(index),
-                )
-            };
+            let (header, name) =
+                unsafe { (_dyld_get_image_header(index), _dyld_get_image_name(index)) };
             if header.is_null() {
                 continue;
             }
