@@ -305,9 +305,10 @@ impl PoolBuilder {
 
     /// A function every worker runs once after it is forked and before its first item,
     /// replacements included (Python's `initializer`). A fn pointer, like the functions given to
-    /// [`Pool::map`]: a fn item or a closure that captures nothing. If it panics in a first worker, [`build`](Self::build)
-    /// returns [`PoolError::Init`] with its message; if it panics in a replacement, that worker
-    /// dies, and the crash-loop guard ends the call if it keeps happening.
+    /// [`Pool::map`]: a fn item or a closure that captures nothing. If it panics in a first
+    /// worker, [`build`](Self::build) returns [`PoolError::Init`] with its message; if it panics
+    /// in a replacement, that worker dies, and the crash-loop guard ends the call if it keeps
+    /// happening.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

@@ -10,7 +10,7 @@
 //!
 //! The addresses are valid in the worker because it is a fork of the parent, as long as the
 //! code they point to was loaded before the fork: [`EntryRunner`] checks that with
-//! [`code_map`](crate::code_map) before calling anything, and fails the items with
+//! [`crate::code_map`] before calling anything, and fails the items with
 //! `CODE_NOT_LOADED` otherwise.
 //!
 //! Calling an address is unsafe: the entries, [`Runner::run`] and [`EntryRunner::new`] are
