@@ -10,6 +10,7 @@ use crate::pool::default_workers;
 use crate::process::ReturnProcess;
 use crate::schedule::CallSpec;
 use crate::shared::Shared;
+use forkpool_worker::protocol::TaskCode;
 use forkpool_worker::{ChildEnd, ClosureRunner};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,8 +65,12 @@ where
         if workers == 0 {
             return Err(PoolError::NoWorkers { workers: 0 });
         }
-        let main: Box<ClosureMain<'env>> =
-            Box::new(move |end| forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)));
+        let main: Box<ClosureMain<'env>> = Box::new(move |end| {
+            // SAFETY: this closure runs only in a worker this pool forked, whose task channel
+            // carries only frames `schedule` wrote: items of type `T`, which `ClosureRunner`
+            // decodes and passes to `f` (it calls no address from the frame).
+            unsafe { forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)) }
+        });
         let engine = Engine::new(Settings::new(workers))?;
         let shared = Shared::new(engine, main);
         shared.lease()?.fill(shared.main())?;
@@ -92,7 +97,7 @@ where
         I: Iterator<Item = T>,
     {
         let spec = CallSpec {
-            entry: 0,
+            code: TaskCode::default(),
             chunksize,
             ordered,
             context: None,

@@ -22,7 +22,8 @@
 //! ```
 //!
 //! The pieces:
-//! - [`Pool`]: persistent workers for fn items and capture-free closures: [`Pool::map`],
+//! - [`Pool`]: persistent workers for fn pointers (fn items and capture-free closures):
+//!   [`Pool::map`],
 //!   [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::starmap`], [`Pool::map_with`], and
 //!   per-call [`Pool::chunksize`] and [`Pool::timeout`]; [`PoolBuilder`] for timeouts,
 //!   initializers, recycling, memory limits and the crash-loop guard; [`Pool::close`],
@@ -52,7 +53,7 @@ mod worker;
 
 pub use closure::{FnPool, par_eval, parmap};
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
-pub use forkpool_worker::StarFn;
+pub use forkpool_worker::StarArgs;
 /// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,
 /// struct, enum and newtype struct is one; `Box` is free). A result nested deeper fails its
 /// item with [`TaskError::Codec`] ("nested deeper than 512 levels"); the program and the pool

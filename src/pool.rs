@@ -7,11 +7,12 @@ use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::schedule::CallSpec;
 use crate::shared::Shared;
 use forkpool_worker::child::ChildOptions;
+use forkpool_worker::code_map;
 use forkpool_worker::job::{self, EntryFn};
-use forkpool_worker::{EntryRunner, InitFn, StarFn};
+use forkpool_worker::protocol::TaskCode;
+use forkpool_worker::{EntryRunner, InitFn, StarArgs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 /// The function a pool worker runs after fork: the worker loop, calling entries by address.
@@ -24,10 +25,9 @@ pub(crate) fn default_workers() -> usize {
 
 /// A pool of worker processes, forked when the pool is built and reused by every call.
 ///
-/// Functions given to a pool are fn items or closures that capture nothing: the workers were
-/// forked before the function existed, so what travels is the function's code address (valid in
-/// a forked child) and the encoded items. Items and results are `Serialize + DeserializeOwned`
-/// and travel bincode-encoded.
+/// Functions given to a pool are fn pointers: fn items, or closures that capture nothing (see
+/// [Functions](#functions) below). Items and results are `Serialize + DeserializeOwned` and
+/// travel bincode-encoded.
 ///
 /// One call runs at a time: a second thread's call waits for the first to finish; a second
 /// call from the thread whose iterator is still running gets [`PoolError::Busy`].
@@ -49,15 +49,143 @@ pub(crate) fn default_workers() -> usize {
 /// # Ok(()) }
 /// ```
 ///
-/// A function that captures is a compile error that points to the alternatives:
+/// # Functions
 ///
-/// ```compile_fail,E0080
+/// A pool's functions are fn pointers: `fn(T) -> R` for [`map`](Pool::map), [`imap`](Pool::imap)
+/// and [`imap_unordered`](Pool::imap_unordered), `fn(A, B, ..) -> R` for
+/// [`starmap`](Pool::starmap), `fn(&C, T) -> R` for [`map_with`](Pool::map_with), `fn()` for
+/// [`PoolBuilder::init`]. Fn items and closures that capture nothing coerce to them. The workers
+/// were forked before the function was chosen, so what travels is its code address (valid in a
+/// forked child) and the encoded items; nothing else of the function exists in the worker. The
+/// worker checks that the address points into code loaded at the same place as in the parent
+/// (a function of a library loaded after the workers were forked fails its items with
+/// [`TaskError::CodeNotLoaded`](crate::TaskError::CodeNotLoaded); a pool built after the load
+/// runs it).
+///
+/// A closure that captures anything, even a value of a zero-sized type, is a type error
+/// (E0308, "closures can only be coerced to `fn` types if they do not capture any variables"),
+/// reported on the call by `cargo check`. Pass the data as a context with
+/// [`Pool::map_with`], or fork workers that hold the closure itself with
+/// [`FnPool::new`](crate::FnPool::new) or [`forkpool::parmap`](crate::parmap).
+///
+/// A fn item given to `starmap` needs a cast or a closure around it, because the argument
+/// types come from the items, which the compiler reads after the function:
+///
+/// ```
 /// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(2)?;
+/// fn add(a: u64, b: u64) -> u64 { a + b }
+/// let pool = forkpool::Pool::new(1)?;
+/// let sums: Vec<u64> = pool.starmap(add as fn(_, _) -> _, [(1u64, 2u64)])?;
+/// assert_eq!(sums, [3]);
+/// let sums: Vec<u64> = pool.starmap(|a, b| add(a, b), [(1, 2)])?;
+/// assert_eq!(sums, [3]);
+/// # Ok(()) }
+/// ```
+///
+/// A closure that captures a `u64`, given to `map`, `starmap` or `map_with`:
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
 /// let offset = 10u64;
-/// // error: forkpool: a function given to Pool must not capture variables ...
-/// //        use Pool::map_with, FnPool::new or forkpool::parmap
-/// let shifted: Vec<u64> = pool.map(move |x: u64| x + offset, 0..10u64)?;
+/// let v: Vec<u64> = pool.map(move |x: u64| { let _keep = &offset; x }, 0..10u64)?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// let offset = 10u64;
+/// let v: Vec<u64> = pool.starmap(move |a: u64, b: u64| { let _keep = &offset; a + b }, [(1u64, 2u64)])?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// let offset = 10u64;
+/// let v: Vec<u64> = pool.map_with(&1u64, move |c: &u64, x: u64| { let _keep = &offset; c + x }, [1u64])?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// One that captures a zero-sized value whose type has a destructor (a worker would have to
+/// invent the value, and drop it):
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// struct Token;
+/// impl Drop for Token {
+///     fn drop(&mut self) { println!("token dropped"); }
+/// }
+/// let token = Token;
+/// let v: Vec<u64> = pool.map(move |x: u64| { let _keep = &token; x }, 0..10u64)?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// struct Token;
+/// impl Drop for Token {
+///     fn drop(&mut self) { println!("token dropped"); }
+/// }
+/// let token = Token;
+/// let v: Vec<u64> = pool.starmap(move |a: u64, b: u64| { let _keep = &token; a + b }, [(1u64, 2u64)])?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// struct Token;
+/// impl Drop for Token {
+///     fn drop(&mut self) { println!("token dropped"); }
+/// }
+/// let token = Token;
+/// let v: Vec<u64> = pool.map_with(&1u64, move |c: &u64, x: u64| { let _keep = &token; c + x }, [1u64])?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// One that captures a zero-sized token (inventing it in a worker would forge whatever it
+/// proves):
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// // A zero-sized proof that some check passed (only its module can make one).
+/// struct Proof(());
+/// let proof = Proof(());
+/// let v: Vec<u64> = pool.map(move |x: u64| { let _keep = &proof; x }, 0..10u64)?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// // A zero-sized proof that some check passed (only its module can make one).
+/// struct Proof(());
+/// let proof = Proof(());
+/// let v: Vec<u64> = pool.starmap(move |a: u64, b: u64| { let _keep = &proof; a + b }, [(1u64, 2u64)])?;
+/// # let _ = v;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// // A zero-sized proof that some check passed (only its module can make one).
+/// struct Proof(());
+/// let proof = Proof(());
+/// let v: Vec<u64> = pool.map_with(&1u64, move |c: &u64, x: u64| { let _keep = &proof; c + x }, [1u64])?;
+/// # let _ = v;
 /// # Ok(()) }
 /// ```
 pub struct Pool {
@@ -176,10 +304,11 @@ impl PoolBuilder {
     }
 
     /// A function every worker runs once after it is forked and before its first item,
-    /// replacements included (Python's `initializer`). It must capture nothing, like the
-    /// functions given to [`Pool::map`]. If it panics in a first worker, [`build`](Self::build)
-    /// returns [`PoolError::Init`] with its message; if it panics in a replacement, that worker
-    /// dies, and the crash-loop guard ends the call if it keeps happening.
+    /// replacements included (Python's `initializer`). A fn pointer, like the functions given to
+    /// [`Pool::map`]: a fn item or a closure that captures nothing. If it panics in a first
+    /// worker, [`build`](Self::build) returns [`PoolError::Init`] with its message; if it panics
+    /// in a replacement, that worker dies, and the crash-loop guard ends the call if it keeps
+    /// happening.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -191,11 +320,8 @@ impl PoolBuilder {
     /// assert!(err.to_string().contains("no licence file"));
     /// # Ok(()) }
     /// ```
-    pub fn init<F: Fn()>(mut self, f: F) -> Self {
-        let _ = f;
-        #[allow(clippy::let_unit_value)]
-        let () = CapturesNothing::<F>::CHECK;
-        self.init = Some(job::init_entry::<F>);
+    pub fn init(mut self, f: fn()) -> Self {
+        self.init = Some(f);
         self
     }
 
@@ -310,8 +436,15 @@ impl PoolBuilder {
             restarts: self.restarts,
         };
         let init = self.init;
-        let main: Box<PoolMain> =
-            Box::new(move |end| forkpool_worker::serve(end, init, &mut EntryRunner));
+        let main: Box<PoolMain> = Box::new(move |end| {
+            // SAFETY: this closure runs only in a worker this pool forked (see `Engine::fill`),
+            // whose task channel carries only frames `schedule` wrote for `EntryRunner`: entry
+            // addresses of `job` entries and fn pointers of the types each entry expects.
+            unsafe {
+                let mut runner = EntryRunner::new();
+                forkpool_worker::serve(end, init, &mut runner)
+            }
+        });
         let shared = Shared::new(Engine::new(settings)?, main);
         {
             let mut engine = shared.lease()?;
@@ -477,11 +610,13 @@ impl Pool {
     /// fn square(x: u64) -> u64 { x * x }
     /// let pool = forkpool::Pool::new(2)?;
     /// assert_eq!(pool.map(square, [1u64, 2, 3])?, [1, 4, 9]);
+    /// // A closure needs no annotations: its argument type comes from the items.
+    /// assert_eq!(pool.map(|x| x * 2, 0..5)?, [0, 2, 4, 6, 8]);
+    /// assert_eq!(pool.map(|x: u64| x * x, 0..4u64)?, [0, 1, 4, 9]);
     /// # Ok(()) }
     /// ```
-    pub fn map<F, T, R, I>(&self, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn map<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<Vec<R>, Error>
     where
-        F: Fn(T) -> R,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -503,9 +638,8 @@ impl Pool {
     /// assert_eq!(firsts, [0, 2, 4, 6, 8]);
     /// # Ok(()) }
     /// ```
-    pub fn imap<F, T, R, I>(&self, f: F, items: I) -> Imap<'_, I::IntoIter, R>
+    pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<'_, I::IntoIter, R>
     where
-        F: Fn(T) -> R,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -525,9 +659,12 @@ impl Pool {
     /// assert_eq!(v, (1..101).collect::<Vec<_>>());
     /// # Ok(()) }
     /// ```
-    pub fn imap_unordered<F, T, R, I>(&self, f: F, items: I) -> ImapUnordered<'_, I::IntoIter, R>
+    pub fn imap_unordered<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+    ) -> ImapUnordered<'_, I::IntoIter, R>
     where
-        F: Fn(T) -> R,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -545,11 +682,14 @@ impl Pool {
     /// assert_eq!(sums, [3, 7]);
     /// # Ok(()) }
     /// ```
-    pub fn starmap<F, Args, R, I>(&self, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn starmap<Args, R, I>(
+        &self,
+        f: <Args as StarArgs<R>>::Fn,
+        items: I,
+    ) -> Result<Vec<R>, Error>
     where
-        F: StarFn<Args, Output = R>,
         I: IntoIterator<Item = Args>,
-        Args: Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
         self.options().starmap(f, items)
@@ -565,11 +705,14 @@ impl Pool {
     /// assert_eq!(products.next().transpose()?, Some(20));
     /// # Ok(()) }
     /// ```
-    pub fn istarmap<F, Args, R, I>(&self, f: F, items: I) -> Imap<'_, I::IntoIter, R>
+    pub fn istarmap<Args, R, I>(
+        &self,
+        f: <Args as StarArgs<R>>::Fn,
+        items: I,
+    ) -> Imap<'_, I::IntoIter, R>
     where
-        F: StarFn<Args, Output = R>,
         I: IntoIterator<Item = Args>,
-        Args: Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
         self.options().istarmap(f, items)
@@ -586,9 +729,13 @@ impl Pool {
     /// assert_eq!(v, [101, 102]);
     /// # Ok(()) }
     /// ```
-    pub fn map_with<F, C, T, R, I>(&self, context: &C, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn map_with<C, T, R, I>(
+        &self,
+        context: &C,
+        f: fn(&C, T) -> R,
+        items: I,
+    ) -> Result<Vec<R>, Error>
     where
-        F: Fn(&C, T) -> R,
         C: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
@@ -598,24 +745,16 @@ impl Pool {
     }
 }
 
-/// Compile-time proof that a function type captures nothing: only fn items and capture-free
-/// closures are zero-sized, and only they can be rebuilt in a worker forked before they existed.
-struct CapturesNothing<F>(PhantomData<F>);
-
-impl<F> CapturesNothing<F> {
-    const CHECK: () = assert!(
-        std::mem::size_of::<F>() == 0,
-        "forkpool: a function given to Pool must not capture variables (the workers were forked \
-         before it existed). Pass the data with Pool::map_with, or fork workers that hold the \
-         closure with FnPool::new or forkpool::parmap."
-    );
-}
-
-/// The address of `entry`, after checking at compile time that `F` captures nothing.
-fn entry_for<F>(entry: EntryFn) -> u64 {
-    #[allow(clippy::let_unit_value)]
-    let () = CapturesNothing::<F>::CHECK;
-    job::entry_address(entry)
+/// What a call runs: `entry` (instantiated for the call's types) and the user's fn pointer
+/// at `function`, by address, with the id of the loaded objects holding them (see
+/// [`code_map`]).
+fn task_code(entry: EntryFn, function: u64) -> TaskCode {
+    let entry = job::entry_address(entry);
+    TaskCode {
+        entry,
+        function,
+        code_id: code_map::code_id(entry, function),
+    }
 }
 
 /// One call's options on a [`Pool`]: made by [`Pool::chunksize`], cheap to copy.
@@ -673,7 +812,7 @@ impl<'p> CallOptions<'p> {
 
     fn call<I, R>(
         self,
-        entry: u64,
+        code: TaskCode,
         items: I,
         ordered: bool,
         context: Option<Result<Vec<u8>, String>>,
@@ -684,7 +823,7 @@ impl<'p> CallOptions<'p> {
         R: DeserializeOwned,
     {
         let spec = CallSpec {
-            entry,
+            code,
             chunksize: self.chunksize,
             ordered,
             context,
@@ -702,9 +841,8 @@ impl<'p> CallOptions<'p> {
     /// assert_eq!(pool.chunksize(2).map(|x: i32| -x, [1, 2, 3])?, [-1, -2, -3]);
     /// # Ok(()) }
     /// ```
-    pub fn map<F, T, R, I>(self, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn map<T, R, I>(self, f: fn(T) -> R, items: I) -> Result<Vec<R>, Error>
     where
-        F: Fn(T) -> R,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -721,16 +859,14 @@ impl<'p> CallOptions<'p> {
     /// assert_eq!(it.next().transpose()?, Some(2));
     /// # Ok(()) }
     /// ```
-    pub fn imap<F, T, R, I>(self, f: F, items: I) -> Imap<'p, I::IntoIter, R>
+    pub fn imap<T, R, I>(self, f: fn(T) -> R, items: I) -> Imap<'p, I::IntoIter, R>
     where
-        F: Fn(T) -> R,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let _ = f;
-        let entry = entry_for::<F>(job::plain_entry::<F, T, R>);
-        Imap::new(self.call(entry, items.into_iter(), true, None))
+        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        Imap::new(self.call(code, items.into_iter(), true, None))
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -742,16 +878,18 @@ impl<'p> CallOptions<'p> {
     /// assert_eq!(n, 50);
     /// # Ok(()) }
     /// ```
-    pub fn imap_unordered<F, T, R, I>(self, f: F, items: I) -> ImapUnordered<'p, I::IntoIter, R>
+    pub fn imap_unordered<T, R, I>(
+        self,
+        f: fn(T) -> R,
+        items: I,
+    ) -> ImapUnordered<'p, I::IntoIter, R>
     where
-        F: Fn(T) -> R,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let _ = f;
-        let entry = entry_for::<F>(job::plain_entry::<F, T, R>);
-        ImapUnordered::new(self.call(entry, items.into_iter(), false, None))
+        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        ImapUnordered::new(self.call(code, items.into_iter(), false, None))
     }
 
     /// [`Pool::starmap`] with these options.
@@ -763,11 +901,14 @@ impl<'p> CallOptions<'p> {
     /// assert_eq!(v, [6]);
     /// # Ok(()) }
     /// ```
-    pub fn starmap<F, Args, R, I>(self, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn starmap<Args, R, I>(
+        self,
+        f: <Args as StarArgs<R>>::Fn,
+        items: I,
+    ) -> Result<Vec<R>, Error>
     where
-        F: StarFn<Args, Output = R>,
         I: IntoIterator<Item = Args>,
-        Args: Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
         self.istarmap(f, items).collect()
@@ -782,16 +923,18 @@ impl<'p> CallOptions<'p> {
     /// assert_eq!(v, [5]);
     /// # Ok(()) }
     /// ```
-    pub fn istarmap<F, Args, R, I>(self, f: F, items: I) -> Imap<'p, I::IntoIter, R>
+    pub fn istarmap<Args, R, I>(
+        self,
+        f: <Args as StarArgs<R>>::Fn,
+        items: I,
+    ) -> Imap<'p, I::IntoIter, R>
     where
-        F: StarFn<Args, Output = R>,
         I: IntoIterator<Item = Args>,
-        Args: Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let _ = f;
-        let entry = entry_for::<F>(job::star_entry::<F, Args, R>);
-        Imap::new(self.call(entry, items.into_iter(), true, None))
+        let code = task_code(job::star_entry::<Args, R>, Args::address(f));
+        Imap::new(self.call(code, items.into_iter(), true, None))
     }
 
     /// [`Pool::map_with`] with these options.
@@ -804,18 +947,21 @@ impl<'p> CallOptions<'p> {
     /// assert_eq!(v, [1, 2]);
     /// # Ok(()) }
     /// ```
-    pub fn map_with<F, C, T, R, I>(self, context: &C, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn map_with<C, T, R, I>(
+        self,
+        context: &C,
+        f: fn(&C, T) -> R,
+        items: I,
+    ) -> Result<Vec<R>, Error>
     where
-        F: Fn(&C, T) -> R,
         C: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = T>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let _ = f;
-        let entry = entry_for::<F>(job::context_entry::<F, C, T, R>);
+        let code = task_code(job::context_entry::<C, T, R>, f as usize as u64);
         let mut encoded = Vec::new();
         let context = forkpool_worker::codec::encode_into(&mut encoded, context).map(|()| encoded);
-        Imap::new(self.call(entry, items.into_iter(), true, Some(context))).collect()
+        Imap::new(self.call(code, items.into_iter(), true, Some(context))).collect()
     }
 }

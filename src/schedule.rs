@@ -17,7 +17,7 @@ use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
 use crate::outbox::SharedFrame;
 use crate::shared::Lease;
 use forkpool_worker::codec;
-use forkpool_worker::protocol;
+use forkpool_worker::protocol::{self, TaskCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -162,8 +162,9 @@ impl Window {
 
 /// What a call needs besides its input: how to run a chunk, how to cut and order.
 pub(crate) struct CallSpec {
-    /// The entry address for `Pool` workers (0 for `FnPool`).
-    pub entry: u64,
+    /// The code `Pool` workers run: entry and function addresses and their code id (all 0 for
+    /// `FnPool`, whose workers hold their closure).
+    pub code: TaskCode,
     /// Items per chunk, if the caller chose (`None`: see [`Chunking::choose`]).
     pub chunksize: Option<usize>,
     /// Yield in input order (`imap`, `map`) or as finished (`imap_unordered`).
@@ -323,7 +324,7 @@ where
                     &mut frame,
                     self.call,
                     chunk,
-                    self.spec.entry,
+                    &self.spec.code,
                     first_index,
                     count,
                 );
@@ -509,7 +510,7 @@ where
                 &mut frame,
                 self.call,
                 wire,
-                self.spec.entry,
+                &self.spec.code,
                 first_index,
                 b - a,
             );
@@ -670,6 +671,14 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
                     (codec_error(stage, message), used)
                 })
             }
+            protocol::CODE_NOT_LOADED => codec::decode::<u64>(body).map(|(address, used)| {
+                let e = TaskError::CodeNotLoaded {
+                    index,
+                    pid,
+                    address,
+                };
+                (failed(e), used)
+            }),
             other => Err(format!("unknown outcome tag {other}")),
         };
         match decoded {

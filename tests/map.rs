@@ -196,7 +196,9 @@ fn empty_input_gives_empty_output() {
     assert!(none.is_empty());
     assert_eq!(pool.imap(mix, std::iter::empty::<u64>()).count(), 0);
     assert_eq!(pool.imap_unordered(mix, Vec::<u64>::new()).count(), 0);
-    let none: Vec<u64> = pool.starmap(|a: u64, b: u64| a * b, Vec::new()).unwrap();
+    let none: Vec<u64> = pool
+        .starmap(|a: u64, b: u64| a * b, Vec::<(u64, u64)>::new())
+        .unwrap();
     assert!(none.is_empty());
 }
 

@@ -144,7 +144,9 @@ fn watch_parent(parent: u32) {
 }
 
 /// What the parent does before each fork: wraps the panic hook once, so children can capture panics
-/// without touching the hook lock after the fork.
+/// without touching the hook lock after the fork, and records which code is mapped, so a worker
+/// knows which addresses of the parent it may call ([`crate::code_map`]).
 pub fn before_fork() {
     crate::panic::install_hook();
+    crate::code_map::record();
 }

@@ -1,42 +1,55 @@
 //! Jobs: how a worker turns the items of a task into outcomes.
 //!
-//! A [`Pool`](https://docs.rs/forkpool) worker was forked before the function it runs existed,
-//! so the parent sends the address of an *entry*: a monomorphised function such as
-//! [`plain_entry::<F, T, R>`](plain_entry) that decodes items of type `T`, calls `F`, and
-//! encodes results of type `R`. The address is valid in the child because the child is a fork
-//! of the parent: same binary, same address-space layout.
+//! A [`Pool`](https://docs.rs/forkpool) worker was forked before the function it runs was
+//! chosen, so a task frame carries two code addresses of the parent: the user's function, a fn
+//! pointer such as `fn(T) -> R` (what `Pool::map` takes: a fn item or a closure that captures
+//! nothing, coerced), and an *entry*: a function monomorphised only on the types, such as
+//! [`plain_entry::<T, R>`](plain_entry), that decodes items of type `T`, turns the address back
+//! into a `fn(T) -> R`, calls it, and encodes results of type `R`. Nothing else of the function
+//! travels, and nothing is conjured: a fn pointer has no captured state.
 //!
-//! `F` must be zero-sized (a fn item or a closure that captures nothing): the entry rebuilds
-//! it from nothing. The parent checks that at compile time before taking an entry's address.
+//! The addresses are valid in the worker because it is a fork of the parent, as long as the
+//! code they point to was loaded before the fork: [`EntryRunner`] checks that with
+//! [`crate::code_map`] before calling anything, and fails the items with
+//! `CODE_NOT_LOADED` otherwise.
+//!
+//! Calling an address is unsafe: the entries, [`Runner::run`] and [`EntryRunner::new`] are
+//! `unsafe`, for the parent crate to call on frames it wrote itself.
+//!
+//! ```compile_fail,E0133
+//! // An entry cannot be called from safe code.
+//! use forkpool_worker::{WorkerState, job::plain_entry, protocol::{ReplyWriter, Task, TaskCode}};
+//! let task = Task { call: 0, chunk: 0, code: TaskCode::default(), first_index: 0, count: 0, items: &[] };
+//! plain_entry::<u64, u64>(&mut WorkerState::default(), &task, &mut ReplyWriter::new(0));
+//! ```
+//!
+//! ```compile_fail,E0133
+//! // Nor can an `EntryRunner` be made in safe code.
+//! let runner = forkpool_worker::EntryRunner::new();
+//! ```
+//!
+//! ```compile_fail,E0133
+//! // Nor can a runner be run in safe code.
+//! use forkpool_worker::{ClosureRunner, Runner, WorkerState, protocol::{ReplyWriter, Task, TaskCode}};
+//! let task = Task { call: 0, chunk: 0, code: TaskCode::default(), first_index: 0, count: 0, items: &[] };
+//! let double = |x: u64| x * 2;
+//! let mut runner = ClosureRunner::new(&double);
+//! runner.run(&mut WorkerState::default(), &task, &mut ReplyWriter::new(0));
+//! ```
 
 use crate::panic::take_report;
-use crate::protocol::{BAD_INPUT, ReplyWriter, Task};
-use crate::{WorkerState, codec};
+use crate::protocol::{BAD_INPUT, ReplyWriter, Task, TaskCode};
+use crate::{WorkerState, code_map, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The signature of every entry: run `task`, append one outcome per item to `out`.
-pub type EntryFn = fn(&mut WorkerState, &Task<'_>, &mut ReplyWriter);
-
-/// Rebuilds a zero-sized function value.
 ///
 /// # Safety
-/// `F` must be a fn item type or a closure type that captures nothing (or only zero-sized,
-/// invariant-free values): such types have exactly one value and no validity invariant.
-unsafe fn conjure<F>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "forkpool: a function given to Pool must not capture variables (the workers were \
-             forked before it existed). Pass the data with Pool::map_with, or fork workers that \
-             hold the closure with FnPool::new or forkpool::parmap."
-        )
-    };
-    // SAFETY: `F` is zero-sized, so reading it from a dangling but aligned pointer reads no
-    // memory; the caller promises `F` has a single, invariant-free value.
-    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
-}
+/// See [`plain_entry`]: `task.code.function` must be the address of a function of the type the
+/// entry expects, callable in this process.
+pub type EntryFn = unsafe fn(&mut WorkerState, &Task<'_>, &mut ReplyWriter);
 
 /// Decodes the task's items one by one, calls `call` on each under `catch_unwind`, and appends
 /// one outcome per item. An item that cannot be decoded fails with `BAD_INPUT`, and so does
@@ -82,112 +95,175 @@ fn fail_rest(out: &mut ReplyWriter, left: u32, message: &str) {
     }
 }
 
-/// Entry for `map`/`imap`: `F(T) -> R`.
-pub fn plain_entry<F, T, R>(_: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
+/// Entry for `map`/`imap`: calls the `fn(T) -> R` at `task.code.function` on each item.
+///
+/// # Safety
+/// `task.code.function` must be the address of a `fn(T) -> R` (this very `T` and `R`) that can
+/// be called in this process: the parent took it from such a fn pointer, and the code it points
+/// to is mapped here as it was in the parent (checked with [`code_map::check`]).
+pub unsafe fn plain_entry<T, R>(_: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
 where
-    F: Fn(T) -> R,
     T: DeserializeOwned,
     R: Serialize,
 {
-    // SAFETY: the parent takes this entry's address only after checking at compile time that
-    // `F` is zero-sized; fn items and capture-free closures are the only zero-sized `Fn` types.
-    let f = unsafe { conjure::<F>() };
+    // SAFETY: the caller promises the address is that of a callable `fn(T) -> R` (and thus not
+    // null); fn pointers are address-sized.
+    let f = unsafe { std::mem::transmute::<usize, fn(T) -> R>(task.code.function as usize) };
     run_items(task, out, f);
 }
 
-/// Entry for `starmap`: `F(A, B, ..) -> R` called with a decoded tuple `(A, B, ..)`.
-pub fn star_entry<F, Args, R>(_: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
+/// Entry for `starmap`: calls the `Args::Fn` at `task.code.function` (a `fn(A, B, ..) -> R`)
+/// with the fields of each decoded tuple `(A, B, ..)`.
+///
+/// # Safety
+/// As for [`plain_entry`], with `Args::Fn` for `fn(T) -> R`.
+pub unsafe fn star_entry<Args, R>(_: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
 where
-    F: StarFn<Args, Output = R>,
-    Args: DeserializeOwned,
+    Args: StarArgs<R> + DeserializeOwned,
     R: Serialize,
 {
-    // SAFETY: as in `plain_entry`.
-    let f = unsafe { conjure::<F>() };
-    run_items(task, out, |args: Args| f.call_star(args));
+    // SAFETY: the caller promises the address is that of a callable `Args::Fn`.
+    let f = unsafe { Args::from_address(task.code.function) };
+    run_items(task, out, |args: Args| Args::call(f, args));
 }
 
-/// Entry for `map_with`: `F(&C, T) -> R`, with `C` the context the parent sent for this call.
-pub fn context_entry<F, C, T, R>(state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
-where
-    F: Fn(&C, T) -> R,
+/// Entry for `map_with`: calls the `fn(&C, T) -> R` at `task.code.function` with the context the
+/// parent sent for this call and each item.
+///
+/// # Safety
+/// As for [`plain_entry`], with `fn(&C, T) -> R` for `fn(T) -> R`.
+pub unsafe fn context_entry<C, T, R>(
+    state: &mut WorkerState,
+    task: &Task<'_>,
+    out: &mut ReplyWriter,
+) where
     C: DeserializeOwned + 'static,
     T: DeserializeOwned,
     R: Serialize,
 {
-    // SAFETY: as in `plain_entry`.
-    let f = unsafe { conjure::<F>() };
+    // SAFETY: the caller promises the address is that of a callable `fn(&C, T) -> R`.
+    let f = unsafe { std::mem::transmute::<usize, fn(&C, T) -> R>(task.code.function as usize) };
     match state.context::<C>(task.call) {
         Ok(context) => run_items(task, out, |item: T| f(context, item)),
         Err(message) => fail_rest(out, task.count, &message),
     }
 }
 
-/// The initializer entry: rebuilds the zero-sized `F` and calls it once.
-pub fn init_entry<F: Fn()>() {
-    // SAFETY: as in `plain_entry`: the parent checks at compile time that `F` is zero-sized.
-    let f = unsafe { conjure::<F>() };
-    f();
+mod sealed {
+    /// Keeps [`StarArgs`](super::StarArgs) to the tuples implemented here: the entries trust
+    /// its `from_address`.
+    pub trait Sealed {}
 }
 
-/// A function that takes its arguments as one tuple: what `starmap` calls.
+/// The arguments of a `starmap` function, as one tuple: `(A, B)` goes with a `fn(A, B) -> R`.
 ///
-/// Implemented for every `Fn` of 1 to 6 arguments, so `|a: u64, b: u64| a + b` takes `(u64, u64)`.
+/// Implemented for tuples of 1 to 6 fields (and sealed): `Pool::starmap` takes an
+/// `<Args as StarArgs<R>>::Fn`, so `|a: u64, b: u64| a + b` given with `(u64, u64)` items
+/// coerces to a `fn(u64, u64) -> u64`.
 ///
 /// ```
-/// use forkpool_worker::StarFn;
-/// let add = |a: u64, b: u64| a + b;
-/// assert_eq!(add.call_star((2, 3)), 5);
+/// use forkpool_worker::StarArgs;
+/// let add: fn(u64, u64) -> u64 = |a, b| a + b;
+/// assert_eq!(<(u64, u64) as StarArgs<u64>>::call(add, (2, 3)), 5);
 /// ```
-pub trait StarFn<Args> {
-    /// What the function returns.
-    type Output;
-    /// Calls the function with the tuple's fields as its arguments.
-    fn call_star(&self, args: Args) -> Self::Output;
+pub trait StarArgs<R>: Sized + sealed::Sealed {
+    /// The fn pointer type taking the tuple's fields as arguments and returning `R`.
+    type Fn: Copy;
+
+    /// Calls `f` with the fields of `args`.
+    fn call(f: Self::Fn, args: Self) -> R;
+
+    /// The address of `f`, as a task frame carries it.
+    fn address(f: Self::Fn) -> u64;
+
+    /// The function at `address`.
+    ///
+    /// # Safety
+    /// `address` must have come from [`address`](StarArgs::address) of the same `Self` and `R`,
+    /// in this process or in the parent it was forked from, with its code mapped here.
+    unsafe fn from_address(address: u64) -> Self::Fn;
 }
 
-macro_rules! star_fn {
+macro_rules! star_args {
     ($($arg:ident),+) => {
-        impl<Func, Out, $($arg),+> StarFn<($($arg,)+)> for Func
-        where
-            Func: Fn($($arg),+) -> Out,
-        {
-            type Output = Out;
+        impl<$($arg),+> sealed::Sealed for ($($arg,)+) {}
+
+        impl<Out, $($arg),+> StarArgs<Out> for ($($arg,)+) {
+            type Fn = fn($($arg),+) -> Out;
+
             #[allow(non_snake_case)]
-            fn call_star(&self, ($($arg,)+): ($($arg,)+)) -> Out {
-                self($($arg),+)
+            fn call(f: Self::Fn, ($($arg,)+): Self) -> Out {
+                f($($arg),+)
+            }
+
+            fn address(f: Self::Fn) -> u64 {
+                f as usize as u64
+            }
+
+            unsafe fn from_address(address: u64) -> Self::Fn {
+                // SAFETY: the caller promises `address` is that of a callable `Self::Fn`.
+                unsafe { std::mem::transmute::<usize, Self::Fn>(address as usize) }
             }
         }
     };
 }
 
-star_fn!(A);
-star_fn!(A, B);
-star_fn!(A, B, C);
-star_fn!(A, B, C, D);
-star_fn!(A, B, C, D, E);
-star_fn!(A, B, C, D, E, G);
+star_args!(A);
+star_args!(A, B);
+star_args!(A, B, C);
+star_args!(A, B, C, D);
+star_args!(A, B, C, D, E);
+star_args!(A, B, C, D, E, G);
 
 /// What a worker does with each task: implemented by the two kinds of pool.
 pub trait Runner {
     /// Runs `task`, appending exactly `task.count` outcomes to `out`.
-    fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter);
+    ///
+    /// # Safety
+    /// `task` must have been read from a frame that this process's forkpool parent wrote for
+    /// this kind of runner (for [`EntryRunner`]: its code addresses are the parent's entry and
+    /// fn pointer of matching types; see [`plain_entry`]).
+    unsafe fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter);
 }
 
-/// The runner of a `Pool` worker: calls the entry whose address the task carries.
-#[derive(Debug, Default)]
-pub struct EntryRunner;
+/// The runner of a `Pool` worker: checks the code a task names, then calls its entry.
+#[derive(Debug)]
+pub struct EntryRunner {
+    /// The code of the last task that passed [`code_map::check`]: later chunks of the same call
+    /// cost one comparison.
+    checked: Option<TaskCode>,
+}
+
+impl EntryRunner {
+    /// A runner that calls the entry whose address each task carries.
+    ///
+    /// # Safety
+    /// The runner must be used only in a process forked by a forkpool `Pool`, on tasks that
+    /// parent wrote (see [`Runner::run`]).
+    pub unsafe fn new() -> EntryRunner {
+        EntryRunner { checked: None }
+    }
+}
 
 impl Runner for EntryRunner {
-    fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
-        if task.entry == 0 {
-            return fail_rest(out, task.count, "task names no entry function");
+    unsafe fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
+        if self.checked != Some(task.code) {
+            if let Err(address) = code_map::check(&task.code) {
+                for _ in 0..task.count {
+                    out.code_not_loaded(address);
+                }
+                return;
+            }
+            self.checked = Some(task.code);
         }
-        // SAFETY: the only writer of task frames is this worker's parent, which set `entry` to
-        // the address of an `EntryFn` (`plain_entry`, `star_entry` or `context_entry`) in the
-        // same binary; this process is a fork of that parent, so the address is valid here.
-        let entry: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(task.entry as usize) };
-        entry(state, task, out);
+        // SAFETY: the caller promises the parent wrote this task with `entry` the address of an
+        // `EntryFn` (`plain_entry`, `star_entry` or `context_entry`) and `function` a fn pointer
+        // of the types that entry expects; `code_map::check` just confirmed that the objects
+        // holding both are mapped here where they were in the parent, so both are callable.
+        unsafe {
+            let entry = std::mem::transmute::<usize, EntryFn>(task.code.entry as usize);
+            entry(state, task, out);
+        }
     }
 }
 
@@ -204,7 +280,7 @@ impl<'f, T, R> ClosureRunner<'f, T, R> {
 }
 
 impl<T: DeserializeOwned, R: Serialize> Runner for ClosureRunner<'_, T, R> {
-    fn run(&mut self, _: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
+    unsafe fn run(&mut self, _: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
         run_items(task, out, |item: T| (self.f)(item));
     }
 }

@@ -6,15 +6,27 @@
 //! - [`protocol`]: frame layouts for tasks, contexts, replies and the exit sentinel.
 //! - [`codec`]: the item encoding (bincode 2, serde API).
 //! - [`job`]: entries that decode items, call the user's function, encode outcomes.
+//! - [`code_map`]: which code is mapped, so a worker calls only addresses valid in it.
 //! - [`child`]: what a child does right after `fork`.
 //!
 //! Invariant: a worker answers every task with exactly one reply of one outcome per item, and
 //! never lets a panic escape; a child leaves only through `_exit` in the parent crate's fork
 //! module.
+//!
+//! Calling code by address is unsafe: [`serve`], [`Runner::run`], [`EntryRunner::new`] and the
+//! entries of [`job`] are `unsafe fn`s, for the parent crate to use on frames it wrote.
+//!
+//! ```compile_fail,E0133
+//! // `serve` cannot be called from safe code: it runs whatever task frames arrive.
+//! fn worker(end: forkpool_worker::ChildEnd, runner: &mut dyn forkpool_worker::Runner) -> i32 {
+//!     forkpool_worker::serve(end, None, runner)
+//! }
+//! ```
 
 #![warn(missing_docs)]
 
 pub mod child;
+pub mod code_map;
 pub mod codec;
 pub mod job;
 mod panic;
@@ -22,7 +34,7 @@ pub mod progress;
 pub mod protocol;
 pub mod wire;
 
-pub use job::{ClosureRunner, EntryRunner, Runner, StarFn};
+pub use job::{ClosureRunner, EntryRunner, Runner, StarArgs};
 
 use protocol::{Command, ReplyWriter};
 use serde::Serialize;
@@ -72,14 +84,18 @@ impl WorkerState {
     }
 }
 
-/// A pool's initializer, run once in every worker before its first task (see
-/// [`job::init_entry`]).
+/// A pool's initializer, run once in every worker before its first task: a fn pointer the
+/// worker inherited with its memory at the fork.
 pub type InitFn = fn();
 
 /// The worker loop: runs `init` if given (reporting `Ready`, or `InitFailed` and exiting), then
 /// tasks until the parent says shut down or goes away. Returns the exit code for the caller to
 /// pass to `_exit`.
-pub fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
+///
+/// # Safety
+/// Every frame that arrives on `end.socket` must have been written by this process's forkpool
+/// parent for `runner` (see [`Runner::run`]): the tasks are handed to `runner` as they come.
+pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
     if let Some(init) = init {
         let (frame, failed) = match catch_unwind(init) {
             Ok(()) => (protocol::ready_frame(), false),
@@ -161,7 +177,9 @@ impl Worker<'_, '_> {
                 }
                 let start = Instant::now();
                 self.out.begin();
-                self.runner.run(self.state, &task, self.out);
+                // SAFETY: `serve`'s caller promises that the frames on this channel were
+                // written by this process's forkpool parent for this runner.
+                unsafe { self.runner.run(self.state, &task, self.out) };
                 while self.out.count() < task.count {
                     self.out
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");

@@ -4,8 +4,10 @@
 //! become datagrams). Integers are little-endian, fixed width.
 //!
 //! Parent → worker:
-//! - `Task`: `[1][call u64][chunk u64][entry u64][first_index u64][count u32]` then `count`
-//!   bincode items back to back.
+//! - `Task`: `[1][call u64][chunk u64][entry u64][function u64][code_id u64][first_index u64]
+//!   [count u32]` then `count` bincode items back to back. `entry` and `function` are code
+//!   addresses in the parent (0 for a closure pool), `code_id` a hash of the loaded objects that
+//!   hold them (see [`crate::code_map`]).
 //! - `Context`: `[2][call u64]` then one bincode value (the `map_with` context of that call).
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
@@ -15,7 +17,8 @@
 //! sender, and the parent reads it as untrusted input):
 //! - `Reply`: `[1][call u64][chunk u64][count u32][busy_nanos u64]` then `count` outcomes, each
 //!   a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode
-//!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message.
+//!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message, `CODE_NOT_LOADED` +
+//!   bincode `u64` (the code address the worker refused to call).
 //! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
 //! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the
 //!   worker exits next.
@@ -38,7 +41,7 @@ const READY: u8 = 0xA1;
 const INIT_FAILED: u8 = 0xA2;
 
 /// Size of a task frame's header; the items follow it.
-pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 4;
+pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
 /// Size of a reply frame's header; the outcomes follow it.
 pub const REPLY_HEADER_LEN: usize = 1 + 8 + 8 + 4 + 8;
 
@@ -50,6 +53,9 @@ pub const PANICKED: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 /// Outcome tag: the worker could not encode the result; a message follows.
 pub const BAD_OUTPUT: u8 = 3;
+/// Outcome tag: the task names code that is not mapped in the worker as it is in the parent
+/// (see [`crate::code_map`]); the refused address follows, as a bincode `u64`.
+pub const CODE_NOT_LOADED: u8 = 4;
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
@@ -117,14 +123,28 @@ pub struct Task<'a> {
     pub call: u64,
     /// The chunk's sequence number within its call.
     pub chunk: u64,
-    /// The address of the entry function that runs the chunk (0 for a closure pool).
-    pub entry: u64,
+    /// The code that runs the chunk.
+    pub code: TaskCode,
     /// The index, within the call, of the chunk's first item.
     pub first_index: u64,
     /// How many items the chunk holds.
     pub count: u32,
     /// The items, bincode-encoded back to back.
     pub items: &'a [u8],
+}
+
+/// The code a task runs, as its frame names it: addresses in the parent's address space, which
+/// a worker may call only after checking them against what is mapped in its own (see
+/// [`crate::code_map`]). All zero for a closure pool, whose workers hold their closure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TaskCode {
+    /// The address of the entry that runs the chunk (see [`crate::job::EntryFn`]).
+    pub entry: u64,
+    /// The address of the user's function the entry calls, a fn pointer.
+    pub function: u64,
+    /// A hash of the identities of the loaded objects holding `entry` and `function` in the
+    /// parent when the call started (0 if the parent could not find them).
+    pub code_id: u64,
 }
 
 impl<'a> Command<'a> {
@@ -134,9 +154,13 @@ impl<'a> Command<'a> {
             TASK => Some(Command::Task(Task {
                 call: u64_at(frame, 1)?,
                 chunk: u64_at(frame, 9)?,
-                entry: u64_at(frame, 17)?,
-                first_index: u64_at(frame, 25)?,
-                count: u32_at(frame, 33)?,
+                code: TaskCode {
+                    entry: u64_at(frame, 17)?,
+                    function: u64_at(frame, 25)?,
+                    code_id: u64_at(frame, 33)?,
+                },
+                first_index: u64_at(frame, 41)?,
+                count: u32_at(frame, 49)?,
                 items: frame.get(TASK_HEADER_LEN..)?,
             })),
             CONTEXT => Some(Command::Context {
@@ -158,13 +182,22 @@ pub fn begin_task(buf: &mut Vec<u8>) {
 }
 
 /// Writes the header of a task frame begun with [`begin_task`].
-pub fn seal_task(buf: &mut [u8], call: u64, chunk: u64, entry: u64, first_index: u64, count: u32) {
+pub fn seal_task(
+    buf: &mut [u8],
+    call: u64,
+    chunk: u64,
+    code: &TaskCode,
+    first_index: u64,
+    count: u32,
+) {
     buf[0] = TASK;
     buf[1..9].copy_from_slice(&call.to_le_bytes());
     buf[9..17].copy_from_slice(&chunk.to_le_bytes());
-    buf[17..25].copy_from_slice(&entry.to_le_bytes());
-    buf[25..33].copy_from_slice(&first_index.to_le_bytes());
-    buf[33..37].copy_from_slice(&count.to_le_bytes());
+    buf[17..25].copy_from_slice(&code.entry.to_le_bytes());
+    buf[25..33].copy_from_slice(&code.function.to_le_bytes());
+    buf[33..41].copy_from_slice(&code.code_id.to_le_bytes());
+    buf[41..49].copy_from_slice(&first_index.to_le_bytes());
+    buf[49..53].copy_from_slice(&count.to_le_bytes());
 }
 
 /// A context frame for `call`, from the already encoded context value.
@@ -306,6 +339,14 @@ impl ReplyWriter {
         self.count += 1;
     }
 
+    /// Appends a `CODE_NOT_LOADED` outcome naming the refused `address`.
+    pub fn code_not_loaded(&mut self, address: u64) {
+        self.buf.push(CODE_NOT_LOADED);
+        // Encoding a u64 into a Vec cannot fail.
+        let _ = codec::encode_into(&mut self.buf, &address);
+        self.count += 1;
+    }
+
     /// Outcomes appended so far.
     pub fn count(&self) -> u32 {
         self.count
@@ -333,10 +374,16 @@ mod tests {
         let mut bytes = Vec::new();
         begin_task(&mut bytes);
         codec::encode_into(&mut bytes, &5u32).unwrap();
-        seal_task(&mut bytes, 3, 4, 0xdead, 100, 1);
+        let code = TaskCode {
+            entry: 0xdead,
+            function: 0xbeef,
+            code_id: 0xc0de,
+        };
+        seal_task(&mut bytes, 3, 4, &code, 100, 1);
+        assert_eq!(bytes.len(), TASK_HEADER_LEN + 1);
         match Command::parse(&bytes).unwrap() {
             Command::Task(task) => {
-                assert_eq!((task.call, task.chunk, task.entry), (3, 4, 0xdead));
+                assert_eq!((task.call, task.chunk, task.code), (3, 4, code));
                 assert_eq!((task.first_index, task.count), (100, 1));
                 assert_eq!(codec::decode::<u32>(task.items).unwrap().0, 5);
             }
@@ -350,12 +397,17 @@ mod tests {
         reply.begin();
         reply.ok(&9u8);
         reply.panicked("boom", Some("src/x.rs:1:2"));
+        reply.code_not_loaded(0xfeed);
         let bytes = reply.seal(1, 2, 77).to_vec();
         let Some(Message::Reply(r)) = Message::parse(&bytes) else {
             panic!("not a reply")
         };
-        assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 2, 77));
+        assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 3, 77));
         assert_eq!(r.outcomes[0], OK);
+        let (_, used) = codec::decode::<(String, Option<String>)>(&r.outcomes[3..]).unwrap();
+        let last = &r.outcomes[3 + used..];
+        assert_eq!(last[0], CODE_NOT_LOADED);
+        assert_eq!(codec::decode::<u64>(&last[1..]).unwrap().0, 0xfeed);
         assert_eq!(Message::parse(&ready_frame()), Some(Message::Ready));
         let failed = init_failed_frame("no config");
         assert_eq!(

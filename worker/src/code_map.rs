@@ -1,0 +1,433 @@
+//! Which code is mapped: recorded in the parent before each fork, checked in the worker before
+//! calling an address.
+//!
+//! A `Pool` task names its code by address (see [`crate::job`]). An address of the parent is
+//! valid in a worker only if the object holding it (the executable or a shared library) was
+//! loaded at the same place when the worker was forked: a library `dlopen`ed after the fork is
+//! not mapped in the worker, and another one may sit where it sits in the parent.
+//!
+//! So the parent keeps a *snapshot* of the loaded objects: for each, its executable ranges and an
+//! identity (its load address and a hash of its file name). [`record`] refreshes it before every
+//! fork, and the worker inherits the one that was current at its fork. For each call the parent
+//! computes a [`code_id`] from the objects holding the entry and the function; the worker
+//! looks both addresses up in its fork-time snapshot and runs the task only if it finds them and
+//! gets the same id ([`check`]).
+//!
+//! Platforms: `dl_iterate_phdr` (64-bit Linux and Android) gives the executable `PT_LOAD` segments; on
+//! Apple platforms an address belongs to the image with the greatest header address at or below
+//! it (`_dyld_*`). Elsewhere the snapshot is empty and every address is refused: `Pool` calls
+//! fail with `CodeNotLoaded`, and `FnPool` (which sends no address) is the way to go.
+//!
+//! Invariant: a published snapshot is never freed (superseded ones are leaked: they are small
+//! and change only when libraries are loaded or unloaded), so the worker reads its own without a
+//! lock or an allocation, as a forked child of a multi-threaded process must.
+
+use crate::protocol::TaskCode;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// An executable address range of one loaded object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    /// The first address of the range.
+    start: u64,
+    /// One past its last address.
+    end: u64,
+    /// The identity of the object holding it.
+    identity: u64,
+}
+
+/// The executable code mapped in this process when it was taken.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    /// The loader's (loads, unloads) counters when it was taken, where the platform has them:
+    /// the snapshot is current while they have not moved.
+    version: Option<(u64, u64)>,
+    /// Sorted by `start`, not overlapping.
+    segments: Vec<Segment>,
+}
+
+impl Snapshot {
+    fn new(version: Option<(u64, u64)>, mut segments: Vec<Segment>) -> Snapshot {
+        segments.retain(|s| s.start < s.end);
+        segments.sort_by_key(|s| s.start);
+        Snapshot { version, segments }
+    }
+
+    /// The identity of the object whose executable code holds `address`.
+    fn identity_of(&self, address: u64) -> Option<u64> {
+        let after = self.segments.partition_point(|s| s.start <= address);
+        let segment = self.segments.get(after.checked_sub(1)?)?;
+        (address < segment.end).then_some(segment.identity)
+    }
+
+    /// The code id of a call running `entry` and `function`, or the first of them that is not
+    /// in executable code.
+    fn code_id(&self, entry: u64, function: u64) -> Result<u64, u64> {
+        let entry_object = self.identity_of(entry).ok_or(entry)?;
+        let function_object = self.identity_of(function).ok_or(function)?;
+        // Never 0: 0 means "the parent did not find the code".
+        Ok(mix(mix(entry_object) ^ function_object) | 1)
+    }
+}
+
+/// The snapshot forks copy: the latest one published by [`record`].
+static PUBLISHED: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The published snapshot, if any.
+fn published() -> Option<&'static Snapshot> {
+    let snapshot = PUBLISHED.load(Ordering::Acquire);
+    // SAFETY: only `record` stores to `PUBLISHED`, always a pointer from `Box::leak`, which is
+    // never freed: valid and immutable for the rest of the process (and of its forks).
+    unsafe { snapshot.as_ref() }
+}
+
+/// Makes the published snapshot describe the code mapped now. The parent calls it before every
+/// fork (from [`crate::child::before_fork`]); [`code_id`] calls it when a call starts.
+///
+/// Cheap when nothing was loaded or unloaded since the last time: on Linux it reads the loader's
+/// counters and stops. Takes no lock of its own: two threads refreshing at once each publish a
+/// snapshot that was true when taken, and a stale one only makes a worker refuse code it could
+/// have run (an object's identity includes its load address, so an object unloaded and another
+/// loaded in its place never match).
+///
+/// ```
+/// forkpool_worker::code_map::record();
+/// ```
+pub fn record() {
+    refreshed();
+}
+
+/// [`record`], returning the snapshot it leaves published.
+fn refreshed() -> &'static Snapshot {
+    let version = platform::version();
+    let current = published();
+    if let Some(current) = current {
+        if version.is_some() && current.version == version {
+            return current;
+        }
+    }
+    let fresh = Snapshot::new(version, platform::segments());
+    if let Some(current) = current {
+        if current == &fresh {
+            return current;
+        }
+    }
+    let fresh: &'static Snapshot = Box::leak(Box::new(fresh));
+    // A snapshot replaced here is leaked, not freed: a child forked a moment ago may hold it.
+    PUBLISHED.store(std::ptr::from_ref(fresh).cast_mut(), Ordering::Release);
+    fresh
+}
+
+/// In the parent: the code id of a call whose entry is at `entry` and whose function is at
+/// `function`, from the code mapped now. 0 when either is not in the executable code of a
+/// loaded object (code generated at run time, for example): workers then refuse the call.
+///
+/// ```
+/// use forkpool_worker::code_map;
+/// fn double(x: u64) -> u64 { x * 2 }
+/// fn triple(x: u64) -> u64 { x * 3 }
+/// let (a, b) = (double as fn(u64) -> u64 as usize as u64, triple as fn(u64) -> u64 as usize as u64);
+/// // Both live in this program's executable: same objects, same id.
+/// assert_ne!(code_map::code_id(a, b), 0);
+/// assert_eq!(code_map::code_id(a, b), code_map::code_id(b, a));
+/// assert_eq!(code_map::code_id(a, 0), 0);
+/// ```
+pub fn code_id(entry: u64, function: u64) -> u64 {
+    refreshed().code_id(entry, function).unwrap_or(0)
+}
+
+/// In a worker: whether `code` may be called here, judged by the snapshot this process was
+/// forked with. `Err` holds the address refused: one that is in no executable range here, or
+/// the function's when the objects holding the two differ from the parent's (by `code_id`).
+///
+/// Allocates nothing and takes no lock.
+///
+/// ```
+/// use forkpool_worker::{code_map, protocol::TaskCode};
+/// fn double(x: u64) -> u64 { x * 2 }
+/// let address = double as fn(u64) -> u64 as usize as u64;
+/// let code_id = code_map::code_id(address, address);
+/// assert_eq!(code_map::check(&TaskCode { entry: address, function: address, code_id }), Ok(()));
+/// let wrong = TaskCode { entry: address, function: address, code_id: code_id ^ 2 };
+/// assert_eq!(code_map::check(&wrong), Err(address));
+/// assert_eq!(code_map::check(&TaskCode { entry: address, function: 8, code_id }), Err(8));
+/// ```
+pub fn check(code: &TaskCode) -> Result<(), u64> {
+    let Some(snapshot) = published() else {
+        return Err(code.entry);
+    };
+    let here = snapshot.code_id(code.entry, code.function)?;
+    if code.code_id == 0 || here != code.code_id {
+        return Err(code.function);
+    }
+    Ok(())
+}
+
+/// An object's identity: where it is loaded and what its file is called.
+fn identity(base: u64, name: &[u8]) -> u64 {
+    // FNV-1a over the name, then mixed with the base.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in name {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(hash ^ mix(base))
+}
+
+/// The splitmix64 finalizer: spreads every input bit over the output.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+))]
+mod platform {
+    //! `dl_iterate_phdr`: each object's executable `PT_LOAD` segments.
+
+    use super::{Segment, identity};
+    use std::ffi::{CStr, c_int, c_void};
+
+    /// The loader's (loads, unloads) counters: the first callback reads them and stops.
+    pub(super) fn version() -> Option<(u64, u64)> {
+        unsafe extern "C" fn first(
+            info: *mut libc::dl_phdr_info,
+            size: usize,
+            data: *mut c_void,
+        ) -> c_int {
+            // The counters are present only if the loader's struct is long enough to hold them.
+            let needed = std::mem::offset_of!(libc::dl_phdr_info, dlpi_subs)
+                + std::mem::size_of::<libc::c_ulonglong>();
+            if size >= needed {
+                // SAFETY: the loader passes a valid `info` of `size` bytes for the duration of
+                // the callback, and `data` is the `Option` `version` lent it.
+                unsafe {
+                    let found = &mut *data.cast::<Option<(u64, u64)>>();
+                    *found = Some(((*info).dlpi_adds, (*info).dlpi_subs));
+                }
+            }
+            1 // stop after the first object
+        }
+        let mut found: Option<(u64, u64)> = None;
+        // SAFETY: the callback matches the signature `dl_iterate_phdr` expects and only writes
+        // through `data`, which points to `found`, alive for the whole call.
+        unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut found).cast()) };
+        found
+    }
+
+    /// The executable segments of every loaded object.
+    pub(super) fn segments() -> Vec<Segment> {
+        unsafe extern "C" fn each(
+            info: *mut libc::dl_phdr_info,
+            _size: usize,
+            data: *mut c_void,
+        ) -> c_int {
+            // SAFETY: the loader passes a valid `info` whose `dlpi_phdr` points to `dlpi_phnum`
+            // program headers and whose `dlpi_name` is null or a C string, all valid for the
+            // duration of the callback; `data` is the `Vec` `segments` lent it.
+            unsafe {
+                let segments = &mut *data.cast::<Vec<Segment>>();
+                let info = &*info;
+                let name = if info.dlpi_name.is_null() {
+                    &[][..]
+                } else {
+                    CStr::from_ptr(info.dlpi_name).to_bytes()
+                };
+                let base: u64 = info.dlpi_addr;
+                let object = identity(base, name);
+                let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+                    &[]
+                } else {
+                    std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
+                };
+                for header in headers {
+                    if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+                        let start = base.wrapping_add(header.p_vaddr);
+                        segments.push(Segment {
+                            start,
+                            end: start.saturating_add(header.p_memsz),
+                            identity: object,
+                        });
+                    }
+                }
+            }
+            0 // go on
+        }
+        let mut segments: Vec<Segment> = Vec::new();
+        // SAFETY: the callback matches the signature `dl_iterate_phdr` expects and only writes
+        // through `data`, which points to `segments`, alive for the whole call.
+        unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut segments).cast()) };
+        segments
+    }
+}
+
+#[cfg(target_vendor = "apple")]
+mod platform {
+    //! dyld: an address belongs to the image with the greatest header address at or below it.
+
+    use super::{Segment, identity};
+    use std::ffi::{CStr, c_char, c_void};
+
+    // dyld's image list, from libSystem (which every program links). Declared here: libc's
+    // declarations are deprecated in favour of the `mach2` crate, a dependency for three
+    // functions.
+    unsafe extern "C" {
+        fn _dyld_image_count() -> u32;
+        fn _dyld_get_image_header(image_index: u32) -> *const c_void;
+        fn _dyld_get_image_name(image_index: u32) -> *const c_char;
+    }
+
+    /// dyld has no load/unload counters: every refresh takes a new snapshot.
+    pub(super) fn version() -> Option<(u64, u64)> {
+        None
+    }
+
+    /// One range per image: from its header to the next image's header.
+    pub(super) fn segments() -> Vec<Segment> {
+        // SAFETY: `_dyld_image_count` only reads dyld's image list.
+        let count = unsafe { _dyld_image_count() };
+        let mut images: Vec<(u64, u64)> = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            // SAFETY: `index` is below the count; dyld returns null for an image unloaded
+            // meanwhile, and otherwise a header and a C string that live while the image does.
+            let (header, name) =
+                unsafe { (_dyld_get_image_header(index), _dyld_get_image_name(index)) };
+            if header.is_null() {
+                continue;
+            }
+            let name = if name.is_null() {
+                &[][..]
+            } else {
+                // SAFETY: a non-null image name is a C string (see above).
+                unsafe { CStr::from_ptr(name) }.to_bytes()
+            };
+            let base = header as usize as u64;
+            images.push((base, identity(base, name)));
+        }
+        images.sort_unstable();
+        let ends = images.iter().skip(1).map(|&(base, _)| base);
+        let ends = ends.chain(std::iter::once(u64::MAX));
+        images
+            .iter()
+            .zip(ends)
+            .map(|(&(start, identity), end)| Segment {
+                start,
+                end,
+                identity,
+            })
+            .collect()
+    }
+}
+
+#[cfg(not(any(
+    all(
+        any(target_os = "linux", target_os = "android"),
+        target_pointer_width = "64"
+    ),
+    target_vendor = "apple"
+)))]
+mod platform {
+    //! No known way to list loaded code: every address is refused.
+
+    use super::Segment;
+
+    pub(super) fn version() -> Option<(u64, u64)> {
+        None
+    }
+
+    pub(super) fn segments() -> Vec<Segment> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(start: u64, end: u64, identity: u64) -> Segment {
+        Segment {
+            start,
+            end,
+            identity,
+        }
+    }
+
+    #[test]
+    fn lookup_finds_the_segment_holding_an_address() {
+        let snapshot = Snapshot::new(
+            None,
+            vec![
+                segment(0x3000, 0x4000, 30),
+                segment(0x1000, 0x2000, 10),
+                segment(0x2000, 0x2800, 20),
+                segment(0x5000, 0x5000, 50), // empty: dropped
+            ],
+        );
+        assert_eq!(snapshot.identity_of(0x0fff), None);
+        assert_eq!(snapshot.identity_of(0x1000), Some(10));
+        assert_eq!(snapshot.identity_of(0x1fff), Some(10));
+        assert_eq!(snapshot.identity_of(0x2000), Some(20));
+        assert_eq!(snapshot.identity_of(0x27ff), Some(20));
+        assert_eq!(snapshot.identity_of(0x2800), None, "gap after a segment");
+        assert_eq!(snapshot.identity_of(0x3abc), Some(30));
+        assert_eq!(snapshot.identity_of(0x4000), None);
+        assert_eq!(snapshot.identity_of(0x5000), None);
+        assert_eq!(snapshot.identity_of(u64::MAX), None);
+        assert_eq!(snapshot.code_id(0x1000, 0x0500), Err(0x0500));
+        assert_eq!(snapshot.code_id(0x0500, 0x1000), Err(0x0500));
+        let same = snapshot.code_id(0x1000, 0x1800).unwrap();
+        assert_eq!(snapshot.code_id(0x1100, 0x1100), Ok(same));
+        assert_ne!(snapshot.code_id(0x1000, 0x3000), Ok(same));
+        assert_ne!(same, 0);
+    }
+
+    #[test]
+    fn identities_tell_objects_apart_by_name_and_place() {
+        let a = identity(0x7f00_0000_0000, b"/usr/lib/liba.so");
+        assert_eq!(a, identity(0x7f00_0000_0000, b"/usr/lib/liba.so"));
+        assert_ne!(a, identity(0x7f00_0000_0000, b"/usr/lib/libb.so"));
+        assert_ne!(a, identity(0x7f00_0000_1000, b"/usr/lib/liba.so"));
+    }
+
+    #[cfg(any(
+        all(target_os = "linux", target_pointer_width = "64"),
+        target_vendor = "apple"
+    ))]
+    #[test]
+    fn the_recorded_snapshot_holds_this_program_and_libc() {
+        fn local(x: u64) -> u64 {
+            x + 1
+        }
+        let local = local as fn(u64) -> u64 as usize as u64;
+        let write = libc::write as *const () as usize as u64;
+        let snapshot = refreshed();
+        let here = snapshot
+            .identity_of(local)
+            .expect("this program's code is mapped");
+        let libc = snapshot.identity_of(write).expect("libc's code is mapped");
+        if cfg!(not(target_env = "musl")) {
+            assert_ne!(here, libc, "libc is a library of its own");
+        }
+        if cfg!(target_os = "linux") {
+            assert!(
+                std::ptr::eq(refreshed(), snapshot),
+                "unchanged: not taken again"
+            );
+            let heap = Box::new(0u8);
+            let data = std::ptr::from_ref(&*heap) as usize as u64;
+            assert_eq!(snapshot.identity_of(data), None, "the heap is not code");
+        }
+        let code = TaskCode {
+            entry: local,
+            function: write,
+            code_id: code_id(local, write),
+        };
+        assert_eq!(check(&code), Ok(()));
+        assert_eq!(check(&TaskCode { code_id: 0, ..code }), Err(write));
+    }
+}
