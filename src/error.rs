@@ -119,11 +119,11 @@ pub enum TaskError {
         /// How the worker ended.
         death: Death,
     },
-    /// The item ran longer than the time allowed; its worker was stopped (`SIGTERM` to its
-    /// process group, then `SIGKILL` after a short grace) and replaced.
-    #[error(
-        "item {index}: timed out after {after:?} in worker {pid} (worker stopped with SIGTERM)"
-    )]
+    /// The item ran longer than the time allowed. In a pool, and from
+    /// `ReturnProcess::join_or_kill`, its worker was stopped (`SIGTERM` to its process group,
+    /// then `SIGKILL` after a short grace) and replaced; from `ReturnProcess::join_timeout` the
+    /// child still runs.
+    #[error("item {index}: timed out after {after:?} in worker {pid}")]
     TimedOut {
         /// The item's index.
         index: u64,

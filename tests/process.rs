@@ -1,5 +1,7 @@
 //! `ReturnProcess`: one closure in one child, its value on join.
 
+mod common;
+
 use forkpool::{Death, Error, PoolError, ReturnProcess, TaskError};
 use std::time::Duration;
 
@@ -105,4 +107,45 @@ fn dropping_an_unjoined_process_kills_and_reaps_it() {
         std::io::Error::last_os_error().raw_os_error(),
         Some(libc::ESRCH)
     );
+}
+
+/// Waits (bounded) until the child `pid` has been reaped by its waiter thread.
+fn until_reaped(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !common::is_reaped(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child {pid} never ended"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_zero_timeout_join_returns_the_value_of_a_finished_child() {
+    for _ in 0..10 {
+        let mut p = ReturnProcess::spawn(|| 7u32).unwrap();
+        until_reaped(p.pid());
+        assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), 7);
+        let p = ReturnProcess::spawn(|| vec![9u8; 1000]).unwrap();
+        until_reaped(p.pid());
+        assert_eq!(p.join_or_kill(Duration::ZERO).unwrap().len(), 1000);
+    }
+}
+
+#[test]
+fn join_timeout_says_the_child_still_runs_and_a_later_join_gets_the_value() {
+    let mut p = ReturnProcess::spawn(|| {
+        std::thread::sleep(Duration::from_secs(1));
+        5u8
+    })
+    .unwrap();
+    let err = p.join_timeout(Duration::ZERO).unwrap_err();
+    assert!(
+        matches!(err.as_task(), Some(TaskError::TimedOut { .. })),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("SIGTERM"), "{err}");
+    assert!(!common::is_reaped(p.pid()));
+    assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), 5);
 }
