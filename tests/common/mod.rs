@@ -13,6 +13,7 @@ pub fn is_reaped(pid: u32) -> bool {
 
 /// Whether process `pid` ends within `limit`: its pidfd becomes readable when it exits (a
 /// zombie counts as ended). Works for processes that are not our children.
+#[cfg(target_os = "linux")]
 pub fn ends_within(pid: u32, limit: Duration) -> bool {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
@@ -29,6 +30,27 @@ pub fn ends_within(pid: u32, limit: Duration) -> bool {
     // SAFETY: closing the fd we opened.
     unsafe { libc::close(fd) };
     ready == 1
+}
+
+/// Whether process `pid` ends within `limit` (it is gone, or a zombie): without pidfds,
+/// asked of `ps` until the limit.
+#[cfg(not(target_os = "linux"))]
+pub fn ends_within(pid: u32, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let state = std::process::Command::new("ps")
+            .args(["-o", "stat=", "-p", &pid.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if state.is_empty() || state.starts_with('Z') {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// A real segmentation fault: a write to address 0.
