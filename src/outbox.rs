@@ -4,7 +4,7 @@
 //! The caller reads replies itself (see [`inbox`](crate::inbox)), so it must never block in a
 //! send that needs its worker to read first: the worker may itself be blocked sending a big
 //! reply that needs the caller to read first (the classic two-way deadlock; invariant 4 of the
-//! design).
+//! design, `docs/design.md`).
 //!
 //! What sits in the worker's socket is at most what the worker has not answered yet, so a frame
 //! goes out from the caller's thread when it and the unanswered frames before it stay within
