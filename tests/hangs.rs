@@ -83,14 +83,53 @@ fn a_zero_timeout_is_an_error_naming_it_not_a_spin() {
 }
 
 #[test]
-fn a_one_nanosecond_timeout_times_out_items_without_the_parent_spinning() {
+fn a_one_nanosecond_timeout_ends_every_call_instead_of_requeueing_forever() {
+    // Quick items finish between the parent's look and its signal, and the worker dies in the
+    // next item: that chunk must not be sent again forever.
+    let outcomes = within(DEADLINE, || {
+        let pool = Pool::new(2).unwrap();
+        let mut all = Vec::new();
+        for chunksize in [1, 3, 100] {
+            all.push(
+                pool.timeout(Duration::from_nanos(1))
+                    .chunksize(chunksize)
+                    .imap(|x: u64| x, 0..300u64)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        all
+    });
+    for outcomes in outcomes {
+        assert_eq!(outcomes.len(), 300);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            match outcome.as_ref().map_err(|e| e.as_task()) {
+                Ok(x) => assert_eq!(*x, i as u64),
+                Err(Some(TaskError::TimedOut { index, .. })) => assert_eq!(*index, i as u64),
+                Err(Some(TaskError::PoolFailed { index, cause })) => {
+                    assert_eq!(*index, i as u64);
+                    assert!(cause.contains("crash loop"), "{cause}");
+                }
+                other => panic!("item {i}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_one_nanosecond_timeout_times_out_slow_items_without_the_parent_spinning() {
     let (outcomes, cpu, wall) = within(DEADLINE, || {
+        // Each item ignores SIGTERM, so its worker lives through the 100 ms grace.
+        fn stubborn(ms: u64) -> u64 {
+            // SAFETY: ignoring SIGTERM runs no handler code.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            sleep_ms(ms)
+        }
         let pool = Pool::new(2).unwrap();
         let start = (Instant::now(), thread_cpu_time());
         let outcomes: Vec<_> = pool
             .timeout(Duration::from_nanos(1))
             .chunksize(1)
-            .imap(sleep_ms, [200u64; 6])
+            .imap(stubborn, [1000u64; 6])
             .collect();
         (outcomes, thread_cpu_time() - start.1, start.0.elapsed())
     });
@@ -464,6 +503,7 @@ fn a_hanging_init_makes_build_fail_with_init_naming_the_timeout() {
         let error = Pool::builder()
             .workers(2)
             .init(hang_forever)
+            .init_timeout(Duration::from_millis(300))
             .build()
             .unwrap_err();
         (error, start.elapsed())
