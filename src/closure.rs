@@ -241,7 +241,8 @@ impl TaskError {
             | TaskError::OutOfMemory { index, .. }
             | TaskError::Codec { index, .. }
             | TaskError::Protocol { index, .. }
-            | TaskError::CodeNotLoaded { index, .. } => *index = new,
+            | TaskError::CodeNotLoaded { index, .. }
+            | TaskError::PoolFailed { index, .. } => *index = new,
         }
         self
     }

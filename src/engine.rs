@@ -22,12 +22,12 @@ use crate::inbox::{Event, Inbox};
 use crate::outbox::{Outbox, SharedFrame};
 use crate::watch::Waiter;
 pub(crate) use crate::worker::{Cause, Verdict};
-use crate::worker::{Sent, Worker};
+use crate::worker::{Sent, StopReason, Worker};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +37,11 @@ pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
 /// How long a dropped pool lets its workers finish what they hold before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// How long a worker's initializer may run by default (see `PoolBuilder::init_timeout`).
+pub(crate) const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Capacity reserved up front for per-worker and per-pool tables: sizes come from the user
+/// and may be huge (`window(usize::MAX)`); the tables grow as needed beyond this.
+const RESERVE_AT_MOST: usize = 64;
 /// How a pool's workers are made and looked after.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -54,6 +59,9 @@ pub(crate) struct Settings {
     pub pinpoint: bool,
     /// The crash-loop limit.
     pub restarts: RestartLimit,
+    /// How long the initializer may run in a worker (a replacement's is also bounded by the
+    /// call's timeout while it holds chunks).
+    pub init_timeout: Duration,
 }
 
 impl Settings {
@@ -67,6 +75,7 @@ impl Settings {
             max_tasks: None,
             pinpoint: true,
             restarts: RestartLimit::default(),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
         }
     }
 }
@@ -117,6 +126,15 @@ pub(crate) struct Engine {
     failure: Option<PoolError>,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
+    /// Chunks of the current call (by wire number) whose worker already died once before
+    /// beginning any of their items: a second such death blames the chunk itself.
+    front_deaths: HashSet<u64>,
+    /// Chunks dispatched so far: each worker remembers the number of its latest, and the
+    /// worker idle longest gets the next chunk among those with equal room.
+    dispatches: u64,
+    /// When the caller last got an event back (timed calls only): time until the next wait
+    /// is not the workers' to account for.
+    returned_at: Option<Instant>,
     /// The live workers' pids, readable without waiting for a running call.
     roster: Arc<Mutex<Vec<u32>>>,
 }
@@ -125,7 +143,7 @@ impl Engine {
     /// An engine with these settings; forks no worker yet.
     pub fn new(settings: Settings) -> Result<Engine, PoolError> {
         Ok(Engine {
-            workers: Vec::with_capacity(settings.size),
+            workers: Vec::with_capacity(settings.size.min(RESERVE_AT_MOST)),
             retired: Vec::new(),
             guard: CrashGuard::new(settings.restarts),
             settings,
@@ -137,6 +155,9 @@ impl Engine {
             timeout: None,
             failure: None,
             halted: Arc::default(),
+            front_deaths: HashSet::new(),
+            dispatches: 0,
+            returned_at: None,
             roster: Arc::default(),
         })
     }
@@ -205,11 +226,16 @@ impl Engine {
                 return Err(e);
             }
         };
+        let init_limit = self.settings.init_timeout;
+        let init_deadline = match self.settings.has_init {
+            true => Instant::now().checked_add(init_limit),
+            false => None,
+        };
         self.workers.push(Worker {
             id,
             pid,
             outbox: Outbox::new(socket, pid),
-            in_flight: VecDeque::with_capacity(self.call_window),
+            in_flight: VecDeque::with_capacity(self.call_window.min(RESERVE_AT_MOST)),
             context_call: 0,
             progress: page,
             replied_chunks: 0,
@@ -217,6 +243,10 @@ impl Engine {
             timed_since: progress::now_nanos(),
             ready: !self.settings.has_init,
             init_failure: None,
+            init_deadline,
+            init_limit,
+            stall: None,
+            last_dispatch: 0,
             stopping: None,
             refilling: false,
             offense: None,
@@ -227,9 +257,33 @@ impl Engine {
     }
 
     /// Waits until every worker has run the pool's initializer; the first failure otherwise.
+    /// A worker whose initializer has not returned within the init timeout is killed, and
+    /// that is the failure.
     pub fn wait_ready(&mut self) -> Result<(), PoolError> {
         while self.workers.iter().any(|w| !w.ready) {
-            let Some(event) = self.inbox.next(None)? else {
+            let deadline = self
+                .workers
+                .iter()
+                .filter(|w| !w.ready)
+                .filter_map(|w| w.init_deadline)
+                .min();
+            let Some(event) = self.inbox.next(deadline)? else {
+                let now = Instant::now();
+                let late = self
+                    .workers
+                    .iter()
+                    .find(|w| !w.ready && w.init_deadline.is_some_and(|at| at <= now));
+                if let Some(worker) = late {
+                    let pid = worker.pid();
+                    let message = format!(
+                        "it did not return within {:?} (the init timeout); the worker was killed",
+                        worker.init_limit
+                    );
+                    for worker in self.workers.iter().filter(|w| !w.ready) {
+                        crate::sys::kill_group(worker.pid);
+                    }
+                    return Err(PoolError::Init { pid, message });
+                }
                 continue;
             };
             match event {
@@ -239,7 +293,7 @@ impl Engine {
                     };
                     let pid = self.workers[slot].pid();
                     match Message::parse(&frame) {
-                        Some(Message::Ready) => self.workers[slot].ready = true,
+                        Some(Message::Ready) => self.workers[slot].set_ready(),
                         Some(Message::InitFailed(message)) => {
                             return Err(PoolError::Init {
                                 pid,
@@ -317,6 +371,8 @@ impl Engine {
         }
         self.guard.progress();
         self.failure = None;
+        self.front_deaths.clear();
+        self.returned_at = None;
         call
     }
 
@@ -326,14 +382,17 @@ impl Engine {
     }
 
     /// The worker with the most room in its window, if any has room (a worker due for
-    /// replacement after `max_tasks` items gets no more).
+    /// replacement after `max_tasks` items gets no more); workers whose initializer has
+    /// returned first (a replacement stuck in it must not hold every chunk); among equals, the
+    /// one whose latest chunk is oldest, so one-item calls spread over idle workers instead of
+    /// all going to the first.
     pub fn free_slot(&self) -> Option<usize> {
         self.workers
             .iter()
             .enumerate()
             .filter(|(_, w)| self.has_room(w) && w.stopping.is_none())
             .filter(|(_, w)| self.budget_of(w) > 0)
-            .min_by_key(|(_, w)| w.in_flight.len())
+            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch))
             .map(|(slot, _)| slot)
     }
 
@@ -347,7 +406,7 @@ impl Engine {
 
     fn budget_of(&self, worker: &Worker) -> usize {
         self.settings.max_tasks.map_or(usize::MAX, |max| {
-            max.saturating_sub(worker.dispatched_items as usize)
+            max.saturating_sub(usize::try_from(worker.dispatched_items).unwrap_or(usize::MAX))
         })
     }
 
@@ -389,7 +448,9 @@ impl Engine {
             bytes,
         });
         worker.refilling = worker.in_flight.len() < window;
-        worker.dispatched_items += u64::from(count);
+        worker.dispatched_items = worker.dispatched_items.saturating_add(u64::from(count));
+        self.dispatches += 1;
+        worker.last_dispatch = self.dispatches;
     }
 
     /// Sends every worker the frames staged for it by [`dispatch`](Engine::dispatch).
@@ -404,14 +465,32 @@ impl Engine {
         }
     }
 
-    /// Whether any worker holds a chunk (of any call).
+    /// Whether any worker holds a chunk (of any call), or is being stopped (its death is an
+    /// event to wait for: until it comes, it takes no chunk).
     pub fn anything_in_flight(&self) -> bool {
-        self.workers.iter().any(|w| !w.in_flight.is_empty())
+        self.workers
+            .iter()
+            .any(|w| !w.in_flight.is_empty() || w.stopping.is_some())
     }
 
     /// Waits for the next event and says what it means for call `call`. Forks a replacement
     /// for a worker that died; stops workers whose item ran past the call's timeout.
     pub fn next_event(&mut self, call: u64, main: &WorkerMain<'_>) -> Result<Happened, PoolError> {
+        if self.timeout.is_none() {
+            return self.wait_for_event(call, main);
+        }
+        if let Some(returned_at) = self.returned_at.take() {
+            let away = returned_at.elapsed();
+            for worker in &mut self.workers {
+                worker.shift_clocks(away);
+            }
+        }
+        let happened = self.wait_for_event(call, main);
+        self.returned_at = Some(Instant::now());
+        happened
+    }
+
+    fn wait_for_event(&mut self, call: u64, main: &WorkerMain<'_>) -> Result<Happened, PoolError> {
         if let Some(failure) = self.failure.take() {
             return Err(failure);
         }
@@ -502,7 +581,7 @@ impl Engine {
                 }
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
-                self.workers[slot].ready = true;
+                self.workers[slot].set_ready();
                 Happened::Nothing
             }
             Some(Message::InitFailed(message)) if !self.workers[slot].ready => {
@@ -535,15 +614,30 @@ impl Engine {
         // A worker reads its next frame only after replying to the one before, so only
         // the front of its queue can have started.
         let mut queue = worker.in_flight.iter();
-        let running = queue
-            .next()
-            .filter(|s| s.call == call)
-            .map(|s| (s.chunk, verdict));
+        let running = queue.next().filter(|s| s.call == call).map(|s| {
+            let verdict = match verdict {
+                // The first such death may be the worker's own bad luck; the second is the
+                // chunk's doing (a frame too big for the memory limit, say).
+                Verdict::Blameless(cause) if !self.front_deaths.insert(s.chunk) => {
+                    Verdict::Unknown(cause)
+                }
+                Verdict::Blameless(_) => Verdict::Requeue,
+                verdict => verdict,
+            };
+            (s.chunk, verdict)
+        });
         let unstarted = queue.filter(|s| s.call == call).map(|s| s.chunk).collect();
-        let cause = match (&worker.offense, &worker.init_failure) {
-            (Some(what), _) => format!("worker {pid} broke the protocol: {what}"),
-            (None, Some(message)) => format!("worker {pid}: initializer panicked: {message}"),
-            (None, None) => format!("worker {pid} {death}"),
+        let init_late = worker
+            .stopping
+            .filter(|s| s.reason == StopReason::Init)
+            .map(|s| s.after);
+        let cause = match (&worker.offense, &worker.init_failure, init_late) {
+            (Some(what), _, _) => format!("worker {pid} broke the protocol: {what}"),
+            (None, Some(message), _) => format!("worker {pid}: initializer panicked: {message}"),
+            (None, None, Some(after)) => {
+                format!("worker {pid}: initializer did not return within {after:?}, killed")
+            }
+            (None, None, None) => format!("worker {pid} {death}"),
         };
         if worker.offense.is_none() && worker.progress.get().snapshot().ended > 0 {
             // It finished items before it died: workers are making progress.

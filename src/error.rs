@@ -182,6 +182,26 @@ pub enum TaskError {
         /// The code address the worker refused to call.
         address: u64,
     },
+    /// The pool failed while the call ran (a crash loop, a replacement worker that could not
+    /// be forked, the pool terminated), and the call ended before this item had an outcome: it
+    /// may have run or not, its result is lost. Every item the call had taken from its input
+    /// gets this error, and so does every item of an input of known length (its exact
+    /// `size_hint`), which the call drains; an input of unknown length is left where it was,
+    /// and the call's last element is then the pool's error itself.
+    ///
+    /// ```
+    /// use forkpool::TaskError;
+    /// let e = TaskError::PoolFailed { index: 6, cause: "the pool is closed".into() };
+    /// assert_eq!(e.to_string(), "item 6: not finished, the pool failed: the pool is closed");
+    /// assert_eq!((e.index(), e.pid()), (6, 0));
+    /// ```
+    #[error("item {index}: not finished, the pool failed: {cause}")]
+    PoolFailed {
+        /// The item's index.
+        index: u64,
+        /// The pool's failure, in words (the `Display` of the [`PoolError`]).
+        cause: String,
+    },
 }
 
 impl TaskError {
@@ -194,7 +214,8 @@ impl TaskError {
             | TaskError::OutOfMemory { index, .. }
             | TaskError::Codec { index, .. }
             | TaskError::Protocol { index, .. }
-            | TaskError::CodeNotLoaded { index, .. } => *index,
+            | TaskError::CodeNotLoaded { index, .. }
+            | TaskError::PoolFailed { index, .. } => *index,
         }
     }
 
@@ -208,6 +229,7 @@ impl TaskError {
             | TaskError::Codec { pid, .. }
             | TaskError::Protocol { pid, .. }
             | TaskError::CodeNotLoaded { pid, .. } => *pid,
+            TaskError::PoolFailed { .. } => 0,
         }
     }
 }
@@ -227,6 +249,25 @@ pub enum PoolError {
     InvalidChunksize {
         /// The chunksize asked for.
         chunksize: usize,
+    },
+    /// A time limit of zero allows no work at all: an item cannot be run in no time, and
+    /// whether a very quick item beat the parent's clock would be a race. Refused at the call
+    /// (or at `build()` for [`PoolBuilder::timeout`](crate::PoolBuilder::timeout)), as std's
+    /// `set_read_timeout(Some(Duration::ZERO))` is. Any positive limit, however small, is
+    /// accepted, and `Duration::MAX` means no limit.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let err = pool.timeout(Duration::ZERO).map(|x: u8| x, [1u8]).unwrap_err();
+    /// assert_eq!(err.to_string(), "a timeout must be more than zero, got 0ns");
+    /// # Ok(()) }
+    /// ```
+    #[error("a timeout must be more than zero, got {timeout:?}")]
+    InvalidTimeout {
+        /// The timeout asked for.
+        timeout: Duration,
     },
     /// Each worker needs room for at least one chunk in flight.
     #[error("window must be at least 1 chunk per worker, got {window}")]
@@ -280,12 +321,14 @@ pub enum PoolError {
         /// The last few causes, newest last (e.g. `worker 812 killed by SIGSEGV (signal 11)`).
         last_causes: Vec<String>,
     },
-    /// The pool's initializer panicked in a worker.
-    #[error("the initializer panicked in worker {pid}: {message}")]
+    /// The pool's initializer failed in a worker: it panicked, the worker died, or it did not
+    /// return within [`PoolBuilder::init_timeout`](crate::PoolBuilder::init_timeout).
+    #[error("the initializer failed in worker {pid}: {message}")]
     Init {
         /// The worker's process id.
         pid: u32,
-        /// The panic message (or how the worker died, if it died before reporting).
+        /// The panic message, how the worker died before reporting, or the time limit it ran
+        /// past.
         message: String,
     },
     /// The pool was closed or terminated: it takes no new work.

@@ -1,6 +1,6 @@
 //! [`Pool`]: worker processes forked once and reused by every call, and its builder.
 
-use crate::engine::{Engine, Settings};
+use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
 use crate::error::{Error, PoolError};
 use crate::guard::RestartLimit;
 use crate::iter::{Imap, ImapUnordered, Stream};
@@ -220,6 +220,7 @@ pub struct PoolBuilder {
     memory_limit: Option<u64>,
     pinpoint: bool,
     restarts: RestartLimit,
+    init_timeout: Duration,
 }
 
 impl Default for PoolBuilder {
@@ -234,6 +235,7 @@ impl Default for PoolBuilder {
             memory_limit: None,
             pinpoint: true,
             restarts: RestartLimit::default(),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
         }
     }
 }
@@ -287,8 +289,18 @@ impl PoolBuilder {
     /// The default time limit of one item, for every call (a call can set its own with
     /// [`CallOptions::timeout`]). An item still running after it fails with
     /// [`TaskError::TimedOut`](crate::TaskError::TimedOut); its worker gets `SIGTERM` (its whole
-    /// process group, so processes the task started go too), then `SIGKILL` after 100 ms, and is
-    /// replaced; the call goes on.
+    /// process group, so processes the task started go too, and `SIGCONT` so a stopped one acts
+    /// on it), then `SIGKILL` after 100 ms, and is replaced; the call goes on. Decoding the item
+    /// counts as part of it.
+    ///
+    /// A worker that holds chunks but makes no progress for the timeout (no item begins or
+    /// ends: it was stopped with `SIGSTOP`, or is stuck receiving its chunk) is stopped the same
+    /// way: the item it was running, or else its first unstarted item, fails with `TimedOut`,
+    /// and the rest of its chunks run elsewhere.
+    ///
+    /// `Duration::MAX` (or anything too long to add to the clock) means no limit. A zero
+    /// timeout makes [`build`](Self::build) return [`PoolError::InvalidTimeout`]; a tiny one
+    /// (1 ns) times out every item within about a millisecond, without the parent spinning.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -322,6 +334,30 @@ impl PoolBuilder {
     /// ```
     pub fn init(mut self, f: fn()) -> Self {
         self.init = Some(f);
+        self
+    }
+
+    /// How long the [`init`](Self::init) function may run in a worker (default: 30 s). Past
+    /// it the worker is killed: in a first worker, [`build`](Self::build) returns
+    /// [`PoolError::Init`] naming the limit; in a replacement, the death counts for the
+    /// crash-loop guard ([`max_restarts`](Self::max_restarts)), and the chunks it was given run
+    /// elsewhere. While a replacement holds chunks of a call with a timeout, that timeout
+    /// bounds its initializer too. `Duration::MAX` means no limit.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let err = forkpool::Pool::builder()
+    ///     .workers(1)
+    ///     .init(|| std::thread::sleep(Duration::from_secs(3600)))
+    ///     .init_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("did not return within 200ms"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    pub fn init_timeout(mut self, limit: Duration) -> Self {
+        self.init_timeout = limit;
         self
     }
 
@@ -385,7 +421,12 @@ impl PoolBuilder {
 
     /// The crash-loop guard: a call ends with [`PoolError::CrashLoop`] when more than `deaths`
     /// workers die within `within` with no item finishing in between (billiard's
-    /// `max_restarts`). Default: 32 deaths within 10 s.
+    /// `max_restarts`). Default: 32 deaths within 10 s. `usize::MAX` deaths turns the guard off.
+    ///
+    /// Ending the call loses no item: every item already taken from the input, and every item
+    /// of an input of known length, gets [`TaskError::PoolFailed`](crate::TaskError::PoolFailed)
+    /// naming the crash loop; an input of unknown length is left alone, and the call's last
+    /// element is the [`PoolError::CrashLoop`] itself.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -398,10 +439,14 @@ impl PoolBuilder {
     ///     .chunksize(1)
     ///     .imap(|_: u8| -> u8 { std::process::abort() }, 0..100u8)
     ///     .collect();
-    /// // Four items failed with their worker's death; then the guard ended the call.
-    /// assert_eq!(outcomes.len(), 5);
-    /// let last = outcomes.last().unwrap().as_ref().unwrap_err();
-    /// assert!(matches!(last, forkpool::Error::Pool(forkpool::PoolError::CrashLoop { .. })));
+    /// // Every item has its one outcome: the first four failed with their worker's death; then
+    /// // the guard ended the call, and the others (the input has a known length) fail with it.
+    /// assert_eq!(outcomes.len(), 100);
+    /// use forkpool::TaskError;
+    /// let task = |i: usize| outcomes[i].as_ref().unwrap_err().as_task().unwrap();
+    /// assert!((0..4).all(|i| matches!(task(i), TaskError::WorkerDied { .. })));
+    /// assert!((4..100).all(|i| matches!(task(i), TaskError::PoolFailed { cause, .. }
+    ///     if cause.starts_with("crash loop"))));
     /// # Ok(()) }
     /// ```
     pub fn max_restarts(mut self, deaths: usize, within: Duration) -> Self {
@@ -422,6 +467,9 @@ impl PoolBuilder {
         if self.window == Some(0) {
             return Err(PoolError::InvalidWindow { window: 0 });
         }
+        if let Some(timeout) = self.timeout.filter(|t| t.is_zero()) {
+            return Err(PoolError::InvalidTimeout { timeout });
+        }
         let settings = Settings {
             size: self.workers,
             window: self.window,
@@ -434,6 +482,7 @@ impl PoolBuilder {
             max_tasks: self.max_tasks,
             pinpoint: self.pinpoint,
             restarts: self.restarts,
+            init_timeout: self.init_timeout,
         };
         let init = self.init;
         let main: Box<PoolMain> = Box::new(move |end| {
@@ -567,9 +616,11 @@ impl Pool {
     }
 
     /// Kills every worker now (`SIGKILL` to each worker's process group) and closes the pool.
-    /// A call running on another thread ends: items its workers held fail with
-    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), and the call then returns
-    /// [`PoolError::Closed`]. Reaps the workers before returning.
+    /// A call running on another thread ends: items that were running fail with
+    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), the rest of its items (all of
+    /// an input of known length) with [`TaskError::PoolFailed`](crate::TaskError::PoolFailed)
+    /// naming [`PoolError::Closed`]; an input of unknown length ends the call with
+    /// [`PoolError::Closed`] itself. Reaps the workers before returning.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -790,7 +841,8 @@ impl<'p> CallOptions<'p> {
     }
 
     /// Stop any item of these calls that runs longer than `limit` (see
-    /// [`PoolBuilder::timeout`]).
+    /// [`PoolBuilder::timeout`]). A zero limit makes the call return
+    /// [`PoolError::InvalidTimeout`]; `Duration::MAX` means no limit.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

@@ -116,7 +116,8 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         self.wait(None)
     }
 
-    /// Waits at most `timeout` for the child. On timeout returns [`TaskError::TimedOut`] and
+    /// Waits at most `timeout` (`Duration::MAX`: no limit) for the child. On timeout returns
+    /// [`TaskError::TimedOut`] and
     /// leaves the child running: call `join_timeout` again, [`join`](ReturnProcess::join), or
     /// [`kill`](ReturnProcess::kill). After it has returned the value, further calls return
     /// [`PoolError::AlreadyJoined`].
@@ -129,7 +130,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
-        self.wait(Some((Instant::now() + timeout, timeout)))
+        self.wait(deadline(timeout))
     }
 
     /// Waits at most `limit` for the value; if it has not come by then, stops the child
@@ -147,15 +148,13 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn join_or_kill(mut self, limit: Duration) -> Result<R, Error> {
-        let outcome = self.wait(Some((Instant::now() + limit, limit)));
+        let outcome = self.wait(deadline(limit));
         let Err(Error::Task(TaskError::TimedOut { .. })) = outcome else {
             return outcome;
         };
         crate::sys::terminate_group(self.pid);
         let grace = Duration::from_millis(100);
-        if let Err(Error::Task(TaskError::TimedOut { .. })) =
-            self.wait(Some((Instant::now() + grace, grace)))
-        {
+        if let Err(Error::Task(TaskError::TimedOut { .. })) = self.wait(deadline(grace)) {
             crate::sys::kill_group(self.pid);
             let _ = self.wait(None);
         }
@@ -281,6 +280,12 @@ impl<R> Drop for ReturnProcess<R> {
         // Dropping the waiter joins its thread; it ends once the child is reaped.
         self.waiter = None;
     }
+}
+
+/// The moment `limit` from now, with the limit; `None` (no limit) when that is past the
+/// clock's range, as `Duration::MAX` is.
+fn deadline(limit: Duration) -> Option<(Instant, Duration)> {
+    Instant::now().checked_add(limit).map(|at| (at, limit))
 }
 
 /// What a frame a child may not send looks like, in words.

@@ -77,9 +77,10 @@ impl Chunking {
     fn choose<I: Iterator>(asked: Option<usize>, input: &I, workers: usize) -> Chunking {
         match (asked, input.size_hint()) {
             (Some(n), _) => Chunking::Fixed(n),
-            (None, (lo, Some(hi))) if lo == hi => {
-                Chunking::Fixed(lo.div_ceil(4 * workers).clamp(1, DEFAULT_MAX_CHUNK))
-            }
+            (None, (lo, Some(hi))) if lo == hi => Chunking::Fixed(
+                lo.div_ceil(workers.saturating_mul(4))
+                    .clamp(1, DEFAULT_MAX_CHUNK),
+            ),
             (None, _) => Chunking::Adaptive(1),
         }
     }
@@ -227,6 +228,9 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     ready: VecDeque<Outcome<R>>,
     input_done: bool,
     failure: Option<PoolError>,
+    /// The pool failed with this (in words) and the input has a known length: each of its
+    /// remaining items gets [`TaskError::PoolFailed`].
+    abandoned: Option<String>,
     finished: bool,
     _result: PhantomData<fn() -> R>,
 }
@@ -245,13 +249,17 @@ where
         spec: CallSpec,
     ) -> Call<'p, I, R> {
         let engine: &mut Engine = &mut lease;
-        let mut failure = engine.fill(main).err();
+        let fill_failure = engine.fill(main).err();
+        let mut failure = None;
         let chunking = Chunking::choose(spec.chunksize, &input, engine.size());
         let window = chunking.window(engine.window());
-        let call = engine.begin_call(spec.timeout, window.now());
-        let max_ahead = (engine.size() * window.max() * 2) as u64;
+        let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
+        let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
         if let Chunking::Fixed(0) = chunking {
             failure = Some(PoolError::InvalidChunksize { chunksize: 0 });
+        }
+        if let Some(timeout) = spec.timeout.filter(|t| t.is_zero()) {
+            failure = Some(PoolError::InvalidTimeout { timeout });
         }
         let context = match &spec.context {
             Some(Ok(value)) => Some(Arc::new(protocol::context_frame(call, value))),
@@ -261,7 +269,7 @@ where
             }
             None => None,
         };
-        Call {
+        let mut started = Call {
             lease,
             main,
             input,
@@ -284,7 +292,43 @@ where
             input_done: false,
             finished: false,
             failure,
+            abandoned: None,
             _result: PhantomData,
+        };
+        if let Some(e) = fill_failure.filter(|_| started.failure.is_none()) {
+            started.abandon(e);
+        }
+        started
+    }
+
+    /// The pool failed (`failure`): the call ends, and loses no item. Every item taken from
+    /// the input gets [`TaskError::PoolFailed`] (in order, for ordered calls); an input of
+    /// known length (exact `size_hint`) is drained, each of its items getting the same, one
+    /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
+    fn abandon(&mut self, failure: PoolError) {
+        let cause = failure.to_string();
+        self.retry.clear();
+        let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
+        parts.sort_by_key(|part| part.first_index);
+        for part in parts {
+            let outcomes = (0..u64::from(part.count))
+                .map(|i| {
+                    let index = part.first_index + i;
+                    let cause = cause.clone();
+                    failed(TaskError::PoolFailed { index, cause })
+                })
+                .collect();
+            self.settle(part, outcomes);
+        }
+        if !self.input_done {
+            self.input_done = true;
+            match self.input.size_hint() {
+                (lo, Some(hi)) if lo == hi => self.abandoned = Some(cause),
+                _ => self.failure = Some(failure),
+            }
+        }
+        if self.failure.is_none() && self.abandoned.is_none() {
+            self.finished = true; // once `ready` is drained
         }
     }
 
@@ -443,7 +487,8 @@ where
     fn lost(&mut self, wire: u64, part: Part, verdict: Verdict, pid: u32, death: Death) {
         let pinpoint = self.lease.pinpoint();
         let culprit = match verdict {
-            Verdict::Requeue => {
+            // (The engine never reports `Blameless`: it turns it into one of the others.)
+            Verdict::Requeue | Verdict::Blameless(_) => {
                 self.in_flight.insert(wire, part);
                 self.retry.push_front(wire);
                 return;
@@ -712,10 +757,20 @@ where
                 return None;
             }
             if let Some(failure) = self.failure.take() {
-                // A pool failure ends the call: it is reported once, after every outcome
-                // already known.
+                // A misuse (or a pool failure with input of unknown length left) ends the
+                // call: it is reported once, after every outcome already known.
                 self.finished = true;
                 return Some(Err(failure.into()));
+            }
+            if let Some(cause) = &self.abandoned {
+                let Some(_) = self.input.next() else {
+                    self.finished = true;
+                    return None;
+                };
+                let index = self.next_index;
+                self.next_index += 1;
+                let cause = cause.clone();
+                return Some(Err(TaskError::PoolFailed { index, cause }.into()));
             }
             self.feed();
             if !self.ready.is_empty() {
@@ -727,7 +782,7 @@ where
             }
             match self.lease.next_event(self.call, self.main) {
                 Ok(happened) => self.absorb(happened),
-                Err(failure) => self.failure = Some(failure),
+                Err(failure) => self.abandon(failure),
             }
         }
     }

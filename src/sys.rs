@@ -50,9 +50,11 @@ pub(crate) fn kill_group(pid: Pid) {
 }
 
 /// Sends `SIGTERM` to the child's whole process group: the polite first step of stopping a
-/// worker whose item ran past its timeout.
+/// worker whose item ran past its timeout. Then `SIGCONT`, so a group stopped with `SIGSTOP`
+/// acts on it too (a stopped process keeps `SIGTERM` pending until it runs again).
 pub(crate) fn terminate_group(pid: Pid) {
     let _ = killpg(pid, Signal::SIGTERM);
+    let _ = killpg(pid, Signal::SIGCONT);
 }
 
 /// A connected pair of close-on-exec datagram sockets that keep message boundaries

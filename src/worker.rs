@@ -11,6 +11,8 @@ use crate::channel::RegisteredPage;
 use crate::error::Death;
 use crate::outbox::{Backlog, Outbox};
 use crate::watch::Waiter;
+use forkpool_worker::child::EXIT_BAD_FRAME;
+use forkpool_worker::progress;
 use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -22,6 +24,14 @@ const TERM_GRACE: Duration = Duration::from_millis(100);
 const CANCEL_GRACE: Duration = Duration::from_millis(200);
 /// How soon to look again at a worker that is between items of a dropped call.
 const RECHECK: Duration = Duration::from_millis(10);
+/// The soonest the parent looks at a worker again: a tiny timeout (1 ns) is enforced within
+/// about this much, instead of the parent spinning while a worker is between items.
+const MIN_RECHECK: Duration = Duration::from_millis(1);
+
+/// `limit` in nanoseconds, saturating (a `Duration` above 2^64 ns must not wrap to a short one).
+pub(crate) fn saturating_nanos(limit: Duration) -> u64 {
+    u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// A chunk sent to a worker and not yet answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,15 +43,37 @@ pub(crate) struct Sent {
     pub bytes: usize,
 }
 
+/// Why the parent is stopping a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// The item with this ticket (the worker's `begun` count) ran past the timeout.
+    Item { ticket: u64 },
+    /// It held chunks of the current call and made no progress (no item begun or ended, no
+    /// chunk started or answered) for the timeout: stopped (`SIGSTOP`), or stuck outside items.
+    Stalled,
+    /// An item of a dropped call ran on past [`CANCEL_GRACE`]: no item of this call is to blame.
+    Dropped,
+    /// Its initializer did not return in time.
+    Init,
+}
+
 /// Why and since when the parent is stopping a worker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stopping {
-    /// The item (the worker's `begun` count) that ran past `after`; 0 when no item is to
-    /// blame (an item of a dropped call).
-    ticket: u64,
-    after: Duration,
+    pub reason: StopReason,
+    /// The limit that passed.
+    pub after: Duration,
     /// When `SIGKILL` follows the `SIGTERM` already sent (`None`: sent).
     kill_at: Option<Instant>,
+}
+
+/// Since when a worker that holds chunks has shown no progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stall {
+    /// The first look that saw these counters.
+    pub since: Instant,
+    /// Chunks started, items begun, items ended, chunks answered.
+    seen: [u64; 4],
 }
 
 /// What a dead worker's running chunk needs.
@@ -50,6 +82,13 @@ pub(crate) enum Verdict {
     /// No item of it had begun, or the parent stopped the worker for a reason that was not an
     /// item of it: send it again as it is.
     Requeue,
+    /// No item of it is to blame this time: the worker died on its own before it began any item
+    /// of it (while receiving its frame, or setting up the chunk), or was stopped for an item
+    /// that finished just before the signal. Send it again, but a part this happens to twice is
+    /// itself to blame (its frame may be what kills workers; a tiny timeout may catch its items
+    /// only between them): then it is [`Verdict::Unknown`] with this cause. The engine turns
+    /// this into one of the two; the scheduler never sees it.
+    Blameless(Cause),
     /// The item at `offset` (within the chunk) was running: it gets `cause`, the others of the
     /// chunk are innocent.
     Culprit { offset: u32, cause: Cause },
@@ -92,6 +131,14 @@ pub(crate) struct Worker {
     pub ready: bool,
     /// What its initializer panicked with.
     pub init_failure: Option<String>,
+    /// While its initializer runs: when it must have returned (`None`: no limit).
+    pub init_deadline: Option<Instant>,
+    /// How long the initializer may run (for the message when it does not return in time).
+    pub init_limit: Duration,
+    /// While it holds chunks of a timed call: since when it shows no progress.
+    pub stall: Option<Stall>,
+    /// The engine's number of the latest chunk dispatched to it (0: none yet).
+    pub last_dispatch: u64,
     pub stopping: Option<Stopping>,
     /// Being refilled: it takes chunks until its window is full (see `Engine::has_room`).
     pub refilling: bool,
@@ -107,6 +154,12 @@ impl Worker {
         self.pid.as_raw() as u32
     }
 
+    /// It reported that its initializer returned.
+    pub fn set_ready(&mut self) {
+        self.ready = true;
+        self.init_deadline = None;
+    }
+
     /// What it holds unanswered.
     pub fn backlog(&self) -> Backlog {
         Backlog {
@@ -116,10 +169,17 @@ impl Worker {
     }
 
     /// Looks at the worker at `now()` (an `Instant` and the same moment on the progress clock,
-    /// read only when the worker has something to watch, so an untimed call reads no clock):
-    /// stops it (`SIGTERM` to its group) if its item ran past `timeout`, or if an item of a
-    /// dropped call (older than `current_call`) still runs [`CANCEL_GRACE`] after the current
-    /// call began; kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again.
+    /// read only when the worker has something to watch, so an untimed call reads no clock) and
+    /// stops it (`SIGTERM` and `SIGCONT` to its group, so a stopped worker acts on it) if:
+    /// - its initializer has not returned by its deadline;
+    /// - its item ran past `timeout`;
+    /// - it holds chunks of the current call and shows no progress for `timeout` (stopped with
+    ///   `SIGSTOP`, or stuck before its first item);
+    /// - an item of a dropped call (older than `current_call`) still runs [`CANCEL_GRACE`] after
+    ///   the current call began.
+    ///
+    /// Kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again, never
+    /// sooner than [`MIN_RECHECK`] from now (`None`: only an event can change anything).
     pub fn watch(
         &mut self,
         timeout: Option<Duration>,
@@ -136,31 +196,96 @@ impl Worker {
             stopping.kill_at = None;
             return None;
         }
-        let front = self.in_flight.front()?;
-        let dropped = front.call < current_call;
-        let limit = if dropped { CANCEL_GRACE } else { timeout? };
-        let (now, now_nanos) = now();
-        let snap = self.progress.get().snapshot();
-        if !snap.running() {
-            // Between items: the next one begins no earlier than now.
-            return Some(now + if dropped { RECHECK } else { limit });
+        let mut wake = None;
+        if !self.ready {
+            if let Some(at) = self.init_deadline {
+                let (now, _) = now();
+                if now >= at {
+                    return self.stop(StopReason::Init, self.init_limit, now);
+                }
+                wake = Some(at);
+            }
         }
-        let since = if dropped {
-            self.timed_since
-        } else {
-            snap.since_nanos.max(self.timed_since)
+        let Some(front) = self.in_flight.front() else {
+            self.stall = None;
+            return wake;
         };
-        let due = since.saturating_add(limit.as_nanos() as u64);
-        if now_nanos < due {
-            return Some(now + Duration::from_nanos(due - now_nanos));
+        let dropped = front.call < current_call;
+        let Some(limit) = (if dropped { Some(CANCEL_GRACE) } else { timeout }) else {
+            self.stall = None;
+            return wake;
+        };
+        let (now, now_nanos) = now();
+        let floor = |at: Instant| at.max(now + MIN_RECHECK);
+        let snap = self.progress.get().snapshot();
+        if dropped {
+            self.stall = None;
+            if !snap.running() {
+                // Between items: the next one begins no earlier than now.
+                return earliest(wake, Some(now + RECHECK));
+            }
+            let due = self.timed_since.saturating_add(saturating_nanos(limit));
+            if now_nanos < due {
+                let at = now.checked_add(Duration::from_nanos(due - now_nanos));
+                return earliest(wake, at.map(floor));
+            }
+            return self.stop(StopReason::Dropped, limit, now);
         }
+        let seen = [snap.chunks, snap.begun, snap.ended, self.replied_chunks];
+        let since = match &mut self.stall {
+            Some(stall) if stall.seen == seen => stall.since,
+            stall => stall.insert(Stall { since: now, seen }).since,
+        };
+        let stall_due = since.checked_add(limit);
+        if stall_due.is_some_and(|at| now >= at) {
+            let reason = if self.ready {
+                StopReason::Stalled
+            } else {
+                StopReason::Init
+            };
+            let after = if self.ready {
+                limit
+            } else {
+                self.init_limit.min(limit)
+            };
+            return self.stop(reason, after, now);
+        }
+        let mut item_due = None;
+        if snap.running() {
+            let started = snap.since_nanos.max(self.timed_since);
+            let due = started.saturating_add(saturating_nanos(limit));
+            if now_nanos >= due {
+                let ticket = snap.begun;
+                return self.stop(StopReason::Item { ticket }, limit, now);
+            }
+            item_due = now.checked_add(Duration::from_nanos(due - now_nanos));
+        }
+        earliest(wake, earliest(item_due, stall_due)).map(floor)
+    }
+
+    /// Sends `SIGTERM` (and `SIGCONT`) to the worker's group, and `SIGKILL` after
+    /// [`TERM_GRACE`]: returns when.
+    fn stop(&mut self, reason: StopReason, after: Duration, now: Instant) -> Option<Instant> {
         crate::sys::terminate_group(self.pid);
+        let kill_at = now + TERM_GRACE;
         self.stopping = Some(Stopping {
-            ticket: if dropped { 0 } else { snap.begun },
-            after: limit,
-            kill_at: Some(now + TERM_GRACE),
+            reason,
+            after,
+            kill_at: Some(kill_at),
         });
-        Some(now + TERM_GRACE)
+        Some(kill_at)
+    }
+
+    /// Moves the worker's clocks forward by `away`, a time the parent was not waiting (the
+    /// caller had the call's iterator): a worker is not stalled, nor its initializer late, for
+    /// frames that sat unread while nobody looked.
+    pub fn shift_clocks(&mut self, away: Duration) {
+        if let Some(stall) = &mut self.stall {
+            stall.since = stall.since.checked_add(away).unwrap_or(stall.since);
+        }
+        if let Some(at) = &mut self.init_deadline {
+            *at = at.checked_add(away).unwrap_or(*at);
+        }
     }
 
     /// After the worker died of `death`: what the chunk it was running (the front of its
@@ -178,33 +303,72 @@ impl Worker {
         if let Some(what) = &self.offense {
             return Verdict::Unknown(Cause::Protocol(what.clone()));
         }
+        if !self.ready {
+            return Verdict::Requeue; // its initializer never returned: no item ran
+        }
         let snap = self.progress.get().snapshot();
-        if snap.chunks <= self.replied_chunks {
-            return Verdict::Requeue; // it never started the front chunk
-        }
-        let begun = snap.begun.saturating_sub(snap.chunk_base);
-        if begun == 0 {
-            return Verdict::Requeue;
-        }
+        let begun = if snap.chunks <= self.replied_chunks {
+            0 // it never started the front chunk
+        } else {
+            snap.begun.saturating_sub(snap.chunk_base)
+        };
         if begun > u64::from(front.count) {
             return Verdict::Unknown(Cause::Died);
         }
-        if !snap.running() {
-            return match self.stopping {
-                Some(_) => Verdict::Requeue,
-                None => Verdict::Unknown(Cause::Died),
-            };
-        }
-        let offset = (begun - 1) as u32;
-        let cause = match self.stopping {
-            Some(stopping) if stopping.ticket == snap.begun => Cause::TimedOut(stopping.after),
-            // Stopped for an item that finished just before the signal: this one is innocent.
-            Some(_) => return Verdict::Requeue,
-            None => match (memory_limit, death) {
-                (Some(limit), Death::Signal(libc::SIGABRT)) => Cause::OutOfMemory(limit),
-                _ => Cause::Died,
-            },
+        let culprit = |offset: u64, cause| Verdict::Culprit {
+            offset: offset as u32,
+            cause,
         };
-        Verdict::Culprit { offset, cause }
+        match self.stopping.map(|s| (s.reason, s.after)) {
+            Some((StopReason::Item { ticket }, after)) => {
+                let started = snap.since_nanos.max(self.timed_since);
+                let overdue =
+                    progress::now_nanos().saturating_sub(started) >= saturating_nanos(after);
+                if begun > 0 && snap.running() && (ticket == snap.begun || overdue) {
+                    // The item it was stopped for, or one that began after it and has run past
+                    // the limit too by now (a tiny limit).
+                    culprit(begun - 1, Cause::TimedOut(after))
+                } else {
+                    // Stopped for an item that finished just before the signal: this chunk is
+                    // innocent this time (twice, and it is the chunk's doing: a tiny limit).
+                    Verdict::Blameless(Cause::TimedOut(after))
+                }
+            }
+            Some((StopReason::Stalled, after)) => {
+                if begun > 0 && snap.running() {
+                    culprit(begun - 1, Cause::TimedOut(after))
+                } else if begun < u64::from(front.count) {
+                    // No item ran: its first unstarted item is the one that waited too long.
+                    culprit(begun, Cause::TimedOut(after))
+                } else {
+                    Verdict::Unknown(Cause::TimedOut(after))
+                }
+            }
+            Some((StopReason::Dropped | StopReason::Init, _)) => Verdict::Requeue,
+            None => {
+                let out_of_memory = match (memory_limit, death) {
+                    (Some(limit), Death::Signal(libc::SIGABRT)) => Some(limit),
+                    // A frame it could not allocate under the limit makes it exit this way.
+                    (Some(limit), Death::Exit(EXIT_BAD_FRAME)) if begun == 0 => Some(limit),
+                    _ => None,
+                };
+                let cause = out_of_memory.map_or(Cause::Died, Cause::OutOfMemory);
+                if begun == 0 {
+                    Verdict::Blameless(cause)
+                } else if !snap.running() {
+                    Verdict::Unknown(Cause::Died)
+                } else {
+                    culprit(begun - 1, cause)
+                }
+            }
+        }
+    }
+}
+
+/// The earlier of two optional moments (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -62,20 +62,23 @@ where
     let mut rest = task.items;
     let progress = crate::progress::current();
     for done in 0..task.count {
-        let decoded = catch_unwind(|| codec::decode::<T>(rest));
-        let (item, used) = match decoded {
-            Ok(Ok(v)) => v,
-            Ok(Err(message)) => return fail_rest(out, task.count - done, &message),
-            Err(payload) => return fail_rest(out, task.count - done, &take_report(payload).0),
-        };
-        rest = &rest[used..];
         if let Some(p) = progress {
             if p.cancelled(task.call) {
                 // The call was dropped: the parent discards this reply.
                 return fail_rest(out, task.count - done, "call cancelled");
             }
+            // Begun before decoding: a `Deserialize` that kills the worker (a segfault, an
+            // allocation past the memory limit) is this item's death, and its decoding counts
+            // against the timeout.
             p.begin_item();
         }
+        let decoded = catch_unwind(|| codec::decode::<T>(rest));
+        let (item, used) = match decoded {
+            Ok(Ok(v)) => v,
+            Ok(Err(message)) => return fail_begun(out, task.count - done, &message),
+            Err(payload) => return fail_begun(out, task.count - done, &take_report(payload).0),
+        };
+        rest = &rest[used..];
         match catch_unwind(AssertUnwindSafe(|| call(item))) {
             Ok(result) => out.ok(&result),
             Err(payload) => {
@@ -86,6 +89,14 @@ where
         if let Some(p) = progress {
             p.end_item();
         }
+    }
+}
+
+/// Fails the begun item and the `left - 1` after it, and ends the begun item.
+fn fail_begun(out: &mut ReplyWriter, left: u32, message: &str) {
+    fail_rest(out, left, message);
+    if let Some(p) = crate::progress::current() {
+        p.end_item();
     }
 }
 
