@@ -11,7 +11,12 @@ use forkpool_worker::child::{self, ChildOptions};
 use forkpool_worker::wire::Socket;
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
 use std::os::fd::AsRawFd;
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// The stack every child runs its tasks on, whatever the stack of the thread that forked it: a
+/// main thread's usual 8 MiB.
+pub(crate) const CHILD_STACK: usize = 8 << 20;
 
 /// Forks a child that runs `child_main` on its end of a socket pair, `socket`, and exits with
 /// the code it returns. Returns the child's pid.
@@ -35,7 +40,9 @@ pub(crate) fn spawn(
     // locks would block forever on its first print. Held by this thread, they are free in the
     // child once it drops its copies of the guards. (They are reentrant, so a caller that holds
     // one itself does not deadlock here.)
-    let stdio = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut stdio = (std::io::stdout().lock(), std::io::stderr().lock());
+    // A partial line in stdout's buffer would be copied into the child and printed by it too.
+    let _ = stdio.0.flush();
     // SAFETY: `fork` is sound to call; what must hold is that the child, a copy of one thread
     // of a possibly multi-threaded process, does not wait on a lock another thread held at the
     // moment of the fork, and never returns into code that assumes it is the parent. The child
@@ -49,13 +56,18 @@ pub(crate) fn spawn(
             register.keep_only(&[socket.as_raw_fd()], page);
             drop(register);
             let socket = socket.into_inner();
-            let code = catch_unwind(AssertUnwindSafe(|| {
-                child::prepare(options, parent);
-                child_main(socket)
-            }))
-            .unwrap_or(child::EXIT_CHILD_PANICKED);
+            let run = move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    child::prepare(options, parent);
+                    child_main(socket)
+                }))
+                .unwrap_or(child::EXIT_CHILD_PANICKED)
+            };
+            let code = on_child_stack(run);
+            // What the child printed and did not flush yet: `_exit` would lose it.
+            let _ = std::io::stdout().flush();
             // SAFETY: `_exit` ends the process at once without running the parent's atexit
-            // handlers or flushing its stdio buffers, which belong to the parent.
+            // handlers (its stdio buffers were flushed before the fork, the child's just now).
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => {
@@ -69,5 +81,45 @@ pub(crate) fn spawn(
             drop(register);
             Err(PoolError::Fork(errno.into()))
         }
+    }
+}
+
+/// In a freshly forked child: runs `run` on a new thread with a [`CHILD_STACK`] stack and
+/// waits for it (the thread that forked may have had a small stack; a replacement worker forked
+/// from a 256 KiB thread must not run tasks on 256 KiB). Falls back to the current stack if no
+/// thread can be started.
+fn on_child_stack(run: impl FnOnce() -> i32) -> i32 {
+    /// Carries what the child thread needs across the spawn (see the SAFETY note below).
+    struct Handover<'a, F>(&'a mut Option<F>, &'a mut Option<i32>);
+    // SAFETY: a `Handover` is only moved into the one thread spawned below, which this thread
+    // joins before the borrowed values go out of scope, doing nothing but wait meanwhile: its
+    // contents are never used from two threads at once.
+    unsafe impl<F> Send for Handover<'_, F> {}
+    impl<F: FnOnce() -> i32> Handover<'_, F> {
+        fn run(self) {
+            if let Some(run) = self.0.take() {
+                *self.1 = Some(run());
+            }
+        }
+    }
+
+    let builder = std::thread::Builder::new().stack_size(CHILD_STACK);
+    let mut run = Some(run);
+    let mut slot = None;
+    {
+        let handover = Handover(&mut run, &mut slot);
+        // SAFETY: `spawn_unchecked` lifts the `'static` bound: the closure borrows `run` and
+        // `slot` from this frame, and the thread is joined below before the frame ends.
+        let spawned = unsafe { builder.spawn_unchecked(move || handover.run()) };
+        if let Ok(thread) = spawned {
+            let _ = thread.join();
+        }
+    }
+    match (slot, run) {
+        (Some(code), _) => code,
+        // No thread could start: run here.
+        (None, Some(run)) => run(),
+        // The thread took `run` and ended without a code: it panicked past catch_unwind.
+        (None, None) => child::EXIT_CHILD_PANICKED,
     }
 }

@@ -48,6 +48,7 @@ impl Default for ChildOptions {
 /// default action back; it dies with its group when the parent dies (Linux); its address space
 /// is capped if asked; its panics are captured.
 pub fn prepare(options: ChildOptions, parent: u32) {
+    reset_signals();
     // The parent makes the same call, so whichever runs first wins; failure only means the
     // parent did it already.
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -69,6 +70,45 @@ pub fn prepare(options: ChildOptions, parent: u32) {
     }
     watch_parent(parent);
     crate::panic::capture_in_child(options.show_panics);
+}
+
+/// Unblocks every signal and gives every signal the program caught its default action back.
+///
+/// A child inherits the mask of the thread that forked it (a program that blocks all signals
+/// in its threads and `sigwait`s in one would leave the parent-death signal pending forever)
+/// and every handler of the program (forkpool's `SIGTERM` for a timed-out item would run the
+/// program's own handler in the worker). Ignored signals stay ignored (Rust ignores `SIGPIPE`).
+fn reset_signals() {
+    // SAFETY: a zeroed sigset and sigaction are valid; these calls only change this process's
+    // signal state, and installing SIG_DFL runs no handler code.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        for signal in 1..signal_count() {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigemptyset(&mut default.sa_mask);
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// One past the highest signal number.
+#[cfg(target_os = "linux")]
+fn signal_count() -> libc::c_int {
+    libc::SIGRTMAX() + 1
+}
+
+#[cfg(not(target_os = "linux"))]
+fn signal_count() -> libc::c_int {
+    32
 }
 
 /// Makes glibc's malloc keep memory it frees instead of returning it to the kernel at once.

@@ -79,6 +79,7 @@ where
             Err(payload) => return fail_begun(out, task.count - done, &take_report(payload).0),
         };
         rest = &rest[used..];
+        crate::panic::clear_report();
         match catch_unwind(AssertUnwindSafe(|| call(item))) {
             Ok(result) => out.ok(&result),
             Err(payload) => {

@@ -185,6 +185,9 @@ impl Worker<'_, '_> {
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
                 let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                // What the chunk's tasks printed goes out now, not at exit (a worker may be
+                // killed later, and `_exit` flushes nothing).
+                let _ = std::io::Write::flush(&mut std::io::stdout());
                 let reply = self.out.seal(task.call, task.chunk, busy);
                 if self.end.socket.send_frame(reply).is_err() {
                     return Some(child::EXIT_PARENT_GONE);

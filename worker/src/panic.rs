@@ -66,7 +66,19 @@ pub fn capture_in_child(show: bool) {
 ///
 /// Uses what the hook recorded when there is a record; falls back to the payload itself (when
 /// the program replaced the hook after the pool was built).
+///
+/// A record is used only if it is of this payload's panic: a panic caught inside the task and
+/// then a `resume_unwind` (which runs no hook) would otherwise be reported with the first
+/// panic's message.
 pub fn take_report(payload: Box<dyn Any + Send>) -> (String, Option<String>) {
-    LAST.with(|last| last.borrow_mut().take())
-        .unwrap_or_else(|| (payload_message(&*payload), None))
+    let message = payload_message(&*payload);
+    match LAST.with(|last| last.borrow_mut().take()) {
+        Some((recorded, location)) if recorded == message => (recorded, location),
+        _ => (message, None),
+    }
+}
+
+/// Forgets a panic record nobody took (a panic the task caught itself).
+pub fn clear_report() {
+    LAST.with(|last| last.borrow_mut().take());
 }
