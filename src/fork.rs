@@ -10,8 +10,8 @@ use crate::error::PoolError;
 use forkpool_worker::child::{self, ChildOptions};
 use forkpool_worker::wire::Socket;
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
-use std::os::fd::AsRawFd;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The stack every child runs its tasks on, whatever the stack of the thread that forked it: a

@@ -1,5 +1,6 @@
 //! When the program dies (SIGKILL) or is interrupted (SIGINT to its process group), its
-//! workers go too, at once and quietly.
+//! workers go too, at once and quietly, whatever signals it blocks; and what the program and
+//! its children print is printed once.
 //!
 //! Each test runs this same test binary again as the *victim* program (the ignored test
 //! `victim`, told what to do by an environment variable): it builds a pool, prints its worker
@@ -24,8 +25,18 @@ fn sleep_unless_first(x: u64) -> u64 {
 #[test]
 #[ignore = "the victim program of the other tests here, run by them"]
 fn victim() {
-    if std::env::var(ROLE).is_err() {
+    let Ok(role) = std::env::var(ROLE) else {
         return;
+    };
+    if role == "block-all" {
+        // The "block every signal, sigwait in one thread" pattern: workers forked from here
+        // inherit a mask that blocks the parent-death signal unless they clear it.
+        // SAFETY: blocks every signal in this thread only.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
     }
     let pool = forkpool::Pool::new(2).unwrap();
     // Item 0 returns at once; items 1 and 2 keep both workers busy in a task (not waiting on
@@ -41,6 +52,11 @@ fn victim() {
 
 /// Starts the victim in a process group of its own; returns it and its workers' pids.
 fn start_victim() -> (Child, Vec<u32>) {
+    start_victim_as("plain")
+}
+
+/// Starts the victim in `role` ("plain", or "block-all": its thread blocks every signal).
+fn start_victim_as(role: &str) -> (Child, Vec<u32>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -49,7 +65,7 @@ fn start_victim() -> (Child, Vec<u32>) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(ROLE, "1")
+        .env(ROLE, role)
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -89,6 +105,71 @@ fn workers_exit_within_a_second_of_their_parent_being_sigkilled() {
             "worker {pid} outlived its killed parent by more than a second"
         );
     }
+}
+
+#[test]
+fn workers_of_a_parent_that_blocks_every_signal_die_with_it_10_rounds() {
+    for round in 0..10 {
+        let (mut victim, workers) = start_victim_as("block-all");
+        victim.kill().unwrap();
+        assert_eq!(victim.wait().unwrap().signal(), Some(libc::SIGKILL));
+        for pid in workers {
+            assert!(
+                ends_within(pid, Duration::from_secs(1)),
+                "round {round}: worker {pid} outlived its killed parent by more than a second"
+            );
+        }
+    }
+}
+
+const PRINTER: &str = "FORKPOOL_TEST_PRINTER";
+
+#[test]
+#[ignore = "the printing program of the stdout test, run by it"]
+fn printer() {
+    if std::env::var(PRINTER).is_err() {
+        return;
+    }
+    use std::io::Write;
+    print!("PARENT-PARTIAL ");
+    let pool = forkpool::Pool::new(2).unwrap();
+    pool.chunksize(1)
+        .map(|x: u32| print!("POOL-{x} "), 0..4u32)
+        .unwrap();
+    let fn_pool = forkpool::FnPool::new(1, |x: u32| print!("FNPOOL-{x} ")).unwrap();
+    fn_pool.map([7u32]).unwrap();
+    drop(fn_pool);
+    forkpool::ReturnProcess::spawn(|| print!("PROCESS "))
+        .unwrap()
+        .join()
+        .unwrap();
+    forkpool::parmap(|x: &u32| print!("PARMAP-{x} "), &[5u32]).unwrap();
+    println!("END");
+    std::io::stdout().flush().unwrap();
+}
+
+#[test]
+fn output_without_a_newline_is_neither_repeated_by_children_nor_lost_by_them() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "printer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PRINTER, "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("PARENT-PARTIAL").count(), 1, "{stdout}");
+    for printed in [
+        "POOL-0", "POOL-1", "POOL-2", "POOL-3", "FNPOOL-7", "PROCESS", "PARMAP-5",
+    ] {
+        assert_eq!(stdout.matches(printed).count(), 1, "{printed} in: {stdout}");
+    }
+    assert!(stdout.contains("END"), "{stdout}");
 }
 
 #[test]
