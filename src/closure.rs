@@ -8,7 +8,7 @@ use crate::error::{Error, PoolError, TaskError};
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::default_workers;
 use crate::process::ReturnProcess;
-use crate::schedule::CallSpec;
+use crate::schedule::{CallSpec, Delivery};
 use crate::shared::Shared;
 use forkpool_worker::protocol::TaskCode;
 use forkpool_worker::{ChildEnd, ClosureRunner};
@@ -92,14 +92,14 @@ where
         self.shared.pids()
     }
 
-    fn call<I>(&self, chunksize: Option<usize>, items: I, ordered: bool) -> Stream<'_, I, R>
+    fn call<I>(&self, chunksize: Option<usize>, items: I, delivery: Delivery) -> Stream<'_, I, R>
     where
         I: Iterator<Item = T>,
     {
         let spec = CallSpec {
             code: TaskCode::default(),
             chunksize,
-            ordered,
+            delivery,
             context: None,
             timeout: None,
         };
@@ -115,7 +115,7 @@ where
     /// # Ok(()) }
     /// ```
     pub fn map<I: IntoIterator<Item = T>>(&self, items: I) -> Result<Vec<R>, Error> {
-        self.imap(items).collect()
+        Imap::new(self.call(None, items.into_iter(), Delivery::Collected)).collect()
     }
 
     /// Like [`map`](FnPool::map) with chunks of `chunksize` items (0 is an error).
@@ -131,7 +131,7 @@ where
         items: I,
         chunksize: usize,
     ) -> Result<Vec<R>, Error> {
-        Imap::new(self.call(Some(chunksize), items.into_iter(), true)).collect()
+        Imap::new(self.call(Some(chunksize), items.into_iter(), Delivery::Collected)).collect()
     }
 
     /// Lazy, ordered outcomes, as [`Pool::imap`](crate::Pool::imap).
@@ -144,7 +144,7 @@ where
     /// # Ok(()) }
     /// ```
     pub fn imap<I: IntoIterator<Item = T>>(&self, items: I) -> Imap<'_, I::IntoIter, R> {
-        Imap::new(self.call(None, items.into_iter(), true))
+        Imap::new(self.call(None, items.into_iter(), Delivery::InOrder))
     }
 
     /// Lazy outcomes in finish order, as [`Pool::imap_unordered`](crate::Pool::imap_unordered).
@@ -159,7 +159,7 @@ where
         &self,
         items: I,
     ) -> ImapUnordered<'_, I::IntoIter, R> {
-        ImapUnordered::new(self.call(None, items.into_iter(), false))
+        ImapUnordered::new(self.call(None, items.into_iter(), Delivery::AsFinished))
     }
 }
 

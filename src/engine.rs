@@ -376,6 +376,22 @@ impl Engine {
         call
     }
 
+    /// Call `call` was dropped before its end: from now on its workers skip what is left of
+    /// it (they read the mark on their progress page before each item), and the next use of
+    /// the engine stops a worker whose item of it still runs after a short grace. Nothing is
+    /// waited for here, so a drop is quick.
+    pub fn cancel_call(&mut self, call: u64) {
+        if self.current_call != call {
+            return;
+        }
+        // Calls are numbered upwards and the next one takes `next_call`: marking it current
+        // marks every earlier call cancelled.
+        self.current_call = self.next_call;
+        for worker in &self.workers {
+            worker.progress.get().set_current_call(self.next_call);
+        }
+    }
+
     /// Changes the current call's chunks in flight per worker (chunks already sent stay).
     pub fn set_window(&mut self, window: usize) {
         self.call_window = window.max(1);

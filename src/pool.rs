@@ -4,7 +4,7 @@ use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
 use crate::error::{Error, PoolError};
 use crate::guard::RestartLimit;
 use crate::iter::{Imap, ImapUnordered, Stream};
-use crate::schedule::CallSpec;
+use crate::schedule::{CallSpec, Delivery};
 use crate::shared::Shared;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::code_map;
@@ -636,11 +636,16 @@ impl Pool {
     }
 
     /// A view of the pool whose calls cut their input into chunks of `chunksize` items.
-    /// Chunksize 0 makes every call return [`PoolError::InvalidChunksize`].
+    /// Chunksize 0 makes every call return [`PoolError::InvalidChunksize`]. Whatever is asked,
+    /// a chunk holds at most 1,048,576 items and stops growing once its encoded items take
+    /// 16 MiB (a chunk is encoded whole before it is sent: this keeps memory bounded even for
+    /// `chunksize(usize::MAX)` over endless input).
     ///
-    /// Without it, input of known length uses ceil(len / (4 × workers)) like Python's
-    /// `Pool.map`, but at most 8,192 items, and input of unknown length adapts: chunks grow while they take under 2 ms
-    /// of worker time and shrink when they take over 20 ms.
+    /// Without it, `map`, `starmap` and `map_with` on input of known length use
+    /// ceil(len / (4 × workers)) like Python's `Pool.map`, but at most 8,192 items; lazy calls
+    /// (`imap`, `imap_unordered`, `istarmap`) and input of unknown length adapt: chunks start
+    /// at one item, so the first outcome comes after a few item-times, and grow while they take
+    /// under 2 ms of worker time (shrinking when they take over 20 ms).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -866,7 +871,7 @@ impl<'p> CallOptions<'p> {
         self,
         code: TaskCode,
         items: I,
-        ordered: bool,
+        delivery: Delivery,
         context: Option<Result<Vec<u8>, String>>,
     ) -> Stream<'p, I, R>
     where
@@ -877,7 +882,7 @@ impl<'p> CallOptions<'p> {
         let spec = CallSpec {
             code,
             chunksize: self.chunksize,
-            ordered,
+            delivery,
             context,
             timeout: self.timeout,
         };
@@ -899,7 +904,8 @@ impl<'p> CallOptions<'p> {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.imap(f, items).collect()
+        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        Imap::new(self.call(code, items.into_iter(), Delivery::Collected, None)).collect()
     }
 
     /// [`Pool::imap`] with these options.
@@ -918,7 +924,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
-        Imap::new(self.call(code, items.into_iter(), true, None))
+        Imap::new(self.call(code, items.into_iter(), Delivery::InOrder, None))
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -941,7 +947,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
-        ImapUnordered::new(self.call(code, items.into_iter(), false, None))
+        ImapUnordered::new(self.call(code, items.into_iter(), Delivery::AsFinished, None))
     }
 
     /// [`Pool::starmap`] with these options.
@@ -963,7 +969,8 @@ impl<'p> CallOptions<'p> {
         Args: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.istarmap(f, items).collect()
+        let code = task_code(job::star_entry::<Args, R>, Args::address(f));
+        Imap::new(self.call(code, items.into_iter(), Delivery::Collected, None)).collect()
     }
 
     /// [`Pool::istarmap`] with these options.
@@ -986,7 +993,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
-        Imap::new(self.call(code, items.into_iter(), true, None))
+        Imap::new(self.call(code, items.into_iter(), Delivery::InOrder, None))
     }
 
     /// [`Pool::map_with`] with these options.
@@ -1014,6 +1021,7 @@ impl<'p> CallOptions<'p> {
         let code = task_code(job::context_entry::<C, T, R>, f as usize as u64);
         let mut encoded = Vec::new();
         let context = forkpool_worker::codec::encode_into(&mut encoded, context).map(|()| encoded);
-        Imap::new(self.call(code, items.into_iter(), true, Some(context))).collect()
+        let delivery = Delivery::Collected;
+        Imap::new(self.call(code, items.into_iter(), delivery, Some(context))).collect()
     }
 }

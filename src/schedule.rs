@@ -27,6 +27,11 @@ use std::time::Duration;
 
 /// A chunk's frame stops growing past this many bytes of items when the chunksize is adaptive.
 const ADAPTIVE_MAX_BYTES: usize = 1 << 20;
+/// Whatever chunksize is asked for, a chunk holds at most this many items...
+pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 20;
+/// ...and stops growing once its items take this many bytes: a chunk is encoded whole before it
+/// is sent, so without a cap `chunksize(usize::MAX)` over endless input fills memory.
+pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
 /// The largest adaptive chunk, in items: the cap of default chunks. (Measured over 1M trivial
 /// items: 15 M items/s with a cap of 65,536, 25-30 M/s with 8,192, against 26-27 M/s for the
 /// default chunksize: past a few thousand items, bigger chunks only unbalance the end.)
@@ -71,16 +76,24 @@ pub(crate) enum Chunking {
 }
 
 impl Chunking {
-    /// The chunksize asked for, or by default Python's rule for input of known length,
-    /// ceil(len / (4 × workers)) capped at [`DEFAULT_MAX_CHUNK`], and adaptive chunks for input
-    /// of unknown length.
-    fn choose<I: Iterator>(asked: Option<usize>, input: &I, workers: usize) -> Chunking {
+    /// The chunksize asked for, or by default, for a collected call (`map`) on input of known
+    /// length, Python's rule ceil(len / (4 × workers)) capped at [`DEFAULT_MAX_CHUNK`], and
+    /// adaptive chunks otherwise (lazy calls, input of unknown length), so a lazy call's first
+    /// outcome comes after a few item-times, not after a whole chunk.
+    fn choose<I: Iterator>(
+        asked: Option<usize>,
+        input: &I,
+        workers: usize,
+        delivery: Delivery,
+    ) -> Chunking {
         match (asked, input.size_hint()) {
             (Some(n), _) => Chunking::Fixed(n),
-            (None, (lo, Some(hi))) if lo == hi => Chunking::Fixed(
-                lo.div_ceil(workers.saturating_mul(4))
-                    .clamp(1, DEFAULT_MAX_CHUNK),
-            ),
+            (None, (lo, Some(hi))) if lo == hi && delivery == Delivery::Collected => {
+                Chunking::Fixed(
+                    lo.div_ceil(workers.saturating_mul(4))
+                        .clamp(1, DEFAULT_MAX_CHUNK),
+                )
+            }
             (None, _) => Chunking::Adaptive(1),
         }
     }
@@ -168,12 +181,31 @@ pub(crate) struct CallSpec {
     pub code: TaskCode,
     /// Items per chunk, if the caller chose (`None`: see [`Chunking::choose`]).
     pub chunksize: Option<usize>,
-    /// Yield in input order (`imap`, `map`) or as finished (`imap_unordered`).
-    pub ordered: bool,
+    /// Who waits for the outcomes, and in which order.
+    pub delivery: Delivery,
     /// The bincode-encoded `map_with` context, or why it could not be encoded.
     pub context: Option<Result<Vec<u8>, String>>,
     /// The most one item may run before its worker is stopped.
     pub timeout: Option<Duration>,
+}
+
+/// How a call hands its outcomes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// All at once, in input order (`map`, `starmap`, `map_with`): the caller waits for the
+    /// last anyway, so input of known length takes Python's chunks.
+    Collected,
+    /// One by one, in input order (`imap`, `istarmap`): the first must come soon, so chunks
+    /// start at one item and grow by their run time, whatever the input's length.
+    InOrder,
+    /// One by one, as they finish (`imap_unordered`): like `InOrder`, without reordering.
+    AsFinished,
+}
+
+impl Delivery {
+    fn ordered(self) -> bool {
+        self != Delivery::AsFinished
+    }
 }
 
 /// Wire numbers of parts made by splitting a chunk start here; below it, a part's wire number
@@ -251,7 +283,7 @@ where
         let engine: &mut Engine = &mut lease;
         let fill_failure = engine.fill(main).err();
         let mut failure = None;
-        let chunking = Chunking::choose(spec.chunksize, &input, engine.size());
+        let chunking = Chunking::choose(spec.chunksize, &input, engine.size(), spec.delivery);
         let window = chunking.window(engine.window());
         let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
         let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
@@ -352,7 +384,7 @@ where
             }
         }
         while !self.input_done {
-            if self.spec.ordered && self.next_chunk >= self.head + self.max_ahead {
+            if self.spec.delivery.ordered() && self.next_chunk >= self.head + self.max_ahead {
                 return;
             }
             let Some(slot) = self.lease.free_slot() else {
@@ -409,12 +441,15 @@ where
     /// ends. Returns the count and, if an item failed to encode, its message (that item is
     /// consumed and not in the chunk).
     fn pull_chunk(&mut self, frame: &mut Vec<u8>, budget: usize) -> (u32, Option<String>) {
-        let limit = self.chunking.items().min(budget).min(u32::MAX as usize);
-        let adaptive = matches!(self.chunking, Chunking::Adaptive(_));
+        let limit = self.chunking.items().min(budget).min(MAX_CHUNK_ITEMS);
+        let max_bytes = match self.chunking {
+            Chunking::Adaptive(_) => ADAPTIVE_MAX_BYTES,
+            Chunking::Fixed(_) => MAX_CHUNK_BYTES,
+        };
         protocol::begin_task(frame);
         let mut count = 0;
         while count < limit {
-            if adaptive && frame.len() >= ADAPTIVE_MAX_BYTES {
+            if frame.len() >= max_bytes {
                 break;
             }
             let Some(item) = self.input.next() else {
@@ -433,7 +468,7 @@ where
 
     /// Places a finished chunk's outcomes: at once if unordered, else when all before it are out.
     fn finish_chunk(&mut self, seq: u64, outcomes: Vec<Outcome<R>>) {
-        if !self.spec.ordered {
+        if !self.spec.delivery.ordered() {
             self.ready.extend(outcomes);
             return;
         }
@@ -740,6 +775,14 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     out
 }
 
+impl<I: Iterator, R> Drop for Call<'_, I, R> {
+    /// Cancels what is left of the call at once: workers skip its remaining chunks, and nothing
+    /// more is sent (see [`Engine::cancel_call`]).
+    fn drop(&mut self) {
+        self.lease.cancel_call(self.call);
+    }
+}
+
 impl<I, R> Iterator for Call<'_, I, R>
 where
     I: Iterator,
@@ -824,13 +867,30 @@ mod tests {
         chunking.learn(0, 7);
         chunking.learn(u64::MAX, 7);
         assert_eq!(chunking, Chunking::Fixed(7));
-        assert_eq!(Chunking::choose(None, &(0..1000), 2), Chunking::Fixed(125));
         assert_eq!(
-            Chunking::choose(None, &(0..1000).filter(|_| true), 2),
+            Chunking::choose(None, &(0..1000), 2, Delivery::Collected),
+            Chunking::Fixed(125)
+        );
+        assert_eq!(
+            Chunking::choose(None, &(0..1000).filter(|_| true), 2, Delivery::Collected),
             Chunking::Adaptive(1)
         );
-        assert_eq!(Chunking::choose(Some(3), &(0..10), 2), Chunking::Fixed(3));
-        let huge = Chunking::choose(None, &(0..10_000_000), 2);
+        assert_eq!(
+            Chunking::choose(Some(3), &(0..10), 2, Delivery::Collected),
+            Chunking::Fixed(3)
+        );
+        // Lazy calls start small whatever the input's length, so their first outcome is quick.
+        for lazy in [Delivery::InOrder, Delivery::AsFinished] {
+            assert_eq!(
+                Chunking::choose(None, &(0..1000), 2, lazy),
+                Chunking::Adaptive(1)
+            );
+            assert_eq!(
+                Chunking::choose(Some(9), &(0..1000), 2, lazy),
+                Chunking::Fixed(9)
+            );
+        }
+        let huge = Chunking::choose(None, &(0..10_000_000), 2, Delivery::Collected);
         assert_eq!(huge, Chunking::Fixed(DEFAULT_MAX_CHUNK));
         assert_eq!(huge.window(None), Window::Fixed(DEFAULT_WINDOW));
         assert_eq!(Chunking::Fixed(1).window(None).now(), SMALL_CHUNK_WINDOW);
