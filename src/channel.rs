@@ -241,3 +241,10 @@ impl Drop for RegisteredPage {
         unsafe { ManuallyDrop::drop(&mut self.page) };
     }
 }
+
+/// A registered pidfd for child `pid`, where the platform has them.
+pub(crate) fn pidfd(pid: nix::unistd::Pid) -> Option<Registered<OwnedFd>> {
+    let mut register = lock_register();
+    let fd = crate::sys::pidfd_open(pid)?;
+    Some(Registered::new(&mut register, fd))
+}

@@ -15,6 +15,7 @@
 //!   ends (every worker either replies or dies, and its waiter reports the death).
 
 use crate::channel;
+use crate::child_handle::ChildHandle;
 use crate::error::{Death, PoolError};
 use crate::fork;
 use crate::guard::{CrashGuard, RestartLimit};
@@ -136,7 +137,7 @@ pub(crate) struct Engine {
     /// is not the workers' to account for.
     returned_at: Option<Instant>,
     /// The live workers' pids, readable without waiting for a running call.
-    roster: Arc<Mutex<Vec<u32>>>,
+    roster: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
 }
 
 impl Engine {
@@ -178,7 +179,7 @@ impl Engine {
     }
 
     /// The live workers' pids, kept up to date by the engine and readable at any time.
-    pub fn roster(&self) -> Arc<Mutex<Vec<u32>>> {
+    pub fn roster(&self) -> Arc<Mutex<Vec<Arc<ChildHandle>>>> {
         Arc::clone(&self.roster)
     }
 
@@ -188,8 +189,8 @@ impl Engine {
     }
 
     fn publish_roster(&self) {
-        let pids = self.workers.iter().map(Worker::pid).collect();
-        *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = pids;
+        let children = self.workers.iter().map(|w| Arc::clone(&w.child)).collect();
+        *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = children;
     }
 
     /// Forks workers until the pool has its full size.
@@ -217,11 +218,12 @@ impl Engine {
             unsafe { progress::install(address) };
             main(ChildEnd { socket })
         })?;
+        let child = Arc::new(ChildHandle::new(pid));
         self.inbox.add(id, Arc::clone(&socket));
         let waiter = match Waiter::start(pid, id, self.inbox.exits()) {
             Ok(waiter) => waiter,
             Err(e) => {
-                crate::sys::kill_group(pid);
+                child.kill();
                 let _ = nix::sys::wait::waitpid(pid, None);
                 return Err(e);
             }
@@ -233,7 +235,7 @@ impl Engine {
         };
         self.workers.push(Worker {
             id,
-            pid,
+            child,
             outbox: Outbox::new(socket, pid),
             in_flight: VecDeque::with_capacity(self.call_window.min(RESERVE_AT_MOST)),
             context_call: 0,
@@ -280,7 +282,7 @@ impl Engine {
                         worker.init_limit
                     );
                     for worker in self.workers.iter().filter(|w| !w.ready) {
-                        crate::sys::kill_group(worker.pid);
+                        worker.child.kill();
                     }
                     return Err(PoolError::Init { pid, message });
                 }
@@ -341,7 +343,7 @@ impl Engine {
             .find(|w| w.id == child);
         if let Some(worker) = worker {
             if worker.offense.is_none() {
-                crate::sys::kill_group(worker.pid);
+                worker.child.kill();
                 worker.offense = Some(what);
             }
         }
@@ -711,7 +713,7 @@ impl Engine {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     for worker in &self.retired {
-                        crate::sys::kill_group(worker.pid);
+                        worker.child.kill();
                     }
                     deadline = None;
                 }
@@ -719,7 +721,7 @@ impl Engine {
                     // The inbox cannot be read: kill what is left; dropping each worker joins
                     // its waiter, which reaps it.
                     for worker in &self.retired {
-                        crate::sys::kill_group(worker.pid);
+                        worker.child.kill();
                     }
                     self.retired.clear();
                 }

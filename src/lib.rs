@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod channel;
+mod child_handle;
 mod closure;
 mod engine;
 mod error;

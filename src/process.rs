@@ -1,6 +1,7 @@
 //! [`ReturnProcess`]: one closure in one forked child, its value on `join`.
 
 use crate::channel;
+use crate::child_handle::ChildHandle;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
 use crate::inbox::{Event, Inbox};
@@ -8,7 +9,6 @@ use crate::schedule::decode_outcomes;
 use crate::watch::Waiter;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
-use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 /// # Ok(()) }
 /// ```
 pub struct ReturnProcess<R> {
-    pid: Pid,
+    child: ChildHandle,
     /// The process that spawned the child: the only one that may wait for it.
     parent: u32,
     /// Dropped only in `parent` (see the `Drop` impl).
@@ -55,7 +55,7 @@ pub struct ReturnProcess<R> {
 impl<R> std::fmt::Debug for ReturnProcess<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReturnProcess")
-            .field("pid", &self.pid.as_raw())
+            .field("pid", &self.child.pid().as_raw())
             .field("death", &self.death)
             .finish_non_exhaustive()
     }
@@ -81,16 +81,17 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             forkpool_worker::serve_once(socket, f)
         })?;
         inbox.add(0, Arc::new(pair.parent));
+        let child = ChildHandle::new(pid);
         let waiter = match Waiter::start(pid, 0, inbox.exits()) {
             Ok(waiter) => waiter,
             Err(e) => {
-                crate::sys::kill_group(pid);
+                child.kill();
                 let _ = nix::sys::wait::waitpid(pid, None);
                 return Err(e);
             }
         };
         Ok(ReturnProcess {
-            pid,
+            child,
             parent: std::process::id(),
             inbox: ManuallyDrop::new(inbox),
             waiter: Some(waiter),
@@ -152,10 +153,10 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         let Err(Error::Task(TaskError::TimedOut { .. })) = outcome else {
             return outcome;
         };
-        crate::sys::terminate_group(self.pid);
+        self.child.terminate();
         let grace = Duration::from_millis(100);
         if let Err(Error::Task(TaskError::TimedOut { .. })) = self.wait(deadline(grace)) {
-            crate::sys::kill_group(self.pid);
+            self.child.kill();
             let _ = self.wait(None);
         }
         outcome
@@ -174,7 +175,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// ```
     pub fn kill(&mut self) {
         if self.death.is_none() && self.check_process().is_ok() {
-            crate::sys::kill_group(self.pid);
+            self.child.kill();
         }
     }
 
@@ -188,13 +189,13 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
+        self.child.pid().as_raw() as u32
     }
 
     /// The child sent what it may not: it is killed, and whatever it sent counts for nothing.
     fn offend(&mut self, what: String) {
         self.inbox.silence(0);
-        crate::sys::kill_group(self.pid);
+        self.child.kill();
         let pid = self.pid();
         self.outcome = Some(Err(TaskError::Protocol {
             index: 0,
@@ -272,7 +273,7 @@ impl<R> Drop for ReturnProcess<R> {
             return;
         }
         if self.death.is_none() {
-            crate::sys::kill_group(self.pid);
+            self.child.kill();
         }
         // The inbox (and with it the parent's end of the child's socket) goes first.
         // SAFETY: `inbox` is dropped only here, once, and `self` is not used after.

@@ -9,6 +9,7 @@
 //! entry point checks the process id first, before touching any lock, and the child gets
 //! [`PoolError::ForeignProcess`]; dropping the copy in the child leaks the engine.
 
+use crate::child_handle::ChildHandle;
 use crate::engine::Engine;
 use crate::error::PoolError;
 use std::mem::ManuallyDrop;
@@ -41,7 +42,7 @@ pub(crate) struct Shared<M: ?Sized> {
     /// The configured number of workers.
     size: usize,
     /// The live workers' pids, published by the engine.
-    roster: Arc<Mutex<Vec<u32>>>,
+    roster: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
     /// No new calls (set by close and terminate).
     closed: AtomicBool,
     /// The engine forks nothing more (set by terminate).
@@ -93,6 +94,14 @@ impl<M: ?Sized> Shared<M> {
         if self.check_process().is_err() {
             return Vec::new();
         }
+        self.roster()
+            .iter()
+            .map(|child| child.pid().as_raw() as u32)
+            .collect()
+    }
+
+    /// The live workers, as of the engine's last change.
+    fn roster(&self) -> Vec<Arc<ChildHandle>> {
         self.roster
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -142,8 +151,8 @@ impl<M: ?Sized> Shared<M> {
         }
         self.close();
         self.halted.store(true, Ordering::Release);
-        for pid in self.pids() {
-            crate::sys::kill_group(nix::unistd::Pid::from_raw(pid as i32));
+        for child in self.roster() {
+            child.kill();
         }
         if let Ok(mut engine) = self.lease_any() {
             engine.shut_down(Duration::ZERO);

@@ -44,19 +44,6 @@ fn reap(pid: Pid) -> ExitStatus {
     }
 }
 
-/// Sends `SIGKILL` to the child's whole process group.
-pub(crate) fn kill_group(pid: Pid) {
-    let _ = killpg(pid, Signal::SIGKILL);
-}
-
-/// Sends `SIGTERM` to the child's whole process group: the polite first step of stopping a
-/// worker whose item ran past its timeout. Then `SIGCONT`, so a group stopped with `SIGSTOP`
-/// acts on it too (a stopped process keeps `SIGTERM` pending until it runs again).
-pub(crate) fn terminate_group(pid: Pid) {
-    let _ = killpg(pid, Signal::SIGTERM);
-    let _ = killpg(pid, Signal::SIGCONT);
-}
-
 /// A connected pair of close-on-exec datagram sockets that keep message boundaries
 /// (`SOCK_SEQPACKET`), for one parent–child channel.
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -144,4 +131,46 @@ pub(crate) fn poll(
             return Err(error);
         }
     }
+}
+
+/// A pidfd for child `pid` (Linux 5.3 and later), or `None`.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_open(pid: Pid) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just created and belongs to nobody else.
+    Some(unsafe { crate::channel::owned(fd as i32) })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pidfd_open(_: Pid) -> Option<std::os::fd::OwnedFd> {
+    None
+}
+
+/// Sends `signal` to the process `pidfd` refers to; an error once it has been reaped.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_signal(pidfd: &impl std::os::fd::AsRawFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal, no siginfo and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pidfd_signal(_: &impl std::os::fd::AsRawFd, _: i32) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }

@@ -8,13 +8,14 @@
 //!   `SIGKILL` follows after [`TERM_GRACE`] unless it has died.
 
 use crate::channel::RegisteredPage;
+use crate::child_handle::ChildHandle;
 use crate::error::Death;
 use crate::outbox::{Backlog, Outbox};
 use crate::watch::Waiter;
 use forkpool_worker::child::EXIT_BAD_FRAME;
 use forkpool_worker::progress;
-use nix::unistd::Pid;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a worker stopped with `SIGTERM` has before `SIGKILL`.
@@ -114,7 +115,8 @@ pub(crate) enum Cause {
 pub(crate) struct Worker {
     /// The engine's id for it (pids can be reused; ids are not).
     pub id: u64,
-    pub pid: Pid,
+    /// The process, for signalling.
+    pub child: Arc<ChildHandle>,
     pub outbox: Outbox,
     pub in_flight: VecDeque<Sent>,
     /// The call whose `map_with` context this worker holds (0: none).
@@ -151,7 +153,7 @@ pub(crate) struct Worker {
 impl Worker {
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
+        self.child.pid().as_raw() as u32
     }
 
     /// It reported that its initializer returned.
@@ -192,7 +194,7 @@ impl Worker {
             if now < at {
                 return Some(at);
             }
-            crate::sys::kill_group(self.pid);
+            self.child.kill();
             stopping.kill_at = None;
             return None;
         }
@@ -266,7 +268,7 @@ impl Worker {
     /// Sends `SIGTERM` (and `SIGCONT`) to the worker's group, and `SIGKILL` after
     /// [`TERM_GRACE`]: returns when.
     fn stop(&mut self, reason: StopReason, after: Duration, now: Instant) -> Option<Instant> {
-        crate::sys::terminate_group(self.pid);
+        self.child.terminate();
         let kill_at = now + TERM_GRACE;
         self.stopping = Some(Stopping {
             reason,

@@ -554,3 +554,76 @@ fn a_replacement_whose_init_hangs_is_killed_and_its_chunks_run_elsewhere() {
         assert_eq!(*outcome.as_ref().unwrap(), i as u64);
     }
 }
+
+/// Moves the worker out of its own process group (into the test process's), then hangs.
+fn leave_group_and_hang(_: u8) -> u8 {
+    // SAFETY: plain process-group calls on this process.
+    unsafe { libc::setpgid(0, libc::getpgid(libc::getppid())) };
+    std::thread::sleep(Duration::from_secs(600));
+    0
+}
+
+/// Waits (bounded) until `pid` is no longer the leader of its own group.
+fn until_out_of_its_group(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // SAFETY: getpgid of a pid is a plain query.
+    while unsafe { libc::getpgid(pid as i32) } == pid as i32 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {pid} never left its group"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn terminate_and_drop_reach_a_worker_that_left_its_process_group() {
+    // terminate() from another thread while a call runs.
+    let pool = std::sync::Arc::new(Pool::new(1).unwrap());
+    let worker = pool.pids()[0];
+    let (tx, rx) = mpsc::channel();
+    let caller = std::sync::Arc::clone(&pool);
+    std::thread::spawn(move || {
+        let _ = tx.send(caller.map(leave_group_and_hang, [0u8]).is_err());
+    });
+    until_out_of_its_group(worker);
+    pool.terminate();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(true),
+        "the call ended with an error"
+    );
+    assert!(pool.pids().is_empty());
+    // Dropping a pool whose worker hangs outside its group ends too.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = Pool::new(2).unwrap();
+        let workers = pool.pids();
+        let mut outcomes = pool.imap_unordered(leave_group_and_hang_unless_1, [0u8, 1]);
+        assert_eq!(outcomes.next().unwrap().unwrap(), 1);
+        let escaped = loop {
+            // SAFETY: getpgid of a pid is a plain query.
+            if let Some(&pid) = workers
+                .iter()
+                .find(|&&p| unsafe { libc::getpgid(p as i32) } != p as i32)
+            {
+                break pid;
+            }
+            std::thread::yield_now();
+        };
+        drop(outcomes);
+        drop(pool);
+        let _ = tx.send(escaped);
+    });
+    let worker = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the drop ended");
+    assert!(common::ends_within(worker, Duration::from_secs(5)));
+}
+
+fn leave_group_and_hang_unless_1(x: u8) -> u8 {
+    if x == 1 {
+        return 1;
+    }
+    leave_group_and_hang(x)
+}
