@@ -19,6 +19,7 @@
 //! - All of them are close-on-exec: a program the parent or a task `exec`s inherits none.
 
 use crate::error::PoolError;
+use crate::owner::Owner;
 use forkpool_worker::progress::ProgressPage;
 use forkpool_worker::wire::Socket;
 use std::mem::ManuallyDrop;
@@ -83,7 +84,7 @@ impl Register {
 pub(crate) struct Registered<T: AsRawFd> {
     inner: ManuallyDrop<T>,
     /// The process that opened it.
-    owner: u32,
+    owner: Owner,
 }
 
 impl<T: AsRawFd> Registered<T> {
@@ -92,7 +93,7 @@ impl<T: AsRawFd> Registered<T> {
         register.0.fds.push(inner.as_raw_fd());
         Registered {
             inner: ManuallyDrop::new(inner),
-            owner: std::process::id(),
+            owner: Owner::here(),
         }
     }
 
@@ -117,7 +118,7 @@ impl<T: AsRawFd> Deref for Registered<T> {
 
 impl<T: AsRawFd> Drop for Registered<T> {
     fn drop(&mut self) {
-        if std::process::id() != self.owner {
+        if !self.owner.is_here() {
             // A copy in a forked child: the number was closed at the fork and may name
             // something else by now.
             return;
@@ -208,7 +209,7 @@ pub(crate) unsafe fn owned(fd: RawFd) -> OwnedFd {
 #[derive(Debug)]
 pub(crate) struct RegisteredPage {
     page: ManuallyDrop<ProgressPage>,
-    owner: u32,
+    owner: Owner,
 }
 
 /// Maps a progress page for a new worker.
@@ -218,7 +219,7 @@ pub(crate) fn progress_page() -> Result<RegisteredPage, PoolError> {
     register.0.pages.push(page.address());
     Ok(RegisteredPage {
         page: ManuallyDrop::new(page),
-        owner: std::process::id(),
+        owner: Owner::here(),
     })
 }
 
@@ -231,7 +232,7 @@ impl Deref for RegisteredPage {
 
 impl Drop for RegisteredPage {
     fn drop(&mut self) {
-        if std::process::id() != self.owner {
+        if !self.owner.is_here() {
             return; // a copy in a forked child: unmapped at the fork
         }
         let mut register = lock_register();

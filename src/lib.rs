@@ -44,6 +44,7 @@ mod guard;
 mod inbox;
 mod iter;
 mod outbox;
+mod owner;
 mod pool;
 mod process;
 mod schedule;

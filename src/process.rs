@@ -5,6 +5,7 @@ use crate::child_handle::ChildHandle;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
 use crate::inbox::{Event, Inbox};
+use crate::owner::Owner;
 use crate::schedule::decode_outcomes;
 use crate::watch::Waiter;
 use forkpool_worker::child::ChildOptions;
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 pub struct ReturnProcess<R> {
     child: ChildHandle,
     /// The process that spawned the child: the only one that may wait for it.
-    parent: u32,
+    parent: Owner,
     /// Dropped only in `parent` (see the `Drop` impl).
     inbox: ManuallyDrop<Inbox>,
     waiter: Option<Waiter>,
@@ -92,7 +93,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         };
         Ok(ReturnProcess {
             child,
-            parent: std::process::id(),
+            parent: Owner::here(),
             inbox: ManuallyDrop::new(inbox),
             waiter: Some(waiter),
             outcome: None,
@@ -252,15 +253,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
 impl<R> ReturnProcess<R> {
     /// `ForeignProcess` unless this is the process that spawned the child.
     fn check_process(&self) -> Result<(), PoolError> {
-        let this = std::process::id();
-        if this == self.parent {
-            Ok(())
-        } else {
-            Err(PoolError::ForeignProcess {
-                owner: self.parent,
-                this,
-            })
-        }
+        self.parent.check()
     }
 }
 

@@ -12,6 +12,7 @@
 use crate::child_handle::ChildHandle;
 use crate::engine::Engine;
 use crate::error::PoolError;
+use crate::owner::Owner;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,7 +34,7 @@ fn thread_token() -> usize {
 /// A pool's engine and the function `M` its workers run, shared by the calls made on it.
 pub(crate) struct Shared<M: ?Sized> {
     /// The process that built the pool: the only one that may use `engine`.
-    builder: u32,
+    builder: Owner,
     /// Dropped only in `builder` (see the `Drop` impl).
     engine: ManuallyDrop<Mutex<Engine>>,
     /// The thread token of the call holding `engine` (0: none).
@@ -58,7 +59,7 @@ pub(crate) struct Lease<'p> {
 impl<M: ?Sized> Shared<M> {
     pub fn new(engine: Engine, main: Box<M>) -> Shared<M> {
         Shared {
-            builder: std::process::id(),
+            builder: Owner::here(),
             size: engine.size(),
             roster: engine.roster(),
             halted: engine.halted(),
@@ -76,15 +77,7 @@ impl<M: ?Sized> Shared<M> {
 
     /// `ForeignProcess` unless this is the process that built the pool. Reads no lock.
     fn check_process(&self) -> Result<(), PoolError> {
-        let this = std::process::id();
-        if this == self.builder {
-            Ok(())
-        } else {
-            Err(PoolError::ForeignProcess {
-                owner: self.builder,
-                this,
-            })
-        }
+        self.builder.check()
     }
 
     /// The live workers' pids, without waiting for a running call; empty in another process
