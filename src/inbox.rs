@@ -64,9 +64,14 @@ impl Exits {
             .push((child, status));
         self.flag.store(true, Ordering::Release);
         let byte = 1u8;
-        // SAFETY: writes one byte from a live buffer to our own pipe; a full pipe (EAGAIN) is
-        // fine, since a wake-up is pending already.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+        loop {
+            // SAFETY: writes one byte from a live buffer to our own pipe; a full pipe (EAGAIN)
+            // is fine, since a wake-up is pending already.
+            let n = unsafe { libc::write(self.wake.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
     }
 }
 
@@ -212,8 +217,15 @@ impl Inbox {
         }
         if self.poll_set[0].revents != 0 {
             let mut sink = [0u8; 64];
-            // SAFETY: reads into a live buffer from our own non-blocking pipe.
-            while unsafe { libc::read(self.wake.as_raw_fd(), sink.as_mut_ptr().cast(), 64) } > 0 {}
+            loop {
+                // SAFETY: reads into a live buffer from our own non-blocking pipe.
+                let n = unsafe { libc::read(self.wake.as_raw_fd(), sink.as_mut_ptr().cast(), 64) };
+                let interrupted = n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+                if n <= 0 && !interrupted {
+                    break;
+                }
+            }
         }
         for (entry, &child) in self.poll_set[1..].iter().zip(&self.poll_children) {
             if entry.revents != 0 {

@@ -57,7 +57,18 @@ fn start_victim() -> (Child, Vec<u32>) {
 
 /// Starts the victim in `role` ("plain", or "block-all": its thread blocks every signal).
 fn start_victim_as(role: &str) -> (Child, Vec<u32>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    // SAFETY: the closure runs in the forked child before exec and only calls `signal`, which
+    // is async-signal-safe. A program started from a non-interactive shell's background job
+    // ignores SIGINT, and exec keeps ignored signals: the victim must not, or SIGINT cannot end
+    // it.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .args([
             "--exact",
             "victim",
@@ -67,6 +78,7 @@ fn start_victim_as(role: &str) -> (Child, Vec<u32>) {
         ])
         .env(ROLE, role)
         .process_group(0)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -6,6 +6,9 @@
 //! test under a timer aimed at its own thread, so that its blocking calls are the ones
 //! interrupted.
 
+// Per-thread timers (`SIGEV_THREAD_ID`) are Linux-only.
+#![cfg(target_os = "linux")]
+
 use forkpool::{Pool, ReturnProcess, TaskError};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};

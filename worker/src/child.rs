@@ -82,9 +82,8 @@ fn reset_signals() {
     // SAFETY: a zeroed sigset and sigaction are valid; these calls only change this process's
     // signal state, and installing SIG_DFL runs no handler code.
     unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Handlers first, then the mask: the parent blocks every signal across the fork, so a
+        // signal sent to the child before this point waits, and meets the default action.
         for signal in 1..signal_count() {
             let mut old: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
@@ -97,6 +96,9 @@ fn reset_signals() {
                 libc::sigaction(signal, &default, std::ptr::null_mut());
             }
         }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }
 
