@@ -274,19 +274,29 @@ fn bomb_value(b: Bomb) -> u64 {
     b.value
 }
 
+/// Eight bombs, `0..8`, those for which `explode` holds set to go off.
+fn bombs(explode: impl Fn(u64) -> bool) -> impl Iterator<Item = Bomb> {
+    (0..8u64).map(move |value| Bomb {
+        value,
+        explode: explode(value),
+    })
+}
+
+/// A pool whose crash-loop guard ends a call after 3 deaths with no item finishing.
+fn pool_giving_up_after_3_deaths(workers: usize) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .max_restarts(3, Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn an_item_whose_decoding_kills_its_worker_fails_alone_with_worker_died() {
     PARENT.get_or_init(std::process::id);
     let outcomes = within(DEADLINE, || {
-        let pool = Pool::builder()
-            .workers(2)
-            .max_restarts(3, Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let items = (0..8u64).map(|value| Bomb {
-            value,
-            explode: value == 5,
-        });
+        let pool = pool_giving_up_after_3_deaths(2);
+        let items = bombs(|value| value == 5);
         pool.chunksize(4)
             .imap(bomb_value, items)
             .collect::<Vec<_>>()
@@ -338,15 +348,8 @@ fn an_item_too_big_for_the_memory_limit_fails_alone_with_out_of_memory() {
 fn when_the_crash_loop_guard_ends_a_call_every_item_still_gets_exactly_one_outcome() {
     PARENT.get_or_init(std::process::id);
     let outcomes = within(DEADLINE, || {
-        let pool = Pool::builder()
-            .workers(1)
-            .max_restarts(3, Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let items = (0..8u64).map(|value| Bomb {
-            value,
-            explode: true,
-        });
+        let pool = pool_giving_up_after_3_deaths(1);
+        let items = bombs(|_| true);
         let outcomes: Vec<_> = pool.chunksize(1).imap(bomb_value, items).collect();
         // The pool is whole and usable afterwards.
         assert_eq!(pool.pids().len(), 1);
@@ -375,11 +378,7 @@ fn always_segfault(_: u64) -> u64 {
 #[test]
 fn a_crash_loop_on_endless_input_fails_what_was_pulled_then_says_why_the_call_ended() {
     let outcomes = within(DEADLINE, || {
-        let pool = Pool::builder()
-            .workers(1)
-            .max_restarts(3, Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let pool = pool_giving_up_after_3_deaths(1);
         pool.chunksize(1)
             .imap(always_segfault, 0u64..)
             .collect::<Vec<_>>()

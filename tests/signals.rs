@@ -20,20 +20,27 @@ extern "C" fn on_alarm(_: libc::c_int) {
     TICKS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Installs `handler` for `signal` in this test process, without `SA_RESTART`.
+fn install_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: a zeroed sigaction is valid; the handlers of this file only bump an atomic or do
+    // nothing, which is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = 0;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
+    }
+}
+
 /// Installs a `SIGALRM` handler without `SA_RESTART` and a 1 kHz `ITIMER_REAL`, once.
 fn interrupt_everything() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: a zeroed sigaction and itimerval are valid; the handler only bumps an atomic.
+        // No SA_RESTART: blocking calls fail with EINTR.
+        install_handler(libc::SIGALRM, on_alarm);
+        // SAFETY: a zeroed itimerval is valid; the handler only bumps an atomic.
         unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_alarm as *const () as usize;
-            action.sa_flags = 0; // no SA_RESTART: blocking calls fail with EINTR
-            libc::sigemptyset(&mut action.sa_mask);
-            assert_eq!(
-                libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut()),
-                0
-            );
             let tick = libc::timeval {
                 tv_sec: 0,
                 tv_usec: 1000,
@@ -175,13 +182,7 @@ fn workers_start_with_no_signal_blocked_and_none_of_the_programs_handlers() {
     interrupt_everything();
     static TERM: Once = Once::new();
     TERM.call_once(|| {
-        // SAFETY: installs a handler that does nothing, for SIGTERM, in this test process.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_term as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        }
+        install_handler(libc::SIGTERM, on_term);
     });
     // Built (and its replacements forked) on a thread that blocks every signal, the way
     // programs that `sigwait` in one thread do.
