@@ -145,7 +145,9 @@ impl Inbox {
                 continue;
             }
             if let Some(child) = self.ready.pop_front() {
-                self.read_one(child);
+                if self.read_one(child) {
+                    self.ready.push_back(child); // round robin: others first
+                }
                 continue;
             }
             if !self.wait(deadline)? {
@@ -154,25 +156,27 @@ impl Inbox {
         }
     }
 
-    /// Reads one datagram from `child`, if it is still read.
-    fn read_one(&mut self, child: u64) {
-        let Some(peer) = self.peers.get_mut(&child) else {
-            return;
+    /// Reads one datagram from `child`, if it is still read. Returns whether more may be
+    /// waiting (the datagram was read; the socket may hold another).
+    fn read_one(&mut self, child: u64) -> bool {
+        let Some(peer) = self.peers.get_mut(&child).filter(|p| p.open) else {
+            return false;
         };
-        if !peer.open {
-            return;
-        }
         match peer.assembler.receive(&peer.socket, false) {
             Received::Frame(frame) => {
                 self.pending.push_back(Event::Frame { child, frame });
-                self.ready.push_back(child);
+                true
             }
-            Received::Partial => self.ready.push_back(child),
-            Received::Empty => {}
-            Received::Closed => peer.open = false,
+            Received::Partial => true,
+            Received::Empty => false,
+            Received::Closed => {
+                peer.open = false;
+                false
+            }
             Received::Violation(what) => {
                 peer.open = false;
                 self.pending.push_back(Event::Violation { child, what });
+                false
             }
         }
     }
@@ -183,15 +187,9 @@ impl Inbox {
             std::mem::take(&mut *self.exits.posted.lock().unwrap_or_else(|p| p.into_inner()));
         for (child, status) in posted {
             for _ in 0..DRAIN_LIMIT {
-                let open = self.peers.get(&child).is_some_and(|p| p.open);
-                if !open {
+                if !self.read_one(child) {
                     break;
                 }
-                self.read_one(child);
-                if !self.ready.contains(&child) {
-                    break;
-                }
-                self.ready.retain(|&c| c != child);
             }
             self.peers.remove(&child);
             self.ready.retain(|&c| c != child);
