@@ -18,7 +18,7 @@ pub(crate) struct ChildHandle {
 
 impl ChildHandle {
     /// The handle of child `pid`, right after the fork (it cannot have been reaped yet: its
-    /// waiter starts after this).
+    /// reaper starts after this).
     pub fn new(pid: Pid) -> ChildHandle {
         ChildHandle {
             pid,
@@ -53,7 +53,7 @@ impl ChildHandle {
                 let _ = killpg(self.pid, signal);
             }
             // Without pidfds only the group is signalled, as before: signalling the bare pid
-            // could hit a process that reused it after the waiter reaped the child.
+            // could hit a process that reused it after the reaper reaped the child.
             None => {
                 let _ = killpg(self.pid, signal);
             }

@@ -5,25 +5,25 @@
 //! - Every chunk sent to a worker is in that worker's `in_flight` queue until its reply arrives
 //!   or the worker's exit does; so each chunk ends in exactly one of the two.
 //! - A worker that sends anything but the frames it may send, when it may send them, is killed
-//!   at once and believed in nothing more (see `Worker::verdict`); its items fail with
+//!   at once and believed in nothing more (see `WorkerHandle::verdict`); its items fail with
 //!   `TaskError::Protocol` or run again elsewhere, never with what it sent.
 //! - A worker answers chunks in the order it got them, so a reply always matches the front of
 //!   its worker's queue.
 //! - A reply or death for another call than the current one (a call whose iterator was dropped)
 //!   is discarded; it only frees its window slot.
 //! - The engine is only waited on when some worker has something in flight, so a wait always
-//!   ends (every worker either replies or dies, and its waiter reports the death).
+//!   ends (every worker either replies or dies, and its reaper reports the death).
 
 use crate::channel;
 use crate::child_handle::ChildHandle;
+use crate::crash_guard::{CrashGuard, RestartLimit};
 use crate::error::{Death, PoolError};
 use crate::fork;
-use crate::guard::{CrashGuard, RestartLimit};
 use crate::inbox::{Event, Inbox};
 use crate::outbox::{Outbox, SharedFrame};
-use crate::watch::Waiter;
-pub(crate) use crate::worker::{Cause, Verdict};
-use crate::worker::{Sent, StopReason, Worker};
+use crate::reaper::Reaper;
+pub(crate) use crate::worker_handle::{Cause, Verdict};
+use crate::worker_handle::{Sent, StopReason, WorkerHandle};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
@@ -92,7 +92,7 @@ pub(crate) enum Happened {
         busy_nanos: u64,
         frame: Vec<u8>,
     },
-    /// Worker `pid` died; a replacement was forked. `running` is the chunk of the current
+    /// WorkerHandle `pid` died; a replacement was forked. `running` is the chunk of the current
     /// call it was running (the front of its queue) and what it needs; `unstarted` are the
     /// current call's chunks queued behind it, which it never read and which can be sent again.
     Died {
@@ -109,9 +109,9 @@ pub(crate) enum Happened {
 /// The workers of one pool and the inbox of their frames.
 pub(crate) struct Engine {
     settings: Settings,
-    workers: Vec<Worker>,
+    workers: Vec<WorkerHandle>,
     /// Workers told to exit after `max_tasks` items, until their exit arrives.
-    retired: Vec<Worker>,
+    retired: Vec<WorkerHandle>,
     inbox: Inbox,
     next_worker_id: u64,
     next_call: u64,
@@ -220,8 +220,8 @@ impl Engine {
         })?;
         let child = Arc::new(ChildHandle::new(pid));
         self.inbox.add(id, Arc::clone(&socket));
-        let waiter = match Waiter::start(pid, id, self.inbox.exits()) {
-            Ok(waiter) => waiter,
+        let reaper = match Reaper::start(pid, id, self.inbox.exits()) {
+            Ok(reaper) => reaper,
             Err(e) => {
                 child.kill();
                 let _ = nix::sys::wait::waitpid(pid, None);
@@ -233,7 +233,7 @@ impl Engine {
             true => Instant::now().checked_add(init_limit),
             false => None,
         };
-        self.workers.push(Worker {
+        self.workers.push(WorkerHandle {
             id,
             child,
             outbox: Outbox::new(socket, pid),
@@ -252,7 +252,7 @@ impl Engine {
             stopping: None,
             refilling: false,
             offense: None,
-            _waiter: waiter,
+            _reaper: reaper,
         });
         self.publish_roster();
         Ok(())
@@ -333,7 +333,7 @@ impl Engine {
     }
 
     /// Child `child` sent `what`, which it may not: it is killed at once, nothing more it sends
-    /// is read, and its death blames its items on the protocol (see `Worker::verdict`).
+    /// is read, and its death blames its items on the protocol (see `WorkerHandle::verdict`).
     fn offend(&mut self, child: u64, what: String) {
         self.inbox.silence(child);
         let worker = self
@@ -417,12 +417,12 @@ impl Engine {
     /// Whether `worker` takes another chunk now. A worker whose window is full is refilled
     /// only once it is down to half, and then up to full: at chunksize 1 (window 8) that sends
     /// four chunks in one message instead of one message per reply.
-    fn has_room(&self, worker: &Worker) -> bool {
+    fn has_room(&self, worker: &WorkerHandle) -> bool {
         let held = worker.in_flight.len();
         held < self.call_window && (worker.refilling || held <= self.call_window / 2)
     }
 
-    fn budget_of(&self, worker: &Worker) -> usize {
+    fn budget_of(&self, worker: &WorkerHandle) -> usize {
         self.settings.max_tasks.map_or(usize::MAX, |max| {
             max.saturating_sub(usize::try_from(worker.dispatched_items).unwrap_or(usize::MAX))
         })
@@ -523,7 +523,7 @@ impl Engine {
         let deadline = self
             .workers
             .iter_mut()
-            .filter_map(|w| w.watch(timeout, current_call, now))
+            .filter_map(|w| w.check_deadlines(timeout, current_call, now))
             .min();
         match self.inbox.next(deadline)? {
             Some(event) => self.interpret(event, call, main),
@@ -661,7 +661,7 @@ impl Engine {
             // It finished items before it died: workers are making progress.
             self.guard.progress();
         }
-        drop(worker); // joins its waiter, which has ended
+        drop(worker); // joins its reaper, which has ended
         self.publish_roster();
         if let Some(crash_loop) = self.guard.death(cause) {
             self.failure = Some(crash_loop);
@@ -719,7 +719,7 @@ impl Engine {
                 }
                 Err(_) => {
                     // The inbox cannot be read: kill what is left; dropping each worker joins
-                    // its waiter, which reaps it.
+                    // its reaper, which reaps it.
                     for worker in &self.retired {
                         worker.child.kill();
                     }

@@ -281,7 +281,7 @@ pub enum PoolError {
     /// Creating or using an IPC channel failed.
     #[error("IPC channel failure: {0}")]
     Channel(#[source] std::io::Error),
-    /// A thread the pool needs (a worker's waiter, a sender) could not be started.
+    /// A thread the pool needs (a worker's reaper, a sender) could not be started.
     #[error("could not start a thread: {0}")]
     Thread(#[source] std::io::Error),
     /// The memory a worker shares with the pool (its progress page) could not be mapped.

@@ -1,5 +1,5 @@
 //! The caller's one wait for everything its children send and for their deaths: each child's
-//! own socket, read by the calling thread itself, and the exits its waiter threads post.
+//! own socket, read by the calling thread itself, and the exits its reaper threads post.
 //!
 //! A child is known by the socket its frames arrive on, never by anything a frame says: every
 //! child has a socket of its own, and a child holds no other child's (see
@@ -9,7 +9,7 @@
 //!
 //! Invariants:
 //! - Events of one child come out in the order it sent them, and its [`Event::Exited`] comes
-//!   after all of them: when its waiter reports the death, the inbox first reads what is left
+//!   after all of them: when its reaper reports the death, the inbox first reads what is left
 //!   in the dead child's socket, then posts the exit.
 //! - A deadline that has already passed still reads what has arrived (`poll` with no wait)
 //!   before it reports the time is up.
@@ -48,7 +48,7 @@ struct Peer {
     open: bool,
 }
 
-/// Where waiter threads post deaths, and the pipe that wakes the caller for them.
+/// Where reaper threads post deaths, and the pipe that wakes the caller for them.
 pub(crate) struct Exits {
     posted: Mutex<Vec<(u64, ExitStatus)>>,
     flag: AtomicBool,
@@ -107,7 +107,7 @@ impl Inbox {
         })
     }
 
-    /// Where the waiter of a child posts its death.
+    /// Where the reaper of a child posts its death.
     pub fn exits(&self) -> Arc<Exits> {
         Arc::clone(&self.exits)
     }
@@ -181,7 +181,7 @@ impl Inbox {
         }
     }
 
-    /// Posts the deaths the waiters reported, each after what its child left in its socket.
+    /// Posts the deaths the reapers reported, each after what its child left in its socket.
     fn take_exits(&mut self) {
         let posted =
             std::mem::take(&mut *self.exits.posted.lock().unwrap_or_else(|p| p.into_inner()));

@@ -2,8 +2,8 @@
 
 use crate::engine::WorkerMain;
 use crate::error::{Error, PoolError};
+use crate::lease::Lease;
 use crate::schedule::{Call, CallSpec};
-use crate::shared::Lease;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

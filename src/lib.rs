@@ -36,25 +36,25 @@
 
 mod channel;
 mod child_handle;
-mod closure;
+mod crash_guard;
 mod engine;
 mod error;
+mod fn_pool;
 mod fork;
-mod guard;
 mod inbox;
 mod iter;
+mod lease;
 mod outbox;
 mod owner;
 mod pool;
 mod process;
+mod reaper;
 mod schedule;
-mod shared;
 mod sys;
-mod watch;
-mod worker;
+mod worker_handle;
 
-pub use closure::{FnPool, par_eval, parmap};
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
+pub use fn_pool::{FnPool, par_eval, parmap};
 pub use forkpool_worker::StarArgs;
 /// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,
 /// struct, enum and newtype struct is one; `Box` is free). A result nested deeper fails its

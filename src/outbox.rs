@@ -128,7 +128,7 @@ impl Outbox {
     }
 
     /// Sends one message, in place or through the courier. A failed send is not reported: it
-    /// means the worker is dying, and its death is reported by its waiter.
+    /// means the worker is dying, and its death is reported by its reaper.
     fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
         let fits = backlog.frames < INLINE_FRAMES && backlog.bytes + frame.len() <= INLINE_BYTES;
         let courier_idle = self

@@ -1,11 +1,11 @@
 //! [`Pool`]: worker processes forked once and reused by every call, and its builder.
 
+use crate::crash_guard::RestartLimit;
 use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
 use crate::error::{Error, PoolError};
-use crate::guard::RestartLimit;
 use crate::iter::{Imap, ImapUnordered, Stream};
+use crate::lease::PoolState;
 use crate::schedule::{CallSpec, Delivery};
-use crate::shared::Shared;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::code_map;
 use forkpool_worker::job::{self, EntryFn};
@@ -189,7 +189,7 @@ pub(crate) fn default_workers() -> usize {
 /// # Ok(()) }
 /// ```
 pub struct Pool {
-    shared: Shared<PoolMain>,
+    shared: PoolState<PoolMain>,
     timeout: Option<Duration>,
 }
 
@@ -494,7 +494,7 @@ impl PoolBuilder {
                 forkpool_worker::serve(end, init, &mut runner)
             }
         });
-        let shared = Shared::new(Engine::new(settings)?, main);
+        let shared = PoolState::new(Engine::new(settings)?, main);
         {
             let mut engine = shared.lease()?;
             engine.fill(shared.main())?;

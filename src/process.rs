@@ -6,8 +6,8 @@ use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
 use crate::inbox::{Event, Inbox};
 use crate::owner::Owner;
+use crate::reaper::Reaper;
 use crate::schedule::decode_outcomes;
-use crate::watch::Waiter;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
 use serde::Serialize;
@@ -46,7 +46,7 @@ pub struct ReturnProcess<R> {
     parent: Owner,
     /// Dropped only in `parent` (see the `Drop` impl).
     inbox: ManuallyDrop<Inbox>,
-    waiter: Option<Waiter>,
+    reaper: Option<Reaper>,
     outcome: Option<Result<R, Error>>,
     death: Option<Death>,
     joined: bool,
@@ -83,8 +83,8 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         })?;
         inbox.add(0, Arc::new(pair.parent));
         let child = ChildHandle::new(pid);
-        let waiter = match Waiter::start(pid, 0, inbox.exits()) {
-            Ok(waiter) => waiter,
+        let reaper = match Reaper::start(pid, 0, inbox.exits()) {
+            Ok(reaper) => reaper,
             Err(e) => {
                 child.kill();
                 let _ = nix::sys::wait::waitpid(pid, None);
@@ -95,7 +95,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             child,
             parent: Owner::here(),
             inbox: ManuallyDrop::new(inbox),
-            waiter: Some(waiter),
+            reaper: Some(reaper),
             outcome: None,
             death: None,
             joined: false,
@@ -239,7 +239,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             }
         }
         self.joined = true;
-        self.waiter = None;
+        self.reaper = None;
         let death = self.death.unwrap_or(Death::Unknown);
         self.outcome.take().unwrap_or(Err(TaskError::WorkerDied {
             index: 0,
@@ -260,9 +260,9 @@ impl<R> ReturnProcess<R> {
 impl<R> Drop for ReturnProcess<R> {
     fn drop(&mut self) {
         if self.check_process().is_err() {
-            // A copy in another process: the child is not ours to kill, and the waiter thread
+            // A copy in another process: the child is not ours to kill, and the reaper thread
             // exists only in the parent (joining it here would wait forever or worse). Leak it.
-            std::mem::forget(self.waiter.take());
+            std::mem::forget(self.reaper.take());
             return;
         }
         if self.death.is_none() {
@@ -271,8 +271,8 @@ impl<R> Drop for ReturnProcess<R> {
         // The inbox (and with it the parent's end of the child's socket) goes first.
         // SAFETY: `inbox` is dropped only here, once, and `self` is not used after.
         unsafe { ManuallyDrop::drop(&mut self.inbox) };
-        // Dropping the waiter joins its thread; it ends once the child is reaped.
-        self.waiter = None;
+        // Dropping the reaper joins its thread; it ends once the child is reaped.
+        self.reaper = None;
     }
 }
 

@@ -14,8 +14,8 @@
 
 use crate::engine::{Cause, Engine, Happened, Verdict, WorkerMain};
 use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
+use crate::lease::Lease;
 use crate::outbox::SharedFrame;
-use crate::shared::Lease;
 use forkpool_worker::codec;
 use forkpool_worker::protocol::{self, TaskCode};
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Child set-up after `fork`: process group, signal dispositions, parent-death watch, memory
+//! Child set-up after `fork`: process group, signal dispositions, parent-death signal, memory
 //! limit, panic capture, exit codes.
 //!
 //! Runs in a freshly forked child whose parent may have had other threads: it makes only system
@@ -68,7 +68,7 @@ pub fn prepare(options: ChildOptions, parent: u32) {
         let _ =
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes);
     }
-    watch_parent(parent);
+    die_with_parent(parent);
     crate::panic::capture_in_child(options.show_panics);
 }
 
@@ -163,7 +163,7 @@ extern "C" fn on_parent_death(_: libc::c_int) {
 /// its parent ends (`PR_SET_PDEATHSIG`); everywhere, a worker also exits when its task channel
 /// reports end-of-stream.
 #[cfg(target_os = "linux")]
-fn watch_parent(parent: u32) {
+fn die_with_parent(parent: u32) {
     PARENT.store(parent as i32, Ordering::Relaxed);
     let signal = parent_death_signal();
     // SAFETY: a zeroed sigaction is valid; the handler only calls async-signal-safe functions;
@@ -181,7 +181,7 @@ fn watch_parent(parent: u32) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn watch_parent(parent: u32) {
+fn die_with_parent(parent: u32) {
     PARENT.store(parent as i32, Ordering::Relaxed);
 }
 

@@ -23,7 +23,7 @@
 //! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the
 //!   worker exits next.
 //!
-//! A worker's death is no frame: the parent's waiter thread reaps it and tells the parent's
+//! A worker's death is no frame: the parent's reaper thread reaps it and tells the parent's
 //! inbox in-process, which reads what is left in the dead worker's socket first.
 //!
 //! Invariant: a worker answers every `Task` with exactly one `Reply` carrying exactly `count`
@@ -214,7 +214,7 @@ pub fn shutdown_frame() -> [u8; 1] {
     [SHUTDOWN]
 }
 
-/// How a child process ended, as the parent's waiter thread learned it from `waitpid`.
+/// How a child process ended, as the parent's reaper thread learned it from `waitpid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
     /// It called `exit`/`_exit` with this code.

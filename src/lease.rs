@@ -1,6 +1,6 @@
-//! Exclusive use of a pool's engine by one call at a time, with a clear error instead of a
-//! self-deadlock when a thread starts a second call while its first is still running; and the
-//! pool's lifecycle (close, join, terminate).
+//! The lease on a pool's engine (exclusive use by one call at a time, with a clear error instead
+//! of a self-deadlock when a thread starts a second call while its first is still running), and
+//! the pool's lifecycle (close, join, terminate).
 //!
 //! A pool belongs to the process that built it. A forked child (a `ReturnProcess` or `FnPool`
 //! closure that captured `&pool`) holds a copy of its state: the workers are not the child's
@@ -32,7 +32,7 @@ fn thread_token() -> usize {
 }
 
 /// A pool's engine and the function `M` its workers run, shared by the calls made on it.
-pub(crate) struct Shared<M: ?Sized> {
+pub(crate) struct PoolState<M: ?Sized> {
     /// The process that built the pool: the only one that may use `engine`.
     builder: Owner,
     /// Dropped only in `builder` (see the `Drop` impl).
@@ -56,9 +56,9 @@ pub(crate) struct Lease<'p> {
     owner: &'p AtomicUsize,
 }
 
-impl<M: ?Sized> Shared<M> {
-    pub fn new(engine: Engine, main: Box<M>) -> Shared<M> {
-        Shared {
+impl<M: ?Sized> PoolState<M> {
+    pub fn new(engine: Engine, main: Box<M>) -> PoolState<M> {
+        PoolState {
             builder: Owner::here(),
             size: engine.size(),
             roster: engine.roster(),
@@ -173,7 +173,7 @@ impl<M: ?Sized> Shared<M> {
     }
 }
 
-impl<M: ?Sized> Drop for Shared<M> {
+impl<M: ?Sized> Drop for PoolState<M> {
     /// In the builder, drops the engine: its workers are told to exit and reaped. In any other
     /// process (a forked child that owned a copy of the pool) the engine is leaked on purpose:
     /// dropping it would send the parent's workers shutdown frames, kill them, and join thread

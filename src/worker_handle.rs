@@ -11,7 +11,7 @@ use crate::channel::RegisteredPage;
 use crate::child_handle::ChildHandle;
 use crate::error::Death;
 use crate::outbox::{Backlog, Outbox};
-use crate::watch::Waiter;
+use crate::reaper::Reaper;
 use forkpool_worker::child::EXIT_BAD_FRAME;
 use forkpool_worker::progress;
 use std::collections::VecDeque;
@@ -112,7 +112,7 @@ pub(crate) enum Cause {
 }
 
 /// A live worker.
-pub(crate) struct Worker {
+pub(crate) struct WorkerHandle {
     /// The engine's id for it (pids can be reused; ids are not).
     pub id: u64,
     /// The process, for signalling.
@@ -146,11 +146,11 @@ pub(crate) struct Worker {
     pub refilling: bool,
     /// What it sent that it may not: the parent killed it for that.
     pub offense: Option<String>,
-    /// Dropped last: joining the waiter waits for the worker's death.
-    pub _waiter: Waiter,
+    /// Dropped last: joining the reaper waits for the worker's death.
+    pub _reaper: Reaper,
 }
 
-impl Worker {
+impl WorkerHandle {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.pid().as_raw() as u32
@@ -182,7 +182,7 @@ impl Worker {
     ///
     /// Kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again, never
     /// sooner than [`MIN_RECHECK`] from now (`None`: only an event can change anything).
-    pub fn watch(
+    pub fn check_deadlines(
         &mut self,
         timeout: Option<Duration>,
         current_call: u64,

@@ -6,10 +6,10 @@
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, PoolError, TaskError};
 use crate::iter::{Imap, ImapUnordered, Stream};
+use crate::lease::PoolState;
 use crate::pool::default_workers;
 use crate::process::ReturnProcess;
 use crate::schedule::{CallSpec, Delivery};
-use crate::shared::Shared;
 use forkpool_worker::protocol::TaskCode;
 use forkpool_worker::{ChildEnd, ClosureRunner};
 use serde::Serialize;
@@ -34,7 +34,7 @@ type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 /// # Ok(()) }
 /// ```
 pub struct FnPool<'env, T, R> {
-    shared: Shared<ClosureMain<'env>>,
+    shared: PoolState<ClosureMain<'env>>,
     _types: PhantomData<fn(T) -> R>,
 }
 
@@ -72,7 +72,7 @@ where
             unsafe { forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)) }
         });
         let engine = Engine::new(Settings::new(workers))?;
-        let shared = Shared::new(engine, main);
+        let shared = PoolState::new(engine, main);
         shared.lease()?.fill(shared.main())?;
         Ok(FnPool {
             shared,
