@@ -1,25 +1,28 @@
-//! The worker table: forks workers, sends them frames, and turns what arrives in the inbox into
-//! what happened (a reply, or a death with the chunks it cost), forking replacements.
+//! The worker table of one pool: forks workers, hands the chunks the calls queued to workers
+//! with room (fairly across calls), and turns what arrives in the inbox into mail for the call
+//! it concerns (a reply, or a death with the chunks it cost), forking replacements.
 //!
 //! Invariants:
 //! - Every chunk sent to a worker is in that worker's `in_flight` queue until its reply arrives
-//!   or the worker's exit does; so each chunk ends in exactly one of the two.
+//!   or the worker's exit does; so each chunk ends in exactly one of the two, and the call it
+//!   belongs to (if it is still live) gets exactly one piece of mail about it.
 //! - A worker that sends anything but the frames it may send, when it may send them, is killed
 //!   at once and believed in nothing more (see `WorkerHandle::verdict`); its items fail with
 //!   `TaskError::Protocol` or run again elsewhere, never with what it sent.
 //! - A worker answers chunks in the order it got them, so a reply always matches the front of
 //!   its worker's queue.
-//! - A reply or death for another call than the current one (a call whose iterator was dropped)
-//!   is discarded; it only frees its window slot.
-//! - The engine is only waited on when some worker has something in flight, so a wait always
-//!   ends (every worker either replies or dies, and its reaper reports the death).
+//! - Mail for a call that ended (finished, dropped or cancelled) is discarded: only its window
+//!   slot is freed.
+//! - Chunks go out in the order each call queued them; among calls, the one served longest ago
+//!   goes first, so a one-item call is not stuck behind a long one.
 
 use crate::channel;
 use crate::child_handle::ChildHandle;
 use crate::crash_guard::{CrashGuard, RestartLimit};
+use crate::desk::{Desk, Happened, Mail, Queued};
 use crate::error::{Death, PoolError};
 use crate::fork;
-use crate::inbox::{Event, Inbox};
+use crate::inbox::{Event, Exits, Inbox};
 use crate::outbox::{Outbox, SharedFrame};
 use crate::reaper::Reaper;
 pub(crate) use crate::worker_handle::{Cause, Verdict};
@@ -28,7 +31,7 @@ use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,13 +39,14 @@ use std::time::{Duration, Instant};
 /// What a forked worker runs: the worker loop with the pool's runner. Returns the exit code.
 pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
-/// How long a dropped pool lets its workers finish what they hold before killing them.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// How a dropped pool lets its workers finish what they hold before killing them.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a worker's initializer may run by default (see `PoolBuilder::init_timeout`).
 pub(crate) const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Capacity reserved up front for per-worker and per-pool tables: sizes come from the user
 /// and may be huge (`window(usize::MAX)`); the tables grow as needed beyond this.
 const RESERVE_AT_MOST: usize = 64;
+
 /// How a pool's workers are made and looked after.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -81,85 +85,62 @@ impl Settings {
     }
 }
 
-/// What one event meant for the current call.
-pub(crate) enum Happened {
-    /// Chunk `chunk` of the current call was answered by worker `pid`. `frame` is the whole
-    /// reply frame; its header has been read into the other fields.
-    Reply {
-        pid: u32,
-        chunk: u64,
-        count: u32,
-        busy_nanos: u64,
-        frame: Vec<u8>,
-    },
-    /// WorkerHandle `pid` died; a replacement was forked. `running` is the chunk of the current
-    /// call it was running (the front of its queue) and what it needs; `unstarted` are the
-    /// current call's chunks queued behind it, which it never read and which can be sent again.
-    Died {
-        pid: u32,
-        death: Death,
-        running: Option<(u64, Verdict)>,
-        unstarted: Vec<u64>,
-    },
-    /// Something that concerns no chunk of the current call (a stale reply, a stale death, a
-    /// timeout check); a window slot may have been freed.
-    Nothing,
-}
-
-/// The workers of one pool and the inbox of their frames.
+/// The workers of one pool, the inbox of their frames, and the desks of the live calls.
 pub(crate) struct Engine {
     settings: Settings,
     workers: Vec<WorkerHandle>,
-    /// Workers told to exit after `max_tasks` items, until their exit arrives.
+    /// Workers told to exit (spent after `max_tasks` items, or at shutdown), until their exit
+    /// arrives.
     retired: Vec<WorkerHandle>,
-    inbox: Inbox,
+    pub(crate) inbox: Inbox,
+    exits: Arc<Exits>,
     next_worker_id: u64,
     next_call: u64,
-    /// The call running now (0: none yet).
-    current_call: u64,
-    /// The current call's chunks in flight per worker.
-    call_window: usize,
-    /// The current call's per-item time limit.
-    timeout: Option<Duration>,
+    /// The live calls, by id.
+    desks: HashMap<u64, Desk>,
     guard: CrashGuard,
-    /// A failure to report on the next wait: a replacement that could not be forked, a crash
-    /// loop.
-    failure: Option<PoolError>,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
-    /// Chunks of the current call (by wire number) whose worker already died once before
-    /// beginning any of their items: a second such death blames the chunk itself.
-    front_deaths: HashSet<u64>,
+    /// Chunks (call, wire number) whose worker already died once before beginning any of their
+    /// items: a second such death blames the chunk itself.
+    front_deaths: HashSet<(u64, u64)>,
     /// Chunks dispatched so far: each worker remembers the number of its latest, and the
     /// worker idle longest gets the next chunk among those with equal room.
     dispatches: u64,
-    /// When the caller last got an event back (timed calls only): time until the next wait
-    /// is not the workers' to account for.
-    returned_at: Option<Instant>,
-    /// The live workers' pids, readable without waiting for a running call.
+    /// The live workers' pids, readable without the engine's lock.
     roster: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
+    /// Some thread is waiting on the inbox for everyone (see `Hub`).
+    pub(crate) driving: bool,
+    /// That thread is in `poll` without the lock: work queued meanwhile must wake it.
+    pub(crate) polling: bool,
+    /// Threads waiting for mail without driving.
+    pub(crate) idle_waiters: usize,
+    /// Since when nobody drove: time the workers' clocks do not count (frames sat unread).
+    pub(crate) undriven_since: Option<Instant>,
 }
 
 impl Engine {
     /// An engine with these settings; forks no worker yet.
     pub fn new(settings: Settings) -> Result<Engine, PoolError> {
+        let inbox = Inbox::new()?;
         Ok(Engine {
             workers: Vec::with_capacity(settings.size.min(RESERVE_AT_MOST)),
             retired: Vec::new(),
             guard: CrashGuard::new(settings.restarts),
             settings,
-            inbox: Inbox::new()?,
+            exits: inbox.exits(),
+            inbox,
             next_worker_id: 1,
             next_call: 1,
-            current_call: 0,
-            call_window: 2,
-            timeout: None,
-            failure: None,
+            desks: HashMap::new(),
             halted: Arc::default(),
             front_deaths: HashSet::new(),
             dispatches: 0,
-            returned_at: None,
             roster: Arc::default(),
+            driving: false,
+            polling: false,
+            idle_waiters: 0,
+            undriven_since: None,
         })
     }
 
@@ -188,6 +169,11 @@ impl Engine {
         Arc::clone(&self.halted)
     }
 
+    /// Where to knock to wake the thread waiting on the inbox.
+    pub fn exits(&self) -> Arc<Exits> {
+        Arc::clone(&self.exits)
+    }
+
     fn publish_roster(&self) {
         let children = self.workers.iter().map(|w| Arc::clone(&w.child)).collect();
         *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = children;
@@ -206,8 +192,6 @@ impl Engine {
             return Err(PoolError::Closed);
         }
         let page = channel::progress_page()?;
-        page.get().set_timed(self.timeout.is_some());
-        page.get().set_current_call(self.current_call);
         let address = page.address();
         let id = self.next_worker_id;
         self.next_worker_id += 1;
@@ -237,12 +221,13 @@ impl Engine {
             id,
             child,
             outbox: Outbox::new(socket, pid),
-            in_flight: VecDeque::with_capacity(self.call_window.min(RESERVE_AT_MOST)),
+            in_flight: VecDeque::new(),
             context_call: 0,
             progress: page,
             replied_chunks: 0,
             dispatched_items: 0,
-            timed_since: progress::now_nanos(),
+            timed: false,
+            timed_since: 0,
             ready: !self.settings.has_init,
             init_failure: None,
             init_deadline,
@@ -260,7 +245,7 @@ impl Engine {
 
     /// Waits until every worker has run the pool's initializer; the first failure otherwise.
     /// A worker whose initializer has not returned within the init timeout is killed, and
-    /// that is the failure.
+    /// that is the failure. (Runs before the pool is shared: no call is live.)
     pub fn wait_ready(&mut self) -> Result<(), PoolError> {
         while self.workers.iter().any(|w| !w.ready) {
             let deadline = self
@@ -349,77 +334,71 @@ impl Engine {
         }
     }
 
-    /// Starts a call whose items may each run for at most `timeout`, with `window` chunks in
-    /// flight per worker: returns its id. Ids are never reused, so replies to earlier calls are
-    /// recognised as stale.
+    // ---- calls ----
+
+    /// Opens a desk for a new call whose items may each run for at most `timeout`, with
+    /// `window` chunks in flight per worker: returns its id. Ids are never reused, so replies
+    /// to ended calls are recognised as stale.
     pub fn begin_call(&mut self, timeout: Option<Duration>, window: usize) -> u64 {
         let call = self.next_call;
         self.next_call += 1;
-        self.current_call = call;
-        self.call_window = window.max(1);
-        let now = progress::now_nanos();
-        let retimed = self.timeout != timeout;
-        self.timeout = timeout;
-        for worker in &mut self.workers {
-            let page = worker.progress.get();
-            page.set_current_call(call);
-            if retimed {
-                page.set_timed(timeout.is_some());
-            }
-            if retimed || worker.in_flight.front().is_some_and(|s| s.call != call) {
-                // Times before now are not of this call's items.
-                worker.timed_since = now;
-            }
+        self.desks.insert(call, Desk::new(timeout, window));
+        if self.desks.len() == 1 {
+            // A fresh start: earlier deaths say nothing about this call's items.
+            self.guard.progress();
         }
-        self.guard.progress();
-        self.failure = None;
-        self.front_deaths.clear();
-        self.returned_at = None;
         call
     }
 
-    /// Call `call` was dropped before its end: from now on its workers skip what is left of
-    /// it (they read the mark on their progress page before each item), and the next use of
-    /// the engine stops a worker whose item of it still runs after a short grace. Nothing is
-    /// waited for here, so a drop is quick.
-    pub fn cancel_call(&mut self, call: u64) {
-        if self.current_call != call {
-            return;
-        }
-        // Calls are numbered upwards and the next one takes `next_call`: marking it current
-        // marks every earlier call cancelled.
-        self.current_call = self.next_call;
-        for worker in &self.workers {
-            worker.progress.get().set_current_call(self.next_call);
-        }
+    /// The desk of live call `call`.
+    pub fn desk(&mut self, call: u64) -> Option<&mut Desk> {
+        self.desks.get_mut(&call)
     }
 
-    /// Changes the current call's chunks in flight per worker (chunks already sent stay).
-    pub fn set_window(&mut self, window: usize) {
-        self.call_window = window.max(1);
+    /// Call `call` ends (finished, dropped or cancelled): its queued chunks are dropped, its
+    /// workers skip what is left of its chunks (they read the mark on their progress page
+    /// before each item), and a worker whose item of it still runs is stopped: at once if
+    /// `stop_running`, else after a short grace (see `WorkerHandle::check_deadlines`).
+    /// Nothing is waited for here.
+    pub fn end_call(&mut self, call: u64, stop_running: bool) {
+        self.desks.remove(&call);
+        let now = progress::now_nanos();
+        for worker in &mut self.workers {
+            let mut held = false;
+            for sent in worker.in_flight.iter_mut().filter(|s| s.call == call) {
+                sent.cancelled_at.get_or_insert(now);
+                held = true;
+            }
+            if !held {
+                continue;
+            }
+            worker.progress.get().cancel(call);
+            if stop_running && worker.runs_item_of(call) {
+                worker.stop_for_cancel();
+            }
+        }
+        self.front_deaths.retain(|&(c, _)| c != call);
     }
 
-    /// The worker with the most room in its window, if any has room (a worker due for
-    /// replacement after `max_tasks` items gets no more); workers whose initializer has
-    /// returned first (a replacement stuck in it must not hold every chunk); among equals, the
-    /// one whose latest chunk is oldest, so one-item calls spread over idle workers instead of
-    /// all going to the first.
-    pub fn free_slot(&self) -> Option<usize> {
+    /// The pid of the worker running an item of call `call`, if one is.
+    pub fn running_pid(&self, call: u64) -> Option<u32> {
         self.workers
             .iter()
-            .enumerate()
-            .filter(|(_, w)| self.has_room(w) && w.stopping.is_none())
-            .filter(|(_, w)| self.budget_of(w) > 0)
-            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch))
-            .map(|(slot, _)| slot)
+            .find(|w| w.runs_item_of(call))
+            .map(|w| w.pid())
     }
 
-    /// Whether `worker` takes another chunk now. A worker whose window is full is refilled
-    /// only once it is down to half, and then up to full: at chunksize 1 (window 8) that sends
-    /// four chunks in one message instead of one message per reply.
-    fn has_room(&self, worker: &WorkerHandle) -> bool {
+    /// Whether worker `worker` takes a chunk of `count` items of a call with `window` chunks in
+    /// flight per worker now. A worker whose window is full is refilled only once it is down
+    /// to half, and then up to full: at chunksize 1 (window 8) that sends four chunks in one
+    /// message instead of one message per reply. A worker due for replacement after
+    /// `max_tasks` items takes no more than its budget.
+    fn takes(&self, worker: &WorkerHandle, window: usize, count: usize) -> bool {
         let held = worker.in_flight.len();
-        held < self.call_window && (worker.refilling || held <= self.call_window / 2)
+        worker.stopping.is_none()
+            && held < window
+            && (worker.refilling || held <= window / 2)
+            && self.budget_of(worker) >= count.max(1)
     }
 
     fn budget_of(&self, worker: &WorkerHandle) -> usize {
@@ -428,52 +407,130 @@ impl Engine {
         })
     }
 
-    /// How many more items the worker in `slot` takes before it is replaced.
-    pub fn budget(&self, slot: usize) -> usize {
-        self.budget_of(&self.workers[slot])
+    /// How many more chunks call `call` can have sent now (beyond those it queued), and the
+    /// most items one of them may hold (a worker due for replacement takes no more than its
+    /// budget; with no worker taking any, what a fresh worker takes).
+    pub fn room(&self, call: u64) -> (usize, usize) {
+        let Some(desk) = self.desks.get(&call) else {
+            return (0, 0);
+        };
+        let window = desk.window;
+        let mut slots = 0usize;
+        let mut biggest = 0usize;
+        for worker in &self.workers {
+            if self.takes(worker, window, 1) {
+                slots = slots.saturating_add(window - worker.in_flight.len());
+                biggest = biggest.max(self.budget_of(worker));
+            }
+        }
+        if slots == 0 {
+            // Nobody takes a chunk now: size it for a fresh worker.
+            biggest = self.settings.max_tasks.unwrap_or(usize::MAX);
+        }
+        (slots.saturating_sub(desk.queued()), biggest)
     }
 
-    /// Sends chunk `chunk` of `call` (a sealed task frame of `count` items) to the worker in
-    /// `slot`, preceded by `context` if that worker does not hold this call's context yet.
-    /// Small frames wait for [`flush`](Engine::flush) to go out together.
+    /// Hands queued chunks to workers with room, the call served longest ago first, until no
+    /// queued chunk fits anywhere. Small frames wait for [`flush`](Engine::flush) to go out
+    /// together.
+    pub fn dispatch_queued(&mut self) {
+        loop {
+            let mut order: Vec<(u64, u64)> = self
+                .desks
+                .iter()
+                .filter(|(_, d)| d.queued() > 0)
+                .map(|(&call, d)| (d.last_served, call))
+                .collect();
+            if order.is_empty() {
+                return;
+            }
+            order.sort_unstable();
+            let mut sent_any = false;
+            for (_, call) in order {
+                if self.dispatch_one(call) {
+                    sent_any = true;
+                    break; // the order changed: this call was just served
+                }
+            }
+            if !sent_any {
+                return;
+            }
+        }
+    }
+
+    /// Sends the oldest queued chunk of `call` to the best worker that takes it, if any.
+    fn dispatch_one(&mut self, call: u64) -> bool {
+        let Some(desk) = self.desks.get(&call) else {
+            return false;
+        };
+        let Some(next) = desk.peek() else {
+            return false;
+        };
+        let (window, count) = (desk.window, next.count as usize);
+        let slot = self
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| self.takes(w, window, count))
+            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch))
+            .map(|(slot, _)| slot);
+        let Some(slot) = slot else {
+            return false;
+        };
+        self.dispatches += 1;
+        let served = self.dispatches;
+        let desk = self.desks.get_mut(&call).expect("looked up above");
+        let Some(queued) = desk.pop() else {
+            return false;
+        };
+        desk.last_served = served;
+        let (timeout, context) = (desk.timeout, desk.context.clone());
+        self.send(slot, call, queued, timeout, context.as_ref(), window);
+        true
+    }
+
+    /// Stages chunk `queued` of `call` for the worker in `slot`, preceded by `context` if that
+    /// worker does not hold this call's context yet.
     ///
     /// A failed send means the worker is dying: the chunk stays in its queue and is dealt with
     /// when its death is reported.
-    pub fn dispatch(
+    fn send(
         &mut self,
         slot: usize,
         call: u64,
-        chunk: u64,
-        count: u32,
-        frame: &SharedFrame,
+        queued: Queued,
+        timeout: Option<Duration>,
         context: Option<&SharedFrame>,
+        window: usize,
     ) {
-        let window = self.call_window;
+        let served = self.dispatches;
         let worker = &mut self.workers[slot];
         let mut backlog = worker.backlog();
-        let mut bytes = frame.len();
+        let mut bytes = queued.frame.len();
         if let Some(context) = context.filter(|_| worker.context_call != call) {
             worker.context_call = call;
             worker.outbox.stage(context, backlog);
             backlog.bytes += context.len();
             bytes += context.len();
         }
-        worker.outbox.stage(frame, backlog);
+        worker.outbox.stage(&queued.frame, backlog);
         worker.in_flight.push_back(Sent {
             call,
-            chunk,
-            count,
+            chunk: queued.chunk,
+            count: queued.count,
             bytes,
+            timeout,
+            cancelled_at: None,
         });
+        worker.update_timing();
         worker.refilling = worker.in_flight.len() < window;
-        worker.dispatched_items = worker.dispatched_items.saturating_add(u64::from(count));
-        self.dispatches += 1;
-        worker.last_dispatch = self.dispatches;
+        worker.dispatched_items = worker
+            .dispatched_items
+            .saturating_add(u64::from(queued.count));
+        worker.last_dispatch = served;
     }
 
-    /// Sends every worker the frames staged for it by [`dispatch`](Engine::dispatch).
-    /// Cheap when nothing is staged: the engine calls it before every wait, the scheduler
-    /// after every feed.
+    /// Sends every worker the frames staged for it. Cheap when nothing is staged.
     pub fn flush(&mut self) {
         for worker in &mut self.workers {
             if worker.outbox.has_staged() {
@@ -484,82 +541,97 @@ impl Engine {
     }
 
     /// Whether any worker holds a chunk (of any call), or is being stopped (its death is an
-    /// event to wait for: until it comes, it takes no chunk).
-    pub fn anything_in_flight(&self) -> bool {
-        self.workers
-            .iter()
-            .any(|w| !w.in_flight.is_empty() || w.stopping.is_some())
+    /// event to wait for), or is retired and not yet reaped.
+    pub fn anything_to_wait_for(&self) -> bool {
+        !self.retired.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.in_flight.is_empty() || w.stopping.is_some() || !w.ready)
     }
 
-    /// Waits for the next event and says what it means for call `call`. Forks a replacement
-    /// for a worker that died; stops workers whose item ran past the call's timeout.
-    pub fn next_event(&mut self, call: u64, main: &WorkerMain<'_>) -> Result<Happened, PoolError> {
-        if self.timeout.is_none() {
-            return self.wait_for_event(call, main);
-        }
-        if let Some(returned_at) = self.returned_at.take() {
-            let away = returned_at.elapsed();
+    /// Whether any live call has chunks queued or at workers.
+    pub fn any_call_busy(&self) -> bool {
+        self.desks.values().any(|d| d.queued() > 0)
+            || self.workers.iter().any(|w| {
+                w.in_flight
+                    .iter()
+                    .any(|s| s.cancelled_at.is_none() && self.desks.contains_key(&s.call))
+            })
+    }
+
+    /// Whether no worker is left, retired ones included.
+    pub fn all_reaped(&self) -> bool {
+        self.workers.is_empty() && self.retired.is_empty()
+    }
+
+    /// Checks every worker's deadlines (timeouts, stalls, cancelled items, grace periods),
+    /// stopping those past one. Returns when to look again.
+    pub fn check_deadlines(&mut self) -> Option<Instant> {
+        let now = || (Instant::now(), progress::now_nanos());
+        self.workers
+            .iter_mut()
+            .chain(self.retired.iter_mut())
+            .filter_map(|w| w.check_deadlines(now))
+            .min()
+    }
+
+    /// Moves the workers' stall and init clocks forward by the time nobody drove (frames sat
+    /// unread while nobody looked: no worker is stalled for that).
+    pub fn resume_clocks(&mut self) {
+        if let Some(since) = self.undriven_since.take() {
+            let away = since.elapsed();
             for worker in &mut self.workers {
                 worker.shift_clocks(away);
             }
         }
-        let happened = self.wait_for_event(call, main);
-        self.returned_at = Some(Instant::now());
-        happened
     }
 
-    fn wait_for_event(&mut self, call: u64, main: &WorkerMain<'_>) -> Result<Happened, PoolError> {
-        if let Some(failure) = self.failure.take() {
-            return Err(failure);
-        }
-        if !self.anything_in_flight() {
-            return Err(PoolError::Channel(std::io::Error::other(
-                "scheduler waited with nothing in flight",
-            )));
-        }
-        self.flush();
-        let (timeout, current_call) = (self.timeout, self.current_call);
-        let now = || (Instant::now(), progress::now_nanos());
-        let deadline = self
+    /// Gives every live call with work outstanding (or mail to act on) its share of pool
+    /// failure `failure`.
+    pub fn fail_calls(&mut self, failure: &PoolError) {
+        let busy: HashSet<u64> = self
             .workers
-            .iter_mut()
-            .filter_map(|w| w.check_deadlines(timeout, current_call, now))
-            .min();
-        match self.inbox.next(deadline)? {
-            Some(event) => self.interpret(event, call, main),
-            // Whatever is due is acted on at the next wait.
-            None => Ok(Happened::Nothing),
+            .iter()
+            .flat_map(|w| w.in_flight.iter().map(|s| s.call))
+            .collect();
+        for (call, desk) in &mut self.desks {
+            // A call that just got mail (a death) has work to redo even if none is out now.
+            if desk.queued() > 0 || busy.contains(call) || desk.has_mail() {
+                desk.fail(failure.duplicate());
+            }
         }
     }
 
-    fn interpret(
-        &mut self,
-        event: Event,
-        call: u64,
-        main: &WorkerMain<'_>,
-    ) -> Result<Happened, PoolError> {
+    /// Whether call `call` has mail waiting (or is gone: its owner must look).
+    pub fn has_mail(&self, call: u64) -> bool {
+        self.desks.get(&call).is_none_or(|d| d.has_mail())
+    }
+
+    /// Takes call `call`'s mail, if any.
+    pub fn take_mail(&mut self, call: u64) -> Option<Mail> {
+        self.desks.get_mut(&call).and_then(|d| d.take_mail())
+    }
+
+    /// Acts on one event from the inbox: mail for the call it concerns, a replacement for a
+    /// dead worker. Returns how many calls got mail.
+    pub fn interpret(&mut self, event: Event, main: &WorkerMain<'_>) -> usize {
         match event {
-            Event::Frame { child, frame } => Ok(self.on_frame(child, frame, call, main)),
+            Event::Frame { child, frame } => self.on_frame(child, frame, main),
             Event::Violation { child, what } => {
                 self.offend(child, what);
-                Ok(Happened::Nothing)
+                0
             }
-            Event::Exited { child, status } => Ok(self.on_exit(child, status, call, main)),
+            Event::Exited { child, status } => self.on_exit(child, status, main),
         }
     }
 
     /// A frame from child `child`: a reply to the chunk at the front of its queue, or a
     /// readiness report. Anything else is an offense.
-    fn on_frame(
-        &mut self,
-        child: u64,
-        frame: Vec<u8>,
-        call: u64,
-        main: &WorkerMain<'_>,
-    ) -> Happened {
+    fn on_frame(&mut self, child: u64, frame: Vec<u8>, main: &WorkerMain<'_>) -> usize {
         let Some(slot) = self.slot_of(child) else {
             // A retired worker's last frames: nothing of any call waits for them.
-            return Happened::Nothing;
+            return 0;
         };
         match Message::parse(&frame) {
             Some(Message::Reply(reply)) => {
@@ -578,73 +650,78 @@ impl Engine {
                         ),
                     };
                     self.offend(child, what);
-                    return Happened::Nothing;
+                    return 0;
                 }
                 worker.in_flight.pop_front();
                 worker.replied_chunks += 1;
+                worker.update_timing();
                 self.guard.progress();
-                let (chunk, count, busy_nanos) = (reply.chunk, reply.count, reply.busy_nanos);
-                let current = reply.call == call;
+                let (call, chunk, count, busy_nanos) =
+                    (reply.call, reply.chunk, reply.count, reply.busy_nanos);
                 self.retire_if_spent(slot, main);
-                if current {
-                    Happened::Reply {
-                        pid,
-                        chunk,
-                        count,
-                        busy_nanos,
-                        frame,
+                match self.desks.get_mut(&call) {
+                    Some(desk) => {
+                        desk.post(Happened::Reply {
+                            pid,
+                            chunk,
+                            count,
+                            busy_nanos,
+                            frame,
+                        });
+                        1
                     }
-                } else {
-                    Happened::Nothing
+                    None => 0,
                 }
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
                 self.workers[slot].set_ready();
-                Happened::Nothing
+                0
             }
             Some(Message::InitFailed(message)) if !self.workers[slot].ready => {
                 self.workers[slot].init_failure = Some(message.to_string());
-                Happened::Nothing
+                0
             }
             _ => {
                 self.offend(child, describe(&frame));
-                Happened::Nothing
+                0
             }
         }
     }
 
-    /// Child `child` died: fails or requeues what it held, and forks its replacement.
-    fn on_exit(
-        &mut self,
-        child: u64,
-        status: ExitStatus,
-        call: u64,
-        main: &WorkerMain<'_>,
-    ) -> Happened {
-        let Some(slot) = self.slot_of(child) else {
-            self.retired.retain(|w| w.id != child);
-            return Happened::Nothing;
+    /// Child `child` died: tells each call what it cost them, and forks its replacement.
+    fn on_exit(&mut self, child: u64, status: ExitStatus, main: &WorkerMain<'_>) -> usize {
+        let (worker, retired) = match self.slot_of(child) {
+            Some(slot) => (self.workers.swap_remove(slot), false),
+            None => match self.retired.iter().position(|w| w.id == child) {
+                // Retired (spent, or told to exit at shutdown): it may still hold chunks.
+                Some(at) => (self.retired.swap_remove(at), true),
+                None => return 0,
+            },
         };
-        let worker = self.workers.swap_remove(slot);
         let death = Death::from(status);
         let pid = worker.pid();
         let verdict = worker.verdict(death, self.settings.child.memory_limit);
         // A worker reads its next frame only after replying to the one before, so only
         // the front of its queue can have started.
+        let mut cost: HashMap<u64, DeathCost> = HashMap::new();
         let mut queue = worker.in_flight.iter();
-        let running = queue.next().filter(|s| s.call == call).map(|s| {
+        if let Some(front) = queue.next() {
             let verdict = match verdict {
                 // The first such death may be the worker's own bad luck; the second is the
                 // chunk's doing (a frame too big for the memory limit, say).
-                Verdict::Blameless(cause) if !self.front_deaths.insert(s.chunk) => {
+                Verdict::Blameless(cause)
+                    if !self.front_deaths.insert((front.call, front.chunk)) =>
+                {
                     Verdict::Unknown(cause)
                 }
                 Verdict::Blameless(_) => Verdict::Requeue,
                 verdict => verdict,
             };
-            (s.chunk, verdict)
-        });
-        let unstarted = queue.filter(|s| s.call == call).map(|s| s.chunk).collect();
+            cost.entry(front.call).or_default().0 = Some((front.chunk, verdict));
+        }
+        for sent in queue {
+            cost.entry(sent.call).or_default().1.push(sent.chunk);
+        }
         let init_late = worker
             .stopping
             .filter(|s| s.reason == StopReason::Init)
@@ -663,18 +740,32 @@ impl Engine {
         }
         drop(worker); // joins its reaper, which has ended
         self.publish_roster();
-        if let Some(crash_loop) = self.guard.death(cause) {
-            self.failure = Some(crash_loop);
+        let mut mailed = 0;
+        for (call, (running, unstarted)) in cost {
+            if let Some(desk) = self.desks.get_mut(&call) {
+                desk.post(Happened::Died {
+                    pid,
+                    death,
+                    running,
+                    unstarted,
+                });
+                mailed += 1;
+            }
         }
-        if let Err(e) = self.fill(main) {
-            self.failure.get_or_insert(e);
+        if retired && mailed == 0 {
+            return 0; // a spent worker's exit, or one at shutdown that held nothing
         }
-        Happened::Died {
-            pid,
-            death,
-            running,
-            unstarted,
+        let mut failure = self.guard.death(cause);
+        if self.halted.load(Ordering::Acquire) {
+            failure = Some(PoolError::Closed);
+        } else if let Err(e) = self.fill(main) {
+            failure.get_or_insert(e);
         }
+        if let Some(failure) = failure {
+            self.fail_calls(&failure);
+            mailed += self.desks.len();
+        }
+        mailed
     }
 
     /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.
@@ -691,12 +782,13 @@ impl Engine {
         self.retired.push(worker);
         self.publish_roster();
         if let Err(e) = self.fill(main) {
-            self.failure.get_or_insert(e);
+            self.fail_calls(&e);
         }
     }
 
-    /// Asks every worker to exit, waits up to `grace`, kills the rest, and reaps all.
-    pub fn shut_down(&mut self, grace: Duration) {
+    /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
+    /// for (see `Hub::shut_down`).
+    pub fn retire_all(&mut self) {
         let shutdown = Arc::new(shutdown_frame().to_vec());
         for worker in &mut self.workers {
             let backlog = worker.backlog();
@@ -704,38 +796,35 @@ impl Engine {
         }
         self.retired.append(&mut self.workers);
         self.publish_roster();
-        let mut deadline = Some(Instant::now() + grace);
-        while !self.retired.is_empty() {
-            match self.inbox.next(deadline) {
-                Ok(Some(Event::Exited { child, .. })) => {
-                    self.retired.retain(|w| w.id != child);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    for worker in &self.retired {
-                        worker.child.kill();
-                    }
-                    deadline = None;
-                }
-                Err(_) => {
-                    // The inbox cannot be read: kill what is left; dropping each worker joins
-                    // its reaper, which reaps it.
-                    for worker in &self.retired {
-                        worker.child.kill();
-                    }
-                    self.retired.clear();
-                }
-            }
+    }
+
+    /// Kills every retired worker now (their exits still have to be taken).
+    pub fn kill_retired(&self) {
+        for worker in &self.retired {
+            worker.child.kill();
         }
+    }
+
+    /// Forgets every retired worker (dropping each joins its reaper, which reaps it): for an
+    /// inbox that cannot be read any more, after [`kill_retired`](Engine::kill_retired).
+    pub fn forget_retired(&mut self) {
+        self.retired.clear();
     }
 }
 
 impl Drop for Engine {
-    /// Asks every worker to exit, waits up to [`SHUTDOWN_GRACE`], kills the rest, and reaps all.
+    /// Kills what is left (a pool's drop asks workers to exit first, see `Hub::shut_down`);
+    /// dropping each worker joins its reaper.
     fn drop(&mut self) {
-        self.shut_down(SHUTDOWN_GRACE);
+        for worker in self.workers.iter().chain(&self.retired) {
+            worker.child.kill();
+        }
     }
 }
+
+/// What a worker's death cost one call: the chunk it was running, if of that call, and what
+/// that chunk needs; the call's chunks it held unstarted.
+type DeathCost = (Option<(u64, Verdict)>, Vec<u64>);
 
 /// What a frame that is not one a worker may send looks like, in words (its first bytes).
 fn describe(frame: &[u8]) -> String {

@@ -202,6 +202,19 @@ pub enum TaskError {
         /// The pool's failure, in words (the `Display` of the [`PoolError`]).
         cause: String,
     },
+    /// The item was cancelled ([`Task::cancel`](crate::Task::cancel)) before it finished: if it
+    /// had not begun, it never ran; if it was running, its worker was stopped and replaced.
+    ///
+    /// ```
+    /// use forkpool::TaskError;
+    /// let e = TaskError::Cancelled { index: 0 };
+    /// assert_eq!(e.to_string(), "item 0: cancelled");
+    /// ```
+    #[error("item {index}: cancelled")]
+    Cancelled {
+        /// The item's index.
+        index: u64,
+    },
 }
 
 impl TaskError {
@@ -215,7 +228,8 @@ impl TaskError {
             | TaskError::Codec { index, .. }
             | TaskError::Protocol { index, .. }
             | TaskError::CodeNotLoaded { index, .. }
-            | TaskError::PoolFailed { index, .. } => *index,
+            | TaskError::PoolFailed { index, .. }
+            | TaskError::Cancelled { index } => *index,
         }
     }
 
@@ -229,7 +243,7 @@ impl TaskError {
             | TaskError::Codec { pid, .. }
             | TaskError::Protocol { pid, .. }
             | TaskError::CodeNotLoaded { pid, .. } => *pid,
-            TaskError::PoolFailed { .. } => 0,
+            TaskError::PoolFailed { .. } | TaskError::Cancelled { .. } => 0,
         }
     }
 }
@@ -300,10 +314,6 @@ pub enum PoolError {
         /// The process that tried to use it.
         this: u32,
     },
-    /// The pool is already running a call on this thread (for example a loop over `imap` that
-    /// calls `map` on the same pool); finish or drop the first iterator.
-    #[error("the pool is already in use by this thread: finish or drop the running iterator first")]
-    Busy,
     /// The `map_with` context could not be encoded.
     #[error("could not encode the context: {0}")]
     Context(String),
@@ -365,6 +375,49 @@ impl Error {
         match self {
             Error::Task(t) => Some(t),
             Error::Pool(_) => None,
+        }
+    }
+}
+
+impl PoolError {
+    /// The same failure, for another call that shares it (the source of an I/O error is kept
+    /// as its kind and text).
+    pub(crate) fn duplicate(&self) -> PoolError {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        match self {
+            PoolError::NoWorkers { workers } => PoolError::NoWorkers { workers: *workers },
+            PoolError::InvalidChunksize { chunksize } => PoolError::InvalidChunksize {
+                chunksize: *chunksize,
+            },
+            PoolError::InvalidTimeout { timeout } => {
+                PoolError::InvalidTimeout { timeout: *timeout }
+            }
+            PoolError::InvalidWindow { window } => PoolError::InvalidWindow { window: *window },
+            PoolError::Fork(e) => PoolError::Fork(io(e)),
+            PoolError::Channel(e) => PoolError::Channel(io(e)),
+            PoolError::Thread(e) => PoolError::Thread(io(e)),
+            PoolError::SharedMemory(e) => PoolError::SharedMemory(io(e)),
+            PoolError::ForeignProcess { owner, this } => PoolError::ForeignProcess {
+                owner: *owner,
+                this: *this,
+            },
+            PoolError::Context(message) => PoolError::Context(message.clone()),
+            PoolError::AlreadyJoined => PoolError::AlreadyJoined,
+            PoolError::CrashLoop {
+                deaths,
+                within,
+                last_causes,
+            } => PoolError::CrashLoop {
+                deaths: *deaths,
+                within: *within,
+                last_causes: last_causes.clone(),
+            },
+            PoolError::Init { pid, message } => PoolError::Init {
+                pid: *pid,
+                message: message.clone(),
+            },
+            PoolError::Closed => PoolError::Closed,
+            PoolError::NotClosed => PoolError::NotClosed,
         }
     }
 }

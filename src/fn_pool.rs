@@ -3,13 +3,14 @@
 //! The workers are forked after the closure exists, so it may capture anything (borrowed,
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
+use crate::call::{Call, CallSpec, Delivery};
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, PoolError, TaskError};
 use crate::iter::{Imap, ImapUnordered, Stream};
-use crate::lease::PoolState;
+use crate::lifecycle::PoolState;
 use crate::pool::default_workers;
 use crate::process::ReturnProcess;
-use crate::schedule::{CallSpec, Delivery};
+use crate::task::Task;
 use forkpool_worker::protocol::TaskCode;
 use forkpool_worker::{ChildEnd, ClosureRunner};
 use serde::Serialize;
@@ -73,7 +74,7 @@ where
         });
         let engine = Engine::new(Settings::new(workers))?;
         let shared = PoolState::new(engine, main);
-        shared.lease()?.fill(shared.main())?;
+        shared.hub_unchecked().lock().fill(shared.main())?;
         Ok(FnPool {
             shared,
             _types: PhantomData,
@@ -103,7 +104,7 @@ where
             context: None,
             timeout: None,
         };
-        Stream::start(self.shared.lease(), self.shared.main(), items, spec)
+        Stream::start(self.shared.hub(), self.shared.main(), items, spec)
     }
 
     /// Applies the closure to every item; results in input order, or the lowest-indexed failure.
@@ -116,6 +117,54 @@ where
     /// ```
     pub fn map<I: IntoIterator<Item = T>>(&self, items: I) -> Result<Vec<R>, Error> {
         Imap::new(self.call(None, items.into_iter(), Delivery::Collected)).collect()
+    }
+
+    /// Submits one item and returns at once with its [`Task`] (like [`Pool::submit`]).
+    ///
+    /// [`Pool::submit`]: crate::Pool::submit
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let offset = 100;
+    /// let pool = forkpool::FnPool::new(2, |x: u32| x + offset)?;
+    /// let task = pool.submit(1);
+    /// assert_eq!(task.wait()?, 101);
+    /// # Ok(()) }
+    /// ```
+    pub fn submit<'p>(&'p self, item: T) -> Task<'p, R>
+    where
+        T: 'p,
+        R: 'p,
+    {
+        let spec = CallSpec {
+            code: TaskCode::default(),
+            chunksize: Some(1),
+            delivery: Delivery::Collected,
+            context: None,
+            timeout: None,
+        };
+        match self.shared.hub() {
+            Ok(hub) => {
+                let mut call = Call::start(hub, self.shared.main(), Some(item).into_iter(), spec);
+                call.start_sending();
+                Task::new(Box::new(call))
+            }
+            Err(error) => Task::failed(error),
+        }
+    }
+
+    /// Runs one item and waits for its outcome (like [`Pool::apply`]).
+    ///
+    /// [`Pool::apply`]: crate::Pool::apply
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(1, |s: String| s.len())?;
+    /// assert_eq!(pool.apply("four".to_string())?, 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn apply(&self, item: T) -> Result<R, Error> {
+        self.submit(item).wait()
     }
 
     /// Like [`map`](FnPool::map) with chunks of `chunksize` items (0 is an error).
@@ -242,7 +291,8 @@ impl TaskError {
             | TaskError::Codec { index, .. }
             | TaskError::Protocol { index, .. }
             | TaskError::CodeNotLoaded { index, .. }
-            | TaskError::PoolFailed { index, .. } => *index = new,
+            | TaskError::PoolFailed { index, .. }
+            | TaskError::Cancelled { index } => *index = new,
         }
         self
     }

@@ -89,41 +89,56 @@ pub(crate) fn spawn(
     }
 }
 
-/// In a freshly forked child: runs `run` on a new thread with a [`CHILD_STACK`] stack and
-/// waits for it (the thread that forked may have had a small stack; a replacement worker forked
-/// from a 256 KiB thread must not run tasks on 256 KiB). Falls back to the current stack if no
-/// thread can be started.
+/// In a freshly forked child: runs `run` on a [`CHILD_STACK`] stack (the thread that forked may
+/// have had a small stack; a replacement worker forked from a 256 KiB thread must not run tasks
+/// on 256 KiB).
+///
+/// Linux: on a stack segment mapped for it, in this same thread (`stacker`). No thread is
+/// started: a child of a multi-threaded parent must not take a lock another parent thread may
+/// have held at the fork, and starting a `std` thread takes the standard library's own
+/// thread-registry lock (seen here: a worker forked while another thread of the parent was
+/// starting a thread hung in `set_current_info` forever).
+#[cfg(target_os = "linux")]
 fn on_child_stack(run: impl FnOnce() -> i32) -> i32 {
-    /// Carries what the child thread needs across the spawn (see the SAFETY note below).
-    struct Handover<'a, F>(&'a mut Option<F>, &'a mut Option<i32>);
-    // SAFETY: a `Handover` is only moved into the one thread spawned below, which this thread
-    // joins before the borrowed values go out of scope, doing nothing but wait meanwhile: its
-    // contents are never used from two threads at once.
-    unsafe impl<F> Send for Handover<'_, F> {}
-    impl<F: FnOnce() -> i32> Handover<'_, F> {
-        fn run(self) {
-            if let Some(run) = self.0.take() {
-                *self.1 = Some(run());
-            }
-        }
-    }
+    stacker::grow(CHILD_STACK, run)
+}
 
-    let builder = std::thread::Builder::new().stack_size(CHILD_STACK);
-    let mut run = Some(run);
-    let mut slot = None;
-    {
-        let handover = Handover(&mut run, &mut slot);
-        // SAFETY: `spawn_unchecked` lifts the `'static` bound: the closure borrows `run` and
-        // `slot` from this frame, and the thread is joined below before the frame ends.
-        let spawned = unsafe { builder.spawn_unchecked(move || handover.run()) };
-        if let Ok(thread) = spawned {
-            let _ = thread.join();
+/// In a freshly forked child: runs `run` on a raw POSIX thread with a [`CHILD_STACK`] stack and
+/// waits for it (not a `std` thread: starting one takes the standard library's thread-registry
+/// lock, which another thread of the parent may have held at the fork). Falls back to the
+/// current stack if no thread can be started.
+#[cfg(not(target_os = "linux"))]
+fn on_child_stack<F: FnOnce() -> i32>(run: F) -> i32 {
+    /// What the thread takes (`run`) and gives back (its exit code).
+    type Slot<F> = (Option<F>, Option<i32>);
+    extern "C" fn start<F: FnOnce() -> i32>(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the `Slot<F>` below, which outlives the thread (it is joined before
+        // the slot goes out of scope) and is not touched by the waiting thread meanwhile.
+        let slot = unsafe { &mut *arg.cast::<Slot<F>>() };
+        if let Some(run) = slot.0.take() {
+            slot.1 = Some(run());
+        }
+        std::ptr::null_mut()
+    }
+    let mut slot: Slot<F> = (Some(run), None);
+    // SAFETY: zeroed attribute and thread handles are valid out-parameters; the thread gets a
+    // pointer to `slot`, which lives until after `pthread_join` returns.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, CHILD_STACK);
+        let arg = (&mut slot as *mut Slot<F>).cast::<libc::c_void>();
+        let started = libc::pthread_create(&mut thread, &attr, start::<F>, arg) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if started {
+            libc::pthread_join(thread, std::ptr::null_mut());
         }
     }
-    match (slot, run) {
-        (Some(code), _) => code,
+    match slot {
+        (_, Some(code)) => code,
         // No thread could start: run here.
-        (None, Some(run)) => run(),
+        (Some(run), None) => run(),
         // The thread took `run` and ended without a code: it panicked past catch_unwind.
         (None, None) => child::EXIT_CHILD_PANICKED,
     }

@@ -63,6 +63,12 @@ impl Exits {
             .unwrap_or_else(|p| p.into_inner())
             .push((child, status));
         self.flag.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Wakes the thread waiting on the inbox, if one is: it looks again at everything (another
+    /// thread sent work with a new deadline, or cancelled some).
+    pub fn wake(&self) {
         let byte = 1u8;
         loop {
             // SAFETY: writes one byte from a live buffer to our own pipe; a full pipe (EAGAIN)
@@ -137,21 +143,88 @@ impl Inbox {
     /// `Ok(None)` when the deadline passed first.
     pub fn next(&mut self, deadline: Option<Instant>) -> Result<Option<Event>, PoolError> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.try_next() {
                 return Ok(Some(event));
+            }
+            let mut set = self.poll_set();
+            let ready = set.wait(deadline)?;
+            if !self.after_poll(set, ready) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next event that can be had without waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
             }
             if self.exits.flag.swap(false, Ordering::Acquire) {
                 self.take_exits();
                 continue;
             }
-            if let Some(child) = self.ready.pop_front() {
-                if self.read_one(child) {
-                    self.ready.push_back(child); // round robin: others first
-                }
-                continue;
+            let child = self.ready.pop_front()?;
+            if self.read_one(child) {
+                self.ready.push_back(child); // round robin: others first
             }
-            if !self.wait(deadline)? {
-                return Ok(None);
+        }
+    }
+
+    /// What to wait on when [`try_next`](Inbox::try_next) has nothing: the wake pipe and every
+    /// child's socket still read. The wait itself ([`PollSet::wait`]) may run without the
+    /// inbox (another thread may use the engine meanwhile); hand the set back to
+    /// [`after_poll`](Inbox::after_poll).
+    pub fn poll_set(&mut self) -> PollSet {
+        let mut set = PollSet {
+            fds: std::mem::take(&mut self.poll_set),
+            children: std::mem::take(&mut self.poll_children),
+        };
+        set.fds.clear();
+        set.children.clear();
+        set.fds.push(pollfd(self.wake.as_raw_fd()));
+        for (&child, peer) in &self.peers {
+            if peer.open {
+                set.fds.push(pollfd(peer.socket.as_raw_fd()));
+                set.children.push(child);
+            }
+        }
+        set
+    }
+
+    /// Takes back a set after its wait: marks the ready children to be read. Returns false
+    /// when the wait ended by its deadline with nothing ready.
+    pub fn after_poll(&mut self, set: PollSet, ready: Readiness) -> bool {
+        let PollSet { fds, children } = set;
+        let woke = match ready {
+            Readiness::TimedOut => false,
+            Readiness::Ready => {
+                if fds[0].revents != 0 {
+                    self.drain_wake_pipe();
+                }
+                for (entry, &child) in fds[1..].iter().zip(&children) {
+                    // A child dropped meanwhile (its exit was taken) is not read again.
+                    if entry.revents != 0 && self.peers.contains_key(&child) {
+                        self.ready.push_back(child);
+                    }
+                }
+                true
+            }
+        };
+        self.poll_set = fds;
+        self.poll_children = children;
+        woke
+    }
+
+    fn drain_wake_pipe(&self) {
+        let mut sink = [0u8; 64];
+        loop {
+            // SAFETY: reads into a live buffer from our own non-blocking pipe.
+            let n = unsafe { libc::read(self.wake.as_raw_fd(), sink.as_mut_ptr().cast(), 64) };
+            let interrupted =
+                n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+            if n <= 0 && !interrupted {
+                break;
             }
         }
     }
@@ -196,41 +269,33 @@ impl Inbox {
             self.pending.push_back(Event::Exited { child, status });
         }
     }
+}
 
-    /// Waits until a child's socket or the wake pipe is ready, or `deadline`. Returns false
-    /// when the deadline passed with nothing ready.
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<bool, PoolError> {
-        self.poll_set.clear();
-        self.poll_children.clear();
-        self.poll_set.push(pollfd(self.wake.as_raw_fd()));
-        for (&child, peer) in &self.peers {
-            if peer.open {
-                self.poll_set.push(pollfd(peer.socket.as_raw_fd()));
-                self.poll_children.push(child);
-            }
+/// What a waiting thread polls: see [`Inbox::poll_set`]. Holds descriptor numbers only: the
+/// inbox keeps the sockets open until the set is handed back (a child's socket is dropped only
+/// when its exit is taken, which needs the inbox).
+pub(crate) struct PollSet {
+    fds: Vec<libc::pollfd>,
+    children: Vec<u64>,
+}
+
+/// How a wait on a [`PollSet`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Something is ready (or the wait was cut short): look again.
+    Ready,
+    /// The deadline passed with nothing ready.
+    TimedOut,
+}
+
+impl PollSet {
+    /// Waits until a child's socket or the wake pipe is ready, or `deadline`.
+    pub fn wait(&mut self, deadline: Option<Instant>) -> Result<Readiness, PoolError> {
+        let ready = crate::sys::poll(&mut self.fds, deadline).map_err(PoolError::Channel)?;
+        if ready == 0 && deadline.is_some_and(|at| Instant::now() >= at) {
+            return Ok(Readiness::TimedOut);
         }
-        let ready = crate::sys::poll(&mut self.poll_set, deadline).map_err(PoolError::Channel)?;
-        if ready == 0 {
-            return Ok(deadline.is_none_or(|at| Instant::now() < at));
-        }
-        if self.poll_set[0].revents != 0 {
-            let mut sink = [0u8; 64];
-            loop {
-                // SAFETY: reads into a live buffer from our own non-blocking pipe.
-                let n = unsafe { libc::read(self.wake.as_raw_fd(), sink.as_mut_ptr().cast(), 64) };
-                let interrupted = n < 0
-                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
-                if n <= 0 && !interrupted {
-                    break;
-                }
-            }
-        }
-        for (entry, &child) in self.poll_set[1..].iter().zip(&self.poll_children) {
-            if entry.revents != 0 {
-                self.ready.push_back(child);
-            }
-        }
-        Ok(true)
+        Ok(Readiness::Ready)
     }
 }
 

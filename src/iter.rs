@@ -1,9 +1,9 @@
 //! The iterators of lazy calls: [`Imap`] (input order) and [`ImapUnordered`] (finish order).
 
+use crate::call::{Call, CallSpec};
 use crate::engine::WorkerMain;
 use crate::error::{Error, PoolError};
-use crate::lease::Lease;
-use crate::schedule::{Call, CallSpec};
+use crate::hub::Hub;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -19,16 +19,16 @@ where
     I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
-    /// Starts a call on the engine if it could be leased; the one way both kinds of pool start
+    /// Starts a call on the engine if the pool takes calls; the one way both kinds of pool start
     /// a call.
     pub fn start(
-        lease: Result<Lease<'p>, PoolError>,
+        hub: Result<&'p Hub, PoolError>,
         main: &'p WorkerMain<'p>,
         input: I,
         spec: CallSpec,
     ) -> Self {
-        match lease {
-            Ok(lease) => Stream::Running(Box::new(Call::start(lease, main, input, spec))),
+        match hub {
+            Ok(hub) => Stream::Running(Box::new(Call::start(hub, main, input, spec))),
             Err(error) => Stream::Failed(Some(error)),
         }
     }

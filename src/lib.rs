@@ -34,16 +34,20 @@
 
 #![warn(missing_docs)]
 
+mod call;
 mod channel;
 mod child_handle;
+mod chunking;
 mod crash_guard;
+mod desk;
 mod engine;
 mod error;
 mod fn_pool;
 mod fork;
+mod hub;
 mod inbox;
 mod iter;
-mod lease;
+mod lifecycle;
 mod outbox;
 mod owner;
 mod pool;
@@ -51,6 +55,7 @@ mod process;
 mod reaper;
 mod schedule;
 mod sys;
+mod task;
 mod worker_handle;
 
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
@@ -69,6 +74,7 @@ pub use forkpool_worker::codec::MAX_DEPTH;
 pub use iter::{Imap, ImapUnordered};
 pub use pool::{CallOptions, Pool, PoolBuilder};
 pub use process::ReturnProcess;
+pub use task::{AsCompleted, Task, as_completed, wait_all};
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -1,11 +1,12 @@
 //! [`Pool`]: worker processes forked once and reused by every call, and its builder.
 
+use crate::call::{Call, CallSpec, Delivery};
 use crate::crash_guard::RestartLimit;
 use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
 use crate::error::{Error, PoolError};
 use crate::iter::{Imap, ImapUnordered, Stream};
-use crate::lease::PoolState;
-use crate::schedule::{CallSpec, Delivery};
+use crate::lifecycle::PoolState;
+use crate::task::Task;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::code_map;
 use forkpool_worker::job::{self, EntryFn};
@@ -496,7 +497,7 @@ impl PoolBuilder {
         });
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
-            let mut engine = shared.lease()?;
+            let mut engine = shared.hub_unchecked().lock();
             engine.fill(shared.main())?;
             engine.wait_ready()?;
         }
@@ -804,6 +805,67 @@ impl Pool {
 /// What a call runs: `entry` (instantiated for the call's types) and the user's fn pointer
 /// at `function`, by address, with the id of the loaded objects holding them (see
 /// [`code_map`]).
+impl Pool {
+    /// Submits one item to run on a worker and returns at once with its [`Task`] (Python's
+    /// `apply_async`, `ProcessPoolExecutor.submit`). Any number of tasks and calls may run at
+    /// once, from any number of threads; take the outcome with [`Task::wait`], or take finished
+    /// tasks in order with [`as_completed`](crate::as_completed).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let tasks: Vec<_> = (1..=3u64).map(|n| pool.submit(|n: u64| (1..=n).product::<u64>(), n)).collect();
+    /// let factorials: Vec<u64> = tasks.into_iter().map(|t| t.wait()).collect::<Result<_, _>>()?;
+    /// assert_eq!(factorials, [1, 2, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub fn submit<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Task<'p, R>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().submit(f, item)
+    }
+
+    /// Submits one tuple of arguments for a function of several (like [`Pool::starmap`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool.starsubmit(|a: String, n: usize| a.repeat(n), ("ab".to_string(), 3));
+    /// assert_eq!(task.wait()?, "ababab");
+    /// # Ok(()) }
+    /// ```
+    pub fn starsubmit<'p, Args, R>(
+        &'p self,
+        f: <Args as StarArgs<R>>::Fn,
+        args: Args,
+    ) -> Task<'p, R>
+    where
+        Args: StarArgs<R> + Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().starsubmit(f, args)
+    }
+
+    /// Runs one item on a worker and waits for its outcome (Python's `Pool.apply`): a crash,
+    /// panic or timeout is this call's error, and the pool lives on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// assert_eq!(pool.apply(|s: String| s.to_uppercase(), "hi".to_string())?, "HI");
+    /// # Ok(()) }
+    /// ```
+    pub fn apply<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Result<R, Error>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().apply(f, item)
+    }
+}
+
 fn task_code(entry: EntryFn, function: u64) -> TaskCode {
     let entry = job::entry_address(entry);
     TaskCode {
@@ -887,7 +949,7 @@ impl<'p> CallOptions<'p> {
             timeout: self.timeout,
         };
         let shared = &self.pool.shared;
-        Stream::start(shared.lease(), shared.main(), items, spec)
+        Stream::start(shared.hub(), shared.main(), items, spec)
     }
 
     /// [`Pool::map`] with these options.
@@ -1023,5 +1085,84 @@ impl<'p> CallOptions<'p> {
         let context = forkpool_worker::codec::encode_into(&mut encoded, context).map(|()| encoded);
         let delivery = Delivery::Collected;
         Imap::new(self.call(code, items.into_iter(), delivery, Some(context))).collect()
+    }
+
+    /// Submits one item: [`Pool::submit`] with these options (a per-task timeout, say).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool
+    ///     .timeout(Duration::from_millis(100))
+    ///     .submit(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60);
+    /// let error = task.wait().unwrap_err();
+    /// assert!(error.to_string().contains("timed out"));
+    /// # Ok(()) }
+    /// ```
+    pub fn submit<T, R>(self, f: fn(T) -> R, item: T) -> Task<'p, R>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        self.task(code, item)
+    }
+
+    /// Submits one tuple of arguments: [`Pool::starsubmit`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool.chunksize(1).starsubmit(|a: u32, b: u32| a.pow(b), (2, 10));
+    /// assert_eq!(task.wait()?, 1024);
+    /// # Ok(()) }
+    /// ```
+    pub fn starsubmit<Args, R>(self, f: <Args as StarArgs<R>>::Fn, args: Args) -> Task<'p, R>
+    where
+        Args: StarArgs<R> + Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        let code = task_code(job::star_entry::<Args, R>, Args::address(f));
+        self.task(code, args)
+    }
+
+    /// Submits one item and waits for its outcome: [`Pool::apply`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// assert_eq!(pool.chunksize(1).apply(|x: u8| x + 1, 41)?, 42);
+    /// # Ok(()) }
+    /// ```
+    pub fn apply<T, R>(self, f: fn(T) -> R, item: T) -> Result<R, Error>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.submit(f, item).wait()
+    }
+
+    fn task<T, R>(self, code: TaskCode, item: T) -> Task<'p, R>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: DeserializeOwned + 'p,
+    {
+        let spec = CallSpec {
+            code,
+            chunksize: Some(1),
+            delivery: Delivery::Collected,
+            context: None,
+            timeout: self.timeout,
+        };
+        let shared = &self.pool.shared;
+        match shared.hub() {
+            Ok(hub) => {
+                let mut call = Call::start(hub, shared.main(), Some(item).into_iter(), spec);
+                call.start_sending();
+                Task::new(Box::new(call))
+            }
+            Err(error) => Task::failed(error),
+        }
     }
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 /// How long a worker stopped with `SIGTERM` has before `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_millis(100);
-/// How long an item of a dropped call may keep running once the next call has started, before
-/// its worker is stopped and replaced. (The rest of its chunk is skipped at once.)
+/// How long an item of a dropped call may keep running after the drop before its worker is
+/// stopped and replaced. (The rest of its chunk is skipped at once.)
 const CANCEL_GRACE: Duration = Duration::from_millis(200);
 /// How soon to look again at a worker that is between items of a dropped call.
 const RECHECK: Duration = Duration::from_millis(10);
@@ -42,6 +42,10 @@ pub(crate) struct Sent {
     pub count: u32,
     /// Bytes sent for it (its frame, and the context frame sent just before it, if any).
     pub bytes: usize,
+    /// The most one of its items may run (its call's timeout).
+    pub timeout: Option<Duration>,
+    /// When its call was cancelled ([`progress::now_nanos`]), if it was.
+    pub cancelled_at: Option<u64>,
 }
 
 /// Why the parent is stopping a worker.
@@ -49,10 +53,11 @@ pub(crate) struct Sent {
 pub(crate) enum StopReason {
     /// The item with this ticket (the worker's `begun` count) ran past the timeout.
     Item { ticket: u64 },
-    /// It held chunks of the current call and made no progress (no item begun or ended, no
+    /// It held chunks of a timed call and made no progress (no item begun or ended, no
     /// chunk started or answered) for the timeout: stopped (`SIGSTOP`), or stuck outside items.
     Stalled,
-    /// An item of a dropped call ran on past [`CANCEL_GRACE`]: no item of this call is to blame.
+    /// An item of a dropped call ran on past [`CANCEL_GRACE`], or its task was cancelled: no
+    /// item of another call is to blame.
     Dropped,
     /// Its initializer did not return in time.
     Init,
@@ -127,7 +132,10 @@ pub(crate) struct WorkerHandle {
     pub replied_chunks: u64,
     /// Items sent to it (for `max_tasks`).
     pub dispatched_items: u64,
-    /// Start times before this moment (`progress::now_nanos`) are not of the current call.
+    /// Its page records start times (it holds chunks of a timed call).
+    pub timed: bool,
+    /// Start times before this moment (`progress::now_nanos`) were not recorded for a timed
+    /// chunk.
     pub timed_since: u64,
     /// It reported `Ready` (or the pool has no initializer).
     pub ready: bool,
@@ -171,23 +179,17 @@ impl WorkerHandle {
     }
 
     /// Looks at the worker at `now()` (an `Instant` and the same moment on the progress clock,
-    /// read only when the worker has something to watch, so an untimed call reads no clock) and
+    /// read only when the worker has something to watch, so untimed work reads no clock) and
     /// stops it (`SIGTERM` and `SIGCONT` to its group, so a stopped worker acts on it) if:
     /// - its initializer has not returned by its deadline;
-    /// - its item ran past `timeout`;
-    /// - it holds chunks of the current call and shows no progress for `timeout` (stopped with
-    ///   `SIGSTOP`, or stuck before its first item);
-    /// - an item of a dropped call (older than `current_call`) still runs [`CANCEL_GRACE`] after
-    ///   the current call began.
+    /// - its item ran past its chunk's timeout;
+    /// - its oldest chunk is of a timed call and it shows no progress for the timeout (stopped
+    ///   with `SIGSTOP`, or stuck before its first item);
+    /// - an item of a cancelled call still runs [`CANCEL_GRACE`] after the cancel.
     ///
     /// Kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again, never
     /// sooner than [`MIN_RECHECK`] from now (`None`: only an event can change anything).
-    pub fn check_deadlines(
-        &mut self,
-        timeout: Option<Duration>,
-        current_call: u64,
-        now: impl Fn() -> (Instant, u64),
-    ) -> Option<Instant> {
+    pub fn check_deadlines(&mut self, now: impl Fn() -> (Instant, u64)) -> Option<Instant> {
         if let Some(stopping) = &mut self.stopping {
             let at = stopping.kill_at?;
             let (now, _) = now();
@@ -208,25 +210,27 @@ impl WorkerHandle {
                 wake = Some(at);
             }
         }
-        let Some(front) = self.in_flight.front() else {
+        let Some(front) = self.in_flight.front().copied() else {
             self.stall = None;
             return wake;
         };
-        let dropped = front.call < current_call;
-        let Some(limit) = (if dropped { Some(CANCEL_GRACE) } else { timeout }) else {
+        let Some(limit) = (match front.cancelled_at {
+            Some(_) => Some(CANCEL_GRACE),
+            None => front.timeout,
+        }) else {
             self.stall = None;
             return wake;
         };
         let (now, now_nanos) = now();
         let floor = |at: Instant| at.max(now + MIN_RECHECK);
         let snap = self.progress.get().snapshot();
-        if dropped {
+        if let Some(cancelled_at) = front.cancelled_at {
             self.stall = None;
             if !snap.running() {
                 // Between items: the next one begins no earlier than now.
                 return earliest(wake, Some(now + RECHECK));
             }
-            let due = self.timed_since.saturating_add(saturating_nanos(limit));
+            let due = cancelled_at.saturating_add(saturating_nanos(limit));
             if now_nanos < due {
                 let at = now.checked_add(Duration::from_nanos(due - now_nanos));
                 return earliest(wake, at.map(floor));
@@ -263,6 +267,33 @@ impl WorkerHandle {
             item_due = now.checked_add(Duration::from_nanos(due - now_nanos));
         }
         earliest(wake, earliest(item_due, stall_due)).map(floor)
+    }
+
+    /// Stops the worker now because its running item's call was cancelled (see
+    /// [`StopReason::Dropped`]); nothing if it is being stopped already.
+    pub fn stop_for_cancel(&mut self) {
+        if self.stopping.is_none() {
+            self.stop(StopReason::Dropped, Duration::ZERO, Instant::now());
+        }
+    }
+
+    /// Whether its oldest chunk is of call `call` and one of its items is running.
+    pub fn runs_item_of(&self, call: u64) -> bool {
+        self.in_flight.front().is_some_and(|s| s.call == call)
+            && self.progress.get().snapshot().running()
+    }
+
+    /// Makes its page record start times when it holds a chunk of a timed call, and stop when
+    /// it holds none (a clock read per item costs little, but untimed work pays nothing).
+    pub fn update_timing(&mut self) {
+        let timed = self.in_flight.iter().any(|s| s.timeout.is_some());
+        if timed != self.timed {
+            self.timed = timed;
+            self.progress.get().set_timed(timed);
+            if timed {
+                self.timed_since = progress::now_nanos();
+            }
+        }
     }
 
     /// Sends `SIGTERM` (and `SIGCONT`) to the worker's group, and `SIGKILL` after
@@ -339,8 +370,12 @@ impl WorkerHandle {
             Some((StopReason::Stalled, after)) => {
                 if begun > 0 && snap.running() {
                     culprit(begun - 1, Cause::TimedOut(after))
+                } else if begun == 0 {
+                    // It never began the chunk (stopped from outside, or too slow to start on a
+                    // loaded machine): no item of it is to blame this time (twice, and it is).
+                    Verdict::Blameless(Cause::TimedOut(after))
                 } else if begun < u64::from(front.count) {
-                    // No item ran: its first unstarted item is the one that waited too long.
+                    // Stuck between two items: the next one is the one that waited too long.
                     culprit(begun, Cause::TimedOut(after))
                 } else {
                     Verdict::Unknown(Cause::TimedOut(after))

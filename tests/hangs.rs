@@ -140,8 +140,11 @@ fn a_one_nanosecond_timeout_times_out_slow_items_without_the_parent_spinning() {
             other => panic!("item {i}: {other:?}"),
         }
     }
+    // A worker stopped before its item ignored SIGTERM dies at once (then the run is short
+    // and its CPU is the forks'); one that ignored it lives through the grace, and a spinning
+    // parent would burn that whole wait. Either way the parent uses a fraction of the time.
     assert!(
-        cpu < wall / 4,
+        cpu < (wall / 4).max(Duration::from_millis(50)),
         "the calling thread used {cpu:?} of CPU in {wall:?}: it spins"
     );
 }
@@ -431,7 +434,7 @@ fn a_task_that_stops_its_worker_with_sigstop_times_out() {
 }
 
 #[test]
-fn a_worker_stopped_from_outside_before_a_call_is_replaced_after_the_timeout() {
+fn a_worker_stopped_from_outside_before_a_call_is_replaced_and_no_item_is_blamed() {
     let outcomes = within(DEADLINE, || {
         let pool = Pool::builder()
             .workers(1)
@@ -442,18 +445,15 @@ fn a_worker_stopped_from_outside_before_a_call_is_replaced_after_the_timeout() {
         // SAFETY: kill(2) sends SIGSTOP to our own worker.
         unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
         let outcomes: Vec<_> = pool.chunksize(1).imap(|x: u64| x, 0..4u64).collect();
-        assert!(!pool.pids().contains(&pid));
+        assert!(
+            !pool.pids().contains(&pid),
+            "the stopped worker was replaced"
+        );
         outcomes
     });
-    assert_eq!(outcomes.len(), 4);
-    let e = outcomes[0].as_ref().unwrap_err();
-    assert!(
-        matches!(e.as_task(), Some(TaskError::TimedOut { index: 0, .. })),
-        "{e}"
-    );
-    for (i, outcome) in outcomes.iter().enumerate().skip(1) {
-        assert_eq!(*outcome.as_ref().unwrap(), i as u64);
-    }
+    // The stopped worker never began its first chunk: that chunk ran again on the replacement.
+    let values: Vec<u64> = outcomes.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(values, [0, 1, 2, 3]);
 }
 
 // ---- point 5: one-item calls spread over idle workers ----

@@ -3,7 +3,7 @@
 mod common;
 
 use common::is_reaped;
-use forkpool::{Error, Pool, PoolError};
+use forkpool::Pool;
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
 
@@ -186,14 +186,21 @@ fn dropping_imap_cancels_even_items_that_never_end_and_the_pool_stays_usable() {
 }
 
 #[test]
-fn a_second_call_from_the_same_thread_is_busy_not_a_deadlock() {
+fn a_second_call_from_the_same_thread_runs_while_the_first_iterator_is_open() {
     let pool = Pool::new(2).unwrap();
-    let mut it = pool.imap(|x: u8| x, 0..10u8);
-    assert_eq!(it.next().unwrap().unwrap(), 0);
-    let err = pool.map(|x: u8| x, [1u8]).unwrap_err();
-    assert!(matches!(err, Error::Pool(PoolError::Busy)), "{err}");
-    drop(it);
-    assert_eq!(pool.map(|x: u8| x, [1u8]).unwrap(), [1]);
+    let mut outer = pool.imap(|x: u64| x, 0..50u64);
+    let mut seen = Vec::new();
+    // `for r in pool.imap(..) { pool.map(..) }` works: each inner call runs to its end while
+    // the outer iterator is open, and the outer call still yields every item in order.
+    for (i, r) in outer.by_ref().take(5).enumerate() {
+        let x = r.unwrap();
+        assert_eq!(x, i as u64);
+        let inner = pool.map(|y: u64| y * 10, [x, x + 1]).unwrap();
+        assert_eq!(inner, [x * 10, (x + 1) * 10]);
+        seen.push(x);
+    }
+    seen.extend(outer.map(|r| r.unwrap()));
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
 }
 
 #[test]

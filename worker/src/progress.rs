@@ -9,9 +9,12 @@
 //!
 //! Invariants:
 //! - Only the worker writes `chunks`, `chunk_base`, `begun`, `ended` and `since_nanos`; only the
-//!   parent writes `timed` and `current_call`.
-//! - The parent runs one call at a time and numbers calls upwards, so a chunk of a call below
-//!   `current_call` belongs to a call that was dropped: the worker skips what is left of it.
+//!   parent writes `timed` and `cancelled`.
+//! - `cancelled` holds the ids of the latest calls, among those this worker holds chunks of,
+//!   that were cancelled (a dropped iterator, a cancelled task): the worker skips what is left
+//!   of their chunks. It remembers [`CANCELLED_KEPT`] ids; a chunk of a call cancelled earlier
+//!   than that may still run, and its outcomes are discarded (the parent stops the worker if
+//!   such an item runs long).
 //! - `chunk_base` is the `begun` count when the worker started its latest chunk (`chunks` counts
 //!   them), so `begun - chunk_base` items of that chunk have begun, whatever the items before.
 //! - `ended <= begun <= ended + 1`: an item is running exactly when `begun == ended + 1`.
@@ -30,9 +33,15 @@ pub struct Progress {
     begun: AtomicU64,
     ended: AtomicU64,
     since_nanos: AtomicU64,
-    current_call: AtomicU64,
+    /// Calls whose chunks are to be skipped (0: an empty slot), written round robin.
+    cancelled: [AtomicU64; CANCELLED_KEPT],
+    /// The slot of `cancelled` the parent writes next.
+    next_cancelled: AtomicU64,
     timed: AtomicBool,
 }
+
+/// How many cancelled calls a worker's page remembers at once.
+pub const CANCELLED_KEPT: usize = 8;
 
 /// What the parent read from a worker's page at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,15 +107,18 @@ impl Progress {
         self.timed.store(timed, Ordering::Relaxed);
     }
 
-    /// Parent: call `call` is running now; chunks of earlier calls are to be skipped.
-    pub fn set_current_call(&self, call: u64) {
-        self.current_call.store(call, Ordering::Relaxed);
+    /// Parent: chunks of call `call` (never 0) are to be skipped from now on.
+    pub fn cancel(&self, call: u64) {
+        let slot = self.next_cancelled.fetch_add(1, Ordering::Relaxed) as usize % CANCELLED_KEPT;
+        self.cancelled[slot].store(call, Ordering::Relaxed);
     }
 
-    /// Worker: whether chunks of `call` are to be skipped (a later call has started).
+    /// Worker: whether chunks of `call` are to be skipped (the call was cancelled).
     #[inline]
     pub fn cancelled(&self, call: u64) -> bool {
-        call < self.current_call.load(Ordering::Relaxed)
+        self.cancelled
+            .iter()
+            .any(|c| c.load(Ordering::Relaxed) == call)
     }
 
     /// Parent: a consistent reading of the counters.
@@ -243,7 +255,12 @@ mod tests {
         let s = p.snapshot();
         assert_eq!((s.chunks, s.chunk_base, s.begun), (2, 1, 2));
         assert!(!p.cancelled(1));
-        p.set_current_call(2);
+        p.cancel(1);
         assert!(p.cancelled(1) && !p.cancelled(2));
+        for call in 10..10 + CANCELLED_KEPT as u64 {
+            p.cancel(call);
+        }
+        assert!(!p.cancelled(1), "the oldest is forgotten");
+        assert!((10..10 + CANCELLED_KEPT as u64).all(|c| p.cancelled(c)));
     }
 }

@@ -1,6 +1,5 @@
-//! The lease on a pool's engine (exclusive use by one call at a time, with a clear error instead
-//! of a self-deadlock when a thread starts a second call while its first is still running), and
-//! the pool's lifecycle (close, join, terminate).
+//! A pool's shared state and its life: the engine's hub and the function workers run, who may
+//! use them (only the process that built the pool), and close, join and terminate.
 //!
 //! A pool belongs to the process that built it. A forked child (a `ReturnProcess` or `FnPool`
 //! closure that captured `&pool`) holds a copy of its state: the workers are not the child's
@@ -10,35 +9,24 @@
 //! [`PoolError::ForeignProcess`]; dropping the copy in the child leaks the engine.
 
 use crate::child_handle::ChildHandle;
-use crate::engine::Engine;
+use crate::engine::{Engine, SHUTDOWN_GRACE};
 use crate::error::PoolError;
+use crate::hub::Hub;
 use crate::owner::Owner;
 use std::mem::ManuallyDrop;
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long `join` lets workers exit before killing them.
 const JOIN_GRACE: Duration = Duration::from_millis(500);
 
-thread_local! {
-    static TOKEN: u8 = const { 0 };
-}
-
-/// A number unique to the calling thread while it lives (the address of a thread-local).
-fn thread_token() -> usize {
-    TOKEN.with(|t| t as *const u8 as usize)
-}
-
 /// A pool's engine and the function `M` its workers run, shared by the calls made on it.
 pub(crate) struct PoolState<M: ?Sized> {
-    /// The process that built the pool: the only one that may use `engine`.
+    /// The process that built the pool: the only one that may use `hub`.
     builder: Owner,
     /// Dropped only in `builder` (see the `Drop` impl).
-    engine: ManuallyDrop<Mutex<Engine>>,
-    /// The thread token of the call holding `engine` (0: none).
-    owner: AtomicUsize,
+    hub: ManuallyDrop<Hub>,
     main: Box<M>,
     /// The configured number of workers.
     size: usize,
@@ -50,12 +38,6 @@ pub(crate) struct PoolState<M: ?Sized> {
     halted: Arc<AtomicBool>,
 }
 
-/// The engine, held by one call.
-pub(crate) struct Lease<'p> {
-    guard: MutexGuard<'p, Engine>,
-    owner: &'p AtomicUsize,
-}
-
 impl<M: ?Sized> PoolState<M> {
     pub fn new(engine: Engine, main: Box<M>) -> PoolState<M> {
         PoolState {
@@ -64,8 +46,7 @@ impl<M: ?Sized> PoolState<M> {
             roster: engine.roster(),
             halted: engine.halted(),
             closed: AtomicBool::new(false),
-            engine: ManuallyDrop::new(Mutex::new(engine)),
-            owner: AtomicUsize::new(0),
+            hub: ManuallyDrop::new(Hub::new(engine)),
             main,
         }
     }
@@ -106,15 +87,19 @@ impl<M: ?Sized> PoolState<M> {
         &self.main
     }
 
-    /// Takes the engine for a call, waiting for another thread's call to finish; `Busy` if this
-    /// thread already holds it, `Closed` after close or terminate, `ForeignProcess` in another
-    /// process than the builder.
-    pub fn lease(&self) -> Result<Lease<'_>, PoolError> {
+    /// The hub, to start a call on: `Closed` after close or terminate, `ForeignProcess` in
+    /// another process than the builder. Any number of calls may run at once.
+    pub fn hub(&self) -> Result<&Hub, PoolError> {
         self.check_process()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        self.lease_any()
+        Ok(&self.hub)
+    }
+
+    /// The hub whatever the pool's state (for its own set-up).
+    pub fn hub_unchecked(&self) -> &Hub {
+        &self.hub
     }
 
     /// No new calls from now on; nothing in another process than the builder.
@@ -124,20 +109,28 @@ impl<M: ?Sized> PoolState<M> {
         }
         self.closed.store(true, Ordering::Release);
     }
+}
 
-    /// Waits for the running call, then lets every worker exit and reaps it.
+impl<M: ?Sized + Fn(forkpool_worker::ChildEnd) -> i32> PoolState<M> {
+    /// Waits until no call has work at the workers or queued (driving the engine meanwhile, so
+    /// submitted tasks finish even if nobody waits on them), then lets every worker exit and
+    /// reaps it.
     pub fn join(&self) -> Result<(), PoolError> {
         self.check_process()?;
         if !self.closed.load(Ordering::Acquire) {
             return Err(PoolError::NotClosed);
         }
-        self.lease_any()?.shut_down(JOIN_GRACE);
+        let engine = self.hub.lock();
+        let idle = |e: &Engine| !e.any_call_busy();
+        let (engine, _) = self.hub.wait(engine, &idle, None, &self.main);
+        drop(engine);
+        self.hub.shut_down(JOIN_GRACE, &self.main);
         Ok(())
     }
 
-    /// Closes, kills every worker now, and reaps them once no call holds the engine (at once,
-    /// unless this thread itself is inside a call: then the engine reaps them when dropped).
-    /// Nothing in another process than the builder: the workers are not its to kill.
+    /// Closes, kills every worker now, and waits until all are reaped. Calls still running
+    /// end with their items failing. Nothing in another process than the builder: the workers
+    /// are not its to kill.
     pub fn terminate(&self) {
         if self.check_process().is_err() {
             return;
@@ -147,29 +140,7 @@ impl<M: ?Sized> PoolState<M> {
         for child in self.roster() {
             child.kill();
         }
-        if let Ok(mut engine) = self.lease_any() {
-            engine.shut_down(Duration::ZERO);
-        }
-    }
-
-    fn lease_any(&self) -> Result<Lease<'_>, PoolError> {
-        self.check_process()?;
-        let me = thread_token();
-        let guard = match self.engine.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                if self.owner.load(Ordering::Acquire) == me {
-                    return Err(PoolError::Busy);
-                }
-                self.engine.lock().unwrap_or_else(|p| p.into_inner())
-            }
-        };
-        self.owner.store(me, Ordering::Release);
-        Ok(Lease {
-            guard,
-            owner: &self.owner,
-        })
+        self.hub.shut_down(Duration::ZERO, &self.main);
     }
 }
 
@@ -180,27 +151,11 @@ impl<M: ?Sized> Drop for PoolState<M> {
     /// handles that do not exist in the child, and its mutex may be locked forever.
     fn drop(&mut self) {
         if self.check_process().is_ok() {
-            // SAFETY: `engine` is dropped only here, once, and `self` is not used after.
-            unsafe { ManuallyDrop::drop(&mut self.engine) };
+            self.halted.store(true, Ordering::Release);
+            let no_forks = |_: forkpool_worker::ChildEnd| -> i32 { 0 };
+            self.hub.shut_down(SHUTDOWN_GRACE, &no_forks);
+            // SAFETY: `hub` is dropped only here, once, and `self` is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.hub) };
         }
-    }
-}
-
-impl Deref for Lease<'_> {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.guard
-    }
-}
-
-impl DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut Engine {
-        &mut self.guard
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        self.owner.store(0, Ordering::Release);
     }
 }

@@ -1,0 +1,731 @@
+//! One call on a pool: pulls input lazily into chunks, queues them while the workers have
+//! room, and turns replies and deaths into one outcome per item, in input order or as they
+//! finish. Any number of calls run on one pool at once (see [`Hub`]).
+//!
+//! Invariants:
+//! - Every item pulled from the input gets exactly one outcome: its result, or an error naming
+//!   its index (a panic, its worker's death, a timeout, a codec failure, a cancel).
+//! - A chunk (an *origin*, numbered in input order) travels as one or more *parts*: first whole;
+//!   when a worker dies holding it, the item to blame fails and the rest go out again as new
+//!   parts (crash pinpointing). An origin is finished when every one of its items has an
+//!   outcome, whichever parts brought them.
+//! - Memory is bounded by the work in flight: input is pulled only while the workers have room,
+//!   and ordered calls dispatch at most `max_ahead` chunks past the oldest unfinished one, so
+//!   the reorder buffer never holds more than that.
+
+use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};
+use crate::desk::{Happened, Mail, Queued};
+use crate::engine::{Cause, Engine, Verdict, WorkerMain};
+use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
+use crate::hub::{Hub, Waited};
+use crate::outbox::SharedFrame;
+use crate::schedule::{Outcome, decode_outcomes, failed};
+use forkpool_worker::codec;
+use forkpool_worker::protocol::{self, TaskCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a call needs besides its input: how to run a chunk, how to cut and order.
+pub(crate) struct CallSpec {
+    /// The code `Pool` workers run: entry and function addresses and their code id (all 0 for
+    /// `FnPool`, whose workers hold their closure).
+    pub code: TaskCode,
+    /// Items per chunk, if the caller chose (`None`: see [`Chunking::choose`]).
+    pub chunksize: Option<usize>,
+    /// Who waits for the outcomes, and in which order.
+    pub delivery: Delivery,
+    /// The bincode-encoded `map_with` context, or why it could not be encoded.
+    pub context: Option<Result<Vec<u8>, String>>,
+    /// The most one item may run before its worker is stopped.
+    pub timeout: Option<Duration>,
+}
+
+/// How a call hands its outcomes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// All at once, in input order (`map`, `starmap`, `map_with`): the caller waits for the
+    /// last anyway, so input of known length takes Python's chunks.
+    Collected,
+    /// One by one, in input order (`imap`, `istarmap`): the first must come soon, so chunks
+    /// start at one item and grow by their run time, whatever the input's length.
+    InOrder,
+    /// One by one, as they finish (`imap_unordered`): like `InOrder`, without reordering.
+    AsFinished,
+}
+
+impl Delivery {
+    pub fn ordered(self) -> bool {
+        self != Delivery::AsFinished
+    }
+}
+
+/// Wire numbers of parts made by splitting a chunk start here; below it, a part's wire number
+/// is its origin's (a chunk's first dispatch).
+const FIRST_SPLIT_PART: u64 = 1 << 62;
+
+/// Items of one chunk, sent to a worker and not yet answered.
+struct Part {
+    /// The chunk (origin) the items belong to.
+    origin: u64,
+    /// Index of its first item.
+    first_index: u64,
+    /// How many items it holds.
+    count: u32,
+    /// Its task frame, kept to send it again (whole or split) if its worker dies; the buffer
+    /// is recycled for a later chunk once the reply is in.
+    frame: SharedFrame,
+}
+
+/// The outcomes gathered so far for a chunk that was split.
+struct Origin<R> {
+    first_index: u64,
+    outcomes: Vec<Option<Outcome<R>>>,
+    missing: usize,
+}
+
+/// A call in progress: an iterator of `Result<R, Error>`, one per input item.
+pub(crate) struct Call<'p, I: Iterator, R> {
+    hub: &'p Hub,
+    main: &'p WorkerMain<'p>,
+    /// Whether the chunk-mates of a killing item are run again (the pool's setting).
+    pinpoint: bool,
+    input: I,
+    spec: CallSpec,
+    chunking: Chunking,
+    window: Window,
+    call: u64,
+    /// Frame buffers of answered chunks, reused for new ones.
+    spare: Vec<Vec<u8>>,
+    /// Parts to send again (their worker died): sent before any new input.
+    retry: VecDeque<u64>,
+    next_chunk: u64,
+    next_part: u64,
+    next_index: u64,
+    max_ahead: u64,
+    /// Parts sent and not yet answered, by wire number.
+    in_flight: HashMap<u64, Part>,
+    /// Chunks that were split, by origin.
+    split: HashMap<u64, Origin<R>>,
+    /// Ordered calls: the oldest chunk not yet yielded, and finished chunks waiting for it.
+    head: u64,
+    parked: BTreeMap<u64, Vec<Outcome<R>>>,
+    ready: VecDeque<Outcome<R>>,
+    input_done: bool,
+    failure: Option<PoolError>,
+    /// The pool failed with this (in words) and the input has a known length: each of its
+    /// remaining items gets [`TaskError::PoolFailed`].
+    abandoned: Option<String>,
+    finished: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<'p, I, R> Call<'p, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    /// Starts a call on the pool's hub; forks missing workers first.
+    pub fn start(
+        hub: &'p Hub,
+        main: &'p WorkerMain<'p>,
+        input: I,
+        spec: CallSpec,
+    ) -> Call<'p, I, R> {
+        let mut engine = hub.lock();
+        let pinpoint = engine.pinpoint();
+        let fill_failure = engine.fill(main).err();
+        let mut failure = None;
+        let chunking = Chunking::choose(spec.chunksize, &input, engine.size(), spec.delivery);
+        let window = chunking.window(engine.window());
+        let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
+        let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
+        if let Chunking::Fixed(0) = chunking {
+            failure = Some(PoolError::InvalidChunksize { chunksize: 0 });
+        }
+        if let Some(timeout) = spec.timeout.filter(|t| t.is_zero()) {
+            failure = Some(PoolError::InvalidTimeout { timeout });
+        }
+        let context = match &spec.context {
+            Some(Ok(value)) => Some(Arc::new(protocol::context_frame(call, value))),
+            Some(Err(message)) => {
+                failure = Some(PoolError::Context(message.clone()));
+                None
+            }
+            None => None,
+        };
+        if let Some(desk) = engine.desk(call) {
+            desk.context = context;
+        }
+        drop(engine);
+        let mut started = Call {
+            hub,
+            main,
+            pinpoint,
+            input,
+            spec,
+            chunking,
+            window,
+            call,
+            spare: Vec::new(),
+            retry: VecDeque::new(),
+            next_chunk: 0,
+            next_part: FIRST_SPLIT_PART,
+            next_index: 0,
+            max_ahead,
+            in_flight: HashMap::new(),
+            split: HashMap::new(),
+            head: 0,
+            parked: BTreeMap::new(),
+            ready: VecDeque::new(),
+            input_done: false,
+            finished: false,
+            failure,
+            abandoned: None,
+            _result: PhantomData,
+        };
+        if let Some(e) = fill_failure.filter(|_| started.failure.is_none()) {
+            started.abandon(e);
+        }
+        started
+    }
+
+    /// The pool failed (`failure`): the call ends, and loses no item. Every item taken from
+    /// the input gets [`TaskError::PoolFailed`] (in order, for ordered calls); an input of
+    /// known length (exact `size_hint`) is drained, each of its items getting the same, one
+    /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
+    fn abandon(&mut self, failure: PoolError) {
+        let cause = failure.to_string();
+        self.retry.clear();
+        let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
+        parts.sort_by_key(|part| part.first_index);
+        for part in parts {
+            let outcomes = (0..u64::from(part.count))
+                .map(|i| {
+                    let index = part.first_index + i;
+                    let cause = cause.clone();
+                    failed(TaskError::PoolFailed { index, cause })
+                })
+                .collect();
+            self.settle(part, outcomes);
+        }
+        if !self.input_done {
+            self.input_done = true;
+            match self.input.size_hint() {
+                (lo, Some(hi)) if lo == hi => self.abandoned = Some(cause),
+                _ => self.failure = Some(failure),
+            }
+        }
+        if self.failure.is_none() && self.abandoned.is_none() {
+            self.finished = true; // once `ready` is drained
+        }
+    }
+
+    /// Queues chunks while the workers have room for them (first the ones to retry, then new
+    /// input) and hands what fits to the workers.
+    fn feed(&mut self) {
+        let hub = self.hub;
+        let mut engine = hub.lock();
+        let Some(desk) = engine.desk(self.call) else {
+            return; // ended (cancelled)
+        };
+        desk.window = self.window.now();
+        while let Some(wire) = self.retry.pop_back() {
+            if let Some(part) = self.in_flight.get(&wire) {
+                desk.push_front(Queued {
+                    chunk: wire,
+                    count: part.count,
+                    frame: Arc::clone(&part.frame),
+                });
+            }
+        }
+        let (mut room, biggest) = engine.room(self.call);
+        if self.in_flight.is_empty() {
+            // A call with nothing out queues one chunk even if no worker has room: the next
+            // free slot goes to the call served longest ago, so a one-item call is not stuck
+            // behind a long one that refills every slot it frees.
+            room = room.max(1);
+        }
+        while room > 0 && !self.input_done {
+            if self.spec.delivery.ordered() && self.next_chunk >= self.head + self.max_ahead {
+                break;
+            }
+            room -= 1;
+            if let Some(queued) = self.next_chunk_of_input(biggest) {
+                if let Some(desk) = engine.desk(self.call) {
+                    desk.push(queued);
+                }
+            }
+        }
+        engine.dispatch_queued();
+        engine.flush();
+        hub.poke(&engine);
+    }
+
+    /// Encodes the next chunk of input (at most `budget` items), if the input has items left;
+    /// an item that cannot be encoded gets its outcome at once, as a chunk of its own.
+    fn next_chunk_of_input(&mut self, budget: usize) -> Option<Queued> {
+        let chunk = self.next_chunk;
+        let first_index = self.next_index;
+        let mut frame = self.spare.pop().unwrap_or_default();
+        let (count, bad_item) = self.pull_chunk(&mut frame, budget);
+        let mut queued = None;
+        if count > 0 {
+            protocol::seal_task(
+                &mut frame,
+                self.call,
+                chunk,
+                &self.spec.code,
+                first_index,
+                count,
+            );
+            let frame = Arc::new(frame);
+            queued = Some(Queued {
+                chunk,
+                count,
+                frame: Arc::clone(&frame),
+            });
+            let part = Part {
+                origin: chunk,
+                first_index,
+                count,
+                frame,
+            };
+            self.in_flight.insert(chunk, part);
+            self.next_chunk += 1;
+            self.next_index += u64::from(count);
+        } else {
+            self.spare.push(frame);
+        }
+        if let Some(message) = bad_item {
+            // The item after the chunk could not be encoded: it is a finished chunk of its own.
+            let index = self.next_index;
+            let seq = self.next_chunk;
+            self.next_chunk += 1;
+            self.next_index += 1;
+            let error = TaskError::Codec {
+                index,
+                pid: 0,
+                stage: CodecStage::EncodeItem,
+                message,
+            };
+            self.finish_chunk(seq, vec![failed(error)]);
+        }
+        queued
+    }
+
+    /// Encodes items into `frame` until the chunk is full (at most `budget` items) or the input
+    /// ends. Returns the count and, if an item failed to encode, its message (that item is
+    /// consumed and not in the chunk).
+    fn pull_chunk(&mut self, frame: &mut Vec<u8>, budget: usize) -> (u32, Option<String>) {
+        let limit = self.chunking.items().min(budget).min(MAX_CHUNK_ITEMS);
+        let max_bytes = match self.chunking {
+            Chunking::Adaptive(_) => ADAPTIVE_MAX_BYTES,
+            Chunking::Fixed(_) => MAX_CHUNK_BYTES,
+        };
+        protocol::begin_task(frame);
+        let mut count = 0;
+        while count < limit {
+            if frame.len() >= max_bytes {
+                break;
+            }
+            let Some(item) = self.input.next() else {
+                self.input_done = true;
+                break;
+            };
+            let mark = frame.len();
+            if let Err(message) = codec::encode_into(frame, &item) {
+                frame.truncate(mark);
+                return (count as u32, Some(message));
+            }
+            count += 1;
+        }
+        (count as u32, None)
+    }
+
+    /// Places a finished chunk's outcomes: at once if unordered, else when all before it are out.
+    fn finish_chunk(&mut self, seq: u64, outcomes: Vec<Outcome<R>>) {
+        if !self.spec.delivery.ordered() {
+            self.ready.extend(outcomes);
+            return;
+        }
+        self.parked.insert(seq, outcomes);
+        while let Some(outcomes) = self.parked.remove(&self.head) {
+            self.ready.extend(outcomes);
+            self.head += 1;
+        }
+    }
+
+    fn absorb(&mut self, happened: Happened) {
+        match happened {
+            Happened::Reply {
+                pid,
+                chunk,
+                count,
+                busy_nanos,
+                frame,
+            } => {
+                let Some(part) = self.in_flight.remove(&chunk) else {
+                    return;
+                };
+                self.chunking.learn(busy_nanos, part.count as usize);
+                self.window.learn(busy_nanos);
+                let outcomes = &frame[protocol::REPLY_HEADER_LEN..];
+                let outcomes = decode_outcomes(outcomes, count, part.first_index, part.count, pid);
+                self.settle(part, outcomes);
+            }
+            Happened::Died {
+                pid,
+                death,
+                running,
+                unstarted,
+            } => {
+                self.retry.extend(unstarted);
+                let Some((wire, verdict)) = running else {
+                    return;
+                };
+                let Some(part) = self.in_flight.remove(&wire) else {
+                    return;
+                };
+                self.lost(wire, part, verdict, pid, death);
+            }
+        }
+    }
+
+    /// Deals with a part whose worker died while running it: with pinpointing, only the item
+    /// to blame fails and the others go out again; without, every item of the part fails.
+    fn lost(&mut self, wire: u64, part: Part, verdict: Verdict, pid: u32, death: Death) {
+        let pinpoint = self.pinpoint;
+        let culprit = match verdict {
+            // (The engine never reports `Blameless`: it turns it into one of the others.)
+            Verdict::Requeue | Verdict::Blameless(_) => {
+                self.in_flight.insert(wire, part);
+                self.retry.push_front(wire);
+                return;
+            }
+            Verdict::Culprit { offset, cause } => {
+                let index = part.first_index + u64::from(offset);
+                let error = cause_error(cause, index, pid, death);
+                let rest = [(0, offset), (offset + 1, part.count)];
+                if pinpoint && self.resend(&part, &rest) {
+                    self.settle_items(&part, offset, vec![failed(error)]);
+                    self.recycle(part.frame);
+                    return;
+                }
+                Some((offset, error))
+            }
+            Verdict::Unknown(cause) => {
+                let singles: Vec<(u32, u32)> = (0..part.count).map(|i| (i, i + 1)).collect();
+                if pinpoint && part.count > 1 && self.resend(&part, &singles) {
+                    self.recycle(part.frame);
+                    return;
+                }
+                let outcomes = (0..part.count)
+                    .map(|i| {
+                        let index = part.first_index + u64::from(i);
+                        Err(Box::new(cause_error(cause.clone(), index, pid, death)))
+                    })
+                    .collect();
+                self.settle(part, outcomes);
+                return;
+            }
+        };
+        let mut culprit = culprit;
+        let outcomes = (0..part.count)
+            .map(|i| match culprit.take_if(|(at, _)| *at == i) {
+                Some((_, error)) => failed(error),
+                None => {
+                    let index = part.first_index + u64::from(i);
+                    failed(TaskError::WorkerDied { index, pid, death })
+                }
+            })
+            .collect();
+        self.settle(part, outcomes);
+    }
+
+    /// Sends the items `a..b` of `part`, for each range, again as new parts (before any new
+    /// input). Returns false if the part's items could not be told apart (nothing is sent).
+    fn resend(&mut self, part: &Part, ranges: &[(u32, u32)]) -> bool {
+        let Some(bounds) = item_bounds::<I::Item>(&part.frame, part.count) else {
+            return false;
+        };
+        self.ensure_split(part);
+        let items = &part.frame[protocol::TASK_HEADER_LEN..];
+        for &(a, b) in ranges.iter().rev() {
+            if a >= b {
+                continue;
+            }
+            let mut frame = self.spare.pop().unwrap_or_default();
+            protocol::begin_task(&mut frame);
+            frame.extend_from_slice(&items[bounds[a as usize]..bounds[b as usize]]);
+            let wire = self.next_part;
+            self.next_part += 1;
+            let first_index = part.first_index + u64::from(a);
+            protocol::seal_task(
+                &mut frame,
+                self.call,
+                wire,
+                &self.spec.code,
+                first_index,
+                b - a,
+            );
+            let new = Part {
+                origin: part.origin,
+                first_index,
+                count: b - a,
+                frame: Arc::new(frame),
+            };
+            self.in_flight.insert(wire, new);
+            self.retry.push_front(wire);
+        }
+        true
+    }
+
+    /// Starts gathering a chunk's outcomes item by item (it is about to be split).
+    fn ensure_split(&mut self, part: &Part) {
+        self.split.entry(part.origin).or_insert_with(|| Origin {
+            first_index: part.first_index,
+            outcomes: (0..part.count).map(|_| None).collect(),
+            missing: part.count as usize,
+        });
+    }
+
+    /// Records the outcomes of every item of `part` (in order) and recycles its frame.
+    fn settle(&mut self, part: Part, outcomes: Vec<Outcome<R>>) {
+        if self.split.contains_key(&part.origin) {
+            self.settle_items(&part, 0, outcomes);
+        } else {
+            self.finish_chunk(part.origin, outcomes);
+        }
+        self.recycle(part.frame);
+    }
+
+    /// Keeps a finished part's frame buffer for a later chunk (unless a courier still holds it).
+    fn recycle(&mut self, frame: SharedFrame) {
+        if let Ok(buffer) = Arc::try_unwrap(frame) {
+            self.spare.push(buffer);
+        }
+    }
+
+    /// Records outcomes for the items of `part` from `offset` on; finishes the chunk when it
+    /// has them all.
+    fn settle_items(&mut self, part: &Part, offset: u32, outcomes: Vec<Outcome<R>>) {
+        let Some(origin) = self.split.get_mut(&part.origin) else {
+            return;
+        };
+        let at = (part.first_index - origin.first_index) as usize + offset as usize;
+        for (slot, outcome) in origin.outcomes[at..].iter_mut().zip(outcomes) {
+            if slot.replace(outcome).is_none() {
+                origin.missing -= 1;
+            }
+        }
+        if origin.missing == 0 {
+            if let Some(origin) = self.split.remove(&part.origin) {
+                let outcomes = origin.outcomes.into_iter().flatten().collect();
+                self.finish_chunk(part.origin, outcomes);
+            }
+        }
+    }
+}
+
+/// The error of the item that was running when its worker ended.
+fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
+    match cause {
+        Cause::Died => TaskError::WorkerDied { index, pid, death },
+        Cause::TimedOut(after) => TaskError::TimedOut { index, pid, after },
+        Cause::OutOfMemory(limit) => TaskError::OutOfMemory { index, pid, limit },
+        Cause::Protocol(what) => TaskError::Protocol { index, pid, what },
+    }
+    .into()
+}
+
+/// Where each of the `count` items of a task frame starts within its item bytes, plus the end:
+/// `count + 1` offsets. `None` if the items do not decode as `T`.
+fn item_bounds<T: DeserializeOwned>(frame: &[u8], count: u32) -> Option<Vec<usize>> {
+    let items = frame.get(protocol::TASK_HEADER_LEN..)?;
+    let mut bounds = Vec::with_capacity(count as usize + 1);
+    let mut at = 0;
+    bounds.push(0);
+    for _ in 0..count {
+        let (_, used) = codec::decode::<T>(items.get(at..)?).ok()?;
+        at += used;
+        bounds.push(at);
+    }
+    Some(bounds)
+}
+
+impl<I: Iterator, R> Drop for Call<'_, I, R> {
+    /// Ends the call at once: its queued chunks are dropped, workers skip its remaining chunks,
+    /// and an item of it still running is stopped after a short grace (see
+    /// [`Engine::end_call`]). Nothing is waited for.
+    fn drop(&mut self) {
+        let mut engine = self.hub.lock();
+        engine.end_call(self.call, false);
+        self.hub.poke(&engine);
+    }
+}
+
+/// What one step of a call brought.
+pub(crate) enum Step<R> {
+    /// The next outcome.
+    Outcome(Result<R, Error>),
+    /// Every outcome has been yielded.
+    End,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl<I, R> Call<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    /// The call's id on its engine.
+    pub fn id(&self) -> u64 {
+        self.call
+    }
+
+    /// The hub the call runs on.
+    pub fn hub(&self) -> &Hub {
+        self.hub
+    }
+
+    /// Sends what the workers have room for now, without waiting (a task's item goes out at
+    /// `submit`).
+    pub fn start_sending(&mut self) {
+        if self.failure.is_none() && self.abandoned.is_none() && !self.finished {
+            self.feed();
+        }
+    }
+
+    /// Cancels the call: what has not run never runs, and a worker running an item of it is
+    /// stopped now and replaced. Outcomes already here are kept; every other item gets
+    /// [`TaskError::Cancelled`]. Returns whether any item was still without an outcome.
+    pub fn cancel(&mut self) -> bool {
+        self.take_mail_now();
+        let mut engine = self.hub.lock();
+        engine.end_call(self.call, true);
+        self.hub.poke(&engine);
+        drop(engine);
+        let pending = !self.in_flight.is_empty() || !self.input_done;
+        if pending {
+            self.retry.clear();
+            let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
+            parts.sort_by_key(|part| part.first_index);
+            for part in parts {
+                let outcomes = (0..u64::from(part.count))
+                    .map(|i| {
+                        failed(TaskError::Cancelled {
+                            index: part.first_index + i,
+                        })
+                    })
+                    .collect();
+                self.settle(part, outcomes);
+            }
+            self.input_done = true;
+            self.finished = true; // once `ready` is drained
+        }
+        pending
+    }
+
+    /// The pid of the worker running an item of this call now, if one is.
+    pub fn running_pid(&self) -> Option<u32> {
+        self.hub.lock().running_pid(self.call)
+    }
+
+    /// Waits until `done` holds of the engine or `until` passes, driving it meanwhile.
+    pub fn wait_for(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
+        let engine = self.hub.lock();
+        let _ = self.hub.wait(engine, done, until, self.main);
+    }
+
+    /// Absorbs whatever mail is already here, without waiting or driving.
+    fn take_mail_now(&mut self) {
+        let mail = self.hub.lock().take_mail(self.call);
+        if let Some(mail) = mail {
+            self.absorb_mail(mail);
+        }
+    }
+
+    fn absorb_mail(&mut self, mail: Mail) {
+        for happened in mail.events {
+            self.absorb(happened);
+        }
+        if let Some(failure) = mail.failure {
+            self.abandon(failure);
+        }
+    }
+
+    /// The next outcome, waiting for it until `until` (`None`: as long as it takes).
+    pub fn step(&mut self, until: Option<Instant>) -> Step<R> {
+        loop {
+            if let Some(outcome) = self.ready.pop_front() {
+                return Step::Outcome(outcome.map_err(|e| *e));
+            }
+            if self.finished {
+                return Step::End;
+            }
+            if let Some(failure) = self.failure.take() {
+                // A misuse (or a pool failure with input of unknown length left) ends the
+                // call: it is reported once, after every outcome already known.
+                self.finished = true;
+                return Step::Outcome(Err(failure.into()));
+            }
+            if let Some(cause) = &self.abandoned {
+                let Some(_) = self.input.next() else {
+                    self.finished = true;
+                    return Step::End;
+                };
+                let index = self.next_index;
+                self.next_index += 1;
+                let cause = cause.clone();
+                return Step::Outcome(Err(TaskError::PoolFailed { index, cause }.into()));
+            }
+            self.feed();
+            if !self.ready.is_empty() {
+                continue;
+            }
+            if self.in_flight.is_empty() && self.input_done {
+                self.finished = true;
+                return Step::End;
+            }
+            let call = self.call;
+            // With nothing out, no mail can come: wait for room for new input instead.
+            let needs_room = self.in_flight.is_empty();
+            let done = |e: &Engine| e.has_mail(call) || (needs_room && e.room(call).0 > 0);
+            let engine = self.hub.lock();
+            let (mut engine, waited) = self.hub.wait(engine, &done, until, self.main);
+            let mail = engine.take_mail(call);
+            drop(engine);
+            match (mail, waited) {
+                (Some(mail), _) => self.absorb_mail(mail),
+                (None, Waited::Done) => {} // room: feed
+                (None, Waited::TimedOut) => return Step::TimedOut,
+                (None, _) => self.abandon(PoolError::Channel(std::io::Error::other(
+                    "the pool waited with no work in flight and no worker starting",
+                ))),
+            }
+        }
+    }
+}
+
+impl<I, R> Iterator for Call<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.step(None) {
+            Step::Outcome(outcome) => Some(outcome),
+            Step::End | Step::TimedOut => None,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! One live call as the engine sees it: the chunks it queued for the workers, the mail the
+//! engine posted it (replies and deaths), and how it wants its chunks sent.
+//!
+//! Invariants:
+//! - A desk exists from `Engine::begin_call` to `Engine::end_call`; mail for a call without a
+//!   desk is discarded.
+//! - Queued chunks leave in the order they were queued (retries are queued first by the call).
+//! - A pool failure posted to a desk is taken once, after the mail posted before it.
+
+use crate::error::{Death, PoolError};
+use crate::outbox::SharedFrame;
+use crate::worker_handle::Verdict;
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::Duration;
+
+/// A chunk a call encoded, waiting for a worker with room.
+pub(crate) struct Queued {
+    /// Its wire number within the call.
+    pub chunk: u64,
+    /// Items in it.
+    pub count: u32,
+    /// The sealed task frame.
+    pub frame: SharedFrame,
+}
+
+/// What happened to a chunk of a call.
+pub(crate) enum Happened {
+    /// Chunk `chunk` was answered by worker `pid`. `frame` is the whole reply frame; its header
+    /// has been read into the other fields.
+    Reply {
+        pid: u32,
+        chunk: u64,
+        count: u32,
+        busy_nanos: u64,
+        frame: Vec<u8>,
+    },
+    /// Worker `pid` died holding chunks of the call. `running` is the chunk of it the worker
+    /// was running (the front of its queue) and what it needs; `unstarted` are its chunks
+    /// queued behind, which the worker never read and which can be sent again.
+    Died {
+        pid: u32,
+        death: Death,
+        running: Option<(u64, Verdict)>,
+        unstarted: Vec<u64>,
+    },
+}
+
+/// What a call takes from its desk at once.
+pub(crate) struct Mail {
+    pub events: Vec<Happened>,
+    /// The pool failed (a replacement could not be forked, a crash loop): the call ends.
+    pub failure: Option<PoolError>,
+}
+
+/// A live call's desk.
+pub(crate) struct Desk {
+    /// Chunks in flight per worker.
+    pub window: usize,
+    /// The most one item may run.
+    pub timeout: Option<Duration>,
+    /// The `map_with` context frame, sent to a worker before its first chunk of the call.
+    pub context: Option<SharedFrame>,
+    /// When a chunk of this call was last handed to a worker (the engine's dispatch count).
+    pub last_served: u64,
+    queue: VecDeque<Queued>,
+    mail: Vec<Happened>,
+    failure: Option<PoolError>,
+    /// Woken when mail arrives (an awaited task).
+    waker: Option<Waker>,
+}
+
+impl Desk {
+    pub fn new(timeout: Option<Duration>, window: usize) -> Desk {
+        Desk {
+            window: window.max(1),
+            timeout,
+            context: None,
+            last_served: 0,
+            queue: VecDeque::new(),
+            mail: Vec::new(),
+            failure: None,
+            waker: None,
+        }
+    }
+
+    /// Chunks queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues a chunk after the others.
+    pub fn push(&mut self, queued: Queued) {
+        self.queue.push_back(queued);
+    }
+
+    /// Queues a chunk before the others (a retry).
+    pub fn push_front(&mut self, queued: Queued) {
+        self.queue.push_front(queued);
+    }
+
+    pub fn peek(&self) -> Option<&Queued> {
+        self.queue.front()
+    }
+
+    pub fn pop(&mut self) -> Option<Queued> {
+        self.queue.pop_front()
+    }
+
+    /// Posts mail and wakes an awaiting task.
+    pub fn post(&mut self, happened: Happened) {
+        self.mail.push(happened);
+        self.wake();
+    }
+
+    /// The pool failed: the call is to end (the first failure counts).
+    pub fn fail(&mut self, failure: PoolError) {
+        self.queue.clear();
+        self.failure.get_or_insert(failure);
+        self.wake();
+    }
+
+    pub fn has_mail(&self) -> bool {
+        !self.mail.is_empty() || self.failure.is_some()
+    }
+
+    pub fn take_mail(&mut self) -> Option<Mail> {
+        if !self.has_mail() {
+            return None;
+        }
+        Some(Mail {
+            events: std::mem::take(&mut self.mail),
+            failure: self.failure.take(),
+        })
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Many callers, one engine: whichever thread waits drives the engine for everyone.
+//!
+//! A pool's engine sits behind one mutex. Calls queue chunks and take their mail under it and
+//! never hold it while user code runs. A thread that needs something to happen (its call's next
+//! reply, the pool's shutdown) waits here: if nobody drives, it becomes the driver: it hands
+//! queued chunks to workers, waits on the inbox *without* the lock, and turns each event into
+//! mail for the call it concerns, waking the threads that wait for it; when what it waited for
+//! has happened, it hands the engine on (the next waiter becomes the driver). A single caller is
+//! always its own driver and reads replies itself, with no thread hop.
+//!
+//! Invariants:
+//! - At most one thread drives (`Engine::driving`); only it reads the inbox.
+//! - A thread that queues work while the driver is in `poll` knocks on the wake pipe, so the
+//!   driver sends it and waits with the new deadline.
+//! - Every waiter is woken when the driver leaves, so the engine never sits undriven while a
+//!   thread waits.
+
+use crate::engine::{Engine, WorkerMain};
+use crate::error::PoolError;
+use crate::inbox::{Exits, Readiness};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The engine, shared by the calls on one pool.
+pub(crate) struct Hub {
+    engine: Mutex<Engine>,
+    turn: Condvar,
+    exits: Arc<Exits>,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// What was waited for happened.
+    Done,
+    /// The deadline passed first.
+    TimedOut,
+    /// Nothing can happen any more: no worker holds work, none is starting or stopping.
+    Stuck,
+}
+
+pub(crate) type Guard<'a> = MutexGuard<'a, Engine>;
+
+impl Hub {
+    pub fn new(engine: Engine) -> Hub {
+        Hub {
+            exits: engine.exits(),
+            engine: Mutex::new(engine),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// The engine, for a short look or change (never across user code).
+    pub fn lock(&self) -> Guard<'_> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the driver, if it is in `poll`, that there is new work or a new deadline.
+    pub fn poke(&self, engine: &Engine) {
+        if engine.polling {
+            self.exits.wake();
+        }
+    }
+
+    /// Waits until `done` holds of the engine or `until` passes, driving the engine when
+    /// nobody else does. Returns the engine locked, and how the wait ended.
+    pub fn wait<'a>(
+        &'a self,
+        mut engine: Guard<'a>,
+        done: &dyn Fn(&Engine) -> bool,
+        until: Option<Instant>,
+        main: &WorkerMain<'_>,
+    ) -> (Guard<'a>, Waited) {
+        let past = |until: Option<Instant>| until.is_some_and(|at| Instant::now() >= at);
+        loop {
+            if done(&engine) {
+                return (engine, Waited::Done);
+            }
+            if !engine.driving {
+                // A deadline already past still gets one look (without waiting) at what arrived.
+                engine.driving = true;
+                engine.resume_clocks();
+                let waited = loop {
+                    let stuck;
+                    (engine, stuck) = self.drive_once(engine, until, main);
+                    if done(&engine) {
+                        break Waited::Done;
+                    }
+                    if stuck {
+                        break Waited::Stuck;
+                    }
+                    if past(until) {
+                        break Waited::TimedOut;
+                    }
+                };
+                engine.driving = false;
+                engine.undriven_since = Some(Instant::now());
+                if engine.idle_waiters > 0 {
+                    self.turn.notify_all();
+                }
+                return (engine, waited);
+            }
+            if past(until) {
+                return (engine, Waited::TimedOut);
+            }
+            engine.idle_waiters += 1;
+            engine = match until {
+                None => self.turn.wait(engine).unwrap_or_else(|p| p.into_inner()),
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    let (engine, _) = self
+                        .turn
+                        .wait_timeout(engine, left)
+                        .unwrap_or_else(|p| p.into_inner());
+                    engine
+                }
+            };
+            engine.idle_waiters -= 1;
+        }
+    }
+
+    /// One step of driving: sends queued chunks, then acts on one event, waiting for it (without
+    /// the lock) until the next deadline of a worker or `until`. Returns true if nothing can
+    /// happen any more (nothing to wait for, and no deadline).
+    fn drive_once<'a>(
+        &'a self,
+        mut engine: Guard<'a>,
+        until: Option<Instant>,
+        main: &WorkerMain<'_>,
+    ) -> (Guard<'a>, bool) {
+        engine.dispatch_queued();
+        engine.flush();
+        if let Some(event) = engine.inbox.try_next() {
+            engine.interpret(event, main);
+            if engine.idle_waiters > 0 {
+                self.turn.notify_all();
+            }
+            return (engine, false);
+        }
+        let due = engine.check_deadlines();
+        let deadline = match (due, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if !engine.anything_to_wait_for() {
+            if deadline.is_none() {
+                let stuck = PoolError::Channel(std::io::Error::other(
+                    "the pool waited with no work in flight and no worker starting",
+                ));
+                engine.fail_calls(&stuck);
+                if engine.idle_waiters > 0 {
+                    self.turn.notify_all();
+                }
+                return (engine, true);
+            }
+            if due.is_none() {
+                // Only the caller's own deadline is left: nothing will arrive before it.
+                let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+                drop(engine);
+                std::thread::sleep(
+                    left.unwrap_or(Duration::ZERO)
+                        .min(Duration::from_millis(10)),
+                );
+                return (self.lock(), false);
+            }
+        }
+        let mut set = engine.inbox.poll_set();
+        engine.polling = true;
+        drop(engine);
+        let result = set.wait(deadline);
+        let mut engine = self.lock();
+        engine.polling = false;
+        match result {
+            Ok(readiness) => {
+                engine.inbox.after_poll(set, readiness);
+            }
+            Err(e) => {
+                engine.inbox.after_poll(set, Readiness::TimedOut);
+                engine.fail_calls(&e);
+                if engine.idle_waiters > 0 {
+                    self.turn.notify_all();
+                }
+                return (engine, true);
+            }
+        }
+        (engine, false)
+    }
+
+    /// Asks every worker to exit, waits up to `grace` (driving meanwhile), kills the rest, and
+    /// waits until all are reaped.
+    pub fn shut_down(&self, grace: Duration, main: &WorkerMain<'_>) {
+        let mut engine = self.lock();
+        engine.retire_all();
+        let done = |e: &Engine| e.all_reaped();
+        let waited;
+        (engine, waited) = self.wait(engine, &done, Instant::now().checked_add(grace), main);
+        if waited == Waited::Done {
+            return;
+        }
+        engine.kill_retired();
+        let waited;
+        (engine, waited) = self.wait(engine, &done, None, main);
+        if waited != Waited::Done {
+            // The inbox cannot be read: forget the workers; dropping each joins its reaper,
+            // which reaps it (they were killed above).
+            engine.kill_retired();
+            engine.forget_retired();
+        }
+    }
+}

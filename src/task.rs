@@ -1,0 +1,365 @@
+//! One item submitted on its own: [`Task`] (Python's `apply_async`, `concurrent.futures`'
+//! `Future`), and [`as_completed`] to take tasks in the order they finish.
+//!
+//! A task is a call of one item that starts sending at once: its item goes to a worker as soon
+//! as one has room, whether or not anybody waits. Any thread that waits on the pool (for a task,
+//! a `map`, an `imap` step) reads every worker's replies and files each under its call, so a
+//! task finishes even while nobody waits on it in particular.
+
+use crate::call::{Call, Step};
+use crate::engine::Engine;
+use crate::error::{Error, PoolError};
+use crate::hub::Hub;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+
+/// What a [`Task`] needs of its call, whatever the item's type.
+pub(crate) trait TaskCall<R> {
+    fn step(&mut self, until: Option<Instant>) -> Step<R>;
+    fn cancel(&mut self) -> bool;
+    fn running_pid(&self) -> Option<u32>;
+    fn id(&self) -> u64;
+    fn hub(&self) -> &Hub;
+    /// Waits until one of the calls `ids` has mail, or `until`; drives the engine meanwhile.
+    fn wait_any(&self, ids: &[u64], until: Option<Instant>);
+}
+
+impl<I, R> TaskCall<R> for Call<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    fn step(&mut self, until: Option<Instant>) -> Step<R> {
+        Call::step(self, until)
+    }
+
+    fn cancel(&mut self) -> bool {
+        Call::cancel(self)
+    }
+
+    fn running_pid(&self) -> Option<u32> {
+        Call::running_pid(self)
+    }
+
+    fn id(&self) -> u64 {
+        Call::id(self)
+    }
+
+    fn hub(&self) -> &Hub {
+        Call::hub(self)
+    }
+
+    fn wait_any(&self, ids: &[u64], until: Option<Instant>) {
+        self.wait_for(&|e: &Engine| ids.iter().any(|&id| e.has_mail(id)), until);
+    }
+}
+
+/// One item running on a pool: made by [`Pool::submit`](crate::Pool::submit) (and
+/// [`starsubmit`](crate::Pool::starsubmit), [`CallOptions::submit`](crate::CallOptions::submit),
+/// [`FnPool::submit`](crate::FnPool::submit)).
+///
+/// The item is sent at once; [`wait`](Task::wait) gives its outcome. Any number of tasks and
+/// calls run on one pool at once, from any number of threads; a crash, panic or timeout of
+/// this item is this task's error only.
+///
+/// Dropping a task before taking its outcome cancels it: an item that has not begun never
+/// runs, and one that is running gets 200 ms to finish before its worker is stopped and
+/// replaced (like dropping an `imap` iterator). Keep the task to let it finish.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let a = pool.submit(|x: u64| x * 2, 21);
+/// let b = pool.submit(|s: String| s.len(), "four".to_string());
+/// assert_eq!(a.wait()?, 42);
+/// assert_eq!(b.wait()?, 4);
+/// # Ok(()) }
+/// ```
+pub struct Task<'p, R> {
+    state: State<'p, R>,
+}
+
+enum State<'p, R> {
+    Running(Box<dyn TaskCall<R> + 'p>),
+    /// The outcome arrived (and the call ended); not yet taken.
+    Finished(Result<R, Error>),
+    /// The outcome was taken by [`Task::try_wait`].
+    Taken,
+}
+
+impl<R> std::fmt::Debug for Task<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Running(call) => format!("running (call {})", call.id()),
+            State::Finished(_) => "finished".into(),
+            State::Taken => "taken".into(),
+        };
+        f.debug_struct("Task").field("state", &state).finish()
+    }
+}
+
+impl<'p, R> Task<'p, R> {
+    pub(crate) fn new(call: Box<dyn TaskCall<R> + 'p>) -> Task<'p, R> {
+        Task {
+            state: State::Running(call),
+        }
+    }
+
+    /// A task that failed before it started (the pool refused the call).
+    pub(crate) fn failed(error: PoolError) -> Task<'p, R> {
+        Task {
+            state: State::Finished(Err(error.into())),
+        }
+    }
+
+    /// Moves the outcome here if it arrived by `until` (`None`: waits as long as it takes).
+    fn settle(&mut self, until: Option<Instant>) -> bool {
+        let State::Running(call) = &mut self.state else {
+            return true;
+        };
+        let outcome = match call.step(until) {
+            Step::Outcome(outcome) => outcome,
+            Step::TimedOut => return false,
+            // A call of one item yields exactly one outcome before its end.
+            Step::End => Err(PoolError::Channel(std::io::Error::other(
+                "the task ended without an outcome",
+            ))
+            .into()),
+        };
+        self.state = State::Finished(outcome);
+        true
+    }
+
+    /// Waits for the outcome and returns it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool.submit(|x: i32| x.checked_neg().expect("no overflow"), i32::MIN);
+    /// let error = task.wait().unwrap_err();
+    /// assert!(error.to_string().contains("no overflow"));
+    /// # Ok(()) }
+    /// ```
+    pub fn wait(mut self) -> Result<R, Error> {
+        self.settle(None);
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Finished(outcome) => outcome,
+            _ => Err(PoolError::AlreadyJoined.into()),
+        }
+    }
+
+    /// Waits at most `limit` for the outcome; returns whether it is here ([`wait`](Task::wait)
+    /// then returns it at once).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let mut slow = pool.submit(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 300);
+    /// assert!(!slow.wait_timeout(Duration::from_millis(10)));
+    /// assert!(slow.wait_timeout(Duration::from_secs(30)));
+    /// slow.wait()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_timeout(&mut self, limit: Duration) -> bool {
+        let until = Instant::now().checked_add(limit);
+        self.settle(until)
+    }
+
+    /// Whether the outcome is here, without waiting (it reads what the workers sent meanwhile).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let mut task = pool.submit(|x: u8| x, 1);
+    /// while !task.is_finished() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(task.wait()?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn is_finished(&mut self) -> bool {
+        self.settle(Some(Instant::now()))
+    }
+
+    /// The outcome if it is here, without waiting; `None` if not yet (or already taken).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let mut task = pool.submit(|x: u8| x + 1, 1);
+    /// let outcome = loop {
+    ///     if let Some(outcome) = task.try_wait() {
+    ///         break outcome;
+    ///     }
+    ///     std::thread::yield_now();
+    /// };
+    /// assert_eq!(outcome?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn try_wait(&mut self) -> Option<Result<R, Error>> {
+        if !self.is_finished() {
+            return None;
+        }
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Finished(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Cancels the task. If its item has not begun, it never runs; if it is running, its
+    /// worker is stopped now and replaced (other calls on the pool are not affected). Either
+    /// way [`wait`](Task::wait) then returns [`TaskError::Cancelled`](crate::TaskError).
+    /// Returns false if the outcome had already arrived (it is kept).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use forkpool::TaskError;
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let mut task = pool.submit(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60);
+    /// assert!(task.cancel());
+    /// let error = task.wait().unwrap_err();
+    /// assert!(matches!(error.as_task(), Some(TaskError::Cancelled { index: 0 })));
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&mut self) -> bool {
+        let State::Running(call) = &mut self.state else {
+            return false;
+        };
+        let cancelled = call.cancel();
+        // The outcome (the result that had arrived, or `Cancelled`) is there now.
+        self.settle(Some(Instant::now()));
+        cancelled
+    }
+
+    /// The process id of the worker running the item now, if one is (`None` before it begins
+    /// and after it ends).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool.submit(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 200);
+    /// let pid = loop {
+    ///     if let Some(pid) = task.pid() {
+    ///         break pid;
+    ///     }
+    ///     std::thread::yield_now();
+    /// };
+    /// assert_eq!(pool.pids(), [pid]);
+    /// task.wait()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        match &self.state {
+            State::Running(call) => call.running_pid(),
+            _ => None,
+        }
+    }
+
+    /// The call id and hub while running (for [`as_completed`]).
+    fn running(&self) -> Option<(&Hub, u64)> {
+        match &self.state {
+            State::Running(call) => Some((call.hub(), call.id())),
+            _ => None,
+        }
+    }
+}
+
+/// Yields `tasks` as they finish (each one's [`Task::wait`] then returns at once), like Python's
+/// `concurrent.futures.as_completed`. Tasks may come from different pools.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// use std::time::Duration;
+/// fn nap(ms: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(ms));
+///     ms
+/// }
+/// let pool = forkpool::Pool::new(2)?;
+/// let tasks = [400u64, 10].map(|ms| pool.submit(nap, ms));
+/// let order: Vec<u64> = forkpool::as_completed(tasks)
+///     .map(|task| task.wait())
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(order, [10, 400]);
+/// # Ok(()) }
+/// ```
+pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCompleted<'p, R> {
+    AsCompleted {
+        pending: tasks.into_iter().collect(),
+    }
+}
+
+/// Waits for every task and returns their outcomes in the order given (not the order they
+/// finish); like Python's `[r.get() for r in results]`.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let tasks: Vec<_> = (0..4u32).map(|x| pool.submit(|x: u32| x * x, x)).collect();
+/// let squares: Vec<u32> = forkpool::wait_all(tasks).into_iter().collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [0, 1, 4, 9]);
+/// # Ok(()) }
+/// ```
+pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Result<R, Error>> {
+    tasks.into_iter().map(Task::wait).collect()
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<'p, R> {
+    pending: Vec<Task<'p, R>>,
+}
+
+impl<R> std::fmt::Debug for AsCompleted<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+/// How long one wait lasts when the pending tasks come from several pools (each pool's replies
+/// are read by waiting on that pool; the wait goes round them).
+const MIXED_POOLS_SLICE: Duration = Duration::from_millis(5);
+
+impl<'p, R> Iterator for AsCompleted<'p, R> {
+    type Item = Task<'p, R>;
+
+    fn next(&mut self) -> Option<Task<'p, R>> {
+        loop {
+            if self.pending.is_empty() {
+                return None;
+            }
+            if let Some(at) = self.pending.iter_mut().position(|t| t.is_finished()) {
+                return Some(self.pending.remove(at));
+            }
+            let running: Vec<(&Hub, u64)> =
+                self.pending.iter().filter_map(|t| t.running()).collect();
+            let Some(&(hub, _)) = running.first() else {
+                continue;
+            };
+            let same_pool = running.iter().all(|(h, _)| std::ptr::eq(*h, hub));
+            let ids: Vec<u64> = running
+                .iter()
+                .filter(|(h, _)| std::ptr::eq(*h, hub))
+                .map(|&(_, id)| id)
+                .collect();
+            let until = match same_pool {
+                true => None,
+                false => Instant::now().checked_add(MIXED_POOLS_SLICE),
+            };
+            let first = self
+                .pending
+                .iter()
+                .find_map(|t| match &t.state {
+                    State::Running(call) if std::ptr::eq(call.hub(), hub) => Some(call),
+                    _ => None,
+                })
+                .expect("a running task of this pool");
+            first.wait_any(&ids, until);
+        }
+    }
+}
