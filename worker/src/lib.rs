@@ -33,6 +33,7 @@ mod panic;
 pub mod progress;
 pub mod protocol;
 mod serve;
+mod sys;
 pub mod wire;
 
 pub use job::{ClosureRunner, EntryRunner, Runner, StarArgs, WorkerState};
