@@ -1,0 +1,63 @@
+//! macOS: local datagram socket pairs with `SO_NOSIGPIPE`, no pidfds, `waitid` through libc (nix
+//! offers it on Linux only), and no enforced `RLIMIT_AS`.
+//!
+//! Type-checked for `x86_64-apple-darwin` and `aarch64-apple-darwin`, never run here (see the
+//! README's Platforms section).
+
+use super::owned;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// macOS has no `SOCK_SEQPACKET` for local sockets: local datagram sockets are reliable and
+/// keep boundaries too. `SO_NOSIGPIPE` stands in for `MSG_NOSIGNAL`, and `FD_CLOEXEC` is set
+/// after the fact (the register's lock keeps this crate's own forks from seeing them first).
+pub(crate) fn socket_pair() -> std::io::Result<[OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let owned = unsafe { [owned(fds[0]), owned(fds[1])] };
+    for fd in &fds {
+        let one: libc::c_int = 1;
+        // SAFETY: plain option and flag calls on a descriptor we own.
+        unsafe {
+            libc::setsockopt(
+                *fd,
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Ok(owned)
+}
+
+/// No pidfds: children are signalled through their process group only.
+pub(crate) fn pidfd_open(_: Pid) -> Option<OwnedFd> {
+    None
+}
+
+/// Never called ([`pidfd_open`] gives no pidfd).
+pub(crate) fn pidfd_signal(_: &impl AsRawFd, _: i32) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Blocks until child `pid` has ended and leaves it a zombie (`waitid` with `WNOWAIT`), so its
+/// pid, which is also its process group id, cannot be reused yet.
+pub(crate) fn wait_without_reaping(pid: Pid) {
+    loop {
+        // SAFETY: a zeroed siginfo is a valid out-parameter; waitid writes only into it.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let id = pid.as_raw() as libc::id_t;
+            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
