@@ -384,7 +384,8 @@ impl PoolBuilder {
     /// counts virtual memory, code and stacks included, so leave room above what items really
     /// use. (While a limit is set, a worker that dies of `SIGABRT` during an item is reported as
     /// out of memory: Rust aborts on a failed allocation, and std offers no stable hook to tell
-    /// that abort from an explicit one.)
+    /// that abort from an explicit one.) On macOS, which does not enforce `RLIMIT_AS`, `build()`
+    /// returns [`PoolError::Unsupported`](crate::PoolError::Unsupported).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

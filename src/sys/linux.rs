@@ -6,6 +6,12 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+/// The platform's name, for errors.
+pub(crate) const PLATFORM: &str = "Linux";
+
+/// The kernel enforces `RLIMIT_AS`: an allocation past it fails.
+pub(crate) const ENFORCES_MEMORY_LIMIT: bool = true;
+
 /// A connected pair of close-on-exec datagram sockets that keep message boundaries
 /// (`SOCK_SEQPACKET`), for one parent–child channel. (`send` passes `MSG_NOSIGNAL`.)
 pub(crate) fn socket_pair() -> std::io::Result<[OwnedFd; 2]> {

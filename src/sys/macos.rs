@@ -8,6 +8,12 @@ use super::owned;
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+/// The platform's name, for errors.
+pub(crate) const PLATFORM: &str = "macOS";
+
+/// macOS accepts `RLIMIT_AS` but does not enforce it: a pool with a memory limit is refused.
+pub(crate) const ENFORCES_MEMORY_LIMIT: bool = false;
+
 /// macOS has no `SOCK_SEQPACKET` for local sockets: local datagram sockets are reliable and
 /// keep boundaries too. `SO_NOSIGPIPE` stands in for `MSG_NOSIGNAL`, and `FD_CLOEXEC` is set
 /// after the fact (the register's lock keeps this crate's own forks from seeing them first).

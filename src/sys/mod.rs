@@ -3,6 +3,9 @@
 //! them (waiting for a child's end, pipes, `poll`).
 //!
 //! The interface (each platform file defines all of it, with these signatures):
+//! - `PLATFORM: &str`: the platform's name, for errors;
+//! - `ENFORCES_MEMORY_LIMIT: bool`: whether the kernel enforces `RLIMIT_AS` (a pool with a
+//!   `memory_limit` is refused where it does not);
 //! - `socket_pair() -> io::Result<[OwnedFd; 2]>`: a connected pair of close-on-exec sockets
 //!   that keep datagram boundaries and never raise `SIGPIPE`;
 //! - `pidfd_open(pid) -> Option<OwnedFd>` and `pidfd_signal(&pidfd, signal) -> io::Result<()>`:
@@ -34,7 +37,7 @@ use macos as os;
 compile_error!("forkpool runs on Linux and macOS only");
 
 use os::wait_without_reaping;
-pub(crate) use os::{pidfd_open, pidfd_signal, socket_pair};
+pub(crate) use os::{ENFORCES_MEMORY_LIMIT, PLATFORM, pidfd_open, pidfd_signal, socket_pair};
 
 /// Blocks until the child `pid` has ended, kills whatever is left of its process group (the
 /// grandchildren a task may have started), reaps it, and says how it ended.
