@@ -45,6 +45,7 @@ mod inbox;
 mod iter;
 mod lease;
 mod outbox;
+mod outcome;
 mod owner;
 mod pool;
 mod process;

@@ -16,8 +16,9 @@ use crate::engine::{Cause, Engine, Happened, Verdict, WorkerMain};
 use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
 use crate::lease::Lease;
 use crate::outbox::SharedFrame;
+use crate::outcome::{self, Outcome, failed};
 use forkpool_worker::codec;
-use forkpool_worker::protocol::{self, TaskCode};
+use forkpool_worker::protocol::{self, OutcomeReader, TaskCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -495,8 +496,8 @@ where
                 self.chunking.learn(busy_nanos, part.count as usize);
                 let window = self.window.learn(busy_nanos);
                 self.lease.set_window(window);
-                let outcomes = &frame[protocol::REPLY_HEADER_LEN..];
-                let outcomes = decode_outcomes(outcomes, count, part.first_index, part.count, pid);
+                let outcomes = OutcomeReader::of_reply(&frame);
+                let outcomes = outcome::decode(outcomes, count, part.first_index, part.count, pid);
                 self.settle(part, outcomes);
             }
             Happened::Died {
@@ -679,102 +680,6 @@ fn item_bounds<T: DeserializeOwned>(frame: &[u8], count: u32) -> Option<Vec<usiz
     Some(bounds)
 }
 
-/// One item's outcome while the scheduler holds it. The error is boxed: `Error` is 64 bytes,
-/// and every outcome is moved several times (reply, reorder buffer, caller); at 1M trivial
-/// items per call the moves of unboxed errors were a visible share of the caller's time.
-pub(crate) type Outcome<R> = Result<R, Box<Error>>;
-
-/// The failed outcome `error`.
-fn failed<R>(error: impl Into<Error>) -> Outcome<R> {
-    Err(Box::new(error.into()))
-}
-
-/// Reads a reply's outcomes; items whose outcome is missing or unreadable get a codec error.
-///
-/// `outcomes` is the body of a reply that says it holds `replied` outcomes, for a chunk of
-/// `count` items starting at `first_index`.
-pub(crate) fn decode_outcomes<R: DeserializeOwned>(
-    outcomes: &[u8],
-    replied: u32,
-    first_index: u64,
-    count: u32,
-    pid: u32,
-) -> Vec<Outcome<R>> {
-    let mut out = Vec::with_capacity(count as usize);
-    let mut rest = outcomes;
-    let mut broken: Option<String> = None;
-    if replied != count {
-        broken = Some(format!("reply holds {replied} outcomes for {count} items"));
-    }
-    for i in 0..u64::from(count) {
-        let index = first_index + i;
-        let codec_error = |stage, message| -> Outcome<R> {
-            failed(TaskError::Codec {
-                index,
-                pid,
-                stage,
-                message,
-            })
-        };
-        if let Some(message) = &broken {
-            out.push(codec_error(CodecStage::DecodeResult, message.clone()));
-            continue;
-        }
-        let Some((&tag, body)) = rest.split_first() else {
-            broken = Some("reply ended early".into());
-            out.push(codec_error(
-                CodecStage::DecodeResult,
-                "reply ended early".into(),
-            ));
-            continue;
-        };
-        let decoded = match tag {
-            protocol::OK => codec::decode::<R>(body).map(|(v, used)| (Ok(v), used)),
-            protocol::PANICKED => codec::decode::<(String, Option<String>)>(body).map(
-                |((message, location), used)| {
-                    let e = TaskError::Panicked {
-                        index,
-                        pid,
-                        message,
-                        location,
-                    };
-                    (failed(e), used)
-                },
-            ),
-            protocol::BAD_INPUT | protocol::BAD_OUTPUT => {
-                codec::decode::<String>(body).map(|(message, used)| {
-                    let stage = if tag == protocol::BAD_INPUT {
-                        CodecStage::DecodeItem
-                    } else {
-                        CodecStage::EncodeResult
-                    };
-                    (codec_error(stage, message), used)
-                })
-            }
-            protocol::CODE_NOT_LOADED => codec::decode::<u64>(body).map(|(address, used)| {
-                let e = TaskError::CodeNotLoaded {
-                    index,
-                    pid,
-                    address,
-                };
-                (failed(e), used)
-            }),
-            other => Err(format!("unknown outcome tag {other}")),
-        };
-        match decoded {
-            Ok((outcome, used)) => {
-                out.push(outcome);
-                rest = &body[used..];
-            }
-            Err(message) => {
-                out.push(codec_error(CodecStage::DecodeResult, message.clone()));
-                broken = Some(message);
-            }
-        }
-    }
-    out
-}
-
 impl<I: Iterator, R> Drop for Call<'_, I, R> {
     /// Cancels what is left of the call at once: workers skip its remaining chunks, and nothing
     /// more is sent (see [`Engine::cancel_call`]).
@@ -918,6 +823,3 @@ mod tests {
         assert_eq!(fixed.learn(u64::MAX), 5);
     }
 }
-
-#[cfg(test)]
-mod fuzz_tests;
