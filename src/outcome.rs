@@ -1,9 +1,9 @@
 //! An item's outcome as the parent holds it, and how the outcomes a worker wrote in a reply
 //! become item outcomes: results, or [`TaskError`]s naming the item and the worker.
 //!
-//! Invariant (1 and 6 of the design): a reply read for a chunk of `count` items gives exactly
-//! `count` outcomes, whatever its bytes. A reply that holds another count, ends early, or
-//! holds an outcome that cannot be read gives each item from there on a `TaskError::Codec`
+//! Invariants 1 and 6 of the design, here: a reply read for a chunk of `count` items gives
+//! exactly `count` outcomes, whatever its bytes. A reply that holds another count, ends early,
+//! or holds an outcome that cannot be read gives each item from there on a `TaskError::Codec`
 //! that says why; nothing a worker sends makes the parent panic.
 
 use crate::error::{CodecStage, Error, TaskError};
