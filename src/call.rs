@@ -19,9 +19,9 @@ use crate::engine::{Cause, Engine, Verdict, WorkerMain};
 use crate::error::{CodecStage, Death, Error, PoolError, TaskError};
 use crate::hub::{Hub, Waited};
 use crate::outbox::SharedFrame;
-use crate::schedule::{Outcome, decode_outcomes, failed};
+use crate::outcome::{self, Outcome, failed};
 use forkpool_worker::codec;
-use forkpool_worker::protocol::{self, TaskCode};
+use forkpool_worker::protocol::{self, OutcomeReader, TaskCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -374,8 +374,8 @@ where
                 };
                 self.chunking.learn(busy_nanos, part.count as usize);
                 self.window.learn(busy_nanos);
-                let outcomes = &frame[protocol::REPLY_HEADER_LEN..];
-                let outcomes = decode_outcomes(outcomes, count, part.first_index, part.count, pid);
+                let outcomes = OutcomeReader::of_reply(&frame);
+                let outcomes = outcome::decode(outcomes, count, part.first_index, part.count, pid);
                 self.settle(part, outcomes);
             }
             Happened::Died {

@@ -24,7 +24,7 @@ use forkpool_worker::progress::ProgressPage;
 use forkpool_worker::wire::Socket;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 
 /// What this crate has open in this process that a child must not keep.
@@ -194,15 +194,6 @@ pub(crate) fn wake_pipe() -> Result<WakePipe, PoolError> {
         read: Registered::new(&mut register, read),
         write: Registered::new(&mut register, write),
     })
-}
-
-/// Wraps a descriptor the caller just received from the kernel and owns.
-///
-/// # Safety
-/// `fd` must be open and owned by nobody else.
-pub(crate) unsafe fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: as the caller promises.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// A worker's progress page, registered so that other children unmap it at their fork.

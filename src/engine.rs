@@ -122,6 +122,13 @@ pub(crate) struct Engine {
 impl Engine {
     /// An engine with these settings; forks no worker yet.
     pub fn new(settings: Settings) -> Result<Engine, PoolError> {
+        if settings.child.memory_limit.is_some() && !crate::sys::ENFORCES_MEMORY_LIMIT {
+            let platform = crate::sys::PLATFORM;
+            return Err(PoolError::Unsupported {
+                what: "memory_limit",
+                platform,
+            });
+        }
         let inbox = Inbox::new()?;
         Ok(Engine {
             workers: Vec::with_capacity(settings.size.min(RESERVE_AT_MOST)),

@@ -347,6 +347,20 @@ pub enum PoolError {
     /// `join` was called on a pool that was neither closed nor terminated.
     #[error("join() needs close() or terminate() first")]
     NotClosed,
+    /// The pool asked for something this platform cannot do, such as a `memory_limit` on macOS
+    /// (which accepts `RLIMIT_AS` but does not enforce it).
+    ///
+    /// ```
+    /// let err = forkpool::PoolError::Unsupported { what: "memory_limit", platform: "macOS" };
+    /// assert_eq!(err.to_string(), "memory_limit is not supported on macOS");
+    /// ```
+    #[error("{what} is not supported on {platform}")]
+    Unsupported {
+        /// What was asked for (for example `"memory_limit"`).
+        what: &'static str,
+        /// The platform (for example `"macOS"`).
+        platform: &'static str,
+    },
 }
 
 /// Everything a pool call can return: one item's failure, or the pool's.
@@ -418,6 +432,7 @@ impl PoolError {
             },
             PoolError::Closed => PoolError::Closed,
             PoolError::NotClosed => PoolError::NotClosed,
+            PoolError::Unsupported { what, platform } => PoolError::Unsupported { what, platform },
         }
     }
 }

@@ -68,7 +68,7 @@ where
         }
         let main: Box<ClosureMain<'env>> = Box::new(move |end| {
             // SAFETY: this closure runs only in a worker this pool forked, whose task channel
-            // carries only frames `schedule` wrote: items of type `T`, which `ClosureRunner`
+            // carries only frames `call` wrote: items of type `T`, which `ClosureRunner`
             // decodes and passes to `f` (it calls no address from the frame).
             unsafe { forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)) }
         });

@@ -91,57 +91,12 @@ pub(crate) fn spawn(
 
 /// In a freshly forked child: runs `run` on a [`CHILD_STACK`] stack (the thread that forked may
 /// have had a small stack; a replacement worker forked from a 256 KiB thread must not run tasks
-/// on 256 KiB).
-///
-/// Linux: on a stack segment mapped for it, in this same thread (`stacker`). No thread is
-/// started: a child of a multi-threaded parent must not take a lock another parent thread may
-/// have held at the fork, and starting a `std` thread takes the standard library's own
-/// thread-registry lock (seen here: a worker forked while another thread of the parent was
-/// starting a thread hung in `set_current_info` forever).
-#[cfg(target_os = "linux")]
+/// on 256 KiB), without starting a `std` thread: that takes the standard library's
+/// thread-registry lock, which another thread of the parent may have held at the fork (seen
+/// here: a worker hung in `set_current_info` forever). See `sys::on_stack` for how each platform
+/// does it.
 fn on_child_stack(run: impl FnOnce() -> i32) -> i32 {
-    stacker::grow(CHILD_STACK, run)
-}
-
-/// In a freshly forked child: runs `run` on a raw POSIX thread with a [`CHILD_STACK`] stack and
-/// waits for it (not a `std` thread: starting one takes the standard library's thread-registry
-/// lock, which another thread of the parent may have held at the fork). Falls back to the
-/// current stack if no thread can be started.
-#[cfg(not(target_os = "linux"))]
-fn on_child_stack<F: FnOnce() -> i32>(run: F) -> i32 {
-    /// What the thread takes (`run`) and gives back (its exit code).
-    type Slot<F> = (Option<F>, Option<i32>);
-    extern "C" fn start<F: FnOnce() -> i32>(arg: *mut libc::c_void) -> *mut libc::c_void {
-        // SAFETY: `arg` is the `Slot<F>` below, which outlives the thread (it is joined before
-        // the slot goes out of scope) and is not touched by the waiting thread meanwhile.
-        let slot = unsafe { &mut *arg.cast::<Slot<F>>() };
-        if let Some(run) = slot.0.take() {
-            slot.1 = Some(run());
-        }
-        std::ptr::null_mut()
-    }
-    let mut slot: Slot<F> = (Some(run), None);
-    // SAFETY: zeroed attribute and thread handles are valid out-parameters; the thread gets a
-    // pointer to `slot`, which lives until after `pthread_join` returns.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        let mut thread: libc::pthread_t = std::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setstacksize(&mut attr, CHILD_STACK);
-        let arg = (&mut slot as *mut Slot<F>).cast::<libc::c_void>();
-        let started = libc::pthread_create(&mut thread, &attr, start::<F>, arg) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if started {
-            libc::pthread_join(thread, std::ptr::null_mut());
-        }
-    }
-    match slot {
-        (_, Some(code)) => code,
-        // No thread could start: run here.
-        (Some(run), None) => run(),
-        // The thread took `run` and ended without a code: it panicked past catch_unwind.
-        (None, None) => child::EXIT_CHILD_PANICKED,
-    }
+    crate::sys::on_stack(CHILD_STACK, run).unwrap_or(child::EXIT_CHILD_PANICKED)
 }
 
 /// Blocks every signal in the calling thread; returns the mask it had.

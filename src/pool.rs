@@ -385,7 +385,8 @@ impl PoolBuilder {
     /// counts virtual memory, code and stacks included, so leave room above what items really
     /// use. (While a limit is set, a worker that dies of `SIGABRT` during an item is reported as
     /// out of memory: Rust aborts on a failed allocation, and std offers no stable hook to tell
-    /// that abort from an explicit one.)
+    /// that abort from an explicit one.) On macOS, which does not enforce `RLIMIT_AS`, `build()`
+    /// returns [`PoolError::Unsupported`](crate::PoolError::Unsupported).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -488,7 +489,7 @@ impl PoolBuilder {
         let init = self.init;
         let main: Box<PoolMain> = Box::new(move |end| {
             // SAFETY: this closure runs only in a worker this pool forked (see `Engine::fill`),
-            // whose task channel carries only frames `schedule` wrote for `EntryRunner`: entry
+            // whose task channel carries only frames `call` wrote for `EntryRunner`: entry
             // addresses of `job` entries and fn pointers of the types each entry expects.
             unsafe {
                 let mut runner = EntryRunner::new();

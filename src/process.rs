@@ -5,9 +5,9 @@ use crate::child_handle::ChildHandle;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::fork;
 use crate::inbox::{Event, Inbox};
+use crate::outcome;
 use crate::owner::Owner;
 use crate::reaper::Reaper;
-use crate::schedule::decode_outcomes;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
 use serde::Serialize;
@@ -218,7 +218,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             match self.inbox.next(limit.map(|(at, _)| at)) {
                 Ok(Some(Event::Frame { frame, .. })) => match Message::parse(&frame) {
                     Some(Message::Reply(reply)) if self.outcome.is_none() => {
-                        self.outcome = decode_outcomes::<R>(reply.outcomes, reply.count, 0, 1, pid)
+                        self.outcome = outcome::decode::<R>(reply.reader(), reply.count, 0, 1, pid)
                             .pop()
                             .map(|outcome| outcome.map_err(|e| *e));
                     }

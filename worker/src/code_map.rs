@@ -13,28 +13,19 @@
 //! looks both addresses up in its fork-time snapshot and runs the task only if it finds them and
 //! gets the same id ([`check`]).
 //!
-//! Platforms: `dl_iterate_phdr` (64-bit Linux and Android) gives the executable `PT_LOAD` segments; on
-//! Apple platforms an address belongs to the image with the greatest header address at or below
-//! it (`_dyld_*`). Elsewhere the snapshot is empty and every address is refused: `Pool` calls
-//! fail with `CodeNotLoaded`, and `FnPool` (which sends no address) is the way to go.
+//! Platforms (the crate's `sys` module lists the code): `dl_iterate_phdr` (64-bit Linux) gives the
+//! executable `PT_LOAD` segments; on macOS an address belongs to the image with the greatest
+//! header address at or below it (`_dyld_*`). On 32-bit Linux the snapshot is empty and every
+//! address is refused: `Pool` calls fail with `CodeNotLoaded`, and `FnPool` (which sends no
+//! address) is the way to go.
 //!
 //! Invariant: a published snapshot is never freed (superseded ones are leaked: they are small
 //! and change only when libraries are loaded or unloaded), so the worker reads its own without a
 //! lock or an allocation, as a forked child of a multi-threaded process must.
 
 use crate::protocol::TaskCode;
+use crate::sys::{self, Segment};
 use std::sync::atomic::{AtomicPtr, Ordering};
-
-/// An executable address range of one loaded object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Segment {
-    /// The first address of the range.
-    start: u64,
-    /// One past its last address.
-    end: u64,
-    /// The identity of the object holding it.
-    identity: u64,
-}
 
 /// The executable code mapped in this process when it was taken.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,14 +90,14 @@ pub fn record() {
 
 /// [`record`], returning the snapshot it leaves published.
 fn refreshed() -> &'static Snapshot {
-    let version = platform::version();
+    let version = sys::loader_version();
     let current = published();
     if let Some(current) = current {
         if version.is_some() && current.version == version {
             return current;
         }
     }
-    let fresh = Snapshot::new(version, platform::segments());
+    let fresh = Snapshot::new(version, sys::code_segments(identity));
     if let Some(current) = current {
         if current == &fresh {
             return current;
@@ -183,168 +174,6 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-#[cfg(all(
-    any(target_os = "linux", target_os = "android"),
-    target_pointer_width = "64"
-))]
-mod platform {
-    //! `dl_iterate_phdr`: each object's executable `PT_LOAD` segments.
-
-    use super::{Segment, identity};
-    use std::ffi::{CStr, c_int, c_void};
-
-    /// The loader's (loads, unloads) counters: the first callback reads them and stops.
-    pub(super) fn version() -> Option<(u64, u64)> {
-        unsafe extern "C" fn first(
-            info: *mut libc::dl_phdr_info,
-            size: usize,
-            data: *mut c_void,
-        ) -> c_int {
-            // The counters are present only if the loader's struct is long enough to hold them.
-            let needed = std::mem::offset_of!(libc::dl_phdr_info, dlpi_subs)
-                + std::mem::size_of::<libc::c_ulonglong>();
-            if size >= needed {
-                // SAFETY: the loader passes a valid `info` of `size` bytes for the duration of
-                // the callback, and `data` is the `Option` `version` lent it.
-                unsafe {
-                    let found = &mut *data.cast::<Option<(u64, u64)>>();
-                    *found = Some(((*info).dlpi_adds, (*info).dlpi_subs));
-                }
-            }
-            1 // stop after the first object
-        }
-        let mut found: Option<(u64, u64)> = None;
-        // SAFETY: the callback matches the signature `dl_iterate_phdr` expects and only writes
-        // through `data`, which points to `found`, alive for the whole call.
-        unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut found).cast()) };
-        found
-    }
-
-    /// The executable segments of every loaded object.
-    pub(super) fn segments() -> Vec<Segment> {
-        unsafe extern "C" fn each(
-            info: *mut libc::dl_phdr_info,
-            _size: usize,
-            data: *mut c_void,
-        ) -> c_int {
-            // SAFETY: the loader passes a valid `info` whose `dlpi_phdr` points to `dlpi_phnum`
-            // program headers and whose `dlpi_name` is null or a C string, all valid for the
-            // duration of the callback; `data` is the `Vec` `segments` lent it.
-            unsafe {
-                let segments = &mut *data.cast::<Vec<Segment>>();
-                let info = &*info;
-                let name = if info.dlpi_name.is_null() {
-                    &[][..]
-                } else {
-                    CStr::from_ptr(info.dlpi_name).to_bytes()
-                };
-                let base: u64 = info.dlpi_addr;
-                let object = identity(base, name);
-                let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
-                    &[]
-                } else {
-                    std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
-                };
-                for header in headers {
-                    if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
-                        let start = base.wrapping_add(header.p_vaddr);
-                        segments.push(Segment {
-                            start,
-                            end: start.saturating_add(header.p_memsz),
-                            identity: object,
-                        });
-                    }
-                }
-            }
-            0 // go on
-        }
-        let mut segments: Vec<Segment> = Vec::new();
-        // SAFETY: the callback matches the signature `dl_iterate_phdr` expects and only writes
-        // through `data`, which points to `segments`, alive for the whole call.
-        unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut segments).cast()) };
-        segments
-    }
-}
-
-#[cfg(target_vendor = "apple")]
-mod platform {
-    //! dyld: an address belongs to the image with the greatest header address at or below it.
-
-    use super::{Segment, identity};
-    use std::ffi::{CStr, c_char, c_void};
-
-    // dyld's image list, from libSystem (which every program links). Declared here: libc's
-    // declarations are deprecated in favour of the `mach2` crate, a dependency for three
-    // functions.
-    unsafe extern "C" {
-        fn _dyld_image_count() -> u32;
-        fn _dyld_get_image_header(image_index: u32) -> *const c_void;
-        fn _dyld_get_image_name(image_index: u32) -> *const c_char;
-    }
-
-    /// dyld has no load/unload counters: every refresh takes a new snapshot.
-    pub(super) fn version() -> Option<(u64, u64)> {
-        None
-    }
-
-    /// One range per image: from its header to the next image's header.
-    pub(super) fn segments() -> Vec<Segment> {
-        // SAFETY: `_dyld_image_count` only reads dyld's image list.
-        let count = unsafe { _dyld_image_count() };
-        let mut images: Vec<(u64, u64)> = Vec::with_capacity(count as usize);
-        for index in 0..count {
-            // SAFETY: `index` is below the count; dyld returns null for an image unloaded
-            // meanwhile, and otherwise a header and a C string that live while the image does.
-            let (header, name) =
-                unsafe { (_dyld_get_image_header(index), _dyld_get_image_name(index)) };
-            if header.is_null() {
-                continue;
-            }
-            let name = if name.is_null() {
-                &[][..]
-            } else {
-                // SAFETY: a non-null image name is a C string (see above).
-                unsafe { CStr::from_ptr(name) }.to_bytes()
-            };
-            let base = header as usize as u64;
-            images.push((base, identity(base, name)));
-        }
-        images.sort_unstable();
-        let ends = images.iter().skip(1).map(|&(base, _)| base);
-        let ends = ends.chain(std::iter::once(u64::MAX));
-        images
-            .iter()
-            .zip(ends)
-            .map(|(&(start, identity), end)| Segment {
-                start,
-                end,
-                identity,
-            })
-            .collect()
-    }
-}
-
-#[cfg(not(any(
-    all(
-        any(target_os = "linux", target_os = "android"),
-        target_pointer_width = "64"
-    ),
-    target_vendor = "apple"
-)))]
-mod platform {
-    //! No known way to list loaded code: every address is refused.
-
-    use super::Segment;
-
-    pub(super) fn version() -> Option<(u64, u64)> {
-        None
-    }
-
-    pub(super) fn segments() -> Vec<Segment> {
-        Vec::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,10 +223,7 @@ mod tests {
         assert_ne!(a, identity(0x7f00_0000_1000, b"/usr/lib/liba.so"));
     }
 
-    #[cfg(any(
-        all(target_os = "linux", target_pointer_width = "64"),
-        target_vendor = "apple"
-    ))]
+    #[cfg(target_pointer_width = "64")]
     #[test]
     fn the_recorded_snapshot_holds_this_program_and_libc() {
         fn local(x: u64) -> u64 {

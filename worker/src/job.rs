@@ -39,10 +39,45 @@
 
 use crate::panic::take_report;
 use crate::protocol::{BAD_INPUT, ReplyWriter, Task, TaskCode};
-use crate::{WorkerState, code_map, codec};
+use crate::{code_map, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// What a worker remembers between tasks: the context of the current `map_with` call.
+#[derive(Default)]
+pub struct WorkerState {
+    context_call: u64,
+    context_bytes: Vec<u8>,
+    decoded: Option<Box<dyn Any>>,
+}
+
+impl WorkerState {
+    /// Keeps `bytes`, the encoded context of `call`, in place of the previous one.
+    pub(crate) fn set_context(&mut self, call: u64, bytes: &[u8]) {
+        self.context_call = call;
+        self.context_bytes.clear();
+        self.context_bytes.extend_from_slice(bytes);
+        self.decoded = None;
+    }
+
+    /// The context of `call`, decoded once and then reused for every chunk of that call.
+    pub fn context<C: DeserializeOwned + 'static>(&mut self, call: u64) -> Result<&C, String> {
+        if self.context_call != call {
+            return Err(format!("no context received for call {call}"));
+        }
+        if self.decoded.as_ref().is_none_or(|d| !d.is::<C>()) {
+            let (value, _) = codec::decode::<C>(&self.context_bytes)?;
+            self.decoded = Some(Box::new(value));
+        }
+        // The branch above guarantees a `C` is stored.
+        self.decoded
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<C>())
+            .ok_or_else(|| "context has the wrong type".to_string())
+    }
+}
 
 /// The signature of every entry: run `task`, append one outcome per item to `out`.
 ///

@@ -23,6 +23,9 @@
 //! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the
 //!   worker exits next.
 //!
+//! [`ReplyWriter`] is the one writer of replies, [`OutcomeReader`] the one reader of their
+//! outcomes.
+//!
 //! A worker's death is no frame: the parent's reaper thread reaps it and tells the parent's
 //! inbox in-process, which reads what is left in the dead worker's socket first.
 //!
@@ -31,6 +34,7 @@
 
 use crate::codec;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 const TASK: u8 = 1;
 const CONTEXT: u8 = 2;
@@ -283,6 +287,127 @@ impl<'a> Message<'a> {
     }
 }
 
+impl<'a> Reply<'a> {
+    /// A reader of this reply's outcomes.
+    pub fn reader(&self) -> OutcomeReader<'a> {
+        OutcomeReader::new(self.outcomes)
+    }
+}
+
+/// One item's outcome as a worker wrote it with [`ReplyWriter`] and the parent reads it back
+/// with [`OutcomeReader`]: untrusted, and not yet an error of the parent's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawOutcome<R> {
+    /// The function returned this result (`OK`).
+    Ok(R),
+    /// The function panicked (`PANICKED`).
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// Where it panicked (`file:line:column`), if known.
+        location: Option<String>,
+    },
+    /// The worker could not decode the item (`BAD_INPUT`); the message says why.
+    BadInput(String),
+    /// The worker could not encode the result (`BAD_OUTPUT`); the message says why.
+    BadOutput(String),
+    /// The worker refused to call this code address (`CODE_NOT_LOADED`).
+    CodeNotLoaded(u64),
+}
+
+/// Why an outcome could not be read. The outcomes after it cannot be read either: their
+/// boundaries are unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeError {
+    /// The reply ended before this outcome.
+    Ended,
+    /// The tag byte names no outcome.
+    UnknownTag(u8),
+    /// What follows the tag could not be decoded; the message says why.
+    Malformed(String),
+}
+
+impl std::fmt::Display for OutcomeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutcomeError::Ended => f.write_str("reply ended early"),
+            OutcomeError::UnknownTag(tag) => write!(f, "unknown outcome tag {tag}"),
+            OutcomeError::Malformed(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Reads a reply's outcomes one item at a time, in item order: the one reader of what
+/// [`ReplyWriter`] writes. Checks every byte (the parent reads a worker's reply as untrusted);
+/// never panics and never allocates for a length before the bytes are there (see
+/// [`codec::decode`]).
+///
+/// ```
+/// use forkpool_worker::protocol::{OutcomeReader, RawOutcome, ReplyWriter};
+/// let mut writer = ReplyWriter::new();
+/// writer.begin();
+/// writer.ok(&7u32);
+/// let mut reader = OutcomeReader::of_reply(writer.seal(1, 0, 0));
+/// assert_eq!(reader.read::<u32>(), Ok(RawOutcome::Ok(7)));
+/// assert!(reader.is_empty());
+/// ```
+#[derive(Debug, Clone)]
+pub struct OutcomeReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> OutcomeReader<'a> {
+    /// A reader of `outcomes`, the outcome bytes of a reply ([`Reply::outcomes`]).
+    pub fn new(outcomes: &'a [u8]) -> OutcomeReader<'a> {
+        OutcomeReader { rest: outcomes }
+    }
+
+    /// A reader of the outcomes of `frame`, a whole reply frame whose header the caller has
+    /// read (with [`Message::parse`]). A frame shorter than a reply header has no outcomes.
+    pub fn of_reply(frame: &'a [u8]) -> OutcomeReader<'a> {
+        OutcomeReader::new(frame.get(REPLY_HEADER_LEN..).unwrap_or_default())
+    }
+
+    /// Reads the next outcome, decoding a result as an `R`. After an error nothing more can be
+    /// read: later calls return [`OutcomeError::Ended`].
+    pub fn read<R: DeserializeOwned>(&mut self) -> Result<RawOutcome<R>, OutcomeError> {
+        let read = self.next_outcome();
+        if read.is_err() {
+            self.rest = &[];
+        }
+        read
+    }
+
+    fn next_outcome<R: DeserializeOwned>(&mut self) -> Result<RawOutcome<R>, OutcomeError> {
+        let Some((&tag, body)) = self.rest.split_first() else {
+            return Err(OutcomeError::Ended);
+        };
+        let decoded = match tag {
+            OK => codec::decode::<R>(body).map(|(value, used)| (RawOutcome::Ok(value), used)),
+            PANICKED => codec::decode::<(String, Option<String>)>(body).map(
+                |((message, location), used)| (RawOutcome::Panicked { message, location }, used),
+            ),
+            BAD_INPUT => {
+                codec::decode::<String>(body).map(|(m, used)| (RawOutcome::BadInput(m), used))
+            }
+            BAD_OUTPUT => {
+                codec::decode::<String>(body).map(|(m, used)| (RawOutcome::BadOutput(m), used))
+            }
+            CODE_NOT_LOADED => codec::decode::<u64>(body)
+                .map(|(address, used)| (RawOutcome::CodeNotLoaded(address), used)),
+            other => return Err(OutcomeError::UnknownTag(other)),
+        };
+        let (outcome, used) = decoded.map_err(OutcomeError::Malformed)?;
+        self.rest = &body[used..];
+        Ok(outcome)
+    }
+
+    /// Whether every byte has been read (true at the end of an honest reply).
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
 /// Builds a reply frame in place, one outcome at a time; reused from chunk to chunk.
 #[derive(Debug, Default)]
 pub struct ReplyWriter {
@@ -366,90 +491,7 @@ impl ReplyWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_frame_round_trips() {
-        let mut bytes = Vec::new();
-        begin_task(&mut bytes);
-        codec::encode_into(&mut bytes, &5u32).unwrap();
-        let code = TaskCode {
-            entry: 0xdead,
-            function: 0xbeef,
-            code_id: 0xc0de,
-        };
-        seal_task(&mut bytes, 3, 4, &code, 100, 1);
-        assert_eq!(bytes.len(), TASK_HEADER_LEN + 1);
-        match Command::parse(&bytes).unwrap() {
-            Command::Task(task) => {
-                assert_eq!((task.call, task.chunk, task.code), (3, 4, code));
-                assert_eq!((task.first_index, task.count), (100, 1));
-                assert_eq!(codec::decode::<u32>(task.items).unwrap().0, 5);
-            }
-            other => panic!("parsed as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn reply_and_exit_frames_round_trip() {
-        let mut reply = ReplyWriter::new();
-        reply.begin();
-        reply.ok(&9u8);
-        reply.panicked("boom", Some("src/x.rs:1:2"));
-        reply.code_not_loaded(0xfeed);
-        let bytes = reply.seal(1, 2, 77).to_vec();
-        let Some(Message::Reply(r)) = Message::parse(&bytes) else {
-            panic!("not a reply")
-        };
-        assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 3, 77));
-        assert_eq!(r.outcomes[0], OK);
-        let (_, used) = codec::decode::<(String, Option<String>)>(&r.outcomes[3..]).unwrap();
-        let last = &r.outcomes[3 + used..];
-        assert_eq!(last[0], CODE_NOT_LOADED);
-        assert_eq!(codec::decode::<u64>(&last[1..]).unwrap().0, 0xfeed);
-        assert_eq!(Message::parse(&ready_frame()), Some(Message::Ready));
-        let failed = init_failed_frame("no config");
-        assert_eq!(
-            Message::parse(&failed),
-            Some(Message::InitFailed("no config"))
-        );
-    }
-
-    #[test]
-    fn a_batch_yields_its_frames_in_order() {
-        let mut buf = Vec::new();
-        push_to_batch(&mut buf, &shutdown_frame());
-        push_to_batch(&mut buf, &context_frame(5, b"ctx"));
-        let Some(Command::Batch(mut batch)) = Command::parse(&buf) else {
-            panic!("not a batch")
-        };
-        assert_eq!(batch.next(), Some(Ok(&shutdown_frame()[..])));
-        let second = batch.next().unwrap().unwrap();
-        assert_eq!(
-            Command::parse(second),
-            Some(Command::Context {
-                call: 5,
-                value: b"ctx"
-            })
-        );
-        assert_eq!(batch.next(), None);
-        let Some(Command::Batch(mut cut)) = Command::parse(&buf[..buf.len() - 1]) else {
-            panic!("not a batch")
-        };
-        assert_eq!(cut.next(), Some(Ok(&shutdown_frame()[..])));
-        assert_eq!(cut.next(), Some(Err(())));
-    }
-
-    #[test]
-    fn malformed_frames_are_rejected() {
-        assert_eq!(Command::parse(&[]), None);
-        assert_eq!(Command::parse(&[TASK, 1, 2]), None);
-        assert_eq!(Message::parse(&[42]), None);
-        assert_eq!(Message::parse(&[REPLY, 0, 0]), None);
-        assert_eq!(Message::parse(&[READY, 0]), None);
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -107,13 +107,6 @@ impl AsRawFd for Socket {
     }
 }
 
-/// `send` without `SIGPIPE` when the peer is gone (the error is returned instead).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const NO_SIGPIPE: libc::c_int = libc::MSG_NOSIGNAL;
-/// macOS has no `MSG_NOSIGNAL`: the parent sets `SO_NOSIGPIPE` on both ends instead.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const NO_SIGPIPE: libc::c_int = 0;
-
 fn send_datagram(
     fd: RawFd,
     kind: u8,
@@ -141,7 +134,7 @@ fn send_datagram(
     msg.msg_iovlen = 2;
     loop {
         // SAFETY: `msg` describes two readable buffers that outlive the call; `fd` is open.
-        let sent = unsafe { libc::sendmsg(fd, &msg, flags | NO_SIGPIPE) };
+        let sent = unsafe { libc::sendmsg(fd, &msg, flags | crate::sys::NO_SIGPIPE) };
         if sent >= 0 {
             // A datagram is sent whole or not at all.
             return Ok(());

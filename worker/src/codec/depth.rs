@@ -6,9 +6,9 @@
 //! depth travels by value through wrapped [`Visitor`]s, [`SeqAccess`], [`MapAccess`],
 //! [`EnumAccess`], [`VariantAccess`] and [`DeserializeSeed`]s, so no state is shared. Past
 //! [`MAX_DEPTH`] levels decoding fails with "nested deeper than N levels". Before every 16th level the
-//! adapter calls `stacker::maybe_grow` on Linux (every 16 levels): when less than [`RED_ZONE`] bytes of stack remain it
-//! continues on a fresh heap-allocated segment of [`GROW_BY`] bytes. The structure follows
-//! dtolnay's `serde_stacker`.
+//! adapter calls `crate::sys::with_stack`: on Linux, when less than [`RED_ZONE`] bytes of stack
+//! remain, it continues on a fresh heap-allocated segment (`stacker::maybe_grow`). The structure
+//! follows dtolnay's `serde_stacker`.
 
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
@@ -37,10 +37,6 @@ pub const MAX_DEPTH: usize = 512;
 /// [`MAX_DEPTH`] decodes on a 256 KiB thread as on the main thread. The check is a read of a
 /// thread-local and of the stack pointer, once per level, never per scalar.
 const RED_ZONE: usize = 64 * 1024;
-
-/// The size of each new stack segment.
-#[cfg(target_os = "linux")]
-const GROW_BY: usize = 1024 * 1024;
 
 /// The error past [`MAX_DEPTH`].
 fn too_deep<E: de::Error>() -> E {
@@ -418,43 +414,12 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<A> {
     }
 }
 
-/// Runs `f` on enough stack: on Linux a fresh segment when this one runs low.
-#[cfg(target_os = "linux")]
+/// Runs `f` on enough stack: on Linux a fresh segment when this one runs low; on macOS, where
+/// the stack cannot grow, an error when too little is left (see [`crate::sys`]).
 fn grow_or_check<R, E: de::Error>(f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
-    stacker::maybe_grow(RED_ZONE, GROW_BY, f)
-}
-
-/// Runs `f` if enough stack is left, else fails. (`stacker` needs the target's C toolchain to
-/// build, so it is used on Linux only; elsewhere a value too deep for the calling thread's
-/// stack is an error rather than an overflow.)
-#[cfg(not(target_os = "linux"))]
-fn grow_or_check<R, E: de::Error>(f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
-    if stack_left().is_some_and(|left| left < RED_ZONE) {
-        return Err(E::custom(
+    crate::sys::with_stack(RED_ZONE, f).unwrap_or_else(|| {
+        Err(E::custom(
             "the value is nested too deep for the decoding thread's stack",
-        ));
-    }
-    f()
-}
-
-/// Bytes of stack left below the current frame, if the platform says where the stack ends.
-#[cfg(target_vendor = "apple")]
-fn stack_left() -> Option<usize> {
-    let here = 0u8;
-    let here = &here as *const u8 as usize;
-    // SAFETY: both calls only read the calling thread's stack bounds.
-    let (top, size) = unsafe {
-        let me = libc::pthread_self();
-        (
-            libc::pthread_get_stackaddr_np(me) as usize,
-            libc::pthread_get_stacksize_np(me),
-        )
-    };
-    let bottom = top.checked_sub(size)?;
-    here.checked_sub(bottom)
-}
-
-#[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
-fn stack_left() -> Option<usize> {
-    None
+        ))
+    })
 }

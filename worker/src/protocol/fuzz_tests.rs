@@ -1,5 +1,5 @@
-//! Fuzz targets for the parent's frame parser: arbitrary bytes and mutated valid frames never
-//! panic, and valid frames parse to what was written. `PROPTEST_CASES=100000 cargo test
+//! Fuzz targets for the parent's frame parser and outcome reader: arbitrary bytes and mutated
+//! valid frames never panic, and valid frames read back as what was written. `PROPTEST_CASES=100000 cargo test
 //! --release fuzz` runs them longer.
 
 use super::*;
@@ -39,15 +39,30 @@ fn reply_frame(call: u64, chunk: u64, busy: u64, outcomes: &[Written]) -> Vec<u8
     writer.seal(call, chunk, busy).to_vec()
 }
 
-/// Parses `frame`: whatever the bytes, no panic.
+/// Parses `frame` and reads the outcomes of a reply to the end: whatever the bytes, no panic.
 fn parse_all(frame: &[u8]) {
-    let _ = Message::parse(frame);
+    if let Some(Message::Reply(reply)) = Message::parse(frame) {
+        let mut reader = reply.reader();
+        while reader.read::<Vec<u32>>().is_ok() {}
+    }
+}
+
+/// What the reader should give back for `written`.
+fn expected(written: &Written) -> RawOutcome<Vec<u32>> {
+    match written.clone() {
+        Written::Ok(v) => RawOutcome::Ok(v),
+        Written::Panicked(message, location) => RawOutcome::Panicked { message, location },
+        Written::Failed(BAD_INPUT, m) => RawOutcome::BadInput(m),
+        Written::Failed(_, m) => RawOutcome::BadOutput(m),
+    }
 }
 
 proptest! {
     #[test]
     fn fuzz_message_parse_takes_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         parse_all(&bytes);
+        let mut reader = OutcomeReader::new(&bytes);
+        while reader.read::<Option<String>>().is_ok() {}
     }
 
     #[test]
@@ -66,6 +81,11 @@ proptest! {
                 prop_assert_eq!((r.call, r.chunk, r.busy_nanos), (call, chunk, busy));
                 prop_assert_eq!(r.count as usize, outcomes.len());
                 prop_assert_eq!(r.outcomes, &reply[REPLY_HEADER_LEN..]);
+                let mut reader = OutcomeReader::of_reply(&reply);
+                for wrote in &outcomes {
+                    prop_assert_eq!(reader.read::<Vec<u32>>(), Ok(expected(wrote)));
+                }
+                prop_assert!(reader.is_empty());
             }
             other => prop_assert!(false, "parsed as {:?}", other),
         }

@@ -1,0 +1,74 @@
+//! Linux: `SOCK_SEQPACKET` socket pairs, pidfds (Linux 5.3 and later), `waitid` without reaping,
+//! and an enforced `RLIMIT_AS`.
+
+use super::owned;
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The platform's name, for errors.
+pub(crate) const PLATFORM: &str = "Linux";
+
+/// The kernel enforces `RLIMIT_AS`: an allocation past it fails.
+pub(crate) const ENFORCES_MEMORY_LIMIT: bool = true;
+
+/// A connected pair of close-on-exec datagram sockets that keep message boundaries
+/// (`SOCK_SEQPACKET`), for one parent–child channel. (`send` passes `MSG_NOSIGNAL`.)
+pub(crate) fn socket_pair() -> std::io::Result<[OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    Ok(unsafe { [owned(fds[0]), owned(fds[1])] })
+}
+
+/// A pidfd for child `pid`, or `None` if the kernel has none.
+pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just created and belongs to nobody else.
+    Some(unsafe { owned(fd as i32) })
+}
+
+/// Sends `signal` to the process `pidfd` refers to; an error once it has been reaped.
+pub(crate) fn pidfd_signal(pidfd: &impl AsRawFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal, no siginfo and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Blocks until child `pid` has ended and leaves it a zombie (`waitid` with `WNOWAIT`), so its
+/// pid, which is also its process group id, cannot be reused yet.
+pub(crate) fn wait_without_reaping(pid: Pid) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Runs `run` on a stack segment of `size` bytes mapped for it, in this same thread
+/// (`stacker`): no thread is started.
+pub(crate) fn on_stack<R>(size: usize, run: impl FnOnce() -> R) -> Option<R> {
+    Some(stacker::grow(size, run))
+}

@@ -1,0 +1,107 @@
+//! macOS: local datagram socket pairs with `SO_NOSIGPIPE`, no pidfds, `waitid` through libc (nix
+//! offers it on Linux only), and no enforced `RLIMIT_AS`.
+//!
+//! Type-checked for `x86_64-apple-darwin` and `aarch64-apple-darwin`, never run here (see the
+//! README's Platforms section).
+
+use super::owned;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The platform's name, for errors.
+pub(crate) const PLATFORM: &str = "macOS";
+
+/// macOS accepts `RLIMIT_AS` but does not enforce it: a pool with a memory limit is refused.
+pub(crate) const ENFORCES_MEMORY_LIMIT: bool = false;
+
+/// macOS has no `SOCK_SEQPACKET` for local sockets: local datagram sockets are reliable and
+/// keep boundaries too. `SO_NOSIGPIPE` stands in for `MSG_NOSIGNAL`, and `FD_CLOEXEC` is set
+/// after the fact (the register's lock keeps this crate's own forks from seeing them first).
+pub(crate) fn socket_pair() -> std::io::Result<[OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let owned = unsafe { [owned(fds[0]), owned(fds[1])] };
+    for fd in &fds {
+        let one: libc::c_int = 1;
+        // SAFETY: plain option and flag calls on a descriptor we own.
+        unsafe {
+            libc::setsockopt(
+                *fd,
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Ok(owned)
+}
+
+/// No pidfds: children are signalled through their process group only.
+pub(crate) fn pidfd_open(_: Pid) -> Option<OwnedFd> {
+    None
+}
+
+/// Never called ([`pidfd_open`] gives no pidfd).
+pub(crate) fn pidfd_signal(_: &impl AsRawFd, _: i32) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Blocks until child `pid` has ended and leaves it a zombie (`waitid` with `WNOWAIT`), so its
+/// pid, which is also its process group id, cannot be reused yet.
+pub(crate) fn wait_without_reaping(pid: Pid) {
+    loop {
+        // SAFETY: a zeroed siginfo is a valid out-parameter; waitid writes only into it.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let id = pid.as_raw() as libc::id_t;
+            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// Runs `run` on a raw POSIX thread with a `size`-byte stack and waits for it (not a `std`
+/// thread, whose start takes the standard library's thread-registry lock). Runs it on the
+/// current stack if no thread can be started; `None` if the thread ended without a value (it
+/// panicked past every `catch_unwind`).
+pub(crate) fn on_stack<R, F: FnOnce() -> R>(size: usize, run: F) -> Option<R> {
+    /// What the thread takes (`run`) and gives back (its value).
+    type Slot<F, R> = (Option<F>, Option<R>);
+    extern "C" fn start<R, F: FnOnce() -> R>(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the `Slot` below, which outlives the thread (it is joined before the
+        // slot goes out of scope) and is not touched by the waiting thread meanwhile.
+        let slot = unsafe { &mut *arg.cast::<Slot<F, R>>() };
+        if let Some(run) = slot.0.take() {
+            slot.1 = Some(run());
+        }
+        std::ptr::null_mut()
+    }
+    let mut slot: Slot<F, R> = (Some(run), None);
+    // SAFETY: zeroed attribute and thread handles are valid out-parameters; the thread gets a
+    // pointer to `slot`, which lives until after `pthread_join` returns.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, size);
+        let arg = (&mut slot as *mut Slot<F, R>).cast::<libc::c_void>();
+        let started = libc::pthread_create(&mut thread, &attr, start::<R, F>, arg) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if started {
+            libc::pthread_join(thread, std::ptr::null_mut());
+        }
+    }
+    match slot {
+        (_, Some(value)) => Some(value),
+        (Some(run), None) => Some(run()),
+        (None, None) => None,
+    }
+}

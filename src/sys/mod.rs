@@ -1,0 +1,121 @@
+//! The parent side's platform layer: every call that differs between Linux and macOS, behind one
+//! interface that `linux.rs` and `macos.rs` each implement in full, and the POSIX calls around
+//! them (waiting for a child's end, pipes, `poll`).
+//!
+//! The interface (each platform file defines all of it, with these signatures):
+//! - `PLATFORM: &str`: the platform's name, for errors;
+//! - `ENFORCES_MEMORY_LIMIT: bool`: whether the kernel enforces `RLIMIT_AS` (a pool with a
+//!   `memory_limit` is refused where it does not);
+//! - `socket_pair() -> io::Result<[OwnedFd; 2]>`: a connected pair of close-on-exec sockets
+//!   that keep datagram boundaries and never raise `SIGPIPE`;
+//! - `pidfd_open(pid) -> Option<OwnedFd>` and `pidfd_signal(&pidfd, signal) -> io::Result<()>`:
+//!   a descriptor that names one child until it is reaped, where the platform has them (`None`
+//!   elsewhere, and then `pidfd_signal` is never called);
+//! - `wait_without_reaping(pid)`: blocks until child `pid` has ended, leaving it a zombie
+//!   (`waitid` with `WNOWAIT`);
+//! - `on_stack(size, run) -> Option<R>`: runs `run` on a stack of `size` bytes in a freshly
+//!   forked child, without starting a `std` thread (`None`: it panicked past every guard).
+//!
+//! Everything else in this crate is plain POSIX and calls `crate::sys::…` without `cfg`. Other
+//! platforms do not build: forkpool runs on Linux and macOS only.
+
+use forkpool_worker::protocol::ExitStatus;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as os;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("forkpool runs on Linux and macOS only");
+
+use os::wait_without_reaping;
+pub(crate) use os::{
+    ENFORCES_MEMORY_LIMIT, PLATFORM, on_stack, pidfd_open, pidfd_signal, socket_pair,
+};
+
+/// Blocks until the child `pid` has ended, kills whatever is left of its process group (the
+/// grandchildren a task may have started), reaps it, and says how it ended.
+pub(crate) fn wait_for_exit(pid: Pid) -> ExitStatus {
+    wait_without_reaping(pid);
+    // The child is a zombie now, so its pid, which is also its process group id, cannot have
+    // been reused yet.
+    let _ = killpg(pid, Signal::SIGKILL);
+    reap(pid)
+}
+
+fn reap(pid: Pid) -> ExitStatus {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitStatus::Signal(signal as i32),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return ExitStatus::Unknown,
+        }
+    }
+}
+
+/// A close-on-exec pipe whose ends do not block: `[read, write]`.
+pub(crate) fn pipe() -> std::io::Result<[std::os::fd::OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let owned = unsafe { [owned(fds[0]), owned(fds[1])] };
+    for fd in fds {
+        // SAFETY: flag calls on descriptors we own.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+        }
+    }
+    Ok(owned)
+}
+
+/// Waits until one of `fds` is ready or `timeout` has passed (`None`: no limit), retrying when
+/// a signal interrupts the wait with the time that is left. Returns how many are ready.
+pub(crate) fn poll(
+    fds: &mut [libc::pollfd],
+    deadline: Option<std::time::Instant>,
+) -> std::io::Result<usize> {
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                // Round up to whole milliseconds, so a wait never ends early and spins.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `fds` is a valid, writable array of pollfd of the stated length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Wraps a descriptor the caller just received from the kernel and owns.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else.
+unsafe fn owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: as the caller promises.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}

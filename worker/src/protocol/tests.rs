@@ -1,0 +1,153 @@
+//! Unit tests of the frame layouts: each frame round-trips, malformed ones are refused.
+
+use super::*;
+
+#[test]
+fn task_frame_round_trips() {
+    let mut bytes = Vec::new();
+    begin_task(&mut bytes);
+    codec::encode_into(&mut bytes, &5u32).unwrap();
+    let code = TaskCode {
+        entry: 0xdead,
+        function: 0xbeef,
+        code_id: 0xc0de,
+    };
+    seal_task(&mut bytes, 3, 4, &code, 100, 1);
+    assert_eq!(bytes.len(), TASK_HEADER_LEN + 1);
+    match Command::parse(&bytes).unwrap() {
+        Command::Task(task) => {
+            assert_eq!((task.call, task.chunk, task.code), (3, 4, code));
+            assert_eq!((task.first_index, task.count), (100, 1));
+            assert_eq!(codec::decode::<u32>(task.items).unwrap().0, 5);
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+#[test]
+fn reply_and_exit_frames_round_trip() {
+    let mut reply = ReplyWriter::new();
+    reply.begin();
+    reply.ok(&9u8);
+    reply.panicked("boom", Some("src/x.rs:1:2"));
+    reply.code_not_loaded(0xfeed);
+    let bytes = reply.seal(1, 2, 77).to_vec();
+    let Some(Message::Reply(r)) = Message::parse(&bytes) else {
+        panic!("not a reply")
+    };
+    assert_eq!((r.call, r.chunk, r.count, r.busy_nanos), (1, 2, 3, 77));
+    assert_eq!(r.outcomes[0], OK);
+    let (_, used) = codec::decode::<(String, Option<String>)>(&r.outcomes[3..]).unwrap();
+    let last = &r.outcomes[3 + used..];
+    assert_eq!(last[0], CODE_NOT_LOADED);
+    assert_eq!(codec::decode::<u64>(&last[1..]).unwrap().0, 0xfeed);
+    assert_eq!(Message::parse(&ready_frame()), Some(Message::Ready));
+    let failed = init_failed_frame("no config");
+    assert_eq!(
+        Message::parse(&failed),
+        Some(Message::InitFailed("no config"))
+    );
+}
+
+#[test]
+fn a_batch_yields_its_frames_in_order() {
+    let mut buf = Vec::new();
+    push_to_batch(&mut buf, &shutdown_frame());
+    push_to_batch(&mut buf, &context_frame(5, b"ctx"));
+    let Some(Command::Batch(mut batch)) = Command::parse(&buf) else {
+        panic!("not a batch")
+    };
+    assert_eq!(batch.next(), Some(Ok(&shutdown_frame()[..])));
+    let second = batch.next().unwrap().unwrap();
+    assert_eq!(
+        Command::parse(second),
+        Some(Command::Context {
+            call: 5,
+            value: b"ctx"
+        })
+    );
+    assert_eq!(batch.next(), None);
+    let Some(Command::Batch(mut cut)) = Command::parse(&buf[..buf.len() - 1]) else {
+        panic!("not a batch")
+    };
+    assert_eq!(cut.next(), Some(Ok(&shutdown_frame()[..])));
+    assert_eq!(cut.next(), Some(Err(())));
+}
+
+#[test]
+fn malformed_frames_are_rejected() {
+    assert_eq!(Command::parse(&[]), None);
+    assert_eq!(Command::parse(&[TASK, 1, 2]), None);
+    assert_eq!(Message::parse(&[42]), None);
+    assert_eq!(Message::parse(&[REPLY, 0, 0]), None);
+    assert_eq!(Message::parse(&[READY, 0]), None);
+}
+
+/// A reply frame holding one outcome of each kind, in this order: `OK` 9, `PANICKED`,
+/// `BAD_INPUT`, `BAD_OUTPUT`, `CODE_NOT_LOADED`.
+fn one_of_each() -> Vec<u8> {
+    let mut reply = ReplyWriter::new();
+    reply.begin();
+    reply.ok(&9u32);
+    reply.panicked("boom", Some("src/x.rs:1:2"));
+    reply.failed(BAD_INPUT, "bad item");
+    reply.failed(BAD_OUTPUT, "bad result");
+    reply.code_not_loaded(0xfeed);
+    reply.seal(1, 2, 3).to_vec()
+}
+
+#[test]
+fn the_reader_reads_every_kind_of_outcome_back() {
+    let frame = one_of_each();
+    let mut reader = OutcomeReader::of_reply(&frame);
+    assert_eq!(reader.read::<u32>(), Ok(RawOutcome::Ok(9)));
+    assert_eq!(
+        reader.read::<u32>(),
+        Ok(RawOutcome::Panicked {
+            message: "boom".into(),
+            location: Some("src/x.rs:1:2".into())
+        })
+    );
+    assert_eq!(
+        reader.read::<u32>(),
+        Ok(RawOutcome::BadInput("bad item".into()))
+    );
+    assert_eq!(
+        reader.read::<u32>(),
+        Ok(RawOutcome::BadOutput("bad result".into()))
+    );
+    assert_eq!(reader.read::<u32>(), Ok(RawOutcome::CodeNotLoaded(0xfeed)));
+    assert!(reader.is_empty());
+    assert_eq!(reader.read::<u32>(), Err(OutcomeError::Ended));
+    let Some(Message::Reply(reply)) = Message::parse(&frame) else {
+        panic!("not a reply")
+    };
+    assert_eq!(reply.reader().read::<u32>(), Ok(RawOutcome::Ok(9)));
+}
+
+#[test]
+fn the_reader_reports_truncation_unknown_tags_and_bad_bodies_then_stops() {
+    let frame = one_of_each();
+    // Cut inside the panic outcome: the first reads, the second is malformed.
+    let mut cut = OutcomeReader::of_reply(&frame[..REPLY_HEADER_LEN + 4]);
+    assert_eq!(cut.read::<u32>(), Ok(RawOutcome::Ok(9)));
+    assert!(matches!(cut.read::<u32>(), Err(OutcomeError::Malformed(_))));
+    assert_eq!(
+        cut.read::<u32>(),
+        Err(OutcomeError::Ended),
+        "nothing after an error"
+    );
+    let mut unknown = OutcomeReader::new(&[42, 0, 0]);
+    let error = unknown.read::<u32>().unwrap_err();
+    assert_eq!(error, OutcomeError::UnknownTag(42));
+    assert_eq!(error.to_string(), "unknown outcome tag 42");
+    assert_eq!(OutcomeError::Ended.to_string(), "reply ended early");
+    // A result that is not an `R` fails, never panics: 2 is no `bool`.
+    let mut wrong = OutcomeReader::new(&[OK, 2]);
+    assert!(matches!(
+        wrong.read::<bool>(),
+        Err(OutcomeError::Malformed(_))
+    ));
+    // A frame shorter than a reply header has no outcomes.
+    assert!(OutcomeReader::of_reply(&frame[..5]).is_empty());
+}

@@ -1,0 +1,163 @@
+//! The worker loop: what a pool worker does from its first frame to its exit, and the one-shot
+//! loop of a `ReturnProcess` child.
+//!
+//! Invariant: every `Task` gets exactly one reply of exactly `count` outcomes, in item order
+//! (a runner that returns too few is topped up with `BAD_INPUT` outcomes), and no panic escapes:
+//! tasks run under `catch_unwind` in [`crate::job`]. The loop returns an exit code instead of
+//! exiting, for the parent crate's fork module to pass to `_exit`.
+
+use crate::job::{Runner, WorkerState};
+use crate::protocol::{self, Command, ReplyWriter};
+use crate::{child, panic, progress, wire};
+use serde::Serialize;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+/// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
+/// (tasks arrive on it, replies go back on it).
+#[derive(Debug)]
+pub struct ChildEnd {
+    /// The worker's end of its socket pair.
+    pub socket: wire::Socket,
+}
+
+/// A pool's initializer, run once in every worker before its first task: a fn pointer the
+/// worker inherited with its memory at the fork.
+pub type InitFn = fn();
+
+/// The worker loop: runs `init` if given (reporting `Ready`, or `InitFailed` and exiting), then
+/// tasks until the parent says shut down or goes away. Returns the exit code for the caller to
+/// pass to `_exit`.
+///
+/// # Safety
+/// Every frame that arrives on `end.socket` must have been written by this process's forkpool
+/// parent for `runner` (see [`Runner::run`]): the tasks are handed to `runner` as they come.
+pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
+    if let Some(init) = init {
+        let (frame, failed) = match catch_unwind(init) {
+            Ok(()) => (protocol::ready_frame(), false),
+            Err(payload) => {
+                let message = panic::take_report(payload).0;
+                (protocol::init_failed_frame(&message), true)
+            }
+        };
+        if end.socket.send_frame(&frame).is_err() {
+            return child::EXIT_PARENT_GONE;
+        }
+        if failed {
+            return child::EXIT_INIT_FAILED;
+        }
+    }
+    let mut state = WorkerState::default();
+    let mut out = ReplyWriter::new();
+    let mut reader = wire::Assembler::new();
+    let progress = progress::current();
+    loop {
+        let frame = match reader.receive_frame(&end.socket) {
+            wire::Received::Frame(frame) => frame,
+            wire::Received::Closed => return 0, // end-of-stream: the parent is gone
+            _ => return child::EXIT_BAD_FRAME,
+        };
+        let mut server = Server {
+            end: &end,
+            runner: &mut *runner,
+            state: &mut state,
+            out: &mut out,
+            progress,
+        };
+        if let Some(code) = server.handle(&frame) {
+            return code;
+        }
+    }
+}
+
+/// What the worker loop works with while it handles one message (one per frame, borrowing the
+/// loop's state).
+struct Server<'a, 'r> {
+    end: &'a ChildEnd,
+    runner: &'a mut (dyn Runner + 'r),
+    state: &'a mut WorkerState,
+    out: &'a mut ReplyWriter,
+    progress: Option<&'static progress::Progress>,
+}
+
+impl Server<'_, '_> {
+    /// Handles one frame (a batch: each of its frames in order). Returns the exit code when
+    /// the worker is to leave.
+    fn handle(&mut self, frame: &[u8]) -> Option<i32> {
+        match Command::parse(frame) {
+            Some(Command::Batch(mut batch)) => {
+                while let Some(next) = batch.next() {
+                    match next.ok().and_then(Command::parse) {
+                        // Batches do not nest.
+                        None | Some(Command::Batch(_)) => return Some(child::EXIT_BAD_FRAME),
+                        Some(command) => {
+                            if let Some(code) = self.run(command) {
+                                return Some(code);
+                            }
+                        }
+                    }
+                }
+                None
+            }
+            Some(command) => self.run(command),
+            None => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+
+    /// Carries out one command that is not a batch. Returns the exit code when the worker is
+    /// to leave.
+    fn run(&mut self, command: Command<'_>) -> Option<i32> {
+        match command {
+            Command::Task(task) => {
+                if let Some(p) = self.progress {
+                    p.begin_chunk();
+                }
+                let start = Instant::now();
+                self.out.begin();
+                // SAFETY: `serve`'s caller promises that the frames on this channel were
+                // written by this process's forkpool parent for this runner.
+                unsafe { self.runner.run(self.state, &task, self.out) };
+                while self.out.count() < task.count {
+                    self.out
+                        .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
+                }
+                let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                // What the chunk's tasks printed goes out now, not at exit (a worker may be
+                // killed later, and `_exit` flushes nothing).
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                let reply = self.out.seal(task.call, task.chunk, busy);
+                if self.end.socket.send_frame(reply).is_err() {
+                    return Some(child::EXIT_PARENT_GONE);
+                }
+                None
+            }
+            Command::Context { call, value } => {
+                self.state.set_context(call, value);
+                None
+            }
+            Command::Shutdown => Some(0),
+            Command::Batch(_) => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+}
+
+/// Runs `f` once and sends its outcome on `socket` as a one-item reply: the child side of a
+/// `ReturnProcess`. Returns the exit code for the caller to pass to `_exit`.
+pub fn serve_once<R: Serialize>(socket: wire::Socket, f: impl FnOnce() -> R) -> i32 {
+    let mut out = ReplyWriter::new();
+    out.begin();
+    let start = Instant::now();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => out.ok(&value),
+        Err(payload) => {
+            let (message, location) = panic::take_report(payload);
+            out.panicked(&message, location.as_deref());
+        }
+    }
+    let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    match socket.send_frame(out.seal(0, 0, busy)) {
+        Ok(()) => 0,
+        Err(_) => child::EXIT_PARENT_GONE,
+    }
+}
