@@ -7,30 +7,43 @@
 //! (`×2.0` means forkpool is twice as good; below 1 it is behind).
 //!
 //! ```text
-//! cargo run --release --example compare                  # one repeat, about 5 minutes
+//! cargo run --release --example compare                  # one repeat, about 4 minutes
 //! cargo run --release --example compare -- --repeat 3    # median (min–max) of 3 repeats
 //! cargo run --release --example compare -- --quick       # small inputs: a smoke run
 //! ```
 //!
-//! Flags: `--repeat N` repeats the whole run N times (every workload, every system, in the
-//! same order each time) and prints each cell as the median of the N repeats with their
-//! min–max; `--quick` shrinks every input and runs each cell once; `--heap-mib N` sets the
-//! parent's heap for workload (h) (default 1024); `--curve-1000` adds n = 1,000 to the
-//! `Pool::new(n)` curve; `--only a,e,k` runs the rows whose key starts with one of those;
+//! Flags: `--repeat N` repeats the whole run N times (every row, every system, in the same
+//! order each time) and prints each cell as the median of the N repeats with their min–max;
+//! `--quick` shrinks every input and runs each cell once; `--heap-mib N` sets the parent's
+//! heap for row (h) (default 1024); `--curve-1000` adds n = 1,000 to the `Pool::new(n)`
+//! curve; `--only a,e,k` runs the rows whose key starts with one of those (the keys: `a`, `b`,
+//! `c`, `d`, `e_in`, `e_echo`, `f`, `g`, `h`, `i`, `j`, and `k2`, `k16`, ... for the curve);
 //! `--no-python` skips the Python peers. Within one repeat a cell is the median of up to 5
 //! runs, fewer once its runs have taken 3 s (so a cell of several seconds runs once).
 //!
-//! The workloads (rows) are listed in `workloads.rs`, each with the runner that measures
-//! forkpool and the Rust peers; the Python peers' side of each row is in `peers.py`, keyed
-//! by the same name. Each row runs in a fresh process on each side (a fork costs more the
-//! more memory the parent has mapped, so a row must not pay for the ones before it), and the
-//! processes report figures as text lines (`cell`, `none`, `skip`, `also`, `version`).
-//! A new row is one entry in `workloads::list` plus, for the Python peers, one function in
-//! `peers.py`'s `ROWS`.
+//! Rows: (a) 1,000,000 small integers through a trivial function, default chunksize;
+//! (b) 100,000 small integers, chunksize 1; (c) primality of 10,000 odd numbers near 10^12;
+//! (d) create and tear down a 2-worker pool; (e) 1 MiB byte buffers in, length out, and
+//! echoed back; (f) spawn + join of one process running a trivial closure; (g) `imap` over
+//! 10,000,000 items: peak resident memory of the parent above its baseline; (h) row (d) in a
+//! parent holding a touched heap of `--heap-mib`; (i) the cost of a worker's death: from the
+//! death to the next item done on the replacement (method in `workloads::row_i`); (j) 64 MiB
+//! buffers echoed back; (k) `Pool::new(n)` + drop per worker, n = 2, 16, 128, 512. A system
+//! without a counterpart of a row shows `n/a` (with a note when there is something to say);
+//! peers too slow for the full input run a smaller one and are reported per item (noted).
+//!
+//! The rows are listed in `workloads.rs`; their runners, which measure forkpool and the Rust
+//! peers, are in `rows.rs`; the Python peers' side of each row is in `peers.py`, under the
+//! same key. Each row runs in a fresh process on each side (a fork costs more the more memory
+//! the parent has mapped, so a row must not pay for the ones before it); the processes report
+//! figures as text lines (see `table::Results::read`). A new row is one entry in
+//! `workloads::list` with its runner and, for the Python peers, one function in `peers.py`'s
+//! `ROWS`.
 
 #[path = "../shared/primality.rs"]
 mod primality;
 mod python;
+mod rows;
 mod table;
 mod workloads;
 

@@ -17,6 +17,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -55,6 +56,14 @@ def is_prime(n):
     return True
 
 
+# Seconds one peer may take on one row.
+PEER_LIMIT = 900
+
+
+def out_of_time(*_):
+    raise TimeoutError(f"no answer within {PEER_LIMIT} s")
+
+
 class NoCounterpart(Exception):
     """The peer has nothing to compare on this row; the message says why."""
 
@@ -80,6 +89,12 @@ def check(results, n):
     results = list(results)
     assert len(results) == n, (len(results), n)
     return results
+
+
+def count(results, n):
+    """Like check, holding no result."""
+    seen = sum(1 for _ in results)
+    assert seen == n, (seen, n)
 
 
 # The peers. Each has: `open(n)`, a started pool of n workers; `map(pool, f, items,
@@ -284,7 +299,8 @@ class LokyPeer:
         with_deaths = timer.median(lambda: calls(die))
         without = timer.median(lambda: calls(inc))
         self.loky.get_reusable_executor(max_workers=1).shutdown(wait=True)
-        return with_deaths - without, "a death breaks the executor: get_reusable_executor makes a new one"
+        note = "a death breaks the executor: get_reusable_executor makes a new one"
+        return with_deaths - without, note
 
 
 def load_peers():
@@ -402,7 +418,7 @@ def row_g(peer, sizes, timer, _):
     with opened(peer, WORKERS) as pool:
         # chunksize 10,000 (its default, 1, would take minutes): memory only.
         rss = peak_rss_above_baseline(
-            lambda: check(pool.imap(inc, range(n), chunksize=10_000), n))
+            lambda: count(pool.imap(inc, range(n), chunksize=10_000), n))
     return rss, 1, "imap chunksize 10,000"
 
 
@@ -454,16 +470,21 @@ def main():
         # The parent's heap, every page written, before any pool starts.
         heap = bytearray(sizes["heap"])
         heap[::4096] = b"\x01" * len(range(0, len(heap), 4096))
+    signal.signal(signal.SIGALRM, out_of_time)
     for system, peer in peers.items():
+        # A peer that hangs (a lost result, a stuck pool) fails its cell, not the whole run.
+        signal.alarm(PEER_LIMIT)
         try:
-            value, count, note = row(peer, sizes, timer, cfg["param"])
+            value, amount, note = row(peer, sizes, timer, cfg["param"])
         except NoCounterpart as e:
             emit("none", system, e)
             continue
         except Exception as e:  # noqa: BLE001 - one peer's failure must not hide the others
             emit("fail", system, f"{type(e).__name__}: {e}")
             continue
-        emit("cell", system, value, count, note)
+        finally:
+            signal.alarm(0)
+        emit("cell", system, value, amount, note)
     del heap
 
 

@@ -145,7 +145,7 @@ impl Results {
                                 spread.median / ours
                             };
                             if ours > 0.0 && spread.median > 0.0 {
-                                text.push_str(&format!(" ×{advantage:.2}"));
+                                text.push_str(&format!(" ×{}", figure(advantage)));
                             }
                         }
                         text
@@ -230,6 +230,8 @@ fn figure(v: f64) -> String {
     let a = v.abs();
     if a >= 100.0 {
         format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
     } else if a >= 1.0 {
         format!("{v:.2}")
     } else {
