@@ -1,0 +1,492 @@
+"""The Python side of `cargo run --release --example compare`: one row of the table on Python's
+multiprocessing.Pool (fork and forkserver start methods), concurrent.futures'
+ProcessPoolExecutor (fork), mpire (fork), pebble (fork) and loky (its own start method: loky
+does not support fork).
+
+Run by the harness once per row and repeat, in a fresh interpreter, with one JSON argument:
+{"row": KEY, "param": N, "runs": R, "budget": SECONDS, "sizes": {...}}. Prints tab-separated
+lines (see `table.rs`): `cell SYSTEM VALUE COUNT NOTE`, `none SYSTEM WHY` (no counterpart),
+`fail SYSTEM WHY`, `skip SYSTEM WHY` (the peer cannot be imported), `version NAME VERSION`.
+A new row is one function in ROWS: it gets a peer and returns (value, count, note) or raises
+NoCounterpart.
+"""
+
+import concurrent.futures
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+
+WORKERS = 2
+START = 1_000_000_000_001
+MIB = 1 << 20
+
+
+def inc(x):
+    return x + 1
+
+
+def length(b):
+    return len(b)
+
+
+def echo(b):
+    return b
+
+
+def die(_):
+    os._exit(1)
+
+
+def is_prime(n):
+    if n < 2:
+        return False
+    if n % 2 == 0:
+        return n == 2
+    d = 3
+    while d * d <= n:
+        if n % d == 0:
+            return False
+        d += 2
+    return True
+
+
+# Seconds one peer may take on one row.
+PEER_LIMIT = 900
+
+
+def out_of_time(*_):
+    raise TimeoutError(f"no answer within {PEER_LIMIT} s")
+
+
+class NoCounterpart(Exception):
+    """The peer has nothing to compare on this row; the message says why."""
+
+
+class Timer:
+    """The median of up to `runs` runs, fewer once they took `budget` seconds."""
+
+    def __init__(self, runs, budget):
+        self.runs = max(1, runs)
+        self.budget = budget
+
+    def median(self, f, setup=None):
+        times = []
+        while len(times) < self.runs and (not times or sum(times) < self.budget):
+            arg = setup() if setup else None
+            t = time.perf_counter()
+            f(arg) if setup else f()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+
+def check(results, n):
+    results = list(results)
+    assert len(results) == n, (len(results), n)
+    return results
+
+
+def count(results, n):
+    """Like check, holding no result."""
+    seen = sum(1 for _ in results)
+    assert seen == n, (seen, n)
+
+
+# The peers. Each has: `open(n)`, a started pool of n workers; `map(pool, f, items,
+# chunksize)` (None: the peer's default); `close(pool)`; `start_stop(n)`, a pool started (with
+# the least work that makes it start its workers) and torn down; `replacement(timer, deaths)`;
+# `per_message`, true when its default chunksize is 1.
+
+
+class PoolPeer:
+    per_message = False
+
+    def __init__(self, method):
+        self.ctx = mp.get_context(method)
+
+    def open(self, n):
+        return self.ctx.Pool(n)
+
+    def map(self, pool, f, items, chunksize=None):
+        return pool.map(f, items, chunksize)
+
+    def close(self, pool):
+        pool.close()
+        pool.join()
+
+    def start_stop(self, n):
+        pool = self.ctx.Pool(n)
+        pool.close()
+        pool.join()
+
+    def replacement(self, timer, deaths):
+        # A dead worker's item never gets a result in Pool (its map would wait forever), so
+        # one item at a time with apply_async: a dying one, then one that must wait for the
+        # replacement.
+        pool = self.ctx.Pool(1)
+
+        def calls(first):
+            for _ in range(deaths):
+                pool.apply_async(first, (0,))
+                assert pool.apply_async(inc, (1,)).get(timeout=60) == 2
+
+        with_deaths = timer.median(lambda: calls(die))
+        without = timer.median(lambda: calls(inc))
+        pool.terminate()
+        pool.join()
+        return with_deaths - without, "apply_async: the dying item's result never comes"
+
+
+class ExecutorPeer:
+    per_message = True
+
+    def __init__(self):
+        self.ctx = mp.get_context("fork")
+
+    def new(self, n):
+        return concurrent.futures.ProcessPoolExecutor(n, mp_context=self.ctx)
+
+    def open(self, n):
+        ex = self.new(n)
+        check(ex.map(inc, range(100)), 100)  # it forks lazily: make it start
+        return ex
+
+    def map(self, ex, f, items, chunksize=None):
+        return ex.map(f, items, chunksize=chunksize or 1)
+
+    def close(self, ex):
+        ex.shutdown(wait=True)
+
+    def start_stop(self, n):
+        ex = self.new(n)
+        ex.submit(inc, 1).result()
+        ex.shutdown(wait=True)
+
+    def replacement(self, timer, deaths):
+        # A death breaks the executor (BrokenProcessPool): the next item needs a new one.
+        state = {"ex": self.new(1)}
+
+        def calls(first):
+            for _ in range(deaths):
+                try:
+                    state["ex"].submit(first, 0).result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    state["ex"].shutdown(wait=True)
+                    state["ex"] = self.new(1)
+                assert state["ex"].submit(inc, 1).result() == 2
+
+        with_deaths = timer.median(lambda: calls(die))
+        without = timer.median(lambda: calls(inc))
+        state["ex"].shutdown(wait=True)
+        return with_deaths - without, "a death breaks the executor: a new one per death"
+
+
+class MpirePeer:
+    per_message = False
+
+    def __init__(self):
+        import mpire
+
+        self.mpire = mpire
+
+    def open(self, n):
+        pool = self.mpire.WorkerPool(n_jobs=n, start_method="fork", keep_alive=True)
+        check(pool.map(inc, range(100)), 100)
+        return pool
+
+    def map(self, pool, f, items, chunksize=None):
+        return pool.map(f, items, chunk_size=chunksize, progress_bar=False)
+
+    def close(self, pool):
+        pool.stop_and_join()
+
+    def start_stop(self, n):
+        with self.mpire.WorkerPool(n_jobs=n, start_method="fork") as pool:
+            pool.map(inc, [1])  # it starts its workers in map
+
+    def replacement(self, timer, deaths):
+        raise NoCounterpart("a worker's death ends mpire's whole map and shuts its pool down")
+
+
+class PebblePeer:
+    per_message = True
+
+    def __init__(self):
+        import pebble
+
+        self.pebble = pebble
+        self.ctx = mp.get_context("fork")
+
+    def new(self, n):
+        return self.pebble.ProcessPool(max_workers=n, context=self.ctx)
+
+    def open(self, n):
+        pool = self.new(n)
+        pool.schedule(inc, args=(1,)).result()
+        return pool
+
+    def map(self, pool, f, items, chunksize=None):
+        return pool.map(f, items, chunksize=chunksize or 1).result()
+
+    def close(self, pool):
+        pool.close()
+        pool.join()
+
+    def start_stop(self, n):
+        pool = self.new(n)
+        pool.schedule(inc, args=(1,)).result()  # it starts lazily
+        pool.close()
+        pool.join()
+
+    def replacement(self, timer, deaths):
+        pool = self.new(1)
+
+        def calls(first):
+            for _ in range(deaths):
+                dying = pool.schedule(first, args=(0,))
+                assert pool.schedule(inc, args=(1,)).result() == 2
+                dying.exception()  # ProcessExpired when it died
+
+        with_deaths = timer.median(lambda: calls(die))
+        without = timer.median(lambda: calls(inc))
+        pool.close()
+        pool.join()
+        return with_deaths - without, ""
+
+
+class LokyPeer:
+    per_message = True
+
+    def __init__(self):
+        import loky
+
+        self.loky = loky
+
+    def open(self, n):
+        ex = self.loky.ProcessPoolExecutor(max_workers=n)
+        check(ex.map(inc, range(100)), 100)
+        return ex
+
+    def map(self, ex, f, items, chunksize=None):
+        return ex.map(f, items, chunksize=chunksize or 1)
+
+    def close(self, ex):
+        ex.shutdown(wait=True)
+
+    def start_stop(self, n):
+        ex = self.loky.ProcessPoolExecutor(max_workers=n)
+        ex.submit(inc, 1).result()
+        ex.shutdown(wait=True)
+
+    def replacement(self, timer, deaths):
+        # A death breaks the executor (TerminatedWorkerError); get_reusable_executor, loky's
+        # way back, makes a new one when the last one broke.
+        def calls(first):
+            for _ in range(deaths):
+                try:
+                    self.loky.get_reusable_executor(max_workers=1).submit(first, 0).result()
+                except self.loky.process_executor.TerminatedWorkerError:
+                    pass
+                ex = self.loky.get_reusable_executor(max_workers=1)
+                assert ex.submit(inc, 1).result() == 2
+
+        calls(inc)  # start it
+        with_deaths = timer.median(lambda: calls(die))
+        without = timer.median(lambda: calls(inc))
+        self.loky.get_reusable_executor(max_workers=1).shutdown(wait=True)
+        note = "a death breaks the executor: get_reusable_executor makes a new one"
+        return with_deaths - without, note
+
+
+def load_peers():
+    """{system: peer}, reporting the ones that cannot be loaded."""
+    peers = {"Python Pool (fork)": lambda: PoolPeer("fork")}
+    if "forkserver" in mp.get_all_start_methods():
+        peers["Python Pool (forkserver)"] = lambda: PoolPeer("forkserver")
+    else:
+        emit("skip", "Python Pool (forkserver)", "no forkserver start method on this platform")
+    peers["Python ProcessPoolExecutor"] = ExecutorPeer
+    peers["mpire"] = MpirePeer
+    peers["pebble"] = PebblePeer
+    peers["loky"] = LokyPeer
+    emit("version", "Python", platform.python_version())
+    loaded = {}
+    for system, make in peers.items():
+        try:
+            loaded[system] = make()
+        except ImportError as e:
+            emit("skip", system, f"cannot import it ({e})")
+            continue
+        if system in ("mpire", "pebble", "loky"):
+            emit("version", system, version_of(system))
+    return loaded
+
+
+def version_of(package):
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:  # noqa: BLE001 - a version is only informative
+        return "?"
+
+
+def emit(kind, *fields):
+    text = "\t".join([kind] + [str(f).replace("\t", " ").replace("\n", " ") for f in fields])
+    print(text, flush=True)
+
+
+@contextlib.contextmanager
+def opened(peer, n):
+    pool = peer.open(n)
+    try:
+        yield pool
+    finally:
+        peer.close(pool)
+
+
+# The rows. Each: (peer, sizes, timer, param) -> (value, count, note), like the Rust side's
+# cells (see `workloads.rs` for what each row measures and how value and count make its figure).
+
+
+def row_a(peer, sizes, timer, _):
+    n = sizes["per_message"] if peer.per_message else sizes["a"]
+    with opened(peer, WORKERS) as pool:
+        s = timer.median(lambda: check(peer.map(pool, inc, range(n)), n))
+    return s, n, f"{n:,} items, default chunksize 1" if peer.per_message else ""
+
+
+def row_b(peer, sizes, timer, _):
+    n = sizes["per_message"] if peer.per_message else sizes["b"]
+    with opened(peer, WORKERS) as pool:
+        s = timer.median(lambda: check(peer.map(pool, inc, range(n), 1), n))
+    return s, n, f"{n:,} items" if peer.per_message else ""
+
+
+def row_c(peer, sizes, timer, _):
+    numbers = [START + 2 * i for i in range(sizes["c"])]
+    with opened(peer, WORKERS) as pool:
+        s = timer.median(lambda: check(peer.map(pool, is_prime, numbers), len(numbers)))
+    return s, 1, ""
+
+
+def row_d(peer, sizes, timer, _):
+    peer.start_stop(WORKERS)  # untimed, as on the Rust side (and it starts the forkserver)
+    return timer.median(lambda: peer.start_stop(WORKERS)), 1, ""
+
+
+def buffers_in(peer, sizes, timer, f, count, size):
+    buf = bytes(size)
+    with opened(peer, WORKERS) as pool:
+        s = timer.median(lambda: check(peer.map(pool, f, [buf] * count, 1), count))
+    return s, count * size, ""
+
+
+def row_e_in(peer, sizes, timer, _):
+    return buffers_in(peer, sizes, timer, length, sizes["e"], MIB)
+
+
+def row_e_echo(peer, sizes, timer, _):
+    return buffers_in(peer, sizes, timer, echo, sizes["e"], MIB)
+
+
+def row_g(peer, sizes, timer, _):
+    if not isinstance(peer, PoolPeer) or peer.ctx.get_start_method() != "fork":
+        raise NoCounterpart("not measured")
+    n = sizes["g"]
+
+    def peak_rss_above_baseline(f):
+        with open("/proc/self/clear_refs", "w") as c:
+            c.write("5")  # resets VmHWM to the current RSS
+
+        def field(name):
+            with open("/proc/self/status") as s:
+                for line in s:
+                    if line.startswith(name):
+                        return int(line.split()[1]) * 1024
+            return 0
+
+        base = field("VmRSS:")
+        f()
+        return field("VmHWM:") - base
+
+    with opened(peer, WORKERS) as pool:
+        # chunksize 10,000 (its default, 1, would take minutes): memory only.
+        rss = peak_rss_above_baseline(
+            lambda: count(pool.imap(inc, range(n), chunksize=10_000), n))
+    return rss, 1, "imap chunksize 10,000"
+
+
+def row_h(peer, sizes, timer, _):
+    return row_d(peer, sizes, timer, _)
+
+
+def row_i(peer, sizes, timer, _):
+    deaths = sizes["deaths"]
+    cost, note = peer.replacement(timer, deaths)
+    return cost, deaths, note
+
+
+def row_j(peer, sizes, timer, _):
+    return buffers_in(peer, sizes, timer, echo, sizes["j"], 64 * MIB)
+
+
+def row_k(peer, sizes, timer, n):
+    if not isinstance(peer, PoolPeer):
+        raise NoCounterpart("not measured (the curve compares with Python's Pool)")
+    peer.start_stop(WORKERS)  # untimed, as on the Rust side
+    return timer.median(lambda: peer.start_stop(n)), n, ""
+
+
+ROWS = {
+    "a": row_a,
+    "b": row_b,
+    "c": row_c,
+    "d": row_d,
+    "e_in": row_e_in,
+    "e_echo": row_e_echo,
+    "g": row_g,
+    "h": row_h,
+    "i": row_i,
+    "j": row_j,
+    "k": row_k,
+}
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    key = cfg["row"]
+    row = ROWS.get(key) or ROWS[key.rstrip("0123456789")]
+    sizes = cfg["sizes"]
+    timer = Timer(cfg["runs"], cfg["budget"])
+    peers = load_peers()
+    heap = None
+    if row is row_h:
+        # The parent's heap, every page written, before any pool starts.
+        heap = bytearray(sizes["heap"])
+        heap[::4096] = b"\x01" * len(range(0, len(heap), 4096))
+    signal.signal(signal.SIGALRM, out_of_time)
+    for system, peer in peers.items():
+        # A peer that hangs (a lost result, a stuck pool) fails its cell, not the whole run.
+        signal.alarm(PEER_LIMIT)
+        try:
+            value, amount, note = row(peer, sizes, timer, cfg["param"])
+        except NoCounterpart as e:
+            emit("none", system, e)
+            continue
+        except Exception as e:  # noqa: BLE001 - one peer's failure must not hide the others
+            emit("fail", system, f"{type(e).__name__}: {e}")
+            continue
+        finally:
+            signal.alarm(0)
+        emit("cell", system, value, amount, note)
+    del heap
+
+
+if __name__ == "__main__":
+    main()
