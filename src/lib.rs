@@ -31,6 +31,8 @@
 //! - [`FnPool`] and [`parmap`]: workers forked holding one closure that may capture anything.
 //! - [`ReturnProcess`]: one closure in one child, its value on `join`.
 //! - [`par_eval`]: one contiguous piece of a slice per child, outputs concatenated.
+//! - `mpi` (cargo feature `mpi`): the same calls across the ranks of an MPI job, each rank
+//!   running items in its own local pool.
 
 #![warn(missing_docs)]
 
@@ -43,6 +45,8 @@ mod fork;
 mod guard;
 mod inbox;
 mod iter;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod outbox;
 mod owner;
 mod pool;
