@@ -1,4 +1,4 @@
-//! More than one machine: the same calls as [`Pool`](crate::Pool) across the ranks of an MPI job,
+//! More than one machine: the same calls as [`Pool`] across the ranks of an MPI job,
 //! each rank running items in its own local pool (cargo feature `mpi`).
 //!
 //! Run the same binary under `mpirun -n R` (or `srun`). [`init`], called once at the start of
@@ -52,11 +52,13 @@ mod error;
 mod guard;
 mod identity;
 mod node;
+mod options;
 mod transport;
 mod wire;
 
-pub use cluster::{ClusterCall, ClusterImap, ClusterPool};
+pub use cluster::ClusterPool;
 pub use error::{Error, Node};
+pub use options::{ClusterCall, ClusterImap};
 
 use crate::{Pool, PoolBuilder, PoolError};
 use cluster::Driver;
