@@ -3,7 +3,8 @@
 //!
 //! Checks 10,000 odd numbers starting at 1,000,000,000,001 (2,000 in a debug build) on the
 //! cluster, then in rank 0 alone, and prints both times; then sends 2,000 chunks of one trivial
-//! item each and prints the time per chunk. Needs the `mpi` feature and an MPI installation
+//! item each and prints the time per chunk, and 1,000,000 trivial items in chunks of 10,000 and
+//! prints the time per item. Needs the `mpi` feature and an MPI installation
 //! (Debian: `apt-get install libopenmpi-dev openmpi-bin libclang-dev`):
 //!
 //! ```text
@@ -27,8 +28,17 @@ const START: u64 = 1_000_000_000_001;
 
 /// Chunks of one trivial item sent to measure the cost of a chunk.
 const CHUNKS: u64 = 2_000;
+/// Trivial items sent in big chunks to measure the cost of an item.
+const ITEMS: u64 = 1_000_000;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("cluster_primes: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Before anything else: forks this rank's workers, starts MPI, checks the ranks. Every rank
     // but 0 serves chunks in here until rank 0 is done, and gets `None`.
     let Some(cluster) = ClusterBuilder::new().init()? else {
@@ -79,5 +89,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("chunks were lost".into());
     }
     println!("per chunk (one trivial item, {CHUNKS} chunks): {per_chunk:.1?}");
+
+    // And what an item costs in big chunks: encoding, two hops each way, decoding.
+    let started = Instant::now();
+    let echoed = cluster.chunksize(10_000).map(|x: u64| x, 0..ITEMS)?;
+    let per_item = started.elapsed() / ITEMS as u32;
+    if echoed.len() != ITEMS as usize {
+        return Err("items were lost".into());
+    }
+    println!("per item (trivial, chunks of 10,000, {ITEMS} items): {per_item:.2?}");
     Ok(())
 }

@@ -155,7 +155,7 @@ where
     /// Hands chunks to every node with room, while the input lasts and the bound allows.
     fn dispatch(&mut self) {
         while self.ended.is_none() && !self.input_done {
-            if self.pulled - self.yielded >= self.limit() {
+            if self.pulled - self.yielded + self.size as u64 > self.limit() {
                 return;
             }
             let held = &self.driver.held;

@@ -80,14 +80,14 @@ pub enum Error {
     /// The job has fewer than two ranks: rank 0 drives and runs no items, so there would be
     /// no one to run them.
     #[error(
-        "forkpool::mpi needs at least 2 ranks (rank 0 drives, the others run items), this job has {size}: start it with `mpirun -n 3 ...`"
+        "forkpool::mpi needs at least 2 ranks (rank 0 drives, the others run items), this job has {size}: start it with `mpirun -n 2 ...` or more"
     )]
     TooFewRanks {
         /// The number of ranks in `MPI_COMM_WORLD`.
         size: i32,
     },
-    /// MPI was initialized before [`init`](crate::mpi::init), which must be the one to do it
-    /// (the local workers are forked first).
+    /// MPI was initialized (or already finalized) before [`init`](crate::mpi::init), which
+    /// must be the one to start it (the local workers are forked first), once.
     #[error(
         "MPI is already initialized in this process: call forkpool::mpi::init() once, at the start of main, and let it initialize MPI"
     )]

@@ -159,7 +159,7 @@ impl ClusterBuilder {
     /// calls MPI), and checks every rank against rank 0. Rank 0 gets the [`ClusterPool`];
     /// another rank serves chunks until the driver drops it, and gets `Ok(None)`.
     ///
-    /// Errors: [`Error::AlreadyInitialized`] if MPI was started before, [`Error::TooFewRanks`]
+    /// Errors: [`Error::AlreadyInitialized`] if MPI was started (or ended) before, [`Error::TooFewRanks`]
     /// for a job of one rank, [`Error::NotIdentical`] (on rank 0; [`Error::Refused`] on the
     /// others) when a rank runs another executable, [`Error::NodePool`] when a node's pool
     /// could not be built.
@@ -173,7 +173,7 @@ impl ClusterBuilder {
     /// ```
     pub fn init(self) -> Result<Option<ClusterPool>, Error> {
         let me = identity::this_program().map_err(Error::Identity)?;
-        if mpi::environment::is_initialized() {
+        if mpi::environment::is_initialized() || mpi::environment::is_finalized() {
             return Err(Error::AlreadyInitialized);
         }
         // Fork before MPI_Init (see the module's documentation).
