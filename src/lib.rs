@@ -31,6 +31,8 @@
 //! - [`FnPool`] and [`parmap`]: workers forked holding one closure that may capture anything.
 //! - [`ReturnProcess`]: one closure in one child, its value on `join`.
 //! - [`par_eval`]: one contiguous piece of a slice per child, outputs concatenated.
+//! - `mpi` (cargo feature `mpi`): the same calls across the ranks of an MPI job, each rank
+//!   running items in its own local pool.
 
 #![warn(missing_docs)]
 
@@ -48,6 +50,8 @@ mod hub;
 mod inbox;
 mod iter;
 mod lifecycle;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod outbox;
 mod outcome;
 mod owner;

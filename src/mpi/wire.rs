@@ -1,0 +1,428 @@
+//! The messages between the driver and the nodes, and the encodable forms of the local pool's
+//! errors (a [`TaskError`] or [`PoolError`] that happened on a node crosses to the driver).
+
+use crate::{CodecStage, Death, PoolError, TaskError};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::time::Duration;
+
+/// What the driver sends a node. Every message of the driver to one node travels in order (one
+/// communicator, one tag), so a `Cancel` is seen after the chunks it cancels.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToNode {
+    /// The start-up check passed: serve.
+    Welcome,
+    /// The start-up check failed (on this rank or another): say why and stop.
+    Refuse { reason: String },
+    /// Items to run.
+    Chunk(Chunk),
+    /// The `map_with` context of a call, sent before the first chunk of that call.
+    Context { call: u64, bytes: ByteBuf },
+    /// The call ended early: skip its chunks, stop the one running.
+    Cancel { call: u64 },
+    /// The driver is done: answer `Bye` and stop.
+    Shutdown,
+}
+
+/// A run of consecutive items of one call.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    pub call: u64,
+    pub chunk: u64,
+    /// Offsets from the anchor (see `identity`) of the entry the local pool runs, and of the
+    /// user's function.
+    pub entry: u64,
+    pub function: u64,
+    pub timeout: Option<Duration>,
+    pub items: Vec<ByteBuf>,
+}
+
+/// What a node sends the driver.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToDriver {
+    /// The start-up report of a node.
+    Hello(Hello),
+    /// A chunk ran: one outcome per item, in order, unless the pool failed first (then the
+    /// outcomes are those of a first run of items and `pool_error` says why the rest have none).
+    Done {
+        call: u64,
+        chunk: u64,
+        outcomes: Vec<Outcome>,
+        pool_error: Option<WirePoolError>,
+        /// Time the node spent on the chunk.
+        busy: Duration,
+    },
+    /// A chunk of a cancelled call, not run (or stopped).
+    Skipped { call: u64, chunk: u64 },
+    /// A chunk the node could not run at all (its code offsets are not code of the
+    /// executable there).
+    Refused { call: u64, chunk: u64, what: String },
+    /// The answer to `Shutdown`: nothing more comes from this node.
+    Bye,
+}
+
+/// Who a node is: checked against the driver before any work.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub exe_hash: u64,
+    pub exe_len: u64,
+    pub host: String,
+    pub pid: u32,
+    pub workers: usize,
+    /// Why its local pool could not be built, if it could not.
+    pub pool_error: Option<WirePoolError>,
+}
+
+/// One item's outcome: the encoded result, or its failure (index within the chunk).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    Done(ByteBuf),
+    Failed(WireTaskError),
+}
+
+/// A [`TaskError`], encodable.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WireTaskError {
+    Panicked {
+        index: u64,
+        pid: u32,
+        message: String,
+        location: Option<String>,
+    },
+    WorkerDied {
+        index: u64,
+        pid: u32,
+        death: WireDeath,
+    },
+    TimedOut {
+        index: u64,
+        pid: u32,
+        after: Duration,
+    },
+    OutOfMemory {
+        index: u64,
+        pid: u32,
+        limit: u64,
+    },
+    Codec {
+        index: u64,
+        pid: u32,
+        stage: u8,
+        message: String,
+    },
+    Protocol {
+        index: u64,
+        pid: u32,
+        what: String,
+    },
+    CodeNotLoaded {
+        index: u64,
+        pid: u32,
+        address: u64,
+    },
+    PoolFailed {
+        index: u64,
+        cause: String,
+    },
+    Cancelled {
+        index: u64,
+    },
+}
+
+/// A [`Death`], encodable.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WireDeath {
+    Signal(i32),
+    Exit(i32),
+    Unknown,
+}
+
+const STAGES: [CodecStage; 4] = [
+    CodecStage::EncodeItem,
+    CodecStage::DecodeItem,
+    CodecStage::EncodeResult,
+    CodecStage::DecodeResult,
+];
+
+impl WireTaskError {
+    /// The encodable form of `error`.
+    pub fn from_task(error: &TaskError) -> Self {
+        use WireTaskError as W;
+        match error.clone() {
+            TaskError::Panicked {
+                index,
+                pid,
+                message,
+                location,
+            } => W::Panicked {
+                index,
+                pid,
+                message,
+                location,
+            },
+            TaskError::WorkerDied { index, pid, death } => W::WorkerDied {
+                index,
+                pid,
+                death: match death {
+                    Death::Signal(s) => WireDeath::Signal(s),
+                    Death::Exit(c) => WireDeath::Exit(c),
+                    Death::Unknown => WireDeath::Unknown,
+                },
+            },
+            TaskError::TimedOut { index, pid, after } => W::TimedOut { index, pid, after },
+            TaskError::OutOfMemory { index, pid, limit } => W::OutOfMemory { index, pid, limit },
+            TaskError::Codec {
+                index,
+                pid,
+                stage,
+                message,
+            } => W::Codec {
+                index,
+                pid,
+                stage: STAGES.iter().position(|s| *s == stage).unwrap_or(1) as u8,
+                message,
+            },
+            TaskError::Protocol { index, pid, what } => W::Protocol { index, pid, what },
+            TaskError::CodeNotLoaded {
+                index,
+                pid,
+                address,
+            } => W::CodeNotLoaded {
+                index,
+                pid,
+                address,
+            },
+            TaskError::PoolFailed { index, cause } => W::PoolFailed { index, cause },
+            TaskError::Cancelled { index } => W::Cancelled { index },
+        }
+    }
+
+    /// The [`TaskError`] again, its index moved by `first` (a node counts items from the
+    /// start of its chunk, the caller from the start of the call).
+    pub fn into_task(self, first: u64) -> TaskError {
+        use WireTaskError as W;
+        match self {
+            W::Panicked {
+                index,
+                pid,
+                message,
+                location,
+            } => TaskError::Panicked {
+                index: first + index,
+                pid,
+                message,
+                location,
+            },
+            W::WorkerDied { index, pid, death } => TaskError::WorkerDied {
+                index: first + index,
+                pid,
+                death: match death {
+                    WireDeath::Signal(s) => Death::Signal(s),
+                    WireDeath::Exit(c) => Death::Exit(c),
+                    WireDeath::Unknown => Death::Unknown,
+                },
+            },
+            W::TimedOut { index, pid, after } => TaskError::TimedOut {
+                index: first + index,
+                pid,
+                after,
+            },
+            W::OutOfMemory { index, pid, limit } => TaskError::OutOfMemory {
+                index: first + index,
+                pid,
+                limit,
+            },
+            W::Codec {
+                index,
+                pid,
+                stage,
+                message,
+            } => TaskError::Codec {
+                index: first + index,
+                pid,
+                stage: STAGES
+                    .get(usize::from(stage))
+                    .copied()
+                    .unwrap_or(CodecStage::DecodeItem),
+                message,
+            },
+            W::Protocol { index, pid, what } => TaskError::Protocol {
+                index: first + index,
+                pid,
+                what,
+            },
+            W::CodeNotLoaded {
+                index,
+                pid,
+                address,
+            } => TaskError::CodeNotLoaded {
+                index: first + index,
+                pid,
+                address,
+            },
+            W::PoolFailed { index, cause } => TaskError::PoolFailed {
+                index: first + index,
+                cause,
+            },
+            W::Cancelled { index } => TaskError::Cancelled {
+                index: first + index,
+            },
+        }
+    }
+}
+
+/// A [`PoolError`], encodable. I/O errors keep their message only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WirePoolError {
+    CrashLoop {
+        deaths: usize,
+        within: Duration,
+        last_causes: Vec<String>,
+    },
+    Init {
+        pid: u32,
+        message: String,
+    },
+    NoWorkers(usize),
+    InvalidChunksize(usize),
+    InvalidTimeout(Duration),
+    InvalidWindow(usize),
+    Fork(String),
+    Channel(String),
+    Thread(String),
+    SharedMemory(String),
+    Closed,
+    /// Any other: its words.
+    Other(String),
+}
+
+impl WirePoolError {
+    /// The encodable form of `error`.
+    pub fn from_pool(error: &PoolError) -> Self {
+        use WirePoolError as W;
+        match error {
+            PoolError::CrashLoop {
+                deaths,
+                within,
+                last_causes,
+            } => W::CrashLoop {
+                deaths: *deaths,
+                within: *within,
+                last_causes: last_causes.clone(),
+            },
+            PoolError::Init { pid, message } => W::Init {
+                pid: *pid,
+                message: message.clone(),
+            },
+            PoolError::NoWorkers { workers } => W::NoWorkers(*workers),
+            PoolError::InvalidChunksize { chunksize } => W::InvalidChunksize(*chunksize),
+            PoolError::InvalidTimeout { timeout } => W::InvalidTimeout(*timeout),
+            PoolError::InvalidWindow { window } => W::InvalidWindow(*window),
+            PoolError::Fork(e) => W::Fork(e.to_string()),
+            PoolError::Channel(e) => W::Channel(e.to_string()),
+            PoolError::Thread(e) => W::Thread(e.to_string()),
+            PoolError::SharedMemory(e) => W::SharedMemory(e.to_string()),
+            PoolError::Closed => W::Closed,
+            other => W::Other(other.to_string()),
+        }
+    }
+
+    /// The [`PoolError`] again.
+    pub fn into_pool(self) -> PoolError {
+        use WirePoolError as W;
+        let io = std::io::Error::other;
+        match self {
+            W::CrashLoop {
+                deaths,
+                within,
+                last_causes,
+            } => PoolError::CrashLoop {
+                deaths,
+                within,
+                last_causes,
+            },
+            W::Init { pid, message } => PoolError::Init { pid, message },
+            W::NoWorkers(workers) => PoolError::NoWorkers { workers },
+            W::InvalidChunksize(chunksize) => PoolError::InvalidChunksize { chunksize },
+            W::InvalidTimeout(timeout) => PoolError::InvalidTimeout { timeout },
+            W::InvalidWindow(window) => PoolError::InvalidWindow { window },
+            W::Fork(m) => PoolError::Fork(io(m)),
+            W::Channel(m) => PoolError::Channel(io(m)),
+            W::Thread(m) => PoolError::Thread(io(m)),
+            W::SharedMemory(m) => PoolError::SharedMemory(io(m)),
+            W::Closed => PoolError::Closed,
+            W::Other(m) => PoolError::Channel(io(m)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_errors_cross_with_their_index_moved_and_their_words_kept() {
+        let errors = [
+            TaskError::Panicked {
+                index: 3,
+                pid: 10,
+                message: "boom".into(),
+                location: Some("a.rs:1:2".into()),
+            },
+            TaskError::WorkerDied {
+                index: 3,
+                pid: 10,
+                death: Death::Signal(11),
+            },
+            TaskError::TimedOut {
+                index: 3,
+                pid: 10,
+                after: Duration::from_millis(300),
+            },
+            TaskError::OutOfMemory {
+                index: 3,
+                pid: 10,
+                limit: 1 << 30,
+            },
+            TaskError::Codec {
+                index: 3,
+                pid: 10,
+                stage: CodecStage::EncodeResult,
+                message: "no".into(),
+            },
+            TaskError::CodeNotLoaded {
+                index: 3,
+                pid: 10,
+                address: 0x1000,
+            },
+            TaskError::PoolFailed {
+                index: 3,
+                cause: "crash loop".into(),
+            },
+        ];
+        for error in errors {
+            let wire: WireTaskError = crate::mpi::codec::decode(
+                &crate::mpi::codec::encode(&WireTaskError::from_task(&error)).unwrap(),
+            )
+            .unwrap();
+            let back = wire.into_task(100);
+            assert_eq!(back.index(), 103);
+            assert_eq!(
+                back.to_string().replacen("item 103", "item 3", 1),
+                error.to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn a_crash_loop_crosses_whole() {
+        let error = PoolError::CrashLoop {
+            deaths: 4,
+            within: Duration::from_secs(60),
+            last_causes: vec!["worker 12 killed by SIGABRT (signal 6)".into()],
+        };
+        let back = WirePoolError::from_pool(&error).into_pool();
+        assert!(matches!(back, PoolError::CrashLoop { deaths: 4, .. }));
+        assert_eq!(back.to_string(), error.to_string());
+    }
+}
