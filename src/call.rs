@@ -93,6 +93,8 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     main: &'p WorkerMain<'p>,
     /// Whether the chunk-mates of a killing item are run again (the pool's setting).
     pinpoint: bool,
+    /// Awaited asynchronously and not finished: counted in `Engine::async_pending`.
+    awaited: bool,
     input: I,
     spec: CallSpec,
     chunking: Chunking,
@@ -166,6 +168,7 @@ where
             hub,
             main,
             pinpoint,
+            awaited: false,
             input,
             spec,
             chunking,
@@ -230,6 +233,7 @@ where
     fn feed(&mut self) {
         let hub = self.hub;
         let mut engine = hub.lock();
+        engine.refill(self.main);
         let Some(desk) = engine.desk(self.call) else {
             return; // ended (cancelled)
         };
@@ -565,6 +569,9 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
     fn drop(&mut self) {
         let mut engine = self.hub.lock();
         engine.end_call(self.call, false);
+        if self.awaited {
+            self.hub.await_done(&mut engine);
+        }
         self.hub.poke(&engine);
     }
 }
@@ -633,6 +640,47 @@ where
         pending
     }
 
+    /// The next outcome for an async waiter (feature `async`): never blocks. When nothing is here yet, `waker`
+    /// is woken when mail arrives for the call, and the pool's async driver reads the workers'
+    /// replies meanwhile (see `Hub::await_one`).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub fn poll_step(
+        &mut self,
+        waker: &std::task::Waker,
+    ) -> std::task::Poll<Option<Result<R, Error>>>
+    where
+        I::Item: Serialize,
+    {
+        use std::task::Poll;
+        {
+            // Registered before looking, so mail that arrives after the look wakes us.
+            let mut engine = self.hub.lock();
+            if let Some(desk) = engine.desk(self.call) {
+                desk.set_waker(waker);
+            }
+            if !self.awaited {
+                self.awaited = true;
+                self.hub.await_one(&mut engine);
+            }
+        }
+        let step = self.step(Some(Instant::now()));
+        let done = match &step {
+            Step::Outcome(_) => self.finished && self.ready.is_empty(),
+            Step::End => true,
+            Step::TimedOut => false,
+        };
+        if done && self.awaited {
+            self.awaited = false;
+            let mut engine = self.hub.lock();
+            self.hub.await_done(&mut engine);
+        }
+        match step {
+            Step::Outcome(outcome) => Poll::Ready(Some(outcome)),
+            Step::End => Poll::Ready(None),
+            Step::TimedOut => Poll::Pending,
+        }
+    }
+
     /// The pid of the worker running an item of this call now, if one is.
     pub fn running_pid(&self) -> Option<u32> {
         self.hub.lock().running_pid(self.call)
@@ -641,7 +689,7 @@ where
     /// Waits until `done` holds of the engine or `until` passes, driving it meanwhile.
     pub fn wait_for(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
         let engine = self.hub.lock();
-        let _ = self.hub.wait(engine, done, until, self.main);
+        let _ = self.hub.wait(engine, done, until, Some(self.main));
     }
 
     /// Absorbs whatever mail is already here, without waiting or driving.
@@ -699,7 +747,7 @@ where
             let needs_room = self.in_flight.is_empty();
             let done = |e: &Engine| e.has_mail(call) || (needs_room && e.room(call).0 > 0);
             let engine = self.hub.lock();
-            let (mut engine, waited) = self.hub.wait(engine, &done, until, self.main);
+            let (mut engine, waited) = self.hub.wait(engine, &done, until, Some(self.main));
             let mail = engine.take_mail(call);
             drop(engine);
             match (mail, waited) {

@@ -134,6 +134,15 @@ impl Desk {
         })
     }
 
+    /// Wakes `waker` when mail arrives (replacing an earlier one).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub fn set_waker(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(old) if old.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();

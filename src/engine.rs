@@ -117,6 +117,15 @@ pub(crate) struct Engine {
     pub(crate) idle_waiters: usize,
     /// Since when nobody drove: time the workers' clocks do not count (frames sat unread).
     pub(crate) undriven_since: Option<Instant>,
+    /// A worker died or retired while the engine was driven by a thread that cannot fork (the
+    /// async driver): the next thread that can forks the replacements.
+    refill_pending: bool,
+    /// Tasks and streams awaited asynchronously, not yet finished.
+    pub(crate) async_pending: usize,
+    /// The async driver thread runs.
+    pub(crate) async_driver: bool,
+    /// The pool is being dropped: the async driver leaves.
+    pub(crate) closing: bool,
 }
 
 impl Engine {
@@ -148,6 +157,10 @@ impl Engine {
             polling: false,
             idle_waiters: 0,
             undriven_since: None,
+            refill_pending: false,
+            async_pending: 0,
+            async_driver: false,
+            closing: false,
         })
     }
 
@@ -184,6 +197,28 @@ impl Engine {
     fn publish_roster(&self) {
         let children = self.workers.iter().map(|w| Arc::clone(&w.child)).collect();
         *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = children;
+    }
+
+    /// Forks the replacements a thread that cannot fork left pending (see `refill_pending`);
+    /// a failure ends the calls with work.
+    pub fn refill(&mut self, main: &WorkerMain<'_>) {
+        if std::mem::take(&mut self.refill_pending) {
+            if let Err(e) = self.fill(main) {
+                self.fail_calls(&e);
+            }
+        }
+    }
+
+    /// Forks workers until the pool has its full size, or (without `main`: the async driver
+    /// cannot fork) leaves that to the next thread that can.
+    fn fill_or_defer(&mut self, main: Option<&WorkerMain<'_>>) -> Result<(), PoolError> {
+        match main {
+            Some(main) => self.fill(main),
+            None => {
+                self.refill_pending = true;
+                Ok(())
+            }
+        }
     }
 
     /// Forks workers until the pool has its full size.
@@ -550,11 +585,17 @@ impl Engine {
     /// Whether any worker holds a chunk (of any call), or is being stopped (its death is an
     /// event to wait for), or is retired and not yet reaped.
     pub fn anything_to_wait_for(&self) -> bool {
-        !self.retired.is_empty()
+        self.refill_pending
+            || !self.retired.is_empty()
             || self
                 .workers
                 .iter()
                 .any(|w| !w.in_flight.is_empty() || w.stopping.is_some() || !w.ready)
+    }
+
+    /// Whether any live call has chunks queued for the workers.
+    pub fn has_queued(&self) -> bool {
+        self.desks.values().any(|d| d.queued() > 0)
     }
 
     /// Whether any live call has chunks queued or at workers.
@@ -622,7 +663,7 @@ impl Engine {
 
     /// Acts on one event from the inbox: mail for the call it concerns, a replacement for a
     /// dead worker. Returns how many calls got mail.
-    pub fn interpret(&mut self, event: Event, main: &WorkerMain<'_>) -> usize {
+    pub fn interpret(&mut self, event: Event, main: Option<&WorkerMain<'_>>) -> usize {
         match event {
             Event::Frame { child, frame } => self.on_frame(child, frame, main),
             Event::Violation { child, what } => {
@@ -635,7 +676,7 @@ impl Engine {
 
     /// A frame from child `child`: a reply to the chunk at the front of its queue, or a
     /// readiness report. Anything else is an offense.
-    fn on_frame(&mut self, child: u64, frame: Vec<u8>, main: &WorkerMain<'_>) -> usize {
+    fn on_frame(&mut self, child: u64, frame: Vec<u8>, main: Option<&WorkerMain<'_>>) -> usize {
         let Some(slot) = self.slot_of(child) else {
             // A retired worker's last frames: nothing of any call waits for them.
             return 0;
@@ -696,7 +737,7 @@ impl Engine {
     }
 
     /// Child `child` died: tells each call what it cost them, and forks its replacement.
-    fn on_exit(&mut self, child: u64, status: ExitStatus, main: &WorkerMain<'_>) -> usize {
+    fn on_exit(&mut self, child: u64, status: ExitStatus, main: Option<&WorkerMain<'_>>) -> usize {
         let (worker, retired) = match self.slot_of(child) {
             Some(slot) => (self.workers.swap_remove(slot), false),
             None => match self.retired.iter().position(|w| w.id == child) {
@@ -765,7 +806,7 @@ impl Engine {
         let mut failure = self.guard.death(cause);
         if self.halted.load(Ordering::Acquire) {
             failure = Some(PoolError::Closed);
-        } else if let Err(e) = self.fill(main) {
+        } else if let Err(e) = self.fill_or_defer(main) {
             failure.get_or_insert(e);
         }
         if let Some(failure) = failure {
@@ -776,7 +817,7 @@ impl Engine {
     }
 
     /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.
-    fn retire_if_spent(&mut self, slot: usize, main: &WorkerMain<'_>) {
+    fn retire_if_spent(&mut self, slot: usize, main: Option<&WorkerMain<'_>>) {
         let worker = &self.workers[slot];
         if self.budget_of(worker) > 0 || !worker.in_flight.is_empty() {
             return;
@@ -788,7 +829,7 @@ impl Engine {
             .send(&Arc::new(shutdown_frame().to_vec()), backlog);
         self.retired.push(worker);
         self.publish_roster();
-        if let Err(e) = self.fill(main) {
+        if let Err(e) = self.fill_or_defer(main) {
             self.fail_calls(&e);
         }
     }

@@ -18,7 +18,8 @@
 use crate::engine::{Engine, WorkerMain};
 use crate::error::PoolError;
 use crate::inbox::{Exits, Readiness};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The engine, shared by the calls on one pool.
@@ -26,6 +27,10 @@ pub(crate) struct Hub {
     engine: Mutex<Engine>,
     turn: Condvar,
     exits: Arc<Exits>,
+    /// This hub, for the async driver thread to hold.
+    this: Weak<Hub>,
+    /// The async driver thread, while it runs (joined when the pool is dropped).
+    async_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// How a wait ended.
@@ -42,11 +47,73 @@ pub(crate) enum Waited {
 pub(crate) type Guard<'a> = MutexGuard<'a, Engine>;
 
 impl Hub {
-    pub fn new(engine: Engine) -> Hub {
-        Hub {
+    pub fn new(engine: Engine) -> Arc<Hub> {
+        Arc::new_cyclic(|this| Hub {
             exits: engine.exits(),
             engine: Mutex::new(engine),
             turn: Condvar::new(),
+            this: this.clone(),
+            async_thread: Mutex::new(None),
+        })
+    }
+
+    /// One more task or stream is awaited: starts the async driver thread if none runs. It
+    /// drives the engine whenever no other thread does, until nothing is awaited any more, so
+    /// an awaiting future never blocks its runtime's thread. It cannot fork (it has not the
+    /// pool's worker function): replacements are forked by the next task or call that runs.
+    pub fn await_one(&self, engine: &mut Engine) {
+        engine.async_pending += 1;
+        if engine.async_driver || engine.closing {
+            return;
+        }
+        let Some(hub) = self.this.upgrade() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("forkpool-async".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let engine = hub.lock();
+                let idle = |e: &Engine| e.async_pending == 0 || e.closing;
+                let (mut engine, _) = hub.wait(engine, &idle, None, None);
+                engine.async_driver = false;
+            });
+        if let Ok(thread) = spawned {
+            engine.async_driver = true;
+            let old = self
+                .async_thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(thread);
+            drop(old); // an earlier driver that has ended (detached; it holds no lock now)
+        }
+        self.turn.notify_all();
+    }
+
+    /// One awaited task or stream finished or was dropped.
+    pub fn await_done(&self, engine: &mut Engine) {
+        engine.async_pending = engine.async_pending.saturating_sub(1);
+        if engine.async_pending == 0 {
+            self.turn.notify_all();
+            self.poke(engine);
+        }
+    }
+
+    /// The pool is being dropped: the async driver leaves; waits for it.
+    pub fn stop_async_driver(&self) {
+        {
+            let mut engine = self.lock();
+            engine.closing = true;
+            self.turn.notify_all();
+            self.poke(&engine);
+        }
+        let thread = self
+            .async_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
     }
 
@@ -69,7 +136,7 @@ impl Hub {
         mut engine: Guard<'a>,
         done: &dyn Fn(&Engine) -> bool,
         until: Option<Instant>,
-        main: &WorkerMain<'_>,
+        main: Option<&WorkerMain<'_>>,
     ) -> (Guard<'a>, Waited) {
         let past = |until: Option<Instant>| until.is_some_and(|at| Instant::now() >= at);
         loop {
@@ -126,8 +193,11 @@ impl Hub {
         &'a self,
         mut engine: Guard<'a>,
         until: Option<Instant>,
-        main: &WorkerMain<'_>,
+        main: Option<&WorkerMain<'_>>,
     ) -> (Guard<'a>, bool) {
+        if let Some(main) = main {
+            engine.refill(main);
+        }
         engine.dispatch_queued();
         engine.flush();
         if let Some(event) = engine.inbox.try_next() {
@@ -142,8 +212,9 @@ impl Hub {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if !engine.anything_to_wait_for() {
-            if deadline.is_none() {
+        if !engine.anything_to_wait_for() && due.is_none() {
+            if engine.has_queued() {
+                // Chunks are queued that no worker takes, and none can come free.
                 let stuck = PoolError::Channel(std::io::Error::other(
                     "the pool waited with no work in flight and no worker starting",
                 ));
@@ -153,15 +224,18 @@ impl Hub {
                 }
                 return (engine, true);
             }
-            if due.is_none() {
+            match (until, main) {
+                // A caller's wait that nothing can end.
+                (None, Some(_)) => return (engine, true),
                 // Only the caller's own deadline is left: nothing will arrive before it.
-                let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-                drop(engine);
-                std::thread::sleep(
-                    left.unwrap_or(Duration::ZERO)
-                        .min(Duration::from_millis(10)),
-                );
-                return (self.lock(), false);
+                (Some(at), _) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    drop(engine);
+                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                    return (self.lock(), false);
+                }
+                // The async driver with nothing to do: it waits for a knock on the wake pipe.
+                (None, None) => {}
             }
         }
         let mut set = engine.inbox.poll_set();
@@ -188,7 +262,7 @@ impl Hub {
 
     /// Asks every worker to exit, waits up to `grace` (driving meanwhile), kills the rest, and
     /// waits until all are reaped.
-    pub fn shut_down(&self, grace: Duration, main: &WorkerMain<'_>) {
+    pub fn shut_down(&self, grace: Duration, main: Option<&WorkerMain<'_>>) {
         let mut engine = self.lock();
         engine.retire_all();
         let done = |e: &Engine| e.all_reaped();

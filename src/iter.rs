@@ -124,3 +124,86 @@ where
         self.stream.next()
     }
 }
+
+/// Streaming a lazy call (feature `async`): the outcomes as a [`futures_core::Stream`], without
+/// blocking the runtime's thread (the pool reads the workers' replies on a thread of its own
+/// while streams and tasks are awaited).
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// use futures::StreamExt;
+/// let pool = forkpool::Pool::new(2)?;
+/// let stream = pool.imap(|x: u32| x * 2, 0..4u32);
+/// // `Imap` is an `Iterator` too: name the `StreamExt` method.
+/// let doubled = StreamExt::map(stream, |r| r.unwrap()).collect::<Vec<u32>>();
+/// let doubled = futures::executor::block_on(doubled);
+/// assert_eq!(doubled, [0, 2, 4, 6]);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "async")]
+impl<I, R> futures_core::Stream for Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut().stream.poll_next(cx)
+    }
+}
+
+/// Streaming a lazy call in finish order (feature `async`); see [`Imap`]'s `Stream`.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// use futures::StreamExt;
+/// let pool = forkpool::Pool::new(2)?;
+/// let stream = pool.imap_unordered(|x: u32| x, 1..=4u32);
+/// let total = StreamExt::fold(stream, 0, |sum, r| async move { sum + r.unwrap() });
+/// let total: u32 = futures::executor::block_on(total);
+/// assert_eq!(total, 10);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "async")]
+impl<I, R> futures_core::Stream for ImapUnordered<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut().stream.poll_next(cx)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<I, R> Stream<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<R, Error>>> {
+        match self {
+            Stream::Running(call) => call.poll_step(cx.waker()),
+            Stream::Failed(error) => std::task::Poll::Ready(error.take().map(|e| Err(e.into()))),
+        }
+    }
+}
+
+// The iterators hold their call behind a box: nothing in them is pinned.
+impl<I: Iterator, R> Unpin for Imap<'_, I, R> {}
+impl<I: Iterator, R> Unpin for ImapUnordered<'_, I, R> {}

@@ -26,7 +26,7 @@ pub(crate) struct PoolState<M: ?Sized> {
     /// The process that built the pool: the only one that may use `hub`.
     builder: Owner,
     /// Dropped only in `builder` (see the `Drop` impl).
-    hub: ManuallyDrop<Hub>,
+    hub: ManuallyDrop<Arc<Hub>>,
     main: Box<M>,
     /// The configured number of workers.
     size: usize,
@@ -122,9 +122,9 @@ impl<M: ?Sized + Fn(forkpool_worker::ChildEnd) -> i32> PoolState<M> {
         }
         let engine = self.hub.lock();
         let idle = |e: &Engine| !e.any_call_busy();
-        let (engine, _) = self.hub.wait(engine, &idle, None, &self.main);
+        let (engine, _) = self.hub.wait(engine, &idle, None, Some(&self.main));
         drop(engine);
-        self.hub.shut_down(JOIN_GRACE, &self.main);
+        self.hub.shut_down(JOIN_GRACE, Some(&self.main));
         Ok(())
     }
 
@@ -140,7 +140,7 @@ impl<M: ?Sized + Fn(forkpool_worker::ChildEnd) -> i32> PoolState<M> {
         for child in self.roster() {
             child.kill();
         }
-        self.hub.shut_down(Duration::ZERO, &self.main);
+        self.hub.shut_down(Duration::ZERO, Some(&self.main));
     }
 }
 
@@ -152,8 +152,8 @@ impl<M: ?Sized> Drop for PoolState<M> {
     fn drop(&mut self) {
         if self.check_process().is_ok() {
             self.halted.store(true, Ordering::Release);
-            let no_forks = |_: forkpool_worker::ChildEnd| -> i32 { 0 };
-            self.hub.shut_down(SHUTDOWN_GRACE, &no_forks);
+            self.hub.stop_async_driver();
+            self.hub.shut_down(SHUTDOWN_GRACE, None);
             // SAFETY: `hub` is dropped only here, once, and `self` is not used after.
             unsafe { ManuallyDrop::drop(&mut self.hub) };
         }

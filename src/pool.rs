@@ -30,8 +30,8 @@ pub(crate) fn default_workers() -> usize {
 /// [Functions](#functions) below). Items and results are `Serialize + DeserializeOwned` and
 /// travel bincode-encoded.
 ///
-/// One call runs at a time: a second thread's call waits for the first to finish; a second
-/// call from the thread whose iterator is still running gets [`PoolError::Busy`].
+/// Any number of calls and tasks run at once, from any number of threads (a pool is `Sync`):
+/// their chunks share the workers fairly, and a call may start while another's iterator is open.
 ///
 /// Dropping the pool asks the workers to exit, waits up to half a second, then kills and reaps
 /// them all. [`close`](Pool::close), [`join`](Pool::join) and [`terminate`](Pool::terminate)

@@ -23,6 +23,9 @@ pub(crate) trait TaskCall<R> {
     fn hub(&self) -> &Hub;
     /// Waits until one of the calls `ids` has mail, or `until`; drives the engine meanwhile.
     fn wait_any(&self, ids: &[u64], until: Option<Instant>);
+    /// The outcome without blocking, or a wake-up of `waker` when it may be here.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    fn poll_step(&mut self, waker: &std::task::Waker) -> std::task::Poll<Option<Result<R, Error>>>;
 }
 
 impl<I, R> TaskCall<R> for Call<'_, I, R>
@@ -54,6 +57,53 @@ where
     fn wait_any(&self, ids: &[u64], until: Option<Instant>) {
         self.wait_for(&|e: &Engine| ids.iter().any(|&id| e.has_mail(id)), until);
     }
+
+    fn poll_step(&mut self, waker: &std::task::Waker) -> std::task::Poll<Option<Result<R, Error>>> {
+        Call::poll_step(self, waker)
+    }
+}
+
+/// Awaiting a task (feature `async`): the outcome, without blocking the runtime's thread. The
+/// pool reads the workers' replies on a thread of its own while tasks are awaited. Dropping a
+/// pending task cancels it (see [`Task`]).
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let task = pool.submit(|x: u64| x + 1, 1);
+/// let value = futures::executor::block_on(task)?;
+/// assert_eq!(value, 2);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "async")]
+impl<R> std::future::Future for Task<'_, R> {
+    type Output = Result<R, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let outcome = match &mut this.state {
+            State::Running(call) => match call.poll_step(cx.waker()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(outcome)) => outcome,
+                Poll::Ready(None) => Err(PoolError::Channel(std::io::Error::other(
+                    "the task ended without an outcome",
+                ))
+                .into()),
+            },
+            State::Finished(_) | State::Taken => {
+                match std::mem::replace(&mut this.state, State::Taken) {
+                    State::Finished(outcome) => outcome,
+                    _ => Err(PoolError::AlreadyJoined.into()),
+                }
+            }
+        };
+        this.state = State::Taken;
+        Poll::Ready(outcome)
+    }
 }
 
 /// One item running on a pool: made by [`Pool::submit`](crate::Pool::submit) (and
@@ -64,9 +114,10 @@ where
 /// calls run on one pool at once, from any number of threads; a crash, panic or timeout of
 /// this item is this task's error only.
 ///
-/// Dropping a task before taking its outcome cancels it: an item that has not begun never
-/// runs, and one that is running gets 200 ms to finish before its worker is stopped and
-/// replaced (like dropping an `imap` iterator). Keep the task to let it finish.
+/// Dropping a task before taking its outcome cancels it, as [`Task::cancel`] does: an item
+/// that has not begun never runs, and one that is running has its worker stopped and replaced.
+/// (So an awaited task dropped by a timeout, `select!` or an aborted async task stops its
+/// work.) Keep the task to let it finish.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
@@ -88,6 +139,9 @@ enum State<'p, R> {
     /// The outcome was taken by [`Task::try_wait`].
     Taken,
 }
+
+// A task holds its call behind a box and its outcome by value: nothing in it is pinned.
+impl<R> Unpin for Task<'_, R> {}
 
 impl<R> std::fmt::Debug for Task<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -360,6 +414,15 @@ impl<'p, R> Iterator for AsCompleted<'p, R> {
                 })
                 .expect("a running task of this pool");
             first.wait_any(&ids, until);
+        }
+    }
+}
+
+impl<R> Drop for Task<'_, R> {
+    /// Cancels a task whose outcome has not arrived (see the type's documentation).
+    fn drop(&mut self) {
+        if let State::Running(call) = &mut self.state {
+            call.cancel();
         }
     }
 }

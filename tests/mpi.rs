@@ -210,10 +210,7 @@ fn every_kind_of_call_matches_serial_and_a_slow_node_gets_less() {
         let mut running = cluster.imap(|x: u8| x, 0..10u8);
         assert_eq!(running.next().unwrap().unwrap(), 0);
         let busy = cluster.map(|x: u8| x, [1u8]).unwrap_err();
-        assert!(
-            matches!(busy, Error::Busy),
-            "{busy}"
-        );
+        assert!(matches!(busy, Error::Busy), "{busy}");
         drop(running);
         let zero = cluster.chunksize(0).map(|x: u8| x, [1u8]).unwrap_err();
         assert_eq!(zero.to_string(), "chunksize must be at least 1, got 0");
