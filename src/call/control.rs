@@ -1,0 +1,136 @@
+//! What tasks and streams ask of a running call besides its next outcome: its id, cancelling
+//! it, the pid running it, a wait on other calls' mail, and a step that never blocks (async).
+
+use super::{Call, Part, Step};
+use crate::desk::Mail;
+use crate::engine::Engine;
+use crate::error::{Error, TaskError};
+use crate::hub::Hub;
+use crate::outcome::failed;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Instant;
+
+impl<I, R> Call<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    /// The call's id on its engine.
+    pub fn id(&self) -> u64 {
+        self.call
+    }
+
+    /// The hub the call runs on.
+    pub fn hub(&self) -> &Hub {
+        self.hub
+    }
+
+    /// Sends what the workers have room for now, without waiting (a task's item goes out at
+    /// `submit`).
+    pub fn start_sending(&mut self) {
+        if self.failure.is_none() && self.abandoned.is_none() && !self.finished {
+            self.feed();
+        }
+    }
+
+    /// Cancels the call: what has not run never runs, and a worker running an item of it is
+    /// stopped now and replaced. Outcomes already here are kept; every other item gets
+    /// [`TaskError::Cancelled`]. Returns whether any item was still without an outcome.
+    pub fn cancel(&mut self) -> bool {
+        self.take_mail_now();
+        let mut engine = self.hub.lock();
+        engine.end_call(self.call, true);
+        self.hub.poke(&engine);
+        drop(engine);
+        let pending = !self.in_flight.is_empty() || !self.input_done;
+        if pending {
+            self.retry.clear();
+            let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
+            parts.sort_by_key(|part| part.first_index);
+            for part in parts {
+                let outcomes = (0..u64::from(part.count))
+                    .map(|i| {
+                        failed(TaskError::Cancelled {
+                            index: part.first_index + i,
+                        })
+                    })
+                    .collect();
+                self.settle(part, outcomes);
+            }
+            self.input_done = true;
+            self.finished = true; // once `ready` is drained
+        }
+        pending
+    }
+
+    /// The next outcome for an async waiter (feature `async`): never blocks. When nothing is here yet, `waker`
+    /// is woken when mail arrives for the call, and the pool's async driver reads the workers'
+    /// replies meanwhile (see `Hub::await_one`).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub fn poll_step(
+        &mut self,
+        waker: &std::task::Waker,
+    ) -> std::task::Poll<Option<Result<R, Error>>>
+    where
+        I::Item: Serialize,
+    {
+        use std::task::Poll;
+        {
+            // Registered before looking, so mail that arrives after the look wakes us.
+            let mut engine = self.hub.lock();
+            if let Some(desk) = engine.desk(self.call) {
+                desk.set_waker(waker);
+            }
+            if !self.awaited {
+                self.awaited = true;
+                self.hub.await_one(&mut engine);
+            }
+        }
+        let step = self.step(Some(Instant::now()));
+        let done = match &step {
+            Step::Outcome(_) => self.finished && self.ready.is_empty(),
+            Step::End => true,
+            Step::TimedOut => false,
+        };
+        if done && self.awaited {
+            self.awaited = false;
+            let mut engine = self.hub.lock();
+            self.hub.await_done(&mut engine);
+        }
+        match step {
+            Step::Outcome(outcome) => Poll::Ready(Some(outcome)),
+            Step::End => Poll::Ready(None),
+            Step::TimedOut => Poll::Pending,
+        }
+    }
+
+    /// The pid of the worker running an item of this call now, if one is.
+    pub fn running_pid(&self) -> Option<u32> {
+        self.hub.lock().running_pid(self.call)
+    }
+
+    /// Waits until `done` holds of the engine or `until` passes, driving it meanwhile.
+    pub fn wait_for(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
+        let engine = self.hub.lock();
+        let _ = self.hub.wait(engine, done, until, Some(self.main));
+    }
+
+    /// Absorbs whatever mail is already here, without waiting or driving.
+    pub(super) fn take_mail_now(&mut self) {
+        let mail = self.hub.lock().take_mail(self.call);
+        if let Some(mail) = mail {
+            self.absorb_mail(mail);
+        }
+    }
+
+    pub(super) fn absorb_mail(&mut self, mail: Mail) {
+        for happened in mail.events {
+            self.absorb(happened);
+        }
+        if let Some(failure) = mail.failure {
+            self.abandon(failure);
+        }
+    }
+}

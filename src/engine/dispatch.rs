@@ -1,0 +1,168 @@
+//! Handing the chunks calls queued to workers with room: which worker takes a chunk (its
+//! window, its budget under `max_tasks`), how much room a call has, and fairness across calls
+//! (the call served longest ago goes first).
+
+use super::Engine;
+use crate::desk::Queued;
+use crate::outbox::SharedFrame;
+use crate::worker_handle::{Sent, WorkerHandle};
+use std::time::Duration;
+
+impl Engine {
+    /// Whether worker `worker` takes a chunk of `count` items of a call with `window` chunks in
+    /// flight per worker now. A worker whose window is full is refilled only once it is down
+    /// to half, and then up to full: at chunksize 1 (window 8) that sends four chunks in one
+    /// message instead of one message per reply. A worker due for replacement after
+    /// `max_tasks` items takes no more than its budget.
+    fn takes(&self, worker: &WorkerHandle, window: usize, count: usize) -> bool {
+        let held = worker.in_flight.len();
+        worker.stopping.is_none()
+            && held < window
+            && (worker.refilling || held <= window / 2)
+            && self.budget_of(worker) >= count.max(1)
+    }
+
+    pub(super) fn budget_of(&self, worker: &WorkerHandle) -> usize {
+        self.settings.max_tasks.map_or(usize::MAX, |max| {
+            max.saturating_sub(usize::try_from(worker.dispatched_items).unwrap_or(usize::MAX))
+        })
+    }
+
+    /// How many more chunks call `call` can have sent now (beyond those it queued), and the
+    /// most items one of them may hold (a worker due for replacement takes no more than its
+    /// budget; with no worker taking any, what a fresh worker takes).
+    pub fn room(&self, call: u64) -> (usize, usize) {
+        let Some(desk) = self.desks.get(&call) else {
+            return (0, 0);
+        };
+        let window = desk.window;
+        let mut slots = 0usize;
+        let mut biggest = 0usize;
+        for worker in &self.workers {
+            if self.takes(worker, window, 1) {
+                slots = slots.saturating_add(window - worker.in_flight.len());
+                biggest = biggest.max(self.budget_of(worker));
+            }
+        }
+        if slots == 0 {
+            // Nobody takes a chunk now: size it for a fresh worker.
+            biggest = self.settings.max_tasks.unwrap_or(usize::MAX);
+        }
+        (slots.saturating_sub(desk.queued()), biggest)
+    }
+
+    /// Hands queued chunks to workers with room, the call served longest ago first, until no
+    /// queued chunk fits anywhere. Small frames wait for [`flush`](Engine::flush) to go out
+    /// together.
+    pub fn dispatch_queued(&mut self) {
+        loop {
+            let mut order: Vec<(u64, u64)> = self
+                .desks
+                .iter()
+                .filter(|(_, d)| d.queued() > 0)
+                .map(|(&call, d)| (d.last_served, call))
+                .collect();
+            if order.is_empty() {
+                return;
+            }
+            order.sort_unstable();
+            let mut sent_any = false;
+            for (_, call) in order {
+                if self.dispatch_one(call) {
+                    sent_any = true;
+                    break; // the order changed: this call was just served
+                }
+            }
+            if !sent_any {
+                return;
+            }
+        }
+    }
+
+    /// Sends the oldest queued chunk of `call` to the best worker that takes it, if any.
+    fn dispatch_one(&mut self, call: u64) -> bool {
+        let Some(desk) = self.desks.get(&call) else {
+            return false;
+        };
+        let Some(next) = desk.peek() else {
+            return false;
+        };
+        let (window, count) = (desk.window, next.count as usize);
+        let slot = self
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| self.takes(w, window, count))
+            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch))
+            .map(|(slot, _)| slot);
+        let Some(slot) = slot else {
+            return false;
+        };
+        self.dispatches += 1;
+        let served = self.dispatches;
+        let desk = self.desks.get_mut(&call).expect("looked up above");
+        let Some(queued) = desk.pop() else {
+            return false;
+        };
+        desk.last_served = served;
+        let (timeout, context) = (desk.timeout, desk.context.clone());
+        self.send(slot, call, queued, timeout, context.as_ref(), window);
+        true
+    }
+
+    /// Stages chunk `queued` of `call` for the worker in `slot`, preceded by `context` if that
+    /// worker does not hold this call's context yet.
+    ///
+    /// A failed send means the worker is dying: the chunk stays in its queue and is dealt with
+    /// when its death is reported.
+    fn send(
+        &mut self,
+        slot: usize,
+        call: u64,
+        queued: Queued,
+        timeout: Option<Duration>,
+        context: Option<&SharedFrame>,
+        window: usize,
+    ) {
+        let served = self.dispatches;
+        let worker = &mut self.workers[slot];
+        let mut backlog = worker.backlog();
+        let mut bytes = queued.frame.len();
+        if let Some(context) = context.filter(|_| worker.context_call != call) {
+            worker.context_call = call;
+            worker.outbox.stage(context, backlog);
+            backlog.bytes += context.len();
+            bytes += context.len();
+        }
+        worker.outbox.stage(&queued.frame, backlog);
+        worker.in_flight.push_back(Sent {
+            call,
+            chunk: queued.chunk,
+            count: queued.count,
+            bytes,
+            timeout,
+            cancelled_at: None,
+        });
+        worker.update_timing();
+        worker.refilling = worker.in_flight.len() < window;
+        worker.dispatched_items = worker
+            .dispatched_items
+            .saturating_add(u64::from(queued.count));
+        worker.last_dispatch = served;
+    }
+
+    /// Sends every worker the frames staged for it. Cheap when nothing is staged.
+    pub fn flush(&mut self) {
+        for worker in &mut self.workers {
+            if worker.outbox.has_staged() {
+                let backlog = worker.backlog();
+                worker.outbox.flush(backlog);
+            }
+        }
+    }
+
+    /// Whether any live call has chunks queued for the workers.
+    pub fn has_queued(&self) -> bool {
+        self.desks.values().any(|d| d.queued() > 0)
+    }
+}

@@ -1,0 +1,228 @@
+//! What arrives from the workers: a reply becomes mail for its call; a death becomes mail for
+//! every call whose chunks the worker held, and a replacement; a worker that sends what it may
+//! not is killed.
+
+use super::{Engine, WorkerMain};
+use crate::desk::Happened;
+use crate::error::{Death, PoolError};
+use crate::inbox::Event;
+use crate::worker_handle::{StopReason, Verdict};
+use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+impl Engine {
+    /// Acts on one event from the inbox: mail for the call it concerns, a replacement for a
+    /// dead worker. Returns how many calls got mail.
+    pub fn interpret(&mut self, event: Event, main: Option<&WorkerMain<'_>>) -> usize {
+        match event {
+            Event::Frame { child, frame } => self.on_frame(child, frame, main),
+            Event::Violation { child, what } => {
+                self.offend(child, what);
+                0
+            }
+            Event::Exited { child, status } => self.on_exit(child, status, main),
+        }
+    }
+
+    /// A frame from child `child`: a reply to the chunk at the front of its queue, or a
+    /// readiness report. Anything else is an offense.
+    fn on_frame(&mut self, child: u64, frame: Vec<u8>, main: Option<&WorkerMain<'_>>) -> usize {
+        let Some(slot) = self.slot_of(child) else {
+            // A retired worker's last frames: nothing of any call waits for them.
+            return 0;
+        };
+        match Message::parse(&frame) {
+            Some(Message::Reply(reply)) => {
+                let worker = &mut self.workers[slot];
+                let pid = worker.pid();
+                let front = worker.in_flight.front().copied();
+                if front.map(|s| (s.call, s.chunk)) != Some((reply.call, reply.chunk)) {
+                    let what = match front {
+                        Some(s) => format!(
+                            "a reply for chunk {} of call {} while it ran chunk {} of call {}",
+                            reply.chunk, reply.call, s.chunk, s.call
+                        ),
+                        None => format!(
+                            "a reply for chunk {} of call {} while it held no chunk",
+                            reply.chunk, reply.call
+                        ),
+                    };
+                    self.offend(child, what);
+                    return 0;
+                }
+                worker.in_flight.pop_front();
+                worker.replied_chunks += 1;
+                worker.update_timing();
+                self.guard.progress();
+                let (call, chunk, count, busy_nanos) =
+                    (reply.call, reply.chunk, reply.count, reply.busy_nanos);
+                self.retire_if_spent(slot, main);
+                match self.desks.get_mut(&call) {
+                    Some(desk) => {
+                        desk.post(Happened::Reply {
+                            pid,
+                            chunk,
+                            count,
+                            busy_nanos,
+                            frame,
+                        });
+                        1
+                    }
+                    None => 0,
+                }
+            }
+            Some(Message::Ready) if !self.workers[slot].ready => {
+                self.workers[slot].set_ready();
+                0
+            }
+            Some(Message::InitFailed(message)) if !self.workers[slot].ready => {
+                self.workers[slot].init_failure = Some(message.to_string());
+                0
+            }
+            _ => {
+                self.offend(child, describe(&frame));
+                0
+            }
+        }
+    }
+
+    /// Child `child` died: tells each call what it cost them, and forks its replacement.
+    fn on_exit(&mut self, child: u64, status: ExitStatus, main: Option<&WorkerMain<'_>>) -> usize {
+        let (worker, retired) = match self.slot_of(child) {
+            Some(slot) => (self.workers.swap_remove(slot), false),
+            None => match self.retired.iter().position(|w| w.id == child) {
+                // Retired (spent, or told to exit at shutdown): it may still hold chunks.
+                Some(at) => (self.retired.swap_remove(at), true),
+                None => return 0,
+            },
+        };
+        let death = Death::from(status);
+        let pid = worker.pid();
+        let verdict = worker.verdict(death, self.settings.child.memory_limit);
+        // A worker reads its next frame only after replying to the one before, so only
+        // the front of its queue can have started.
+        let mut cost: HashMap<u64, DeathCost> = HashMap::new();
+        let mut queue = worker.in_flight.iter();
+        if let Some(front) = queue.next() {
+            let verdict = match verdict {
+                // The first such death may be the worker's own bad luck; the second is the
+                // chunk's doing (a frame too big for the memory limit, say).
+                Verdict::Blameless(cause)
+                    if !self.front_deaths.insert((front.call, front.chunk)) =>
+                {
+                    Verdict::Unknown(cause)
+                }
+                Verdict::Blameless(_) => Verdict::Requeue,
+                verdict => verdict,
+            };
+            cost.entry(front.call).or_default().0 = Some((front.chunk, verdict));
+        }
+        for sent in queue {
+            cost.entry(sent.call).or_default().1.push(sent.chunk);
+        }
+        let init_late = worker
+            .stopping
+            .filter(|s| s.reason == StopReason::Init)
+            .map(|s| s.after);
+        let cause = match (&worker.offense, &worker.init_failure, init_late) {
+            (Some(what), _, _) => format!("worker {pid} broke the protocol: {what}"),
+            (None, Some(message), _) => format!("worker {pid}: initializer panicked: {message}"),
+            (None, None, Some(after)) => {
+                format!("worker {pid}: initializer did not return within {after:?}, killed")
+            }
+            (None, None, None) => format!("worker {pid} {death}"),
+        };
+        if worker.offense.is_none() && worker.progress.get().snapshot().ended > 0 {
+            // It finished items before it died: workers are making progress.
+            self.guard.progress();
+        }
+        drop(worker); // joins its reaper, which has ended
+        self.publish_roster();
+        let mut mailed = 0;
+        for (call, (running, unstarted)) in cost {
+            if let Some(desk) = self.desks.get_mut(&call) {
+                desk.post(Happened::Died {
+                    pid,
+                    death,
+                    running,
+                    unstarted,
+                });
+                mailed += 1;
+            }
+        }
+        if retired && mailed == 0 {
+            return 0; // a spent worker's exit, or one at shutdown that held nothing
+        }
+        let mut failure = self.guard.death(cause);
+        if self.halted.load(Ordering::Acquire) {
+            failure = Some(PoolError::Closed);
+        } else if let Err(e) = self.fill_or_defer(main) {
+            failure.get_or_insert(e);
+        }
+        if let Some(failure) = failure {
+            self.fail_calls(&failure);
+            mailed += self.desks.len();
+        }
+        mailed
+    }
+
+    /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.
+    fn retire_if_spent(&mut self, slot: usize, main: Option<&WorkerMain<'_>>) {
+        let worker = &self.workers[slot];
+        if self.budget_of(worker) > 0 || !worker.in_flight.is_empty() {
+            return;
+        }
+        let mut worker = self.workers.swap_remove(slot);
+        let backlog = worker.backlog();
+        worker
+            .outbox
+            .send(&Arc::new(shutdown_frame().to_vec()), backlog);
+        self.retired.push(worker);
+        self.publish_roster();
+        if let Err(e) = self.fill_or_defer(main) {
+            self.fail_calls(&e);
+        }
+    }
+
+    /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
+    /// for (see `Hub::shut_down`).
+    pub fn retire_all(&mut self) {
+        let shutdown = Arc::new(shutdown_frame().to_vec());
+        for worker in &mut self.workers {
+            let backlog = worker.backlog();
+            worker.outbox.send(&shutdown, backlog);
+        }
+        self.retired.append(&mut self.workers);
+        self.publish_roster();
+    }
+
+    /// Kills every retired worker now (their exits still have to be taken).
+    pub fn kill_retired(&self) {
+        for worker in &self.retired {
+            worker.child.kill();
+        }
+    }
+
+    /// Forgets every retired worker (dropping each joins its reaper, which reaps it): for an
+    /// inbox that cannot be read any more, after [`kill_retired`](Engine::kill_retired).
+    pub fn forget_retired(&mut self) {
+        self.retired.clear();
+    }
+}
+
+/// What a worker's death cost one call: the chunk it was running, if of that call, and what
+/// that chunk needs; the call's chunks it held unstarted.
+type DeathCost = (Option<(u64, Verdict)>, Vec<u64>);
+
+/// What a frame that is not one a worker may send looks like, in words (its first bytes).
+pub(super) fn describe(frame: &[u8]) -> String {
+    let shown: Vec<String> = frame.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "a frame of {} bytes that is not one it may send now ({}{})",
+        frame.len(),
+        shown.join(" "),
+        if frame.len() > 12 { " ..." } else { "" }
+    )
+}

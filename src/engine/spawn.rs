@@ -1,0 +1,177 @@
+//! Forking a pool's workers (and their replacements, now or deferred to a thread that can
+//! fork), and waiting for their initializers when the pool is built.
+
+use super::{Engine, WorkerMain};
+use crate::channel;
+use crate::child_handle::ChildHandle;
+use crate::error::{Death, PoolError};
+use crate::fork;
+use crate::inbox::Event;
+use crate::outbox::Outbox;
+use crate::reaper::Reaper;
+use crate::worker_handle::WorkerHandle;
+use forkpool_worker::ChildEnd;
+use forkpool_worker::progress;
+use forkpool_worker::protocol::Message;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+impl Engine {
+    /// Forks the replacements a thread that cannot fork left pending (see `refill_pending`);
+    /// a failure ends the calls with work.
+    pub fn refill(&mut self, main: &WorkerMain<'_>) {
+        if std::mem::take(&mut self.refill_pending) {
+            if let Err(e) = self.fill(main) {
+                self.fail_calls(&e);
+            }
+        }
+    }
+
+    /// Forks workers until the pool has its full size, or (without `main`: the async driver
+    /// cannot fork) leaves that to the next thread that can.
+    pub(super) fn fill_or_defer(&mut self, main: Option<&WorkerMain<'_>>) -> Result<(), PoolError> {
+        match main {
+            Some(main) => self.fill(main),
+            None => {
+                self.refill_pending = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Forks workers until the pool has its full size.
+    pub fn fill(&mut self, main: &WorkerMain<'_>) -> Result<(), PoolError> {
+        while self.workers.len() < self.settings.size {
+            self.spawn(main)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn spawn(&mut self, main: &WorkerMain<'_>) -> Result<(), PoolError> {
+        if self.halted.load(Ordering::Acquire) {
+            return Err(PoolError::Closed);
+        }
+        let page = channel::progress_page()?;
+        let address = page.address();
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let pair = channel::pair()?;
+        let socket = Arc::new(pair.parent);
+        let pid = fork::spawn(self.settings.child, pair.child, Some(address), |socket| {
+            // SAFETY: `address` is the page made above, mapped before this process was forked.
+            unsafe { progress::install(address) };
+            main(ChildEnd { socket })
+        })?;
+        let child = Arc::new(ChildHandle::new(pid));
+        self.inbox.add(id, Arc::clone(&socket));
+        let reaper = match Reaper::start(pid, id, self.inbox.exits()) {
+            Ok(reaper) => reaper,
+            Err(e) => {
+                child.kill();
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(e);
+            }
+        };
+        let init_limit = self.settings.init_timeout;
+        let init_deadline = match self.settings.has_init {
+            true => Instant::now().checked_add(init_limit),
+            false => None,
+        };
+        self.workers.push(WorkerHandle {
+            id,
+            child,
+            outbox: Outbox::new(socket, pid),
+            in_flight: VecDeque::new(),
+            context_call: 0,
+            progress: page,
+            replied_chunks: 0,
+            dispatched_items: 0,
+            timed: false,
+            timed_since: 0,
+            ready: !self.settings.has_init,
+            init_failure: None,
+            init_deadline,
+            init_limit,
+            stall: None,
+            last_dispatch: 0,
+            stopping: None,
+            refilling: false,
+            offense: None,
+            _reaper: reaper,
+        });
+        self.publish_roster();
+        Ok(())
+    }
+
+    /// Waits until every worker has run the pool's initializer; the first failure otherwise.
+    /// A worker whose initializer has not returned within the init timeout is killed, and
+    /// that is the failure. (Runs before the pool is shared: no call is live.)
+    pub fn wait_ready(&mut self) -> Result<(), PoolError> {
+        while self.workers.iter().any(|w| !w.ready) {
+            let deadline = self
+                .workers
+                .iter()
+                .filter(|w| !w.ready)
+                .filter_map(|w| w.init_deadline)
+                .min();
+            let Some(event) = self.inbox.next(deadline)? else {
+                let now = Instant::now();
+                let late = self
+                    .workers
+                    .iter()
+                    .find(|w| !w.ready && w.init_deadline.is_some_and(|at| at <= now));
+                if let Some(worker) = late {
+                    let pid = worker.pid();
+                    let message = format!(
+                        "it did not return within {:?} (the init timeout); the worker was killed",
+                        worker.init_limit
+                    );
+                    for worker in self.workers.iter().filter(|w| !w.ready) {
+                        worker.child.kill();
+                    }
+                    return Err(PoolError::Init { pid, message });
+                }
+                continue;
+            };
+            match event {
+                Event::Frame { child, frame } => {
+                    let Some(slot) = self.slot_of(child) else {
+                        continue;
+                    };
+                    let pid = self.workers[slot].pid();
+                    match Message::parse(&frame) {
+                        Some(Message::Ready) => self.workers[slot].set_ready(),
+                        Some(Message::InitFailed(message)) => {
+                            return Err(PoolError::Init {
+                                pid,
+                                message: message.to_string(),
+                            });
+                        }
+                        _ => self.offend(child, super::events::describe(&frame)),
+                    }
+                }
+                Event::Violation { child, what } => self.offend(child, what),
+                Event::Exited { child, status } => {
+                    let Some(slot) = self.slot_of(child) else {
+                        continue;
+                    };
+                    let worker = self.workers.swap_remove(slot);
+                    let pid = worker.pid();
+                    let message = match &worker.offense {
+                        Some(what) => format!("worker broke the protocol: {what}"),
+                        None => format!(
+                            "worker {} before its initializer returned",
+                            Death::from(status)
+                        ),
+                    };
+                    drop(worker);
+                    self.publish_roster();
+                    return Err(PoolError::Init { pid, message });
+                }
+            }
+        }
+        Ok(())
+    }
+}
