@@ -129,14 +129,14 @@ pub(crate) struct WorkerHandle {
     /// The worker's item counters, shared with it.
     pub progress: RegisteredPage,
     /// Chunks it answered.
-    pub replied_chunks: u64,
+    replied_chunks: u64,
     /// Items sent to it (for `max_tasks`).
-    pub dispatched_items: u64,
+    dispatched_items: u64,
     /// Its page records start times (it holds chunks of a timed call).
-    pub timed: bool,
+    timed: bool,
     /// Start times before this moment (`progress::now_nanos`) were not recorded for a timed
     /// chunk.
-    pub timed_since: u64,
+    timed_since: u64,
     /// It reported `Ready` (or the pool has no initializer).
     pub ready: bool,
     /// What its initializer panicked with.
@@ -148,10 +148,10 @@ pub(crate) struct WorkerHandle {
     /// While it holds chunks of a timed call: since when it shows no progress.
     pub stall: Option<Stall>,
     /// The engine's number of the latest chunk dispatched to it (0: none yet).
-    pub last_dispatch: u64,
+    last_dispatch: u64,
     pub stopping: Option<Stopping>,
     /// Being refilled: it takes chunks until its window is full (see `Engine::has_room`).
-    pub refilling: bool,
+    refilling: bool,
     /// What it sent that it may not: the parent killed it for that.
     pub offense: Option<String>,
     /// Dropped last: joining the reaper waits for the worker's death.
@@ -159,6 +159,40 @@ pub(crate) struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// The parent's view of worker `id`, just forked: it holds nothing yet. `init` is when its
+    /// initializer must have returned and the limit that sets, if the pool has one.
+    pub fn new(
+        id: u64,
+        child: Arc<ChildHandle>,
+        outbox: Outbox,
+        progress: RegisteredPage,
+        init: Option<(Option<Instant>, Duration)>,
+        reaper: Reaper,
+    ) -> WorkerHandle {
+        WorkerHandle {
+            id,
+            child,
+            outbox,
+            in_flight: VecDeque::new(),
+            context_call: 0,
+            progress,
+            replied_chunks: 0,
+            dispatched_items: 0,
+            timed: false,
+            timed_since: 0,
+            ready: init.is_none(),
+            init_failure: None,
+            init_deadline: init.and_then(|(deadline, _)| deadline),
+            init_limit: init.map_or(Duration::ZERO, |(_, limit)| limit),
+            stall: None,
+            last_dispatch: 0,
+            stopping: None,
+            refilling: false,
+            offense: None,
+            _reaper: reaper,
+        }
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.pid().as_raw() as u32
@@ -168,6 +202,46 @@ impl WorkerHandle {
     pub fn set_ready(&mut self) {
         self.ready = true;
         self.init_deadline = None;
+    }
+
+    /// It was sent chunk `sent` (dispatch number `served`) by a call with `window` chunks in
+    /// flight per worker: the one place that adds to `in_flight` (invariant: every chunk sent
+    /// and not yet answered is there, oldest first) and counts items toward `max_tasks`.
+    pub fn took(&mut self, sent: Sent, window: usize, served: u64) {
+        self.in_flight.push_back(sent);
+        self.update_timing();
+        self.refilling = self.in_flight.len() < window;
+        self.dispatched_items = self.dispatched_items.saturating_add(u64::from(sent.count));
+        self.last_dispatch = served;
+    }
+
+    /// Whether it is being refilled: it takes chunks until its window is full.
+    pub fn refilling(&self) -> bool {
+        self.refilling
+    }
+
+    /// Items sent to it so far (for `max_tasks`).
+    pub fn dispatched_items(&self) -> u64 {
+        self.dispatched_items
+    }
+
+    /// The engine's number of the latest chunk dispatched to it (0: none yet).
+    pub fn last_dispatch(&self) -> u64 {
+        self.last_dispatch
+    }
+
+    /// It answered the chunk at the front of its queue (the caller checked the reply matches).
+    pub fn answered(&mut self) {
+        self.in_flight.pop_front();
+        self.replied_chunks += 1;
+        self.update_timing();
+    }
+
+    /// What it holds unanswered, plus `extra` bytes staged for it just now.
+    pub fn backlog_with(&self, extra: usize) -> Backlog {
+        let mut backlog = self.backlog();
+        backlog.bytes += extra;
+        backlog
     }
 
     /// What it holds unanswered.

@@ -18,13 +18,13 @@ impl Engine {
         let held = worker.in_flight.len();
         worker.stopping.is_none()
             && held < window
-            && (worker.refilling || held <= window / 2)
+            && (worker.refilling() || held <= window / 2)
             && self.budget_of(worker) >= count.max(1)
     }
 
     pub(super) fn budget_of(&self, worker: &WorkerHandle) -> usize {
         self.settings.max_tasks.map_or(usize::MAX, |max| {
-            max.saturating_sub(usize::try_from(worker.dispatched_items).unwrap_or(usize::MAX))
+            max.saturating_sub(usize::try_from(worker.dispatched_items()).unwrap_or(usize::MAX))
         })
     }
 
@@ -93,7 +93,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(_, w)| self.takes(w, window, count))
-            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch))
+            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch()))
             .map(|(slot, _)| slot);
         let Some(slot) = slot else {
             return false;
@@ -126,29 +126,24 @@ impl Engine {
     ) {
         let served = self.dispatches;
         let worker = &mut self.workers[slot];
-        let mut backlog = worker.backlog();
+        let backlog = worker.backlog();
         let mut bytes = queued.frame.len();
         if let Some(context) = context.filter(|_| worker.context_call != call) {
             worker.context_call = call;
             worker.outbox.stage(context, backlog);
-            backlog.bytes += context.len();
             bytes += context.len();
         }
+        let backlog = worker.backlog_with(bytes - queued.frame.len());
         worker.outbox.stage(&queued.frame, backlog);
-        worker.in_flight.push_back(Sent {
+        let sent = Sent {
             call,
             chunk: queued.chunk,
             count: queued.count,
             bytes,
             timeout,
             cancelled_at: None,
-        });
-        worker.update_timing();
-        worker.refilling = worker.in_flight.len() < window;
-        worker.dispatched_items = worker
-            .dispatched_items
-            .saturating_add(u64::from(queued.count));
-        worker.last_dispatch = served;
+        };
+        worker.took(sent, window, served);
     }
 
     /// Sends every worker the frames staged for it. Cheap when nothing is staged.

@@ -52,9 +52,7 @@ impl Engine {
                     self.offend(child, what);
                     return 0;
                 }
-                worker.in_flight.pop_front();
-                worker.replied_chunks += 1;
-                worker.update_timing();
+                worker.answered();
                 self.guard.progress();
                 let (call, chunk, count, busy_nanos) =
                     (reply.call, reply.chunk, reply.count, reply.busy_nanos);

@@ -13,7 +13,6 @@ use crate::worker_handle::WorkerHandle;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::progress;
 use forkpool_worker::protocol::Message;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -79,28 +78,13 @@ impl Engine {
             true => Instant::now().checked_add(init_limit),
             false => None,
         };
-        self.workers.push(WorkerHandle {
-            id,
-            child,
-            outbox: Outbox::new(socket, pid),
-            in_flight: VecDeque::new(),
-            context_call: 0,
-            progress: page,
-            replied_chunks: 0,
-            dispatched_items: 0,
-            timed: false,
-            timed_since: 0,
-            ready: !self.settings.has_init,
-            init_failure: None,
-            init_deadline,
-            init_limit,
-            stall: None,
-            last_dispatch: 0,
-            stopping: None,
-            refilling: false,
-            offense: None,
-            _reaper: reaper,
-        });
+        let init = match self.settings.has_init {
+            true => Some((init_deadline, init_limit)),
+            false => None,
+        };
+        let outbox = Outbox::new(socket, pid);
+        let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
+        self.workers.push(worker);
         self.publish_roster();
         Ok(())
     }
