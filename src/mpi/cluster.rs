@@ -47,7 +47,7 @@ impl Code {
 /// `starmap` and `map_with`; an item's failure is an [`Error::Task`] naming the item, the rank
 /// and host that ran it, and the worker's pid. Chunks are handed out as nodes finish them, so a
 /// slow node gets fewer. One call runs at a time: a call made while an iterator of this cluster
-/// is running returns [`PoolError::Busy`](crate::PoolError::Busy).
+/// is running returns [`Error::Busy`].
 ///
 /// A `ClusterPool` stays on the thread that called `init` (MPI is initialized for calls from
 /// that thread only), so it is neither `Send` nor `Sync`. Dropping it tells the nodes to stop,

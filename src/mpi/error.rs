@@ -72,9 +72,8 @@ pub enum Error {
         /// The failure, as its pool reported it (for example [`PoolError::CrashLoop`]).
         error: PoolError,
     },
-    /// A call was refused before it started (a chunksize or timeout of zero, a second call
-    /// while an iterator of this cluster is running: [`PoolError::Busy`]), or this rank's pool
-    /// could not be built.
+    /// A call was refused before it started (a chunksize or timeout of zero), or this rank's
+    /// pool could not be built.
     #[error(transparent)]
     Pool(#[from] PoolError),
     /// The cluster is running another call (one call at a time on a cluster): finish or drop
