@@ -78,6 +78,22 @@ pub use forkpool_worker::codec::MAX_DEPTH;
 pub use iter::{Imap, ImapUnordered};
 pub use pool::{CallOptions, Pool, PoolBuilder};
 pub use process::ReturnProcess;
+/// The serde this crate uses: item and result types need `Serialize` and `Deserialize`, and
+/// `#[derive(forkpool::serde::Serialize, forkpool::serde::Deserialize)]` with
+/// `#[serde(crate = "forkpool::serde")]` works without a `serde` line of your own.
+///
+/// ```
+/// use forkpool::serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// #[serde(crate = "forkpool::serde")]
+/// struct Point { x: i32, y: i32 }
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(1)?;
+/// let moved = pool.map(|p: Point| Point { x: p.x + 1, y: p.y }, [Point { x: 1, y: 2 }])?;
+/// assert_eq!(moved, [Point { x: 2, y: 2 }]);
+/// # Ok(()) }
+/// ```
+pub use serde;
 pub use task::{AsCompleted, Task, as_completed, wait_all};
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
