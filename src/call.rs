@@ -237,24 +237,26 @@ where
         let hub = self.hub;
         let mut engine = hub.lock();
         engine.refill(self.main);
-        let Some(desk) = engine.desk(self.call) else {
+        let call = self.call;
+        let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)
         };
         desk.window = self.window.now();
         while let Some(wire) = self.retry.pop_back() {
             if let Some(part) = self.in_flight.get(&wire) {
-                desk.push_front(Queued {
+                let queued = Queued {
                     chunk: wire,
                     count: part.count,
                     frame: Arc::clone(&part.frame),
-                });
+                };
+                engine.queue(call, queued, true);
             }
         }
-        let (mut room, biggest) = engine.room(self.call);
+        let (mut room, biggest) = engine.room(call);
         if self.in_flight.is_empty() {
-            // A call with nothing out queues one chunk even if no worker has room: the next
-            // free slot goes to the call served longest ago, so a one-item call is not stuck
-            // behind a long one that refills every slot it frees.
+            // A call with nothing out queues one chunk even if no worker has room: it takes its
+            // turn in the ring, so a one-item call is not stuck behind a long one that refills
+            // every slot it frees.
             room = room.max(1);
         }
         while room > 0 && !self.input_done {
@@ -263,9 +265,7 @@ where
             }
             room -= 1;
             if let Some(queued) = self.next_chunk_of_input(biggest) {
-                if let Some(desk) = engine.desk(self.call) {
-                    desk.push(queued);
-                }
+                engine.queue(call, queued, false);
             }
         }
         engine.dispatch_queued();

@@ -61,8 +61,8 @@ pub(crate) struct Desk {
     pub timeout: Option<Duration>,
     /// The `map_with` context frame, sent to a worker before its first chunk of the call.
     pub context: Option<SharedFrame>,
-    /// When a chunk of this call was last handed to a worker (the engine's dispatch count).
-    pub last_served: u64,
+    /// Its id is in the engine's ring of calls with queued chunks.
+    pub in_ring: bool,
     queue: VecDeque<Queued>,
     mail: Vec<Happened>,
     failure: Option<PoolError>,
@@ -76,7 +76,7 @@ impl Desk {
             window: window.max(1),
             timeout,
             context: None,
-            last_served: 0,
+            in_ring: false,
             queue: VecDeque::new(),
             mail: Vec::new(),
             failure: None,

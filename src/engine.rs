@@ -13,8 +13,8 @@
 //!   its worker's queue.
 //! - Mail for a call that ended (finished, dropped or cancelled) is discarded: only its window
 //!   slot is freed.
-//! - Chunks go out in the order each call queued them; among calls, the one served longest ago
-//!   goes first, so a one-item call is not stuck behind a long one.
+//! - Chunks go out in the order each call queued them; among calls, in turn (a ring: a call
+//!   just served goes to the back), so a one-item call is not stuck behind a long one.
 
 mod dispatch;
 mod events;
@@ -30,7 +30,7 @@ pub(crate) use crate::worker_handle::{Cause, Verdict};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -97,6 +97,9 @@ pub(crate) struct Engine {
     next_call: u64,
     /// The live calls, by id.
     desks: HashMap<u64, Desk>,
+    /// Calls with queued chunks, in the order they are served (round robin: a call served
+    /// goes to the back if it has more).
+    ring: VecDeque<u64>,
     guard: CrashGuard,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
@@ -148,6 +151,7 @@ impl Engine {
             next_worker_id: 1,
             next_call: 1,
             desks: HashMap::new(),
+            ring: VecDeque::new(),
             halted: Arc::default(),
             front_deaths: HashSet::new(),
             dispatches: 0,

@@ -1,6 +1,6 @@
 //! Handing the chunks calls queued to workers with room: which worker takes a chunk (its
 //! window, its budget under `max_tasks`), how much room a call has, and fairness across calls
-//! (the call served longest ago goes first).
+//! (calls take turns, in a ring).
 
 use super::Engine;
 use crate::desk::Queued;
@@ -51,31 +51,54 @@ impl Engine {
         (slots.saturating_sub(desk.queued()), biggest)
     }
 
-    /// Hands queued chunks to workers with room, the call served longest ago first, until no
-    /// queued chunk fits anywhere. Small frames wait for [`flush`](Engine::flush) to go out
-    /// together.
+    /// Queues chunk `queued` of `call` for the workers: after its others, or before them (a
+    /// retry). A call that had none queued joins the back of the ring.
+    pub fn queue(&mut self, call: u64, queued: Queued, first: bool) {
+        let Some(desk) = self.desks.get_mut(&call) else {
+            return;
+        };
+        match first {
+            true => desk.push_front(queued),
+            false => desk.push(queued),
+        }
+        if !desk.in_ring {
+            desk.in_ring = true;
+            self.ring.push_back(call);
+        }
+    }
+
+    /// Hands queued chunks to workers with room, calls in turn (each call served goes to the
+    /// back of the ring if it has more), until no queued chunk fits. Small frames wait for
+    /// [`flush`](Engine::flush) to go out together. Cheap with many queued calls: it stops
+    /// after more calls in a row found no room than there are workers.
     pub fn dispatch_queued(&mut self) {
-        loop {
-            let mut order: Vec<(u64, u64)> = self
-                .desks
-                .iter()
-                .filter(|(_, d)| d.queued() > 0)
-                .map(|(&call, d)| (d.last_served, call))
-                .collect();
-            if order.is_empty() {
-                return;
+        let mut missed = Vec::new();
+        while let Some(call) = self.ring.pop_front() {
+            let Some(desk) = self.desks.get_mut(&call) else {
+                continue; // ended
+            };
+            desk.in_ring = false;
+            if desk.queued() == 0 {
+                continue;
             }
-            order.sort_unstable();
-            let mut sent_any = false;
-            for (_, call) in order {
-                if self.dispatch_one(call) {
-                    sent_any = true;
-                    break; // the order changed: this call was just served
+            if self.dispatch_one(call) {
+                if let Some(desk) = self.desks.get_mut(&call).filter(|d| d.queued() > 0) {
+                    desk.in_ring = true;
+                    self.ring.push_back(call);
+                }
+            } else {
+                if let Some(desk) = self.desks.get_mut(&call) {
+                    desk.in_ring = true;
+                }
+                missed.push(call);
+                if missed.len() > self.workers.len() {
+                    break;
                 }
             }
-            if !sent_any {
-                return;
-            }
+        }
+        // Calls that found no room keep their turn.
+        for call in missed.into_iter().rev() {
+            self.ring.push_front(call);
         }
     }
 
@@ -99,12 +122,10 @@ impl Engine {
             return false;
         };
         self.dispatches += 1;
-        let served = self.dispatches;
         let desk = self.desks.get_mut(&call).expect("looked up above");
         let Some(queued) = desk.pop() else {
             return false;
         };
-        desk.last_served = served;
         let (timeout, context) = (desk.timeout, desk.context.clone());
         self.send(slot, call, queued, timeout, context.as_ref(), window);
         true
