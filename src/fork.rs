@@ -45,7 +45,7 @@ pub(crate) fn spawn(
     let _ = stdio.0.flush();
     // Every signal waits while the child has the program's handlers: it resets them first
     // thing, then unblocks (`child::prepare`). The parent's mask is restored right after.
-    let signals = block_all_signals();
+    let signals = child::block_all_signals();
     // SAFETY: `fork` is sound to call; what must hold is that the child, a copy of one thread
     // of a possibly multi-threaded process, does not wait on a lock another thread held at the
     // moment of the fork, and never returns into code that assumes it is the parent. The child
@@ -74,7 +74,7 @@ pub(crate) fn spawn(
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => {
-            restore_signals(&signals);
+            child::restore_signals(&signals);
             drop(register);
             drop(socket);
             // Also done by the child; doing it here too closes the race with an early killpg.
@@ -82,7 +82,7 @@ pub(crate) fn spawn(
             Ok(child)
         }
         Err(errno) => {
-            restore_signals(&signals);
+            child::restore_signals(&signals);
             drop(register);
             Err(PoolError::Fork(errno.into()))
         }
@@ -97,22 +97,4 @@ pub(crate) fn spawn(
 /// does it.
 fn on_child_stack(run: impl FnOnce() -> i32) -> i32 {
     crate::sys::on_stack(CHILD_STACK, run).unwrap_or(child::EXIT_CHILD_PANICKED)
-}
-
-/// Blocks every signal in the calling thread; returns the mask it had.
-fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: zeroed sigsets are valid out-parameters; this changes only this thread's mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        old
-    }
-}
-
-/// Gives the calling thread back the mask `block_all_signals` returned.
-fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: `old` is a mask this thread had; this changes only this thread's mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }

@@ -111,3 +111,34 @@ pub fn before_fork() {
     crate::panic::install_hook();
     crate::code_map::record();
 }
+
+/// Blocks every signal in the calling thread; returns the mask it had, for
+/// [`restore_signals`]. The parent holds every signal across `fork` (a signal sent meanwhile
+/// waits until the child has reset the program's handlers), and a helper thread that must never
+/// run a handler starts with them blocked.
+///
+/// ```
+/// let old = forkpool_worker::child::block_all_signals();
+/// forkpool_worker::child::restore_signals(&old);
+/// ```
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: zeroed sigsets are valid out-parameters; this changes only this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+/// Gives the calling thread back the mask [`block_all_signals`] returned.
+///
+/// ```
+/// let old = forkpool_worker::child::block_all_signals();
+/// forkpool_worker::child::restore_signals(&old);
+/// ```
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is a mask this thread had; this changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}

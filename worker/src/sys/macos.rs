@@ -40,7 +40,7 @@ pub(crate) fn die_with_parent(parent: u32) {
     }
     // The watcher starts with every signal blocked: signals sent to the worker are the task
     // thread's to handle.
-    let signals = block_all_signals();
+    let signals = crate::child::block_all_signals();
     let _ = std::thread::Builder::new()
         .name("forkpool-parent-watch".into())
         .stack_size(64 * 1024)
@@ -51,7 +51,7 @@ pub(crate) fn die_with_parent(parent: u32) {
             }
             kill_own_group();
         });
-    restore_signals(&signals);
+    crate::child::restore_signals(&signals);
 }
 
 /// Whether this child's parent is no longer `parent` (it ended: the child was re-parented).
@@ -137,24 +137,6 @@ impl ExitWatch {
             }
         }
     }
-}
-
-/// Blocks every signal in the calling thread; returns the mask it had.
-fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: zeroed sigsets are valid out-parameters; this changes only this thread's mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        old
-    }
-}
-
-/// Gives the calling thread back the mask `block_all_signals` returned.
-fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: `old` is a mask this thread had; this changes only this thread's mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
 /// Runs `f` if at least `red_zone` bytes of stack are left, else returns `None`. (`stacker`
