@@ -36,7 +36,9 @@
 
 #![warn(missing_docs)]
 
+mod builder;
 mod call;
+mod call_options;
 mod channel;
 mod child_handle;
 mod chunking;
@@ -62,6 +64,8 @@ mod sys;
 mod task;
 mod worker_handle;
 
+pub use builder::PoolBuilder;
+pub use call_options::CallOptions;
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
 pub use fn_pool::{FnPool, par_eval, parmap};
 pub use forkpool_worker::StarArgs;
@@ -76,7 +80,7 @@ pub use forkpool_worker::StarArgs;
 /// ```
 pub use forkpool_worker::codec::MAX_DEPTH;
 pub use iter::{Imap, ImapUnordered};
-pub use pool::{CallOptions, Pool, PoolBuilder};
+pub use pool::Pool;
 pub use process::ReturnProcess;
 /// The serde this crate uses: item and result types need `Serialize` and `Deserialize`, and
 /// `#[derive(forkpool::serde::Serialize, forkpool::serde::Deserialize)]` with

@@ -1,4 +1,4 @@
-//! One item submitted on its own: [`Task`] (Python's `apply_async`, `concurrent.futures`'
+//! One item submitted on its own: [`Pool::submit`] and its kin, [`Task`] (Python's `apply_async`, `concurrent.futures`'
 //! `Future`), and [`as_completed`] to take tasks in the order they finish.
 //!
 //! A task is a call of one item that starts sending at once: its item goes to a worker as soon
@@ -10,9 +10,72 @@ use crate::call::{Call, Step};
 use crate::engine::Engine;
 use crate::error::{Error, PoolError};
 use crate::hub::Hub;
+use crate::pool::Pool;
+use forkpool_worker::StarArgs;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
+
+impl Pool {
+    /// Submits one item to run on a worker and returns at once with its [`Task`] (Python's
+    /// `apply_async`, `ProcessPoolExecutor.submit`). Any number of tasks and calls may run at
+    /// once, from any number of threads; take the outcome with [`Task::wait`], or take finished
+    /// tasks in order with [`as_completed`](crate::as_completed).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let tasks: Vec<_> = (1..=3u64).map(|n| pool.submit(|n: u64| (1..=n).product::<u64>(), n)).collect();
+    /// let factorials: Vec<u64> = tasks.into_iter().map(|t| t.wait()).collect::<Result<_, _>>()?;
+    /// assert_eq!(factorials, [1, 2, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub fn submit<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Task<'p, R>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().submit(f, item)
+    }
+
+    /// Submits one tuple of arguments for a function of several (like [`Pool::starmap`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool.starsubmit(|a: String, n: usize| a.repeat(n), ("ab".to_string(), 3));
+    /// assert_eq!(task.wait()?, "ababab");
+    /// # Ok(()) }
+    /// ```
+    pub fn starsubmit<'p, Args, R>(
+        &'p self,
+        f: <Args as StarArgs<R>>::Fn,
+        args: Args,
+    ) -> Task<'p, R>
+    where
+        Args: StarArgs<R> + Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().starsubmit(f, args)
+    }
+
+    /// Runs one item on a worker and waits for its outcome (Python's `Pool.apply`): a crash,
+    /// panic or timeout is this call's error, and the pool lives on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// assert_eq!(pool.apply(|s: String| s.to_uppercase(), "hi".to_string())?, "HI");
+    /// # Ok(()) }
+    /// ```
+    pub fn apply<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Result<R, Error>
+    where
+        T: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().apply(f, item)
+    }
+}
 
 /// What a [`Task`] needs of its call, whatever the item's type.
 pub(crate) trait TaskCall<R> {

@@ -1,0 +1,318 @@
+//! [`PoolBuilder`]: a pool's size, timeouts, initializer, recycling, memory limit and crash-loop
+//! guard, set before its workers are forked.
+
+use crate::crash_guard::RestartLimit;
+use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
+use crate::error::PoolError;
+use crate::lifecycle::PoolState;
+use crate::pool::{Pool, PoolMain, default_workers};
+use forkpool_worker::child::ChildOptions;
+use forkpool_worker::{EntryRunner, InitFn};
+use std::time::Duration;
+
+/// Configures a [`Pool`] before its workers are forked.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::builder().workers(2).window(3).build()?;
+/// assert_eq!(pool.workers(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    workers: usize,
+    window: Option<usize>,
+    show_panics: bool,
+    timeout: Option<Duration>,
+    init: Option<InitFn>,
+    max_tasks: Option<usize>,
+    memory_limit: Option<u64>,
+    pinpoint: bool,
+    restarts: RestartLimit,
+    init_timeout: Duration,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            workers: default_workers(),
+            window: None,
+            show_panics: false,
+            timeout: None,
+            init: None,
+            max_tasks: None,
+            memory_limit: None,
+            pinpoint: true,
+            restarts: RestartLimit::default(),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// How many worker processes to fork (default: the number of CPUs available).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(3).build()?;
+    /// assert_eq!(pool.pids().len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// How many chunks each worker may hold at once. By default each call picks: 2 (one
+    /// running, the next already queued, so a worker never waits for a round trip to the
+    /// parent), or, when chunks hold 16 items or fewer, enough chunks for about 1 ms of work,
+    /// from 2 to 32, learnt from their run times (a round trip costs about 70 µs, far more
+    /// than a small chunk of trivial items runs; slow items should not queue up behind one
+    /// worker). Either way a worker is refilled once it is down to half its window.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).window(4).build()?;
+    /// assert_eq!(pool.map(|x: u8| x + 1, [1u8, 2])?, [2, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn window(mut self, window: usize) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// Also print task panics on the workers' stderr (default: they are only reported in the
+    /// item's [`TaskError::Panicked`](crate::TaskError::Panicked)).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).show_panics(true).build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
+    pub fn show_panics(mut self, show: bool) -> Self {
+        self.show_panics = show;
+        self
+    }
+
+    /// The default time limit of one item, for every call (a call can set its own with
+    /// [`CallOptions::timeout`](crate::CallOptions::timeout)). An item still running after it fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut); its worker gets `SIGTERM` (its whole
+    /// process group, so processes the task started go too, and `SIGCONT` so a stopped one acts
+    /// on it), then `SIGKILL` after 100 ms, and is replaced; the call goes on. Decoding the item
+    /// counts as part of it.
+    ///
+    /// A worker that holds chunks but makes no progress for the timeout (no item begins or
+    /// ends: it was stopped with `SIGSTOP`, or is stuck receiving its chunk) is stopped the same
+    /// way: the item it was running, or else its first unstarted item, fails with `TimedOut`,
+    /// and the rest of its chunks run elsewhere.
+    ///
+    /// `Duration::MAX` (or anything too long to add to the clock) means no limit. A zero
+    /// timeout makes [`build`](Self::build) return [`PoolError::InvalidTimeout`]; a tiny one
+    /// (1 ns) times out every item within about a millisecond, without the parent spinning.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::builder().workers(1).timeout(Duration::from_millis(300)).build()?;
+    /// let err = pool.map(|s: u64| std::thread::sleep(Duration::from_secs(s)), [0, 60]).unwrap_err();
+    /// assert!(matches!(err.as_task(), Some(forkpool::TaskError::TimedOut { index: 1, .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// A function every worker runs once after it is forked and before its first item,
+    /// replacements included (Python's `initializer`). A fn pointer, like the functions given to
+    /// [`Pool::map`]: a fn item or a closure that captures nothing. If it panics in a first
+    /// worker, [`build`](Self::build) returns [`PoolError::Init`] with its message; if it panics
+    /// in a replacement, that worker dies, and the crash-loop guard ends the call if it keeps
+    /// happening.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let err = forkpool::Pool::builder()
+    ///     .workers(2)
+    ///     .init(|| panic!("no licence file"))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("no licence file"));
+    /// # Ok(()) }
+    /// ```
+    pub fn init(mut self, f: fn()) -> Self {
+        self.init = Some(f);
+        self
+    }
+
+    /// How long the [`init`](Self::init) function may run in a worker (default: 30 s). Past
+    /// it the worker is killed: in a first worker, [`build`](Self::build) returns
+    /// [`PoolError::Init`] naming the limit; in a replacement, the death counts for the
+    /// crash-loop guard ([`max_restarts`](Self::max_restarts)), and the chunks it was given run
+    /// elsewhere. While a replacement holds chunks of a call with a timeout, that timeout
+    /// bounds its initializer too. `Duration::MAX` means no limit.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let err = forkpool::Pool::builder()
+    ///     .workers(1)
+    ///     .init(|| std::thread::sleep(Duration::from_secs(3600)))
+    ///     .init_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("did not return within 200ms"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    pub fn init_timeout(mut self, limit: Duration) -> Self {
+        self.init_timeout = limit;
+        self
+    }
+
+    /// Replace each worker with a fresh one after it has been given `items` items (Python's
+    /// `maxtasksperchild`, counted in items): memory a task leaks goes with its worker. Chunks
+    /// are cut so that no worker gets more. Nothing fails or changes order. 0 is treated as 1.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
+    /// let pids = pool.map(|_: u8| std::process::id(), [0u8, 1, 2, 3])?;
+    /// assert_eq!(pids[0], pids[1]);
+    /// assert_ne!(pids[1], pids[2]);
+    /// # Ok(()) }
+    /// ```
+    pub fn max_tasks_per_worker(mut self, items: usize) -> Self {
+        self.max_tasks = Some(items.max(1));
+        self
+    }
+
+    /// Cap each worker's address space at `bytes` (`RLIMIT_AS`). An item whose allocation
+    /// fails under it aborts its worker and fails with
+    /// [`TaskError::OutOfMemory`](crate::TaskError::OutOfMemory); the pool goes on. The cap
+    /// counts virtual memory, code and stacks included, so leave room above what items really
+    /// use. (While a limit is set, a worker that dies of `SIGABRT` during an item is reported as
+    /// out of memory: Rust aborts on a failed allocation, and std offers no stable hook to tell
+    /// that abort from an explicit one.) On macOS, which does not enforce `RLIMIT_AS`, `build()`
+    /// returns [`PoolError::Unsupported`](crate::PoolError::Unsupported).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).memory_limit(1 << 30).build()?;
+    /// assert_eq!(pool.map(|n: usize| vec![1u8; n].len(), [1000usize])?, [1000]);
+    /// # Ok(()) }
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Crash pinpointing (default on): when a worker dies running an item, only that item fails
+    /// (the pool knows which item was running from a page of memory the worker shares with it);
+    /// the other items of its chunk are sent again. Off, every item of the chunk fails with
+    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), as in pebble: use that if items
+    /// must never run twice (with pinpointing, items of the chunk that had finished before the
+    /// crash run again).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).pinpoint_crashes(false).build()?;
+    /// let outcomes: Vec<_> = pool
+    ///     .chunksize(4)
+    ///     .imap(|x: u32| if x == 2 { std::process::abort() } else { x }, 0..4u32)
+    ///     .collect();
+    /// assert!(outcomes.iter().all(|r| r.is_err()));
+    /// # Ok(()) }
+    /// ```
+    pub fn pinpoint_crashes(mut self, on: bool) -> Self {
+        self.pinpoint = on;
+        self
+    }
+
+    /// The crash-loop guard: a call ends with [`PoolError::CrashLoop`] when more than `deaths`
+    /// workers die within `within` with no item finishing in between (billiard's
+    /// `max_restarts`). Default: 32 deaths within 10 s. `usize::MAX` deaths turns the guard off.
+    ///
+    /// Ending the call loses no item: every item already taken from the input, and every item
+    /// of an input of known length, gets [`TaskError::PoolFailed`](crate::TaskError::PoolFailed)
+    /// naming the crash loop; an input of unknown length is left alone, and the call's last
+    /// element is the [`PoolError::CrashLoop`] itself.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::builder()
+    ///     .workers(1)
+    ///     .max_restarts(3, Duration::from_secs(60))
+    ///     .build()?;
+    /// let outcomes: Vec<_> = pool
+    ///     .chunksize(1)
+    ///     .imap(|_: u8| -> u8 { std::process::abort() }, 0..100u8)
+    ///     .collect();
+    /// // Every item has its one outcome: the first four failed with their worker's death; then
+    /// // the guard ended the call, and the others (the input has a known length) fail with it.
+    /// assert_eq!(outcomes.len(), 100);
+    /// use forkpool::TaskError;
+    /// let task = |i: usize| outcomes[i].as_ref().unwrap_err().as_task().unwrap();
+    /// assert!((0..4).all(|i| matches!(task(i), TaskError::WorkerDied { .. })));
+    /// assert!((4..100).all(|i| matches!(task(i), TaskError::PoolFailed { cause, .. }
+    ///     if cause.starts_with("crash loop"))));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_restarts(mut self, deaths: usize, within: Duration) -> Self {
+        self.restarts = RestartLimit { deaths, within };
+        self
+    }
+
+    /// Forks the workers (and waits for their initializer, if there is one).
+    ///
+    /// ```
+    /// let err = forkpool::Pool::builder().workers(0).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "a pool needs at least one worker, got 0");
+    /// ```
+    pub fn build(self) -> Result<Pool, PoolError> {
+        if self.workers == 0 {
+            return Err(PoolError::NoWorkers { workers: 0 });
+        }
+        if self.window == Some(0) {
+            return Err(PoolError::InvalidWindow { window: 0 });
+        }
+        if let Some(timeout) = self.timeout.filter(|t| t.is_zero()) {
+            return Err(PoolError::InvalidTimeout { timeout });
+        }
+        let settings = Settings {
+            size: self.workers,
+            window: self.window,
+            child: ChildOptions {
+                ignore_sigint: true,
+                show_panics: self.show_panics,
+                memory_limit: self.memory_limit,
+            },
+            has_init: self.init.is_some(),
+            max_tasks: self.max_tasks,
+            pinpoint: self.pinpoint,
+            restarts: self.restarts,
+            init_timeout: self.init_timeout,
+        };
+        let init = self.init;
+        let main: Box<PoolMain> = Box::new(move |end| {
+            // SAFETY: this closure runs only in a worker this pool forked (see `Engine::fill`),
+            // whose task channel carries only frames `call` wrote for `EntryRunner`: entry
+            // addresses of `job` entries and fn pointers of the types each entry expects.
+            unsafe {
+                let mut runner = EntryRunner::new();
+                forkpool_worker::serve(end, init, &mut runner)
+            }
+        });
+        let shared = PoolState::new(Engine::new(settings)?, main);
+        {
+            let mut engine = shared.hub_unchecked().lock();
+            engine.fill(shared.main())?;
+            engine.wait_ready()?;
+        }
+        Ok(Pool {
+            shared,
+            timeout: self.timeout,
+        })
+    }
+}
