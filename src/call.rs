@@ -241,7 +241,10 @@ where
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)
         };
-        desk.window = self.window.now();
+        if desk.window != self.window.now() {
+            desk.window = self.window.now();
+            engine.dispatch_blocked = false;
+        }
         while let Some(wire) = self.retry.pop_back() {
             if let Some(part) = self.in_flight.get(&wire) {
                 let queued = Queued {

@@ -100,6 +100,9 @@ pub(crate) struct Engine {
     /// Calls with queued chunks, in the order they are served (round robin: a call served
     /// goes to the back if it has more).
     ring: VecDeque<u64>,
+    /// The last dispatch found no room for the queued chunks, and nothing that could make room
+    /// (a worker answering, dying or starting, a window growing, a chunk queued) happened since.
+    pub(crate) dispatch_blocked: bool,
     guard: CrashGuard,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
@@ -152,6 +155,7 @@ impl Engine {
             next_call: 1,
             desks: HashMap::new(),
             ring: VecDeque::new(),
+            dispatch_blocked: false,
             halted: Arc::default(),
             front_deaths: HashSet::new(),
             dispatches: 0,

@@ -65,6 +65,7 @@ impl Engine {
             desk.in_ring = true;
             self.ring.push_back(call);
         }
+        self.dispatch_blocked = false;
     }
 
     /// Hands queued chunks to workers with room, calls in turn (each call served goes to the
@@ -72,6 +73,9 @@ impl Engine {
     /// [`flush`](Engine::flush) to go out together. Cheap with many queued calls: it stops
     /// after more calls in a row found no room than there are workers.
     pub fn dispatch_queued(&mut self) {
+        if self.dispatch_blocked {
+            return;
+        }
         let mut missed = Vec::new();
         while let Some(call) = self.ring.pop_front() {
             let Some(desk) = self.desks.get_mut(&call) else {
@@ -96,7 +100,9 @@ impl Engine {
                 }
             }
         }
-        // Calls that found no room keep their turn.
+        // Calls that found no room keep their turn; until something makes room, looking again
+        // is pointless.
+        self.dispatch_blocked = !missed.is_empty();
         for call in missed.into_iter().rev() {
             self.ring.push_front(call);
         }

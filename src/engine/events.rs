@@ -53,6 +53,7 @@ impl Engine {
                     return 0;
                 }
                 worker.answered();
+                self.dispatch_blocked = false;
                 self.guard.progress();
                 let (call, chunk, count, busy_nanos) =
                     (reply.call, reply.chunk, reply.count, reply.busy_nanos);
@@ -97,6 +98,7 @@ impl Engine {
             },
         };
         let death = Death::from(status);
+        self.dispatch_blocked = false;
         let pid = worker.pid();
         let verdict = worker.verdict(death, self.settings.child.memory_limit);
         // A worker reads its next frame only after replying to the one before, so only
