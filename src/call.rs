@@ -17,17 +17,18 @@ mod control;
 mod recovery;
 
 use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};
-use crate::desk::Queued;
+use crate::desk::{Happened, Queued};
 use crate::engine::{Engine, WorkerMain};
 use crate::error::{CodecStage, Error, PoolError, TaskError};
 use crate::hub::{Hub, Waited};
+use crate::id_hash::IdMap;
 use crate::outbox::SharedFrame;
 use crate::outcome::{Outcome, failed};
 use forkpool_worker::codec;
 use forkpool_worker::protocol::{self, TaskCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +99,8 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     pinpoint: bool,
     /// Awaited asynchronously and not finished: counted in `Engine::async_pending`.
     awaited: bool,
+    /// An empty buffer to swap for the desk's mail (see `Desk::take_mail`).
+    mail_spare: Vec<Happened>,
     input: I,
     spec: CallSpec,
     chunking: Chunking,
@@ -112,9 +115,9 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     next_index: u64,
     max_ahead: u64,
     /// Parts sent and not yet answered, by wire number.
-    in_flight: HashMap<u64, Part>,
+    in_flight: IdMap<Part>,
     /// Chunks that were split, by origin.
-    split: HashMap<u64, Origin<R>>,
+    split: IdMap<Origin<R>>,
     /// Ordered calls: the oldest chunk not yet yielded, and finished chunks waiting for it.
     head: u64,
     parked: BTreeMap<u64, Vec<Outcome<R>>>,
@@ -172,6 +175,7 @@ where
             main,
             pinpoint,
             awaited: false,
+            mail_spare: Vec::new(),
             input,
             spec,
             chunking,
@@ -183,8 +187,8 @@ where
             next_part: FIRST_SPLIT_PART,
             next_index: 0,
             max_ahead,
-            in_flight: HashMap::new(),
-            split: HashMap::new(),
+            in_flight: IdMap::default(),
+            split: IdMap::default(),
             head: 0,
             parked: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -440,7 +444,7 @@ where
             let done = |e: &Engine| e.has_mail(call) || (needs_room && e.room(call).0 > 0);
             let engine = self.hub.lock();
             let (mut engine, waited) = self.hub.wait(engine, &done, until, Some(self.main));
-            let mail = engine.take_mail(call);
+            let mail = engine.take_mail(call, std::mem::take(&mut self.mail_spare));
             drop(engine);
             match (mail, waited) {
                 (Some(mail), _) => self.absorb_mail(mail),

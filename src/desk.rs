@@ -124,12 +124,14 @@ impl Desk {
         !self.mail.is_empty() || self.failure.is_some()
     }
 
-    pub fn take_mail(&mut self) -> Option<Mail> {
+    /// Takes the mail, leaving `spare` (an empty buffer the caller keeps) in its place, so a
+    /// call's steady stream of replies allocates no buffer per reply.
+    pub fn take_mail(&mut self, spare: Vec<Happened>) -> Option<Mail> {
         if !self.has_mail() {
             return None;
         }
         Some(Mail {
-            events: std::mem::take(&mut self.mail),
+            events: std::mem::replace(&mut self.mail, spare),
             failure: self.failure.take(),
         })
     }

@@ -22,15 +22,16 @@ mod spawn;
 
 use crate::child_handle::ChildHandle;
 use crate::crash_guard::{CrashGuard, RestartLimit};
-use crate::desk::{Desk, Mail};
+use crate::desk::{Desk, Happened, Mail};
 use crate::error::PoolError;
+use crate::id_hash::IdMap;
 use crate::inbox::{Exits, Inbox};
 use crate::worker_handle::WorkerHandle;
 pub(crate) use crate::worker_handle::{Cause, Verdict};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,7 +97,7 @@ pub(crate) struct Engine {
     next_worker_id: u64,
     next_call: u64,
     /// The live calls, by id.
-    desks: HashMap<u64, Desk>,
+    desks: IdMap<Desk>,
     /// Calls with queued chunks, in the order they are served (round robin: a call served
     /// goes to the back if it has more).
     ring: VecDeque<u64>,
@@ -153,7 +154,7 @@ impl Engine {
             inbox,
             next_worker_id: 1,
             next_call: 1,
-            desks: HashMap::new(),
+            desks: IdMap::default(),
             ring: VecDeque::new(),
             dispatch_blocked: false,
             halted: Arc::default(),
@@ -320,6 +321,12 @@ impl Engine {
 
     /// Moves the workers' stall and init clocks forward by the time nobody drove (frames sat
     /// unread while nobody looked: no worker is stalled for that).
+    /// Whether any worker has a clock that time without a driver would wrongly advance: a
+    /// timed chunk (its stall limit) or an initializer running (its deadline).
+    pub fn clocks_matter(&self) -> bool {
+        self.workers.iter().any(|w| w.timed_or_starting())
+    }
+
     pub fn resume_clocks(&mut self) {
         if let Some(since) = self.undriven_since.take() {
             let away = since.elapsed();
@@ -351,8 +358,8 @@ impl Engine {
     }
 
     /// Takes call `call`'s mail, if any.
-    pub fn take_mail(&mut self, call: u64) -> Option<Mail> {
-        self.desks.get_mut(&call).and_then(|d| d.take_mail())
+    pub fn take_mail(&mut self, call: u64, spare: Vec<Happened>) -> Option<Mail> {
+        self.desks.get_mut(&call).and_then(|d| d.take_mail(spare))
     }
 }
 

@@ -161,7 +161,9 @@ impl Hub {
                     }
                 };
                 engine.driving = false;
-                engine.undriven_since = Some(Instant::now());
+                if engine.clocks_matter() {
+                    engine.undriven_since = Some(Instant::now());
+                }
                 if engine.idle_waiters > 0 {
                     self.turn.notify_all();
                 }

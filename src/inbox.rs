@@ -17,9 +17,10 @@
 
 use crate::channel::{self, Registered};
 use crate::error::PoolError;
+use crate::id_hash::IdMap;
 use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::{Assembler, Received, Socket};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,7 +84,7 @@ impl Exits {
 
 /// The sockets of one pool's children (or of one `ReturnProcess`), read by the caller.
 pub(crate) struct Inbox {
-    peers: HashMap<u64, Peer>,
+    peers: IdMap<Peer>,
     /// Children that may have more to read without waiting, oldest first (round robin).
     ready: VecDeque<u64>,
     pending: VecDeque<Event>,
@@ -99,7 +100,7 @@ impl Inbox {
     pub fn new() -> Result<Inbox, PoolError> {
         let pipe = channel::wake_pipe()?;
         Ok(Inbox {
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             ready: VecDeque::new(),
             pending: VecDeque::new(),
             exits: Arc::new(Exits {

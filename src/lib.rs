@@ -49,6 +49,7 @@ mod error;
 mod fn_pool;
 mod fork;
 mod hub;
+mod id_hash;
 mod inbox;
 mod iter;
 mod lifecycle;

@@ -215,6 +215,12 @@ impl WorkerHandle {
         self.last_dispatch = served;
     }
 
+    /// Whether it holds a chunk of a timed call or has an initializer running: its stall or init
+    /// clock runs.
+    pub fn timed_or_starting(&self) -> bool {
+        self.timed || !self.ready
+    }
+
     /// Whether it is being refilled: it takes chunks until its window is full.
     pub fn refilling(&self) -> bool {
         self.refilling

@@ -119,17 +119,23 @@ where
 
     /// Absorbs whatever mail is already here, without waiting or driving.
     pub(super) fn take_mail_now(&mut self) {
-        let mail = self.hub.lock().take_mail(self.call);
+        let spare = std::mem::take(&mut self.mail_spare);
+        let mail = self.hub.lock().take_mail(self.call, spare);
         if let Some(mail) = mail {
             self.absorb_mail(mail);
         }
     }
 
     pub(super) fn absorb_mail(&mut self, mail: Mail) {
-        for happened in mail.events {
+        let Mail {
+            mut events,
+            failure,
+        } = mail;
+        for happened in events.drain(..) {
             self.absorb(happened);
         }
-        if let Some(failure) = mail.failure {
+        self.mail_spare = events; // empty, its buffer kept for the next mail
+        if let Some(failure) = failure {
             self.abandon(failure);
         }
     }

@@ -96,9 +96,18 @@ where
 {
     let mut rest = task.items;
     let progress = crate::progress::current();
+    // Whether the call is cancelled changes only when the parent writes a cancel: look again
+    // only then.
+    let mut cancels = u64::MAX;
+    let mut cancelled = false;
     for done in 0..task.count {
         if let Some(p) = progress {
-            if p.cancelled(task.call) {
+            let count = p.cancel_count();
+            if count != cancels {
+                cancels = count;
+                cancelled = p.cancelled(task.call);
+            }
+            if cancelled {
                 // The call was dropped: the parent discards this reply.
                 return fail_rest(out, task.count - done, "call cancelled");
             }

@@ -113,6 +113,13 @@ impl Progress {
         self.cancelled[slot].store(call, Ordering::Relaxed);
     }
 
+    /// Worker: how many cancels the parent has written so far; [`cancelled`](Progress::cancelled)
+    /// can only change its answer when this changes (one load per item instead of a scan).
+    #[inline]
+    pub fn cancel_count(&self) -> u64 {
+        self.next_cancelled.load(Ordering::Relaxed)
+    }
+
     /// Worker: whether chunks of `call` are to be skipped (the call was cancelled).
     #[inline]
     pub fn cancelled(&self, call: u64) -> bool {
