@@ -461,13 +461,19 @@ fn a_worker_stopped_from_outside_before_a_call_is_replaced_and_no_item_is_blamed
 #[test]
 fn one_item_calls_from_four_threads_spread_over_both_workers() {
     let counts = within(DEADLINE, || {
+        // Items that take a moment (a sleep, so a loaded machine changes little): with four
+        // callers, one idle worker and one busy, the call goes to the idle one.
+        fn pid_after_nap(_: u8) -> u32 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::process::id()
+        }
         let pool = Pool::new(2).unwrap();
         let pids = std::thread::scope(|s| {
             let threads: Vec<_> = (0..4)
                 .map(|_| {
                     s.spawn(|| {
                         (0..100)
-                            .map(|_| pool.map(|_: u8| std::process::id(), [0u8]).unwrap()[0])
+                            .map(|_| pool.map(pid_after_nap, [0u8]).unwrap()[0])
                             .collect::<Vec<_>>()
                     })
                 })
