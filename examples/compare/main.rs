@@ -7,7 +7,7 @@
 //! (`×2.0` means forkpool is twice as good; below 1 it is behind).
 //!
 //! ```text
-//! cargo run --release --example compare                  # one repeat, about 4 minutes
+//! cargo run --release --example compare                  # one repeat, about 5 minutes
 //! cargo run --release --example compare -- --repeat 3    # median (min–max) of 3 repeats
 //! cargo run --release --example compare -- --quick       # small inputs: a smoke run
 //! ```
@@ -17,7 +17,8 @@
 //! `--quick` shrinks every input and runs each cell once; `--heap-mib N` sets the parent's
 //! heap for row (h) (default 1024); `--curve-1000` adds n = 1,000 to the `Pool::new(n)`
 //! curve; `--only a,e,k` runs the rows whose key starts with one of those (the keys: `a`, `b`,
-//! `c`, `d`, `e_in`, `e_echo`, `f`, `g`, `h`, `i`, `j`, and `k2`, `k16`, ... for the curve);
+//! `c`, `d`, `e_in`, `e_echo`, `f`, `g`, `h`, `i`, `j`, `k2`, `k16`, ... for the curve, `l`,
+//! `m`, `n_med`, `n_max`, `o`);
 //! `--no-python` skips the Python peers. Within one repeat a cell is the median of up to 5
 //! runs, fewer once its runs have taken 3 s (so a cell of several seconds runs once).
 //!
@@ -28,7 +29,12 @@
 //! 10,000,000 items: peak resident memory of the parent above its baseline; (h) row (d) in a
 //! parent holding a touched heap of `--heap-mib`; (i) the cost of a worker's death: from the
 //! death to the next item done on the replacement (method in `workloads::row_i`); (j) 64 MiB
-//! buffers echoed back; (k) `Pool::new(n)` + drop per worker, n = 2, 16, 128, 512. A system
+//! buffers echoed back; (k) `Pool::new(n)` + drop per worker, n = 2, 16, 128, 512; and the
+//! many-callers rows (issue 12; runners in `many.rs`): (l) 100,000 trivial tasks submitted
+//! from one thread, then each waited; (m) 8 threads × 200 one-item `map` calls of 2 ms items
+//! on 2 workers, against the ideal 1.6 s; (n) `apply` latency while another thread maps
+//! 1,000,000 trivial items, median and max of 20; (o) a 10-item `map` of 1 ms items while
+//! another thread holds an unconsumed `imap` of 20 ms items. A system
 //! without a counterpart of a row shows `n/a` (with a note when there is something to say);
 //! peers too slow for the full input run a smaller one and are reported per item (noted).
 //!
@@ -40,6 +46,7 @@
 //! `workloads::list` with its runner and, for the Python peers, one function in `peers.py`'s
 //! `ROWS`.
 
+mod many;
 #[path = "../shared/primality.rs"]
 mod primality;
 mod python;

@@ -20,6 +20,7 @@ import platform
 import signal
 import statistics
 import sys
+import threading
 import time
 
 WORKERS = 2
@@ -41,6 +42,21 @@ def echo(b):
 
 def die(_):
     os._exit(1)
+
+
+def nap2(x):
+    time.sleep(0.002)
+    return x
+
+
+def nap1(x):
+    time.sleep(0.001)
+    return x
+
+
+def slow20(x):
+    time.sleep(0.020)
+    return x
 
 
 def is_prime(n):
@@ -100,11 +116,14 @@ def count(results, n):
 # The peers. Each has: `open(n)`, a started pool of n workers; `map(pool, f, items,
 # chunksize)` (None: the peer's default); `close(pool)`; `start_stop(n)`, a pool started (with
 # the least work that makes it start its workers) and torn down; `replacement(timer, deaths)`;
-# `per_message`, true when its default chunksize is 1.
+# `per_message`, true when its default chunksize is 1; `submit(pool, f, x)`, one task, and
+# `result(handle)`, its result (Pool.apply_async, executor.submit, pebble's schedule, ...);
+# `shared_by_threads`, true when several threads may use one pool at once.
 
 
 class PoolPeer:
     per_message = False
+    shared_by_threads = True
 
     def __init__(self, method):
         self.ctx = mp.get_context(method)
@@ -114,6 +133,12 @@ class PoolPeer:
 
     def map(self, pool, f, items, chunksize=None):
         return pool.map(f, items, chunksize)
+
+    def submit(self, pool, f, x):
+        return pool.apply_async(f, (x,))
+
+    def result(self, handle):
+        return handle.get()
 
     def close(self, pool):
         pool.close()
@@ -144,6 +169,7 @@ class PoolPeer:
 
 class ExecutorPeer:
     per_message = True
+    shared_by_threads = True
 
     def __init__(self):
         self.ctx = mp.get_context("fork")
@@ -158,6 +184,12 @@ class ExecutorPeer:
 
     def map(self, ex, f, items, chunksize=None):
         return ex.map(f, items, chunksize=chunksize or 1)
+
+    def submit(self, ex, f, x):
+        return ex.submit(f, x)
+
+    def result(self, future):
+        return future.result()
 
     def close(self, ex):
         ex.shutdown(wait=True)
@@ -188,6 +220,8 @@ class ExecutorPeer:
 
 class MpirePeer:
     per_message = False
+    # Not measured from several threads: mpire's docs do not say its WorkerPool may be shared.
+    shared_by_threads = False
 
     def __init__(self):
         import mpire
@@ -202,6 +236,12 @@ class MpirePeer:
     def map(self, pool, f, items, chunksize=None):
         return pool.map(f, items, chunk_size=chunksize, progress_bar=False)
 
+    def submit(self, pool, f, x):
+        return pool.apply_async(f, (x,))
+
+    def result(self, handle):
+        return handle.get()
+
     def close(self, pool):
         pool.stop_and_join()
 
@@ -215,6 +255,7 @@ class MpirePeer:
 
 class PebblePeer:
     per_message = True
+    shared_by_threads = True
 
     def __init__(self):
         import pebble
@@ -232,6 +273,12 @@ class PebblePeer:
 
     def map(self, pool, f, items, chunksize=None):
         return pool.map(f, items, chunksize=chunksize or 1).result()
+
+    def submit(self, pool, f, x):
+        return pool.schedule(f, args=(x,))
+
+    def result(self, future):
+        return future.result()
 
     def close(self, pool):
         pool.close()
@@ -261,6 +308,7 @@ class PebblePeer:
 
 class LokyPeer:
     per_message = True
+    shared_by_threads = True
 
     def __init__(self):
         import loky
@@ -274,6 +322,12 @@ class LokyPeer:
 
     def map(self, ex, f, items, chunksize=None):
         return ex.map(f, items, chunksize=chunksize or 1)
+
+    def submit(self, ex, f, x):
+        return ex.submit(f, x)
+
+    def result(self, future):
+        return future.result()
 
     def close(self, ex):
         ex.shutdown(wait=True)
@@ -436,6 +490,102 @@ def row_j(peer, sizes, timer, _):
     return buffers_in(peer, sizes, timer, echo, sizes["j"], 64 * MIB)
 
 
+def row_l(peer, sizes, timer, _):
+    # Python's Pool runs the full count; the peers that take ~100 µs a task run fewer.
+    n = sizes["l"] if isinstance(peer, PoolPeer) else sizes["per_message"]
+    with opened(peer, WORKERS) as pool:
+
+        def run():
+            handles = [peer.submit(pool, inc, x) for x in range(n)]
+            assert sum(peer.result(h) for h in handles) == n * (n + 1) // 2
+
+        s = timer.median(run)
+    return s, n, "" if isinstance(peer, PoolPeer) else f"{n:,} tasks"
+
+
+def row_m(peer, sizes, timer, _):
+    if not peer.shared_by_threads:
+        raise NoCounterpart("not measured (one pool from several threads)")
+    threads, calls = sizes["m_threads"], sizes["m_calls"]
+    with opened(peer, WORKERS) as pool:
+
+        def caller(t):
+            for i in range(calls):
+                x = t * 1_000_000 + i
+                assert peer.result(peer.submit(pool, nap2, x)) == x
+
+        def run():
+            with concurrent.futures.ThreadPoolExecutor(threads) as callers:
+                list(callers.map(caller, range(threads)))
+
+        s = timer.median(run)
+    note = "pool.apply" if isinstance(peer, PoolPeer) else "submit and wait, one task per call"
+    return s, 1, note
+
+
+def row_n(peer, sizes, timer, param):
+    if not isinstance(peer, PoolPeer):
+        raise NoCounterpart("not measured (compared with Python's Pool)")
+    n, wanted = sizes["n"], sizes["n_applies"]
+    state = {"begun": 0, "ended": 0, "enough": False}
+    latencies, tried = [], 0
+    with opened(peer, WORKERS) as pool:
+
+        def mapper():
+            while not state["enough"]:
+                state["begun"] += 1
+                count(pool.map(inc, range(n)), n)
+                state["ended"] += 1
+
+        thread = threading.Thread(target=mapper)
+        thread.start()
+        while len(latencies) < wanted:
+            time.sleep(0.001)
+            before = (state["begun"], state["ended"])
+            t = time.perf_counter()
+            assert pool.apply(inc, (1,)) == 2
+            took = time.perf_counter() - t
+            tried += 1
+            if before[0] == before[1] + 1 and before == (state["begun"], state["ended"]):
+                latencies.append(took)
+        state["enough"] = True
+        thread.join()
+    latencies.sort()
+    figure = latencies[len(latencies) // 2] if param == 0 else latencies[-1]
+    return figure, 1, "pool.apply"
+
+
+def row_o(peer, sizes, timer, _):
+    if not isinstance(peer, PoolPeer):
+        raise NoCounterpart("not measured (compared with Python's Pool)")
+    held_items = sizes["o_held"]
+
+    def run():
+        pool = peer.open(WORKERS)
+        try:
+            held = pool.imap(slow20, range(held_items))
+            assert next(held) == 0
+            took = []
+
+            def other():
+                t = time.perf_counter()
+                check(pool.map(nap1, range(10)), 10)
+                took.append(time.perf_counter() - t)
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join()
+            return took[0]
+        finally:
+            pool.terminate()
+            pool.join()
+
+    times = []
+    while len(times) < timer.runs and (not times or sum(times) < timer.budget):
+        times.append(run())
+    return statistics.median(times), 1, f"imap over {held_items} items, chunksize 1"
+
+
 def row_k(peer, sizes, timer, n):
     if not isinstance(peer, PoolPeer):
         raise NoCounterpart("not measured (the curve compares with Python's Pool)")
@@ -455,6 +605,11 @@ ROWS = {
     "i": row_i,
     "j": row_j,
     "k": row_k,
+    "l": row_l,
+    "m": row_m,
+    "n_med": row_n,
+    "n_max": row_n,
+    "o": row_o,
 }
 
 

@@ -7,6 +7,7 @@
 //! same way for both sides.
 
 use crate::Config;
+use crate::many;
 use crate::rows;
 use std::time::Instant;
 
@@ -43,6 +44,17 @@ pub struct Sizes {
     pub j_buffers: usize,
     /// (k): the pool sizes of the `Pool::new(n)` curve.
     pub curve: Vec<usize>,
+    /// (l): tasks submitted, then waited (Python's `Pool`; the other Python peers run
+    /// `per_message_items`, procspawn `procspawn_items`).
+    pub l_tasks: u64,
+    /// (m): one-item calls per thread.
+    pub m_calls: u64,
+    /// (n): items of the map beside the applies.
+    pub n_items: u64,
+    /// (n): applies timed.
+    pub n_applies: usize,
+    /// (o): the Python peers' held `imap`: items (their `imap` queues all of them at once).
+    pub o_held: u64,
 }
 
 impl Sizes {
@@ -75,13 +87,21 @@ impl Sizes {
             python_deaths,
             j_buffers: j,
             curve,
+            l_tasks: if cfg.quick { 10_000 } else { 100_000 },
+            m_calls: if cfg.quick { 20 } else { 200 },
+            n_items: if cfg.quick { 100_000 } else { 1_000_000 },
+            n_applies: 20,
+            o_held: 100,
         }
     }
 
     /// The sizes as a JSON object, for `peers.py`.
     pub fn to_json(&self) -> String {
         format!(
-            r#"{{"a":{},"b":{},"c":{},"e":{},"g":{},"per_message":{},"heap":{},"deaths":{},"j":{}}}"#,
+            concat!(
+                r#"{{"a":{},"b":{},"c":{},"e":{},"g":{},"per_message":{},"heap":{},"deaths":{},"#,
+                r#""j":{},"l":{},"m_calls":{},"m_threads":{},"n":{},"n_applies":{},"o_held":{}}}"#
+            ),
             self.a_items,
             self.b_items,
             self.c_items,
@@ -90,7 +110,13 @@ impl Sizes {
             self.per_message_items,
             self.heap_bytes,
             self.python_deaths,
-            self.j_buffers
+            self.j_buffers,
+            self.l_tasks,
+            self.m_calls,
+            many::M_THREADS,
+            self.n_items,
+            self.n_applies,
+            self.o_held
         )
     }
 }
@@ -302,6 +328,59 @@ pub fn list(cfg: &Config) -> Vec<Workload> {
             )
         });
     }
+    rows.push(row(
+        "l",
+        format!(
+            "(l) `submit` {} trivial tasks from one thread, then `wait` each",
+            thousands(s.l_tasks)
+        ),
+        "µs/task",
+        false,
+        us_per_item,
+        many::row_l,
+        true,
+    ));
+    rows.push(row(
+        "m",
+        format!(
+            "(m) {} threads × {} one-item calls (2 ms items); ideal {:.2} s",
+            many::M_THREADS,
+            s.m_calls,
+            many::m_ideal(s.m_calls)
+        ),
+        "s",
+        false,
+        seconds,
+        many::row_m,
+        true,
+    ));
+    for (param, key, what) in [(0, "n_med", "median"), (1, "n_max", "max")] {
+        rows.push(Workload {
+            param,
+            ..row(
+                key,
+                format!(
+                    "(n) `apply` latency while another thread maps {} trivial items: {what} of {}",
+                    thousands(s.n_items),
+                    s.n_applies
+                ),
+                "ms",
+                false,
+                millis,
+                many::row_n,
+                true,
+            )
+        });
+    }
+    rows.push(row(
+        "o",
+        "(o) 10-item `map` of 1 ms items beside a held, unconsumed `imap` of 20 ms items".into(),
+        "ms",
+        false,
+        millis,
+        many::row_o,
+        true,
+    ));
     rows
 }
 
@@ -349,6 +428,19 @@ impl Timer {
     pub fn median_warm(&self, mut f: impl FnMut()) -> f64 {
         f();
         self.median(f)
+    }
+
+    /// The median of the seconds `f` returns (for runs that time only a part of themselves).
+    pub fn median_measured(&self, mut f: impl FnMut() -> f64) -> f64 {
+        let mut times = Vec::new();
+        let mut spent = 0.0;
+        while times.len() < self.runs.max(1) && (times.is_empty() || spent < self.budget) {
+            let t = Instant::now();
+            times.push(f());
+            spent += t.elapsed().as_secs_f64();
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
     }
 
     /// The median time of `f`, each run on a fresh value from `setup` (untimed).
