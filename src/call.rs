@@ -149,7 +149,7 @@ where
         let fill_failure = engine.fill(main).err();
         let mut failure = None;
         let chunking = Chunking::choose(spec.chunksize, &input, engine.size(), spec.delivery);
-        let window = chunking.window(engine.window());
+        let window = chunking.window(engine.window(), engine.learned_window);
         let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
         let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
         if let Chunking::Fixed(0) = chunking {
@@ -248,6 +248,9 @@ where
         if desk.window != self.window.now() {
             desk.window = self.window.now();
             engine.dispatch_blocked = false;
+        }
+        if self.window.adapts() {
+            engine.learned_window = self.window;
         }
         while let Some(wire) = self.retry.pop_back() {
             if let Some(part) = self.in_flight.get(&wire) {
@@ -381,6 +384,9 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
     /// [`Engine::end_call`]). Nothing is waited for.
     fn drop(&mut self) {
         let mut engine = self.hub.lock();
+        if self.window.adapts() {
+            engine.learned_window = self.window;
+        }
         engine.end_call(self.call, false);
         if self.awaited {
             self.hub.await_done(&mut engine);

@@ -76,15 +76,14 @@ impl Chunking {
         }
     }
 
-    /// Chunks in flight per worker: the pool's, if it was built with one; else adapted to the
-    /// chunks' run time for small fixed chunks, and [`DEFAULT_WINDOW`] otherwise.
-    pub fn window(&self, asked: Option<usize>) -> Window {
+    /// Chunks in flight per worker: the pool's, if it was built with one; else, for small
+    /// fixed chunks, adapted to the chunks' run time, starting from what the pool `learned`
+    /// from earlier calls of small chunks (a stream of one-item tasks, each a call of its own,
+    /// keeps as many in flight as one long map would); and [`DEFAULT_WINDOW`] otherwise.
+    pub fn window(&self, asked: Option<usize>, learned: Window) -> Window {
         match (asked, *self) {
             (Some(window), _) => Window::Fixed(window),
-            (None, Chunking::Fixed(n)) if n <= SMALL_CHUNK => Window::Adaptive {
-                now: SMALL_CHUNK_WINDOW,
-                mean_nanos: None,
-            },
+            (None, Chunking::Fixed(n)) if n <= SMALL_CHUNK => learned,
             (None, _) => Window::Fixed(DEFAULT_WINDOW),
         }
     }
@@ -121,6 +120,19 @@ pub(crate) enum Window {
 }
 
 impl Window {
+    /// Where small chunks start before anything is learned.
+    pub fn small() -> Window {
+        Window::Adaptive {
+            now: SMALL_CHUNK_WINDOW,
+            mean_nanos: None,
+        }
+    }
+
+    /// Whether it adapts (what a pool learns from for its next calls).
+    pub fn adapts(&self) -> bool {
+        matches!(self, Window::Adaptive { .. })
+    }
+
     /// Chunks in flight per worker now.
     pub fn now(&self) -> usize {
         match *self {
@@ -213,14 +225,20 @@ mod tests {
         }
         let huge = Chunking::choose(None, &(0..10_000_000), 2, Delivery::Collected);
         assert_eq!(huge, Chunking::Fixed(DEFAULT_MAX_CHUNK));
-        assert_eq!(huge.window(None), Window::Fixed(DEFAULT_WINDOW));
-        assert_eq!(Chunking::Fixed(1).window(None).now(), SMALL_CHUNK_WINDOW);
-        assert_eq!(Chunking::Fixed(1).window(Some(3)), Window::Fixed(3));
+        assert_eq!(huge.window(None, Window::small()), Window::Fixed(DEFAULT_WINDOW));
+        assert_eq!(
+            Chunking::Fixed(1).window(None, Window::small()).now(),
+            SMALL_CHUNK_WINDOW
+        );
+        assert_eq!(
+            Chunking::Fixed(1).window(Some(3), Window::small()),
+            Window::Fixed(3)
+        );
     }
 
     #[test]
     fn small_chunk_windows_follow_the_chunks_run_time() {
-        let mut window = Chunking::Fixed(1).window(None);
+        let mut window = Chunking::Fixed(1).window(None, Window::small());
         assert_eq!(window.max(), SMALL_CHUNK_MAX_WINDOW);
         for _ in 0..20 {
             window.learn(2_000); // 2 µs chunks: as many as allowed

@@ -20,6 +20,7 @@ mod dispatch;
 mod events;
 mod spawn;
 
+use crate::chunking::Window;
 use crate::child_handle::ChildHandle;
 use crate::crash_guard::{CrashGuard, RestartLimit};
 use crate::desk::{Desk, Happened, Mail};
@@ -104,6 +105,8 @@ pub(crate) struct Engine {
     /// The last dispatch found no room for the queued chunks, and nothing that could make room
     /// (a worker answering, dying or starting, a window growing, a chunk queued) happened since.
     pub(crate) dispatch_blocked: bool,
+    /// The window calls of small chunks adapted to last: where the next one starts.
+    pub(crate) learned_window: Window,
     guard: CrashGuard,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
@@ -157,6 +160,7 @@ impl Engine {
             desks: IdMap::default(),
             ring: VecDeque::new(),
             dispatch_blocked: false,
+            learned_window: Window::small(),
             halted: Arc::default(),
             front_deaths: HashSet::new(),
             dispatches: 0,

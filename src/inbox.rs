@@ -7,6 +7,10 @@
 //! and the first one that is out of turn ends what the inbox reads from that child (a
 //! [`Event::Violation`]; the engine kills it).
 //!
+//! A pool worker replies through the ring in its shared page ([`reply_ring`](forkpool_worker::reply_ring)), read here with
+//! no system call, and on its socket only what the ring announces (or a doorbell). The ring is
+//! as untrusted as the socket: a ring that breaks its invariants is a violation too.
+//!
 //! Invariants:
 //! - Events of one child come out in the order it sent them, and its [`Event::Exited`] comes
 //!   after all of them: when its reaper reports the death, the inbox first reads what is left
@@ -14,12 +18,16 @@
 //! - A deadline that has already passed still reads what has arrived (`poll` with no wait)
 //!   before it reports the time is up.
 //! - A wait interrupted by a signal goes on with the time that is left.
+//! - Frames of a child with a ring come out in the order it wrote them (see [`peer`](crate::peer)).
+//! - Before it polls, the inbox raises every ring's `parent_sleeping` and looks at the rings
+//!   once more (see [`reply_ring`](forkpool_worker::reply_ring) for why no wake-up is lost).
 
-use crate::channel::{self, Registered};
+use crate::channel::{self, Registered, RegisteredPage};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
 use forkpool_worker::protocol::ExitStatus;
-use forkpool_worker::wire::{Assembler, Received, Socket};
+use crate::peer::{Peer, Step};
+use forkpool_worker::wire::Socket;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +38,7 @@ use std::time::Instant;
 /// that holds a copy of the socket could keep writing forever).
 const DRAIN_LIMIT: usize = 4096;
 
+
 /// Something that happened to child `child` (the caller's id for it, not its pid).
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -39,14 +48,6 @@ pub(crate) enum Event {
     Violation { child: u64, what: String },
     /// It is dead and reaped; nothing follows.
     Exited { child: u64, status: ExitStatus },
-}
-
-/// One child's socket as the inbox reads it.
-struct Peer {
-    socket: Arc<Registered<Socket>>,
-    assembler: Assembler,
-    /// Still read (false after end-of-stream or a violation).
-    open: bool,
 }
 
 /// Where reaper threads post deaths, and the pipe that wakes the caller for them.
@@ -119,13 +120,15 @@ impl Inbox {
         Arc::clone(&self.exits)
     }
 
-    /// Starts reading child `child` on `socket` (the parent's end of its pair).
-    pub fn add(&mut self, child: u64, socket: Arc<Registered<Socket>>) {
-        let peer = Peer {
-            socket,
-            assembler: Assembler::new(),
-            open: true,
-        };
+    /// Starts reading child `child` on `socket` (the parent's end of its pair) and, for a pool
+    /// worker, on the reply ring in its `page`.
+    pub fn add(
+        &mut self,
+        child: u64,
+        socket: Arc<Registered<Socket>>,
+        page: Option<Arc<RegisteredPage>>,
+    ) {
+        let peer = Peer::new(socket, page);
         self.peers.insert(child, peer);
         self.ready.push_back(child);
     }
@@ -134,7 +137,7 @@ impl Inbox {
     /// exit is still posted.
     pub fn silence(&mut self, child: u64) {
         if let Some(peer) = self.peers.get_mut(&child) {
-            peer.open = false;
+            peer.silence();
         }
         self.pending
             .retain(|e| !matches!(e, Event::Frame { child: c, .. } if *c == child));
@@ -165,7 +168,16 @@ impl Inbox {
                 self.take_exits();
                 continue;
             }
-            let child = self.ready.pop_front()?;
+            let Some(child) = self.ready.pop_front() else {
+                // Rings are read without being polled: look at them before giving up.
+                let before = self.ready.len();
+                self.ready
+                    .extend(self.peers.iter().filter(|(_, p)| p.ready()).map(|(&c, _)| c));
+                if self.ready.len() == before {
+                    return None;
+                }
+                continue;
+            };
             if self.read_one(child) {
                 self.ready.push_back(child); // round robin: others first
             }
@@ -176,27 +188,39 @@ impl Inbox {
     /// child's socket still read. The wait itself ([`PollSet::wait`]) may run without the
     /// inbox (another thread may use the engine meanwhile); hand the set back to
     /// [`after_poll`](Inbox::after_poll).
+    ///
+    /// Raises every ring's `parent_sleeping` and looks at the rings a last time: a set made
+    /// while a ring has something does not wait.
     pub fn poll_set(&mut self) -> PollSet {
         let mut set = PollSet {
             fds: std::mem::take(&mut self.poll_set),
             children: std::mem::take(&mut self.poll_children),
+            ring_ready: false,
         };
         set.fds.clear();
         set.children.clear();
         set.fds.push(pollfd(self.wake.as_raw_fd()));
         for (&child, peer) in &self.peers {
-            if peer.open {
-                set.fds.push(pollfd(peer.socket.as_raw_fd()));
+            if let Some(socket) = peer.polled_socket() {
+                set.fds.push(pollfd(socket.as_raw_fd()));
                 set.children.push(child);
             }
+            peer.set_sleeping(true);
         }
+        set.ring_ready = self.peers.values().any(Peer::ready);
         set
     }
 
     /// Takes back a set after its wait: marks the ready children to be read. Returns false
     /// when the wait ended by its deadline with nothing ready.
     pub fn after_poll(&mut self, set: PollSet, ready: Readiness) -> bool {
-        let PollSet { fds, children } = set;
+        let PollSet { fds, children, .. } = set;
+        for (&child, peer) in &self.peers {
+            peer.set_sleeping(false);
+            if peer.ready() {
+                self.ready.push_back(child);
+            }
+        }
         let woke = match ready {
             Readiness::TimedOut => false,
             Readiness::Ready => {
@@ -230,25 +254,20 @@ impl Inbox {
         }
     }
 
-    /// Reads one datagram from `child`, if it is still read. Returns whether more may be
-    /// waiting (the datagram was read; the socket may hold another).
+    /// Reads one record of `child`'s ring or one datagram of its socket, if it is still read.
+    /// Returns whether more may be waiting.
     fn read_one(&mut self, child: u64) -> bool {
-        let Some(peer) = self.peers.get_mut(&child).filter(|p| p.open) else {
+        let Some(peer) = self.peers.get_mut(&child) else {
             return false;
         };
-        match peer.assembler.receive(&peer.socket, false) {
-            Received::Frame(frame) => {
+        match peer.read() {
+            Ok(Step::Frame(frame)) => {
                 self.pending.push_back(Event::Frame { child, frame });
                 true
             }
-            Received::Partial => true,
-            Received::Empty => false,
-            Received::Closed => {
-                peer.open = false;
-                false
-            }
-            Received::Violation(what) => {
-                peer.open = false;
+            Ok(Step::Again) => true,
+            Ok(Step::Idle) => false,
+            Err(what) => {
                 self.pending.push_back(Event::Violation { child, what });
                 false
             }
@@ -278,6 +297,8 @@ impl Inbox {
 pub(crate) struct PollSet {
     fds: Vec<libc::pollfd>,
     children: Vec<u64>,
+    /// A ring had something when the set was made: the wait returns at once.
+    ring_ready: bool,
 }
 
 /// How a wait on a [`PollSet`] ended.
@@ -292,6 +313,9 @@ pub(crate) enum Readiness {
 impl PollSet {
     /// Waits until a child's socket or the wake pipe is ready, or `deadline`.
     pub fn wait(&mut self, deadline: Option<Instant>) -> Result<Readiness, PoolError> {
+        if self.ring_ready {
+            return Ok(Readiness::Ready);
+        }
         let ready = crate::sys::poll(&mut self.fds, deadline).map_err(PoolError::Channel)?;
         if ready == 0 && deadline.is_some_and(|at| Instant::now() >= at) {
             return Ok(Readiness::TimedOut);

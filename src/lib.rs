@@ -58,6 +58,7 @@ pub mod mpi;
 mod outbox;
 mod outcome;
 mod owner;
+mod peer;
 mod pool;
 mod process;
 mod reaper;

@@ -81,7 +81,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         let pid = fork::spawn(options, pair.child, None, move |socket| {
             forkpool_worker::serve_once(socket, f)
         })?;
-        inbox.add(0, Arc::new(pair.parent));
+        inbox.add(0, Arc::new(pair.parent), None);
         let child = ChildHandle::new(pid);
         let reaper = match Reaper::start(pid, 0, inbox.exits()) {
             Ok(reaper) => reaper,

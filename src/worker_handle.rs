@@ -127,7 +127,7 @@ pub(crate) struct WorkerHandle {
     /// The call whose `map_with` context this worker holds (0: none).
     pub context_call: u64,
     /// The worker's item counters, shared with it.
-    pub progress: RegisteredPage,
+    pub progress: Arc<RegisteredPage>,
     /// Chunks it answered.
     replied_chunks: u64,
     /// Items sent to it (for `max_tasks`).
@@ -165,7 +165,7 @@ impl WorkerHandle {
         id: u64,
         child: Arc<ChildHandle>,
         outbox: Outbox,
-        progress: RegisteredPage,
+        progress: Arc<RegisteredPage>,
         init: Option<(Option<Instant>, Duration)>,
         reaper: Reaper,
     ) -> WorkerHandle {

@@ -11,7 +11,7 @@ use crate::outbox::Outbox;
 use crate::reaper::Reaper;
 use crate::worker_handle::WorkerHandle;
 use forkpool_worker::ChildEnd;
-use forkpool_worker::progress;
+use forkpool_worker::{progress, reply_ring};
 use forkpool_worker::protocol::Message;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,7 +52,7 @@ impl Engine {
         if self.halted.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        let page = channel::progress_page()?;
+        let page = Arc::new(channel::progress_page()?);
         let address = page.address();
         let id = self.next_worker_id;
         self.next_worker_id += 1;
@@ -64,7 +64,8 @@ impl Engine {
             main(ChildEnd { socket })
         })?;
         let child = Arc::new(ChildHandle::new(pid));
-        self.inbox.add(id, Arc::clone(&socket));
+        let ring = reply_ring::AVAILABLE.then(|| Arc::clone(&page));
+        self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match Reaper::start(pid, id, self.inbox.exits()) {
             Ok(reaper) => reaper,
             Err(e) => {

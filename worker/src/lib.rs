@@ -32,6 +32,7 @@ pub mod job;
 mod panic;
 pub mod progress;
 pub mod protocol;
+pub mod reply_ring;
 mod serve;
 mod sys;
 pub mod wire;

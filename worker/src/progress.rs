@@ -1,8 +1,10 @@
 //! A worker's progress, in a memory page shared with its parent: how many items it has begun and
-//! ended, and since when the current one runs.
+//! ended, and since when the current one runs. The same mapping holds the worker's reply ring
+//! ([`reply_ring`](crate::reply_ring)), right after the page.
 //!
-//! The parent maps one page per worker before the fork ([`ProgressPage::new`]); after the fork
-//! both processes see the same page, and the child registers it with [`install`]. The worker
+//! The parent maps one page (and ring) per worker before the fork ([`ProgressPage::new`]); after
+//! the fork both processes see the same memory, and the child registers it with [`install`]. The
+//! worker
 //! writes two plain stores per item, no system call; the parent reads the page when it needs to
 //! know which item a worker is running: to stop an item that ran past its timeout, and, after a
 //! death, to blame exactly the item that was running.
@@ -21,8 +23,39 @@
 //! - `since_nanos` is written before `begun` is raised (release), so a reader that sees the new
 //!   `begun` (acquire) sees that item's start time.
 
+use crate::reply_ring::{RING_WORDS, Ring, RingHeader};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+/// What the first page of the mapping holds; the ring's words follow at [`PAGE`].
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Shared {
+    progress: Progress,
+    ring: RingHeader,
+}
+
+/// Bytes of the first page (the ring's words start here, page-aligned).
+const PAGE: usize = 4096;
+const _: () = assert!(std::mem::size_of::<Shared>() <= PAGE);
+
+/// A view of the shared memory at `base` (the start of a mapping made by `ProgressPage::new`).
+///
+/// # Safety
+/// `base` must be a live mapping of `mapped_len()` bytes that stays mapped for `'a`.
+unsafe fn view<'a>(base: *mut Shared) -> (&'a Progress, Ring<'a>) {
+    // SAFETY: the caller keeps the mapping live for 'a; a zero-filled `Shared` is valid (all
+    // counters 0), and the words after the first page are `RING_WORDS` zero-filled `u64`s,
+    // page-aligned; every field is an atomic, so shared references are sound across processes.
+    unsafe {
+        let shared = &*base;
+        let words = std::slice::from_raw_parts(
+            base.cast::<u8>().add(PAGE).cast::<AtomicU64>(),
+            RING_WORDS,
+        );
+        (&shared.progress, Ring::new(&shared.ring, words))
+    }
+}
 
 /// The shared counters of one worker.
 #[repr(C)]
@@ -151,11 +184,12 @@ impl Progress {
     }
 }
 
-/// A page of memory shared between the parent and the worker forked after it was made; owned
-/// by the parent, which unmaps it on drop (the worker's copy of the mapping lives until it exits).
+/// A page of memory (and the reply ring after it) shared between the parent and the worker
+/// forked after it was made; owned by the parent, which unmaps it on drop (the worker's copy of
+/// the mapping lives until it exits).
 #[derive(Debug)]
 pub struct ProgressPage {
-    ptr: NonNull<Progress>,
+    ptr: NonNull<Shared>,
 }
 
 // SAFETY: the page holds only atomics; it is as thread-safe as `&Progress`.
@@ -164,10 +198,10 @@ unsafe impl Send for ProgressPage {}
 unsafe impl Sync for ProgressPage {}
 
 impl ProgressPage {
-    /// Maps a fresh, zeroed shared page.
+    /// Maps a fresh, zeroed shared page and ring.
     pub fn new() -> std::io::Result<ProgressPage> {
-        // SAFETY: an anonymous shared mapping of one page at an address the kernel picks; the
-        // result is checked before use.
+        // SAFETY: an anonymous shared mapping at an address the kernel picks; the result is
+        // checked before use. (Anonymous: no file a worker could truncate under the parent.)
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -181,16 +215,22 @@ impl ProgressPage {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        // A fresh anonymous mapping is zero-filled, which is a valid `Progress` (all counters 0,
-        // `timed` false); `mmap` returns page-aligned memory, aligned for `Progress`.
-        let ptr = NonNull::new(ptr.cast::<Progress>()).ok_or_else(std::io::Error::last_os_error)?;
+        // A fresh anonymous mapping is zero-filled, which is a valid `Shared` (all counters 0,
+        // `timed` false); `mmap` returns page-aligned memory, aligned for `Shared`.
+        let ptr = NonNull::new(ptr.cast::<Shared>()).ok_or_else(std::io::Error::last_os_error)?;
         Ok(ProgressPage { ptr })
     }
 
     /// The counters.
     pub fn get(&self) -> &Progress {
-        // SAFETY: the mapping is live until `drop` and holds a valid `Progress` (see `new`).
-        unsafe { self.ptr.as_ref() }
+        // SAFETY: the mapping is live until `drop` (see `new`).
+        unsafe { view(self.ptr.as_ptr()).0 }
+    }
+
+    /// The worker's reply ring.
+    pub fn ring(&self) -> Ring<'_> {
+        // SAFETY: the mapping is live until `drop` (see `new`).
+        unsafe { view(self.ptr.as_ptr()).1 }
     }
 
     /// The address to hand to the child, which passes it to [`install`] after the fork.
@@ -198,8 +238,8 @@ impl ProgressPage {
         self.ptr.as_ptr() as usize
     }
 
-    /// How many bytes every page maps (what a forked child passes to `munmap` to drop a page
-    /// that is not its own).
+    /// How many bytes every page maps, its ring included (what a forked child passes to
+    /// `munmap` to drop a page that is not its own).
     pub fn mapped_len() -> usize {
         page_len()
     }
@@ -213,11 +253,11 @@ impl Drop for ProgressPage {
 }
 
 fn page_len() -> usize {
-    std::mem::size_of::<Progress>().next_multiple_of(4096)
+    PAGE + RING_WORDS * 8
 }
 
 /// In a worker: the page this process reports to (null: none).
-static CURRENT: AtomicPtr<Progress> = AtomicPtr::new(std::ptr::null_mut());
+static CURRENT: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
 
 /// In a freshly forked worker: report progress to the page at `address`, which the parent made
 /// with [`ProgressPage::new`] before the fork.
@@ -226,15 +266,24 @@ static CURRENT: AtomicPtr<Progress> = AtomicPtr::new(std::ptr::null_mut());
 /// `address` must come from [`ProgressPage::address`] of a page that was mapped when this
 /// process was forked; the page then stays mapped in this process until it exits.
 pub unsafe fn install(address: usize) {
-    CURRENT.store(address as *mut Progress, Ordering::Release);
+    CURRENT.store(address as *mut Shared, Ordering::Release);
 }
 
 /// The page this worker reports to, if any.
 pub fn current() -> Option<&'static Progress> {
+    current_view().map(|(progress, _)| progress)
+}
+
+/// The ring this worker replies through, if it has a page.
+pub fn current_ring() -> Option<Ring<'static>> {
+    current_view().map(|(_, ring)| ring)
+}
+
+fn current_view() -> Option<(&'static Progress, Ring<'static>)> {
     let ptr = CURRENT.load(Ordering::Acquire);
-    // SAFETY: only `install` stores a non-null pointer, and its contract keeps the page mapped
-    // for the rest of this process's life.
-    unsafe { ptr.as_ref() }
+    // SAFETY: only `install` stores a non-null pointer, and its contract keeps the mapping
+    // live for the rest of this process's life.
+    (!ptr.is_null()).then(|| unsafe { view(ptr) })
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@
 
 use crate::job::{Runner, WorkerState};
 use crate::protocol::{self, Command, ReplyWriter};
+use crate::reply_ring::{Pushed, Ring};
 use crate::{child, panic, progress, wire};
 use serde::Serialize;
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
 /// (tasks arrive on it, replies go back on it).
@@ -33,6 +35,10 @@ pub type InitFn = fn();
 /// Every frame that arrives on `end.socket` must have been written by this process's forkpool
 /// parent for `runner` (see [`Runner::run`]): the tasks are handed to `runner` as they come.
 pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
+    let replies = Replies {
+        socket: &end.socket,
+        ring: progress::current_ring().filter(|_| crate::reply_ring::AVAILABLE),
+    };
     if let Some(init) = init {
         let (frame, failed) = match catch_unwind(init) {
             Ok(()) => (protocol::ready_frame(), false),
@@ -41,7 +47,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
                 (protocol::init_failed_frame(&message), true)
             }
         };
-        if end.socket.send_frame(&frame).is_err() {
+        if replies.send(&frame).is_err() {
             return child::EXIT_PARENT_GONE;
         }
         if failed {
@@ -59,7 +65,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
             _ => return child::EXIT_BAD_FRAME,
         };
         let mut server = Server {
-            end: &end,
+            replies: &replies,
             runner: &mut *runner,
             state: &mut state,
             out: &mut out,
@@ -74,7 +80,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
 /// What the worker loop works with while it handles one message (one per frame, borrowing the
 /// loop's state).
 struct Server<'a, 'r> {
-    end: &'a ChildEnd,
+    replies: &'a Replies<'a>,
     runner: &'a mut (dyn Runner + 'r),
     state: &'a mut WorkerState,
     out: &'a mut ReplyWriter,
@@ -127,7 +133,7 @@ impl Server<'_, '_> {
                 // killed later, and `_exit` flushes nothing).
                 let _ = std::io::Write::flush(&mut std::io::stdout());
                 let reply = self.out.seal(task.call, task.chunk, busy);
-                if self.end.socket.send_frame(reply).is_err() {
+                if self.replies.send(reply).is_err() {
                     return Some(child::EXIT_PARENT_GONE);
                 }
                 None
@@ -138,6 +144,49 @@ impl Server<'_, '_> {
             }
             Command::Shutdown => Some(0),
             Command::Batch(_) => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+}
+
+/// Where a pool worker's replies go: into its reply ring when it has one (no system call unless
+/// the parent sleeps), else, or when the ring has no room for one, on its socket.
+struct Replies<'a> {
+    socket: &'a wire::Socket,
+    ring: Option<Ring<'static>>,
+}
+
+/// The longest a worker whose ring is full sleeps before it looks again.
+const FULL_RING_NAP_MAX: Duration = Duration::from_millis(16);
+
+impl Replies<'_> {
+    /// Sends one reply. `Err`: the parent is gone.
+    fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        let Some(ring) = self.ring else {
+            return self.socket.send_frame(frame);
+        };
+        // Bytes on the socket the parent has not read (what a task wrote there, an earlier
+        // reply): this reply goes after them, on the socket (see `reply_ring`'s invariants).
+        let behind = crate::sys::unread_by_peer(self.socket.as_raw_fd()).is_none_or(|n| n > 0);
+        let mut nap = Duration::from_millis(1);
+        loop {
+            match ring.push(frame, behind) {
+                Pushed::Frame => {
+                    if ring.take_parent_sleeping() {
+                        self.socket.ring_doorbell()?;
+                    }
+                    return Ok(());
+                }
+                Pushed::Announced => return self.socket.send_frame(frame),
+                Pushed::Full => {
+                    // The parent reads the ring whenever it reads anything: ring, then nap
+                    // until it has (or it hangs up).
+                    self.socket.ring_doorbell()?;
+                    if self.socket.hung_up_within(nap) {
+                        return Err(std::io::ErrorKind::BrokenPipe.into());
+                    }
+                    nap = (nap * 2).min(FULL_RING_NAP_MAX);
+                }
+            }
         }
     }
 }

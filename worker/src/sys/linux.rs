@@ -185,3 +185,13 @@ pub(crate) fn loader_version() -> Option<(u64, u64)> {
 pub(crate) fn code_segments(_: fn(u64, &[u8]) -> u64) -> Vec<Segment> {
     Vec::new()
 }
+
+/// Bytes sent on socket `fd` that its peer has not read yet (`SIOCOUTQ`: a Unix socket's sent
+/// datagrams count against the sender until the receiver reads them).
+pub(crate) fn unread_by_peer(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (Linux defines it as TIOCOUTQ) writes one int through the pointer,
+    // which is live and writable.
+    let done = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut bytes) };
+    (done == 0).then(|| usize::try_from(bytes).unwrap_or(0))
+}

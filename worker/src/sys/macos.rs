@@ -215,3 +215,9 @@ pub(crate) fn code_segments(identity: fn(u64, &[u8]) -> u64) -> Vec<Segment> {
         })
         .collect()
 }
+
+/// Whether a peer has read what was sent: macOS has no `SIOCOUTQ` for Unix sockets (a sent
+/// datagram moves to the receiver's buffer at once), so it cannot tell; no reply ring is used.
+pub(crate) fn unread_by_peer(_fd: std::os::fd::RawFd) -> Option<usize> {
+    None
+}

@@ -13,7 +13,10 @@
 //!   stack, or returns `None` where the stack cannot grow and too little is left;
 //! - `loader_version() -> Option<(u64, u64)>` and `code_segments(identity) -> Vec<Segment>`: the
 //!   loader's (loads, unloads) counters and the executable code mapped now (see
-//!   [`crate::code_map`]).
+//!   [`crate::code_map`]);
+//! - `unread_by_peer(fd) -> Option<usize>`: bytes this end sent on a socket that its peer has
+//!   not read yet, where the platform can tell (`None` elsewhere: then no reply ring is used,
+//!   see [`crate::reply_ring::AVAILABLE`]).
 //!
 //! Everything else in this crate is plain POSIX and calls these without `cfg`. Other platforms
 //! do not build: forkpool runs on Linux and macOS only.
@@ -37,7 +40,7 @@ compile_error!("forkpool-worker runs on Linux and macOS only");
 
 pub(crate) use os::{
     NO_SIGPIPE, code_segments, die_with_parent, keep_freed_memory, limit_memory, loader_version,
-    signal_count, with_stack,
+    signal_count, unread_by_peer, with_stack,
 };
 
 /// An executable address range of one loaded object, as the platform's loader lists it.

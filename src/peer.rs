@@ -1,0 +1,162 @@
+//! One child as the inbox reads it: its socket and, for a pool worker, its reply ring, merged
+//! back into the order the child wrote them.
+//!
+//! A pool worker writes each reply into its ring ([`reply_ring`]) unless the ring has no room
+//! for it or its socket holds bytes the parent has not read; then it announces the reply in the
+//! ring and sends it on the socket. Besides, a task may write anything to its worker's socket.
+//!
+//! Why the order can be read back exactly: a reply enters the ring only while the socket holds
+//! nothing unread, so while a datagram waits in the socket, every reply in the ring was written
+//! before that datagram was sent (after it, the worker only announces). The inbox therefore
+//! looks at the socket without taking from it, reads the ring again, and takes the datagram only
+//! once the ring has nothing before it.
+//!
+//! Invariants:
+//! - Frames come out in the order the child wrote them: a socket frame in the place of its
+//!   announcement.
+//! - A socket datagram that is no announced frame (a task's lie) is a violation in its place:
+//!   after every reply the worker wrote before it, before the reply of the task that wrote it.
+//!   (A task that leaves a thread behind to write later is blamed wherever that lands.)
+//! - [`Peer::ready`] is true exactly when [`Peer::read`] consumes something without the
+//!   socket: a waiter that trusts it neither spins nor sleeps through a reply.
+
+use crate::channel::{Registered, RegisteredPage};
+use forkpool_worker::reply_ring::{Cursor, Record};
+use forkpool_worker::wire::{Assembler, Received, Socket};
+use std::sync::Arc;
+
+/// What one read of a peer gave.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// A complete frame.
+    Frame(Vec<u8>),
+    /// Something was read (part of a frame, a doorbell, an announcement): read again.
+    Again,
+    /// Nothing to read now.
+    Idle,
+}
+
+/// One child, as the inbox reads it.
+pub(crate) struct Peer {
+    socket: Arc<Registered<Socket>>,
+    assembler: Assembler,
+    /// Its reply ring (pool workers), and how far it has been read.
+    ring: Option<(Arc<RegisteredPage>, Cursor)>,
+    /// Socket frames the ring announced that have not arrived yet.
+    announced: usize,
+    /// Still read (false after a violation).
+    open: bool,
+    /// Its socket is still read (false after end-of-stream; the ring may hold more).
+    socket_open: bool,
+}
+
+impl Peer {
+    /// A child read on `socket` and, for a pool worker, on the reply ring in `page`.
+    pub fn new(socket: Arc<Registered<Socket>>, page: Option<Arc<RegisteredPage>>) -> Peer {
+        Peer {
+            socket,
+            assembler: Assembler::new(),
+            ring: page.map(|page| (page, Cursor::default())),
+            announced: 0,
+            open: true,
+            socket_open: true,
+        }
+    }
+
+    /// Its socket, while it is to be polled.
+    pub fn polled_socket(&self) -> Option<&Socket> {
+        (self.open && self.socket_open).then_some(&**self.socket)
+    }
+
+    /// Reads nothing more (the child broke the protocol).
+    pub fn silence(&mut self) {
+        self.open = false;
+    }
+
+    /// The parent is about to sleep in `poll` (`true`), or woke (`false`): see
+    /// [`reply_ring`](forkpool_worker::reply_ring).
+    pub fn set_sleeping(&self, sleeping: bool) {
+        if let Some((page, _)) = self.ring.as_ref().filter(|_| self.open) {
+            page.ring().set_parent_sleeping(sleeping);
+        }
+    }
+
+    /// Whether [`read`](Peer::read) consumes something without the socket.
+    pub fn ready(&self) -> bool {
+        self.open
+            && self.announced == 0
+            && self
+                .ring
+                .as_ref()
+                .is_some_and(|(page, cursor)| page.ring().has_unread(cursor))
+    }
+
+    /// Reads one record of the ring (while no announced frame is due) or else one datagram of
+    /// the socket. `Err`: what the child did wrong, in its place among its frames; nothing more
+    /// is read.
+    pub fn read(&mut self) -> Result<Step, String> {
+        if !self.open {
+            return Ok(Step::Idle);
+        }
+        let step = self.read_open();
+        if step.is_err() {
+            self.open = false;
+        }
+        step
+    }
+
+    fn read_open(&mut self) -> Result<Step, String> {
+        let Some((page, cursor)) = &mut self.ring else {
+            return self.take_datagram();
+        };
+        if self.announced == 0 {
+            let ring = page.ring();
+            let mut record = ring.read(cursor)?;
+            if record.is_none() {
+                // Nothing in the ring: look at the socket without taking from it. If something
+                // waits there, the ring is read once more: what it holds now came before.
+                if !self.socket_open || !self.socket.has_datagram() {
+                    return Ok(Step::Idle);
+                }
+                record = ring.read(cursor)?;
+            }
+            match record {
+                Some(Record::Frame(frame)) => return Ok(Step::Frame(frame)),
+                Some(Record::OnSocket) => {
+                    self.announced += 1;
+                    return Ok(Step::Again);
+                }
+                None => {}
+            }
+        }
+        self.take_datagram()
+    }
+
+    /// Takes one datagram of the socket: for a child with a ring, only what the ring announced
+    /// may be a frame.
+    fn take_datagram(&mut self) -> Result<Step, String> {
+        if !self.socket_open {
+            return Ok(Step::Idle);
+        }
+        let ringed = self.ring.is_some();
+        match self.assembler.receive(&self.socket, false) {
+            Received::Frame(frame) if !ringed => Ok(Step::Frame(frame)),
+            Received::Frame(frame) if self.announced > 0 => {
+                self.announced -= 1;
+                Ok(Step::Frame(frame))
+            }
+            Received::Frame(_) => {
+                Err("a frame on its socket that its reply ring did not announce".into())
+            }
+            Received::Doorbell if !ringed => Err("a doorbell, with no reply ring".into()),
+            Received::Doorbell | Received::Partial => Ok(Step::Again),
+            Received::Empty => Ok(Step::Idle),
+            Received::Closed => {
+                // The ring may still hold what the child wrote before it hung up.
+                self.socket_open = false;
+                Ok(if self.ready() { Step::Again } else { Step::Idle })
+            }
+            Received::Violation(what) => Err(what),
+        }
+    }
+}

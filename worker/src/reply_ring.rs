@@ -1,0 +1,297 @@
+//! Replies through shared memory: a pool worker writes each reply into a ring in the memory it
+//! shares with its parent (beside its progress counters, see [`progress`](crate::progress)),
+//! and the parent copies it out without a system call. The socket carries only replies that do
+//! not fit and, when the parent sleeps, a doorbell.
+//!
+//! Layout: a [`RingHeader`] and [`RING_WORDS`] 64-bit words, used as a ring of records. A record
+//! is a head word `(kind << 32) | len` and `ceil(len / 8)` words of bytes (little-endian in each
+//! word, the last padded with zeros); it may wrap past the end of the words.
+//!
+//! Invariants:
+//! - Only the worker writes `written` and the words; only the parent writes `consumed`. Both
+//!   count words since the worker started and only grow, and `written - consumed` is at most
+//!   [`RING_WORDS`].
+//! - A record is written whole before `written` moves past it (release), so a reader that sees
+//!   the new `written` (acquire) sees the whole record: a worker that dies mid-record leaves
+//!   nothing to read, never half a reply.
+//! - Replies keep their order across the two paths: a reply too big for the free room is
+//!   announced by an `ON_SOCKET` record, published before the reply is sent on the socket; the
+//!   parent delivers each socket frame in the place of its announcement.
+//! - What a task itself writes to its worker's socket (a lie) stays ahead of the task's reply:
+//!   a worker whose socket holds bytes the parent has not read sends its reply that way too
+//!   (announced), so the parent meets the lie first and blames the task that told it. A socket
+//!   frame the ring never announced is a violation, found before any record published after
+//!   the frame was read.
+//! - No wake-up is lost: the parent raises `parent_sleeping` before it polls and then looks at
+//!   `written` once more; the worker moves `written` and then takes `parent_sleeping` down,
+//!   ringing the doorbell (a datagram) if it was up. Both sides use sequentially consistent
+//!   order, so at least one of them sees the other's write.
+//! - The parent trusts nothing it reads here (a task may scribble on its worker's ring): a
+//!   `written` more than a ring ahead or behind, a record longer than what is written, an
+//!   unknown kind, are violations.
+//! - Every access to the shared words is atomic (relaxed, between the acquire and release of
+//!   `written`): the other process may write at any moment, and atomics keep that defined.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether workers reply through their rings on this platform: only where a worker can tell
+/// that its socket holds bytes the parent has not read (see the invariants above).
+pub const AVAILABLE: bool = cfg!(target_os = "linux");
+
+/// Bytes of records a ring holds.
+pub const RING_BYTES: usize = 256 * 1024;
+/// Words of records a ring holds.
+pub const RING_WORDS: usize = RING_BYTES / 8;
+
+/// A record holding a reply.
+const FRAME: u64 = 0;
+/// A record saying the next reply comes on the socket.
+const ON_SOCKET: u64 = 1;
+
+/// The ring's counters, each side's on its own cache line.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct RingHeader {
+    /// Words the worker has published.
+    written: AtomicU64,
+    _worker_line: [u64; 7],
+    /// Words the parent has read.
+    consumed: AtomicU64,
+    /// 1 while the parent may be asleep in `poll`.
+    parent_sleeping: AtomicU64,
+}
+
+/// A view of one worker's ring, from either side.
+#[derive(Debug, Clone, Copy)]
+pub struct Ring<'a> {
+    header: &'a RingHeader,
+    words: &'a [AtomicU64],
+}
+
+/// What [`Ring::push`] did with a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The reply is in the ring.
+    Frame,
+    /// The ring announces the reply: send it on the socket.
+    Announced,
+    /// The ring is full: wait for the parent to read.
+    Full,
+}
+
+/// A record the parent read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A reply.
+    Frame(Vec<u8>),
+    /// The next reply comes on the socket.
+    OnSocket,
+}
+
+/// How far the parent has read a ring (its own count: it never reads `consumed` back).
+#[derive(Debug, Default)]
+pub struct Cursor {
+    read: u64,
+}
+
+impl Cursor {
+    /// Words read so far.
+    pub fn position(&self) -> u64 {
+        self.read
+    }
+}
+
+impl<'a> Ring<'a> {
+    /// A view of `header` and its `words` (exactly [`RING_WORDS`] of them).
+    pub(crate) fn new(header: &'a RingHeader, words: &'a [AtomicU64]) -> Ring<'a> {
+        debug_assert_eq!(words.len(), RING_WORDS);
+        Ring { header, words }
+    }
+
+    fn at(&self, index: u64) -> &AtomicU64 {
+        &self.words[(index % RING_WORDS as u64) as usize]
+    }
+
+    /// Worker: writes `frame` as a record if the free room holds it and still one word (so an
+    /// announcement always fits after it) and it need not go `behind` bytes on the socket,
+    /// else an announcement if one word is free.
+    pub fn push(&self, frame: &[u8], behind: bool) -> Pushed {
+        let written = self.header.written.load(Ordering::Relaxed);
+        let consumed = self.header.consumed.load(Ordering::Acquire);
+        let free = (RING_WORDS as u64).saturating_sub(written.wrapping_sub(consumed));
+        let body = (frame.len() as u64).div_ceil(8);
+        if body + 2 <= free && !behind {
+            self.at(written)
+                .store((FRAME << 32) | frame.len() as u64, Ordering::Relaxed);
+            for (i, bytes) in frame.chunks(8).enumerate() {
+                let mut word = [0u8; 8];
+                word[..bytes.len()].copy_from_slice(bytes);
+                self.at(written + 1 + i as u64)
+                    .store(u64::from_le_bytes(word), Ordering::Relaxed);
+            }
+            self.header
+                .written
+                .store(written + 1 + body, Ordering::SeqCst);
+            return Pushed::Frame;
+        }
+        if free >= 1 {
+            self.at(written).store(ON_SOCKET << 32, Ordering::Relaxed);
+            self.header.written.store(written + 1, Ordering::SeqCst);
+            return Pushed::Announced;
+        }
+        Pushed::Full
+    }
+
+    /// Worker, after a push: whether the parent may be asleep (then it must be rung). Takes the
+    /// flag down, so one doorbell serves one sleep.
+    pub fn take_parent_sleeping(&self) -> bool {
+        self.header.parent_sleeping.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Parent: it is about to sleep (`true`, before it looks at the ring a last time), or it
+    /// woke (`false`).
+    pub fn set_parent_sleeping(&self, sleeping: bool) {
+        self.header
+            .parent_sleeping
+            .store(u64::from(sleeping), Ordering::SeqCst);
+    }
+
+    /// Parent: how many words the worker has published (to compare with [`Cursor::position`]).
+    pub fn written(&self) -> u64 {
+        self.header.written.load(Ordering::SeqCst)
+    }
+
+    /// Parent: whether the worker published anything past `cursor`.
+    pub fn has_unread(&self, cursor: &Cursor) -> bool {
+        self.header.written.load(Ordering::SeqCst) != cursor.read
+    }
+
+    /// Parent: the next record past `cursor`, if one is published; `Err` says how the ring
+    /// breaks its invariants (the worker is not to be read any more).
+    pub fn read(&self, cursor: &mut Cursor) -> Result<Option<Record>, String> {
+        let written = self.header.written.load(Ordering::Acquire);
+        let unread = written.wrapping_sub(cursor.read);
+        if unread == 0 {
+            return Ok(None);
+        }
+        if unread > RING_WORDS as u64 {
+            return Err(format!(
+                "its reply ring claims {unread} words unread, more than it holds"
+            ));
+        }
+        let head = self.at(cursor.read).load(Ordering::Relaxed);
+        let (kind, len) = (head >> 32, head & 0xffff_ffff);
+        let record = match kind {
+            ON_SOCKET if len == 0 => {
+                self.advance(cursor, 1);
+                Record::OnSocket
+            }
+            FRAME => {
+                let body = len.div_ceil(8);
+                if 1 + body > unread {
+                    return Err(format!(
+                        "a reply of {len} bytes in its ring, where {unread} words are written"
+                    ));
+                }
+                // `len` is at most a ring's bytes (checked above): no untrusted allocation.
+                let len = len as usize;
+                let mut frame = Vec::with_capacity(len.next_multiple_of(8));
+                for i in 0..body {
+                    let word = self.at(cursor.read + 1 + i).load(Ordering::Relaxed);
+                    frame.extend_from_slice(&word.to_le_bytes());
+                }
+                frame.truncate(len);
+                self.advance(cursor, 1 + body);
+                Record::Frame(frame)
+            }
+            _ => return Err(format!("a record of kind {kind} in its reply ring")),
+        };
+        Ok(Some(record))
+    }
+
+    fn advance(&self, cursor: &mut Cursor, words: u64) {
+        cursor.read += words;
+        self.header.consumed.store(cursor.read, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_memory() -> (RingHeader, Vec<AtomicU64>) {
+        let words = (0..RING_WORDS).map(|_| AtomicU64::new(0)).collect();
+        (RingHeader::default(), words)
+    }
+
+    #[test]
+    fn replies_of_every_size_come_out_in_order_across_the_wrap() {
+        let (header, words) = ring_memory();
+        let ring = Ring::new(&header, &words);
+        let mut cursor = Cursor::default();
+        assert_eq!(ring.read(&mut cursor), Ok(None));
+        for round in 0..2000usize {
+            let len = (round * 97) % 3000;
+            let frame: Vec<u8> = (0..len).map(|i| (i + round) as u8).collect();
+            assert_eq!(ring.push(&frame, false), Pushed::Frame);
+            assert!(ring.has_unread(&cursor));
+            assert_eq!(ring.read(&mut cursor), Ok(Some(Record::Frame(frame))));
+            assert!(!ring.has_unread(&cursor));
+        }
+        assert!(cursor.read > RING_WORDS as u64, "the test wrapped around");
+    }
+
+    #[test]
+    fn a_full_ring_announces_then_refuses() {
+        let (header, words) = ring_memory();
+        let ring = Ring::new(&header, &words);
+        let mut cursor = Cursor::default();
+        let big = vec![7u8; RING_BYTES];
+        assert_eq!(ring.push(&big, false), Pushed::Announced, "never fits");
+        let half = vec![1u8; RING_BYTES / 2];
+        assert_eq!(ring.push(&half, false), Pushed::Frame);
+        assert_eq!(ring.push(&half, false), Pushed::Announced);
+        // Empty replies take a word each, until the last free word goes to an announcement.
+        while ring.push(&[], false) == Pushed::Frame {}
+        assert_eq!(ring.push(&[9], false), Pushed::Full);
+        assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
+        assert_eq!(ring.read(&mut cursor), Ok(Some(Record::Frame(half))));
+        assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
+        assert_eq!(ring.push(&[9], false), Pushed::Frame, "reading made room");
+        assert_eq!(ring.push(&[9], true), Pushed::Announced, "behind the socket's bytes");
+    }
+
+    #[test]
+    fn the_doorbell_flag_is_taken_once() {
+        let (header, words) = ring_memory();
+        let ring = Ring::new(&header, &words);
+        assert!(!ring.take_parent_sleeping());
+        ring.set_parent_sleeping(true);
+        assert!(ring.take_parent_sleeping());
+        assert!(!ring.take_parent_sleeping());
+    }
+
+    #[test]
+    fn a_lying_ring_is_a_violation() {
+        let (header, words) = ring_memory();
+        let ring = Ring::new(&header, &words);
+        // `written` far ahead (or behind: the difference wraps).
+        header.written.store(RING_WORDS as u64 + 1, Ordering::SeqCst);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+        header.written.store(u64::MAX, Ordering::SeqCst);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+        // A record longer than what is written.
+        words[0].store(1000, Ordering::Relaxed);
+        header.written.store(3, Ordering::SeqCst);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+        // An unknown kind, and an announcement with a length.
+        words[0].store(7 << 32, Ordering::Relaxed);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+        words[0].store((ON_SOCKET << 32) | 5, Ordering::Relaxed);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+        // A length as long as it may be claims no memory up front.
+        words[0].store(u32::MAX as u64, Ordering::Relaxed);
+        header.written.store(RING_WORDS as u64, Ordering::SeqCst);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+    }
+}
