@@ -225,7 +225,10 @@ mod tests {
         }
         let huge = Chunking::choose(None, &(0..10_000_000), 2, Delivery::Collected);
         assert_eq!(huge, Chunking::Fixed(DEFAULT_MAX_CHUNK));
-        assert_eq!(huge.window(None, Window::small()), Window::Fixed(DEFAULT_WINDOW));
+        assert_eq!(
+            huge.window(None, Window::small()),
+            Window::Fixed(DEFAULT_WINDOW)
+        );
         assert_eq!(
             Chunking::Fixed(1).window(None, Window::small()).now(),
             SMALL_CHUNK_WINDOW

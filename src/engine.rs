@@ -20,8 +20,8 @@ mod dispatch;
 mod events;
 mod spawn;
 
-use crate::chunking::Window;
 use crate::child_handle::ChildHandle;
+use crate::chunking::Window;
 use crate::crash_guard::{CrashGuard, RestartLimit};
 use crate::desk::{Desk, Happened, Mail};
 use crate::error::PoolError;

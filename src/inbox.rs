@@ -25,8 +25,8 @@
 use crate::channel::{self, Registered, RegisteredPage};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use forkpool_worker::protocol::ExitStatus;
 use crate::peer::{Peer, Step};
+use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -37,7 +37,6 @@ use std::time::Instant;
 /// The most datagrams read from a dead child's socket before its exit is posted (a grandchild
 /// that holds a copy of the socket could keep writing forever).
 const DRAIN_LIMIT: usize = 4096;
-
 
 /// Something that happened to child `child` (the caller's id for it, not its pid).
 #[derive(Debug)]
@@ -171,8 +170,12 @@ impl Inbox {
             let Some(child) = self.ready.pop_front() else {
                 // Rings are read without being polled: look at them before giving up.
                 let before = self.ready.len();
-                self.ready
-                    .extend(self.peers.iter().filter(|(_, p)| p.ready()).map(|(&c, _)| c));
+                self.ready.extend(
+                    self.peers
+                        .iter()
+                        .filter(|(_, p)| p.ready())
+                        .map(|(&c, _)| c),
+                );
                 if self.ready.len() == before {
                     return None;
                 }

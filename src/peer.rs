@@ -154,7 +154,11 @@ impl Peer {
             Received::Closed => {
                 // The ring may still hold what the child wrote before it hung up.
                 self.socket_open = false;
-                Ok(if self.ready() { Step::Again } else { Step::Idle })
+                Ok(if self.ready() {
+                    Step::Again
+                } else {
+                    Step::Idle
+                })
             }
             Received::Violation(what) => Err(what),
         }

@@ -209,3 +209,60 @@ fn a_worker_sees_only_its_own_progress_page_and_socket() {
         "{err}"
     );
 }
+
+/// The start of this process's one shared anonymous mapping: a worker's progress page, with
+/// its reply ring after it.
+fn own_shared_page() -> *mut u8 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+        .expect("a worker has its page");
+    let start = line.split('-').next().unwrap();
+    usize::from_str_radix(start, 16).unwrap() as *mut u8
+}
+
+/// Items `x % 10 == 3` overwrite their worker's ring counters (bytes 128 to 4,096 of its page)
+/// with `0xFF`, items `x % 10 == 7` the first 4 KiB of its ring's records with `0xAB`; both
+/// then return as if nothing happened.
+fn maybe_scribble(x: u64) -> u64 {
+    let (offset, byte) = match x % 10 {
+        3 => (128, 0xFF),
+        7 => (4096, 0xAB),
+        _ => return x * 2,
+    };
+    let page = own_shared_page();
+    // SAFETY: the page and the ring after it are mapped read-write in this process for its
+    // whole life (more than 8 KiB); writing them is the lie under test (the parent must not
+    // trust it), not something this process reads back.
+    unsafe { std::ptr::write_bytes(page.add(offset), byte, 4096 - (offset % 4096)) };
+    x * 2
+}
+
+#[test]
+fn tasks_that_scribble_on_their_reply_ring_never_yield_a_wrong_value() {
+    // The ring a worker replies through is as untrusted as its socket: counters that claim
+    // more than the ring holds, and records overwritten after they were written, are
+    // violations. The worker is killed; which of the items it held fails cannot always be told
+    // (the scribble erased that), but no item gets another's or a corrupted value, every item
+    // gets exactly one outcome, and the pool serves on.
+    let pool = Pool::new(2).unwrap();
+    for round in 0..5 {
+        let outcomes: Vec<Result<u64, Error>> =
+            pool.chunksize(1).imap(maybe_scribble, 0..60u64).collect();
+        assert_eq!(outcomes.len(), 60);
+        for (x, outcome) in (0u64..).zip(&outcomes) {
+            match outcome {
+                Ok(v) if x % 10 != 3 => assert_eq!(*v, x * 2, "round {round}, item {x}"),
+                Err(Error::Task(TaskError::Protocol { index, .. })) => {
+                    assert_eq!(*index, x, "round {round}");
+                }
+                other => panic!("round {round}, item {x}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            pool.map(|x: u64| x + 1, 0..100u64).unwrap(),
+            (1..101).collect::<Vec<_>>()
+        );
+    }
+}

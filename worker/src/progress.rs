@@ -49,10 +49,8 @@ unsafe fn view<'a>(base: *mut Shared) -> (&'a Progress, Ring<'a>) {
     // page-aligned; every field is an atomic, so shared references are sound across processes.
     unsafe {
         let shared = &*base;
-        let words = std::slice::from_raw_parts(
-            base.cast::<u8>().add(PAGE).cast::<AtomicU64>(),
-            RING_WORDS,
-        );
+        let words =
+            std::slice::from_raw_parts(base.cast::<u8>().add(PAGE).cast::<AtomicU64>(), RING_WORDS);
         (&shared.progress, Ring::new(&shared.ring, words))
     }
 }

@@ -4,8 +4,11 @@
 //! not fit and, when the parent sleeps, a doorbell.
 //!
 //! Layout: a [`RingHeader`] and [`RING_WORDS`] 64-bit words, used as a ring of records. A record
-//! is a head word `(kind << 32) | len` and `ceil(len / 8)` words of bytes (little-endian in each
-//! word, the last padded with zeros); it may wrap past the end of the words.
+//! is a head word `(kind << 32) | len`, a check word, and `ceil(len / 8)` words of bytes
+//! (little-endian in each word, the last padded with zeros); it may wrap past the end of the
+//! words. The check word hashes the record's place, head and bytes: a reply that a later task
+//! of the same worker overwrites by accident (a stray pointer) before the parent reads it is a
+//! violation, never a wrong value.
 //!
 //! Invariants:
 //! - Only the worker writes `written` and the words; only the parent writes `consumed`. Both
@@ -47,6 +50,30 @@ pub const RING_WORDS: usize = RING_BYTES / 8;
 const FRAME: u64 = 0;
 /// A record saying the next reply comes on the socket.
 const ON_SOCKET: u64 = 1;
+
+/// Words before a record's bytes: its head and its check.
+const RECORD_HEAD: u64 = 2;
+
+/// The check word of a record: a multiply-xor hash of its place, its head and its words.
+struct Check(u64);
+
+impl Check {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    fn new(place: u64, head: u64) -> Check {
+        let mut check = Check(place.wrapping_mul(Check::K) ^ 0x5EED);
+        check.add(head);
+        check
+    }
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(Check::K).rotate_left(23);
+    }
+
+    fn value(&self) -> u64 {
+        self.0 ^ (self.0 >> 31)
+    }
+}
 
 /// The ring's counters, each side's on its own cache line.
 #[repr(C, align(64))]
@@ -112,31 +139,40 @@ impl<'a> Ring<'a> {
         &self.words[(index % RING_WORDS as u64) as usize]
     }
 
-    /// Worker: writes `frame` as a record if the free room holds it and still one word (so an
-    /// announcement always fits after it) and it need not go `behind` bytes on the socket,
-    /// else an announcement if one word is free.
+    /// Worker: writes `frame` as a record if the free room holds it and still an announcement
+    /// (so one always fits after it) and it need not go `behind` bytes on the socket, else an
+    /// announcement if one fits.
     pub fn push(&self, frame: &[u8], behind: bool) -> Pushed {
         let written = self.header.written.load(Ordering::Relaxed);
         let consumed = self.header.consumed.load(Ordering::Acquire);
         let free = (RING_WORDS as u64).saturating_sub(written.wrapping_sub(consumed));
         let body = (frame.len() as u64).div_ceil(8);
-        if body + 2 <= free && !behind {
-            self.at(written)
-                .store((FRAME << 32) | frame.len() as u64, Ordering::Relaxed);
+        if body + 2 * RECORD_HEAD <= free && !behind {
+            let head = (FRAME << 32) | frame.len() as u64;
+            let mut check = Check::new(written, head);
             for (i, bytes) in frame.chunks(8).enumerate() {
                 let mut word = [0u8; 8];
                 word[..bytes.len()].copy_from_slice(bytes);
-                self.at(written + 1 + i as u64)
-                    .store(u64::from_le_bytes(word), Ordering::Relaxed);
+                let word = u64::from_le_bytes(word);
+                check.add(word);
+                self.at(written + RECORD_HEAD + i as u64)
+                    .store(word, Ordering::Relaxed);
             }
+            self.at(written).store(head, Ordering::Relaxed);
+            self.at(written + 1).store(check.value(), Ordering::Relaxed);
             self.header
                 .written
-                .store(written + 1 + body, Ordering::SeqCst);
+                .store(written + RECORD_HEAD + body, Ordering::SeqCst);
             return Pushed::Frame;
         }
-        if free >= 1 {
-            self.at(written).store(ON_SOCKET << 32, Ordering::Relaxed);
-            self.header.written.store(written + 1, Ordering::SeqCst);
+        if free >= RECORD_HEAD {
+            let head = ON_SOCKET << 32;
+            self.at(written).store(head, Ordering::Relaxed);
+            self.at(written + 1)
+                .store(Check::new(written, head).value(), Ordering::Relaxed);
+            self.header
+                .written
+                .store(written + RECORD_HEAD, Ordering::SeqCst);
             return Pushed::Announced;
         }
         Pushed::Full
@@ -179,16 +215,18 @@ impl<'a> Ring<'a> {
                 "its reply ring claims {unread} words unread, more than it holds"
             ));
         }
+        if unread < RECORD_HEAD {
+            return Err(format!("a record of {unread} word in its reply ring"));
+        }
         let head = self.at(cursor.read).load(Ordering::Relaxed);
+        let stated = self.at(cursor.read + 1).load(Ordering::Relaxed);
+        let mut check = Check::new(cursor.read, head);
         let (kind, len) = (head >> 32, head & 0xffff_ffff);
-        let record = match kind {
-            ON_SOCKET if len == 0 => {
-                self.advance(cursor, 1);
-                Record::OnSocket
-            }
+        let (record, words) = match kind {
+            ON_SOCKET if len == 0 => (Record::OnSocket, RECORD_HEAD),
             FRAME => {
                 let body = len.div_ceil(8);
-                if 1 + body > unread {
+                if RECORD_HEAD + body > unread {
                     return Err(format!(
                         "a reply of {len} bytes in its ring, where {unread} words are written"
                     ));
@@ -197,15 +235,21 @@ impl<'a> Ring<'a> {
                 let len = len as usize;
                 let mut frame = Vec::with_capacity(len.next_multiple_of(8));
                 for i in 0..body {
-                    let word = self.at(cursor.read + 1 + i).load(Ordering::Relaxed);
+                    let word = self
+                        .at(cursor.read + RECORD_HEAD + i)
+                        .load(Ordering::Relaxed);
+                    check.add(word);
                     frame.extend_from_slice(&word.to_le_bytes());
                 }
                 frame.truncate(len);
-                self.advance(cursor, 1 + body);
-                Record::Frame(frame)
+                (Record::Frame(frame), RECORD_HEAD + body)
             }
             _ => return Err(format!("a record of kind {kind} in its reply ring")),
         };
+        if check.value() != stated {
+            return Err("a record in its reply ring overwritten after it was written".into());
+        }
+        self.advance(cursor, words);
         Ok(Some(record))
     }
 
@@ -251,14 +295,18 @@ mod tests {
         let half = vec![1u8; RING_BYTES / 2];
         assert_eq!(ring.push(&half, false), Pushed::Frame);
         assert_eq!(ring.push(&half, false), Pushed::Announced);
-        // Empty replies take a word each, until the last free word goes to an announcement.
+        // Empty replies take two words each, until the last free ones go to an announcement.
         while ring.push(&[], false) == Pushed::Frame {}
         assert_eq!(ring.push(&[9], false), Pushed::Full);
         assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
         assert_eq!(ring.read(&mut cursor), Ok(Some(Record::Frame(half))));
         assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
         assert_eq!(ring.push(&[9], false), Pushed::Frame, "reading made room");
-        assert_eq!(ring.push(&[9], true), Pushed::Announced, "behind the socket's bytes");
+        assert_eq!(
+            ring.push(&[9], true),
+            Pushed::Announced,
+            "behind the socket's bytes"
+        );
     }
 
     #[test]
@@ -276,7 +324,9 @@ mod tests {
         let (header, words) = ring_memory();
         let ring = Ring::new(&header, &words);
         // `written` far ahead (or behind: the difference wraps).
-        header.written.store(RING_WORDS as u64 + 1, Ordering::SeqCst);
+        header
+            .written
+            .store(RING_WORDS as u64 + 1, Ordering::SeqCst);
         assert!(ring.read(&mut Cursor::default()).is_err());
         header.written.store(u64::MAX, Ordering::SeqCst);
         assert!(ring.read(&mut Cursor::default()).is_err());
@@ -284,6 +334,13 @@ mod tests {
         words[0].store(1000, Ordering::Relaxed);
         header.written.store(3, Ordering::SeqCst);
         assert!(ring.read(&mut Cursor::default()).is_err());
+        // A record whose bytes changed after it was published.
+        let (header, words) = ring_memory();
+        let ring = Ring::new(&header, &words);
+        assert_eq!(ring.push(b"a reply", false), Pushed::Frame);
+        words[2].fetch_xor(1, Ordering::Relaxed);
+        assert!(ring.read(&mut Cursor::default()).is_err());
+        header.written.store(3, Ordering::SeqCst);
         // An unknown kind, and an announcement with a length.
         words[0].store(7 << 32, Ordering::Relaxed);
         assert!(ring.read(&mut Cursor::default()).is_err());
