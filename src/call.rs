@@ -411,6 +411,19 @@ where
     I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
+    /// Moves the outcomes known now into `out`, in order, stopping at the first failure (which
+    /// is returned): how a collected call takes a chunk's results at once, without wrapping
+    /// each in a `Result` of the public error type.
+    pub fn take_ready_into(&mut self, out: &mut Vec<R>) -> Option<Error> {
+        while let Some(outcome) = self.ready.pop_front() {
+            match outcome {
+                Ok(value) => out.push(value),
+                Err(error) => return Some(*error),
+            }
+        }
+        None
+    }
+
     /// The next outcome, waiting for it until `until` (`None`: as long as it takes).
     pub fn step(&mut self, until: Option<Instant>) -> Step<R> {
         loop {

@@ -126,7 +126,9 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
-        Imap::new(self.call(code, items.into_iter(), Delivery::Collected, None)).collect()
+        let items = items.into_iter();
+        let expected = items.size_hint().0;
+        Imap::new(self.call(code, items, Delivery::Collected, None)).into_vec(expected)
     }
 
     /// [`Pool::imap`] with these options.
@@ -191,7 +193,9 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
-        Imap::new(self.call(code, items.into_iter(), Delivery::Collected, None)).collect()
+        let items = items.into_iter();
+        let expected = items.size_hint().0;
+        Imap::new(self.call(code, items, Delivery::Collected, None)).into_vec(expected)
     }
 
     /// [`Pool::istarmap`] with these options.
@@ -243,7 +247,9 @@ impl<'p> CallOptions<'p> {
         let mut encoded = Vec::new();
         let context = forkpool_worker::codec::encode_into(&mut encoded, context).map(|()| encoded);
         let delivery = Delivery::Collected;
-        Imap::new(self.call(code, items.into_iter(), delivery, Some(context))).collect()
+        let items = items.into_iter();
+        let expected = items.size_hint().0;
+        Imap::new(self.call(code, items, delivery, Some(context))).into_vec(expected)
     }
 
     /// Submits one item: [`Pool::submit`] with these options (a per-task timeout, say).

@@ -116,7 +116,9 @@ where
     /// # Ok(()) }
     /// ```
     pub fn map<I: IntoIterator<Item = T>>(&self, items: I) -> Result<Vec<R>, Error> {
-        Imap::new(self.call(None, items.into_iter(), Delivery::Collected)).collect()
+        let items = items.into_iter();
+        let expected = items.size_hint().0;
+        Imap::new(self.call(None, items, Delivery::Collected)).into_vec(expected)
     }
 
     /// Submits one item and returns at once with its [`Task`] (like [`Pool::submit`]).

@@ -76,6 +76,35 @@ impl<'p, I: Iterator, R> Imap<'p, I, R> {
     }
 }
 
+/// The most outcomes a collected call reserves room for before they arrive (an input may state
+/// any length in its `size_hint`).
+const PRESIZE_MAX: usize = 1 << 24;
+
+impl<I, R> Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned,
+{
+    /// Every outcome in order, or the first error (the rest of the call is cancelled): what a
+    /// collected call returns. `expected` outcomes (the input's lower size hint) are reserved
+    /// up front: a million results are not copied twenty times as the vector grows.
+    pub(crate) fn into_vec(mut self, expected: usize) -> Result<Vec<R>, Error> {
+        let mut out = Vec::with_capacity(expected.min(PRESIZE_MAX));
+        loop {
+            if let Stream::Running(call) = &mut self.stream {
+                if let Some(error) = call.take_ready_into(&mut out) {
+                    return Err(error);
+                }
+            }
+            match self.next() {
+                Some(outcome) => out.push(outcome?),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
 impl<I, R> Iterator for Imap<'_, I, R>
 where
     I: Iterator,

@@ -50,6 +50,10 @@ pub(crate) fn decode<R: DeserializeOwned>(
             out.push(codec_error(CodecStage::DecodeResult, message.clone()));
             continue;
         }
+        if let Some(value) = outcomes.read_ok::<R>() {
+            out.push(Ok(value));
+            continue;
+        }
         let outcome = match outcomes.read::<R>() {
             Ok(RawOutcome::Ok(value)) => Ok(value),
             Ok(RawOutcome::Panicked { message, location }) => failed(TaskError::Panicked {

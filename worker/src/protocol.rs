@@ -368,6 +368,21 @@ impl<'a> OutcomeReader<'a> {
         OutcomeReader::new(frame.get(REPLY_HEADER_LEN..).unwrap_or_default())
     }
 
+    /// The next outcome if it is a result that decodes as an `R` (the common case, without the
+    /// general outcome's moves); `None` leaves the reader as it was, for [`read`] to say what
+    /// the outcome is instead.
+    ///
+    /// [`read`]: OutcomeReader::read
+    #[inline]
+    pub fn read_ok<R: DeserializeOwned>(&mut self) -> Option<R> {
+        let (&OK, body) = self.rest.split_first()? else {
+            return None;
+        };
+        let (value, used) = codec::decode::<R>(body).ok()?;
+        self.rest = body.get(used..)?;
+        Some(value)
+    }
+
     /// Reads the next outcome, decoding a result as an `R`. After an error nothing more can be
     /// read: later calls return [`OutcomeError::Ended`].
     pub fn read<R: DeserializeOwned>(&mut self) -> Result<RawOutcome<R>, OutcomeError> {
