@@ -105,6 +105,9 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     spec: CallSpec,
     chunking: Chunking,
     window: Window,
+    /// Its window learned from a reply of its own (until then an adaptive call's chunks follow
+    /// the pool's learned window).
+    learned: bool,
     call: u64,
     /// Frame buffers of answered chunks, reused for new ones.
     spare: Vec<Vec<u8>>,
@@ -168,6 +171,7 @@ where
         };
         if let Some(desk) = engine.desk(call) {
             desk.context = context;
+            desk.follows_pool = window.adapts();
         }
         drop(engine);
         let mut started = Call {
@@ -180,6 +184,7 @@ where
             spec,
             chunking,
             window,
+            learned: false,
             call,
             spare: Vec::new(),
             retry: VecDeque::new(),
@@ -245,11 +250,12 @@ where
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)
         };
-        if desk.window != self.window.now() {
+        if self.learned && (desk.window != self.window.now() || desk.follows_pool) {
             desk.window = self.window.now();
+            desk.follows_pool = false;
             engine.dispatch_blocked = false;
         }
-        if self.window.adapts() {
+        if self.learned && self.window.adapts() {
             engine.learned_window = self.window;
         }
         while let Some(wire) = self.retry.pop_back() {
@@ -384,7 +390,7 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
     /// [`Engine::end_call`]). Nothing is waited for.
     fn drop(&mut self) {
         let mut engine = self.hub.lock();
-        if self.window.adapts() {
+        if self.learned && self.window.adapts() {
             engine.learned_window = self.window;
         }
         engine.end_call(self.call, false);

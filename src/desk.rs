@@ -57,6 +57,9 @@ pub(crate) struct Mail {
 pub(crate) struct Desk {
     /// Chunks in flight per worker.
     pub window: usize,
+    /// Its window adapts but has learned nothing of its own yet: it follows the pool's learned
+    /// window (a one-item task submitted before the pool learned from the tasks before it).
+    pub follows_pool: bool,
     /// The most one item may run.
     pub timeout: Option<Duration>,
     /// The `map_with` context frame, sent to a worker before its first chunk of the call.
@@ -74,6 +77,7 @@ impl Desk {
     pub fn new(timeout: Option<Duration>, window: usize) -> Desk {
         Desk {
             window: window.max(1),
+            follows_pool: false,
             timeout,
             context: None,
             in_ring: false,

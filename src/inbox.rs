@@ -25,14 +25,14 @@
 use crate::channel::{self, Registered, RegisteredPage};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::peer::{Peer, Step};
+use crate::peer::{Peer, RingWatch, Step};
 use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The most datagrams read from a dead child's socket before its exit is posted (a grandchild
 /// that holds a copy of the socket could keep writing forever).
@@ -93,6 +93,7 @@ pub(crate) struct Inbox {
     /// Reused `poll` set and the child of each entry after the first (the wake pipe).
     poll_set: Vec<libc::pollfd>,
     poll_children: Vec<u64>,
+    poll_rings: Vec<RingWatch>,
 }
 
 impl Inbox {
@@ -111,6 +112,7 @@ impl Inbox {
             wake: pipe.read,
             poll_set: Vec::new(),
             poll_children: Vec::new(),
+            poll_rings: Vec::new(),
         })
     }
 
@@ -192,23 +194,25 @@ impl Inbox {
     /// inbox (another thread may use the engine meanwhile); hand the set back to
     /// [`after_poll`](Inbox::after_poll).
     ///
-    /// Raises every ring's `parent_sleeping` and looks at the rings a last time: a set made
-    /// while a ring has something does not wait.
+    /// A set made while a ring has something does not wait; else it watches the rings (see
+    /// [`PollSet::wait`]).
     pub fn poll_set(&mut self) -> PollSet {
         let mut set = PollSet {
             fds: std::mem::take(&mut self.poll_set),
             children: std::mem::take(&mut self.poll_children),
+            rings: std::mem::take(&mut self.poll_rings),
             ring_ready: false,
         };
         set.fds.clear();
         set.children.clear();
+        set.rings.clear();
         set.fds.push(pollfd(self.wake.as_raw_fd()));
         for (&child, peer) in &self.peers {
             if let Some(socket) = peer.polled_socket() {
                 set.fds.push(pollfd(socket.as_raw_fd()));
                 set.children.push(child);
             }
-            peer.set_sleeping(true);
+            set.rings.extend(peer.ring_watch());
         }
         set.ring_ready = self.peers.values().any(Peer::ready);
         set
@@ -217,7 +221,13 @@ impl Inbox {
     /// Takes back a set after its wait: marks the ready children to be read. Returns false
     /// when the wait ended by its deadline with nothing ready.
     pub fn after_poll(&mut self, set: PollSet, ready: Readiness) -> bool {
-        let PollSet { fds, children, .. } = set;
+        let PollSet {
+            fds,
+            children,
+            mut rings,
+            ..
+        } = set;
+        rings.clear(); // drops the pages' handles: the inbox keeps the pages
         for (&child, peer) in &self.peers {
             peer.set_sleeping(false);
             if peer.ready() {
@@ -241,6 +251,7 @@ impl Inbox {
         };
         self.poll_set = fds;
         self.poll_children = children;
+        self.poll_rings = rings;
         woke
     }
 
@@ -300,9 +311,16 @@ impl Inbox {
 pub(crate) struct PollSet {
     fds: Vec<libc::pollfd>,
     children: Vec<u64>,
+    /// The rings to watch while waiting.
+    rings: Vec<RingWatch>,
     /// A ring had something when the set was made: the wait returns at once.
     ring_ready: bool,
 }
+
+/// How long a waiter watches the rings before it sleeps in `poll`: a worker answering within
+/// this costs no sleep, no wake-up and no doorbell (a reply every few microseconds otherwise
+/// paid both; the watch yields the processor between looks, so a worker on the same core runs).
+const RING_WATCH: Duration = Duration::from_micros(50);
 
 /// How a wait on a [`PollSet`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +336,26 @@ impl PollSet {
     pub fn wait(&mut self, deadline: Option<Instant>) -> Result<Readiness, PoolError> {
         if self.ring_ready {
             return Ok(Readiness::Ready);
+        }
+        if !self.rings.is_empty() {
+            let watch_until = Instant::now() + RING_WATCH;
+            let until = deadline.map_or(watch_until, |d| d.min(watch_until));
+            loop {
+                if self.rings.iter().any(RingWatch::moved) {
+                    return Ok(Readiness::Ready);
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            // About to sleep: raise every ring's flag, then look once more (see `reply_ring`).
+            for ring in &self.rings {
+                ring.set_sleeping(true);
+            }
+            if self.rings.iter().any(RingWatch::moved) {
+                return Ok(Readiness::Ready);
+            }
         }
         let ready = crate::sys::poll(&mut self.fds, deadline).map_err(PoolError::Channel)?;
         if ready == 0 && deadline.is_some_and(|at| Instant::now() >= at) {

@@ -35,8 +35,9 @@ pub(crate) type SharedFrame = Arc<Vec<u8>>;
 
 /// The most bytes of unanswered frames (the new one included) for an in-place send.
 pub(crate) const INLINE_BYTES: usize = 64 * 1024;
-/// The most unanswered frames (the new one included) for an in-place send.
-pub(crate) const INLINE_FRAMES: usize = 32;
+/// The most unanswered frames (the new one included) for an in-place send: a full window of
+/// small chunks (they travel batched, a few datagrams for all of them).
+pub(crate) const INLINE_FRAMES: usize = 128;
 
 /// Frames at most this big are staged for a batch; bigger ones go alone (no copy).
 const BATCH_FRAME_MAX: usize = 4 * 1024;

@@ -36,6 +36,25 @@ pub(crate) enum Step {
     Idle,
 }
 
+/// A ring a waiter watches: it has something when the worker has written past `read`.
+pub(crate) struct RingWatch {
+    page: Arc<RegisteredPage>,
+    read: u64,
+}
+
+impl RingWatch {
+    /// Whether the worker wrote past where the inbox had read.
+    pub fn moved(&self) -> bool {
+        self.page.ring().written() != self.read
+    }
+
+    /// Raises or lowers the ring's `parent_sleeping` (see
+    /// [`reply_ring`](forkpool_worker::reply_ring)).
+    pub fn set_sleeping(&self, sleeping: bool) {
+        self.page.ring().set_parent_sleeping(sleeping);
+    }
+}
+
 /// One child, as the inbox reads it.
 pub(crate) struct Peer {
     socket: Arc<Registered<Socket>>,
@@ -79,6 +98,19 @@ impl Peer {
         if let Some((page, _)) = self.ring.as_ref().filter(|_| self.open) {
             page.ring().set_parent_sleeping(sleeping);
         }
+    }
+
+    /// Its ring and how far it has been read, for a waiter to watch without the inbox (while
+    /// the ring is what it reads next).
+    pub fn ring_watch(&self) -> Option<RingWatch> {
+        let (page, cursor) = self
+            .ring
+            .as_ref()
+            .filter(|_| self.open && self.announced == 0)?;
+        Some(RingWatch {
+            page: Arc::clone(page),
+            read: cursor.position(),
+        })
     }
 
     /// Whether [`read`](Peer::read) consumes something without the socket.

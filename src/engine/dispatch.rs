@@ -3,7 +3,7 @@
 //! (calls take turns, in a ring).
 
 use super::Engine;
-use crate::desk::Queued;
+use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::{Sent, WorkerHandle};
 use std::time::Duration;
@@ -22,6 +22,14 @@ impl Engine {
             && self.budget_of(worker) >= count.max(1)
     }
 
+    /// Chunks in flight per worker for a call with `desk`.
+    fn window_of(&self, desk: &Desk) -> usize {
+        match desk.follows_pool {
+            true => self.learned_window.now(),
+            false => desk.window,
+        }
+    }
+
     pub(super) fn budget_of(&self, worker: &WorkerHandle) -> usize {
         self.settings.max_tasks.map_or(usize::MAX, |max| {
             max.saturating_sub(usize::try_from(worker.dispatched_items()).unwrap_or(usize::MAX))
@@ -35,7 +43,7 @@ impl Engine {
         let Some(desk) = self.desks.get(&call) else {
             return (0, 0);
         };
-        let window = desk.window;
+        let window = self.window_of(desk);
         let mut slots = 0usize;
         let mut biggest = 0usize;
         for worker in &self.workers {
@@ -116,7 +124,7 @@ impl Engine {
         let Some(next) = desk.peek() else {
             return false;
         };
-        let (window, count) = (desk.window, next.count as usize);
+        let (window, count) = (self.window_of(desk), next.count as usize);
         let slot = self
             .workers
             .iter()
