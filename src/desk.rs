@@ -66,6 +66,8 @@ pub(crate) struct Desk {
     pub context: Option<SharedFrame>,
     /// Its id is in the engine's ring of calls with queued chunks.
     pub in_ring: bool,
+    /// Chunks of it that workers hold (sent, not yet answered or lost with their worker).
+    pub out: usize,
     queue: VecDeque<Queued>,
     mail: Vec<Happened>,
     failure: Option<PoolError>,
@@ -81,6 +83,7 @@ impl Desk {
             timeout,
             context: None,
             in_ring: false,
+            out: 0,
             queue: VecDeque::new(),
             mail: Vec::new(),
             failure: None,

@@ -259,7 +259,11 @@ impl Engine {
     /// `stop_running`, else after a short grace (see `WorkerHandle::check_deadlines`).
     /// Nothing is waited for here.
     pub fn end_call(&mut self, call: u64, stop_running: bool) {
-        self.desks.remove(&call);
+        let out = self.desks.remove(&call).map_or(0, |desk| desk.out);
+        self.front_deaths.retain(|&(c, _)| c != call);
+        if out == 0 {
+            return; // no worker holds a chunk of it (a finished call): nothing to mark
+        }
         let now = progress::now_nanos();
         for worker in &mut self.workers {
             let mut held = false;
@@ -275,7 +279,6 @@ impl Engine {
                 worker.stop_for_cancel();
             }
         }
-        self.front_deaths.retain(|&(c, _)| c != call);
     }
 
     /// The pid of the worker running an item of call `call`, if one is.

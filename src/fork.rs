@@ -11,25 +11,27 @@ use forkpool_worker::child::{self, ChildOptions};
 use forkpool_worker::wire::Socket;
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The stack every child runs its tasks on, whatever the stack of the thread that forked it: a
 /// main thread's usual 8 MiB.
 pub(crate) const CHILD_STACK: usize = 8 << 20;
 
-/// Forks a child that runs `child_main` on its end of a socket pair, `socket`, and exits with
-/// the code it returns. Returns the child's pid.
+/// Forks a child that runs `child_main` on its end of a socket pair, `socket` (and the write
+/// end of its doorbell pipe, if it has one), and exits with the code it returns. Returns the
+/// child's pid.
 ///
-/// In the child, every descriptor this crate has open except `socket`, and every progress page
-/// except the one at `page` (if any), is closed or unmapped before anything else runs (see
-/// [`channel`]); in the parent, `socket` is closed once the child has it. The child is the
-/// leader of its own process group.
+/// In the child, every descriptor this crate has open except `socket` and `doorbell`, and every
+/// progress page except the one at `page` (if any), is closed or unmapped before anything else
+/// runs (see [`channel`]); in the parent, `socket` and `doorbell` are closed once the child has
+/// them. The child is the leader of its own process group.
 pub(crate) fn spawn(
     options: ChildOptions,
     socket: Registered<Socket>,
+    doorbell: Option<Registered<OwnedFd>>,
     page: Option<usize>,
-    child_main: impl FnOnce(Socket) -> i32,
+    child_main: impl FnOnce(Socket, Option<OwnedFd>) -> i32,
 ) -> Result<Pid, PoolError> {
     child::before_fork();
     let parent = std::process::id();
@@ -56,13 +58,18 @@ pub(crate) fn spawn(
     drop(stdio);
     match forked {
         Ok(ForkResult::Child) => {
-            register.keep_only(&[socket.as_raw_fd()], page);
+            let kept = [
+                Some(socket.as_raw_fd()),
+                doorbell.as_ref().map(|d| d.as_raw_fd()),
+            ];
+            register.keep_only(&kept.into_iter().flatten().collect::<Vec<_>>(), page);
             drop(register);
             let socket = socket.into_inner();
+            let doorbell = doorbell.map(Registered::into_inner);
             let run = move || {
                 catch_unwind(AssertUnwindSafe(|| {
                     child::prepare(options, parent);
-                    child_main(socket)
+                    child_main(socket, doorbell)
                 }))
                 .unwrap_or(child::EXIT_CHILD_PANICKED)
             };
@@ -77,6 +84,7 @@ pub(crate) fn spawn(
             child::restore_signals(&signals);
             drop(register);
             drop(socket);
+            drop(doorbell);
             // Also done by the child; doing it here too closes the race with an early killpg.
             let _ = setpgid(child, child);
             Ok(child)

@@ -92,7 +92,7 @@ pub(crate) struct Inbox {
     wake: Registered<OwnedFd>,
     /// Reused `poll` set and the child of each entry after the first (the wake pipe).
     poll_set: Vec<libc::pollfd>,
-    poll_children: Vec<u64>,
+    poll_children: Vec<(u64, bool)>,
     poll_rings: Vec<RingWatch>,
 }
 
@@ -122,14 +122,14 @@ impl Inbox {
     }
 
     /// Starts reading child `child` on `socket` (the parent's end of its pair) and, for a pool
-    /// worker, on the reply ring in its `page`.
+    /// worker, on the reply ring in its page, with the read end of its doorbell pipe.
     pub fn add(
         &mut self,
         child: u64,
         socket: Arc<Registered<Socket>>,
-        page: Option<Arc<RegisteredPage>>,
+        ring: Option<(Arc<RegisteredPage>, Registered<OwnedFd>)>,
     ) {
-        let peer = Peer::new(socket, page);
+        let peer = Peer::new(socket, ring);
         self.peers.insert(child, peer);
         self.ready.push_back(child);
     }
@@ -210,9 +210,13 @@ impl Inbox {
         for (&child, peer) in &self.peers {
             if let Some(socket) = peer.polled_socket() {
                 set.fds.push(pollfd(socket.as_raw_fd()));
-                set.children.push(child);
+                set.children.push((child, false));
             }
-            set.rings.extend(peer.ring_watch());
+            if let Some(watch) = peer.ring_watch() {
+                set.fds.push(pollfd(watch.doorbell()));
+                set.children.push((child, true));
+                set.rings.push(watch);
+            }
         }
         set.ring_ready = self.peers.values().any(Peer::ready);
         set
@@ -240,9 +244,15 @@ impl Inbox {
                 if fds[0].revents != 0 {
                     self.drain_wake_pipe();
                 }
-                for (entry, &child) in fds[1..].iter().zip(&children) {
+                for (entry, &(child, doorbell)) in fds[1..].iter().zip(&children) {
                     // A child dropped meanwhile (its exit was taken) is not read again.
-                    if entry.revents != 0 && self.peers.contains_key(&child) {
+                    if entry.revents == 0 {
+                        continue;
+                    }
+                    if doorbell {
+                        drain_pipe(entry.fd);
+                    }
+                    if self.peers.contains_key(&child) {
                         self.ready.push_back(child);
                     }
                 }
@@ -256,16 +266,7 @@ impl Inbox {
     }
 
     fn drain_wake_pipe(&self) {
-        let mut sink = [0u8; 64];
-        loop {
-            // SAFETY: reads into a live buffer from our own non-blocking pipe.
-            let n = unsafe { libc::read(self.wake.as_raw_fd(), sink.as_mut_ptr().cast(), 64) };
-            let interrupted =
-                n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
-            if n <= 0 && !interrupted {
-                break;
-            }
-        }
+        drain_pipe(self.wake.as_raw_fd());
     }
 
     /// Reads one record of `child`'s ring or one datagram of its socket, if it is still read.
@@ -305,12 +306,29 @@ impl Inbox {
     }
 }
 
+/// Reads everything waiting in the non-blocking pipe `fd` (a wake pipe, a doorbell): what was
+/// written only says "look".
+fn drain_pipe(fd: std::os::fd::RawFd) {
+    let mut sink = [0u8; 64];
+    loop {
+        // SAFETY: reads into a live buffer from a non-blocking pipe this inbox keeps open
+        // (the set that named `fd` is handed back before any peer is dropped).
+        let n = unsafe { libc::read(fd, sink.as_mut_ptr().cast(), 64) };
+        let interrupted =
+            n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        if n <= 0 && !interrupted {
+            break;
+        }
+    }
+}
+
 /// What a waiting thread polls: see [`Inbox::poll_set`]. Holds descriptor numbers only: the
 /// inbox keeps the sockets open until the set is handed back (a child's socket is dropped only
 /// when its exit is taken, which needs the inbox).
 pub(crate) struct PollSet {
     fds: Vec<libc::pollfd>,
-    children: Vec<u64>,
+    /// The child of each entry after the first (the wake pipe), and whether it is its doorbell.
+    children: Vec<(u64, bool)>,
     /// The rings to watch while waiting.
     rings: Vec<RingWatch>,
     /// A ring had something when the set was made: the wait returns at once.

@@ -1,9 +1,11 @@
 //! One child as the inbox reads it: its socket and, for a pool worker, its reply ring, merged
 //! back into the order the child wrote them.
 //!
-//! A pool worker writes each reply into its ring ([`reply_ring`]) unless the ring has no room
+//! A pool worker writes each reply into its ring ([`reply_ring`](forkpool_worker::reply_ring)) unless the ring has no room
 //! for it or its socket holds bytes the parent has not read; then it announces the reply in the
-//! ring and sends it on the socket. Besides, a task may write anything to its worker's socket.
+//! ring and sends it on the socket. It rings its doorbell (a pipe of its own, not the socket,
+//! so a doorbell never stands between a task's lie and the parent) when the parent may be
+//! asleep. Besides, a task may write anything to its worker's socket.
 //!
 //! Why the order can be read back exactly: a reply enters the ring only while the socket holds
 //! nothing unread, so while a datagram waits in the socket, every reply in the ring was written
@@ -23,6 +25,7 @@
 use crate::channel::{Registered, RegisteredPage};
 use forkpool_worker::reply_ring::{Cursor, Record};
 use forkpool_worker::wire::{Assembler, Received, Socket};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 /// What one read of a peer gave.
@@ -39,10 +42,16 @@ pub(crate) enum Step {
 /// A ring a waiter watches: it has something when the worker has written past `read`.
 pub(crate) struct RingWatch {
     page: Arc<RegisteredPage>,
+    doorbell: Arc<Registered<OwnedFd>>,
     read: u64,
 }
 
 impl RingWatch {
+    /// The doorbell to poll while the waiter sleeps.
+    pub fn doorbell(&self) -> RawFd {
+        self.doorbell.as_raw_fd()
+    }
+
     /// Whether the worker wrote past where the inbox had read.
     pub fn moved(&self) -> bool {
         self.page.ring().written() != self.read
@@ -61,6 +70,8 @@ pub(crate) struct Peer {
     assembler: Assembler,
     /// Its reply ring (pool workers), and how far it has been read.
     ring: Option<(Arc<RegisteredPage>, Cursor)>,
+    /// The read end of its doorbell pipe (with a ring).
+    doorbell: Option<Arc<Registered<OwnedFd>>>,
     /// Socket frames the ring announced that have not arrived yet.
     announced: usize,
     /// Still read (false after a violation).
@@ -70,12 +81,18 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// A child read on `socket` and, for a pool worker, on the reply ring in `page`.
-    pub fn new(socket: Arc<Registered<Socket>>, page: Option<Arc<RegisteredPage>>) -> Peer {
+    /// A child read on `socket` and, for a pool worker, on the reply ring in its page, whose
+    /// doorbell pipe's read end is given too.
+    pub fn new(
+        socket: Arc<Registered<Socket>>,
+        ring: Option<(Arc<RegisteredPage>, Registered<OwnedFd>)>,
+    ) -> Peer {
+        let (ring, doorbell) = ring.unzip();
         Peer {
             socket,
             assembler: Assembler::new(),
-            ring: page.map(|page| (page, Cursor::default())),
+            ring: ring.map(|page| (page, Cursor::default())),
+            doorbell: doorbell.map(Arc::new),
             announced: 0,
             open: true,
             socket_open: true,
@@ -109,6 +126,7 @@ impl Peer {
             .filter(|_| self.open && self.announced == 0)?;
         Some(RingWatch {
             page: Arc::clone(page),
+            doorbell: Arc::clone(self.doorbell.as_ref()?),
             read: cursor.position(),
         })
     }
@@ -180,8 +198,7 @@ impl Peer {
             Received::Frame(_) => {
                 Err("a frame on its socket that its reply ring did not announce".into())
             }
-            Received::Doorbell if !ringed => Err("a doorbell, with no reply ring".into()),
-            Received::Doorbell | Received::Partial => Ok(Step::Again),
+            Received::Partial => Ok(Step::Again),
             Received::Empty => Ok(Step::Idle),
             Received::Closed => {
                 // The ring may still hold what the child wrote before it hung up.

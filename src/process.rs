@@ -78,7 +78,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             ignore_sigint: false,
             ..ChildOptions::default()
         };
-        let pid = fork::spawn(options, pair.child, None, move |socket| {
+        let pid = fork::spawn(options, pair.child, None, None, move |socket, _| {
             forkpool_worker::serve_once(socket, f)
         })?;
         inbox.add(0, Arc::new(pair.parent), None);

@@ -3,37 +3,52 @@
 //! (calls take turns, in a ring).
 
 use super::Engine;
+use crate::chunking::Window;
 use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::{Sent, WorkerHandle};
 use std::time::Duration;
 
-impl Engine {
-    /// Whether worker `worker` takes a chunk of `count` items of a call with `window` chunks in
-    /// flight per worker now. A worker whose window is full is refilled only once it is down
-    /// to half, and then up to full: at chunksize 1 (window 8) that sends four chunks in one
-    /// message instead of one message per reply. A worker due for replacement after
-    /// `max_tasks` items takes no more than its budget.
-    fn takes(&self, worker: &WorkerHandle, window: usize, count: usize) -> bool {
-        let held = worker.in_flight.len();
-        worker.stopping.is_none()
-            && held < window
-            && (worker.refilling() || held <= window / 2)
-            && self.budget_of(worker) >= count.max(1)
+/// Chunks in flight per worker for a call with `desk`, when the pool learned `learned`.
+fn window_of(desk: &Desk, learned: Window) -> usize {
+    match desk.follows_pool {
+        true => learned.now(),
+        false => desk.window,
     }
+}
 
+/// What worker `worker` may still take under `max_tasks` (items per worker).
+fn budget_of(worker: &WorkerHandle, max_tasks: Option<usize>) -> usize {
+    max_tasks.map_or(usize::MAX, |max| {
+        max.saturating_sub(usize::try_from(worker.dispatched_items()).unwrap_or(usize::MAX))
+    })
+}
+
+/// Whether worker `worker` takes a chunk of `count` items of a call with `window` chunks in
+/// flight per worker now. A worker whose window is full is refilled only once it is down to
+/// half, and then up to full: at chunksize 1 that sends half a window of chunks in one message
+/// instead of one message per reply. A worker due for replacement after `max_tasks` items
+/// takes no more than its budget.
+fn takes(worker: &WorkerHandle, window: usize, count: usize, max_tasks: Option<usize>) -> bool {
+    let held = worker.in_flight.len();
+    worker.stopping.is_none()
+        && held < window
+        && (worker.refilling() || held <= window / 2)
+        && budget_of(worker, max_tasks) >= count.max(1)
+}
+
+impl Engine {
     /// Chunks in flight per worker for a call with `desk`.
     fn window_of(&self, desk: &Desk) -> usize {
-        match desk.follows_pool {
-            true => self.learned_window.now(),
-            false => desk.window,
-        }
+        window_of(desk, self.learned_window)
     }
 
     pub(super) fn budget_of(&self, worker: &WorkerHandle) -> usize {
-        self.settings.max_tasks.map_or(usize::MAX, |max| {
-            max.saturating_sub(usize::try_from(worker.dispatched_items()).unwrap_or(usize::MAX))
-        })
+        budget_of(worker, self.settings.max_tasks)
+    }
+
+    fn takes(&self, worker: &WorkerHandle, window: usize, count: usize) -> bool {
+        takes(worker, window, count, self.settings.max_tasks)
     }
 
     /// How many more chunks call `call` can have sent now (beyond those it queued), and the
@@ -116,31 +131,38 @@ impl Engine {
         }
     }
 
-    /// Sends the oldest queued chunk of `call` to the best worker that takes it, if any.
+    /// Sends the oldest queued chunk of `call` to the best worker that takes it, if any. (One
+    /// look-up of the call's desk: with many calls queued, each is a cache miss.)
     fn dispatch_one(&mut self, call: u64) -> bool {
-        let Some(desk) = self.desks.get(&call) else {
+        let Engine {
+            desks,
+            workers,
+            settings,
+            learned_window,
+            ..
+        } = self;
+        let Some(desk) = desks.get_mut(&call) else {
             return false;
         };
         let Some(next) = desk.peek() else {
             return false;
         };
-        let (window, count) = (self.window_of(desk), next.count as usize);
-        let slot = self
-            .workers
+        let (window, count) = (window_of(desk, *learned_window), next.count as usize);
+        let slot = workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| self.takes(w, window, count))
+            .filter(|(_, w)| takes(w, window, count, settings.max_tasks))
             .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch()))
             .map(|(slot, _)| slot);
         let Some(slot) = slot else {
             return false;
         };
-        self.dispatches += 1;
-        let desk = self.desks.get_mut(&call).expect("looked up above");
         let Some(queued) = desk.pop() else {
             return false;
         };
+        desk.out += 1;
         let (timeout, context) = (desk.timeout, desk.context.clone());
+        self.dispatches += 1;
         self.send(slot, call, queued, timeout, context.as_ref(), window);
         true
     }

@@ -60,6 +60,7 @@ impl Engine {
                 self.retire_if_spent(slot, main);
                 match self.desks.get_mut(&call) {
                     Some(desk) => {
+                        desk.out = desk.out.saturating_sub(1);
                         desk.post(Happened::Reply {
                             pid,
                             chunk,
@@ -143,6 +144,9 @@ impl Engine {
         let mut mailed = 0;
         for (call, (running, unstarted)) in cost {
             if let Some(desk) = self.desks.get_mut(&call) {
+                desk.out = desk
+                    .out
+                    .saturating_sub(usize::from(running.is_some()) + unstarted.len());
                 desk.post(Happened::Died {
                     pid,
                     death,

@@ -58,13 +58,27 @@ impl Engine {
         self.next_worker_id += 1;
         let pair = channel::pair()?;
         let socket = Arc::new(pair.parent);
-        let pid = fork::spawn(self.settings.child, pair.child, Some(address), |socket| {
-            // SAFETY: `address` is the page made above, mapped before this process was forked.
-            unsafe { progress::install(address) };
-            main(ChildEnd { socket })
-        })?;
+        // Workers reply through their rings where the platform allows it; a doorbell pipe
+        // wakes the parent for a reply in the ring (see `reply_ring`).
+        let doorbell = match reply_ring::AVAILABLE {
+            true => Some(channel::wake_pipe()?),
+            false => None,
+        };
+        let (bell_read, bell_write) = doorbell.map(|pipe| (pipe.read, pipe.write)).unzip();
+        let pid = fork::spawn(
+            self.settings.child,
+            pair.child,
+            bell_write,
+            Some(address),
+            |socket, doorbell| {
+                // SAFETY: `address` is the page made above, mapped before this process was
+                // forked.
+                unsafe { progress::install(address) };
+                main(ChildEnd { socket, doorbell })
+            },
+        )?;
         let child = Arc::new(ChildHandle::new(pid));
-        let ring = reply_ring::AVAILABLE.then(|| Arc::clone(&page));
+        let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match Reaper::start(pid, id, self.inbox.exits()) {
             Ok(reaper) => reaper,

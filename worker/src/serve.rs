@@ -16,11 +16,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 /// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
-/// (tasks arrive on it, replies go back on it).
+/// (tasks arrive on it, replies go back on it) and, where it replies through its ring, the
+/// write end of its doorbell pipe.
 #[derive(Debug)]
 pub struct ChildEnd {
     /// The worker's end of its socket pair.
     pub socket: wire::Socket,
+    /// The write end of the pipe that wakes the parent for a reply in the ring (see
+    /// [`reply_ring`](crate::reply_ring)); without it the worker replies on its socket.
+    pub doorbell: Option<std::os::fd::OwnedFd>,
 }
 
 /// A pool's initializer, run once in every worker before its first task: a fn pointer the
@@ -37,7 +41,9 @@ pub type InitFn = fn();
 pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner) -> i32 {
     let replies = Replies {
         socket: &end.socket,
-        ring: progress::current_ring().filter(|_| crate::reply_ring::AVAILABLE),
+        ring: progress::current_ring()
+            .filter(|_| crate::reply_ring::AVAILABLE)
+            .zip(end.doorbell.as_ref().map(AsRawFd::as_raw_fd)),
     };
     if let Some(init) = init {
         let (frame, failed) = match catch_unwind(init) {
@@ -152,7 +158,8 @@ impl Server<'_, '_> {
 /// the parent sleeps), else, or when the ring has no room for one, on its socket.
 struct Replies<'a> {
     socket: &'a wire::Socket,
-    ring: Option<Ring<'static>>,
+    /// The ring and the doorbell pipe's write end.
+    ring: Option<(Ring<'static>, std::os::fd::RawFd)>,
 }
 
 /// The longest a worker whose ring is full sleeps before it looks again.
@@ -161,7 +168,7 @@ const FULL_RING_NAP_MAX: Duration = Duration::from_millis(16);
 impl Replies<'_> {
     /// Sends one reply. `Err`: the parent is gone.
     fn send(&self, frame: &[u8]) -> std::io::Result<()> {
-        let Some(ring) = self.ring else {
+        let Some((ring, doorbell)) = self.ring else {
             return self.socket.send_frame(frame);
         };
         // Bytes on the socket the parent has not read (what a task wrote there, an earlier
@@ -172,7 +179,7 @@ impl Replies<'_> {
             match ring.push(frame, behind) {
                 Pushed::Frame => {
                     if ring.take_parent_sleeping() {
-                        self.socket.ring_doorbell()?;
+                        ring_doorbell(doorbell);
                     }
                     return Ok(());
                 }
@@ -180,13 +187,27 @@ impl Replies<'_> {
                 Pushed::Full => {
                     // The parent reads the ring whenever it reads anything: ring, then nap
                     // until it has (or it hangs up).
-                    self.socket.ring_doorbell()?;
+                    ring_doorbell(doorbell);
                     if self.socket.hung_up_within(nap) {
                         return Err(std::io::ErrorKind::BrokenPipe.into());
                     }
                     nap = (nap * 2).min(FULL_RING_NAP_MAX);
                 }
             }
+        }
+    }
+}
+
+/// Wakes a parent asleep in `poll`: one byte into the doorbell pipe. Never waits: a full pipe
+/// holds unread bytes already, which wake the parent as well; a parent that is gone is found
+/// on the socket.
+fn ring_doorbell(doorbell: std::os::fd::RawFd) {
+    let byte = 1u8;
+    loop {
+        // SAFETY: writes one byte from a live buffer to this worker's own non-blocking pipe.
+        let n = unsafe { libc::write(doorbell, (&byte as *const u8).cast(), 1) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
         }
     }
 }

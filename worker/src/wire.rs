@@ -5,8 +5,6 @@
 //! - `WHOLE`: the frame fits in one datagram; `value` is its length.
 //! - `FIRST`, then `MORE`s: a frame bigger than one datagram. `FIRST` gives the total length,
 //!   each `MORE` the offset its bytes start at.
-//! - `DOORBELL` (value 0, no body, between frames): a worker wrote to its reply ring while the
-//!   parent slept (see [`reply_ring`](crate::reply_ring)).
 //!
 //! The socket keeps datagram boundaries (`SOCK_SEQPACKET` on Linux), so bytes a task writes to
 //! its worker's socket arrive as datagrams of their own: they cannot shift the framing of what
@@ -31,7 +29,6 @@ pub const RESERVE_AHEAD: usize = 1 << 30;
 const WHOLE: u8 = 0x57;
 const FIRST: u8 = 0x46;
 const MORE: u8 = 0x4D;
-const DOORBELL: u8 = 0x44;
 
 /// One end of a parent–worker socket pair: sends and receives whole frames.
 #[derive(Debug)]
@@ -52,8 +49,6 @@ pub enum Received {
     Empty,
     /// The peer closed its end (and every copy of it).
     Closed,
-    /// A doorbell: the peer's reply ring has something (see [`Socket::ring_doorbell`]).
-    Doorbell,
     /// The peer sent something that is not the next datagram of a frame.
     Violation(String),
 }
@@ -107,15 +102,6 @@ impl Socket {
 }
 
 impl Socket {
-    /// Wakes a parent asleep in `poll` (a worker wrote to its reply ring). Never waits: a
-    /// socket with no room holds unread datagrams already, which wake the parent as well.
-    pub fn ring_doorbell(&self) -> io::Result<()> {
-        match send_datagram(self.fd.as_raw_fd(), DOORBELL, 0, &[], libc::MSG_DONTWAIT) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            done => done,
-        }
-    }
-
     /// Whether a read would find something (a datagram, end-of-stream or an error), without
     /// taking it.
     pub fn has_datagram(&self) -> bool {
@@ -334,7 +320,6 @@ impl Assembler {
         let value = u64::from_le_bytes(header[1..].try_into().unwrap_or_default());
         match (kind, self.partial.take()) {
             (WHOLE, None) if value == body as u64 => Received::Frame(self.scratch[..body].to_vec()),
-            (DOORBELL, None) if value == 0 && body == 0 => Received::Doorbell,
             (FIRST, None) if value > body as u64 && body == fragment => {
                 let Ok(total) = usize::try_from(value) else {
                     return Received::Violation(format!("a frame of {value} bytes"));
@@ -505,7 +490,7 @@ mod tests {
             for _ in 0..64 {
                 match reader.receive(&b, false) {
                     Received::Closed | Received::Violation(_) | Received::Empty => break,
-                    Received::Frame(_) | Received::Partial | Received::Doorbell => {}
+                    Received::Frame(_) | Received::Partial => {}
                 }
             }
         }
