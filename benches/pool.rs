@@ -11,6 +11,10 @@
 //! - `return_process`: [`forkpool::ReturnProcess`] spawn and join of a trivial closure.
 //! - `imap_vs_unordered`: 100,000 `u64` through a trivial function with `imap` (input order)
 //!   and `imap_unordered` (completion order), at the default chunksize.
+//! - `submit_wait`: 10,000 trivial tasks submitted, then each waited for (a call of one item
+//!   each: the reply ring and the dispatch of many small calls).
+//! - `reply_bytes`: 64 replies of 1 KiB and of 64 KiB (through the workers' reply rings) and
+//!   of 512 KiB (too big for a ring: announced there, sent on the socket), at chunksize 1.
 //!
 //! Run them with `cargo bench` (or `cargo bench --bench pool`; add a filter such as
 //! `cargo bench --bench pool -- per_item` to run one group). Each group takes 10 samples over
@@ -178,8 +182,57 @@ fn imap_vs_unordered(c: &mut Criterion) {
     group.finish();
 }
 
+/// Tasks per iteration in `submit_wait`.
+const TASKS: u64 = 10_000;
+
+/// 10,000 trivial tasks submitted from one thread, then each waited for.
+fn submit_wait(c: &mut Criterion) {
+    let pool = pool();
+    let mut group = c.benchmark_group("submit_wait");
+    configure(&mut group);
+    group.throughput(Throughput::Elements(TASKS));
+    group.bench_function("trivial", |b| {
+        b.iter(|| {
+            let tasks: Vec<_> = (0..TASKS).map(|x| pool.submit(inc, black_box(x))).collect();
+            let sum: u64 = tasks
+                .into_iter()
+                .map(|t| t.wait().expect("task succeeds"))
+                .sum();
+            black_box(sum)
+        });
+    });
+    group.finish();
+}
+
+/// A reply of `n` bytes.
+fn reply_of(n: usize) -> ByteBuf {
+    ByteBuf::from(vec![1u8; n])
+}
+
+/// Replies of 1 KiB and 64 KiB (ring) and 512 KiB (socket), 64 per call at chunksize 1.
+fn reply_bytes(c: &mut Criterion) {
+    let pool = pool();
+    let mut group = c.benchmark_group("reply_bytes");
+    configure(&mut group);
+    for bytes in [1usize << 10, 64 << 10, 512 << 10] {
+        group.throughput(Throughput::Bytes(64 * bytes as u64));
+        group.bench_with_input(BenchmarkId::new("map", bytes), &bytes, |b, &bytes| {
+            b.iter(|| {
+                let out = pool
+                    .chunksize(1)
+                    .map(reply_of, black_box(vec![bytes; 64]))
+                    .expect("map succeeds");
+                black_box(out)
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    submit_wait,
+    reply_bytes,
     per_item,
     pool_start_teardown,
     bytes_1mib,
