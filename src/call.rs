@@ -16,6 +16,7 @@
 mod control;
 mod recovery;
 
+use crate::call_progress::{ProgressSink, Ticker};
 use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};
 use crate::desk::{Happened, Queued};
 use crate::engine::{Engine, WorkerMain};
@@ -46,6 +47,8 @@ pub(crate) struct CallSpec {
     pub context: Option<Result<Vec<u8>, String>>,
     /// The most one item may run before its worker is stopped.
     pub timeout: Option<Duration>,
+    /// Where the call reports each finished item, if anywhere.
+    pub progress: Option<ProgressSink>,
 }
 
 /// How a call hands its outcomes over.
@@ -105,6 +108,12 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     spec: CallSpec,
     chunking: Chunking,
     window: Window,
+    /// Reports finished items (see `CallSpec::progress`).
+    ticker: Option<Ticker>,
+    /// The input's stated length, if it states one exactly.
+    total: Option<u64>,
+    /// Outcomes handed to the caller so far.
+    yielded: u64,
     /// Its window learned from a reply of its own (until then an adaptive call's chunks follow
     /// the pool's learned window).
     learned: bool,
@@ -152,6 +161,14 @@ where
         let fill_failure = engine.fill(main).err();
         let mut failure = None;
         let chunking = Chunking::choose(spec.chunksize, &input, engine.size(), spec.delivery);
+        let total = match input.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo as u64),
+            _ => None,
+        };
+        let ticker = spec
+            .progress
+            .as_ref()
+            .map(|sink| Ticker::start(sink, total));
         let window = chunking.window(engine.window(), engine.learned_window);
         let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
         let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
@@ -184,6 +201,9 @@ where
             spec,
             chunking,
             window,
+            ticker,
+            total,
+            yielded: 0,
             learned: false,
             call,
             spare: Vec::new(),
@@ -372,6 +392,9 @@ where
 
     /// Places a finished chunk's outcomes: at once if unordered, else when all before it are out.
     fn finish_chunk(&mut self, seq: u64, outcomes: Vec<Outcome<R>>) {
+        if let Some(ticker) = &mut self.ticker {
+            ticker.tick(outcomes.len() as u64);
+        }
         if !self.spec.delivery.ordered() {
             self.ready.extend(outcomes);
             return;
@@ -422,6 +445,7 @@ where
     /// each in a `Result` of the public error type.
     pub fn take_ready_into(&mut self, out: &mut Vec<R>) -> Option<Error> {
         while let Some(outcome) = self.ready.pop_front() {
+            self.yielded += 1;
             match outcome {
                 Ok(value) => out.push(value),
                 Err(error) => return Some(*error),
@@ -430,10 +454,31 @@ where
         None
     }
 
+    /// Outcomes still to come: exact when the input states its length (each of its items
+    /// yields one; a misuse yields one error instead of all), else at least those known now.
+    pub fn outcomes_left(&self) -> (usize, Option<usize>) {
+        let known = self.ready.len();
+        if self.finished {
+            return (known, Some(known));
+        }
+        if self.failure.is_some() && self.next_index == 0 {
+            return (known + 1, Some(known + 1)); // a misuse: its error is all that comes
+        }
+        match self.total {
+            Some(total) => {
+                let left =
+                    usize::try_from(total.saturating_sub(self.yielded)).unwrap_or(usize::MAX);
+                (left, Some(left))
+            }
+            None => (known, None),
+        }
+    }
+
     /// The next outcome, waiting for it until `until` (`None`: as long as it takes).
     pub fn step(&mut self, until: Option<Instant>) -> Step<R> {
         loop {
             if let Some(outcome) = self.ready.pop_front() {
+                self.yielded += 1;
                 return Step::Outcome(outcome.map_err(|e| *e));
             }
             if self.finished {
@@ -443,6 +488,7 @@ where
                 // A misuse (or a pool failure with input of unknown length left) ends the
                 // call: it is reported once, after every outcome already known.
                 self.finished = true;
+                self.yielded += 1;
                 return Step::Outcome(Err(failure.into()));
             }
             if let Some(cause) = &self.abandoned {
@@ -453,6 +499,10 @@ where
                 let index = self.next_index;
                 self.next_index += 1;
                 let cause = cause.clone();
+                if let Some(ticker) = &mut self.ticker {
+                    ticker.tick(1);
+                }
+                self.yielded += 1;
                 return Step::Outcome(Err(TaskError::PoolFailed { index, cause }.into()));
             }
             self.feed();
@@ -496,5 +546,9 @@ where
             Step::Outcome(outcome) => Some(outcome),
             Step::End | Step::TimedOut => None,
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.outcomes_left()
     }
 }

@@ -1,6 +1,7 @@
 //! [`CallOptions`]: one call's chunksize and timeout, and every kind of call made with them.
 
 use crate::call::{Call, CallSpec, Delivery};
+use crate::call_progress::{Progress, ProgressSink};
 use crate::error::Error;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
@@ -11,6 +12,7 @@ use forkpool_worker::job::{self, EntryFn};
 use forkpool_worker::protocol::TaskCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a call runs: `entry` (instantiated for the call's types) and the user's fn pointer
@@ -25,21 +27,23 @@ fn task_code(entry: EntryFn, function: u64) -> TaskCode {
     }
 }
 
-/// One call's options on a [`Pool`]: made by [`Pool::chunksize`], cheap to copy.
+/// One call's options on a [`Pool`]: made by [`Pool::chunksize`], [`Pool::timeout`] or
+/// [`Pool::on_progress`]; cheap to clone for several calls.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
 /// let pool = forkpool::Pool::new(2)?;
 /// let by_four = pool.chunksize(4);
-/// assert_eq!(by_four.map(|x: u8| x * 2, [1u8, 2, 3])?, [2, 4, 6]);
+/// assert_eq!(by_four.clone().map(|x: u8| x * 2, [1u8, 2, 3])?, [2, 4, 6]);
 /// assert_eq!(by_four.starmap(|a: u8, b: u8| a - b, [(3u8, 1u8)])?, [2]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CallOptions<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
     timeout: Option<Duration>,
+    progress: Option<ProgressSink>,
 }
 
 impl<'p> CallOptions<'p> {
@@ -49,7 +53,43 @@ impl<'p> CallOptions<'p> {
             pool,
             chunksize: None,
             timeout: pool.timeout,
+            progress: None,
         }
+    }
+
+    /// Calls `report` once per finished item, results and errors alike, in the order items
+    /// finish, with how many are done and how many there are (when the input states its
+    /// length). It runs on whichever thread drives the pool at that moment: keep it short.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let v = pool
+    ///     .on_progress(|p: forkpool::Progress| eprintln!("{} of {:?}", p.done, p.total))
+    ///     .map(|x: u32| x + 1, 0..4u32)?;
+    /// assert_eq!(v, [1, 2, 3, 4]);
+    /// # Ok(()) }
+    /// ```
+    pub fn on_progress(mut self, report: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(ProgressSink::Callback(Arc::new(report)));
+        self
+    }
+
+    /// Draws a progress bar on the terminal (stderr) for each call made with these options,
+    /// counted per item (not per chunk), with the rate and the time left; a spinner with a
+    /// count when the input does not state its length. Cargo feature `progress`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let v = pool.progress().map(|x: u32| x * 2, 0..1000u32)?;
+    /// assert_eq!(v[999], 1998);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self) -> Self {
+        self.progress = Some(ProgressSink::Bar);
+        self
     }
 
     /// Cut the input into chunks of `chunksize` items (see [`Pool::chunksize`]).
@@ -106,6 +146,7 @@ impl<'p> CallOptions<'p> {
             delivery,
             context,
             timeout: self.timeout,
+            progress: self.progress,
         };
         let shared = &self.pool.shared;
         Stream::start(shared.hub(), shared.main(), items, spec)
@@ -319,6 +360,7 @@ impl<'p> CallOptions<'p> {
             delivery: Delivery::Collected,
             context: None,
             timeout: self.timeout,
+            progress: self.progress,
         };
         let shared = &self.pool.shared;
         match shared.hub() {

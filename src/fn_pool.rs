@@ -103,6 +103,7 @@ where
             delivery,
             context: None,
             timeout: None,
+            progress: None,
         };
         Stream::start(self.shared.hub(), self.shared.main(), items, spec)
     }
@@ -144,6 +145,7 @@ where
             delivery: Delivery::Collected,
             context: None,
             timeout: None,
+            progress: None,
         };
         match self.shared.hub() {
             Ok(hub) => {

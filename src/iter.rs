@@ -48,6 +48,16 @@ where
             Stream::Failed(error) => error.take().map(|e| Err(e.into())),
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Stream::Running(call) => call.outcomes_left(),
+            Stream::Failed(error) => {
+                let left = usize::from(error.is_some());
+                (left, Some(left))
+            }
+        }
+    }
 }
 
 /// The outcomes of a lazy call, in input order: made by [`Pool::imap`](crate::Pool::imap) and
@@ -116,6 +126,11 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         self.stream.next()
     }
+
+    /// Exact when the input states its length (`0..n`, a `Vec`): one outcome per item.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.size_hint()
+    }
 }
 
 /// The outcomes of a lazy call, in the order they finish: made by
@@ -151,6 +166,11 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         self.stream.next()
+    }
+
+    /// Exact when the input states its length (`0..n`, a `Vec`): one outcome per item.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.size_hint()
     }
 }
 

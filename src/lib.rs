@@ -39,6 +39,7 @@
 mod builder;
 mod call;
 mod call_options;
+mod call_progress;
 mod channel;
 mod child_handle;
 mod chunking;
@@ -68,6 +69,7 @@ mod worker_handle;
 
 pub use builder::PoolBuilder;
 pub use call_options::CallOptions;
+pub use call_progress::Progress;
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
 pub use fn_pool::{FnPool, par_eval, parmap};
 pub use forkpool_worker::StarArgs;
