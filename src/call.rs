@@ -229,37 +229,6 @@ where
         started
     }
 
-    /// The pool failed (`failure`): the call ends, and loses no item. Every item taken from
-    /// the input gets [`TaskError::PoolFailed`] (in order, for ordered calls); an input of
-    /// known length (exact `size_hint`) is drained, each of its items getting the same, one
-    /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
-    fn abandon(&mut self, failure: PoolError) {
-        let cause = failure.to_string();
-        self.retry.clear();
-        let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
-        parts.sort_by_key(|part| part.first_index);
-        for part in parts {
-            let outcomes = (0..u64::from(part.count))
-                .map(|i| {
-                    let index = part.first_index + i;
-                    let cause = cause.clone();
-                    failed(TaskError::PoolFailed { index, cause })
-                })
-                .collect();
-            self.settle(part, outcomes);
-        }
-        if !self.input_done {
-            self.input_done = true;
-            match self.input.size_hint() {
-                (lo, Some(hi)) if lo == hi => self.abandoned = Some(cause),
-                _ => self.failure = Some(failure),
-            }
-        }
-        if self.failure.is_none() && self.abandoned.is_none() {
-            self.finished = true; // once `ready` is drained
-        }
-    }
-
     /// Queues chunks while the workers have room for them (first the ones to retry, then new
     /// input) and hands what fits to the workers.
     fn feed(&mut self) {
@@ -440,40 +409,6 @@ where
     I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
-    /// Moves the outcomes known now into `out`, in order, stopping at the first failure (which
-    /// is returned): how a collected call takes a chunk's results at once, without wrapping
-    /// each in a `Result` of the public error type.
-    pub fn take_ready_into(&mut self, out: &mut Vec<R>) -> Option<Error> {
-        while let Some(outcome) = self.ready.pop_front() {
-            self.yielded += 1;
-            match outcome {
-                Ok(value) => out.push(value),
-                Err(error) => return Some(*error),
-            }
-        }
-        None
-    }
-
-    /// Outcomes still to come: exact when the input states its length (each of its items
-    /// yields one; a misuse yields one error instead of all), else at least those known now.
-    pub fn outcomes_left(&self) -> (usize, Option<usize>) {
-        let known = self.ready.len();
-        if self.finished {
-            return (known, Some(known));
-        }
-        if self.failure.is_some() && self.next_index == 0 {
-            return (known + 1, Some(known + 1)); // a misuse: its error is all that comes
-        }
-        match self.total {
-            Some(total) => {
-                let left =
-                    usize::try_from(total.saturating_sub(self.yielded)).unwrap_or(usize::MAX);
-                (left, Some(left))
-            }
-            None => (known, None),
-        }
-    }
-
     /// The next outcome, waiting for it until `until` (`None`: as long as it takes).
     pub fn step(&mut self, until: Option<Instant>) -> Step<R> {
         loop {

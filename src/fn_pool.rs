@@ -4,6 +4,7 @@
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
 use crate::call::{Call, CallSpec, Delivery};
+use crate::call_progress::{Progress, ProgressSink};
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, PoolError, TaskError};
 use crate::iter::{Imap, ImapUnordered, Stream};
@@ -16,6 +17,7 @@ use forkpool_worker::{ChildEnd, ClosureRunner};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
@@ -97,15 +99,71 @@ where
     where
         I: Iterator<Item = T>,
     {
+        self.call_reporting(chunksize, items, delivery, None)
+    }
+
+    fn call_reporting<I>(
+        &self,
+        chunksize: Option<usize>,
+        items: I,
+        delivery: Delivery,
+        progress: Option<ProgressSink>,
+    ) -> Stream<'_, I, R>
+    where
+        I: Iterator<Item = T>,
+    {
         let spec = CallSpec {
             code: TaskCode::default(),
             chunksize,
             delivery,
             context: None,
             timeout: None,
-            progress: None,
+            progress,
         };
         Stream::start(self.shared.hub(), self.shared.main(), items, spec)
+    }
+
+    /// A view of the pool whose calls report each finished item to `report`, as
+    /// [`CallOptions::on_progress`](crate::CallOptions::on_progress) does for a `Pool`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// let done = Arc::new(AtomicU64::new(0));
+    /// let seen = Arc::clone(&done);
+    /// let pool = forkpool::FnPool::new(2, |x: u32| x + 1)?;
+    /// let v = pool
+    ///     .on_progress(move |p: forkpool::Progress| seen.store(p.done, Ordering::Relaxed))
+    ///     .map(0..20u32)?;
+    /// assert_eq!((v.len(), done.load(Ordering::Relaxed)), (20, 20));
+    /// # Ok(()) }
+    /// ```
+    pub fn on_progress(
+        &self,
+        report: impl Fn(Progress) + Send + Sync + 'static,
+    ) -> FnCalls<'_, 'env, T, R> {
+        FnCalls {
+            pool: self,
+            progress: ProgressSink::Callback(Arc::new(report)),
+        }
+    }
+
+    /// A view of the pool whose calls draw a progress bar on the terminal, as
+    /// [`Pool::progress`](crate::Pool::progress) does. Cargo feature `progress`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u32| x * 2)?;
+    /// assert_eq!(pool.progress().map(0..100u32)?[99], 198);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(&self) -> FnCalls<'_, 'env, T, R> {
+        FnCalls {
+            pool: self,
+            progress: ProgressSink::Bar,
+        }
     }
 
     /// Applies the closure to every item; results in input order, or the lowest-indexed failure.
@@ -213,6 +271,99 @@ where
         items: I,
     ) -> ImapUnordered<'_, I::IntoIter, R> {
         ImapUnordered::new(self.call(None, items.into_iter(), Delivery::AsFinished))
+    }
+}
+
+/// Calls on an [`FnPool`] that report their progress: made by [`FnPool::on_progress`] (and,
+/// with the cargo feature `progress`, `FnPool::progress`).
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::FnPool::new(2, |x: u64| x * x)?;
+/// let reporting = pool.on_progress(|p: forkpool::Progress| assert!(p.done <= 5));
+/// assert_eq!(reporting.clone().imap(0..5u64).count(), 5);
+/// assert_eq!(reporting.imap_unordered(0..5u64).count(), 5);
+/// # Ok(()) }
+/// ```
+pub struct FnCalls<'p, 'env, T, R> {
+    pool: &'p FnPool<'env, T, R>,
+    progress: ProgressSink,
+}
+
+impl<T, R> Clone for FnCalls<'_, '_, T, R> {
+    fn clone(&self) -> Self {
+        FnCalls {
+            pool: self.pool,
+            progress: self.progress.clone(),
+        }
+    }
+}
+
+impl<T, R> std::fmt::Debug for FnCalls<'_, '_, T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnCalls")
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p, T, R> FnCalls<'p, '_, T, R>
+where
+    T: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    /// [`FnPool::map`], reporting.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: i8| -x)?;
+    /// assert_eq!(pool.on_progress(|_| {}).map([1i8, 2])?, [-1, -2]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map<I: IntoIterator<Item = T>>(self, items: I) -> Result<Vec<R>, Error> {
+        let items = items.into_iter();
+        let expected = items.size_hint().0;
+        let stream =
+            self.pool
+                .call_reporting(None, items, Delivery::Collected, Some(self.progress));
+        Imap::new(stream).into_vec(expected)
+    }
+
+    /// [`FnPool::imap`], reporting.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
+    /// assert_eq!(pool.on_progress(|_| {}).imap(0..3u8).count(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn imap<I: IntoIterator<Item = T>>(self, items: I) -> Imap<'p, I::IntoIter, R> {
+        let items = items.into_iter();
+        Imap::new(
+            self.pool
+                .call_reporting(None, items, Delivery::InOrder, Some(self.progress)),
+        )
+    }
+
+    /// [`FnPool::imap_unordered`], reporting.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
+    /// assert_eq!(pool.on_progress(|_| {}).imap_unordered(0..3u8).count(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn imap_unordered<I: IntoIterator<Item = T>>(
+        self,
+        items: I,
+    ) -> ImapUnordered<'p, I::IntoIter, R> {
+        let items = items.into_iter();
+        ImapUnordered::new(self.pool.call_reporting(
+            None,
+            items,
+            Delivery::AsFinished,
+            Some(self.progress),
+        ))
     }
 }
 

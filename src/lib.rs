@@ -71,7 +71,7 @@ pub use builder::PoolBuilder;
 pub use call_options::CallOptions;
 pub use call_progress::Progress;
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
-pub use fn_pool::{FnPool, par_eval, parmap};
+pub use fn_pool::{FnCalls, FnPool, par_eval, parmap};
 pub use forkpool_worker::StarArgs;
 /// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,
 /// struct, enum and newtype struct is one; `Box` is free). A result nested deeper fails its

@@ -269,43 +269,6 @@ impl Pool {
         self.options().timeout(limit)
     }
 
-    /// A view of the pool whose calls report each finished item to `report` (see
-    /// [`CallOptions::on_progress`]).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use std::sync::Arc;
-    /// let pool = forkpool::Pool::new(2)?;
-    /// let done = Arc::new(AtomicU64::new(0));
-    /// let seen = Arc::clone(&done);
-    /// pool.on_progress(move |p: forkpool::Progress| seen.store(p.done, Ordering::Relaxed))
-    ///     .map(|x: u8| x, 0..50u8)?;
-    /// assert_eq!(done.load(Ordering::Relaxed), 50);
-    /// # Ok(()) }
-    /// ```
-    pub fn on_progress(
-        &self,
-        report: impl Fn(crate::Progress) + Send + Sync + 'static,
-    ) -> CallOptions<'_> {
-        self.options().on_progress(report)
-    }
-
-    /// A view of the pool whose calls draw a progress bar on the terminal (see
-    /// [`CallOptions::progress`]). Cargo feature `progress`.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::new(2)?;
-    /// let total: u64 = pool.progress().imap(|x: u64| x, 0..100u64).map(|r| r.unwrap()).sum();
-    /// assert_eq!(total, 4950);
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "progress")]
-    pub fn progress(&self) -> CallOptions<'_> {
-        self.options().progress()
-    }
-
     /// Takes no new work: every later call returns [`PoolError::Closed`]. A call already
     /// running finishes. Python's `Pool.close`.
     ///

@@ -123,3 +123,21 @@ fn lazy_calls_state_exactly_how_many_outcomes_are_left() {
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].is_err());
 }
+
+#[test]
+fn an_fn_pool_reports_as_a_pool_does() {
+    let limit = 7u64; // captured: FnPool workers hold the closure
+    let pool = forkpool::FnPool::new(2, move |x: u64| {
+        assert!(x != limit, "item {x} is the limit");
+        x + 1
+    })
+    .unwrap();
+    let (seen, sink) = recorder();
+    let outcomes: Vec<_> = pool.on_progress(sink).imap(0..30u64).collect();
+    assert_eq!(outcomes.len(), 30);
+    assert!(outcomes[7].is_err() && outcomes.iter().filter(|o| o.is_err()).count() == 1);
+    check_ticks(&seen.lock().unwrap(), 30, Some(30));
+    let (seen, sink) = recorder();
+    assert_eq!(pool.on_progress(sink).map(10..20u64).unwrap()[0], 11);
+    check_ticks(&seen.lock().unwrap(), 10, Some(10));
+}

@@ -1,5 +1,6 @@
 //! What tasks and streams ask of a running call besides its next outcome: its id, cancelling
-//! it, the pid running it, a wait on other calls' mail, and a step that never blocks (async).
+//! it, the pid running it, a wait on other calls' mail, a step that never blocks (async), the
+//! outcomes known now at once (collected calls) and how many are left.
 
 use super::{Call, Part, Step};
 use crate::desk::Mail;
@@ -17,6 +18,40 @@ where
     I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
+    /// Moves the outcomes known now into `out`, in order, stopping at the first failure (which
+    /// is returned): how a collected call takes a chunk's results at once, without wrapping
+    /// each in a `Result` of the public error type.
+    pub fn take_ready_into(&mut self, out: &mut Vec<R>) -> Option<Error> {
+        while let Some(outcome) = self.ready.pop_front() {
+            self.yielded += 1;
+            match outcome {
+                Ok(value) => out.push(value),
+                Err(error) => return Some(*error),
+            }
+        }
+        None
+    }
+
+    /// Outcomes still to come: exact when the input states its length (each of its items
+    /// yields one; a misuse yields one error instead of all), else at least those known now.
+    pub fn outcomes_left(&self) -> (usize, Option<usize>) {
+        let known = self.ready.len();
+        if self.finished {
+            return (known, Some(known));
+        }
+        if self.failure.is_some() && self.next_index == 0 {
+            return (known + 1, Some(known + 1)); // a misuse: its error is all that comes
+        }
+        match self.total {
+            Some(total) => {
+                let left =
+                    usize::try_from(total.saturating_sub(self.yielded)).unwrap_or(usize::MAX);
+                (left, Some(left))
+            }
+            None => (known, None),
+        }
+    }
+
     /// The call's id on its engine.
     pub fn id(&self) -> u64 {
         self.call

@@ -1,10 +1,11 @@
 //! What a call does with its mail: a reply's outcomes are settled in their chunk; a death
-//! fails the item to blame (or the whole part) and sends the innocent rest again as new parts.
+//! fails the item to blame (or the whole part) and sends the innocent rest again as new parts;
+//! a pool failure ends the call without losing an item.
 
 use super::{Call, Origin, Part};
 use crate::desk::Happened;
 use crate::engine::{Cause, Verdict};
-use crate::error::{Death, Error, TaskError};
+use crate::error::{Death, Error, PoolError, TaskError};
 use crate::outbox::SharedFrame;
 use crate::outcome::{self, Outcome, failed};
 use forkpool_worker::codec;
@@ -53,6 +54,37 @@ where
                 };
                 self.lost(wire, part, verdict, pid, death);
             }
+        }
+    }
+
+    /// The pool failed (`failure`): the call ends, and loses no item. Every item taken from
+    /// the input gets [`TaskError::PoolFailed`] (in order, for ordered calls); an input of
+    /// known length (exact `size_hint`) is drained, each of its items getting the same, one
+    /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
+    pub(super) fn abandon(&mut self, failure: PoolError) {
+        let cause = failure.to_string();
+        self.retry.clear();
+        let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
+        parts.sort_by_key(|part| part.first_index);
+        for part in parts {
+            let outcomes = (0..u64::from(part.count))
+                .map(|i| {
+                    let index = part.first_index + i;
+                    let cause = cause.clone();
+                    failed(TaskError::PoolFailed { index, cause })
+                })
+                .collect();
+            self.settle(part, outcomes);
+        }
+        if !self.input_done {
+            self.input_done = true;
+            match self.input.size_hint() {
+                (lo, Some(hi)) if lo == hi => self.abandoned = Some(cause),
+                _ => self.failure = Some(failure),
+            }
+        }
+        if self.failure.is_none() && self.abandoned.is_none() {
+            self.finished = true; // once `ready` is drained
         }
     }
 
