@@ -33,6 +33,16 @@
 //! - [`par_eval`]: one contiguous piece of a slice per child, outputs concatenated.
 //! - `mpi` (cargo feature `mpi`): the same calls across the ranks of an MPI job, each rank
 //!   running items in its own local pool.
+//! - [`Pool::submit`], [`Pool::apply`], [`as_completed`]: many callers and tasks on one pool;
+//!   [`Pool::on_progress`] (and, with the cargo feature `progress`, `Pool::progress`): a report
+//!   per finished item.
+//!
+//! Items and results travel bincode-encoded, so their types implement serde's `Serialize` and
+//! `Deserialize` (derive them with your own `serde` dependency, or through [`serde`], re-exported
+//! here, with `#[serde(crate = "forkpool::serde")]`).
+//!
+//! Platforms: Linux (tested); macOS is written and type-checked but has never run. Other
+//! systems do not build.
 
 #![warn(missing_docs)]
 
