@@ -217,8 +217,8 @@ impl Inbox {
                 set.children.push((child, true));
                 set.rings.push(watch);
             }
+            set.ring_ready |= peer.ready();
         }
-        set.ring_ready = self.peers.values().any(Peer::ready);
         set
     }
 

@@ -115,24 +115,6 @@ where
     }
 }
 
-impl<I, R> Iterator for Imap<'_, I, R>
-where
-    I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.stream.next()
-    }
-
-    /// Exact when the input states its length (`0..n`, a `Vec`): one outcome per item.
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.stream.size_hint()
-    }
-}
-
 /// The outcomes of a lazy call, in the order they finish: made by
 /// [`Pool::imap_unordered`](crate::Pool::imap_unordered). Otherwise like [`Imap`].
 ///
@@ -156,83 +138,82 @@ impl<'p, I: Iterator, R> ImapUnordered<'p, I, R> {
     }
 }
 
-impl<I, R> Iterator for ImapUnordered<'_, I, R>
-where
-    I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, Error>;
+/// The traits of a lazy call's type (`Imap`, `ImapUnordered`): `Iterator` and, with the
+/// feature `async`, `futures_core::Stream`, each handing on what the running call yields. One
+/// macro, so the two types cannot drift apart; the docs given go on the `Stream` impl.
+macro_rules! lazy_call_traits {
+    ($(#[$stream_doc:meta])* $name:ident) => {
+        impl<I, R> Iterator for $name<'_, I, R>
+        where
+            I: Iterator,
+            I::Item: Serialize + DeserializeOwned,
+            R: DeserializeOwned,
+        {
+            type Item = Result<R, Error>;
 
-    fn next(&mut self) -> Option<Self::Item> {
-        self.stream.next()
-    }
+            fn next(&mut self) -> Option<Self::Item> {
+                self.stream.next()
+            }
 
-    /// Exact when the input states its length (`0..n`, a `Vec`): one outcome per item.
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.stream.size_hint()
-    }
+            /// Exact when the input states its length (`0..n`, a `Vec`): one outcome per item.
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.stream.size_hint()
+            }
+        }
+
+        $(#[$stream_doc])*
+        #[cfg(feature = "async")]
+        impl<I, R> futures_core::Stream for $name<'_, I, R>
+        where
+            I: Iterator,
+            I::Item: Serialize + DeserializeOwned,
+            R: DeserializeOwned,
+        {
+            type Item = Result<R, Error>;
+
+            fn poll_next(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                self.get_mut().stream.poll_next(cx)
+            }
+        }
+    };
 }
 
-/// Streaming a lazy call (feature `async`): the outcomes as a [`futures_core::Stream`], without
-/// blocking the runtime's thread (the pool reads the workers' replies on a thread of its own
-/// while streams and tasks are awaited).
-///
+lazy_call_traits! {
+    /// Streaming a lazy call (feature `async`): the outcomes as a [`futures_core::Stream`], without
+    /// blocking the runtime's thread (the pool reads the workers' replies on a thread of its own
+    /// while streams and tasks are awaited).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use futures::StreamExt;
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let stream = pool.imap(|x: u32| x * 2, 0..4u32);
+    /// // `Imap` is an `Iterator` too: name the `StreamExt` method.
+    /// let doubled = StreamExt::map(stream, |r| r.unwrap()).collect::<Vec<u32>>();
+    /// let doubled = futures::executor::block_on(doubled);
+    /// assert_eq!(doubled, [0, 2, 4, 6]);
+    /// # Ok(()) }
 /// ```
-/// # fn main() -> Result<(), forkpool::Error> {
-/// use futures::StreamExt;
-/// let pool = forkpool::Pool::new(2)?;
-/// let stream = pool.imap(|x: u32| x * 2, 0..4u32);
-/// // `Imap` is an `Iterator` too: name the `StreamExt` method.
-/// let doubled = StreamExt::map(stream, |r| r.unwrap()).collect::<Vec<u32>>();
-/// let doubled = futures::executor::block_on(doubled);
-/// assert_eq!(doubled, [0, 2, 4, 6]);
-/// # Ok(()) }
-/// ```
-#[cfg(feature = "async")]
-impl<I, R> futures_core::Stream for Imap<'_, I, R>
-where
-    I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, Error>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.get_mut().stream.poll_next(cx)
-    }
+    Imap
 }
 
-/// Streaming a lazy call in finish order (feature `async`); see [`Imap`]'s `Stream`.
-///
+lazy_call_traits! {
+    /// Streaming a lazy call in finish order (feature `async`); see [`Imap`]'s `Stream`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use futures::StreamExt;
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let stream = pool.imap_unordered(|x: u32| x, 1..=4u32);
+    /// let total = StreamExt::fold(stream, 0, |sum, r| async move { sum + r.unwrap() });
+    /// let total: u32 = futures::executor::block_on(total);
+    /// assert_eq!(total, 10);
+    /// # Ok(()) }
 /// ```
-/// # fn main() -> Result<(), forkpool::Error> {
-/// use futures::StreamExt;
-/// let pool = forkpool::Pool::new(2)?;
-/// let stream = pool.imap_unordered(|x: u32| x, 1..=4u32);
-/// let total = StreamExt::fold(stream, 0, |sum, r| async move { sum + r.unwrap() });
-/// let total: u32 = futures::executor::block_on(total);
-/// assert_eq!(total, 10);
-/// # Ok(()) }
-/// ```
-#[cfg(feature = "async")]
-impl<I, R> futures_core::Stream for ImapUnordered<'_, I, R>
-where
-    I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, Error>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.get_mut().stream.poll_next(cx)
-    }
+    ImapUnordered
 }
 
 #[cfg(feature = "async")]

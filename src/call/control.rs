@@ -2,12 +2,11 @@
 //! it, the pid running it, a wait on other calls' mail, a step that never blocks (async), the
 //! outcomes known now at once (collected calls) and how many are left.
 
-use super::{Call, Part, Step};
+use super::{Call, Step};
 use crate::desk::Mail;
 use crate::engine::Engine;
 use crate::error::{Error, TaskError};
 use crate::hub::Hub;
-use crate::outcome::failed;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Instant;
@@ -81,19 +80,7 @@ where
         drop(engine);
         let pending = !self.in_flight.is_empty() || !self.input_done;
         if pending {
-            self.retry.clear();
-            let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
-            parts.sort_by_key(|part| part.first_index);
-            for part in parts {
-                let outcomes = (0..u64::from(part.count))
-                    .map(|i| {
-                        failed(TaskError::Cancelled {
-                            index: part.first_index + i,
-                        })
-                    })
-                    .collect();
-                self.settle(part, outcomes);
-            }
+            self.fail_in_flight(|index| TaskError::Cancelled { index });
             self.input_done = true;
             self.finished = true; // once `ready` is drained
         }

@@ -63,19 +63,10 @@ where
     /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
     pub(super) fn abandon(&mut self, failure: PoolError) {
         let cause = failure.to_string();
-        self.retry.clear();
-        let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
-        parts.sort_by_key(|part| part.first_index);
-        for part in parts {
-            let outcomes = (0..u64::from(part.count))
-                .map(|i| {
-                    let index = part.first_index + i;
-                    let cause = cause.clone();
-                    failed(TaskError::PoolFailed { index, cause })
-                })
-                .collect();
-            self.settle(part, outcomes);
-        }
+        self.fail_in_flight(|index| TaskError::PoolFailed {
+            index,
+            cause: cause.clone(),
+        });
         if !self.input_done {
             self.input_done = true;
             match self.input.size_hint() {
@@ -85,6 +76,21 @@ where
         }
         if self.failure.is_none() && self.abandoned.is_none() {
             self.finished = true; // once `ready` is drained
+        }
+    }
+
+    /// Gives every item out with the workers (or waiting to go again) the error `error(index)`,
+    /// in input order, and forgets what was to be sent again: how a call that ends early (a
+    /// pool failure, a cancel) loses no item it took.
+    pub(super) fn fail_in_flight(&mut self, error: impl Fn(u64) -> TaskError) {
+        self.retry.clear();
+        let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
+        parts.sort_by_key(|part| part.first_index);
+        for part in parts {
+            let outcomes = (0..u64::from(part.count))
+                .map(|i| failed(error(part.first_index + i)))
+                .collect();
+            self.settle(part, outcomes);
         }
     }
 

@@ -38,17 +38,8 @@ fn takes(worker: &WorkerHandle, window: usize, count: usize, max_tasks: Option<u
 }
 
 impl Engine {
-    /// Chunks in flight per worker for a call with `desk`.
-    fn window_of(&self, desk: &Desk) -> usize {
-        window_of(desk, self.learned_window)
-    }
-
     pub(super) fn budget_of(&self, worker: &WorkerHandle) -> usize {
         budget_of(worker, self.settings.max_tasks)
-    }
-
-    fn takes(&self, worker: &WorkerHandle, window: usize, count: usize) -> bool {
-        takes(worker, window, count, self.settings.max_tasks)
     }
 
     /// How many more chunks call `call` can have sent now (beyond those it queued), and the
@@ -58,13 +49,16 @@ impl Engine {
         let Some(desk) = self.desks.get(&call) else {
             return (0, 0);
         };
-        let window = self.window_of(desk);
+        let (window, max_tasks) = (
+            window_of(desk, self.learned_window),
+            self.settings.max_tasks,
+        );
         let mut slots = 0usize;
         let mut biggest = 0usize;
         for worker in &self.workers {
-            if self.takes(worker, window, 1) {
+            if takes(worker, window, 1, max_tasks) {
                 slots = slots.saturating_add(window - worker.in_flight.len());
-                biggest = biggest.max(self.budget_of(worker));
+                biggest = biggest.max(budget_of(worker, max_tasks));
             }
         }
         if slots == 0 {
