@@ -33,7 +33,7 @@ where
                     return;
                 };
                 self.chunking.learn(busy_nanos, part.count as usize);
-                self.window.learn(busy_nanos);
+                self.window.learn(busy_nanos, part.frame.len());
                 self.learned = true;
                 let outcomes = OutcomeReader::of_reply(&frame);
                 let outcomes = outcome::decode(outcomes, count, part.first_index, part.count, pid);
