@@ -1,16 +1,21 @@
-//! [`PoolBuilder`]: a pool's size, timeouts, initializer, recycling, memory limit and crash-loop
+//! [`PoolBuilder`]: a pool's (a [`Pool`]'s or an [`FnPool`]'s) size, timeouts, initializer, recycling, memory limit and crash-loop
 //! guard, set before its workers are forked.
 
 use crate::crash_guard::RestartLimit;
 use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
 use crate::error::PoolError;
+use crate::fn_pool::FnPool;
 use crate::lifecycle::PoolState;
 use crate::pool::{Pool, PoolMain, default_workers};
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::{EntryRunner, InitFn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// Configures a [`Pool`] before its workers are forked.
+/// Configures a [`Pool`] ([`build`](PoolBuilder::build)) or an [`FnPool`]
+/// ([`build_fn`](PoolBuilder::build_fn)) before its workers are forked: every option applies to
+/// both.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
@@ -271,6 +276,56 @@ impl PoolBuilder {
     /// assert_eq!(err.to_string(), "a pool needs at least one worker, got 0");
     /// ```
     pub fn build(self) -> Result<Pool, PoolError> {
+        let settings = self.settings()?;
+        let init = self.init;
+        let main: Box<PoolMain> = Box::new(move |end| {
+            // SAFETY: this closure runs only in a worker this pool forked (see `Engine::fill`),
+            // whose task channel carries only frames `call` wrote for `EntryRunner`: entry
+            // addresses of `job` entries and fn pointers of the types each entry expects.
+            unsafe {
+                let mut runner = EntryRunner::new();
+                forkpool_worker::serve(end, init, &mut runner)
+            }
+        });
+        let shared = PoolState::new(Engine::new(settings)?, main);
+        {
+            let mut engine = shared.hub_unchecked().lock();
+            engine.fill(shared.main())?;
+            engine.wait_ready()?;
+        }
+        Ok(Pool {
+            shared,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Forks workers holding the closure `f`: an [`FnPool`] with these settings (the same as
+    /// [`FnPool::new`] with default ones).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let names = ["zero", "one", "two"];
+    /// let pool = forkpool::Pool::builder()
+    ///     .workers(2)
+    ///     .timeout(Duration::from_secs(10))
+    ///     .max_tasks_per_worker(100)
+    ///     .build_fn(|i: usize| names[i].len())?;
+    /// assert_eq!(pool.map([0, 1, 2])?, [4, 3, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn build_fn<'env, T, R, F>(self, f: F) -> Result<FnPool<'env, T, R>, PoolError>
+    where
+        F: Fn(T) -> R + 'env,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let settings = self.settings()?;
+        FnPool::start(settings, self.init, self.timeout, f)
+    }
+
+    /// The engine's settings, once the values are checked.
+    fn settings(&self) -> Result<Settings, PoolError> {
         if self.workers == 0 {
             return Err(PoolError::NoWorkers { workers: 0 });
         }
@@ -294,25 +349,6 @@ impl PoolBuilder {
             restarts: self.restarts,
             init_timeout: self.init_timeout,
         };
-        let init = self.init;
-        let main: Box<PoolMain> = Box::new(move |end| {
-            // SAFETY: this closure runs only in a worker this pool forked (see `Engine::fill`),
-            // whose task channel carries only frames `call` wrote for `EntryRunner`: entry
-            // addresses of `job` entries and fn pointers of the types each entry expects.
-            unsafe {
-                let mut runner = EntryRunner::new();
-                forkpool_worker::serve(end, init, &mut runner)
-            }
-        });
-        let shared = PoolState::new(Engine::new(settings)?, main);
-        {
-            let mut engine = shared.hub_unchecked().lock();
-            engine.fill(shared.main())?;
-            engine.wait_ready()?;
-        }
-        Ok(Pool {
-            shared,
-            timeout: self.timeout,
-        })
+        Ok(settings)
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 /// What a call runs: `entry` (instantiated for the call's types) and the user's fn pointer
 /// at `function`, by address, with the id of the loaded objects holding them (see
 /// [`code_map`]).
-fn task_code(entry: EntryFn, function: u64) -> TaskCode {
+pub(crate) fn task_code(entry: EntryFn, function: u64) -> TaskCode {
     let entry = job::entry_address(entry);
     TaskCode {
         entry,
@@ -128,7 +128,7 @@ impl<'p> CallOptions<'p> {
         self
     }
 
-    fn call<I, R>(
+    pub(crate) fn call<I, R>(
         self,
         code: TaskCode,
         items: I,

@@ -70,22 +70,6 @@ pub(crate) struct Settings {
     pub init_timeout: Duration,
 }
 
-impl Settings {
-    /// `size` workers, automatic window, default child set-up, no initializer, no recycling.
-    pub fn new(size: usize) -> Settings {
-        Settings {
-            size,
-            window: None,
-            child: ChildOptions::default(),
-            has_init: false,
-            max_tasks: None,
-            pinpoint: true,
-            restarts: RestartLimit::default(),
-            init_timeout: DEFAULT_INIT_TIMEOUT,
-        }
-    }
-}
-
 /// The workers of one pool, the inbox of their frames, and the desks of the live calls.
 pub(crate) struct Engine {
     settings: Settings,

@@ -1,31 +1,35 @@
-//! Workers that hold a closure: [`FnPool`], [`parmap`], and [`par_eval`].
+//! [`FnPool`]: workers forked holding one closure, with every option and lifecycle call of a
+//! [`Pool`](crate::Pool) (its builder is [`PoolBuilder`], its calls are in `fn_calls.rs`).
 //!
 //! The workers are forked after the closure exists, so it may capture anything (borrowed,
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
-use crate::call::{Call, CallSpec, Delivery};
-use crate::call_progress::{Progress, ProgressSink};
+use crate::builder::PoolBuilder;
 use crate::engine::{Engine, Settings};
-use crate::error::{Error, PoolError, TaskError};
-use crate::iter::{Imap, ImapUnordered, Stream};
+use crate::error::{Error, PoolError};
+use crate::fn_calls::FnCalls;
+use crate::iter::{Imap, ImapUnordered};
 use crate::lifecycle::PoolState;
-use crate::pool::default_workers;
-use crate::process::ReturnProcess;
 use crate::task::Task;
-use forkpool_worker::protocol::TaskCode;
-use forkpool_worker::{ChildEnd, ClosureRunner};
+use forkpool_worker::{ChildEnd, ClosureRunner, InitFn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::time::Duration;
 
-type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
+pub(crate) type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
 /// A pool whose workers are forked holding one closure `Fn(T) -> R`.
 ///
 /// The closure may borrow from the caller and capture non-`Send` data; each worker has its own
 /// copy-on-write view of everything as it was at the fork. Replacement workers are forked from
 /// the current state of the parent. Items `T` and results `R` travel bincode-encoded.
+///
+/// Every option of a [`Pool`](crate::Pool) applies: build one with
+/// [`PoolBuilder::build_fn`] (timeouts, initializer, recycling, memory limit, crash-loop
+/// guard), set a call's chunksize, timeout or progress with [`chunksize`](FnPool::chunksize),
+/// [`timeout`](FnPool::timeout) and [`on_progress`](FnPool::on_progress), and end it with
+/// [`close`](FnPool::close), [`join`](FnPool::join) or [`terminate`](FnPool::terminate).
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
@@ -37,13 +41,17 @@ type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 /// # Ok(()) }
 /// ```
 pub struct FnPool<'env, T, R> {
-    shared: PoolState<ClosureMain<'env>>,
+    pub(crate) shared: PoolState<ClosureMain<'env>>,
+    /// The pool's default per-item time limit (its builder's).
+    pub(crate) timeout: Option<Duration>,
     _types: PhantomData<fn(T) -> R>,
 }
 
 impl<T, R> std::fmt::Debug for FnPool<'_, T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnPool").finish_non_exhaustive()
+        f.debug_struct("FnPool")
+            .field("workers", &self.shared.size())
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,7 +60,8 @@ where
     T: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    /// Forks `workers` processes holding `f`.
+    /// Forks `workers` processes holding `f`, with default settings. For others, finish a
+    /// [`Pool::builder`](crate::Pool::builder) with [`build_fn`](PoolBuilder::build_fn).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -65,22 +74,48 @@ where
     where
         F: Fn(T) -> R + 'env,
     {
-        if workers == 0 {
-            return Err(PoolError::NoWorkers { workers: 0 });
-        }
+        PoolBuilder::default().workers(workers).build_fn(f)
+    }
+
+    /// Forks the workers of a pool with `settings`, each running `init` first if given.
+    pub(crate) fn start<F>(
+        settings: Settings,
+        init: Option<InitFn>,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<Self, PoolError>
+    where
+        F: Fn(T) -> R + 'env,
+    {
         let main: Box<ClosureMain<'env>> = Box::new(move |end| {
             // SAFETY: this closure runs only in a worker this pool forked, whose task channel
-            // carries only frames `call` wrote: items of type `T`, which `ClosureRunner`
-            // decodes and passes to `f` (it calls no address from the frame).
-            unsafe { forkpool_worker::serve(end, None, &mut ClosureRunner::new(&f)) }
+            // carries only frames this pool's calls wrote for a `ClosureRunner<T, R>`: items of
+            // type `T` passed to `f`, and for reductions the address of a `ClosureEntryFn<T, R>`
+            // entry and of the fn pointer it expects (checked against the code mapped here).
+            unsafe { forkpool_worker::serve(end, init, &mut ClosureRunner::new(&f)) }
         });
-        let engine = Engine::new(Settings::new(workers))?;
-        let shared = PoolState::new(engine, main);
-        shared.hub_unchecked().lock().fill(shared.main())?;
+        let shared = PoolState::new(Engine::new(settings)?, main);
+        {
+            let mut engine = shared.hub_unchecked().lock();
+            engine.fill(shared.main())?;
+            engine.wait_ready()?;
+        }
         Ok(FnPool {
             shared,
+            timeout,
             _types: PhantomData,
         })
+    }
+
+    /// The configured number of workers.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// assert_eq!(forkpool::FnPool::new(3, |x: u8| x)?.workers(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.shared.size()
     }
 
     /// The process ids of the live workers. Never waits for a running call.
@@ -95,32 +130,79 @@ where
         self.shared.pids()
     }
 
-    fn call<I>(&self, chunksize: Option<usize>, items: I, delivery: Delivery) -> Stream<'_, I, R>
-    where
-        I: Iterator<Item = T>,
-    {
-        self.call_reporting(chunksize, items, delivery, None)
+    /// Takes no new work, as [`Pool::close`](crate::Pool::close).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(1, |x: u8| x)?;
+    /// pool.close();
+    /// assert!(pool.map([1u8]).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        self.shared.close();
     }
 
-    fn call_reporting<I>(
-        &self,
-        chunksize: Option<usize>,
-        items: I,
-        delivery: Delivery,
-        progress: Option<ProgressSink>,
-    ) -> Stream<'_, I, R>
-    where
-        I: Iterator<Item = T>,
-    {
-        let spec = CallSpec {
-            code: TaskCode::default(),
-            chunksize,
-            delivery,
-            context: None,
-            timeout: None,
-            progress,
-        };
-        Stream::start(self.shared.hub(), self.shared.main(), items, spec)
+    /// Waits for the workers to exit and reaps them, as [`Pool::join`](crate::Pool::join)
+    /// (after [`close`](FnPool::close) or [`terminate`](FnPool::terminate)).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x * 2)?;
+    /// assert_eq!(pool.map([4u8])?, [8]);
+    /// pool.close();
+    /// pool.join()?;
+    /// assert!(pool.pids().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn join(&self) -> Result<(), PoolError> {
+        self.shared.join()
+    }
+
+    /// Kills every worker now and closes the pool, as [`Pool::terminate`](crate::Pool::terminate).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
+    /// pool.terminate();
+    /// assert!(pool.pids().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn terminate(&self) {
+        self.shared.terminate();
+    }
+
+    /// The pool's calls with its own options (its timeout, the default chunksize).
+    pub(crate) fn calls(&self) -> FnCalls<'_, 'env, T, R> {
+        FnCalls::new(self)
+    }
+
+    /// A view of the pool whose calls cut their input into chunks of `chunksize` items, as
+    /// [`Pool::chunksize`](crate::Pool::chunksize).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x + 1)?;
+    /// assert_eq!(pool.chunksize(2).map([1u8, 2, 3])?, [2, 3, 4]);
+    /// # Ok(()) }
+    /// ```
+    pub fn chunksize(&self, chunksize: usize) -> FnCalls<'_, 'env, T, R> {
+        self.calls().chunksize(chunksize)
+    }
+
+    /// A view of the pool whose calls stop any item that runs longer than `limit`, as
+    /// [`Pool::timeout`](crate::Pool::timeout).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::FnPool::new(1, |s: u64| std::thread::sleep(Duration::from_secs(s)))?;
+    /// let error = pool.timeout(Duration::from_millis(100)).apply(60).unwrap_err();
+    /// assert!(error.to_string().contains("timed out"));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(&self, limit: Duration) -> FnCalls<'_, 'env, T, R> {
+        self.calls().timeout(limit)
     }
 
     /// A view of the pool whose calls report each finished item to `report`, as
@@ -141,12 +223,9 @@ where
     /// ```
     pub fn on_progress(
         &self,
-        report: impl Fn(Progress) + Send + Sync + 'static,
+        report: impl Fn(crate::Progress) + Send + Sync + 'static,
     ) -> FnCalls<'_, 'env, T, R> {
-        FnCalls {
-            pool: self,
-            progress: ProgressSink::Callback(Arc::new(report)),
-        }
+        self.calls().on_progress(report)
     }
 
     /// A view of the pool whose calls draw a progress bar on the terminal, as
@@ -160,10 +239,7 @@ where
     /// ```
     #[cfg(feature = "progress")]
     pub fn progress(&self) -> FnCalls<'_, 'env, T, R> {
-        FnCalls {
-            pool: self,
-            progress: ProgressSink::Bar,
-        }
+        self.calls().progress()
     }
 
     /// Applies the closure to every item; results in input order, or the lowest-indexed failure.
@@ -175,61 +251,11 @@ where
     /// # Ok(()) }
     /// ```
     pub fn map<I: IntoIterator<Item = T>>(&self, items: I) -> Result<Vec<R>, Error> {
-        let items = items.into_iter();
-        let expected = items.size_hint().0;
-        Imap::new(self.call(None, items, Delivery::Collected)).into_vec(expected)
+        self.calls().map(items)
     }
 
-    /// Submits one item and returns at once with its [`Task`] (like [`Pool::submit`]).
-    ///
-    /// [`Pool::submit`]: crate::Pool::submit
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let offset = 100;
-    /// let pool = forkpool::FnPool::new(2, |x: u32| x + offset)?;
-    /// let task = pool.submit(1);
-    /// assert_eq!(task.wait()?, 101);
-    /// # Ok(()) }
-    /// ```
-    pub fn submit<'p>(&'p self, item: T) -> Task<'p, R>
-    where
-        T: 'p,
-        R: 'p,
-    {
-        let spec = CallSpec {
-            code: TaskCode::default(),
-            chunksize: Some(1),
-            delivery: Delivery::Collected,
-            context: None,
-            timeout: None,
-            progress: None,
-        };
-        match self.shared.hub() {
-            Ok(hub) => {
-                let mut call = Call::start(hub, self.shared.main(), Some(item).into_iter(), spec);
-                call.start_sending();
-                Task::new(Box::new(call))
-            }
-            Err(error) => Task::failed(error),
-        }
-    }
-
-    /// Runs one item and waits for its outcome (like [`Pool::apply`]).
-    ///
-    /// [`Pool::apply`]: crate::Pool::apply
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::FnPool::new(1, |s: String| s.len())?;
-    /// assert_eq!(pool.apply("four".to_string())?, 4);
-    /// # Ok(()) }
-    /// ```
-    pub fn apply(&self, item: T) -> Result<R, Error> {
-        self.submit(item).wait()
-    }
-
-    /// Like [`map`](FnPool::map) with chunks of `chunksize` items (0 is an error).
+    /// Like [`map`](FnPool::map) with chunks of `chunksize` items (0 is an error): the same as
+    /// `pool.chunksize(chunksize).map(items)`.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -242,7 +268,7 @@ where
         items: I,
         chunksize: usize,
     ) -> Result<Vec<R>, Error> {
-        Imap::new(self.call(Some(chunksize), items.into_iter(), Delivery::Collected)).collect()
+        self.chunksize(chunksize).map(items)
     }
 
     /// Lazy, ordered outcomes, as [`Pool::imap`](crate::Pool::imap).
@@ -255,7 +281,7 @@ where
     /// # Ok(()) }
     /// ```
     pub fn imap<I: IntoIterator<Item = T>>(&self, items: I) -> Imap<'_, I::IntoIter, R> {
-        Imap::new(self.call(None, items.into_iter(), Delivery::InOrder))
+        self.calls().imap(items)
     }
 
     /// Lazy outcomes in finish order, as [`Pool::imap_unordered`](crate::Pool::imap_unordered).
@@ -270,185 +296,81 @@ where
         &self,
         items: I,
     ) -> ImapUnordered<'_, I::IntoIter, R> {
-        ImapUnordered::new(self.call(None, items.into_iter(), Delivery::AsFinished))
+        self.calls().imap_unordered(items)
     }
-}
 
-/// Calls on an [`FnPool`] that report their progress: made by [`FnPool::on_progress`] (and,
-/// with the cargo feature `progress`, `FnPool::progress`).
-///
-/// ```
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::FnPool::new(2, |x: u64| x * x)?;
-/// let reporting = pool.on_progress(|p: forkpool::Progress| assert!(p.done <= 5));
-/// assert_eq!(reporting.clone().imap(0..5u64).count(), 5);
-/// assert_eq!(reporting.imap_unordered(0..5u64).count(), 5);
-/// # Ok(()) }
-/// ```
-pub struct FnCalls<'p, 'env, T, R> {
-    pool: &'p FnPool<'env, T, R>,
-    progress: ProgressSink,
-}
-
-impl<T, R> Clone for FnCalls<'_, '_, T, R> {
-    fn clone(&self) -> Self {
-        FnCalls {
-            pool: self.pool,
-            progress: self.progress.clone(),
-        }
-    }
-}
-
-impl<T, R> std::fmt::Debug for FnCalls<'_, '_, T, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnCalls")
-            .field("progress", &self.progress)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'p, T, R> FnCalls<'p, '_, T, R>
-where
-    T: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    /// [`FnPool::map`], reporting.
+    /// Submits one item and returns at once with its [`Task`] (like
+    /// [`Pool::submit`](crate::Pool::submit)).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::FnPool::new(2, |x: i8| -x)?;
-    /// assert_eq!(pool.on_progress(|_| {}).map([1i8, 2])?, [-1, -2]);
+    /// let offset = 100;
+    /// let pool = forkpool::FnPool::new(2, |x: u32| x + offset)?;
+    /// let task = pool.submit(1);
+    /// assert_eq!(task.wait()?, 101);
     /// # Ok(()) }
     /// ```
-    pub fn map<I: IntoIterator<Item = T>>(self, items: I) -> Result<Vec<R>, Error> {
-        let items = items.into_iter();
-        let expected = items.size_hint().0;
-        let stream =
-            self.pool
-                .call_reporting(None, items, Delivery::Collected, Some(self.progress));
-        Imap::new(stream).into_vec(expected)
+    pub fn submit<'p>(&'p self, item: T) -> Task<'p, R>
+    where
+        T: 'p,
+        R: 'p,
+    {
+        self.calls().submit(item)
     }
 
-    /// [`FnPool::imap`], reporting.
+    /// Runs one item and waits for its outcome (like [`Pool::apply`](crate::Pool::apply)).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
-    /// assert_eq!(pool.on_progress(|_| {}).imap(0..3u8).count(), 3);
+    /// let pool = forkpool::FnPool::new(1, |s: String| s.len())?;
+    /// assert_eq!(pool.apply("four".to_string())?, 4);
     /// # Ok(()) }
     /// ```
-    pub fn imap<I: IntoIterator<Item = T>>(self, items: I) -> Imap<'p, I::IntoIter, R> {
-        let items = items.into_iter();
-        Imap::new(
-            self.pool
-                .call_reporting(None, items, Delivery::InOrder, Some(self.progress)),
-        )
+    pub fn apply(&self, item: T) -> Result<R, Error> {
+        self.submit(item).wait()
     }
 
-    /// [`FnPool::imap_unordered`], reporting.
+    /// Maps every item with the closure and folds the results in the workers, chunk by chunk,
+    /// with `fold` from a clone of `init`; the parent combines the partials with `combine`, in
+    /// input order. See [`Pool::fold`](crate::Pool::fold) for the contract.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
-    /// assert_eq!(pool.on_progress(|_| {}).imap_unordered(0..3u8).count(), 3);
+    /// let text = "the quick brown fox jumps over the lazy dog";
+    /// let words: Vec<&str> = text.split(' ').collect();
+    /// let pool = forkpool::FnPool::new(2, |i: usize| words[i].len() as u64)?;
+    /// let total = pool.fold(|acc: u64, n: u64| acc + n, 0, |a, b| a + b, 0..words.len())?;
+    /// assert_eq!(total, 35);
     /// # Ok(()) }
     /// ```
-    pub fn imap_unordered<I: IntoIterator<Item = T>>(
-        self,
+    pub fn fold<A, I>(
+        &self,
+        fold: fn(A, R) -> A,
+        init: A,
+        combine: fn(A, A) -> A,
         items: I,
-    ) -> ImapUnordered<'p, I::IntoIter, R> {
-        let items = items.into_iter();
-        ImapUnordered::new(self.pool.call_reporting(
-            None,
-            items,
-            Delivery::AsFinished,
-            Some(self.progress),
-        ))
+    ) -> Result<A, Error>
+    where
+        I: IntoIterator<Item = T>,
+        A: Serialize + DeserializeOwned + Clone + 'static,
+    {
+        self.calls().fold(fold, init, combine, items)
     }
-}
 
-/// Forks workers holding `f`, maps it over `items`, and reaps the workers: one call, no set-up.
-///
-/// The items are not serialized: each worker reads them from its copy-on-write view of the
-/// slice, and only indices travel. Results come back in order, or the lowest-indexed failure.
-///
-/// ```
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let words = vec!["apple", "fig", "banana"];
-/// let lengths = forkpool::parmap(|w: &&str| w.len(), &words)?;
-/// assert_eq!(lengths, [5, 3, 6]);
-/// # Ok(()) }
-/// ```
-pub fn parmap<T, R, F>(f: F, items: &[T]) -> Result<Vec<R>, Error>
-where
-    F: Fn(&T) -> R,
-    R: Serialize + DeserializeOwned,
-{
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let workers = default_workers().min(items.len());
-    let pool = FnPool::new(workers, |i: usize| f(&items[i]))?;
-    pool.map(0..items.len())
-}
-
-/// Splits `items` into `workers` contiguous pieces, runs `f` on each piece in its own forked
-/// child, and concatenates the outputs in order. The input is never serialized; only outputs
-/// travel back.
-///
-/// A failing piece fails the call with the index of the piece's first item.
-///
-/// ```
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let xs: Vec<f64> = (0..1000).map(f64::from).collect();
-/// let doubled = forkpool::par_eval(4, &xs, |piece: &[f64]| piece.iter().map(|x| x * 2.0).collect())?;
-/// assert_eq!(doubled[999], 1998.0);
-/// # Ok(()) }
-/// ```
-pub fn par_eval<T, R, F>(workers: usize, items: &[T], f: F) -> Result<Vec<R>, Error>
-where
-    F: Fn(&[T]) -> Vec<R>,
-    R: Serialize + DeserializeOwned,
-{
-    if workers == 0 {
-        return Err(PoolError::NoWorkers { workers: 0 }.into());
-    }
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let pieces = workers.min(items.len());
-    let bound = |i: usize| i * items.len() / pieces;
-    let mut children = Vec::with_capacity(pieces);
-    for i in 0..pieces {
-        let piece = &items[bound(i)..bound(i + 1)];
-        let f = &f;
-        children.push((bound(i), ReturnProcess::spawn(move || f(piece))?));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for (start, child) in children {
-        match child.join() {
-            Ok(mut values) => out.append(&mut values),
-            Err(Error::Task(e)) => return Err(e.at_index(start as u64).into()),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
-}
-
-impl TaskError {
-    /// The same error, for the item at `index`.
-    pub(crate) fn at_index(mut self, new: u64) -> TaskError {
-        match &mut self {
-            TaskError::Panicked { index, .. }
-            | TaskError::WorkerDied { index, .. }
-            | TaskError::TimedOut { index, .. }
-            | TaskError::OutOfMemory { index, .. }
-            | TaskError::Codec { index, .. }
-            | TaskError::Protocol { index, .. }
-            | TaskError::CodeNotLoaded { index, .. }
-            | TaskError::PoolFailed { index, .. }
-            | TaskError::Cancelled { index } => *index = new,
-        }
-        self
+    /// Maps every item with the closure and reduces the results with `reduce`, in the workers
+    /// chunk by chunk and then in the parent: see [`Pool::map_reduce`](crate::Pool::map_reduce).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let scale = 3;
+    /// let pool = forkpool::FnPool::new(2, |x: u64| x * scale)?;
+    /// assert_eq!(pool.map_reduce(u64::max, [4u64, 9, 2])?, Some(27));
+    /// # Ok(()) }
+    /// ```
+    pub fn map_reduce<I>(&self, reduce: fn(R, R) -> R, items: I) -> Result<Option<R>, Error>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        self.calls().map_reduce(reduce, items)
     }
 }

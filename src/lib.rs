@@ -57,6 +57,7 @@ mod crash_guard;
 mod desk;
 mod engine;
 mod error;
+mod fn_calls;
 mod fn_pool;
 mod fork;
 mod hub;
@@ -66,6 +67,7 @@ mod iter;
 mod lifecycle;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+mod one_shot;
 mod outbox;
 mod outcome;
 mod owner;
@@ -73,6 +75,7 @@ mod peer;
 mod pool;
 mod process;
 mod reaper;
+mod reduce;
 mod sys;
 mod task;
 mod worker_handle;
@@ -81,7 +84,8 @@ pub use builder::PoolBuilder;
 pub use call_options::CallOptions;
 pub use call_progress::Progress;
 pub use error::{CodecStage, Death, Error, PoolError, TaskError};
-pub use fn_pool::{FnCalls, FnPool, par_eval, parmap};
+pub use fn_calls::FnCalls;
+pub use fn_pool::FnPool;
 pub use forkpool_worker::StarArgs;
 /// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,
 /// struct, enum and newtype struct is one; `Box` is free). A result nested deeper fails its
@@ -94,6 +98,7 @@ pub use forkpool_worker::StarArgs;
 /// ```
 pub use forkpool_worker::codec::MAX_DEPTH;
 pub use iter::{Imap, ImapUnordered};
+pub use one_shot::{par_eval, parmap};
 pub use pool::Pool;
 pub use process::ReturnProcess;
 /// The serde this crate uses: item and result types need `Serialize` and `Deserialize`, and

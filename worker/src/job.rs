@@ -37,6 +37,13 @@
 //! runner.run(&mut WorkerState::default(), &task, &mut ReplyWriter::new(0));
 //! ```
 
+mod fold;
+
+pub use fold::{
+    ClosureEntryFn, ReduceCode, closure_entry_address, closure_fold_entry, closure_reduce_entry,
+    fold_entry, reduce_entry,
+};
+
 use crate::panic::take_report;
 use crate::protocol::{BAD_INPUT, ReplyWriter, Task, TaskCode};
 use crate::{code_map, codec};
@@ -336,8 +343,28 @@ impl<'f, T, R> ClosureRunner<'f, T, R> {
 }
 
 impl<T: DeserializeOwned, R: Serialize> Runner for ClosureRunner<'_, T, R> {
-    unsafe fn run(&mut self, _: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
-        run_items(task, out, |item: T| (self.f)(item));
+    /// A task with no code maps the closure over its items; a task with code (a reduction) is
+    /// run by its entry, a [`ClosureEntryFn`] given the closure, once the code is checked as
+    /// [`EntryRunner`] checks it.
+    unsafe fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
+        if task.code == TaskCode::default() {
+            return run_items(task, out, |item: T| (self.f)(item));
+        }
+        if let Err(address) = code_map::check(&task.code) {
+            for _ in 0..task.count {
+                out.code_not_loaded(address);
+            }
+            return;
+        }
+        // SAFETY: the caller promises the parent wrote this task for this runner: a task with
+        // code names a `ClosureEntryFn<T, R>` of this very `T` and `R` (an `FnPool<T, R>`
+        // made it) and a fn pointer of the types that entry expects; `code_map::check` just
+        // confirmed that both are mapped here where they were in the parent.
+        unsafe {
+            let entry =
+                std::mem::transmute::<usize, ClosureEntryFn<T, R>>(task.code.entry as usize);
+            entry(state, task, out, self.f);
+        }
     }
 }
 

@@ -138,7 +138,8 @@ pub struct Task<'a> {
 
 /// The code a task runs, as its frame names it: addresses in the parent's address space, which
 /// a worker may call only after checking them against what is mapped in its own (see
-/// [`crate::code_map`]). All zero for a closure pool, whose workers hold their closure.
+/// [`crate::code_map`]). All zero for a closure pool's maps, whose workers hold their closure; a
+/// closure pool's reduction names its entry and fold or reduce function.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct TaskCode {
     /// The address of the entry that runs the chunk (see [`crate::job::EntryFn`]).
