@@ -1,10 +1,12 @@
-//! Counting words over many files with `Pool::map`, merging the per-file counts in the parent.
+//! Counting words over many files with `Pool::fold`: each worker folds the files of each chunk
+//! it runs into one table of counts, and the parent merges only those tables.
 //!
-//! Writes 40 small text files of deterministic pseudo-random words into a fresh directory under
-//! the system temp dir, has the pool's workers count the words of one file each (each worker
-//! reads its files itself; only the paths go out and the counts come back), merges the counts,
+//! Writes 200 small text files of deterministic pseudo-random words into a fresh directory under
+//! the system temp dir, has the pool's workers count them (each worker reads its files itself;
+//! only the paths go out, and one table per chunk of files comes back, not one per file),
 //! prints the ten most frequent words, checks them against a serial count, and removes the
-//! directory.
+//! directory. (`cargo run --release --example compare -- --only p` times this fold against a
+//! `map` that sends every file's table back to be merged in the parent.)
 //!
 //! Run it with:
 //!
@@ -17,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const FILES: usize = 40;
+const FILES: usize = 200;
 const WORDS_PER_FILE: usize = 2_000;
 const WORDS: &[&str] = &[
     "the", "process", "pool", "fork", "worker", "item", "chunk", "result", "signal", "parent",
@@ -40,11 +42,23 @@ fn count_file(path: String) -> Counts {
     counts
 }
 
+/// Counts the words of the file at `path` into `counts` (what each worker folds its files with).
+fn count_into(mut counts: Counts, path: String) -> Counts {
+    merge(&mut counts, count_file(path));
+    counts
+}
+
 /// Adds `part` into `total`.
 fn merge(total: &mut Counts, part: Counts) {
     for (word, n) in part {
         *total.entry(word).or_insert(0) += n;
     }
+}
+
+/// Merges two tables (what the parent combines the workers' tables with).
+fn merged(mut total: Counts, part: Counts) -> Counts {
+    merge(&mut total, part);
+    total
 }
 
 /// A linear congruential generator (Knuth's MMIX constants): deterministic, no extra crates.
@@ -126,11 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let workers = std::thread::available_parallelism()?.get();
     let pool = Pool::new(workers)?;
-    let per_file: Vec<Counts> = pool.map(count_file, paths.clone())?;
-    let mut total = Counts::new();
-    for counts in per_file {
-        merge(&mut total, counts);
-    }
+    let total = pool.fold(count_into, Counts::new(), merged, paths.clone())?;
 
     let mut serial = Counts::new();
     for path in &paths {

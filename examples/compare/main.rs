@@ -18,7 +18,7 @@
 //! heap for row (h) (default 1024); `--curve-1000` adds n = 1,000 to the `Pool::new(n)`
 //! curve; `--only a,e,k` runs the rows whose key starts with one of those (the keys: `a`, `b`,
 //! `c`, `d`, `e_in`, `e_echo`, `f`, `g`, `h`, `i`, `j`, `k2`, `k16`, ... for the curve, `l`,
-//! `m`, `n_med`, `n_max`, `o`);
+//! `m`, `n_med`, `n_max`, `o`, `p`);
 //! `--no-python` skips the Python peers. Within one repeat a cell is the median of up to 5
 //! runs, fewer once its runs have taken 3 s (so a cell of several seconds runs once).
 //!
@@ -34,7 +34,9 @@
 //! from one thread, then each waited; (m) 8 threads × 200 one-item `map` calls of 2 ms items
 //! on 2 workers, against the ideal 1.6 s; (n) `apply` latency while another thread maps
 //! 1,000,000 trivial items, median and max of 20; (o) a 10-item `map` of 1 ms items while
-//! another thread holds an unconsumed `imap` of 20 ms items. A system
+//! another thread holds an unconsumed `imap` of 20 ms items; (p) a word count over 200 files
+//! with `Pool::fold` (tables merged in the workers) against `map` + merge in the parent
+//! (runner in `reduce.rs`). A system
 //! without a counterpart of a row shows `n/a` (with a note when there is something to say);
 //! peers too slow for the full input run a smaller one and are reported per item (noted).
 //!
@@ -50,6 +52,7 @@ mod many;
 #[path = "../shared/primality.rs"]
 mod primality;
 mod python;
+mod reduce;
 mod rows;
 mod table;
 mod workloads;

@@ -8,6 +8,7 @@
 
 use crate::Config;
 use crate::many;
+use crate::reduce;
 use crate::rows;
 use std::time::Instant;
 
@@ -380,6 +381,18 @@ pub fn list(cfg: &Config) -> Vec<Workload> {
         millis,
         many::row_o,
         true,
+    ));
+    rows.push(row(
+        "p",
+        format!(
+            "(p) word count over {} files: `fold` in the workers",
+            thousands(200)
+        ),
+        "ms",
+        false,
+        millis,
+        reduce::row_p,
+        false,
     ));
     rows
 }
