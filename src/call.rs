@@ -257,6 +257,7 @@ where
                 engine.queue(call, queued, true);
             }
         }
+        let encoding = Instant::now();
         let (mut room, biggest) = engine.room(call);
         if self.in_flight.is_empty() {
             // A call with nothing out queues one chunk even if no worker has room: it takes its
@@ -273,6 +274,7 @@ where
                 engine.queue(call, queued, false);
             }
         }
+        hub.times.encoded(encoding);
         engine.dispatch_queued();
         engine.flush();
         hub.poke(&engine);

@@ -27,6 +27,7 @@ use crate::desk::{Desk, Happened, Mail};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
 use crate::inbox::{Exits, Inbox};
+use crate::stats::{Ledger, ParentTimes, PoolStats};
 use crate::worker_handle::WorkerHandle;
 pub(crate) use crate::worker_handle::{Cause, Verdict};
 use forkpool_worker::ChildEnd;
@@ -92,6 +93,8 @@ pub(crate) struct Engine {
     /// The window calls of small chunks adapted to last: where the next one starts.
     pub(crate) learned_window: Window,
     guard: CrashGuard,
+    /// What the workers did and how they ended, for `Pool::stats`.
+    pub(crate) ledger: Ledger,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
     /// Chunks (call, wire number) whose worker already died once before beginning any of their
@@ -122,6 +125,16 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// The pool's stats so far; `parent` holds the calling threads' own times.
+    pub fn stats(&self, parent: &ParentTimes) -> PoolStats {
+        let live = self
+            .workers
+            .iter()
+            .map(|w| w.tally.stats(w.pid(), None))
+            .collect();
+        self.ledger.stats(live, self.settings.size, parent)
+    }
+
     /// An engine with these settings; forks no worker yet.
     pub fn new(settings: Settings) -> Result<Engine, PoolError> {
         if settings.child.memory_limit.is_some() && !crate::sys::ENFORCES_MEMORY_LIMIT {
@@ -136,6 +149,7 @@ impl Engine {
             workers: Vec::with_capacity(settings.size.min(RESERVE_AT_MOST)),
             retired: Vec::new(),
             guard: CrashGuard::new(settings.restarts),
+            ledger: Ledger::default(),
             settings,
             exits: inbox.exits(),
             inbox,

@@ -18,6 +18,7 @@
 use crate::engine::{Engine, WorkerMain};
 use crate::error::PoolError;
 use crate::inbox::{Exits, Readiness};
+use crate::stats::ParentTimes;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub(crate) struct Hub {
     this: Weak<Hub>,
     /// The async driver thread, while it runs (joined when the pool is dropped).
     async_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The calling threads' own time in calls (for `Pool::stats`).
+    pub times: ParentTimes,
 }
 
 /// How a wait ended.
@@ -54,6 +57,7 @@ impl Hub {
             turn: Condvar::new(),
             this: this.clone(),
             async_thread: Mutex::new(None),
+            times: ParentTimes::default(),
         })
     }
 

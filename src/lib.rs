@@ -76,6 +76,7 @@ mod pool;
 mod process;
 mod reaper;
 mod reduce;
+mod stats;
 mod sys;
 mod task;
 mod worker_handle;
@@ -117,6 +118,7 @@ pub use process::ReturnProcess;
 /// # Ok(()) }
 /// ```
 pub use serde;
+pub use stats::{PoolStats, WorkerEnd, WorkerStats};
 pub use task::{AsCompleted, Task, as_completed, wait_all};
 
 /// The README's code blocks, compiled and run as doctests so they stay true.

@@ -97,6 +97,12 @@ impl<M: ?Sized> PoolState<M> {
         Ok(&self.hub)
     }
 
+    /// The hub, closed or not, if this is the process that built the pool (for `stats`).
+    pub fn hub_even_closed(&self) -> Result<&Hub, PoolError> {
+        self.check_process()?;
+        Ok(&self.hub)
+    }
+
     /// The hub whatever the pool's state (for its own set-up).
     pub fn hub_unchecked(&self) -> &Hub {
         &self.hub

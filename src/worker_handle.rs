@@ -12,6 +12,7 @@ use crate::child_handle::ChildHandle;
 use crate::error::Death;
 use crate::outbox::{Backlog, Outbox};
 use crate::reaper::Reaper;
+use crate::stats::WorkerTally;
 use forkpool_worker::child::EXIT_BAD_FRAME;
 use forkpool_worker::progress;
 use std::collections::VecDeque;
@@ -154,6 +155,8 @@ pub(crate) struct WorkerHandle {
     refilling: bool,
     /// What it sent that it may not: the parent killed it for that.
     pub offense: Option<String>,
+    /// What it did, for `Pool::stats`.
+    pub tally: WorkerTally,
     /// Dropped last: joining the reaper waits for the worker's death.
     pub _reaper: Reaper,
 }
@@ -189,6 +192,7 @@ impl WorkerHandle {
             stopping: None,
             refilling: false,
             offense: None,
+            tally: WorkerTally::new(),
             _reaper: reaper,
         }
     }

@@ -149,6 +149,7 @@ where
     }
 
     pub(super) fn absorb_mail(&mut self, mail: Mail) {
+        let reading = Instant::now();
         let Mail {
             mut events,
             failure,
@@ -160,5 +161,6 @@ where
         if let Some(failure) = failure {
             self.abandon(failure);
         }
+        self.hub.times.read(reading);
     }
 }

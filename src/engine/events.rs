@@ -6,6 +6,7 @@ use super::{Engine, WorkerMain};
 use crate::desk::Happened;
 use crate::error::{Death, PoolError};
 use crate::inbox::Event;
+use crate::stats::WorkerEnd;
 use crate::worker_handle::{StopReason, Verdict};
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
 use std::collections::HashMap;
@@ -53,6 +54,7 @@ impl Engine {
                     return 0;
                 }
                 worker.answered();
+                worker.tally.answered(reply.count, reply.busy_nanos);
                 self.dispatch_blocked = false;
                 self.guard.progress();
                 let (call, chunk, count, busy_nanos) =
@@ -139,6 +141,14 @@ impl Engine {
             // It finished items before it died: workers are making progress.
             self.guard.progress();
         }
+        let end = match (&worker.offense, worker.stopping, retired) {
+            (Some(_), _, _) => WorkerEnd::Offended,
+            (None, Some(_), _) => WorkerEnd::Stopped,
+            (None, None, true) if worker.tally.recycled => WorkerEnd::Recycled,
+            (None, None, true) => WorkerEnd::Shutdown,
+            (None, None, false) => WorkerEnd::Died(death),
+        };
+        self.ledger.ended(worker.tally.stats(pid, Some(end)));
         drop(worker); // joins its reaper, which has ended
         self.publish_roster();
         let mut mailed = 0;
@@ -179,6 +189,7 @@ impl Engine {
             return;
         }
         let mut worker = self.workers.swap_remove(slot);
+        worker.tally.recycled = true;
         let backlog = worker.backlog();
         worker
             .outbox

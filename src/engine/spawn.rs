@@ -100,6 +100,7 @@ impl Engine {
         let outbox = Outbox::new(socket, pid);
         let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
         self.workers.push(worker);
+        self.ledger.forks += 1;
         self.dispatch_blocked = false;
         self.publish_roster();
         Ok(())
