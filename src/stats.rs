@@ -317,5 +317,10 @@ impl ParentTimes {
 }
 
 fn nanos_since(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    saturating_nanos(since.elapsed())
+}
+
+/// `limit` in nanoseconds, saturating (a `Duration` above 2^64 ns must not wrap to a short one).
+pub(crate) fn saturating_nanos(limit: Duration) -> u64 {
+    u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
 }

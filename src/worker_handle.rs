@@ -12,7 +12,7 @@ use crate::child_handle::ChildHandle;
 use crate::error::Death;
 use crate::outbox::{Backlog, Outbox};
 use crate::reaper::Reaper;
-use crate::stats::WorkerTally;
+use crate::stats::{WorkerTally, saturating_nanos};
 use forkpool_worker::child::EXIT_BAD_FRAME;
 use forkpool_worker::progress;
 use std::collections::VecDeque;
@@ -29,11 +29,6 @@ const RECHECK: Duration = Duration::from_millis(10);
 /// The soonest the parent looks at a worker again: a tiny timeout (1 ns) is enforced within
 /// about this much, instead of the parent spinning while a worker is between items.
 const MIN_RECHECK: Duration = Duration::from_millis(1);
-
-/// `limit` in nanoseconds, saturating (a `Duration` above 2^64 ns must not wrap to a short one).
-pub(crate) fn saturating_nanos(limit: Duration) -> u64 {
-    u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// A chunk sent to a worker and not yet answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +378,12 @@ impl WorkerHandle {
     /// Sends `SIGTERM` (and `SIGCONT`) to the worker's group, and `SIGKILL` after
     /// [`TERM_GRACE`]: returns when.
     fn stop(&mut self, reason: StopReason, after: Duration, now: Instant) -> Option<Instant> {
+        tracing::debug!(
+            pid = self.pid(),
+            ?reason,
+            ?after,
+            "forkpool: stopping a worker"
+        );
         self.child.terminate();
         let kill_at = now + TERM_GRACE;
         self.stopping = Some(Stopping {

@@ -148,6 +148,7 @@ impl Engine {
             (None, None, true) => WorkerEnd::Shutdown,
             (None, None, false) => WorkerEnd::Died(death),
         };
+        tracing::debug!(pid, end = %end, cause = %cause, "forkpool: a worker ended");
         self.ledger.ended(worker.tally.stats(pid, Some(end)));
         drop(worker); // joins its reaper, which has ended
         self.publish_roster();
@@ -170,6 +171,9 @@ impl Engine {
             return 0; // a spent worker's exit, or one at shutdown that held nothing
         }
         let mut failure = self.guard.death(cause);
+        if let Some(trip) = &failure {
+            tracing::debug!(error = %trip, "forkpool: the crash-loop guard ended the calls");
+        }
         if self.halted.load(Ordering::Acquire) {
             failure = Some(PoolError::Closed);
         } else if let Err(e) = self.fill_or_defer(main) {
@@ -190,6 +194,11 @@ impl Engine {
         }
         let mut worker = self.workers.swap_remove(slot);
         worker.tally.recycled = true;
+        let pid = worker.pid();
+        tracing::debug!(
+            pid,
+            "forkpool: recycling a worker after its max_tasks_per_worker items"
+        );
         let backlog = worker.backlog();
         worker
             .outbox

@@ -101,6 +101,8 @@ impl Engine {
         let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
         self.workers.push(worker);
         self.ledger.forks += 1;
+        let replacement = self.ledger.forks > self.settings.size as u64;
+        tracing::debug!(pid = pid.as_raw(), replacement, "forkpool: forked a worker");
         self.dispatch_blocked = false;
         self.publish_roster();
         Ok(())
