@@ -5,6 +5,7 @@ use crate::crash_guard::RestartLimit;
 use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
 use crate::error::PoolError;
 use crate::fn_pool::FnPool;
+use crate::item::Item;
 use crate::lifecycle::PoolState;
 use crate::pool::{Pool, PoolMain, default_workers};
 use forkpool_worker::child::ChildOptions;
@@ -317,7 +318,7 @@ impl PoolBuilder {
     pub fn build_fn<'env, T, R, F>(self, f: F) -> Result<FnPool<'env, T, R>, PoolError>
     where
         F: Fn(T) -> R + 'env,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         let settings = self.settings()?;

@@ -3,6 +3,7 @@
 use crate::call::{Call, CallSpec, Delivery};
 use crate::call_progress::{Progress, ProgressSink};
 use crate::error::Error;
+use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
 use crate::task::Task;
@@ -163,7 +164,7 @@ impl<'p> CallOptions<'p> {
     pub fn map<T, R, I>(self, f: fn(T) -> R, items: I) -> Result<Vec<R>, Error>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
@@ -184,7 +185,7 @@ impl<'p> CallOptions<'p> {
     pub fn imap<T, R, I>(self, f: fn(T) -> R, items: I) -> Imap<'p, I::IntoIter, R>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
@@ -207,7 +208,7 @@ impl<'p> CallOptions<'p> {
     ) -> ImapUnordered<'p, I::IntoIter, R>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
@@ -230,7 +231,7 @@ impl<'p> CallOptions<'p> {
     ) -> Result<Vec<R>, Error>
     where
         I: IntoIterator<Item = Args>,
-        Args: StarArgs<R> + Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
@@ -255,7 +256,7 @@ impl<'p> CallOptions<'p> {
     ) -> Imap<'p, I::IntoIter, R>
     where
         I: IntoIterator<Item = Args>,
-        Args: StarArgs<R> + Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
@@ -281,7 +282,7 @@ impl<'p> CallOptions<'p> {
     where
         C: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::context_entry::<C, T, R>, f as usize as u64);
@@ -308,7 +309,7 @@ impl<'p> CallOptions<'p> {
     /// ```
     pub fn submit<T, R>(self, f: fn(T) -> R, item: T) -> Task<'p, R>
     where
-        T: Serialize + DeserializeOwned + 'p,
+        T: Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
@@ -326,7 +327,7 @@ impl<'p> CallOptions<'p> {
     /// ```
     pub fn starsubmit<Args, R>(self, f: <Args as StarArgs<R>>::Fn, args: Args) -> Task<'p, R>
     where
-        Args: StarArgs<R> + Serialize + DeserializeOwned + 'p,
+        Args: StarArgs<R> + Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
@@ -343,7 +344,7 @@ impl<'p> CallOptions<'p> {
     /// ```
     pub fn apply<T, R>(self, f: fn(T) -> R, item: T) -> Result<R, Error>
     where
-        T: Serialize + DeserializeOwned + 'p,
+        T: Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
         self.submit(f, item).wait()
@@ -351,7 +352,7 @@ impl<'p> CallOptions<'p> {
 
     fn task<T, R>(self, code: TaskCode, item: T) -> Task<'p, R>
     where
-        T: Serialize + DeserializeOwned + 'p,
+        T: Item + 'p,
         R: DeserializeOwned + 'p,
     {
         let spec = CallSpec {

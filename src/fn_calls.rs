@@ -5,6 +5,7 @@ use crate::call::{Call, CallSpec, Delivery};
 use crate::call_progress::{Progress, ProgressSink};
 use crate::error::Error;
 use crate::fn_pool::FnPool;
+use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::reduce::combine_in_order;
 use crate::task::Task;
@@ -58,7 +59,7 @@ impl<T, R> std::fmt::Debug for FnCalls<'_, '_, T, R> {
 
 impl<'p, 'env, T, R> FnCalls<'p, 'env, T, R>
 where
-    T: Serialize + DeserializeOwned,
+    T: Item,
     R: Serialize + DeserializeOwned,
 {
     /// The pool's own options: its timeout, the default chunksize, no progress.

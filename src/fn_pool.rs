@@ -8,6 +8,7 @@ use crate::builder::PoolBuilder;
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, PoolError};
 use crate::fn_calls::FnCalls;
+use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered};
 use crate::lifecycle::PoolState;
 use crate::task::Task;
@@ -57,7 +58,7 @@ impl<T, R> std::fmt::Debug for FnPool<'_, T, R> {
 
 impl<'env, T, R> FnPool<'env, T, R>
 where
-    T: Serialize + DeserializeOwned,
+    T: Item,
     R: Serialize + DeserializeOwned,
 {
     /// Forks `workers` processes holding `f`, with default settings. For others, finish a

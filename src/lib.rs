@@ -63,6 +63,7 @@ mod fork;
 mod hub;
 mod id_hash;
 mod inbox;
+mod item;
 mod iter;
 mod lifecycle;
 #[cfg(feature = "mpi")]
@@ -98,6 +99,7 @@ pub use forkpool_worker::StarArgs;
 /// assert_eq!(forkpool::MAX_DEPTH, 512);
 /// ```
 pub use forkpool_worker::codec::MAX_DEPTH;
+pub use item::Item;
 pub use iter::{Imap, ImapUnordered};
 pub use one_shot::{par_eval, parmap};
 pub use pool::Pool;

@@ -4,6 +4,7 @@
 use crate::builder::PoolBuilder;
 use crate::call_options::CallOptions;
 use crate::error::{Error, PoolError};
+use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered};
 use crate::lifecycle::PoolState;
 use forkpool_worker::StarArgs;
@@ -361,7 +362,7 @@ impl Pool {
     pub fn map<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<Vec<R>, Error>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         self.options().map(f, items)
@@ -384,7 +385,7 @@ impl Pool {
     pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<'_, I::IntoIter, R>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         self.options().imap(f, items)
@@ -409,7 +410,7 @@ impl Pool {
     ) -> ImapUnordered<'_, I::IntoIter, R>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         self.options().imap_unordered(f, items)
@@ -432,7 +433,7 @@ impl Pool {
     ) -> Result<Vec<R>, Error>
     where
         I: IntoIterator<Item = Args>,
-        Args: StarArgs<R> + Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Item,
         R: Serialize + DeserializeOwned,
     {
         self.options().starmap(f, items)
@@ -455,7 +456,7 @@ impl Pool {
     ) -> Imap<'_, I::IntoIter, R>
     where
         I: IntoIterator<Item = Args>,
-        Args: StarArgs<R> + Serialize + DeserializeOwned,
+        Args: StarArgs<R> + Item,
         R: Serialize + DeserializeOwned,
     {
         self.options().istarmap(f, items)
@@ -481,7 +482,7 @@ impl Pool {
     where
         C: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         self.options().map_with(context, f, items)

@@ -10,6 +10,7 @@
 use crate::call::Delivery;
 use crate::call_options::{CallOptions, task_code};
 use crate::error::Error;
+use crate::item::Item;
 use crate::iter::Imap;
 use crate::pool::Pool;
 use forkpool_worker::code_map;
@@ -56,7 +57,7 @@ impl<'p> CallOptions<'p> {
     ) -> Result<A, Error>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         let code = task_code(job::fold_entry::<A, T>, fold as usize as u64);
@@ -86,7 +87,7 @@ impl<'p> CallOptions<'p> {
     ) -> Result<Option<R>, Error>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::reduce_entry::<T, R>, map as usize as u64);
@@ -146,7 +147,7 @@ impl Pool {
     ) -> Result<A, Error>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         CallOptions::new(self).fold(fold, init, combine, items)
@@ -176,7 +177,7 @@ impl Pool {
     ) -> Result<Option<R>, Error>
     where
         I: IntoIterator<Item = T>,
-        T: Serialize + DeserializeOwned,
+        T: Item,
         R: Serialize + DeserializeOwned,
     {
         CallOptions::new(self).map_reduce(map, reduce, items)

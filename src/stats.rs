@@ -10,6 +10,7 @@
 
 use crate::error::{Death, PoolError};
 use crate::fn_pool::FnPool;
+use crate::item::Item;
 use crate::lifecycle::PoolState;
 use crate::pool::Pool;
 use serde::Serialize;
@@ -193,7 +194,7 @@ impl Pool {
 
 impl<T, R> FnPool<'_, T, R>
 where
-    T: Serialize + DeserializeOwned,
+    T: Item,
     R: Serialize + DeserializeOwned,
 {
     /// What the pool has done so far, as [`Pool::stats`].

@@ -10,6 +10,7 @@ use crate::call::{Call, Step};
 use crate::engine::Engine;
 use crate::error::{Error, PoolError};
 use crate::hub::Hub;
+use crate::item::Item;
 use crate::pool::Pool;
 use forkpool_worker::StarArgs;
 use serde::Serialize;
@@ -32,7 +33,7 @@ impl Pool {
     /// ```
     pub fn submit<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Task<'p, R>
     where
-        T: Serialize + DeserializeOwned + 'p,
+        T: Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
         self.options().submit(f, item)
@@ -53,7 +54,7 @@ impl Pool {
         args: Args,
     ) -> Task<'p, R>
     where
-        Args: StarArgs<R> + Serialize + DeserializeOwned + 'p,
+        Args: StarArgs<R> + Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
         self.options().starsubmit(f, args)
@@ -70,7 +71,7 @@ impl Pool {
     /// ```
     pub fn apply<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Result<R, Error>
     where
-        T: Serialize + DeserializeOwned + 'p,
+        T: Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
         self.options().apply(f, item)
