@@ -28,6 +28,7 @@ use std::time::Duration;
 pub struct PoolBuilder {
     workers: usize,
     window: Option<usize>,
+    insights: bool,
     show_panics: bool,
     timeout: Option<Duration>,
     init: Option<InitFn>,
@@ -43,6 +44,7 @@ impl Default for PoolBuilder {
         PoolBuilder {
             workers: default_workers(),
             window: None,
+            insights: false,
             show_panics: false,
             timeout: None,
             init: None,
@@ -270,6 +272,23 @@ impl PoolBuilder {
         self
     }
 
+    /// Also time the parent's own work for [`Pool::stats`]: encoding items and reading
+    /// replies (default off: the clock is read twice per batch of chunks and of replies, which
+    /// measurably slows calls of tiny items; the other stats are always kept).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(2).insights(true).build()?;
+    /// pool.map(|x: u64| x + 1, 0..1000u64)?;
+    /// assert!(pool.stats()?.encoding.is_some());
+    /// assert!(forkpool::Pool::new(1)?.stats()?.encoding.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn insights(mut self, on: bool) -> Self {
+        self.insights = on;
+        self
+    }
+
     /// Forks the workers (and waits for their initializer, if there is one).
     ///
     /// ```
@@ -339,6 +358,7 @@ impl PoolBuilder {
         let settings = Settings {
             size: self.workers,
             window: self.window,
+            insights: self.insights,
             child: ChildOptions {
                 ignore_sigint: true,
                 show_panics: self.show_panics,

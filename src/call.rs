@@ -257,7 +257,7 @@ where
                 engine.queue(call, queued, true);
             }
         }
-        let encoding = Instant::now();
+        let encoding = hub.times.start();
         let (mut room, biggest) = engine.room(call);
         if self.in_flight.is_empty() {
             // A call with nothing out queues one chunk even if no worker has room: it takes its

@@ -56,6 +56,8 @@ pub(crate) struct Settings {
     pub size: usize,
     /// Chunks in flight per worker (`None`: each call picks, see `Chunking::window`).
     pub window: Option<usize>,
+    /// Time the parent's own work for `Pool::stats` (see `PoolBuilder::insights`).
+    pub insights: bool,
     /// Set-up of every forked worker.
     pub child: ChildOptions,
     /// Workers report `Ready` after running an initializer.
@@ -125,8 +127,14 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// Whether the parent's own work is timed (see `PoolBuilder::insights`).
+    pub fn insights(&self) -> bool {
+        self.settings.insights
+    }
+
     /// The pool's stats so far; `parent` holds the calling threads' own times.
     pub fn stats(&self, parent: &ParentTimes) -> PoolStats {
+        debug_assert_eq!(parent.enabled(), self.settings.insights);
         let live = self
             .workers
             .iter()

@@ -51,13 +51,14 @@ pub(crate) type Guard<'a> = MutexGuard<'a, Engine>;
 
 impl Hub {
     pub fn new(engine: Engine) -> Arc<Hub> {
+        let times = ParentTimes::new(engine.insights());
         Arc::new_cyclic(|this| Hub {
             exits: engine.exits(),
             engine: Mutex::new(engine),
             turn: Condvar::new(),
             this: this.clone(),
             async_thread: Mutex::new(None),
-            times: ParentTimes::default(),
+            times,
         })
     }
 

@@ -34,7 +34,20 @@ fn items_and_chunks_add_up_and_nothing_ended() {
     assert_eq!((stats.forks, stats.replacements), (2, 0));
     assert!(stats.ended.is_empty());
     assert_eq!((stats.recycled, stats.died, stats.stopped), (0, 0, 0));
-    assert!(stats.encoding > Duration::ZERO && stats.reading > Duration::ZERO);
+    // The parent's own time is measured only with `insights`.
+    assert_eq!((stats.encoding, stats.reading), (None, None));
+    let insightful = Pool::builder().workers(1).insights(true).build().unwrap();
+    insightful.map(|x: u64| x + 1, 0..100u64).unwrap();
+    let parent = insightful.stats().unwrap();
+    assert!(
+        parent.encoding.is_some_and(|t| t > Duration::ZERO),
+        "{parent}"
+    );
+    assert!(
+        parent.reading.is_some_and(|t| t > Duration::ZERO),
+        "{parent}"
+    );
+    assert!(parent.to_string().contains("reading replies"), "{parent}");
     let table = stats.to_string();
     assert!(table.starts_with("     pid"), "{table}");
     for pid in pids {

@@ -149,7 +149,7 @@ where
     }
 
     pub(super) fn absorb_mail(&mut self, mail: Mail) {
-        let reading = Instant::now();
+        let reading = self.hub.times.start();
         let Mail {
             mut events,
             failure,
