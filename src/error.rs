@@ -85,6 +85,24 @@ impl fmt::Display for CodecStage {
     }
 }
 
+/// [`TaskError::Codec`] as a sentence: what could not be encoded or decoded, where.
+fn codec_sentence(index: u64, pid: u32, stage: CodecStage, message: &str) -> String {
+    match stage {
+        CodecStage::EncodeItem => {
+            format!("item {index} could not be encoded in the parent: {message}")
+        }
+        CodecStage::DecodeItem => {
+            format!("item {index} could not be decoded in worker {pid}: {message}")
+        }
+        CodecStage::EncodeResult => {
+            format!("the result of item {index} could not be encoded in worker {pid}: {message}")
+        }
+        CodecStage::DecodeResult => format!(
+            "the result of item {index} could not be decoded in the parent (it came from worker {pid}): {message}"
+        ),
+    }
+}
+
 /// What happened to one item. `index` counts from 0 in the order the items were given;
 /// `pid` is the worker process that held the item (0 when no worker had it yet).
 ///
@@ -143,8 +161,25 @@ pub enum TaskError {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// The item or its result could not be encoded or decoded.
-    #[error("item {index}: codec error {stage} (worker {pid}): {message}")]
+    /// The item or its result could not be encoded or decoded. It reads as a sentence:
+    /// "the result of item 3 could not be encoded in worker 1234: BadSer(0) refuses to
+    /// serialize"; a decoding failure of the kind that serde attributes such as
+    /// `skip_serializing_if` cause (bincode is not self-describing) says which to remove.
+    ///
+    /// ```
+    /// use forkpool::{CodecStage, TaskError};
+    /// let e = TaskError::Codec {
+    ///     index: 3,
+    ///     pid: 1234,
+    ///     stage: CodecStage::EncodeResult,
+    ///     message: "BadSer(0) refuses to serialize".into(),
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "the result of item 3 could not be encoded in worker 1234: BadSer(0) refuses to serialize"
+    /// );
+    /// ```
+    #[error("{}", codec_sentence(*index, *pid, *stage, message))]
     Codec {
         /// The item's index.
         index: u64,
@@ -314,8 +349,8 @@ pub enum PoolError {
         /// The process that tried to use it.
         this: u32,
     },
-    /// The `map_with` context could not be encoded.
-    #[error("could not encode the context: {0}")]
+    /// The `map_with` context (or a `fold`'s initial value) could not be encoded.
+    #[error("the call's context could not be encoded in the parent: {0}")]
     Context(String),
     /// The child process was already joined.
     #[error("the process was already joined")]

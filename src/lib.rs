@@ -28,7 +28,12 @@
 //!   per-call [`Pool::chunksize`] and [`Pool::timeout`]; [`PoolBuilder`] for timeouts,
 //!   initializers, recycling, memory limits and the crash-loop guard; [`Pool::close`],
 //!   [`Pool::join`], [`Pool::terminate`].
-//! - [`FnPool`] and [`parmap`]: workers forked holding one closure that may capture anything.
+//! - [`Pool::fold`] and [`Pool::map_reduce`]: reductions inside the workers, one partial per
+//!   chunk sent back.
+//! - [`FnPool`] and [`parmap`]: workers forked holding one closure that may capture anything
+//!   (built with the same [`PoolBuilder`], [`PoolBuilder::build_fn`]).
+//! - [`Pool::stats`]: what each worker did and how ended workers ended; `tracing` events at
+//!   debug level for forks, deaths, recycling, stops and crash-loop trips.
 //! - [`ReturnProcess`]: one closure in one child, its value on `join`.
 //! - [`par_eval`]: one contiguous piece of a slice per child, outputs concatenated.
 //! - `mpi` (cargo feature `mpi`): the same calls across the ranks of an MPI job, each rank
@@ -40,6 +45,13 @@
 //! Items and results travel bincode-encoded, so their types implement serde's `Serialize` and
 //! `Deserialize` (derive them with your own `serde` dependency, or through [`serde`], re-exported
 //! here, with `#[serde(crate = "forkpool::serde")]`).
+//!
+//! bincode is not self-describing: serde attributes that skip or reshape fields
+//! (`skip_serializing_if`, `untagged`, `flatten`, internally tagged enums) and types that ask the
+//! format what comes next (`serde_json::Value`) compile, then fail at run time with a
+//! [`TaskError::Codec`] that names them. Use plain `Option` fields and externally tagged enums in
+//! item and result types. A borrowed item (`&String`) is a compile error that points to
+//! [`parmap`] (see [`Item`]).
 //!
 //! Platforms: Linux (tested); macOS is written and type-checked but has never run. Other
 //! systems do not build.

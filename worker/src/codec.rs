@@ -8,8 +8,10 @@
 //! thread's stack, whatever its size (the parent decodes results on the caller's thread).
 
 mod depth;
+mod messages;
 
 pub use depth::MAX_DEPTH;
+pub use messages::NOT_SELF_DESCRIBING;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,7 +26,7 @@ fn config() -> bincode::config::Configuration {
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
     bincode::serde::encode_into_std_write(value, buf, config())
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(messages::encode_error)
 }
 
 /// Decodes one value from the front of `bytes`, returning it and the number of bytes it used.
@@ -34,15 +36,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
     bincode::serde::seed_decode_from_slice(seed, bytes, config()).map_err(describe)
 }
 
-/// The message of a decoding error: a custom error's own text (such as the depth limit's),
-/// bincode's description otherwise. Cold: keeping it out of line keeps `decode` small.
+/// The message of a decoding error, as a sentence (see `messages`). Cold: keeping it out of
+/// line keeps `decode` small.
 #[cold]
 #[inline(never)]
 fn describe(error: bincode::error::DecodeError) -> String {
-    match error {
-        bincode::error::DecodeError::OtherString(message) => message,
-        other => other.to_string(),
-    }
+    messages::decode_error(error)
 }
 
 #[cfg(test)]
@@ -62,6 +61,84 @@ mod tests {
         assert_eq!(first, (7, "seven".to_string()));
         assert_eq!(second, vec![1.5, -2.0]);
         assert_eq!(used + rest, buf.len());
+    }
+
+    /// A field skipped when empty: it encodes without the field and decodes expecting it.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Skipping {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<u32>,
+        name: String,
+    }
+
+    #[test]
+    fn skip_serializing_if_fails_to_decode_and_the_error_says_what_to_remove() {
+        let mut buf = Vec::new();
+        let value = Skipping {
+            note: None,
+            name: "seven".into(),
+        };
+        encode_into(&mut buf, &value).unwrap();
+        let message = decode::<Skipping>(&buf).unwrap_err();
+        assert!(message.contains("skip_serializing_if"), "{message}");
+        assert!(
+            message.starts_with("found variant 5 of Option"),
+            "{message}"
+        );
+        assert!(!message.contains("UnexpectedVariant"), "{message}");
+        // With the field present it round-trips: the attribute only bites when it skips.
+        let mut buf = Vec::new();
+        let present = Skipping {
+            note: Some(1),
+            name: "x".into(),
+        };
+        encode_into(&mut buf, &present).unwrap();
+        assert_eq!(decode::<Skipping>(&buf).unwrap().0, present);
+    }
+
+    #[test]
+    fn untagged_enums_need_a_self_describing_format_and_the_error_says_so() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u64),
+            Text(String),
+        }
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &Either::Text("t".into())).unwrap();
+        let message = decode::<Either>(&buf).unwrap_err();
+        assert!(message.contains("deserialize_any"), "{message}");
+        assert!(message.contains("untagged"), "{message}");
+        let _ = Either::Number(0);
+    }
+
+    #[test]
+    fn a_refusing_serialize_is_shown_in_its_own_words() {
+        struct Refuses;
+        impl serde::Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("BadSer(0) refuses to serialize"))
+            }
+        }
+        let message = encode_into(&mut Vec::new(), &Refuses).unwrap_err();
+        assert_eq!(message, "BadSer(0) refuses to serialize");
+        let unsized_seq = encode_into(&mut Vec::new(), &UnknownLength).unwrap_err();
+        assert!(
+            unsized_seq.starts_with("a sequence of unknown length"),
+            "{unsized_seq}"
+        );
+    }
+
+    /// A sequence whose length it does not state.
+    struct UnknownLength;
+
+    impl serde::Serialize for UnknownLength {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = serializer.serialize_seq(None)?;
+            seq.serialize_element(&1u8)?;
+            seq.end()
+        }
     }
 
     #[test]
