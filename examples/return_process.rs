@@ -10,7 +10,7 @@
 //! cargo run --example return_process
 //! ```
 
-use forkpool::{Error, ReturnProcess, TaskError};
+use forkpool::{Error, ProcessError, ReturnProcess, TaskError};
 use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,11 +25,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("the child's sum {sum} differs from the parent's {expected}").into());
     }
 
-    // 2. A closure that panics: `join` returns TaskError::Panicked; the parent is unaffected.
+    // 2. A closure that panics: `join` returns a ProcessError whose cause is
+    //    TaskError::Panicked, told of the process; the parent is unaffected.
     let input = "forty-two";
     let child = ReturnProcess::spawn(|| -> u64 { input.parse().expect("the input is a number") })?;
     match child.join() {
-        Err(Error::Task(e @ TaskError::Panicked { .. })) => {
+        Err(Error::Process(
+            e @ ProcessError {
+                cause: TaskError::Panicked { .. },
+                ..
+            },
+        )) => {
             println!("the panicking child reported: {e}");
             if !e.to_string().contains("the input is a number") {
                 return Err(format!("unexpected panic message: {e}").into());

@@ -1,5 +1,6 @@
 //! Error types: what went wrong, with which item, in which worker.
 
+use crate::process_error::ProcessError;
 use forkpool_worker::protocol::ExitStatus;
 use std::fmt;
 use std::time::Duration;
@@ -416,13 +417,18 @@ pub enum Error {
     /// The pool failed or was misused.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// A [`ReturnProcess`](crate::ReturnProcess) child failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
 }
 
 impl Error {
-    /// The item failure, if this is one.
+    /// The item failure, if this is one (or a [`ReturnProcess`](crate::ReturnProcess)
+    /// child's failure: its [`cause`](ProcessError::cause)).
     pub fn as_task(&self) -> Option<&TaskError> {
         match self {
             Error::Task(t) => Some(t),
+            Error::Process(p) => Some(&p.cause),
             Error::Pool(_) => None,
         }
     }

@@ -87,6 +87,7 @@ mod owner;
 mod peer;
 mod pool;
 mod process;
+mod process_error;
 mod reaper;
 mod reduce;
 mod stats;
@@ -116,6 +117,7 @@ pub use iter::{Imap, ImapUnordered};
 pub use one_shot::{par_eval, parmap};
 pub use pool::Pool;
 pub use process::ReturnProcess;
+pub use process_error::ProcessError;
 /// The serde this crate uses: item and result types need `Serialize` and `Deserialize`, and
 /// `#[derive(forkpool::serde::Serialize, forkpool::serde::Deserialize)]` with
 /// `#[serde(crate = "forkpool::serde")]` works without a `serde` line of your own.

@@ -69,7 +69,7 @@ where
     for (start, child) in children {
         match child.join() {
             Ok(mut values) => out.append(&mut values),
-            Err(Error::Task(e)) => return Err(e.at_index(start as u64).into()),
+            Err(Error::Process(e)) => return Err(e.cause.at_index(start as u64).into()),
             Err(e) => return Err(e),
         }
     }

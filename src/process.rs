@@ -7,6 +7,7 @@ use crate::fork;
 use crate::inbox::{Event, Inbox};
 use crate::outcome;
 use crate::owner::Owner;
+use crate::process_error::ProcessError;
 use crate::reaper::Reaper;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
@@ -103,9 +104,9 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         })
     }
 
-    /// Waits for the child and returns its value: [`TaskError::Panicked`] if the closure
-    /// panicked, [`TaskError::WorkerDied`] if the child died before sending a value (the item
-    /// index in these errors is 0).
+    /// Waits for the child and returns its value, or [`Error::Process`] saying how the child
+    /// failed: its [`cause`](ProcessError::cause) is [`TaskError::Panicked`] if the closure
+    /// panicked, [`TaskError::WorkerDied`] if the child died before sending a value.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -119,7 +120,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     }
 
     /// Waits at most `timeout` (`Duration::MAX`: no limit) for the child. On timeout returns
-    /// [`TaskError::TimedOut`] and
+    /// [`Error::Process`] with cause [`TaskError::TimedOut`] and
     /// leaves the child running: call `join_timeout` again, [`join`](ReturnProcess::join), or
     /// [`kill`](ReturnProcess::kill). After it has returned the value, further calls return
     /// [`PoolError::AlreadyJoined`].
@@ -137,7 +138,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
 
     /// Waits at most `limit` for the value; if it has not come by then, stops the child
     /// (`SIGTERM` to its process group, so processes it started go too; `SIGKILL` 100 ms later),
-    /// reaps it, and returns [`TaskError::TimedOut`].
+    /// reaps it, and returns [`Error::Process`] with cause [`TaskError::TimedOut`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -151,14 +152,17 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// ```
     pub fn join_or_kill(mut self, limit: Duration) -> Result<R, Error> {
         let outcome = self.wait(deadline(limit));
-        let Err(Error::Task(TaskError::TimedOut { .. })) = outcome else {
+        let Err(Error::Process(ProcessError {
+            cause: TaskError::TimedOut { .. },
+        })) = outcome
+        else {
             return outcome;
         };
         self.child.terminate();
         let grace = Duration::from_millis(100);
-        if let Err(Error::Task(TaskError::TimedOut { .. })) = self.wait(deadline(grace)) {
+        if let Err(Error::Task(TaskError::TimedOut { .. })) = self.wait_for_value(deadline(grace)) {
             self.child.kill();
-            let _ = self.wait(None);
+            let _ = self.wait_for_value(None);
         }
         outcome
     }
@@ -206,7 +210,16 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         .into()));
     }
 
+    /// [`wait_for_value`](Self::wait_for_value), its child's failures told of a process.
     fn wait(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
+        self.wait_for_value(deadline).map_err(|e| match e {
+            Error::Task(cause) => Error::Process(ProcessError { cause }),
+            other => other,
+        })
+    }
+
+    /// Waits for the child's value or death; its failures as an item's (index 0).
+    fn wait_for_value(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
         self.check_process()?;
         if self.joined {
             return Err(PoolError::AlreadyJoined.into());

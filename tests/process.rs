@@ -2,7 +2,7 @@
 
 mod common;
 
-use forkpool::{Death, Error, PoolError, ReturnProcess, TaskError};
+use forkpool::{Death, Error, PoolError, ProcessError, ReturnProcess, TaskError};
 use std::time::Duration;
 
 /// A child whose closure never returns.
@@ -27,19 +27,32 @@ fn returns_the_value_of_a_closure_that_borrows() {
 fn a_panic_is_an_error_with_its_message() {
     let p = ReturnProcess::spawn(|| -> u32 { panic!("the child gave up") }).unwrap();
     let pid = p.pid();
-    match p.join().unwrap_err() {
-        Error::Task(TaskError::Panicked {
-            message,
-            location,
-            pid: reported,
+    let err = p.join().unwrap_err();
+    match &err {
+        Error::Process(ProcessError {
+            cause:
+                TaskError::Panicked {
+                    message,
+                    location,
+                    pid: reported,
+                    ..
+                },
             ..
         }) => {
             assert_eq!(message, "the child gave up");
-            assert!(location.unwrap().contains("process.rs"));
-            assert_eq!(reported, pid);
+            assert!(location.as_deref().unwrap().contains("process.rs"));
+            assert_eq!(*reported, pid);
         }
         other => panic!("unexpected {other}"),
     }
+    // It speaks of a process, not of an item in a worker.
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("the process {pid} panicked at ")),
+        "{text}"
+    );
+    assert!(text.ends_with(": the child gave up"), "{text}");
+    assert!(!text.contains("item") && !text.contains("worker"), "{text}");
 }
 
 #[test]
@@ -50,12 +63,23 @@ fn a_child_killed_by_sigkill_is_an_error_naming_the_signal() {
     assert_eq!(unsafe { libc::kill(p.pid() as i32, libc::SIGKILL) }, 0);
     let err = p.join_timeout(Duration::from_secs(60)).unwrap_err();
     match &err {
-        Error::Task(TaskError::WorkerDied { death, .. }) => {
-            assert_eq!(*death, Death::Signal(libc::SIGKILL));
+        Error::Process(e) => {
+            assert!(
+                matches!(e.cause, TaskError::WorkerDied { death, .. } if death == Death::Signal(libc::SIGKILL))
+            );
+            assert_eq!(e.pid(), p.pid());
         }
         other => panic!("unexpected {other}"),
     }
-    assert!(err.to_string().contains("SIGKILL"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "the process {} died before sending its value: ",
+            p.pid()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("SIGKILL"), "{text}");
     assert!(matches!(
         p.join_timeout(Duration::from_secs(1)),
         Err(Error::Pool(PoolError::AlreadyJoined))
@@ -67,18 +91,25 @@ fn join_timeout_leaves_a_slow_child_running_until_killed() {
     let mut p = never_finishes();
     let err = p.join_timeout(Duration::from_millis(20)).unwrap_err();
     assert!(
-        matches!(err, Error::Task(TaskError::TimedOut { index: 0, .. })),
+        matches!(err.as_task(), Some(TaskError::TimedOut { index: 0, .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "the process {} did not send its value within ",
+            p.pid()
+        )),
         "{err}"
     );
     // Still alive: signal 0 probes the process.
     // SAFETY: kill(2) with signal 0 sends nothing.
     assert_eq!(unsafe { libc::kill(p.pid() as i32, 0) }, 0);
     p.kill();
-    match p.join().unwrap_err() {
-        Error::Task(TaskError::WorkerDied { death, .. }) => {
+    match p.join().unwrap_err().as_task() {
+        Some(TaskError::WorkerDied { death, .. }) => {
             assert_eq!(death.signal_name(), Some("SIGKILL"))
         }
-        other => panic!("unexpected {other}"),
+        other => panic!("unexpected {other:?}"),
     }
 }
 

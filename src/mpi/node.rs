@@ -160,7 +160,11 @@ impl Node<'_> {
                     outcomes.push(failed(outcomes.len() as u64, failure));
                     None
                 }
-                Err(crate::Error::Task(error)) => {
+                // (A pool call never fails with a process error; were it to, it is the item's.)
+                Err(
+                    crate::Error::Task(error)
+                    | crate::Error::Process(crate::ProcessError { cause: error, .. }),
+                ) => {
                     outcomes.push(Outcome::Failed(WireTaskError::from_task(&error)));
                     Some(error)
                 }
