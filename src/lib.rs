@@ -53,6 +53,9 @@
 //! item and result types. A borrowed item (`&String`) is a compile error that points to
 //! [`parmap`] (see [`Item`]).
 //!
+//! New here? The [`guide`] says which entry point fits, what chunksize does, what each failure
+//! costs, and how calls from Python's `multiprocessing` and from procspawn translate.
+//!
 //! Platforms: Linux (tested); macOS is written and type-checked but has never run. Other
 //! systems do not build.
 
@@ -72,6 +75,7 @@ mod error;
 mod fn_calls;
 mod fn_pool;
 mod fork;
+pub mod guide;
 mod hub;
 mod id_hash;
 mod inbox;
