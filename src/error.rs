@@ -399,7 +399,8 @@ pub enum PoolError {
     },
 }
 
-/// Everything a pool call can return: one item's failure, or the pool's.
+/// Everything a call can return: one item's failure, the pool's, or (from
+/// [`ReturnProcess`](crate::ReturnProcess)) its child's.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
