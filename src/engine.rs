@@ -212,6 +212,14 @@ impl Engine {
         Arc::clone(&self.exits)
     }
 
+    /// Adds one new worker to the published roster: O(1), where rebuilding it per fork made
+    /// `Pool::new(n)` touch every worker's handle n times (each touch a copy-on-write fault
+    /// after a fork).
+    fn add_to_roster(&self, child: &Arc<ChildHandle>) {
+        let mut roster = self.roster.lock().unwrap_or_else(|p| p.into_inner());
+        roster.push(Arc::clone(child));
+    }
+
     fn publish_roster(&self) {
         let children = self.workers.iter().map(|w| Arc::clone(&w.child)).collect();
         *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = children;

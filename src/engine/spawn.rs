@@ -77,6 +77,9 @@ impl Engine {
                 main(ChildEnd { socket, doorbell })
             },
         )?;
+        // The page is this worker's alone: children forked from now on need not copy it (the
+        // child unmaps every registered page but its own, so it is left out, or unmapped).
+        crate::sys::keep_out_of_forks(address, progress::ProgressPage::mapped_len());
         let child = Arc::new(ChildHandle::new(pid));
         let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
@@ -98,13 +101,13 @@ impl Engine {
             false => None,
         };
         let outbox = Outbox::new(socket, pid);
+        self.add_to_roster(&child);
         let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
         self.workers.push(worker);
         self.ledger.forks += 1;
         let replacement = self.ledger.forks > self.settings.size as u64;
         tracing::debug!(pid = pid.as_raw(), replacement, "forkpool: forked a worker");
         self.dispatch_blocked = false;
-        self.publish_roster();
         Ok(())
     }
 

@@ -72,3 +72,15 @@ pub(crate) fn wait_without_reaping(pid: Pid) {
 pub(crate) fn on_stack<R>(size: usize, run: impl FnOnce() -> R) -> Option<R> {
     Some(stacker::grow(size, run))
 }
+
+/// Leaves `len` bytes at `address` out of the children of every later fork (`MADV_DONTFORK`):
+/// a fork copies every mapping of the parent, so forking n workers, each with a shared page of
+/// its own, copied n² mappings, and `Pool::new(n)` and its drop grew quadratically. No child
+/// needs a sibling's page (it unmapped them right after the fork anyway). Best effort: `false`
+/// if the kernel refused, and then the child unmaps the page as before.
+pub(crate) fn keep_out_of_forks(address: usize, len: usize) -> bool {
+    // SAFETY: madvise only changes how the kernel treats the range at a fork; it neither
+    // unmaps nor changes the memory, and a range that is not mapped is an error returned, not
+    // undefined behaviour.
+    unsafe { libc::madvise(address as *mut libc::c_void, len, libc::MADV_DONTFORK) == 0 }
+}

@@ -105,3 +105,9 @@ pub(crate) fn on_stack<R, F: FnOnce() -> R>(size: usize, run: F) -> Option<R> {
         (None, None) => None,
     }
 }
+
+/// Linux leaves a worker's page out of later forks (`MADV_DONTFORK`); macOS copies it, as
+/// before (`minherit` would do, but macOS has never run here), and the child unmaps it.
+pub(crate) fn keep_out_of_forks(_: usize, _: usize) -> bool {
+    false
+}

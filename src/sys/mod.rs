@@ -14,7 +14,9 @@
 //! - `wait_without_reaping(pid)`: blocks until child `pid` has ended, leaving it a zombie
 //!   (`waitid` with `WNOWAIT`);
 //! - `on_stack(size, run) -> Option<R>`: runs `run` on a stack of `size` bytes in a freshly
-//!   forked child, without starting a `std` thread (`None`: it panicked past every guard).
+//!   forked child, without starting a `std` thread (`None`: it panicked past every guard);
+//! - `keep_out_of_forks(address, len) -> bool`: leaves a mapping out of later forks' children,
+//!   where the platform can.
 //!
 //! Everything else in this crate is plain POSIX and calls `crate::sys::…` without `cfg`. Other
 //! platforms do not build: forkpool runs on Linux and macOS only.
@@ -40,7 +42,8 @@ compile_error!("forkpool runs on Linux and macOS only");
 
 use os::wait_without_reaping;
 pub(crate) use os::{
-    ENFORCES_MEMORY_LIMIT, PLATFORM, on_stack, pidfd_open, pidfd_signal, socket_pair,
+    ENFORCES_MEMORY_LIMIT, PLATFORM, keep_out_of_forks, on_stack, pidfd_open, pidfd_signal,
+    socket_pair,
 };
 
 /// Blocks until the child `pid` has ended, kills whatever is left of its process group (the
