@@ -140,7 +140,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let workers = std::thread::available_parallelism()?.get();
     let pool = Pool::new(workers)?;
-    let total = pool.fold(count_into, Counts::new(), merged, paths.clone())?;
+    // One chunk of files per worker: the partial tables are big, and the parent decodes and
+    // merges one per chunk.
+    let per_worker = paths.len().div_ceil(workers);
+    let total =
+        pool.chunksize(per_worker)
+            .fold(count_into, Counts::new(), merged, paths.clone())?;
 
     let mut serial = Counts::new();
     for path in &paths {
