@@ -1,6 +1,7 @@
 //! Codec errors from real forked workers read as sentences and say what to change: a result
-//! that refuses to serialize, and types whose `skip_serializing_if` fields bincode (not
-//! self-describing) cannot decode, as items and as results.
+//! that refuses to serialize, types whose `skip_serializing_if` fields bincode (not
+//! self-describing) cannot decode, as items and as results, and a `flatten`ed result it cannot
+//! encode.
 
 use forkpool::{CodecStage, Error, Pool, TaskError};
 use serde::{Deserialize, Serialize};
@@ -120,5 +121,47 @@ fn skip_serializing_if_in_an_item_is_named_in_the_workers_error() {
             text.starts_with(&format!("item {i} could not be decoded in worker ")),
             "{text}"
         );
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Inner {
+    a: u32,
+}
+
+/// `flatten` writes the struct as a map of unknown length, which bincode cannot encode.
+#[derive(Serialize, Deserialize, Debug)]
+struct Flattening {
+    #[serde(flatten)]
+    inner: Inner,
+    b: u32,
+}
+
+fn flattening(x: u32) -> Flattening {
+    Flattening {
+        inner: Inner { a: x },
+        b: x,
+    }
+}
+
+#[test]
+fn flatten_in_a_result_is_named_in_the_workers_error() {
+    let pool = Pool::new(2).unwrap();
+    let outcomes: Vec<_> = pool.chunksize(2).imap(flattening, 0..3u32).collect();
+    assert_eq!(outcomes.len(), 3);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let (index, stage, message, text) = codec_error(outcome);
+        assert_eq!((index, stage), (i as u64, CodecStage::EncodeResult));
+        assert!(
+            message.contains("remove #[serde(flatten)] from item and result types"),
+            "{message}"
+        );
+        assert!(
+            text.starts_with(&format!(
+                "the result of item {i} could not be encoded in worker "
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("SequenceMustHaveLength"), "{text}");
     }
 }

@@ -85,7 +85,9 @@ mod tests {
             message.starts_with("found variant 5 of Option"),
             "{message}"
         );
+        assert!(message.contains("which has variants 0 to 1"), "{message}");
         assert!(!message.contains("UnexpectedVariant"), "{message}");
+        assert!(!message.contains("Range {"), "{message}");
         // With the field present it round-trips: the attribute only bites when it skips.
         let mut buf = Vec::new();
         let present = Skipping {
@@ -124,9 +126,33 @@ mod tests {
         assert_eq!(message, "BadSer(0) refuses to serialize");
         let unsized_seq = encode_into(&mut Vec::new(), &UnknownLength).unwrap_err();
         assert!(
-            unsized_seq.starts_with("a sequence of unknown length"),
+            unsized_seq.starts_with("a sequence or map of unknown length cannot be encoded"),
             "{unsized_seq}"
         );
+    }
+
+    #[test]
+    fn flatten_fails_to_encode_and_the_error_says_what_to_remove() {
+        #[derive(serde::Serialize)]
+        struct Inner {
+            a: u32,
+        }
+        #[derive(serde::Serialize)]
+        struct Flattening {
+            #[serde(flatten)]
+            inner: Inner,
+            b: u32,
+        }
+        let value = Flattening {
+            inner: Inner { a: 1 },
+            b: 2,
+        };
+        let message = encode_into(&mut Vec::new(), &value).unwrap_err();
+        assert!(
+            message.contains("remove #[serde(flatten)] from item and result types"),
+            "{message}"
+        );
+        assert!(!message.contains("SequenceMustHaveLength"), "{message}");
     }
 
     /// A sequence whose length it does not state.

@@ -6,7 +6,7 @@
 //! differently than it decodes produces ends with [`NOT_SELF_DESCRIBING`], naming the serde
 //! attributes that do that under bincode.
 
-use bincode::error::{DecodeError, EncodeError};
+use bincode::error::{AllowedEnumVariants, DecodeError, EncodeError};
 use bincode::serde::{DecodeError as SerdeDecode, EncodeError as SerdeEncode};
 
 /// Appended to decoding errors that a type whose encoding and decoding disagree produces.
@@ -15,16 +15,18 @@ skip or reshape fields, such as skip_serializing_if, untagged, flatten or tag, m
 encode differently than it decodes; remove them from item and result types, or use \
 `Option` fields without them)";
 
+/// A sequence or map that does not say its length up front: what `#[serde(flatten)]` writes.
+const UNKNOWN_LENGTH: &str = "a sequence or map of unknown length cannot be encoded, as bincode \
+writes the length first (serde's flatten writes its struct as such a map: remove \
+#[serde(flatten)] from item and result types; a Serialize impl must give serialize_seq and \
+serialize_map a length)";
+
 /// What went wrong encoding a value, as a sentence.
 pub fn encode_error(error: EncodeError) -> String {
     match error {
         EncodeError::OtherString(message) => message,
         EncodeError::Other(message) => message.to_string(),
-        EncodeError::Serde(SerdeEncode::SequenceMustHaveLength) => {
-            "a sequence of unknown length (`serialize_seq(None)`) cannot be encoded: bincode \
-             writes the length first"
-                .to_string()
-        }
+        EncodeError::Serde(SerdeEncode::SequenceMustHaveLength) => UNKNOWN_LENGTH.to_string(),
         EncodeError::RefCellAlreadyBorrowed { type_name, .. } => {
             format!("a RefCell<{type_name}> was already mutably borrowed")
         }
@@ -53,7 +55,10 @@ pub fn decode_error(error: DecodeError) -> String {
             allowed,
             found,
         } => (
-            format!("found variant {found} of {type_name}, which allows {allowed:?}"),
+            format!(
+                "found variant {found} of {type_name}, which has {}",
+                variants(allowed)
+            ),
             true,
         ),
         DecodeError::InvalidBooleanValue(value) => (
@@ -114,5 +119,37 @@ pub fn decode_error(error: DecodeError) -> String {
     match reshaped {
         true => sentence + NOT_SELF_DESCRIBING,
         false => sentence,
+    }
+}
+
+/// The variants an enum allows, in words: "variants 0 to 1", "variants 0, 2 or 5".
+fn variants(allowed: &AllowedEnumVariants) -> String {
+    match allowed {
+        AllowedEnumVariants::Range { min, max } => format!("variants {min} to {max}"),
+        AllowedEnumVariants::Allowed([]) => "no variants".to_string(),
+        AllowedEnumVariants::Allowed([only]) => format!("only variant {only}"),
+        AllowedEnumVariants::Allowed([rest @ .., last]) => {
+            let rest: Vec<String> = rest.iter().map(u32::to_string).collect();
+            format!("variants {} or {last}", rest.join(", "))
+        }
+        other => format!("the variants {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_variants_read_as_words() {
+        let range = AllowedEnumVariants::Range { min: 0, max: 1 };
+        assert_eq!(variants(&range), "variants 0 to 1");
+        assert_eq!(variants(&AllowedEnumVariants::Allowed(&[])), "no variants");
+        assert_eq!(
+            variants(&AllowedEnumVariants::Allowed(&[3])),
+            "only variant 3"
+        );
+        let list = AllowedEnumVariants::Allowed(&[0, 2, 5]);
+        assert_eq!(variants(&list), "variants 0, 2 or 5");
     }
 }
