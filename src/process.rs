@@ -106,7 +106,10 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
 
     /// Waits for the child and returns its value, or [`Error::Process`] saying how the child
     /// failed: its [`cause`](ProcessError::cause) is [`TaskError::Panicked`] if the closure
-    /// panicked, [`TaskError::WorkerDied`] if the child died before sending a value.
+    /// panicked, [`TaskError::WorkerDied`] if the child died before sending a value,
+    /// [`TaskError::Codec`] if the value could not be encoded in the child
+    /// ([`CodecStage::EncodeResult`](crate::CodecStage::EncodeResult)) or decoded in the parent
+    /// ([`CodecStage::DecodeResult`](crate::CodecStage::DecodeResult)).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

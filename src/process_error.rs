@@ -90,23 +90,117 @@ impl fmt::Display for ProcessError {
                 stage,
                 message,
                 ..
-            } => {
-                let side = match stage {
-                    CodecStage::EncodeResult | CodecStage::EncodeItem => "encoded in it",
-                    CodecStage::DecodeResult | CodecStage::DecodeItem => "decoded in the parent",
-                };
-                write!(
+            } => match stage {
+                CodecStage::EncodeResult | CodecStage::EncodeItem => {
+                    write!(f, "the process {pid} could not encode its value: {message}")
+                }
+                CodecStage::DecodeResult | CodecStage::DecodeItem => write!(
                     f,
-                    "the value of the process {pid} could not be {side}: {message}"
-                )
-            }
+                    "the value of the process {pid} could not be decoded in the parent: {message}"
+                ),
+            },
             TaskError::Protocol { pid, what, .. } => {
                 write!(
                     f,
                     "the process {pid} broke the protocol and was killed: {what}"
                 )
             }
-            other => write!(f, "the process failed: {other}"),
+            TaskError::CodeNotLoaded { pid, address, .. } => write!(
+                f,
+                "the process {pid} refused to call the function at {address:#x}: it is not loaded there"
+            ),
+            TaskError::PoolFailed { cause, .. } => {
+                write!(f, "the process did not finish: {cause}")
+            }
+            TaskError::Cancelled { .. } => f.write_str("the process was cancelled"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Death;
+    use std::time::Duration;
+
+    /// Every cause reads as a process's failure: none speaks of an item or a worker.
+    #[test]
+    fn every_cause_speaks_of_the_process() {
+        let (index, pid) = (0, 1234);
+        let codec = |stage| TaskError::Codec {
+            index,
+            pid,
+            stage,
+            message: "BadSer(0) refuses to serialize".into(),
+        };
+        let cases = [
+            (
+                TaskError::Panicked {
+                    index,
+                    pid,
+                    message: "boom".into(),
+                    location: Some("src/main.rs:3:5".into()),
+                },
+                "the process 1234 panicked at src/main.rs:3:5: boom",
+            ),
+            (
+                TaskError::WorkerDied {
+                    index,
+                    pid,
+                    death: Death::Signal(11),
+                },
+                "the process 1234 died before sending its value: killed by SIGSEGV (signal 11)",
+            ),
+            (
+                TaskError::TimedOut {
+                    index,
+                    pid,
+                    after: Duration::from_millis(20),
+                },
+                "the process 1234 did not send its value within 20ms",
+            ),
+            (
+                codec(CodecStage::EncodeResult),
+                "the process 1234 could not encode its value: BadSer(0) refuses to serialize",
+            ),
+            (
+                codec(CodecStage::DecodeResult),
+                "the value of the process 1234 could not be decoded in the parent: BadSer(0) \
+                 refuses to serialize",
+            ),
+            (
+                TaskError::PoolFailed {
+                    index,
+                    cause: "the pool is closed".into(),
+                },
+                "the process did not finish: the pool is closed",
+            ),
+            (TaskError::Cancelled { index }, "the process was cancelled"),
+        ];
+        for (cause, text) in cases {
+            assert_eq!(ProcessError::from(cause).to_string(), text);
+        }
+        let others = [
+            TaskError::OutOfMemory {
+                index,
+                pid,
+                limit: 64 << 20,
+            },
+            TaskError::Protocol {
+                index,
+                pid,
+                what: "a stray frame".into(),
+            },
+            TaskError::CodeNotLoaded {
+                index,
+                pid,
+                address: 0x1000,
+            },
+        ];
+        for cause in others {
+            let text = ProcessError::from(cause).to_string();
+            assert!(text.starts_with("the process 1234 "), "{text}");
+            assert!(!text.contains("item") && !text.contains("worker"), "{text}");
         }
     }
 }

@@ -180,3 +180,88 @@ fn join_timeout_says_the_child_still_runs_and_a_later_join_gets_the_value() {
     assert!(!common::is_reaped(p.pid()));
     assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), 5);
 }
+
+/// A value whose `Serialize` refuses it.
+#[derive(Debug, serde::Deserialize)]
+struct Refuses;
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Refuses refuses to serialize"))
+    }
+}
+
+#[test]
+fn a_value_that_cannot_be_encoded_is_the_processs_codec_error_in_its_own_words() {
+    let p = ReturnProcess::spawn(|| Refuses).unwrap();
+    let pid = p.pid();
+    let err = p.join().unwrap_err();
+    match &err {
+        Error::Process(ProcessError {
+            cause:
+                TaskError::Codec {
+                    stage: forkpool::CodecStage::EncodeResult,
+                    message,
+                    ..
+                },
+            ..
+        }) => assert_eq!(message, "Refuses refuses to serialize"),
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("the process {pid} could not encode its value: Refuses refuses to serialize")
+    );
+}
+
+/// Skips `note` when it is `None`: bincode then cannot decode it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Skipping {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<u32>,
+    name: String,
+}
+
+#[test]
+fn a_value_that_cannot_be_decoded_names_skip_serializing_if() {
+    let p = ReturnProcess::spawn(|| Skipping {
+        note: None,
+        name: "seven".into(),
+    })
+    .unwrap();
+    let pid = p.pid();
+    let err = p.join().unwrap_err();
+    assert!(
+        matches!(
+            err.as_task(),
+            Some(TaskError::Codec {
+                stage: forkpool::CodecStage::DecodeResult,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "the value of the process {pid} could not be decoded in the parent: "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("skip_serializing_if"), "{text}");
+    assert!(
+        !text.contains("item 0") && !text.contains("worker"),
+        "{text}"
+    );
+    // With the field present the value comes back: only a skipped field breaks decoding.
+    let present = Skipping {
+        note: Some(7),
+        name: "seven".into(),
+    };
+    let p = ReturnProcess::spawn(|| Skipping {
+        note: Some(7),
+        name: "seven".into(),
+    })
+    .unwrap();
+    assert_eq!(p.join().unwrap(), present);
+}
