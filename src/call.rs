@@ -14,7 +14,10 @@
 //!   the reorder buffer never holds more than that.
 
 mod control;
+mod one_item;
 mod recovery;
+
+pub(crate) use one_item::start_task;
 
 use crate::call_progress::{ProgressSink, Ticker};
 use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};

@@ -1,6 +1,6 @@
 //! [`CallOptions`]: one call's chunksize and timeout, and every kind of call made with them.
 
-use crate::call::{Call, CallSpec, Delivery};
+use crate::call::{CallSpec, Delivery, start_task};
 use crate::call_progress::{Progress, ProgressSink};
 use crate::error::Error;
 use crate::item::Item;
@@ -355,22 +355,14 @@ impl<'p> CallOptions<'p> {
         T: Item + 'p,
         R: DeserializeOwned + 'p,
     {
-        let spec = CallSpec {
-            code,
-            chunksize: Some(1),
-            delivery: Delivery::Collected,
-            context: None,
-            timeout: self.timeout,
-            progress: self.progress,
-        };
         let shared = &self.pool.shared;
-        match shared.hub() {
-            Ok(hub) => {
-                let mut call = Call::start(hub, shared.main(), Some(item).into_iter(), spec);
-                call.start_sending();
-                Task::new(Box::new(call))
-            }
-            Err(error) => Task::failed(error),
-        }
+        start_task(
+            shared.hub(),
+            shared.main(),
+            code,
+            item,
+            self.timeout,
+            self.progress,
+        )
     }
 }

@@ -282,6 +282,22 @@ impl TaskError {
             TaskError::PoolFailed { .. } | TaskError::Cancelled { .. } => 0,
         }
     }
+
+    /// The same error, for the item at `index`.
+    pub(crate) fn at_index(mut self, new: u64) -> TaskError {
+        match &mut self {
+            TaskError::Panicked { index, .. }
+            | TaskError::WorkerDied { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::OutOfMemory { index, .. }
+            | TaskError::Codec { index, .. }
+            | TaskError::Protocol { index, .. }
+            | TaskError::CodeNotLoaded { index, .. }
+            | TaskError::PoolFailed { index, .. }
+            | TaskError::Cancelled { index } => *index = new,
+        }
+        self
+    }
 }
 
 /// A failure of the pool itself, or of how it was called, rather than of one item.

@@ -1,7 +1,7 @@
 //! [`FnCalls`]: one call's chunksize, timeout and progress on an [`FnPool`], and every kind of
 //! call made with them (what [`CallOptions`](crate::CallOptions) is to a `Pool`).
 
-use crate::call::{Call, CallSpec, Delivery};
+use crate::call::{CallSpec, Delivery, start_task};
 use crate::call_progress::{Progress, ProgressSink};
 use crate::error::Error;
 use crate::fn_pool::FnPool;
@@ -214,23 +214,16 @@ where
         T: 'p,
         R: 'p,
     {
-        let spec = CallSpec {
-            code: TaskCode::default(),
-            chunksize: Some(1),
-            delivery: Delivery::Collected,
-            context: None,
-            timeout: self.timeout,
-            progress: self.progress,
-        };
         let shared = &self.pool.shared;
-        match shared.hub() {
-            Ok(hub) => {
-                let mut call = Call::start(hub, shared.main(), Some(item).into_iter(), spec);
-                call.start_sending();
-                Task::new(Box::new(call))
-            }
-            Err(error) => Task::failed(error),
-        }
+        let code = TaskCode::default();
+        start_task(
+            shared.hub(),
+            shared.main(),
+            code,
+            item,
+            self.timeout,
+            self.progress,
+        )
     }
 
     /// [`FnPool::apply`] with these options.

@@ -1,7 +1,7 @@
 //! One-shot calls on borrowed data: [`parmap`] (an [`FnPool`] over a slice's indices) and
 //! [`par_eval`] (one child per contiguous piece of a slice).
 
-use crate::error::{Error, PoolError, TaskError};
+use crate::error::{Error, PoolError};
 use crate::fn_pool::FnPool;
 use crate::pool::default_workers;
 use crate::process::ReturnProcess;
@@ -74,22 +74,4 @@ where
         }
     }
     Ok(out)
-}
-
-impl TaskError {
-    /// The same error, for the item at `index`.
-    pub(crate) fn at_index(mut self, new: u64) -> TaskError {
-        match &mut self {
-            TaskError::Panicked { index, .. }
-            | TaskError::WorkerDied { index, .. }
-            | TaskError::TimedOut { index, .. }
-            | TaskError::OutOfMemory { index, .. }
-            | TaskError::Codec { index, .. }
-            | TaskError::Protocol { index, .. }
-            | TaskError::CodeNotLoaded { index, .. }
-            | TaskError::PoolFailed { index, .. }
-            | TaskError::Cancelled { index } => *index = new,
-        }
-        self
-    }
 }
