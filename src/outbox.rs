@@ -17,11 +17,17 @@
 //! Small frames staged between two flushes travel as one batch message (at chunksize 1 the
 //! scheduler refills a worker four chunks at a time: one `sendmsg` and one wake-up for four).
 //!
+//! A big frame (at least [`ARENA_MIN`] bytes) is copied into the worker's task arena, when it
+//! has room, and only a notice naming its span travels on the socket (see
+//! [`arena`](forkpool_worker::arena)): the caller's thread copies it once, no system call
+//! carries it, and the notice is small enough to go in place.
+//!
 //! Invariant: frames reach the worker in the order they were given to [`Outbox::stage`] or
 //! [`Outbox::send`]: a message is sent in place only when the courier has sent everything given
 //! to it before.
 
-use crate::channel::Registered;
+use crate::channel::{Registered, RegisteredPage};
+use forkpool_worker::arena::{self, ARENA_MIN};
 use forkpool_worker::protocol;
 use forkpool_worker::wire::Socket;
 use nix::unistd::Pid;
@@ -53,6 +59,9 @@ pub(crate) struct Backlog {
 pub(crate) struct Outbox {
     socket: Arc<Registered<Socket>>,
     pid: Pid,
+    /// The worker's shared page, whose task arena takes big frames, and the parent's count of
+    /// that arena.
+    page: Option<(Arc<RegisteredPage>, arena::Writer)>,
     courier: Option<Courier>,
     /// Frames given to `stage` and not yet flushed, and their bytes.
     staged: Vec<SharedFrame>,
@@ -69,11 +78,17 @@ struct Courier {
 }
 
 impl Outbox {
-    /// The outbox of worker `pid`, whose socket (the parent's end) is `socket`.
-    pub fn new(socket: Arc<Registered<Socket>>, pid: Pid) -> Outbox {
+    /// The outbox of worker `pid`, whose socket (the parent's end) is `socket`, and whose
+    /// shared page, if it has one, is `page`.
+    pub fn new(
+        socket: Arc<Registered<Socket>>,
+        pid: Pid,
+        page: Option<Arc<RegisteredPage>>,
+    ) -> Outbox {
         Outbox {
             socket,
             pid,
+            page: page.map(|page| (page, arena::Writer::default())),
             courier: None,
             staged: Vec::new(),
             staged_bytes: 0,
@@ -128,10 +143,33 @@ impl Outbox {
         self.send_now(frame, backlog);
     }
 
-    /// Sends one message, in place or through the courier. A failed send is not reported: it
-    /// means the worker is dying, and its death is reported by its reaper.
+    /// Sends one message: a big one through the task arena if it has room, the rest in place or
+    /// through the courier. A failed send is not reported: it means the worker is dying, and
+    /// its death is reported by its reaper.
     fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
+        if let Some(notice) = self.copy_to_arena(frame) {
+            // A notice is tiny: it goes in place unless the socket is full or the courier busy.
+            self.deliver(&notice, true);
+            return;
+        }
         let fits = backlog.frames < INLINE_FRAMES && backlog.bytes + frame.len() <= INLINE_BYTES;
+        self.deliver(frame, fits);
+    }
+
+    /// Copies a big `frame` into the worker's task arena, if it has room now; returns the
+    /// notice to send in its place.
+    fn copy_to_arena(&mut self, frame: &[u8]) -> Option<SharedFrame> {
+        if frame.len() < ARENA_MIN {
+            return None;
+        }
+        let (page, writer) = self.page.as_mut()?;
+        let span = page.task_arena().write_unchecked(writer, frame)?;
+        Some(Arc::new(protocol::in_arena_frame(span).to_vec()))
+    }
+
+    /// Sends one message, in place if `fits` and nothing waits for the courier, else through
+    /// the courier.
+    fn deliver(&mut self, frame: &SharedFrame, fits: bool) {
         let courier_idle = self
             .courier
             .as_ref()

@@ -186,7 +186,9 @@ impl Pool {
     /// let pool = forkpool::Pool::builder().workers(2).max_tasks_per_worker(10).build()?;
     /// pool.chunksize(1).map(|x: u32| x + 1, 0..40u32)?;
     /// let stats = pool.stats()?;
-    /// assert!(stats.recycled >= 2 && stats.replacements >= 2);
+    /// // 40 tasks at 10 a worker need two replacements; an end is counted once it is reaped
+    /// // (after `close` and `join`, every end is).
+    /// assert!(stats.replacements >= 2);
     /// assert_eq!(stats.forks, 2 + stats.replacements);
     /// println!("{stats}");
     /// # Ok(()) }

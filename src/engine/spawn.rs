@@ -100,7 +100,7 @@ impl Engine {
             true => Some((init_deadline, init_limit)),
             false => None,
         };
-        let outbox = Outbox::new(socket, pid);
+        let outbox = Outbox::new(socket, pid, Some(Arc::clone(&page)));
         self.add_to_roster(&child);
         let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
         self.workers.push(worker);

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arena;
 pub mod child;
 pub mod code_map;
 pub mod codec;

@@ -1,6 +1,7 @@
 //! A worker's progress, in a memory page shared with its parent: how many items it has begun and
 //! ended, and since when the current one runs. The same mapping holds the worker's reply ring
-//! ([`reply_ring`](crate::reply_ring)), right after the page.
+//! ([`reply_ring`](crate::reply_ring)), right after the page, and its two arenas for big frames
+//! ([`arena`](crate::arena)) after the ring.
 //!
 //! The parent maps one page (and ring) per worker before the fork ([`ProgressPage::new`]); after
 //! the fork both processes see the same memory, and the child registers it with [`install`]. The
@@ -23,16 +24,20 @@
 //! - `since_nanos` is written before `begun` is raised (release), so a reader that sees the new
 //!   `begun` (acquire) sees that item's start time.
 
-use crate::reply_ring::{RING_WORDS, Ring, RingHeader};
+use crate::arena::{ARENA_BYTES, ARENA_WORDS, Arena, ArenaHeader};
+use crate::reply_ring::{RING_BYTES, RING_WORDS, Ring, RingHeader};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
-/// What the first page of the mapping holds; the ring's words follow at [`PAGE`].
+/// What the first page of the mapping holds; the ring's words follow at [`PAGE`], then the
+/// task arena's words, then the reply arena's.
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Shared {
     progress: Progress,
     ring: RingHeader,
+    task_arena: ArenaHeader,
+    reply_arena: ArenaHeader,
 }
 
 /// Bytes of the first page (the ring's words start here, page-aligned).
@@ -43,16 +48,37 @@ const _: () = assert!(std::mem::size_of::<Shared>() <= PAGE);
 ///
 /// # Safety
 /// `base` must be a live mapping of `mapped_len()` bytes that stays mapped for `'a`.
-unsafe fn view<'a>(base: *mut Shared) -> (&'a Progress, Ring<'a>) {
+unsafe fn view<'a>(base: *mut Shared) -> View<'a> {
     // SAFETY: the caller keeps the mapping live for 'a; a zero-filled `Shared` is valid (all
-    // counters 0), and the words after the first page are `RING_WORDS` zero-filled `u64`s,
-    // page-aligned; every field is an atomic, so shared references are sound across processes.
+    // counters 0), and the words after the first page are `RING_WORDS` and twice `ARENA_WORDS`
+    // zero-filled `u64`s, page-aligned; every field is an atomic, so shared references are
+    // sound across processes.
     unsafe {
         let shared = &*base;
-        let words =
-            std::slice::from_raw_parts(base.cast::<u8>().add(PAGE).cast::<AtomicU64>(), RING_WORDS);
-        (&shared.progress, Ring::new(&shared.ring, words))
+        let words_at = |offset: usize, count: usize| {
+            std::slice::from_raw_parts(base.cast::<u8>().add(offset).cast::<AtomicU64>(), count)
+        };
+        let ring_words = words_at(PAGE, RING_WORDS);
+        let task_words = words_at(PAGE + RING_BYTES, ARENA_WORDS);
+        let reply_words = words_at(PAGE + RING_BYTES + ARENA_BYTES, ARENA_WORDS);
+        View {
+            progress: &shared.progress,
+            ring: Ring::new(
+                &shared.ring,
+                ring_words,
+                Arena::new(&shared.reply_arena, reply_words),
+            ),
+            tasks: Arena::new(&shared.task_arena, task_words),
+        }
     }
+}
+
+/// The parts of one worker's shared memory.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    progress: &'a Progress,
+    ring: Ring<'a>,
+    tasks: Arena<'a>,
 }
 
 /// The shared counters of one worker.
@@ -199,13 +225,14 @@ impl ProgressPage {
     /// Maps a fresh, zeroed shared page and ring.
     pub fn new() -> std::io::Result<ProgressPage> {
         // SAFETY: an anonymous shared mapping at an address the kernel picks; the result is
-        // checked before use. (Anonymous: no file a worker could truncate under the parent.)
+        // checked before use. (Anonymous: no file a worker could truncate under the parent.
+        // No reserve: the arenas' pages are only paid for once a big frame touches them.)
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 page_len(),
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
@@ -222,13 +249,19 @@ impl ProgressPage {
     /// The counters.
     pub fn get(&self) -> &Progress {
         // SAFETY: the mapping is live until `drop` (see `new`).
-        unsafe { view(self.ptr.as_ptr()).0 }
+        unsafe { view(self.ptr.as_ptr()).progress }
     }
 
-    /// The worker's reply ring.
+    /// The worker's reply ring (with its reply arena).
     pub fn ring(&self) -> Ring<'_> {
         // SAFETY: the mapping is live until `drop` (see `new`).
-        unsafe { view(self.ptr.as_ptr()).1 }
+        unsafe { view(self.ptr.as_ptr()).ring }
+    }
+
+    /// The worker's task arena, which the parent writes.
+    pub fn task_arena(&self) -> Arena<'_> {
+        // SAFETY: the mapping is live until `drop` (see `new`).
+        unsafe { view(self.ptr.as_ptr()).tasks }
     }
 
     /// The address to hand to the child, which passes it to [`install`] after the fork.
@@ -251,7 +284,7 @@ impl Drop for ProgressPage {
 }
 
 fn page_len() -> usize {
-    PAGE + RING_WORDS * 8
+    PAGE + RING_BYTES + 2 * ARENA_BYTES
 }
 
 /// In a worker: the page this process reports to (null: none).
@@ -269,15 +302,20 @@ pub unsafe fn install(address: usize) {
 
 /// The page this worker reports to, if any.
 pub fn current() -> Option<&'static Progress> {
-    current_view().map(|(progress, _)| progress)
+    current_view().map(|view| view.progress)
 }
 
 /// The ring this worker replies through, if it has a page.
 pub fn current_ring() -> Option<Ring<'static>> {
-    current_view().map(|(_, ring)| ring)
+    current_view().map(|view| view.ring)
 }
 
-fn current_view() -> Option<(&'static Progress, Ring<'static>)> {
+/// The arena this worker's parent writes big tasks into, if it has a page.
+pub fn current_task_arena() -> Option<Arena<'static>> {
+    current_view().map(|view| view.tasks)
+}
+
+fn current_view() -> Option<View<'static>> {
     let ptr = CURRENT.load(Ordering::Acquire);
     // SAFETY: only `install` stores a non-null pointer, and its contract keeps the mapping
     // live for the rest of this process's life.

@@ -12,6 +12,8 @@
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
 //!   order, as if sent one by one (the parent sends several small frames in one message).
+//! - `InArena`: `[5][start u64][len u64]`: the frame is the span `(start, len)` of the
+//!   worker's task arena (see [`arena`](crate::arena)); any kind above but `InArena`.
 //!
 //! Worker → parent (the parent knows the sender by the socket a frame came on; a frame names no
 //! sender, and the parent reads it as untrusted input):
@@ -32,6 +34,7 @@
 //! Invariant: a worker answers every `Task` with exactly one `Reply` carrying exactly `count`
 //! outcomes, in item order, unless it dies first.
 
+use crate::arena::Span;
 use crate::codec;
 use serde::Serialize;
 
@@ -39,9 +42,22 @@ const TASK: u8 = 1;
 const CONTEXT: u8 = 2;
 const SHUTDOWN: u8 = 3;
 const BATCH: u8 = 4;
+const IN_ARENA: u8 = 5;
 const REPLY: u8 = 1;
 const READY: u8 = 0xA1;
 const INIT_FAILED: u8 = 0xA2;
+
+/// Size of an `InArena` frame.
+pub const IN_ARENA_LEN: usize = 1 + 8 + 8;
+
+/// The frame that tells a worker its next frame lies in its task arena at `span`.
+pub fn in_arena_frame(span: Span) -> [u8; IN_ARENA_LEN] {
+    let mut frame = [0u8; IN_ARENA_LEN];
+    frame[0] = IN_ARENA;
+    frame[1..9].copy_from_slice(&span.start.to_le_bytes());
+    frame[9..].copy_from_slice(&span.len.to_le_bytes());
+    frame
+}
 
 /// Size of a task frame's header; the items follow it.
 pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
@@ -84,6 +100,8 @@ pub enum Command<'a> {
     Shutdown,
     /// Several frames in one message; read them with [`Batch::next`].
     Batch(Batch<'a>),
+    /// The frame lies in the worker's task arena, at this span.
+    InArena(Span),
 }
 
 /// The frames of a `Batch` message, in order.
@@ -173,6 +191,10 @@ impl<'a> Command<'a> {
             }),
             SHUTDOWN => Some(Command::Shutdown),
             BATCH => Some(Command::Batch(Batch { rest: &frame[1..] })),
+            IN_ARENA if frame.len() == IN_ARENA_LEN => Some(Command::InArena(Span {
+                start: u64_at(frame, 1)?,
+                len: u64_at(frame, 9)?,
+            })),
             _ => None,
         }
     }

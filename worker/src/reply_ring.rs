@@ -35,6 +35,7 @@
 //! - Every access to the shared words is atomic (relaxed, between the acquire and release of
 //!   `written`): the other process may write at any moment, and atomics keep that defined.
 
+use crate::arena::{self, ARENA_MIN, Arena, Span};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Whether workers reply through their rings on this platform: only where a worker can tell
@@ -50,6 +51,11 @@ pub const RING_WORDS: usize = RING_BYTES / 8;
 const FRAME: u64 = 0;
 /// A record saying the next reply comes on the socket.
 const ON_SOCKET: u64 = 1;
+/// A record naming a reply in the reply arena: its span's start and length, and the check of
+/// its words folded into the record's check.
+const IN_ARENA: u64 = 2;
+/// Words of an `IN_ARENA` record's body.
+const IN_ARENA_BODY: u64 = 2;
 
 /// Words before a record's bytes: its head and its check.
 const RECORD_HEAD: u64 = 2;
@@ -88,11 +94,12 @@ pub struct RingHeader {
     parent_sleeping: AtomicU64,
 }
 
-/// A view of one worker's ring, from either side.
+/// A view of one worker's ring (and of the arena its big replies go to), from either side.
 #[derive(Debug, Clone, Copy)]
 pub struct Ring<'a> {
     header: &'a RingHeader,
     words: &'a [AtomicU64],
+    arena: Arena<'a>,
 }
 
 /// What [`Ring::push`] did with a reply.
@@ -119,6 +126,7 @@ pub enum Record {
 #[derive(Debug, Default)]
 pub struct Cursor {
     read: u64,
+    arena: arena::Reader,
 }
 
 impl Cursor {
@@ -130,23 +138,52 @@ impl Cursor {
 
 impl<'a> Ring<'a> {
     /// A view of `header` and its `words` (exactly [`RING_WORDS`] of them).
-    pub(crate) fn new(header: &'a RingHeader, words: &'a [AtomicU64]) -> Ring<'a> {
+    pub(crate) fn new(
+        header: &'a RingHeader,
+        words: &'a [AtomicU64],
+        arena: Arena<'a>,
+    ) -> Ring<'a> {
         debug_assert_eq!(words.len(), RING_WORDS);
-        Ring { header, words }
+        Ring {
+            header,
+            words,
+            arena,
+        }
     }
 
     fn at(&self, index: u64) -> &AtomicU64 {
         &self.words[(index % RING_WORDS as u64) as usize]
     }
 
-    /// Worker: writes `frame` as a record if the free room holds it and still an announcement
-    /// (so one always fits after it) and it need not go `behind` bytes on the socket, else an
-    /// announcement if one fits.
-    pub fn push(&self, frame: &[u8], behind: bool) -> Pushed {
+    /// Worker: unless it must go `behind` bytes on the socket, writes a big `frame` into the
+    /// arena (`writer` is the worker's count of it) with a record naming it, or writes it as a
+    /// record, if the free room holds that and still an announcement (so one always fits
+    /// after it); else writes an announcement if one fits.
+    pub fn push(&self, frame: &[u8], behind: bool, writer: &mut arena::Writer) -> Pushed {
         let written = self.header.written.load(Ordering::Relaxed);
         let consumed = self.header.consumed.load(Ordering::Acquire);
         let free = (RING_WORDS as u64).saturating_sub(written.wrapping_sub(consumed));
         let body = (frame.len() as u64).div_ceil(8);
+        let arena_record = RECORD_HEAD + IN_ARENA_BODY;
+        if !behind && frame.len() >= ARENA_MIN && arena_record + RECORD_HEAD <= free {
+            if let Some((span, span_check)) = self.arena.write(writer, frame) {
+                let head = (IN_ARENA << 32) | IN_ARENA_BODY;
+                let mut check = Check::new(written, head);
+                for word in [span.start, span.len, span_check.value()] {
+                    check.add(word);
+                }
+                self.at(written + RECORD_HEAD)
+                    .store(span.start, Ordering::Relaxed);
+                self.at(written + RECORD_HEAD + 1)
+                    .store(span.len, Ordering::Relaxed);
+                self.at(written).store(head, Ordering::Relaxed);
+                self.at(written + 1).store(check.value(), Ordering::Relaxed);
+                self.header
+                    .written
+                    .store(written + arena_record, Ordering::SeqCst);
+                return Pushed::Frame;
+            }
+        }
         if body + 2 * RECORD_HEAD <= free && !behind {
             let head = (FRAME << 32) | frame.len() as u64;
             let mut check = Check::new(written, head);
@@ -224,6 +261,24 @@ impl<'a> Ring<'a> {
         let (kind, len) = (head >> 32, head & 0xffff_ffff);
         let (record, words) = match kind {
             ON_SOCKET if len == 0 => (Record::OnSocket, RECORD_HEAD),
+            IN_ARENA if len == IN_ARENA_BODY => {
+                if RECORD_HEAD + IN_ARENA_BODY > unread {
+                    return Err(format!(
+                        "an arena record in its reply ring, where {unread} words are written"
+                    ));
+                }
+                let span = Span {
+                    start: self.at(cursor.read + RECORD_HEAD).load(Ordering::Relaxed),
+                    len: self
+                        .at(cursor.read + RECORD_HEAD + 1)
+                        .load(Ordering::Relaxed),
+                };
+                let (frame, span_check) = self.arena.read(&mut cursor.arena, span)?;
+                for word in [span.start, span.len, span_check.value()] {
+                    check.add(word);
+                }
+                (Record::Frame(frame), RECORD_HEAD + IN_ARENA_BODY)
+            }
             FRAME => {
                 let body = len.div_ceil(8);
                 if RECORD_HEAD + body > unread {
@@ -263,21 +318,61 @@ impl<'a> Ring<'a> {
 mod tests {
     use super::*;
 
-    fn ring_memory() -> (RingHeader, Vec<AtomicU64>) {
-        let words = (0..RING_WORDS).map(|_| AtomicU64::new(0)).collect();
-        (RingHeader::default(), words)
+    use crate::arena::{ARENA_BYTES, ARENA_WORDS, ArenaHeader, Writer};
+
+    /// A ring's memory and its arena's.
+    struct Memory {
+        header: RingHeader,
+        words: Vec<AtomicU64>,
+        arena_header: ArenaHeader,
+        arena_words: Vec<AtomicU64>,
+    }
+
+    impl Memory {
+        fn ring(&self) -> Ring<'_> {
+            Ring::new(
+                &self.header,
+                &self.words,
+                Arena::new(&self.arena_header, &self.arena_words),
+            )
+        }
+    }
+
+    fn ring_memory() -> Memory {
+        Memory {
+            header: RingHeader::default(),
+            words: (0..RING_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            arena_header: ArenaHeader::default(),
+            arena_words: (0..ARENA_WORDS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// A worker's count of an arena it has filled (the reader released nothing).
+    fn full_arena(ring: &Ring<'_>) -> Writer {
+        let mut writer = Writer::default();
+        while ring
+            .arena
+            .write(&mut writer, &vec![0u8; ARENA_BYTES / 4])
+            .is_some()
+        {}
+        writer
     }
 
     #[test]
     fn replies_of_every_size_come_out_in_order_across_the_wrap() {
-        let (header, words) = ring_memory();
-        let ring = Ring::new(&header, &words);
+        let memory = ring_memory();
+        let ring = memory.ring();
+        let mut writer = Writer::default();
         let mut cursor = Cursor::default();
         assert_eq!(ring.read(&mut cursor), Ok(None));
         for round in 0..2000usize {
-            let len = (round * 97) % 3000;
+            // Every 50th reply is big, for the arena.
+            let len = match round % 50 {
+                0 => ARENA_MIN + round * 1001,
+                _ => (round * 97) % 3000,
+            };
             let frame: Vec<u8> = (0..len).map(|i| (i + round) as u8).collect();
-            assert_eq!(ring.push(&frame, false), Pushed::Frame);
+            assert_eq!(ring.push(&frame, false, &mut writer), Pushed::Frame);
             assert!(ring.has_unread(&cursor));
             assert_eq!(ring.read(&mut cursor), Ok(Some(Record::Frame(frame))));
             assert!(!ring.has_unread(&cursor));
@@ -287,23 +382,33 @@ mod tests {
 
     #[test]
     fn a_full_ring_announces_then_refuses() {
-        let (header, words) = ring_memory();
-        let ring = Ring::new(&header, &words);
+        let memory = ring_memory();
+        let ring = memory.ring();
+        let mut writer = full_arena(&ring);
+        let writer = &mut writer;
         let mut cursor = Cursor::default();
         let big = vec![7u8; RING_BYTES];
-        assert_eq!(ring.push(&big, false), Pushed::Announced, "never fits");
+        assert_eq!(
+            ring.push(&big, false, writer),
+            Pushed::Announced,
+            "never fits"
+        );
         let half = vec![1u8; RING_BYTES / 2];
-        assert_eq!(ring.push(&half, false), Pushed::Frame);
-        assert_eq!(ring.push(&half, false), Pushed::Announced);
+        assert_eq!(ring.push(&half, false, writer), Pushed::Frame);
+        assert_eq!(ring.push(&half, false, writer), Pushed::Announced);
         // Empty replies take two words each, until the last free ones go to an announcement.
-        while ring.push(&[], false) == Pushed::Frame {}
-        assert_eq!(ring.push(&[9], false), Pushed::Full);
+        while ring.push(&[], false, writer) == Pushed::Frame {}
+        assert_eq!(ring.push(&[9], false, writer), Pushed::Full);
         assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
         assert_eq!(ring.read(&mut cursor), Ok(Some(Record::Frame(half))));
         assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
-        assert_eq!(ring.push(&[9], false), Pushed::Frame, "reading made room");
         assert_eq!(
-            ring.push(&[9], true),
+            ring.push(&[9], false, writer),
+            Pushed::Frame,
+            "reading made room"
+        );
+        assert_eq!(
+            ring.push(&[9], true, writer),
             Pushed::Announced,
             "behind the socket's bytes"
         );
@@ -311,8 +416,8 @@ mod tests {
 
     #[test]
     fn the_doorbell_flag_is_taken_once() {
-        let (header, words) = ring_memory();
-        let ring = Ring::new(&header, &words);
+        let memory = ring_memory();
+        let ring = memory.ring();
         assert!(!ring.take_parent_sleeping());
         ring.set_parent_sleeping(true);
         assert!(ring.take_parent_sleeping());
@@ -321,8 +426,8 @@ mod tests {
 
     #[test]
     fn a_lying_ring_is_a_violation() {
-        let (header, words) = ring_memory();
-        let ring = Ring::new(&header, &words);
+        let memory = ring_memory();
+        let (ring, header, words) = (memory.ring(), &memory.header, &memory.words);
         // `written` far ahead (or behind: the difference wraps).
         header
             .written
@@ -335,9 +440,12 @@ mod tests {
         header.written.store(3, Ordering::SeqCst);
         assert!(ring.read(&mut Cursor::default()).is_err());
         // A record whose bytes changed after it was published.
-        let (header, words) = ring_memory();
-        let ring = Ring::new(&header, &words);
-        assert_eq!(ring.push(b"a reply", false), Pushed::Frame);
+        let memory = ring_memory();
+        let (ring, header, words) = (memory.ring(), &memory.header, &memory.words);
+        assert_eq!(
+            ring.push(b"a reply", false, &mut Writer::default()),
+            Pushed::Frame
+        );
         words[2].fetch_xor(1, Ordering::Relaxed);
         assert!(ring.read(&mut Cursor::default()).is_err());
         header.written.store(3, Ordering::SeqCst);
@@ -350,5 +458,44 @@ mod tests {
         words[0].store(u32::MAX as u64, Ordering::Relaxed);
         header.written.store(RING_WORDS as u64, Ordering::SeqCst);
         assert!(ring.read(&mut Cursor::default()).is_err());
+    }
+
+    #[test]
+    fn a_lying_or_overwritten_arena_reply_is_a_violation() {
+        let big = vec![3u8; ARENA_MIN];
+        // The span's words changed after the record was published.
+        let memory = ring_memory();
+        let ring = memory.ring();
+        assert_eq!(
+            ring.push(&big, false, &mut Writer::default()),
+            Pushed::Frame
+        );
+        memory.arena_words[100].fetch_xor(1 << 40, Ordering::Relaxed);
+        let error = ring.read(&mut Cursor::default()).unwrap_err();
+        assert!(error.contains("overwritten"), "{error}");
+        // The record names a span outside the arena, or changed its length.
+        for (word, lie) in [
+            (2, ARENA_WORDS as u64 - 1),
+            (3, ARENA_BYTES as u64 * 2),
+            (3, 0),
+        ] {
+            let memory = ring_memory();
+            let ring = memory.ring();
+            assert_eq!(
+                ring.push(&big, false, &mut Writer::default()),
+                Pushed::Frame
+            );
+            memory.words[word].store(lie, Ordering::Relaxed);
+            assert!(ring.read(&mut Cursor::default()).is_err(), "{word}: {lie}");
+        }
+        // A big reply that must go behind the socket's bytes is announced, not put in the arena.
+        let memory = ring_memory();
+        let ring = memory.ring();
+        let mut writer = Writer::default();
+        assert_eq!(ring.push(&big, true, &mut writer), Pushed::Announced);
+        assert_eq!(ring.push(&big, false, &mut writer), Pushed::Frame);
+        let mut cursor = Cursor::default();
+        assert_eq!(ring.read(&mut cursor), Ok(Some(Record::OnSocket)));
+        assert_eq!(ring.read(&mut cursor), Ok(Some(Record::Frame(big))));
     }
 }

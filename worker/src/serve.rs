@@ -9,8 +9,9 @@
 use crate::job::{Runner, WorkerState};
 use crate::protocol::{self, Command, ReplyWriter};
 use crate::reply_ring::{Pushed, Ring};
-use crate::{child, panic, progress, wire};
+use crate::{arena, child, panic, progress, wire};
 use serde::Serialize;
+use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -44,6 +45,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
         ring: progress::current_ring()
             .filter(|_| crate::reply_ring::AVAILABLE)
             .zip(end.doorbell.as_ref().map(AsRawFd::as_raw_fd)),
+        arena: Cell::new(arena::Writer::default()),
     };
     if let Some(init) = init {
         let (frame, failed) = match catch_unwind(init) {
@@ -76,6 +78,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
             state: &mut state,
             out: &mut out,
             progress,
+            tasks: None,
         };
         if let Some(code) = server.handle(&frame) {
             return code;
@@ -91,6 +94,10 @@ struct Server<'a, 'r> {
     state: &'a mut WorkerState,
     out: &'a mut ReplyWriter,
     progress: Option<&'static progress::Progress>,
+    /// The task arena and the end of the span the frame being handled lies in, until it is
+    /// released (as soon as the frame is no longer needed: before the task's reply, so the
+    /// parent may reuse the room for the next).
+    tasks: Option<(arena::Arena<'static>, u64)>,
 }
 
 impl Server<'_, '_> {
@@ -112,8 +119,33 @@ impl Server<'_, '_> {
                 }
                 None
             }
+            Some(Command::InArena(span)) => {
+                let Some(arena) = progress::current_task_arena() else {
+                    return Some(child::EXIT_BAD_FRAME);
+                };
+                // SAFETY: the parent writes nothing into a span until this worker releases it
+                // (see `arena`), which `release_task` does only once the frame is done with.
+                let Some(frame) = (unsafe { arena.bytes(span) }) else {
+                    return Some(child::EXIT_BAD_FRAME);
+                };
+                self.tasks = Some((arena, span.end()));
+                let code = match Command::parse(frame) {
+                    // Arena frames do not nest.
+                    Some(Command::InArena(_)) | None => Some(child::EXIT_BAD_FRAME),
+                    Some(_) => self.handle(frame),
+                };
+                self.release_task();
+                code
+            }
             Some(command) => self.run(command),
             None => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+
+    /// Releases the arena span of the frame being handled, if it came in one.
+    fn release_task(&mut self) {
+        if let Some((arena, end)) = self.tasks.take() {
+            arena.release(end);
         }
     }
 
@@ -130,7 +162,9 @@ impl Server<'_, '_> {
                 // SAFETY: `serve`'s caller promises that the frames on this channel were
                 // written by this process's forkpool parent for this runner.
                 unsafe { self.runner.run(self.state, &task, self.out) };
-                while self.out.count() < task.count {
+                let count = task.count;
+                self.release_task();
+                while self.out.count() < count {
                     self.out
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
@@ -149,7 +183,7 @@ impl Server<'_, '_> {
                 None
             }
             Command::Shutdown => Some(0),
-            Command::Batch(_) => Some(child::EXIT_BAD_FRAME),
+            Command::Batch(_) | Command::InArena(_) => Some(child::EXIT_BAD_FRAME),
         }
     }
 }
@@ -160,6 +194,8 @@ struct Replies<'a> {
     socket: &'a wire::Socket,
     /// The ring and the doorbell pipe's write end.
     ring: Option<(Ring<'static>, std::os::fd::RawFd)>,
+    /// Where the next big reply goes in the ring's arena.
+    arena: Cell<arena::Writer>,
 }
 
 /// The longest a worker whose ring is full sleeps before it looks again.
@@ -176,7 +212,10 @@ impl Replies<'_> {
         let behind = crate::sys::unread_by_peer(self.socket.as_raw_fd()).is_none_or(|n| n > 0);
         let mut nap = Duration::from_millis(1);
         loop {
-            match ring.push(frame, behind) {
+            let mut arena = self.arena.get();
+            let pushed = ring.push(frame, behind, &mut arena);
+            self.arena.set(arena);
+            match pushed {
                 Pushed::Frame => {
                     if ring.take_parent_sleeping() {
                         ring_doorbell(doorbell);

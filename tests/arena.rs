@@ -1,0 +1,171 @@
+//! Big frames through the workers' arenas (shared memory): items, results and contexts of
+//! every size around the arena's bounds come back whole and in order, and a worker killed while
+//! it writes into its arena costs its item only.
+
+use forkpool::{Death, Error, Pool, TaskError};
+use forkpool_worker::arena::{ARENA_BYTES, ARENA_MIN};
+use forkpool_worker::reply_ring::RING_BYTES;
+use serde_bytes::ByteBuf;
+
+/// Sizes at and around the arena's bounds: under the smallest frame it takes, at it, well
+/// inside it, and over the whole arena (which travels on the socket).
+fn sizes() -> Vec<usize> {
+    vec![
+        0,
+        1,
+        ARENA_MIN - 100,
+        ARENA_MIN,
+        ARENA_MIN + 7,
+        300_000,
+        1 << 20,
+        ARENA_BYTES / 2 + 3,
+        ARENA_BYTES - 64,
+        ARENA_BYTES + 1,
+        (1 << 20) + 5,
+        ARENA_MIN + 1,
+    ]
+}
+
+/// `len` bytes, each telling the buffer's seed and its place.
+fn pattern(seed: usize, len: usize) -> ByteBuf {
+    ByteBuf::from(
+        (0..len)
+            .map(|i| (i.wrapping_mul(31) ^ seed) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Echoes the buffer with every byte flipped, so a reply that is the item unread (or another
+/// item's) is told apart.
+fn flip(b: ByteBuf) -> ByteBuf {
+    ByteBuf::from(b.iter().map(|x| !x).collect::<Vec<u8>>())
+}
+
+fn flipped(b: &ByteBuf) -> Vec<u8> {
+    b.iter().map(|x| !x).collect()
+}
+
+#[test]
+fn big_items_and_results_of_every_size_come_back_whole_and_in_order() {
+    let pool = Pool::new(2).unwrap();
+    for chunksize in [1, 2, 5] {
+        let items: Vec<ByteBuf> = (0..3)
+            .flat_map(|_| sizes())
+            .enumerate()
+            .map(|(seed, len)| pattern(seed, len))
+            .collect();
+        let expected: Vec<Vec<u8>> = items.iter().map(flipped).collect();
+        let replies = pool.chunksize(chunksize).map(flip, items.clone()).unwrap();
+        assert_eq!(replies.len(), expected.len());
+        for (i, (reply, want)) in replies.iter().zip(&expected).enumerate() {
+            assert!(
+                reply.as_slice() == want.as_slice(),
+                "chunksize {chunksize}, item {i}"
+            );
+        }
+        let unordered: Vec<(usize, ByteBuf)> = pool
+            .chunksize(chunksize)
+            .imap_unordered(
+                |(i, b): (usize, ByteBuf)| (i, flip(b)),
+                items.into_iter().enumerate(),
+            )
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(unordered.len(), expected.len());
+        for (i, reply) in &unordered {
+            assert!(reply.as_slice() == expected[*i].as_slice(), "item {i}");
+        }
+    }
+}
+
+#[test]
+fn a_big_context_reaches_every_worker_whole() {
+    let pool = Pool::new(2).unwrap();
+    for len in [ARENA_MIN, 1 << 20, ARENA_BYTES + 9] {
+        let context = pattern(len, len);
+        let sums = pool
+            .chunksize(1)
+            .map_with(
+                &context,
+                |c: &ByteBuf, i: u64| c.iter().map(|&b| u64::from(b)).sum::<u64>() + i,
+                0..20u64,
+            )
+            .unwrap();
+        let sum: u64 = context.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(sums, (0..20).map(|i| sum + i).collect::<Vec<_>>(), "{len}");
+    }
+}
+
+/// The start of this worker's one shared anonymous mapping: its progress page, reply ring and
+/// arenas.
+fn own_shared_mapping() -> *mut u8 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+        .expect("a worker has its shared mapping");
+    let start = line.split('-').next().unwrap();
+    usize::from_str_radix(start, 16).unwrap() as *mut u8
+}
+
+/// Sums a 1 MiB item into a small reply, except item `x % 9 == 4`: that makes its worker's
+/// reply arena read-only and returns a 2 MiB reply, so the worker is killed (`SIGSEGV`) by its
+/// first store into the arena, in the middle of sending the reply. (Only those replies are big,
+/// so the arena is empty when they come and they surely go there.)
+fn killed_while_writing((x, item): (u64, ByteBuf)) -> ByteBuf {
+    if x % 9 == 4 {
+        let arena = own_shared_mapping().wrapping_add(4096 + RING_BYTES + ARENA_BYTES);
+        // SAFETY: the reply arena is a page-aligned part of this worker's shared mapping,
+        // `ARENA_BYTES` long after the page and ring, mapped for the worker's whole life; making
+        // it read-only is the crash under test (nothing in this process but the reply's write
+        // touches it).
+        let done = unsafe { libc::mprotect(arena.cast(), ARENA_BYTES, libc::PROT_READ) };
+        assert_eq!(done, 0);
+        return pattern(x as usize, 2 << 20);
+    }
+    ByteBuf::from(sum(&item).to_le_bytes().to_vec())
+}
+
+fn sum(b: &[u8]) -> u64 {
+    b.iter().map(|&x| u64::from(x)).sum()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_killed_while_writing_into_its_arena_fails_its_item_only() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..3 {
+        let items = (0..27u64).map(|x| (x, pattern(x as usize, 1 << 20)));
+        let outcomes: Vec<Result<ByteBuf, Error>> = pool
+            .chunksize(1)
+            .imap(killed_while_writing, items)
+            .collect();
+        assert_eq!(outcomes.len(), 27);
+        for (x, outcome) in (0u64..).zip(&outcomes) {
+            match outcome {
+                Ok(reply) if x % 9 != 4 => {
+                    let want = sum(&pattern(x as usize, 1 << 20)).to_le_bytes();
+                    assert_eq!(reply[..], want, "item {x}");
+                }
+                Err(Error::Task(TaskError::WorkerDied { index, death, .. })) if x % 9 == 4 => {
+                    assert_eq!(*index, x, "round {round}");
+                    assert_eq!(*death, Death::Signal(libc::SIGSEGV), "round {round}");
+                }
+                other => panic!(
+                    "round {round}, item {x}: {:?}",
+                    other.as_ref().map(|b| b.len())
+                ),
+            }
+        }
+        // The replacements' arenas serve big replies as before.
+        let echoed = pool
+            .chunksize(1)
+            .map(flip, vec![pattern(1, 1 << 20); 8])
+            .unwrap();
+        assert!(
+            echoed
+                .iter()
+                .all(|b| b[..] == flipped(&pattern(1, 1 << 20))[..])
+        );
+    }
+}
