@@ -2,9 +2,8 @@
 //! every size around the arena's bounds come back whole and in order, and a worker killed while
 //! it writes into its arena costs its item only.
 
-use forkpool::{Death, Error, Pool, TaskError};
+use forkpool::Pool;
 use forkpool_worker::arena::{ARENA_BYTES, ARENA_MIN};
-use forkpool_worker::reply_ring::RING_BYTES;
 use serde_bytes::ByteBuf;
 
 /// Sizes at and around the arena's bounds: under the smallest frame it takes, at it, well
@@ -96,76 +95,84 @@ fn a_big_context_reaches_every_worker_whole() {
     }
 }
 
-/// The start of this worker's one shared anonymous mapping: its progress page, reply ring and
-/// arenas.
-fn own_shared_mapping() -> *mut u8 {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = maps
-        .lines()
-        .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
-        .expect("a worker has its shared mapping");
-    let start = line.split('-').next().unwrap();
-    usize::from_str_radix(start, 16).unwrap() as *mut u8
-}
-
-/// Sums a 1 MiB item into a small reply, except item `x % 9 == 4`: that makes its worker's
-/// reply arena read-only and returns a 2 MiB reply, so the worker is killed (`SIGSEGV`) by its
-/// first store into the arena, in the middle of sending the reply. (Only those replies are big,
-/// so the arena is empty when they come and they surely go there.)
-fn killed_while_writing((x, item): (u64, ByteBuf)) -> ByteBuf {
-    if x % 9 == 4 {
-        let arena = own_shared_mapping().wrapping_add(4096 + RING_BYTES + ARENA_BYTES);
-        // SAFETY: the reply arena is a page-aligned part of this worker's shared mapping,
-        // `ARENA_BYTES` long after the page and ring, mapped for the worker's whole life; making
-        // it read-only is the crash under test (nothing in this process but the reply's write
-        // touches it).
-        let done = unsafe { libc::mprotect(arena.cast(), ARENA_BYTES, libc::PROT_READ) };
-        assert_eq!(done, 0);
-        return pattern(x as usize, 2 << 20);
-    }
-    ByteBuf::from(sum(&item).to_le_bytes().to_vec())
-}
-
-fn sum(b: &[u8]) -> u64 {
-    b.iter().map(|&x| u64::from(x)).sum()
-}
-
+/// A worker killed in the middle of writing a reply into its arena (Linux: the test finds the
+/// arena through `/proc/self/maps`).
 #[cfg(target_os = "linux")]
-#[test]
-fn a_worker_killed_while_writing_into_its_arena_fails_its_item_only() {
-    let pool = Pool::new(2).unwrap();
-    for round in 0..3 {
-        let items = (0..27u64).map(|x| (x, pattern(x as usize, 1 << 20)));
-        let outcomes: Vec<Result<ByteBuf, Error>> = pool
-            .chunksize(1)
-            .imap(killed_while_writing, items)
-            .collect();
-        assert_eq!(outcomes.len(), 27);
-        for (x, outcome) in (0u64..).zip(&outcomes) {
-            match outcome {
-                Ok(reply) if x % 9 != 4 => {
-                    let want = sum(&pattern(x as usize, 1 << 20)).to_le_bytes();
-                    assert_eq!(reply[..], want, "item {x}");
-                }
-                Err(Error::Task(TaskError::WorkerDied { index, death, .. })) if x % 9 == 4 => {
-                    assert_eq!(*index, x, "round {round}");
-                    assert_eq!(*death, Death::Signal(libc::SIGSEGV), "round {round}");
-                }
-                other => panic!(
-                    "round {round}, item {x}: {:?}",
-                    other.as_ref().map(|b| b.len())
-                ),
-            }
+mod killed_while_writing {
+    use super::*;
+    use forkpool::{Death, Error, TaskError};
+    use forkpool_worker::reply_ring::RING_BYTES;
+
+    /// The start of this worker's one shared anonymous mapping: its progress page, reply ring and
+    /// arenas.
+    fn own_shared_mapping() -> *mut u8 {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+            .expect("a worker has its shared mapping");
+        let start = line.split('-').next().unwrap();
+        usize::from_str_radix(start, 16).unwrap() as *mut u8
+    }
+
+    /// Sums a 1 MiB item into a small reply, except item `x % 9 == 4`: that makes its worker's
+    /// reply arena read-only and returns a 2 MiB reply, so the worker is killed (`SIGSEGV`) by its
+    /// first store into the arena, in the middle of sending the reply. (Only those replies are big,
+    /// so the arena is empty when they come and they surely go there.)
+    fn killed_while_writing((x, item): (u64, ByteBuf)) -> ByteBuf {
+        if x % 9 == 4 {
+            let arena = own_shared_mapping().wrapping_add(4096 + RING_BYTES + ARENA_BYTES);
+            // SAFETY: the reply arena is a page-aligned part of this worker's shared mapping,
+            // `ARENA_BYTES` long after the page and ring, mapped for the worker's whole life; making
+            // it read-only is the crash under test (nothing in this process but the reply's write
+            // touches it).
+            let done = unsafe { libc::mprotect(arena.cast(), ARENA_BYTES, libc::PROT_READ) };
+            assert_eq!(done, 0);
+            return pattern(x as usize, 2 << 20);
         }
-        // The replacements' arenas serve big replies as before.
-        let echoed = pool
-            .chunksize(1)
-            .map(flip, vec![pattern(1, 1 << 20); 8])
-            .unwrap();
-        assert!(
-            echoed
-                .iter()
-                .all(|b| b[..] == flipped(&pattern(1, 1 << 20))[..])
-        );
+        ByteBuf::from(sum(&item).to_le_bytes().to_vec())
+    }
+
+    fn sum(b: &[u8]) -> u64 {
+        b.iter().map(|&x| u64::from(x)).sum()
+    }
+
+    #[test]
+    fn a_worker_killed_while_writing_into_its_arena_fails_its_item_only() {
+        let pool = Pool::new(2).unwrap();
+        for round in 0..3 {
+            let items = (0..27u64).map(|x| (x, pattern(x as usize, 1 << 20)));
+            let outcomes: Vec<Result<ByteBuf, Error>> = pool
+                .chunksize(1)
+                .imap(killed_while_writing, items)
+                .collect();
+            assert_eq!(outcomes.len(), 27);
+            for (x, outcome) in (0u64..).zip(&outcomes) {
+                match outcome {
+                    Ok(reply) if x % 9 != 4 => {
+                        let want = sum(&pattern(x as usize, 1 << 20)).to_le_bytes();
+                        assert_eq!(reply[..], want, "item {x}");
+                    }
+                    Err(Error::Task(TaskError::WorkerDied { index, death, .. })) if x % 9 == 4 => {
+                        assert_eq!(*index, x, "round {round}");
+                        assert_eq!(*death, Death::Signal(libc::SIGSEGV), "round {round}");
+                    }
+                    other => panic!(
+                        "round {round}, item {x}: {:?}",
+                        other.as_ref().map(|b| b.len())
+                    ),
+                }
+            }
+            // The replacements' arenas serve big replies as before.
+            let echoed = pool
+                .chunksize(1)
+                .map(flip, vec![pattern(1, 1 << 20); 8])
+                .unwrap();
+            assert!(
+                echoed
+                    .iter()
+                    .all(|b| b[..] == flipped(&pattern(1, 1 << 20))[..])
+            );
+        }
     }
 }
