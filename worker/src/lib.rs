@@ -4,6 +4,7 @@
 //! Users do not call this crate directly; `forkpool` forks a process and runs [`serve`] (pool
 //! workers) or [`serve_once`] (one closure) in it. The pieces:
 //! - [`protocol`]: frame layouts for tasks, contexts, replies and the exit sentinel.
+//! - [`arena`]: big frames through shared memory, copied once.
 //! - [`codec`]: the item encoding (bincode 2, serde API).
 //! - [`job`]: entries that decode items, call the user's function, encode outcomes.
 //! - [`code_map`]: which code is mapped, so a worker calls only addresses valid in it.
