@@ -322,3 +322,125 @@ impl Watcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::{Event, Inbox};
+    use forkpool_worker::child::ChildOptions;
+    use forkpool_worker::protocol::ExitStatus;
+    use std::time::Instant;
+
+    /// Forks a child that exits with `code` at once, read by `inbox` as child `id`.
+    fn fork_child(inbox: &mut Inbox, id: u64, code: i32) -> ChildHandle {
+        let pair = channel::pair().unwrap();
+        let options = ChildOptions::default();
+        let pid = crate::fork::spawn(options, pair.child, None, None, move |_, _| code).unwrap();
+        inbox.add(id, Arc::new(pair.parent), None);
+        ChildHandle::new(pid)
+    }
+
+    /// Reads `inbox` until `n` children have exited; fails on a second exit of one child.
+    fn exits(inbox: &mut Inbox, n: usize) -> IdMap<ExitStatus> {
+        let mut seen = IdMap::default();
+        while seen.len() < n {
+            if let Some(Event::Exited { child, status }) = inbox.next(None).unwrap() {
+                assert!(
+                    seen.insert(child, status).is_none(),
+                    "child {child} exited twice"
+                );
+            }
+        }
+        seen
+    }
+
+    /// What `inbox` has left without waiting: nothing, once every reaper is dropped.
+    fn assert_drained(inbox: &mut Inbox) {
+        while let Some(event) = inbox.next(Some(Instant::now())).unwrap() {
+            assert!(
+                !matches!(event, Event::Exited { .. }),
+                "a late exit: {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_death_is_posted_once_to_its_own_inbox_from_many_threads() {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut inbox = Inbox::new().unwrap();
+                    let mut reapers = Vec::new();
+                    for id in 0..24u64 {
+                        let code = (t * 24 + id) as i32;
+                        let child = fork_child(&mut inbox, id, code);
+                        reapers.push(Reaper::start(&child, id, inbox.exits()).unwrap());
+                    }
+                    let seen = exits(&mut inbox, 24);
+                    for id in 0..24u64 {
+                        assert_eq!(seen[&id], ExitStatus::Code((t * 24 + id) as i32));
+                    }
+                    drop(reapers);
+                    assert_drained(&mut inbox);
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn dropping_the_reaper_waits_until_the_death_is_posted() {
+        let mut inbox = Inbox::new().unwrap();
+        let child = fork_child(&mut inbox, 7, 5);
+        let reaper = Reaper::start(&child, 7, inbox.exits()).unwrap();
+        drop(reaper);
+        let event = inbox.next(Some(Instant::now())).unwrap();
+        assert!(matches!(
+            event,
+            Some(Event::Exited {
+                child: 7,
+                status: ExitStatus::Code(5)
+            })
+        ));
+        assert_drained(&mut inbox);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_that_ended_before_its_watch_is_still_reported() {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        let mut inbox = Inbox::new().unwrap();
+        let child = fork_child(&mut inbox, 1, 9);
+        // A zombie by now, not reaped.
+        waitid(
+            Id::Pid(child.pid()),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        let reaper = Reaper::start(&child, 1, inbox.exits()).unwrap();
+        assert!(matches!(reaper.how, How::Watched(_)));
+        assert_eq!(exits(&mut inbox, 1)[&1], ExitStatus::Code(9));
+        drop(reaper);
+        assert_drained(&mut inbox);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_the_watcher_cannot_watch_is_handed_back_and_reaped_by_a_thread() {
+        let mut inbox = Inbox::new().unwrap();
+        let child = fork_child(&mut inbox, 2, 4);
+        let watcher = Watcher::here().unwrap();
+        // Without a pidfd there is nothing to watch: the watch fails and gives the exits back.
+        let Err(handed_back) = watcher.watch(child.pid(), None, 2, inbox.exits()) else {
+            panic!("watched without a pidfd");
+        };
+        reap_on_thread(child.pid(), 2, handed_back, None)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(exits(&mut inbox, 1)[&2], ExitStatus::Code(4));
+        assert_drained(&mut inbox);
+    }
+}
