@@ -107,14 +107,14 @@ fn churn(round: u64) {
 
     let p = ReturnProcess::spawn(move || round + 1).unwrap();
     assert_eq!(p.join().unwrap(), round + 1);
-    let mut p = ReturnProcess::spawn(|| {
+    let mut p = ReturnProcess::<()>::spawn(|| {
         loop {
             std::hint::spin_loop();
         }
     })
     .unwrap();
     p.kill();
-    let err = p.join().map(|()| ()).unwrap_err();
+    let err = p.join().unwrap_err();
     assert!(err.to_string().contains("SIGKILL"), "{err}");
     let p = ReturnProcess::spawn(|| std::thread::sleep(Duration::from_secs(60))).unwrap();
     drop(p); // kills and reaps it
