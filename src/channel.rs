@@ -240,3 +240,13 @@ pub(crate) fn pidfd(pid: nix::unistd::Pid) -> Option<Registered<OwnedFd>> {
     let fd = crate::sys::pidfd_open(pid)?;
     Some(Registered::new(&mut register, fd))
 }
+
+/// Opens a descriptor with `open` and registers it in the same critical section (the reaper's
+/// event queue).
+pub(crate) fn open_registered(
+    open: impl FnOnce() -> std::io::Result<OwnedFd>,
+) -> std::io::Result<Registered<OwnedFd>> {
+    let mut register = lock_register();
+    let fd = open()?;
+    Ok(Registered::new(&mut register, fd))
+}

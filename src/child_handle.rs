@@ -6,14 +6,15 @@ use crate::channel::{self, Registered};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 /// A child of this process, for signalling.
 #[derive(Debug)]
 pub(crate) struct ChildHandle {
     pid: Pid,
     /// Refers to this very process until it is reaped (Linux; `None` elsewhere or if the kernel
-    /// has no pidfds).
-    pidfd: Option<Registered<OwnedFd>>,
+    /// has no pidfds). Shared with the reaper, which watches it for the child's end.
+    pidfd: Option<Arc<Registered<OwnedFd>>>,
 }
 
 impl ChildHandle {
@@ -22,13 +23,18 @@ impl ChildHandle {
     pub fn new(pid: Pid) -> ChildHandle {
         ChildHandle {
             pid,
-            pidfd: channel::pidfd(pid),
+            pidfd: channel::pidfd(pid).map(Arc::new),
         }
     }
 
     /// Its process id.
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Its pidfd, if it has one (for the reaper).
+    pub fn pidfd(&self) -> Option<&Arc<Registered<OwnedFd>>> {
+        self.pidfd.as_ref()
     }
 
     /// `SIGKILL` to it and its process group.
@@ -47,7 +53,7 @@ impl ChildHandle {
         match &self.pidfd {
             Some(pidfd) => {
                 // The child itself, wherever its group is; fails harmlessly once it is reaped.
-                if crate::sys::pidfd_signal(&**pidfd, signal as i32).is_err() {
+                if crate::sys::pidfd_signal(&***pidfd, signal as i32).is_err() {
                     return; // reaped: its pid, and so its group id, may name someone else now
                 }
                 let _ = killpg(self.pid, signal);

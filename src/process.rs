@@ -84,7 +84,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         })?;
         inbox.add(0, Arc::new(pair.parent), None);
         let child = ChildHandle::new(pid);
-        let reaper = match Reaper::start(pid, 0, inbox.exits()) {
+        let reaper = match Reaper::start(&child, 0, inbox.exits()) {
             Ok(reaper) => reaper,
             Err(e) => {
                 child.kill();

@@ -83,7 +83,7 @@ impl Engine {
         let child = Arc::new(ChildHandle::new(pid));
         let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
-        let reaper = match Reaper::start(pid, id, self.inbox.exits()) {
+        let reaper = match Reaper::start(&child, id, self.inbox.exits()) {
             Ok(reaper) => reaper,
             Err(e) => {
                 child.kill();

@@ -1,5 +1,5 @@
-//! Linux: `SOCK_SEQPACKET` socket pairs, pidfds (Linux 5.3 and later), `waitid` without reaping,
-//! and an enforced `RLIMIT_AS`.
+//! Linux: `SOCK_SEQPACKET` socket pairs, pidfds (Linux 5.3 and later), an epoll set of pidfds
+//! for the reaper, `waitid` without reaping, and an enforced `RLIMIT_AS`.
 
 use super::owned;
 use nix::errno::Errno;
@@ -52,6 +52,76 @@ pub(crate) fn pidfd_signal(pidfd: &impl AsRawFd, signal: i32) -> std::io::Result
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A close-on-exec epoll set, where the reaper watches its children's pidfds.
+pub(crate) fn exit_queue() -> std::io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and belongs to nobody else.
+    Ok(unsafe { owned(fd) })
+}
+
+/// Watches child `pid` through its pidfd: `token` comes out of [`wait_exits`] once it has
+/// ended (a pidfd is readable from then on, so a child that ended before this call is reported
+/// too). An error without a pidfd.
+pub(crate) fn watch_exit(
+    queue: &OwnedFd,
+    _pid: Pid,
+    pidfd: Option<&OwnedFd>,
+    token: u64,
+) -> std::io::Result<()> {
+    let Some(pidfd) = pidfd else {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    };
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    let add = libc::EPOLL_CTL_ADD;
+    // SAFETY: both descriptors are open and `event` is a valid epoll_event for the call.
+    let r = unsafe { libc::epoll_ctl(queue.as_raw_fd(), add, pidfd.as_raw_fd(), &mut event) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Stops watching child `pid` (before its pidfd is closed and it is reaped: a reaped child's
+/// pidfd stays readable).
+pub(crate) fn unwatch_exit(queue: &OwnedFd, _pid: Pid, pidfd: Option<&OwnedFd>) {
+    if let Some(pidfd) = pidfd {
+        let mut unused = libc::epoll_event { events: 0, u64: 0 };
+        let del = libc::EPOLL_CTL_DEL;
+        // SAFETY: both descriptors are open; DEL ignores the event (old kernels want one).
+        unsafe { libc::epoll_ctl(queue.as_raw_fd(), del, pidfd.as_raw_fd(), &mut unused) };
+    }
+}
+
+/// Blocks until at least one watched child has ended; writes their tokens into `tokens` and
+/// returns how many (`tokens` must not be empty). Goes on waiting when a signal interrupts it.
+pub(crate) fn wait_exits(queue: &OwnedFd, tokens: &mut [u64]) -> std::io::Result<usize> {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    let room = events.len().min(tokens.len()) as libc::c_int;
+    loop {
+        // SAFETY: `events` is a writable array of at least `room` epoll_events.
+        let n = unsafe { libc::epoll_wait(queue.as_raw_fd(), events.as_mut_ptr(), room, -1) };
+        if n >= 0 {
+            let n = n as usize;
+            for (token, event) in tokens.iter_mut().zip(&events[..n]) {
+                *token = event.u64;
+            }
+            return Ok(n.min(tokens.len()));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
 }
 

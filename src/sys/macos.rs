@@ -1,5 +1,6 @@
-//! macOS: local datagram socket pairs with `SO_NOSIGPIPE`, no pidfds, `waitid` through libc (nix
-//! offers it on Linux only), and no enforced `RLIMIT_AS`.
+//! macOS: local datagram socket pairs with `SO_NOSIGPIPE`, no pidfds, a kqueue of `NOTE_EXIT`
+//! for the reaper, `waitid` through libc (nix offers it on Linux only), and no enforced
+//! `RLIMIT_AS`.
 //!
 //! Type-checked for `x86_64-apple-darwin` and `aarch64-apple-darwin`, never run here (see the
 //! README's Platforms section).
@@ -50,6 +51,107 @@ pub(crate) fn pidfd_open(_: Pid) -> Option<OwnedFd> {
 /// Never called ([`pidfd_open`] gives no pidfd).
 pub(crate) fn pidfd_signal(_: &impl AsRawFd, _: i32) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// A close-on-exec kqueue, where the reaper watches its children's ends (`EVFILT_PROC`).
+/// (A kqueue is not inherited by a forked child at all; close-on-exec is for the register's
+/// rule.)
+pub(crate) fn exit_queue() -> std::io::Result<OwnedFd> {
+    // SAFETY: kqueue takes no arguments and returns a new descriptor or -1.
+    let fd = unsafe { libc::kqueue() };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and belongs to nobody else; a flag call on it.
+    let owned = unsafe { owned(fd) };
+    // SAFETY: a flag call on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(owned)
+}
+
+/// Watches child `pid` (`EVFILT_PROC` with `NOTE_EXIT`): `token` comes out of [`wait_exits`]
+/// once it has ended. The event is an edge: a child that ended before the watch began gives
+/// none, so that case is an error (`ESRCH`), as is a watch the kernel refuses; the caller
+/// reaps such a child another way.
+pub(crate) fn watch_exit(
+    queue: &OwnedFd,
+    pid: Pid,
+    _pidfd: Option<&OwnedFd>,
+    token: u64,
+) -> std::io::Result<()> {
+    // SAFETY: a zeroed kevent is a valid value; the fields that matter are set below.
+    let mut change: libc::kevent = unsafe { std::mem::zeroed() };
+    change.ident = pid.as_raw() as libc::uintptr_t;
+    change.filter = libc::EVFILT_PROC;
+    change.flags = libc::EV_ADD | libc::EV_ONESHOT;
+    change.fflags = libc::NOTE_EXIT;
+    change.udata = token as usize as *mut libc::c_void;
+    // SAFETY: one valid change in, no event list out, no timeout.
+    let r = unsafe {
+        libc::kevent(
+            queue.as_raw_fd(),
+            &change,
+            1,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if has_ended(pid) {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
+/// Whether child `pid` has ended (a zombie, not reaped), without waiting or reaping.
+fn has_ended(pid: Pid) -> bool {
+    // SAFETY: a zeroed siginfo is a valid out-parameter; waitid writes only into it.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let id = pid.as_raw() as libc::id_t;
+        let flags = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG;
+        libc::waitid(libc::P_PID, id, &mut info, flags) == 0 && info.si_pid != 0
+    }
+}
+
+/// Nothing to undo: a `NOTE_EXIT` watch is one-shot, and the kernel drops it when the child is
+/// reaped.
+pub(crate) fn unwatch_exit(_: &OwnedFd, _: Pid, _: Option<&OwnedFd>) {}
+
+/// Blocks until at least one watched child has ended (or its watch failed); writes their
+/// tokens into `tokens` and returns how many (`tokens` must not be empty). Goes on waiting when
+/// a signal interrupts it.
+pub(crate) fn wait_exits(queue: &OwnedFd, tokens: &mut [u64]) -> std::io::Result<usize> {
+    // SAFETY: a zeroed kevent is a valid value.
+    let mut events: [libc::kevent; 64] = unsafe { std::mem::zeroed() };
+    let room = events.len().min(tokens.len()) as libc::c_int;
+    loop {
+        // SAFETY: no changes in; `events` is a writable array of at least `room` kevents.
+        let n = unsafe {
+            libc::kevent(
+                queue.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                events.as_mut_ptr(),
+                room,
+                std::ptr::null(),
+            )
+        };
+        if n >= 0 {
+            let n = n as usize;
+            for (token, event) in tokens.iter_mut().zip(&events[..n]) {
+                *token = event.udata as usize as u64;
+            }
+            return Ok(n.min(tokens.len()));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
 }
 
 /// Blocks until child `pid` has ended and leaves it a zombie (`waitid` with `WNOWAIT`), so its

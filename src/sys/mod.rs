@@ -11,6 +11,17 @@
 //! - `pidfd_open(pid) -> Option<OwnedFd>` and `pidfd_signal(&pidfd, signal) -> io::Result<()>`:
 //!   a descriptor that names one child until it is reaped, where the platform has them (`None`
 //!   elsewhere, and then `pidfd_signal` is never called);
+//! - `exit_queue() -> io::Result<OwnedFd>`: a close-on-exec kernel queue that reports the ends
+//!   of many children to one thread (epoll of pidfds on Linux, kqueue on macOS);
+//! - `watch_exit(&queue, pid, pidfd, token) -> io::Result<()>`: watches child `pid` (through
+//!   `pidfd`, where the platform needs one): `token` comes out of `wait_exits` once the child
+//!   has ended, even if it ended before the call; an error if the platform cannot promise that
+//!   (no pidfd, a refused watch, a child that ended before an edge-triggered watch began), and
+//!   then `token` may still come out once, or never (the caller reaps that child another way);
+//! - `unwatch_exit(&queue, pid, pidfd)`: stops watching a child whose end was reported, before
+//!   it is reaped and its pidfd closed;
+//! - `wait_exits(&queue, &mut tokens) -> io::Result<usize>`: blocks until at least one watched
+//!   child has ended and writes their tokens (a signal does not end the wait);
 //! - `wait_without_reaping(pid)`: blocks until child `pid` has ended, leaving it a zombie
 //!   (`waitid` with `WNOWAIT`);
 //! - `on_stack(size, run) -> Option<R>`: runs `run` on a stack of `size` bytes in a freshly
@@ -42,8 +53,8 @@ compile_error!("forkpool runs on Linux and macOS only");
 
 use os::wait_without_reaping;
 pub(crate) use os::{
-    ENFORCES_MEMORY_LIMIT, PLATFORM, keep_out_of_forks, on_stack, pidfd_open, pidfd_signal,
-    socket_pair,
+    ENFORCES_MEMORY_LIMIT, PLATFORM, exit_queue, keep_out_of_forks, on_stack, pidfd_open,
+    pidfd_signal, socket_pair, unwatch_exit, wait_exits, watch_exit,
 };
 
 /// Blocks until the child `pid` has ended, kills whatever is left of its process group (the
