@@ -8,6 +8,7 @@ use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::lifecycle::PoolState;
 use crate::pool::{Pool, PoolMain, default_workers};
+use crate::zygote::ZygoteWorkers;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::{EntryRunner, InitFn};
 use serde::Serialize;
@@ -296,17 +297,10 @@ impl PoolBuilder {
     /// assert_eq!(err.to_string(), "a pool needs at least one worker, got 0");
     /// ```
     pub fn build(self) -> Result<Pool, PoolError> {
-        let settings = self.settings()?;
+        let mut settings = self.settings()?;
         let init = self.init;
-        let main: Box<PoolMain> = Box::new(move |end| {
-            // SAFETY: this closure runs only in a worker this pool forked (see `Engine::fill`),
-            // whose task channel carries only frames `call` wrote for `EntryRunner`: entry
-            // addresses of `job` entries and fn pointers of the types each entry expects.
-            unsafe {
-                let mut runner = EntryRunner::new();
-                forkpool_worker::serve(end, init, &mut runner)
-            }
-        });
+        settings.zygote = Some(ZygoteWorkers { init });
+        let main: Box<PoolMain> = Box::new(move |end| serve_pool_worker(end, init));
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
             let mut engine = shared.hub_unchecked().lock();
@@ -369,7 +363,21 @@ impl PoolBuilder {
             pinpoint: self.pinpoint,
             restarts: self.restarts,
             init_timeout: self.init_timeout,
+            zygote: None,
         };
         Ok(settings)
+    }
+}
+
+/// The life of a `Pool` worker, forked by this process or by the zygote: the worker loop with
+/// the pool's initializer and a runner of `job` entries. Returns the exit code.
+pub(crate) fn serve_pool_worker(end: forkpool_worker::ChildEnd, init: Option<InitFn>) -> i32 {
+    // SAFETY: this runs only in a worker forked for a `Pool` (see `Engine::spawn` and the
+    // zygote's `fork_worker`), whose task channel carries only frames `call` wrote for
+    // `EntryRunner`: entry addresses of `job` entries and fn pointers of the types each entry
+    // expects, which the worker checks against the code mapped in it.
+    unsafe {
+        let mut runner = EntryRunner::new();
+        forkpool_worker::serve(end, init, &mut runner)
     }
 }

@@ -250,3 +250,43 @@ pub(crate) fn open_registered(
     let fd = open()?;
     Ok(Registered::new(&mut register, fd))
 }
+
+/// Registers a descriptor this process just received (from its program, in the zygote).
+pub(crate) fn register(fd: OwnedFd) -> Registered<OwnedFd> {
+    let mut register = lock_register();
+    Registered::new(&mut register, fd)
+}
+
+/// Registers the child's end of a socket pair this process just received (in the zygote),
+/// carrying at most `fragment` frame bytes per datagram.
+pub(crate) fn register_socket(fd: OwnedFd, fragment: usize) -> Registered<Socket> {
+    let mut register = lock_register();
+    Registered::new(&mut register, Socket::new(fd, fragment))
+}
+
+/// Maps a progress page for a new worker in a sealed shared-memory file, for a worker that
+/// another process (the zygote) forks: the page and the file, which travels to that process.
+pub(crate) fn progress_page_in_file() -> Result<(RegisteredPage, Registered<OwnedFd>), PoolError> {
+    let mut register = lock_register();
+    let file = crate::sys::shared_memory_file(ProgressPage::mapped_len())
+        .map_err(PoolError::SharedMemory)?;
+    let file = Registered::new(&mut register, file);
+    let page = ProgressPage::map_file(&*file).map_err(PoolError::SharedMemory)?;
+    register.0.pages.push(page.address());
+    let page = RegisteredPage {
+        page: ManuallyDrop::new(page),
+        owner: Owner::here(),
+    };
+    Ok((page, file))
+}
+
+/// Maps the progress page held by `file` (in the zygote, the file the program sent).
+pub(crate) fn progress_page_of_file(file: &OwnedFd) -> Result<RegisteredPage, PoolError> {
+    let mut register = lock_register();
+    let page = ProgressPage::map_file(file).map_err(PoolError::SharedMemory)?;
+    register.0.pages.push(page.address());
+    Ok(RegisteredPage {
+        page: ManuallyDrop::new(page),
+        owner: Owner::here(),
+    })
+}

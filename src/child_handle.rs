@@ -32,6 +32,15 @@ impl ChildHandle {
         self.pid
     }
 
+    /// The handle of a worker the zygote forked, signalled through the pidfd the zygote opened
+    /// before the worker could end.
+    pub fn with_pidfd(pid: Pid, pidfd: Registered<OwnedFd>) -> ChildHandle {
+        ChildHandle {
+            pid,
+            pidfd: Some(Arc::new(pidfd)),
+        }
+    }
+
     /// Its pidfd, if it has one (for the reaper).
     pub fn pidfd(&self) -> Option<&Arc<Registered<OwnedFd>>> {
         self.pidfd.as_ref()

@@ -71,6 +71,9 @@ pub(crate) struct Settings {
     /// How long the initializer may run in a worker (a replacement's is also bounded by the
     /// call's timeout while it holds chunks).
     pub init_timeout: Duration,
+    /// How to fork workers from the zygote, when one runs (`Pool`s; `None` for an `FnPool`,
+    /// whose closure lives in the caller's memory).
+    pub zygote: Option<crate::zygote::ZygoteWorkers>,
 }
 
 /// The workers of one pool, the inbox of their frames, and the desks of the live calls.

@@ -98,6 +98,7 @@ mod stats;
 mod sys;
 mod task;
 mod worker_handle;
+mod zygote;
 
 pub use builder::PoolBuilder;
 pub use call_options::CallOptions;
@@ -140,6 +141,7 @@ pub use process_error::ProcessError;
 pub use serde;
 pub use stats::{PoolStats, WorkerEnd, WorkerStats};
 pub use task::{AsCompleted, Task, as_completed, wait_all};
+pub use zygote::zygote;
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -78,6 +78,15 @@ impl Reaper {
             owner: Owner::here(),
         })
     }
+
+    /// The reaping of a worker the zygote forked: the zygote reaps it, and the zygote's reader
+    /// thread posts its death and sets `posted` (see [`zygote`](crate::zygote)).
+    pub fn by_zygote(posted: Arc<Posted>) -> Reaper {
+        Reaper {
+            how: How::Watched(posted),
+            owner: Owner::here(),
+        }
+    }
 }
 
 impl Drop for Reaper {
@@ -99,13 +108,14 @@ impl Drop for Reaper {
 
 /// Whether one child's death has been posted, for the drop of its [`Reaper`] to wait on.
 #[derive(Default)]
-struct Posted {
+pub(crate) struct Posted {
     done: Mutex<bool>,
     signal: Condvar,
 }
 
 impl Posted {
-    fn set(&self) {
+    /// The death has been posted.
+    pub(crate) fn set(&self) {
         *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.signal.notify_all();
     }

@@ -38,12 +38,21 @@ fn victim() {
             libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         }
     }
+    if role == "zygote" {
+        forkpool::zygote().unwrap();
+    }
     let pool = forkpool::Pool::new(2).unwrap();
     // Item 0 returns at once; items 1 and 2 keep both workers busy in a task (not waiting on
     // their channel) when the pids are printed, so only the parent-death signal can end them.
     let mut outcomes = pool.chunksize(1).imap(sleep_unless_first, 0..3u64);
     assert_eq!(outcomes.next().unwrap().unwrap(), 0);
-    let pids: Vec<String> = pool.pids().iter().map(u32::to_string).collect();
+    let mut pids: Vec<String> = pool.pids().iter().map(u32::to_string).collect();
+    if role == "zygote" {
+        // The workers' parent: the zygote, which must go with the program too.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pids[0])).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        pids.push(after_name.split(' ').nth(1).unwrap().to_string());
+    }
     println!("PIDS {}", pids.join(" "));
     for outcome in outcomes {
         let _ = outcome;
@@ -116,6 +125,24 @@ fn workers_exit_within_a_second_of_their_parent_being_sigkilled() {
             ends_within(pid, Duration::from_secs(1)),
             "worker {pid} outlived its killed parent by more than a second"
         );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_zygote_and_its_workers_exit_within_a_second_of_their_program_being_sigkilled() {
+    for round in 0..3 {
+        let (mut victim, pids) = start_victim_as("zygote");
+        assert_eq!(pids.len(), 3, "two workers and the zygote");
+        assert_ne!(pids[2], victim.id(), "the workers' parent is the zygote");
+        victim.kill().unwrap();
+        assert_eq!(victim.wait().unwrap().signal(), Some(libc::SIGKILL));
+        for pid in pids {
+            assert!(
+                ends_within(pid, Duration::from_secs(1)),
+                "round {round}: {pid} outlived its killed program by more than a second"
+            );
+        }
     }
 }
 

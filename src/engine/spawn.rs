@@ -10,6 +10,7 @@ use crate::inbox::Event;
 use crate::outbox::Outbox;
 use crate::reaper::Reaper;
 use crate::worker_handle::WorkerHandle;
+use crate::zygote;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::protocol::Message;
 use forkpool_worker::{progress, reply_ring};
@@ -52,8 +53,6 @@ impl Engine {
         if self.halted.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        let page = Arc::new(channel::progress_page()?);
-        let address = page.address();
         let id = self.next_worker_id;
         self.next_worker_id += 1;
         let pair = channel::pair()?;
@@ -65,31 +64,68 @@ impl Engine {
             false => None,
         };
         let (bell_read, bell_write) = doorbell.map(|pipe| (pipe.read, pipe.write)).unzip();
-        let pid = fork::spawn(
-            self.settings.child,
-            pair.child,
-            bell_write,
-            Some(address),
-            |socket, doorbell| {
-                // SAFETY: `address` is the page made above, mapped before this process was
-                // forked.
-                unsafe { progress::install(address) };
-                main(ChildEnd { socket, doorbell })
-            },
-        )?;
+        // A pool of fn pointers forks from the zygote when one runs: its page then lives in a
+        // file that travels to the zygote (a fork from here maps it just as well).
+        let zygote = self.settings.zygote.filter(|_| zygote::running());
+        let (page, page_file) = match zygote {
+            Some(_) => {
+                let (page, file) = channel::progress_page_in_file()?;
+                (page, Some(file))
+            }
+            None => (channel::progress_page()?, None),
+        };
+        let page = Arc::new(page);
+        let address = page.address();
+        let from_zygote = zygote.zip(page_file.as_ref()).and_then(|(workers, file)| {
+            zygote::fork_worker(
+                workers,
+                self.settings.child,
+                &pair.child,
+                file,
+                bell_write.as_ref(),
+            )
+        });
+        drop(page_file);
+        let (child, zygote_child) = match from_zygote {
+            Some(forked) => {
+                let forked = forked?;
+                // The worker has its ends; the parent keeps none.
+                drop((pair.child, bell_write));
+                let child = ChildHandle::with_pidfd(forked.pid, forked.pidfd);
+                (Arc::new(child), true)
+            }
+            None => {
+                let pid = fork::spawn(
+                    self.settings.child,
+                    pair.child,
+                    bell_write,
+                    Some(address),
+                    |socket, doorbell| {
+                        // SAFETY: `address` is the page made above, mapped before this process
+                        // was forked.
+                        unsafe { progress::install(address) };
+                        main(ChildEnd { socket, doorbell })
+                    },
+                )?;
+                (Arc::new(ChildHandle::new(pid)), false)
+            }
+        };
+        let pid = child.pid();
         // The page is this worker's alone: children forked from now on need not copy it (the
         // child unmaps every registered page but its own, so it is left out, or unmapped).
         crate::sys::keep_out_of_forks(address, progress::ProgressPage::mapped_len());
-        let child = Arc::new(ChildHandle::new(pid));
         let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
-        let reaper = match Reaper::start(&child, id, self.inbox.exits()) {
-            Ok(reaper) => reaper,
-            Err(e) => {
-                child.kill();
-                let _ = nix::sys::wait::waitpid(pid, None);
-                return Err(e);
-            }
+        let reaper = match zygote_child {
+            true => Reaper::by_zygote(zygote::watch(pid, id, self.inbox.exits())),
+            false => match Reaper::start(&child, id, self.inbox.exits()) {
+                Ok(reaper) => reaper,
+                Err(e) => {
+                    child.kill();
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                    return Err(e);
+                }
+            },
         };
         let init_limit = self.settings.init_timeout;
         let init_deadline = match self.settings.has_init {
@@ -106,7 +142,12 @@ impl Engine {
         self.workers.push(worker);
         self.ledger.forks += 1;
         let replacement = self.ledger.forks > self.settings.size as u64;
-        tracing::debug!(pid = pid.as_raw(), replacement, "forkpool: forked a worker");
+        tracing::debug!(
+            pid = pid.as_raw(),
+            replacement,
+            from_zygote = zygote_child,
+            "forkpool: forked a worker"
+        );
         self.dispatch_blocked = false;
         Ok(())
     }

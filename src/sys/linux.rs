@@ -154,3 +154,35 @@ pub(crate) fn keep_out_of_forks(address: usize, len: usize) -> bool {
     // undefined behaviour.
     unsafe { libc::madvise(address as *mut libc::c_void, len, libc::MADV_DONTFORK) == 0 }
 }
+
+/// A close-on-exec shared-memory file of `len` zero bytes whose size is sealed (no process that
+/// holds it or maps it can shrink or grow it: a worker cannot truncate the memory its parent
+/// reads under it).
+pub(crate) fn shared_memory_file(len: usize) -> std::io::Result<OwnedFd> {
+    // SAFETY: the name is a valid C string; the result is checked.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"forkpool-worker".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and belongs to nobody else.
+    let file = unsafe { owned(fd) };
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: size and seal calls on a descriptor we own.
+    let done = unsafe {
+        libc::ftruncate(fd, len) == 0
+            && libc::fcntl(
+                fd,
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+            ) == 0
+    };
+    if !done {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}

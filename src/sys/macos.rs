@@ -213,3 +213,9 @@ pub(crate) fn on_stack<R, F: FnOnce() -> R>(size: usize, run: F) -> Option<R> {
 pub(crate) fn keep_out_of_forks(_: usize, _: usize) -> bool {
     false
 }
+
+/// No sealed shared-memory files here (no `memfd_create`): the zygote, their only user, is not
+/// offered on macOS.
+pub(crate) fn shared_memory_file(_: usize) -> std::io::Result<OwnedFd> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}

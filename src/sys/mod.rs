@@ -27,7 +27,10 @@
 //! - `on_stack(size, run) -> Option<R>`: runs `run` on a stack of `size` bytes in a freshly
 //!   forked child, without starting a `std` thread (`None`: it panicked past every guard);
 //! - `keep_out_of_forks(address, len) -> bool`: leaves a mapping out of later forks' children,
-//!   where the platform can.
+//!   where the platform can;
+//! - `shared_memory_file(len) -> io::Result<OwnedFd>`: a close-on-exec file of `len` zero
+//!   bytes in memory whose size no holder can change (Linux; `Unsupported` on macOS, where the
+//!   zygote that needs it is not offered).
 //!
 //! Everything else in this crate is plain POSIX and calls `crate::sys::…` without `cfg`. Other
 //! platforms do not build: forkpool runs on Linux and macOS only.
@@ -54,7 +57,7 @@ compile_error!("forkpool runs on Linux and macOS only");
 use os::wait_without_reaping;
 pub(crate) use os::{
     ENFORCES_MEMORY_LIMIT, PLATFORM, exit_queue, keep_out_of_forks, on_stack, pidfd_open,
-    pidfd_signal, socket_pair, unwatch_exit, wait_exits, watch_exit,
+    pidfd_signal, shared_memory_file, socket_pair, unwatch_exit, wait_exits, watch_exit,
 };
 
 /// Blocks until the child `pid` has ended, kills whatever is left of its process group (the

@@ -246,6 +246,31 @@ impl ProgressPage {
         Ok(ProgressPage { ptr })
     }
 
+    /// Maps the shared page (and ring and arenas) held by the file `fd`, which is at least
+    /// [`mapped_len`](ProgressPage::mapped_len) bytes long and zero-filled when first mapped:
+    /// how a worker forked by the zygote shares its page with the parent that made the file.
+    pub fn map_file(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<ProgressPage> {
+        // SAFETY: a shared mapping of the caller's file at an address the kernel picks; the
+        // result is checked before use. (The parent seals the file's size, so no worker can
+        // truncate it under the parent.)
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page_len(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Zero-filled (a fresh file), page-aligned: a valid `Shared`, as in `new`.
+        let ptr = NonNull::new(ptr.cast::<Shared>()).ok_or_else(std::io::Error::last_os_error)?;
+        Ok(ProgressPage { ptr })
+    }
+
     /// The counters.
     pub fn get(&self) -> &Progress {
         // SAFETY: the mapping is live until `drop` (see `new`).

@@ -63,6 +63,11 @@ impl Socket {
         }
     }
 
+    /// The descriptor, for another use of the socket than frames.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// The most frame bytes one datagram carries.
     pub fn fragment(&self) -> usize {
         self.fragment

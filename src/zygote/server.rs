@@ -1,0 +1,139 @@
+//! The zygote process itself: it forks pool workers when the program asks, and tells the
+//! program when they end. It runs no task; it was forked when the program was small, so each
+//! fork it makes copies little.
+//!
+//! Invariants:
+//! - A worker is forked through `fork::spawn`, as every child of this crate: it keeps only its
+//!   own socket, doorbell and shared page, and leaves through `_exit`.
+//! - Every worker the zygote forked is watched through its pidfd, reaped once it ends (with
+//!   what is left of its process group, as the program's own reaper does) and reported to the
+//!   program exactly once. The zygote answers a `Fork` before it can report that worker's end.
+//! - The zygote ends when the program closes the control socket (or dies: the zygote has the
+//!   program as its parent, so the parent-death signal ends it); its workers then die with it.
+
+use super::message::{self, ForkRequest};
+use crate::channel;
+use crate::fork;
+use forkpool_worker::ChildEnd;
+use forkpool_worker::code_map;
+use forkpool_worker::protocol::TaskCode;
+use forkpool_worker::{InitFn, progress};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The zygote's loop on its end of the control socket. Returns its exit code.
+pub(super) fn serve(control: OwnedFd) -> i32 {
+    let socket = control.as_raw_fd();
+    // The workers alive, with their pidfds.
+    let mut workers: Vec<(Pid, OwnedFd)> = Vec::new();
+    loop {
+        let mut polled: Vec<libc::pollfd> = std::iter::once(socket)
+            .chain(workers.iter().map(|(_, pidfd)| pidfd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if crate::sys::poll(&mut polled, None).is_err() {
+            return 1;
+        }
+        // Ends first: a worker's end is reported before anything asked after it.
+        let mut index = 0;
+        workers.retain(|(pid, _)| {
+            index += 1;
+            if polled[index].revents == 0 {
+                return true;
+            }
+            let status = crate::sys::wait_for_exit(*pid);
+            let _ = message::send_exited(socket, pid.as_raw(), status);
+            false
+        });
+        if polled[0].revents == 0 {
+            continue;
+        }
+        let Some((request, fds)) = message::receive_fork(socket) else {
+            return 0; // the program is gone (or broke the protocol): the workers die with us
+        };
+        match fork_worker(request, fds) {
+            Ok((pid, pidfd)) => {
+                let _ = message::send_forked(socket, pid.as_raw(), Some(&pidfd));
+                workers.push((pid, pidfd));
+            }
+            Err(errno) => {
+                let _ = message::send_failed(socket, errno);
+            }
+        }
+    }
+}
+
+/// Forks the worker a request asks for; its pid and pidfd, or the errno to answer.
+fn fork_worker(request: ForkRequest, fds: Vec<OwnedFd>) -> Result<(Pid, OwnedFd), i32> {
+    let init = init_function(&request)?;
+    let expected = 2 + usize::from(request.doorbell);
+    if fds.len() != expected {
+        return Err(libc::EINVAL);
+    }
+    let mut fds = fds.into_iter();
+    let (Some(socket), Some(page_file)) = (fds.next(), fds.next()) else {
+        return Err(libc::EINVAL);
+    };
+    let doorbell = fds.next();
+    let page = channel::progress_page_of_file(&page_file).map_err(pool_errno)?;
+    drop(page_file);
+    let socket = channel::register_socket(socket, request.fragment);
+    let doorbell = doorbell.map(channel::register);
+    let address = page.address();
+    let pid = fork::spawn(
+        request.options,
+        socket,
+        doorbell,
+        Some(address),
+        move |socket, doorbell| {
+            // SAFETY: `address` is the page mapped above, before this process was forked.
+            unsafe { progress::install(address) };
+            crate::builder::serve_pool_worker(ChildEnd { socket, doorbell }, init)
+        },
+    )
+    .map_err(pool_errno)?;
+    drop(page); // the worker has its copy of the mapping; the zygote needs none
+    match crate::sys::pidfd_open(pid) {
+        Some(pidfd) => Ok((pid, pidfd)),
+        None => {
+            // Not watched, it could never be reported: it must not live.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            crate::sys::wait_for_exit(pid);
+            Err(libc::ENOSYS)
+        }
+    }
+}
+
+/// The pool's initializer, if it has one and its code is mapped here as in the program.
+fn init_function(request: &ForkRequest) -> Result<Option<InitFn>, i32> {
+    if request.init == 0 {
+        return Ok(None);
+    }
+    let code = TaskCode {
+        entry: request.init as u64,
+        function: request.init as u64,
+        code_id: request.init_code_id,
+    };
+    code_map::check(&code).map_err(|_| libc::ENOEXEC)?;
+    // SAFETY: the address is that of the program's `fn()` initializer, and `code_map::check`
+    // found it in executable code loaded here as in the program (same object, same place): the
+    // zygote is a fork of the program, so it is that same function.
+    Ok(Some(unsafe {
+        std::mem::transmute::<usize, InitFn>(request.init)
+    }))
+}
+
+fn errno(error: std::io::Error) -> i32 {
+    error.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn pool_errno(error: crate::error::PoolError) -> i32 {
+    match error {
+        crate::error::PoolError::Fork(e) | crate::error::PoolError::Channel(e) => errno(e),
+        _ => libc::EIO,
+    }
+}
