@@ -56,6 +56,7 @@ mod reduce;
 mod rows;
 mod table;
 mod workloads;
+mod zygote;
 
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -10,6 +10,7 @@ use crate::Config;
 use crate::many;
 use crate::reduce;
 use crate::rows;
+use crate::zygote;
 use std::time::Instant;
 
 /// The systems measured on this side (the Python peers are in `python::SYSTEMS`).
@@ -315,6 +316,46 @@ pub fn list(cfg: &Config) -> Vec<Workload> {
             true,
         ),
     ];
+    rows.push(Workload {
+        param: 1,
+        ..row(
+            "hz",
+            format!("(h) with `zygote()` (started before the heap): create + tear down a 2-worker pool, parent holding a {heap} touched heap"),
+            "ms",
+            false,
+            millis,
+            zygote::row_h_zygote,
+            false,
+        )
+    });
+    for (param, key, how) in [(0, "q", ""), (1, "qz", ", forkpool with `zygote()`")] {
+        rows.push(Workload {
+            param,
+            ..row(
+                key,
+                format!("(q) replacement fork, parent holding a {heap} touched heap{how}"),
+                "ms/death",
+                false,
+                millis_each,
+                zygote::row_q,
+                false,
+            )
+        });
+    }
+    for (param, key, how) in [(0, "r", ""), (1, "rz", ", forkpool with `zygote()`")] {
+        rows.push(Workload {
+            param,
+            ..row(
+                key,
+                format!("(r) the parent writes every page of its {heap} heap while a 2-worker pool lives{how}"),
+                "ms",
+                false,
+                millis,
+                zygote::row_r,
+                false,
+            )
+        });
+    }
     for n in s.curve {
         rows.push(Workload {
             param: n,
