@@ -7,14 +7,15 @@
 //!   per chunk shows).
 //! - `pool_start_teardown`: forking a 2-worker pool and dropping it (exit, reap).
 //! - `bytes_1mib`: moving 16 buffers of 1 MiB to the workers (`in_len_out`: only a length comes
-//!   back) and to the workers and back (`echo`), one buffer per chunk.
+//!   back) and to the workers and back (`echo`), one buffer per chunk: through the task and
+//!   reply arenas (shared memory).
 //! - `return_process`: [`forkpool::ReturnProcess`] spawn and join of a trivial closure.
 //! - `imap_vs_unordered`: 100,000 `u64` through a trivial function with `imap` (input order)
 //!   and `imap_unordered` (completion order), at the default chunksize.
 //! - `submit_wait`: 10,000 trivial tasks submitted, then each waited for (a call of one item
 //!   each: the reply ring and the dispatch of many small calls).
-//! - `reply_bytes`: 64 replies of 1 KiB and of 64 KiB (through the workers' reply rings) and
-//!   of 512 KiB (too big for a ring: announced there, sent on the socket), at chunksize 1.
+//! - `reply_bytes`: 64 replies of 1 KiB (through the workers' reply rings), of 64 KiB and of
+//!   512 KiB (through the reply arenas), at chunksize 1.
 //!
 //! Run them with `cargo bench` (or `cargo bench --bench pool`; add a filter such as
 //! `cargo bench --bench pool -- per_item` to run one group). Each group takes 10 samples over
