@@ -389,7 +389,7 @@ impl Engine {
 
 impl Drop for Engine {
     /// Kills what is left (a pool's drop asks workers to exit first, see `Hub::shut_down`);
-    /// dropping each worker joins its reaper.
+    /// dropping each worker waits until its reaper has reaped it.
     fn drop(&mut self) {
         for worker in self.workers.iter().chain(&self.retired) {
             worker.child.kill();

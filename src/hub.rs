@@ -282,7 +282,7 @@ impl Hub {
         let waited;
         (engine, waited) = self.wait(engine, &done, None, main);
         if waited != Waited::Done {
-            // The inbox cannot be read: forget the workers; dropping each joins its reaper,
+            // The inbox cannot be read: forget the workers; dropping each waits for its reaper,
             // which reaps it (they were killed above).
             engine.kill_retired();
             engine.forget_retired();

@@ -1,5 +1,5 @@
 //! The caller's one wait for everything its children send and for their deaths: each child's
-//! own socket, read by the calling thread itself, and the exits its reaper threads post.
+//! own socket, read by the calling thread itself, and the exits the reaper posts.
 //!
 //! A child is known by the socket its frames arrive on, never by anything a frame says: every
 //! child has a socket of its own, and a child holds no other child's (see
@@ -49,7 +49,7 @@ pub(crate) enum Event {
     Exited { child: u64, status: ExitStatus },
 }
 
-/// Where reaper threads post deaths, and the pipe that wakes the caller for them.
+/// Where the reaper posts deaths, and the pipe that wakes the caller for them.
 pub(crate) struct Exits {
     posted: Mutex<Vec<(u64, ExitStatus)>>,
     flag: AtomicBool,

@@ -276,8 +276,8 @@ impl<R> ReturnProcess<R> {
 impl<R> Drop for ReturnProcess<R> {
     fn drop(&mut self) {
         if self.check_process().is_err() {
-            // A copy in another process: the child is not ours to kill, and the reaper thread
-            // exists only in the parent (joining it here would wait forever or worse). Leak it.
+            // A copy in another process: the child is not ours to kill, and the reaper exists
+            // only in the parent (waiting for it here would wait forever or worse). Leak it.
             std::mem::forget(self.reaper.take());
             return;
         }
@@ -287,7 +287,7 @@ impl<R> Drop for ReturnProcess<R> {
         // The inbox (and with it the parent's end of the child's socket) goes first.
         // SAFETY: `inbox` is dropped only here, once, and `self` is not used after.
         unsafe { ManuallyDrop::drop(&mut self.inbox) };
-        // Dropping the reaper joins its thread; it ends once the child is reaped.
+        // Dropping the reaper waits until the child is reaped and its death posted.
         self.reaper = None;
     }
 }

@@ -152,7 +152,7 @@ pub(crate) struct WorkerHandle {
     pub offense: Option<String>,
     /// What it did, for `Pool::stats`.
     pub tally: WorkerTally,
-    /// Dropped last: joining the reaper waits for the worker's death.
+    /// Dropped last: dropping the reaper waits until the worker's death has been posted.
     pub _reaper: Reaper,
 }
 

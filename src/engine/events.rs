@@ -150,7 +150,7 @@ impl Engine {
         };
         tracing::debug!(pid, end = %end, cause = %cause, "forkpool: a worker ended");
         self.ledger.ended(worker.tally.stats(pid, Some(end)));
-        drop(worker); // joins its reaper, which has ended
+        drop(worker); // its reaper posted its death already
         self.publish_roster();
         let mut mailed = 0;
         for (call, (running, unstarted)) in cost {
@@ -229,7 +229,7 @@ impl Engine {
         }
     }
 
-    /// Forgets every retired worker (dropping each joins its reaper, which reaps it): for an
+    /// Forgets every retired worker (dropping each waits for its reaper, which reaps it): for an
     /// inbox that cannot be read any more, after [`kill_retired`](Engine::kill_retired).
     pub fn forget_retired(&mut self) {
         self.retired.clear();

@@ -62,7 +62,7 @@ pub(crate) fn exit_queue() -> std::io::Result<OwnedFd> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: the descriptor was just created and belongs to nobody else; a flag call on it.
+    // SAFETY: the descriptor was just created and belongs to nobody else.
     let owned = unsafe { owned(fd) };
     // SAFETY: a flag call on a descriptor we own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
