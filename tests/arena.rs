@@ -2,6 +2,8 @@
 //! every size around the arena's bounds come back whole and in order, and a worker killed while
 //! it writes into its arena costs its item only.
 
+mod common;
+
 use forkpool::Pool;
 use forkpool_worker::arena::{ARENA_BYTES, ARENA_MIN};
 use serde_bytes::ByteBuf;
@@ -103,25 +105,13 @@ mod killed_while_writing {
     use forkpool::{Death, Error, TaskError};
     use forkpool_worker::reply_ring::RING_BYTES;
 
-    /// The start of this worker's one shared anonymous mapping: its progress page, reply ring and
-    /// arenas.
-    fn own_shared_mapping() -> *mut u8 {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let line = maps
-            .lines()
-            .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
-            .expect("a worker has its shared mapping");
-        let start = line.split('-').next().unwrap();
-        usize::from_str_radix(start, 16).unwrap() as *mut u8
-    }
-
     /// Sums a 1 MiB item into a small reply, except item `x % 9 == 4`: that makes its worker's
     /// reply arena read-only and returns a 2 MiB reply, so the worker is killed (`SIGSEGV`) by its
     /// first store into the arena, in the middle of sending the reply. (Only those replies are big,
     /// so the arena is empty when they come and they surely go there.)
     fn killed_while_writing((x, item): (u64, ByteBuf)) -> ByteBuf {
         if x % 9 == 4 {
-            let arena = own_shared_mapping().wrapping_add(4096 + RING_BYTES + ARENA_BYTES);
+            let arena = common::own_shared_mapping().wrapping_add(4096 + RING_BYTES + ARENA_BYTES);
             // SAFETY: the reply arena is a page-aligned part of this worker's shared mapping,
             // `ARENA_BYTES` long after the page and ring, mapped for the worker's whole life; making
             // it read-only is the crash under test (nothing in this process but the reply's write

@@ -2,6 +2,8 @@
 //! parent must live, every call must end, and only the items whose tasks wrote fail, with
 //! `TaskError::Protocol`; every other item gets its own, correct result.
 
+mod common;
+
 use forkpool::{Error, FnPool, Pool, ReturnProcess, TaskError};
 
 /// The kinds of lie a hostile task tells.
@@ -210,18 +212,6 @@ fn a_worker_sees_only_its_own_progress_page_and_socket() {
     );
 }
 
-/// The start of this process's one shared anonymous mapping: a worker's progress page, with
-/// its reply ring after it.
-fn own_shared_page() -> *mut u8 {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = maps
-        .lines()
-        .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
-        .expect("a worker has its page");
-    let start = line.split('-').next().unwrap();
-    usize::from_str_radix(start, 16).unwrap() as *mut u8
-}
-
 /// Items `x % 10 == 3` overwrite their worker's ring counters (bytes 128 to 4,096 of its page)
 /// with `0xFF`, items `x % 10 == 7` the first 4 KiB of its ring's records with `0xAB`; both
 /// then return as if nothing happened.
@@ -231,7 +221,7 @@ fn maybe_scribble(x: u64) -> u64 {
         7 => (4096, 0xAB),
         _ => return x * 2,
     };
-    let page = own_shared_page();
+    let page = common::own_shared_mapping();
     // SAFETY: the page and the ring after it are mapped read-write in this process for its
     // whole life (more than 8 KiB); writing them is the lie under test (the parent must not
     // trust it), not something this process reads back.

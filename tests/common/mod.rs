@@ -59,3 +59,15 @@ pub fn segfault() {
     // which is what these tests are about. It runs only in forked workers.
     unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
 }
+
+/// In a worker: the start of its one shared anonymous mapping (its progress page, reply ring
+/// and arenas), found in `/proc/self/maps` (Linux).
+pub fn own_shared_mapping() -> *mut u8 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+        .expect("a worker has its shared mapping");
+    let start = line.split('-').next().unwrap();
+    usize::from_str_radix(start, 16).unwrap() as *mut u8
+}
