@@ -165,4 +165,53 @@ mod killed_while_writing {
             );
         }
     }
+
+    /// Item `x % 7 == 2` writes `0xAB` over its worker's whole reply arena (where earlier big
+    /// replies may wait unread), then returns as if nothing happened; every item returns a
+    /// 100 KiB buffer telling its index.
+    fn maybe_scribble_on_reply_arena(x: u64) -> ByteBuf {
+        if x % 7 == 2 {
+            let arena = common::own_shared_mapping().wrapping_add(4096 + RING_BYTES + ARENA_BYTES);
+            // SAFETY: the reply arena is mapped read-write in this worker for its whole life,
+            // `ARENA_BYTES` long; writing it is the lie under test (the parent must not trust
+            // it), not something this process reads back.
+            unsafe { std::ptr::write_bytes(arena, 0xAB, ARENA_BYTES) };
+        }
+        pattern(x as usize, 100_000)
+    }
+
+    #[test]
+    fn tasks_that_scribble_on_their_reply_arena_never_yield_a_wrong_value() {
+        // A span overwritten after its worker named it is a violation (its check no longer
+        // matches): the worker is killed, items it held fail with `Protocol` or run again, and
+        // no item ever gets a corrupted value.
+        let pool = Pool::new(2).unwrap();
+        for round in 0..3 {
+            let outcomes: Vec<Result<ByteBuf, Error>> = pool
+                .chunksize(1)
+                .imap(maybe_scribble_on_reply_arena, 0..42u64)
+                .collect();
+            assert_eq!(outcomes.len(), 42);
+            for (x, outcome) in (0u64..).zip(&outcomes) {
+                match outcome {
+                    Ok(reply) => {
+                        assert!(reply[..] == pattern(x as usize, 100_000)[..], "item {x}")
+                    }
+                    Err(Error::Task(TaskError::Protocol { index, .. })) => {
+                        assert_eq!(*index, x, "round {round}");
+                    }
+                    Err(e) => panic!("round {round}, item {x}: {e}"),
+                }
+            }
+            let echoed = pool
+                .chunksize(1)
+                .map(flip, vec![pattern(3, 1 << 20); 6])
+                .unwrap();
+            assert!(
+                echoed
+                    .iter()
+                    .all(|b| b[..] == flipped(&pattern(3, 1 << 20))[..])
+            );
+        }
+    }
 }
