@@ -137,8 +137,15 @@ impl Engine {
             }
             (None, None, None) => format!("worker {pid} {death}"),
         };
-        if worker.offense.is_none() && worker.progress.get().snapshot().ended > 0 {
-            // It finished items before it died: workers are making progress.
+        let settles_its_front = worker.offense.is_some() && !worker.in_flight.is_empty();
+        if settles_its_front
+            || (worker.offense.is_none() && worker.progress.get().snapshot().ended > 0)
+        {
+            // It finished items before it died: workers are making progress. Or it broke the
+            // protocol holding chunks: the front one is blamed (split, or failed if it is one
+            // item), so a run of such deaths ends by itself. (A task that scribbles over its
+            // reply ring before earlier replies were read gets an innocent front blamed and
+            // runs again: counted as a crash loop, those deaths failed whole calls.)
             self.guard.progress();
         }
         let end = match (&worker.offense, worker.stopping, retired) {
