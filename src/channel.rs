@@ -207,11 +207,18 @@ pub(crate) struct RegisteredPage {
 pub(crate) fn progress_page() -> Result<RegisteredPage, PoolError> {
     let mut register = lock_register();
     let page = ProgressPage::new().map_err(PoolError::SharedMemory)?;
-    register.0.pages.push(page.address());
-    Ok(RegisteredPage {
-        page: ManuallyDrop::new(page),
-        owner: Owner::here(),
-    })
+    Ok(RegisteredPage::new(&mut register, page))
+}
+
+impl RegisteredPage {
+    /// Registers `page`; the caller holds the register's lock since mapping it.
+    fn new(register: &mut Register, page: ProgressPage) -> RegisteredPage {
+        register.0.pages.push(page.address());
+        RegisteredPage {
+            page: ManuallyDrop::new(page),
+            owner: Owner::here(),
+        }
+    }
 }
 
 impl Deref for RegisteredPage {
@@ -272,21 +279,12 @@ pub(crate) fn progress_page_in_file() -> Result<(RegisteredPage, Registered<Owne
         .map_err(PoolError::SharedMemory)?;
     let file = Registered::new(&mut register, file);
     let page = ProgressPage::map_file(&*file).map_err(PoolError::SharedMemory)?;
-    register.0.pages.push(page.address());
-    let page = RegisteredPage {
-        page: ManuallyDrop::new(page),
-        owner: Owner::here(),
-    };
-    Ok((page, file))
+    Ok((RegisteredPage::new(&mut register, page), file))
 }
 
 /// Maps the progress page held by `file` (in the zygote, the file the program sent).
 pub(crate) fn progress_page_of_file(file: &OwnedFd) -> Result<RegisteredPage, PoolError> {
     let mut register = lock_register();
     let page = ProgressPage::map_file(file).map_err(PoolError::SharedMemory)?;
-    register.0.pages.push(page.address());
-    Ok(RegisteredPage {
-        page: ManuallyDrop::new(page),
-        owner: Owner::here(),
-    })
+    Ok(RegisteredPage::new(&mut register, page))
 }

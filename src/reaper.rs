@@ -31,6 +31,7 @@ use crate::error::PoolError;
 use crate::id_hash::IdMap;
 use crate::inbox::Exits;
 use crate::owner::Owner;
+use forkpool_worker::protocol::ExitStatus;
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -128,6 +129,37 @@ impl Posted {
     }
 }
 
+/// Where one child's death goes once it is reaped: to the inbox that reads its socket (as the
+/// inbox's child `id`), then to the flag its [`Reaper`]'s drop waits on. The watcher's thread
+/// posts it, and so does the zygote's reader thread for the workers the zygote reaps.
+pub(crate) struct DeathReport {
+    id: u64,
+    exits: Arc<Exits>,
+    posted: Arc<Posted>,
+}
+
+impl DeathReport {
+    /// The report of the death of the inbox's child `id`, to `exits`.
+    pub(crate) fn new(id: u64, exits: Arc<Exits>) -> DeathReport {
+        DeathReport {
+            id,
+            exits,
+            posted: Arc::new(Posted::default()),
+        }
+    }
+
+    /// The flag set once the death is posted, for a [`Reaper`] to wait on.
+    pub(crate) fn posted(&self) -> Arc<Posted> {
+        Arc::clone(&self.posted)
+    }
+
+    /// Posts the death, then sets the flag.
+    pub(crate) fn post(self, status: ExitStatus) {
+        self.exits.post(self.id, status);
+        self.posted.set();
+    }
+}
+
 /// Starts a thread that waits for child `pid`, reaps it and posts its death (then sets
 /// `posted`, if given).
 fn reap_on_thread(
@@ -152,19 +184,14 @@ struct Entry {
     pid: Pid,
     /// Its pidfd (shared with its `ChildHandle`), kept open while it is watched.
     pidfd: Option<Arc<Registered<OwnedFd>>>,
-    /// The inbox's id for it.
-    id: u64,
-    exits: Arc<Exits>,
-    posted: Arc<Posted>,
+    report: DeathReport,
 }
 
 impl Entry {
     /// Reaps the child (its end was reported or it is being waited for) and posts its death.
     fn reap(self) {
         drop(self.pidfd);
-        self.exits
-            .post(self.id, crate::sys::wait_for_exit(self.pid));
-        self.posted.set();
+        self.report.post(crate::sys::wait_for_exit(self.pid));
     }
 }
 
@@ -250,20 +277,19 @@ impl Watcher {
         id: u64,
         exits: Arc<Exits>,
     ) -> Result<Arc<Posted>, Arc<Exits>> {
-        let posted = Arc::new(Posted::default());
+        let report = DeathReport::new(id, exits);
+        let posted = report.posted();
         let token = {
             let mut watched = self.lock();
             if watched.failed {
-                return Err(exits);
+                return Err(report.exits);
             }
             let token = watched.next_token;
             watched.next_token += 1;
             let entry = Entry {
                 pid,
                 pidfd: pidfd.cloned(),
-                id,
-                exits,
-                posted: Arc::clone(&posted),
+                report,
             };
             watched.entries.insert(token, entry);
             token
@@ -277,7 +303,7 @@ impl Watcher {
         match self.lock().entries.remove(&token) {
             Some(entry) => {
                 crate::sys::unwatch_exit(&self.queue, pid, pidfd);
-                Err(entry.exits)
+                Err(entry.report.exits)
             }
             None => Ok(posted),
         }
@@ -316,13 +342,9 @@ impl Watcher {
         };
         let mut left = Vec::new();
         for entry in entries {
-            let (pid, id, exits, posted) = (
-                entry.pid,
-                entry.id,
-                Arc::clone(&entry.exits),
-                Arc::clone(&entry.posted),
-            );
-            match reap_on_thread(pid, id, exits, Some(posted)) {
+            let report = &entry.report;
+            let (id, exits, posted) = (report.id, Arc::clone(&report.exits), report.posted());
+            match reap_on_thread(entry.pid, id, exits, Some(posted)) {
                 Ok(_) => {}
                 Err(_) => left.push(entry),
             }

@@ -30,6 +30,7 @@ use crate::channel::{self, Registered};
 use crate::error::PoolError;
 use crate::inbox::Exits;
 use crate::owner::Owner;
+use crate::reaper::{DeathReport, Posted};
 use forkpool_worker::InitFn;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
@@ -135,14 +136,11 @@ enum Answer {
 /// Who is told of each zygote worker's end.
 #[derive(Default)]
 struct Watched {
-    /// By pid: the pool's id for the worker, its inbox, and what its reaper waits on.
-    workers: HashMap<i32, (u64, Arc<Exits>, Arc<Posted>)>,
+    /// By pid: where each worker's end goes.
+    workers: HashMap<i32, DeathReport>,
     /// Ends reported before the pool watched the worker.
     early: HashMap<i32, ExitStatus>,
 }
-
-/// Whether one worker's end has been posted (the reaper's drop waits on it).
-pub(crate) type Posted = crate::reaper::Posted;
 
 /// How a pool forks its workers from the zygote: what every fork request of the pool carries.
 #[derive(Debug, Clone, Copy)]
@@ -207,26 +205,20 @@ pub(crate) fn fork_worker(
 /// Has the end of zygote worker `pid` (the inbox's child `id`) posted to `exits`; the returned
 /// flag is set once it is.
 pub(crate) fn watch(pid: Pid, id: u64, exits: Arc<Exits>) -> Arc<Posted> {
-    let posted = Arc::new(Posted::default());
+    let report = DeathReport::new(id, exits);
+    let posted = report.posted();
     let Some(zygote) = ZYGOTE.get() else {
-        exits.post(id, ExitStatus::Unknown);
-        posted.set();
+        report.post(ExitStatus::Unknown);
         return posted;
     };
     let mut watched = zygote.watched.lock().unwrap_or_else(|p| p.into_inner());
     match watched.early.remove(&pid.as_raw()) {
-        Some(status) => {
-            exits.post(id, status);
-            posted.set();
-        }
+        Some(status) => report.post(status),
         None if zygote.gone.load(Ordering::Acquire) => {
-            exits.post(id, ExitStatus::Signal(libc::SIGKILL));
-            posted.set();
+            report.post(ExitStatus::Signal(libc::SIGKILL));
         }
         None => {
-            watched
-                .workers
-                .insert(pid.as_raw(), (id, exits, Arc::clone(&posted)));
+            watched.workers.insert(pid.as_raw(), report);
         }
     }
     posted
@@ -257,9 +249,8 @@ impl Zygote {
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
         self.gone.store(true, Ordering::Release);
         // Its workers die with it (their parent-death signal).
-        for (_, (id, exits, posted)) in watched.workers.drain() {
-            exits.post(id, ExitStatus::Signal(libc::SIGKILL));
-            posted.set();
+        for (_, report) in watched.workers.drain() {
+            report.post(ExitStatus::Signal(libc::SIGKILL));
         }
         drop(watched);
         tracing::debug!(pid = self.pid.as_raw(), "forkpool: the zygote ended");
@@ -270,10 +261,7 @@ impl Zygote {
     fn ended(&self, pid: i32, status: ExitStatus) {
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
         match watched.workers.remove(&pid) {
-            Some((id, exits, posted)) => {
-                exits.post(id, status);
-                posted.set();
-            }
+            Some(report) => report.post(status),
             None => {
                 watched.early.insert(pid, status);
             }

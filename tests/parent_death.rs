@@ -49,9 +49,8 @@ fn victim() {
     let mut pids: Vec<String> = pool.pids().iter().map(u32::to_string).collect();
     if role == "zygote" {
         // The workers' parent: the zygote, which must go with the program too.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pids[0])).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        pids.push(after_name.split(' ').nth(1).unwrap().to_string());
+        let zygote = common::parent_of(pids[0].parse().unwrap());
+        pids.push(zygote.to_string());
     }
     println!("PIDS {}", pids.join(" "));
     for outcome in outcomes {

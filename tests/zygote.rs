@@ -6,15 +6,9 @@
 
 mod common;
 
+use common::parent_of;
 use forkpool::{Death, Error, FnPool, Pool, ReturnProcess, TaskError};
 use std::time::Duration;
-
-/// The parent of process `pid`, from `/proc`.
-fn parent_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    after_name.split(' ').nth(1).unwrap().parse().unwrap()
-}
 
 /// This worker's pid and its parent's.
 fn who(_: u32) -> (u32, u32) {

@@ -71,3 +71,10 @@ pub fn own_shared_mapping() -> *mut u8 {
     let start = line.split('-').next().unwrap();
     usize::from_str_radix(start, 16).unwrap() as *mut u8
 }
+
+/// The parent of process `pid`, from `/proc/<pid>/stat` (Linux).
+pub fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(1).unwrap().parse().unwrap()
+}
