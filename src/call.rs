@@ -288,7 +288,7 @@ where
     fn next_chunk_of_input(&mut self, budget: usize) -> Option<Queued> {
         let chunk = self.next_chunk;
         let first_index = self.next_index;
-        let mut frame = self.spare.pop().unwrap_or_default();
+        let mut frame = self.spare_frame();
         let (count, bad_item) = self.pull_chunk(&mut frame, budget);
         let mut queued = None;
         if count > 0 {
@@ -395,6 +395,12 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
             self.hub.await_done(&mut engine);
         }
         self.hub.poke(&engine);
+        drop(engine);
+        // The frame buffers go to the pool for its next call (see `frame_stash`).
+        let answered = std::mem::take(&mut self.spare);
+        let unanswered = self.in_flight.drain().map(|(_, part)| part.frame);
+        let unanswered = unanswered.filter_map(|frame| Arc::try_unwrap(frame).ok());
+        self.hub.frames.give(answered.into_iter().chain(unanswered));
     }
 }
 

@@ -17,6 +17,7 @@
 
 use crate::engine::{Engine, WorkerMain};
 use crate::error::PoolError;
+use crate::frame_stash::FrameStash;
 use crate::inbox::{Exits, Readiness};
 use crate::stats::ParentTimes;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -34,6 +35,8 @@ pub(crate) struct Hub {
     async_thread: Mutex<Option<JoinHandle<()>>>,
     /// The calling threads' own time in calls (for `Pool::stats`).
     pub times: ParentTimes,
+    /// Frame buffers kept between calls.
+    pub frames: FrameStash,
 }
 
 /// How a wait ended.
@@ -59,6 +62,7 @@ impl Hub {
             this: this.clone(),
             async_thread: Mutex::new(None),
             times,
+            frames: FrameStash::default(),
         })
     }
 

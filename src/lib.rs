@@ -75,6 +75,7 @@ mod error;
 mod fn_calls;
 mod fn_pool;
 mod fork;
+mod frame_stash;
 pub mod guide;
 mod hub;
 mod id_hash;

@@ -19,8 +19,11 @@
 //!
 //! A big frame (at least [`ARENA_MIN`] bytes) is copied into the worker's task arena, when it
 //! has room, and only a notice naming its span travels on the socket (see
-//! [`arena`](forkpool_worker::arena)): the caller's thread copies it once, no system call
-//! carries it, and the notice is small enough to go in place.
+//! [`arena`](forkpool_worker::arena)): it is copied once, no system call carries it, and the
+//! notice is small. A frame of [`COURIER_COPY_MIN`] bytes or more is copied by the courier, not
+//! by the caller's thread: the caller then encodes the next chunk while the courier copies this
+//! one (the caller's thread is what bounds big payloads: measured with 1 MiB items, it was busy
+//! 100% of a call's time, workers a tenth); a smaller one costs less to copy than to hand over.
 //!
 //! Invariant: frames reach the worker in the order they were given to [`Outbox::stage`] or
 //! [`Outbox::send`]: a message is sent in place only when the courier has sent everything given
@@ -31,9 +34,9 @@ use forkpool_worker::arena::{self, ARENA_MIN};
 use forkpool_worker::protocol;
 use forkpool_worker::wire::Socket;
 use nix::unistd::Pid;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 
 /// A frame that may be handed to the courier without copying; the scheduler keeps its own
 /// reference to resend it if the worker dies.
@@ -48,6 +51,9 @@ pub(crate) const INLINE_FRAMES: usize = 128;
 /// Frames at most this big are staged for a batch; bigger ones go alone (no copy).
 const BATCH_FRAME_MAX: usize = 4 * 1024;
 
+/// Frames at least this big are copied into the task arena by the courier (see the module doc).
+const COURIER_COPY_MIN: usize = 256 * 1024;
+
 /// What a worker holds unanswered before a send.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Backlog {
@@ -59,9 +65,8 @@ pub(crate) struct Backlog {
 pub(crate) struct Outbox {
     socket: Arc<Registered<Socket>>,
     pid: Pid,
-    /// The worker's shared page, whose task arena takes big frames, and the parent's count of
-    /// that arena.
-    page: Option<(Arc<RegisteredPage>, arena::Writer)>,
+    /// The worker's task arena, which takes big frames.
+    arena: Option<TaskArena>,
     courier: Option<Courier>,
     /// Frames given to `stage` and not yet flushed, and their bytes.
     staged: Vec<SharedFrame>,
@@ -72,9 +77,39 @@ pub(crate) struct Outbox {
 /// emptied. It is not joined: a send to a worker whose socket a stopped grandchild still holds
 /// could block until that grandchild dies.
 struct Courier {
-    queue: Sender<SharedFrame>,
-    /// Frames given to it and not yet sent.
+    queue: Sender<Parcel>,
+    /// Parcels given to it and not yet sent.
     pending: Arc<AtomicUsize>,
+}
+
+/// What the courier is given to send.
+enum Parcel {
+    /// A message, sent as it is.
+    Message(SharedFrame),
+    /// A big frame: copied into the task arena, with a notice sent for it, if the arena has
+    /// room then; else sent as it is.
+    Big(SharedFrame),
+}
+
+/// A worker's task arena as the parent writes it: its shared page and the parent's count of
+/// it, used by the caller's thread or the courier (one at a time: whoever sends in order).
+#[derive(Clone)]
+struct TaskArena {
+    page: Arc<RegisteredPage>,
+    writer: Arc<Mutex<arena::Writer>>,
+}
+
+impl TaskArena {
+    /// Copies a big `frame` into the arena, if it has room now; returns the notice to send in
+    /// its place.
+    fn copy_in(&self, frame: &[u8]) -> Option<SharedFrame> {
+        if frame.len() < ARENA_MIN {
+            return None;
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let span = self.page.task_arena().write_unchecked(&mut writer, frame)?;
+        Some(Arc::new(protocol::in_arena_frame(span).to_vec()))
+    }
 }
 
 impl Outbox {
@@ -88,7 +123,10 @@ impl Outbox {
         Outbox {
             socket,
             pid,
-            page: page.map(|page| (page, arena::Writer::default())),
+            arena: page.map(|page| TaskArena {
+                page,
+                writer: Arc::new(Mutex::new(arena::Writer::default())),
+            }),
             courier: None,
             staged: Vec::new(),
             staged_bytes: 0,
@@ -147,24 +185,17 @@ impl Outbox {
     /// through the courier. A failed send is not reported: it means the worker is dying, and
     /// its death is reported by its reaper.
     fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
-        if let Some(notice) = self.copy_to_arena(frame) {
+        if frame.len() >= COURIER_COPY_MIN && self.arena.is_some() {
+            self.hand_to_courier(Parcel::Big(Arc::clone(frame)));
+            return;
+        }
+        if let Some(notice) = self.arena.as_ref().and_then(|arena| arena.copy_in(frame)) {
             // A notice is tiny: it goes in place unless the socket is full or the courier busy.
             self.deliver(&notice, true);
             return;
         }
         let fits = backlog.frames < INLINE_FRAMES && backlog.bytes + frame.len() <= INLINE_BYTES;
         self.deliver(frame, fits);
-    }
-
-    /// Copies a big `frame` into the worker's task arena, if it has room now; returns the
-    /// notice to send in its place.
-    fn copy_to_arena(&mut self, frame: &[u8]) -> Option<SharedFrame> {
-        if frame.len() < ARENA_MIN {
-            return None;
-        }
-        let (page, writer) = self.page.as_mut()?;
-        let span = page.task_arena().write_unchecked(writer, frame)?;
-        Some(Arc::new(protocol::in_arena_frame(span).to_vec()))
     }
 
     /// Sends one message, in place if `fits` and nothing waits for the courier, else through
@@ -181,39 +212,63 @@ impl Outbox {
                 Ok(true) | Err(_) => return,
             }
         }
+        self.hand_to_courier(Parcel::Message(Arc::clone(frame)));
+    }
+
+    /// Gives `parcel` to the courier (started on first need), which sends it after everything
+    /// given to it before.
+    fn hand_to_courier(&mut self, parcel: Parcel) {
         if self.courier.is_none() {
             self.courier = self.start_courier();
         }
-        match &self.courier {
+        let parcel = match &self.courier {
             Some(courier) => {
                 courier.pending.fetch_add(1, Ordering::AcqRel);
-                if courier.queue.send(Arc::clone(frame)).is_err() {
-                    courier.pending.fetch_sub(1, Ordering::AcqRel);
+                match courier.queue.send(parcel) {
+                    Ok(()) => return,
+                    Err(mpsc::SendError(parcel)) => {
+                        courier.pending.fetch_sub(1, Ordering::AcqRel);
+                        parcel
+                    }
                 }
             }
-            // No thread could be started: send in place (blocking) as the last resort.
-            None => {
-                let _ = self.socket.send_frame(frame);
-            }
-        }
+            None => parcel,
+        };
+        // No courier: send in place (blocking) as the last resort.
+        send_parcel(&self.socket, self.arena.as_ref(), parcel);
     }
 
     fn start_courier(&self) -> Option<Courier> {
-        let (queue, frames) = mpsc::channel::<SharedFrame>();
+        let (queue, parcels) = mpsc::channel::<Parcel>();
         let pending = Arc::new(AtomicUsize::new(0));
         let socket = Arc::clone(&self.socket);
+        let arena = self.arena.clone();
         let sent = Arc::clone(&pending);
         std::thread::Builder::new()
             .name(format!("forkpool-send-{}", self.pid))
             .stack_size(64 * 1024)
             .spawn(move || {
-                for frame in frames {
-                    let _ = socket.send_frame(&frame);
-                    drop(frame); // before counting it sent, so the scheduler can reuse its buffer
+                for parcel in parcels {
+                    // The parcel is dropped before it is counted sent, so the scheduler can
+                    // reuse its buffer.
+                    send_parcel(&socket, arena.as_ref(), parcel);
                     sent.fetch_sub(1, Ordering::AcqRel);
                 }
             })
             .ok()?;
         Some(Courier { queue, pending })
     }
+}
+
+/// Sends `parcel` on `socket`, blocking until the worker has room; a big frame through `arena`
+/// if it has room. A failed send is not reported (see [`Outbox::send`]).
+fn send_parcel(socket: &Socket, arena: Option<&TaskArena>, parcel: Parcel) {
+    let frame = match parcel {
+        Parcel::Big(frame) => match arena.and_then(|arena| arena.copy_in(&frame)) {
+            Some(notice) => notice,
+            None => frame,
+        },
+        Parcel::Message(frame) => frame,
+    };
+    let _ = socket.send_frame(&frame);
 }

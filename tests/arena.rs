@@ -8,8 +8,10 @@ use forkpool::Pool;
 use forkpool_worker::arena::{ARENA_BYTES, ARENA_MIN};
 use serde_bytes::ByteBuf;
 
-/// Sizes at and around the arena's bounds: under the smallest frame it takes, at it, well
-/// inside it, and over the whole arena (which travels on the socket).
+/// Sizes at and around the arena's bounds: under the smallest frame it takes, at it, around
+/// the smallest the courier copies (256 KiB: the frame's header and the item's length prefix
+/// make a 256 KiB - 40 item a frame just under or over it), well inside it, and over the whole
+/// arena (which travels on the socket).
 fn sizes() -> Vec<usize> {
     vec![
         0,
@@ -17,6 +19,9 @@ fn sizes() -> Vec<usize> {
         ARENA_MIN - 100,
         ARENA_MIN,
         ARENA_MIN + 7,
+        (256 << 10) - 80,
+        (256 << 10) - 40,
+        (256 << 10) - 20,
         300_000,
         1 << 20,
         ARENA_BYTES / 2 + 3,

@@ -157,7 +157,7 @@ where
             if a >= b {
                 continue;
             }
-            let mut frame = self.spare.pop().unwrap_or_default();
+            let mut frame = self.spare_frame();
             protocol::begin_task(&mut frame);
             frame.extend_from_slice(&items[bounds[a as usize]..bounds[b as usize]]);
             let wire = self.next_part;
@@ -200,6 +200,15 @@ where
             self.finish_chunk(part.origin, outcomes);
         }
         self.recycle(part.frame);
+    }
+
+    /// An empty frame buffer: one of the call's spares, else one the pool kept from an earlier
+    /// call, else a new one.
+    pub(super) fn spare_frame(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .or_else(|| self.hub.frames.take())
+            .unwrap_or_default()
     }
 
     /// Keeps a finished part's frame buffer for a later chunk (unless a courier still holds it).
