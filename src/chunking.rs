@@ -31,7 +31,7 @@ const SMALL_CHUNK_WINDOW: usize = 8;
 /// 100,000 submitted trivial tasks took 2.1 µs each with 32 and 1.75 with 128 (alternating).
 const SMALL_CHUNK_MAX_WINDOW: usize = 128;
 /// The window otherwise, and the least for small chunks: one chunk running, the next queued.
-const DEFAULT_WINDOW: usize = 2;
+pub(crate) const DEFAULT_WINDOW: usize = 2;
 /// Small chunks are kept in flight to cover about this much worker time per worker: enough to
 /// hide the round trip, little enough that slow items do not pile up behind one worker at the
 /// end of a call while another idles.
@@ -41,7 +41,7 @@ const QUEUED_WORK_NANOS: u64 = 1_000_000;
 /// memory, and fresh frame buffers cost page faults. (Measured with 64 buffers of 1 MiB at
 /// chunksize 1: the window learned by time alone kept 20 or more in flight per worker and ran
 /// at 3.8 GB/s, 25% under the version before many callers; with this cap, 4.7-5.1 GB/s.)
-const QUEUED_BYTES: usize = 2 << 20;
+pub(crate) const QUEUED_BYTES: usize = 2 << 20;
 /// Adaptive chunks grow while a chunk keeps a worker busy for less than this...
 const GROW_BELOW_NANOS: u64 = 2_000_000;
 /// ...and shrink when it keeps it busy for more than this.

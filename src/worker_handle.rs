@@ -88,6 +88,8 @@ pub(crate) struct WorkerHandle {
     pub child: Arc<ChildHandle>,
     pub outbox: Outbox,
     pub in_flight: VecDeque<Sent>,
+    /// The bytes of the chunks in `in_flight` (their frames' and contexts').
+    in_flight_bytes: usize,
     /// The call whose `map_with` context this worker holds (0: none).
     pub context_call: u64,
     /// The worker's item counters, shared with it.
@@ -140,6 +142,7 @@ impl WorkerHandle {
             child,
             outbox,
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             context_call: 0,
             progress,
             replied_chunks: 0,
@@ -176,6 +179,7 @@ impl WorkerHandle {
     /// and not yet answered is there, oldest first) and counts items toward `max_tasks`.
     pub fn took(&mut self, sent: Sent, window: usize, served: u64) {
         self.in_flight.push_back(sent);
+        self.in_flight_bytes += sent.bytes;
         self.update_timing();
         self.refilling = self.in_flight.len() < window;
         self.dispatched_items = self.dispatched_items.saturating_add(u64::from(sent.count));
@@ -205,7 +209,9 @@ impl WorkerHandle {
 
     /// It answered the chunk at the front of its queue (the caller checked the reply matches).
     pub fn answered(&mut self) {
-        self.in_flight.pop_front();
+        if let Some(sent) = self.in_flight.pop_front() {
+            self.in_flight_bytes -= sent.bytes;
+        }
         self.replied_chunks += 1;
         self.update_timing();
     }
@@ -221,7 +227,7 @@ impl WorkerHandle {
     pub fn backlog(&self) -> Backlog {
         Backlog {
             frames: self.in_flight.len(),
-            bytes: self.in_flight.iter().map(|s| s.bytes).sum(),
+            bytes: self.in_flight_bytes,
         }
     }
 

@@ -3,17 +3,34 @@
 //! (calls take turns, in a ring).
 
 use super::Engine;
-use crate::chunking::Window;
+use crate::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::{Sent, WorkerHandle};
 use std::time::Duration;
 
-/// Chunks in flight per worker for a call with `desk`, when the pool learned `learned`.
-fn window_of(desk: &Desk, learned: Window) -> usize {
+/// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it
+/// holds [`DEFAULT_WINDOW`] of them.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    chunks: usize,
+    bytes: usize,
+}
+
+/// What a worker may hold for a call with `desk`, when the pool learned `learned`: a call whose
+/// window adapts is held to [`QUEUED_BYTES`] from its first chunk, not only once its window
+/// learned the frames' size (a first call of 1 MiB items otherwise sent 8 per worker, more than
+/// its task arena holds, and their replies overflowed the reply arena onto the socket).
+fn hold_of(desk: &Desk, learned: Window) -> Hold {
     match desk.follows_pool {
-        true => learned.now(),
-        false => desk.window,
+        true => Hold {
+            chunks: learned.now(),
+            bytes: QUEUED_BYTES,
+        },
+        false => Hold {
+            chunks: desk.window,
+            bytes: usize::MAX,
+        },
     }
 }
 
@@ -24,16 +41,17 @@ fn budget_of(worker: &WorkerHandle, max_tasks: Option<usize>) -> usize {
     })
 }
 
-/// Whether worker `worker` takes a chunk of `count` items of a call with `window` chunks in
-/// flight per worker now. A worker whose window is full is refilled only once it is down to
-/// half, and then up to full: at chunksize 1 that sends half a window of chunks in one message
-/// instead of one message per reply. A worker due for replacement after `max_tasks` items
-/// takes no more than its budget.
-fn takes(worker: &WorkerHandle, window: usize, count: usize, max_tasks: Option<usize>) -> bool {
+/// Whether worker `worker` takes a chunk of `count` items of a call it may `hold` so much of
+/// now. A worker whose window is full is refilled only once it is down to half, and then up to
+/// full: at chunksize 1 that sends half a window of chunks in one message instead of one
+/// message per reply. A worker due for replacement after `max_tasks` items takes no more than
+/// its budget.
+fn takes(worker: &WorkerHandle, hold: Hold, count: usize, max_tasks: Option<usize>) -> bool {
     let held = worker.in_flight.len();
     worker.stopping.is_none()
-        && held < window
-        && (worker.refilling() || held <= window / 2)
+        && held < hold.chunks
+        && (worker.refilling() || held <= hold.chunks / 2)
+        && (held < DEFAULT_WINDOW || worker.backlog().bytes < hold.bytes)
         && budget_of(worker, max_tasks) >= count.max(1)
 }
 
@@ -49,15 +67,12 @@ impl Engine {
         let Some(desk) = self.desks.get(&call) else {
             return (0, 0);
         };
-        let (window, max_tasks) = (
-            window_of(desk, self.learned_window),
-            self.settings.max_tasks,
-        );
+        let (hold, max_tasks) = (hold_of(desk, self.learned_window), self.settings.max_tasks);
         let mut slots = 0usize;
         let mut biggest = 0usize;
         for worker in &self.workers {
-            if takes(worker, window, 1, max_tasks) {
-                slots = slots.saturating_add(window - worker.in_flight.len());
+            if takes(worker, hold, 1, max_tasks) {
+                slots = slots.saturating_add(hold.chunks - worker.in_flight.len());
                 biggest = biggest.max(budget_of(worker, max_tasks));
             }
         }
@@ -141,11 +156,11 @@ impl Engine {
         let Some(next) = desk.peek() else {
             return false;
         };
-        let (window, count) = (window_of(desk, *learned_window), next.count as usize);
+        let (hold, count) = (hold_of(desk, *learned_window), next.count as usize);
         let slot = workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| takes(w, window, count, settings.max_tasks))
+            .filter(|(_, w)| takes(w, hold, count, settings.max_tasks))
             .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch()))
             .map(|(slot, _)| slot);
         let Some(slot) = slot else {
@@ -157,7 +172,7 @@ impl Engine {
         desk.out += 1;
         let (timeout, context) = (desk.timeout, desk.context.clone());
         self.dispatches += 1;
-        self.send(slot, call, queued, timeout, context.as_ref(), window);
+        self.send(slot, call, queued, timeout, context.as_ref(), hold.chunks);
         true
     }
 
