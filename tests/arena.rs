@@ -7,7 +7,7 @@ mod common;
 use forkpool::Pool;
 use forkpool_worker::arena::{ARENA_BYTES, ARENA_MIN};
 use serde_bytes::ByteBuf;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Sizes at and around the arena's bounds: under the smallest frame it takes, at it, around
@@ -225,15 +225,13 @@ mod killed_while_writing {
 
 /// Items the held-back test sends.
 const HELD_BACK_ITEMS: u64 = 24;
-/// A counter every worker of the held-back test shares (mapped before the pool forks them).
-static FINISHED: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+/// A counter every worker of the held-back test shares (made before the pool forks them).
+static FINISHED: std::sync::OnceLock<&'static AtomicU64> = std::sync::OnceLock::new();
 
 /// Item 0 waits (for up to 20 s) until all items but itself and one more are finished, and
 /// says whether they were; every other item counts itself finished.
 fn wait_for_the_others((i, b): (u64, ByteBuf)) -> (u64, bool) {
-    // SAFETY: set to a live shared mapping of one `AtomicU64` before the pool was built, never
-    // unmapped.
-    let finished = unsafe { &*FINISHED.load(Ordering::Acquire) };
+    let finished = FINISHED.get().expect("made before the pool");
     if i > 0 {
         finished.fetch_add(1, Ordering::AcqRel);
         return (i, b.len() == 1 << 20);
@@ -254,19 +252,7 @@ fn wait_for_the_others((i, b): (u64, ByteBuf)) -> (u64, bool) {
 /// onto the socket, and 7 items waited behind the stuck one.)
 #[test]
 fn a_worker_stuck_on_a_big_item_holds_at_most_one_more() {
-    // SAFETY: a fresh anonymous shared mapping of one page; checked before use.
-    let counter = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(counter, libc::MAP_FAILED);
-    FINISHED.store(counter.cast(), Ordering::Release);
+    FINISHED.get_or_init(common::shared_counter);
     let pool = Pool::new(2).unwrap();
     let items = (0..HELD_BACK_ITEMS).map(|i| (i, ByteBuf::from(vec![i as u8; 1 << 20])));
     let outcomes = pool.chunksize(1).map(wait_for_the_others, items).unwrap();

@@ -1,40 +1,18 @@
 //! Work after the caller stopped caring: a dropped lazy call stops at the drop, a lazy call's
 //! first outcome comes after a few item-times, and an explicit chunksize cannot fill memory.
 
+mod common;
+
 use forkpool::Pool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A counter in memory shared with every worker forked after it was made.
-struct SharedCounter(*mut AtomicU64);
-
-// SAFETY: the page holds only an atomic and lives as long as the test process.
-unsafe impl Sync for SharedCounter {}
-// SAFETY: as above: the pointer may be used from any thread.
-unsafe impl Send for SharedCounter {}
-
-static STARTED: std::sync::OnceLock<SharedCounter> = std::sync::OnceLock::new();
+static STARTED: std::sync::OnceLock<&'static AtomicU64> = std::sync::OnceLock::new();
 
 fn started() -> &'static AtomicU64 {
-    let counter = STARTED.get_or_init(|| {
-        // SAFETY: a fresh anonymous shared mapping of one page, checked before use; zeroed
-        // memory is a valid AtomicU64, and the page is never unmapped.
-        unsafe {
-            let page = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(page, libc::MAP_FAILED);
-            SharedCounter(page.cast())
-        }
-    });
-    // SAFETY: see above: the page is mapped for the life of the process.
-    unsafe { &*counter.0 }
+    STARTED.get_or_init(common::shared_counter)
 }
 
 fn count_then_sleep_50ms(x: u32) -> u32 {

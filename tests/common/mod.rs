@@ -72,6 +72,26 @@ pub fn own_shared_mapping() -> *mut u8 {
     usize::from_str_radix(start, 16).unwrap() as *mut u8
 }
 
+/// A counter shared by this process and every process forked after this call: a fresh
+/// anonymous shared page, never unmapped.
+pub fn shared_counter() -> &'static std::sync::atomic::AtomicU64 {
+    // SAFETY: a fresh anonymous shared mapping of one page, checked before use; zeroed memory
+    // is a valid AtomicU64, and the page is never unmapped, so the reference lives as long as
+    // the process.
+    unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(page, libc::MAP_FAILED);
+        &*page.cast::<std::sync::atomic::AtomicU64>()
+    }
+}
+
 /// The parent of process `pid`, from `/proc/<pid>/stat` (Linux).
 pub fn parent_of(pid: u32) -> u32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
