@@ -25,9 +25,12 @@
 //! one (the caller's thread is what bounds big payloads: measured with 1 MiB items, it was busy
 //! 100% of a call's time, workers a tenth); a smaller one costs less to copy than to hand over.
 //!
-//! Invariant: frames reach the worker in the order they were given to [`Outbox::stage`] or
-//! [`Outbox::send`]: a message is sent in place only when the courier has sent everything given
-//! to it before.
+//! Invariants:
+//! - Frames reach the worker in the order they were given to [`Outbox::stage`] or
+//!   [`Outbox::send`]: a message is sent in place only when the courier has sent everything
+//!   given to it before.
+//! - Task spans are written into the arena in the order their notices reach the worker: a frame
+//!   is copied in place only when the courier has sent everything given to it before.
 
 use crate::channel::{Registered, RegisteredPage};
 use forkpool_worker::arena::{self, ARENA_MIN};
@@ -184,13 +187,20 @@ impl Outbox {
     /// Sends one message: a big one through the task arena if it has room, the rest in place or
     /// through the courier. A failed send is not reported: it means the worker is dying, and
     /// its death is reported by its reaper.
+    ///
+    /// An arena frame is copied by whoever sends its notice: in place only while the courier
+    /// holds nothing, so spans are written in the order their notices reach the worker (it
+    /// releases everything up to the end of the span it read; a span written out of order would
+    /// be released before it was read).
     fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
-        if frame.len() >= COURIER_COPY_MIN && self.arena.is_some() {
+        let courier_idle = self.courier_idle();
+        let arena_frame = self.arena.is_some() && frame.len() >= ARENA_MIN;
+        if arena_frame && (frame.len() >= COURIER_COPY_MIN || !courier_idle) {
             self.hand_to_courier(Parcel::Big(Arc::clone(frame)));
             return;
         }
         if let Some(notice) = self.arena.as_ref().and_then(|arena| arena.copy_in(frame)) {
-            // A notice is tiny: it goes in place unless the socket is full or the courier busy.
+            // A notice is tiny: it goes in place unless the socket is full.
             self.deliver(&notice, true);
             return;
         }
@@ -198,14 +208,17 @@ impl Outbox {
         self.deliver(frame, fits);
     }
 
+    /// Whether the courier has sent everything given to it (or there is none).
+    fn courier_idle(&self) -> bool {
+        self.courier
+            .as_ref()
+            .is_none_or(|c| c.pending.load(Ordering::Acquire) == 0)
+    }
+
     /// Sends one message, in place if `fits` and nothing waits for the courier, else through
     /// the courier.
     fn deliver(&mut self, frame: &SharedFrame, fits: bool) {
-        let courier_idle = self
-            .courier
-            .as_ref()
-            .is_none_or(|c| c.pending.load(Ordering::Acquire) == 0);
-        if fits && courier_idle {
+        if fits && self.courier_idle() {
             match self.socket.try_send_whole(frame) {
                 Ok(false) => {} // no room after all: the courier waits for it
                 // Sent; or failed because the worker is dying (its death is reported).

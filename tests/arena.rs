@@ -259,3 +259,21 @@ fn a_worker_stuck_on_a_big_item_holds_at_most_one_more() {
     let expected: Vec<(u64, bool)> = (0..HELD_BACK_ITEMS).map(|i| (i, true)).collect();
     assert_eq!(outcomes, expected);
 }
+
+/// Frames the courier copies (1 MiB) and frames copied in place (40 KiB), interleaved, so a
+/// small one often comes while the courier still holds a big one: every reply is its own item
+/// flipped, so a span written out of its notice's order (and overwritten before the worker read
+/// it) would show as a wrong reply.
+#[test]
+fn big_and_medium_items_interleaved_come_back_whole() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<ByteBuf> = (0..120)
+        .map(|i| pattern(i, if i % 2 == 0 { 1 << 20 } else { 40 << 10 }))
+        .collect();
+    let expected: Vec<Vec<u8>> = items.iter().map(flipped).collect();
+    let replies = pool.chunksize(1).map(flip, items).unwrap();
+    for (i, (reply, want)) in replies.iter().zip(&expected).enumerate() {
+        assert!(reply.as_slice() == want.as_slice(), "item {i}");
+    }
+    assert_eq!(replies.len(), expected.len());
+}
