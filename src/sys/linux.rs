@@ -108,21 +108,14 @@ pub(crate) fn unwatch_exit(queue: &OwnedFd, _pid: Pid, pidfd: Option<&OwnedFd>) 
 pub(crate) fn wait_exits(queue: &OwnedFd, tokens: &mut [u64]) -> std::io::Result<usize> {
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
     let room = events.len().min(tokens.len()) as libc::c_int;
-    loop {
-        // SAFETY: `events` is a writable array of at least `room` epoll_events.
-        let n = unsafe { libc::epoll_wait(queue.as_raw_fd(), events.as_mut_ptr(), room, -1) };
-        if n >= 0 {
-            let n = n as usize;
-            for (token, event) in tokens.iter_mut().zip(&events[..n]) {
-                *token = event.u64;
-            }
-            return Ok(n.min(tokens.len()));
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
+    // SAFETY: `events` is a writable array of at least `room` epoll_events.
+    let n = super::retrying(|| unsafe {
+        libc::epoll_wait(queue.as_raw_fd(), events.as_mut_ptr(), room, -1)
+    })?;
+    for (token, event) in tokens.iter_mut().zip(&events[..n]) {
+        *token = event.u64;
     }
+    Ok(n.min(tokens.len()))
 }
 
 /// Blocks until child `pid` has ended and leaves it a zombie (`waitid` with `WNOWAIT`), so its

@@ -128,46 +128,33 @@ pub(crate) fn wait_exits(queue: &OwnedFd, tokens: &mut [u64]) -> std::io::Result
     // SAFETY: a zeroed kevent is a valid value.
     let mut events: [libc::kevent; 64] = unsafe { std::mem::zeroed() };
     let room = events.len().min(tokens.len()) as libc::c_int;
-    loop {
-        // SAFETY: no changes in; `events` is a writable array of at least `room` kevents.
-        let n = unsafe {
-            libc::kevent(
-                queue.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                events.as_mut_ptr(),
-                room,
-                std::ptr::null(),
-            )
-        };
-        if n >= 0 {
-            let n = n as usize;
-            for (token, event) in tokens.iter_mut().zip(&events[..n]) {
-                *token = event.udata as usize as u64;
-            }
-            return Ok(n.min(tokens.len()));
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
+    // SAFETY: no changes in; `events` is a writable array of at least `room` kevents.
+    let n = super::retrying(|| unsafe {
+        libc::kevent(
+            queue.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            events.as_mut_ptr(),
+            room,
+            std::ptr::null(),
+        )
+    })?;
+    for (token, event) in tokens.iter_mut().zip(&events[..n]) {
+        *token = event.udata as usize as u64;
     }
+    Ok(n.min(tokens.len()))
 }
 
 /// Blocks until child `pid` has ended and leaves it a zombie (`waitid` with `WNOWAIT`), so its
 /// pid, which is also its process group id, cannot be reused yet.
 pub(crate) fn wait_without_reaping(pid: Pid) {
-    loop {
-        // SAFETY: a zeroed siginfo is a valid out-parameter; waitid writes only into it.
-        let r = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let id = pid.as_raw() as libc::id_t;
-            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
-        };
-        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return;
-        }
-    }
+    // An error other than an interruption means there is nothing to wait for.
+    // SAFETY: a zeroed siginfo is a valid out-parameter; waitid writes only into it.
+    let _ = super::retrying(|| unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let id = pid.as_raw() as libc::id_t;
+        libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
+    });
 }
 
 /// Runs `run` on a raw POSIX thread with a `size`-byte stack and waits for it (not a `std`

@@ -106,7 +106,7 @@ pub(crate) fn poll(
     fds: &mut [libc::pollfd],
     deadline: Option<std::time::Instant>,
 ) -> std::io::Result<usize> {
-    loop {
+    retrying(|| {
         let timeout = match deadline {
             None => -1,
             Some(at) => {
@@ -116,7 +116,15 @@ pub(crate) fn poll(
             }
         };
         // SAFETY: `fds` is a valid, writable array of pollfd of the stated length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) }
+    })
+}
+
+/// Makes the system call `call` (a count, or -1 with `errno` set) again each time a signal
+/// interrupts it; returns the count or the error.
+fn retrying(mut call: impl FnMut() -> libc::c_int) -> std::io::Result<usize> {
+    loop {
+        let n = call();
         if n >= 0 {
             return Ok(n as usize);
         }
