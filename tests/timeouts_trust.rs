@@ -227,7 +227,8 @@ fn a_spinning_task_whose_thread_churns_the_counters_is_stopped_and_timed_out() {
 
 #[test]
 fn a_spinning_task_stopped_for_its_timeout_is_timed_out_whatever_signal_ended_it() {
-    let tasks: [(fn(bool) -> u64, &str); 2] = [
+    type Spinner = fn(bool) -> u64;
+    let tasks: [(Spinner, &str); 2] = [
         (spin, "spin"),
         (bump_then_spin, "counters bumped, then spin"),
     ];
