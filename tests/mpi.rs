@@ -636,3 +636,31 @@ fn a_node_that_stops_answering_fails_its_items_within_the_bound_and_the_rest_go_
         assert!(ranks.iter().all(|&r| r == 1), "{ranks:?}");
     });
 }
+
+#[test]
+fn dropping_a_cluster_whose_node_stopped_returns_within_the_bound() {
+    let name = "dropping_a_cluster_whose_node_stopped_returns_within_the_bound";
+    if std::env::var_os(IN_RANK).is_some() {
+        if let Some(cluster) = answering_within_a_second().init().expect("init") {
+            assert_eq!(cluster.map(|x: u8| x, [1u8, 2]).unwrap(), [1, 2]);
+            // Rank 2 (on this host, as every rank of the test) stops while idle: it will not
+            // answer the shutdown.
+            let pid = cluster.nodes()[1].pid;
+            // SAFETY: kill(2) on rank 2's process, which serves this cluster.
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+            let started = std::time::Instant::now();
+            drop(cluster);
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(10), "the drop took {took:?}");
+            println!("forkpool-mpi-test passed: {name}");
+        }
+        return;
+    }
+    let Some(output) = mpirun(name, &[], false) else {
+        return;
+    };
+    assert!(
+        output.contains(&format!("forkpool-mpi-test passed: {name}")),
+        "rank 0 did not finish {name}:\n{output}"
+    );
+}

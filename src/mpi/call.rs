@@ -466,7 +466,7 @@ where
                 if self.input_done {
                     return None;
                 }
-                if let Some(lost) = self.driver.first_lost() {
+                if let Some(lost) = self.driver.first_lost().filter(|_| !self.driver.any_live()) {
                     // Input is left and no node takes it: every node is lost.
                     let error = self.driver.lost_error(lost);
                     self.fail(lost, error);

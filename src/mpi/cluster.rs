@@ -72,6 +72,11 @@ impl Driver {
         !self.lost[node]
     }
 
+    /// Whether any node still answers.
+    pub fn any_live(&self) -> bool {
+        self.lost.iter().any(|&lost| !lost)
+    }
+
     /// The first lost node, if any.
     pub fn first_lost(&self) -> Option<usize> {
         self.lost.iter().position(|&lost| lost)
