@@ -96,6 +96,20 @@ where
     I::Item: Serialize + DeserializeOwned,
     R: DeserializeOwned,
 {
+    /// The next outcome, waiting for it until `until` at most (a node of `forkpool::mpi` wakes
+    /// to read its driver's messages while an item runs).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn step_until(&mut self, until: std::time::Instant) -> crate::call::Step<R> {
+        use crate::call::Step;
+        match &mut self.stream {
+            Stream::Running(call) => call.step(Some(until)),
+            Stream::Failed(error) => match error.take() {
+                Some(error) => Step::Outcome(Err(error.into())),
+                None => Step::End,
+            },
+        }
+    }
+
     /// Every outcome in order, or the first error (the rest of the call is cancelled): what a
     /// collected call returns. `expected` outcomes (the input's lower size hint) are reserved
     /// up front: a million results are not copied twenty times as the vector grows.

@@ -4,6 +4,14 @@
 //! Invariants:
 //! - `in_flight` holds every chunk sent to the worker and not yet answered, oldest first; the
 //!   worker answers in that order.
+//! - The parent's own clock bounds every timed or cancelled chunk: `front_since` is when the
+//!   worker could start its front chunk as the parent saw it (the chunk was handed over to an
+//!   idle worker, or the reply before it was read, or the initializer reported back), and a
+//!   front chunk of `k` items timed at `t` must be answered by `front_since + k × t +`
+//!   [`OVERRUN_GRACE`], a cancelled one by [`CANCEL_GRACE`] + [`OVERRUN_GRACE`] after its
+//!   cancel. The counters the worker writes on its progress page can make the parent stop it
+//!   sooner (an item past its timeout, a stall) and say which item to blame, but never give it
+//!   more time: a task can write them.
 //! - A worker is stopped at most once: `stopping` is set when `SIGTERM` goes to its group, and
 //!   `SIGKILL` follows after [`TERM_GRACE`] unless it has died.
 
@@ -28,6 +36,11 @@ const TERM_GRACE: Duration = Duration::from_millis(100);
 const CANCEL_GRACE: Duration = Duration::from_millis(200);
 /// How soon to look again at a worker that is between items of a dropped call.
 const RECHECK: Duration = Duration::from_millis(10);
+/// What the parent's own bound on a timed chunk allows beyond `items × timeout`: receiving the
+/// frame and writing the reply, which no item's time covers, and a loaded machine. Honest
+/// counters stop an overdue item (or a stalled worker) long before; only a worker whose
+/// counters lie reaches this bound.
+const OVERRUN_GRACE: Duration = Duration::from_secs(1);
 /// The soonest the parent looks at a worker again: a tiny timeout (1 ns) is enforced within
 /// about this much, instead of the parent spinning while a worker is between items.
 const MIN_RECHECK: Duration = Duration::from_millis(1);
@@ -54,6 +67,10 @@ pub(crate) enum StopReason {
     /// It held chunks of a timed call and made no progress (no item begun or ended, no
     /// chunk started or answered) for the timeout: stopped (`SIGSTOP`), or stuck outside items.
     Stalled,
+    /// Its front chunk, of a timed call, was not answered within the parent's own bound
+    /// (items × timeout + [`OVERRUN_GRACE`] from when the worker could start it), whatever its
+    /// counters said: they lied, so no item of it is blamed from them.
+    Overran,
     /// An item of a dropped call ran on past [`CANCEL_GRACE`], or its task was cancelled: no
     /// item of another call is to blame.
     Dropped,
@@ -115,6 +132,9 @@ pub(crate) struct WorkerHandle {
     pub stall: Option<Stall>,
     /// The engine's number of the latest chunk dispatched to it (0: none yet).
     last_dispatch: u64,
+    /// When ([`progress::now_nanos`]) it could start its front chunk, as the parent saw it:
+    /// recorded when a timed or cancelled chunk becomes the front (see the invariants).
+    front_since: u64,
     pub stopping: Option<Stopping>,
     /// Being refilled: it takes chunks until its window is full (see `Engine::has_room`).
     refilling: bool,
@@ -155,6 +175,7 @@ impl WorkerHandle {
             init_limit: init.map_or(Duration::ZERO, |(_, limit)| limit),
             stall: None,
             last_dispatch: 0,
+            front_since: 0,
             stopping: None,
             refilling: false,
             offense: None,
@@ -172,6 +193,20 @@ impl WorkerHandle {
     pub fn set_ready(&mut self) {
         self.ready = true;
         self.init_deadline = None;
+        // The initializer's time is not its front chunk's.
+        self.front_changed();
+    }
+
+    /// Its front chunk changed (or it can start it only now): the parent's clock for it
+    /// starts, if the chunk has a bound (no clock is read for untimed work).
+    fn front_changed(&mut self) {
+        if self
+            .in_flight
+            .front()
+            .is_some_and(|s| s.timeout.is_some() || s.cancelled_at.is_some())
+        {
+            self.front_since = progress::now_nanos();
+        }
     }
 
     /// It was sent chunk `sent` (dispatch number `served`) by a call with `window` chunks in
@@ -179,6 +214,9 @@ impl WorkerHandle {
     /// and not yet answered is there, oldest first) and counts items toward `max_tasks`.
     pub fn took(&mut self, sent: Sent, window: usize, served: u64) {
         self.in_flight.push_back(sent);
+        if self.in_flight.len() == 1 {
+            self.front_changed();
+        }
         self.in_flight_bytes += sent.bytes;
         self.update_timing();
         self.refilling = self.in_flight.len() < window;
@@ -212,6 +250,7 @@ impl WorkerHandle {
         if let Some(sent) = self.in_flight.pop_front() {
             self.in_flight_bytes -= sent.bytes;
         }
+        self.front_changed();
         self.replied_chunks += 1;
         self.update_timing();
     }
@@ -238,7 +277,9 @@ impl WorkerHandle {
     /// - its item ran past its chunk's timeout;
     /// - its oldest chunk is of a timed call and it shows no progress for the timeout (stopped
     ///   with `SIGSTOP`, or stuck before its first item);
-    /// - an item of a cancelled call still runs [`CANCEL_GRACE`] after the cancel.
+    /// - an item of a cancelled call still runs [`CANCEL_GRACE`] after the cancel;
+    /// - its front chunk, timed or cancelled, is past the parent's own bound (see the
+    ///   invariants), whatever its counters say.
     ///
     /// Kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again, never
     /// sooner than [`MIN_RECHECK`] from now (`None`: only an event can change anything).
@@ -276,6 +317,19 @@ impl WorkerHandle {
         };
         let (now, now_nanos) = now();
         let floor = |at: Instant| at.max(now + MIN_RECHECK);
+        let in_nanos = |due: u64| now.checked_add(Duration::from_nanos(due - now_nanos));
+        if self.ready {
+            // The parent's own bound first: the counters below can only stop it sooner.
+            let due = parent_due(&front, self.front_since);
+            if now_nanos >= due {
+                let reason = match front.cancelled_at {
+                    Some(_) => StopReason::Dropped,
+                    None => StopReason::Overran,
+                };
+                return self.stop(reason, limit, now);
+            }
+            wake = earliest(wake, in_nanos(due).map(floor));
+        }
         let snap = self.progress.get().snapshot();
         if let Some(cancelled_at) = front.cancelled_at {
             self.stall = None;
@@ -285,8 +339,7 @@ impl WorkerHandle {
             }
             let due = cancelled_at.saturating_add(saturating_nanos(limit));
             if now_nanos < due {
-                let at = now.checked_add(Duration::from_nanos(due - now_nanos));
-                return earliest(wake, at.map(floor));
+                return earliest(wake, in_nanos(due).map(floor));
             }
             return self.stop(StopReason::Dropped, limit, now);
         }
@@ -317,7 +370,7 @@ impl WorkerHandle {
                 let ticket = snap.begun;
                 return self.stop(StopReason::Item { ticket }, limit, now);
             }
-            item_due = now.checked_add(Duration::from_nanos(due - now_nanos));
+            item_due = in_nanos(due);
         }
         earliest(wake, earliest(item_due, stall_due)).map(floor)
     }
@@ -372,6 +425,7 @@ impl WorkerHandle {
     /// caller had the call's iterator): a worker is not stalled, nor its initializer late, for
     /// frames that sat unread while nobody looked.
     pub fn shift_clocks(&mut self, away: Duration) {
+        self.front_since = self.front_since.saturating_add(saturating_nanos(away));
         if let Some(stall) = &mut self.stall {
             stall.since = stall.since.checked_add(away).unwrap_or(stall.since);
         }
@@ -381,10 +435,74 @@ impl WorkerHandle {
     }
 }
 
+/// When ([`progress::now_nanos`]) the parent stops a worker whose front chunk is `front` and
+/// which could start it at `since`, whatever its counters say (`u64::MAX`: never): `count ×
+/// timeout` and [`OVERRUN_GRACE`] after `since` for a timed chunk; [`CANCEL_GRACE`] and
+/// [`OVERRUN_GRACE`] after its cancel (or `since`, if later) for a cancelled one.
+fn parent_due(front: &Sent, since: u64) -> u64 {
+    let grace = saturating_nanos(OVERRUN_GRACE);
+    let timed = front.timeout.map_or(u64::MAX, |limit| {
+        saturating_nanos(limit)
+            .saturating_mul(u64::from(front.count))
+            .saturating_add(grace)
+            .saturating_add(since)
+    });
+    let cancelled = front.cancelled_at.map_or(u64::MAX, |at| {
+        at.max(since)
+            .saturating_add(saturating_nanos(CANCEL_GRACE))
+            .saturating_add(grace)
+    });
+    timed.min(cancelled)
+}
+
 /// The earlier of two optional moments (`None`: never).
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(count: u32, timeout: Option<Duration>, cancelled_at: Option<u64>) -> Sent {
+        Sent {
+            call: 1,
+            chunk: 1,
+            count,
+            bytes: 0,
+            timeout,
+            cancelled_at,
+        }
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_parents_bound_is_items_times_timeout_plus_grace_from_when_the_worker_could_start() {
+        let grace = saturating_nanos(OVERRUN_GRACE);
+        let timed = sent(3, Some(Duration::from_millis(200)), None);
+        assert_eq!(parent_due(&timed, 1_000 * MS), 1_600 * MS + grace);
+        assert_eq!(parent_due(&sent(3, None, None), 1_000 * MS), u64::MAX);
+        let forever = sent(3, Some(Duration::MAX), None);
+        assert_eq!(parent_due(&forever, 1_000 * MS), u64::MAX);
+    }
+
+    #[test]
+    fn a_cancelled_chunk_is_bound_from_its_cancel_or_from_when_it_became_the_front() {
+        let grace = saturating_nanos(OVERRUN_GRACE) + saturating_nanos(CANCEL_GRACE);
+        // Cancelled while it was the front: from the cancel.
+        let cancelled = sent(3, None, Some(5_000 * MS));
+        assert_eq!(parent_due(&cancelled, 1_000 * MS), 5_000 * MS + grace);
+        // Cancelled while another chunk ran: from when it became the front.
+        assert_eq!(parent_due(&cancelled, 9_000 * MS), 9_000 * MS + grace);
+        // Timed and cancelled: whichever comes first.
+        let both = sent(1, Some(Duration::from_millis(1)), Some(5_000 * MS));
+        assert_eq!(
+            parent_due(&both, 5_000 * MS),
+            5_001 * MS + saturating_nanos(OVERRUN_GRACE)
+        );
     }
 }

@@ -19,6 +19,21 @@ const LIMIT: Duration = Duration::from_secs(100);
 /// Runs `body` on a cluster of three ranks: rank 0 gets the pool and its assertions are the
 /// test; `name` must be the test's own name (the ranks run this binary filtered to it).
 fn on_cluster(name: &str, builder: fn() -> ClusterBuilder, body: fn(&ClusterPool)) {
+    run_cluster(name, builder, body, true);
+}
+
+/// As [`on_cluster`], for a body that loses a node: rank 0 then leaves MPI unfinalized, and
+/// `mpirun` ends the job with a failure once rank 0 has passed.
+fn on_cluster_losing_a_node(name: &str, builder: fn() -> ClusterBuilder, body: fn(&ClusterPool)) {
+    run_cluster(name, builder, body, false);
+}
+
+fn run_cluster(
+    name: &str,
+    builder: fn() -> ClusterBuilder,
+    body: fn(&ClusterPool),
+    must_succeed: bool,
+) {
     if std::env::var_os(IN_RANK).is_some() {
         if let Some(cluster) = builder().init().expect("init") {
             body(&cluster);
@@ -26,7 +41,7 @@ fn on_cluster(name: &str, builder: fn() -> ClusterBuilder, body: fn(&ClusterPool
         }
         return;
     }
-    let output = mpirun(name, &[]);
+    let output = mpirun(name, &[], must_succeed);
     let Some(output) = output else { return };
     assert!(
         output.contains(&format!("forkpool-mpi-test passed: {name}")),
@@ -35,8 +50,9 @@ fn on_cluster(name: &str, builder: fn() -> ClusterBuilder, body: fn(&ClusterPool
 }
 
 /// Runs `mpirun -n 3` on this test binary filtered to `name` (with `extra` ranks'
-/// executables, MPMD style, if given); its output, or `None` when skipped.
-fn mpirun(name: &str, other_exe: &[&std::path::Path]) -> Option<String> {
+/// executables, MPMD style, if given); its output, or `None` when skipped. With
+/// `must_succeed`, `mpirun` must exit with success.
+fn mpirun(name: &str, other_exe: &[&std::path::Path], must_succeed: bool) -> Option<String> {
     if Command::new("mpirun").arg("--version").output().is_err() {
         let reason = format!("SKIPPED {name}: no `mpirun` on the PATH (install openmpi-bin)");
         assert!(
@@ -100,7 +116,7 @@ fn mpirun(name: &str, other_exe: &[&std::path::Path]) -> Option<String> {
         "mpirun ran past {LIMIT:?} and was stopped:\n{text}"
     );
     assert!(
-        output.status.success() || !other_exe.is_empty(),
+        output.status.success() || !must_succeed,
         "mpirun failed ({}):\n{text}",
         output.status
     );
@@ -438,7 +454,7 @@ fn ranks_running_another_executable_are_refused() {
         .open(&other)
         .and_then(|mut f| f.write_all(b"\0"))
         .expect("append");
-    let output = mpirun(name, &[&other]);
+    let output = mpirun(name, &[&other], false);
     let _ = std::fs::remove_dir_all(&dir);
     let Some(output) = output else { return };
     assert!(
@@ -452,5 +468,199 @@ fn ranks_running_another_executable_are_refused() {
             .count(),
         2,
         "{output}"
+    );
+}
+
+/// A result whose encoding is written byte by byte (a tuple of `u8`s has no length prefix) and
+/// which decodes as a `T`: how a node's worker hands the driver any bytes at all.
+enum Crafted<T> {
+    Bytes(Vec<u8>),
+    Value(T),
+}
+
+impl<T> serde::Serialize for Crafted<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let Crafted::Bytes(bytes) = self else {
+            return Err(serde::ser::Error::custom("only crafted bytes are sent"));
+        };
+        let mut tuple = serializer.serialize_tuple(bytes.len())?;
+        for byte in bytes {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Crafted<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Crafted::Value)
+    }
+}
+
+/// A length prefix claiming 1 TiB (bincode's varint: 253, then a u64), and nothing after it.
+fn lying_length() -> Vec<u8> {
+    [&[253u8][..], &(1u64 << 40).to_le_bytes()].concat()
+}
+
+fn lying_string(_: u8) -> Crafted<String> {
+    Crafted::Bytes(lying_length())
+}
+
+fn lying_bytes(_: u8) -> Crafted<serde_bytes::ByteBuf> {
+    Crafted::Bytes(lying_length())
+}
+
+/// One level per link.
+#[derive(serde::Deserialize)]
+enum Chain {
+    End,
+    Link(#[allow(dead_code)] Box<Chain>),
+}
+
+/// The encoding of a chain `links` deep.
+fn deep_chain(links: u16) -> Crafted<Chain> {
+    let mut bytes = vec![1u8; usize::from(links)];
+    bytes.push(0);
+    Crafted::Bytes(bytes)
+}
+
+fn depth(chain: &Chain) -> usize {
+    let (mut n, mut at) = (0, chain);
+    while let Chain::Link(next) = at {
+        n += 1;
+        at = next;
+    }
+    n
+}
+
+/// The failure of the one item of a call whose result the driver could not decode.
+fn decode_failure(outcome: Result<usize, Error>) -> String {
+    match outcome {
+        Err(Error::Task {
+            error:
+                TaskError::Codec {
+                    index: 0,
+                    stage: forkpool::CodecStage::DecodeResult,
+                    message,
+                    ..
+                },
+            ..
+        }) => message,
+        other => panic!("not a result the driver could not decode: {other:?}"),
+    }
+}
+
+#[test]
+fn a_result_with_a_lying_length_or_nested_20000_deep_fails_alone_on_the_driver() {
+    let name = "a_result_with_a_lying_length_or_nested_20000_deep_fails_alone_on_the_driver";
+    on_cluster(name, two_workers, |cluster| {
+        // A length prefix of 1 TiB: an error, not an allocation that aborts rank 0.
+        let message = decode_failure(cluster.map(lying_string, [0u8]).map(|v| v.len()));
+        assert!(message.contains("end"), "{message}");
+        decode_failure(cluster.map(lying_bytes, [0u8]).map(|v| v.len()));
+        // 20,000 levels: an error (the codec's depth limit), not a stack overflow when the
+        // value is dropped; a value within the limit arrives whole.
+        let message = decode_failure(cluster.map(deep_chain, [20_000u16]).map(|v| v.len()));
+        assert!(message.contains("nested deeper than"), "{message}");
+        let within = forkpool::MAX_DEPTH as u16 - 1;
+        let chains = cluster.map(deep_chain, [within, 3]).unwrap();
+        let depths: Vec<usize> = chains
+            .iter()
+            .map(|c| match c {
+                Crafted::Value(chain) => depth(chain),
+                Crafted::Bytes(_) => unreachable!("decoded values only"),
+            })
+            .collect();
+        assert_eq!(depths, [usize::from(within), 3]);
+        // The nodes serve on.
+        assert_eq!(cluster.map(|x: u8| x + 1, [1u8, 2]).unwrap(), [2, 3]);
+    });
+}
+
+/// Stops its node (the rank process, its worker's parent) with `SIGSTOP` on rank 2 from item 5:
+/// a node that stops answering.
+fn stop_node_on_rank_2(x: u64) -> u64 {
+    if x >= 5 && rank() == 2 {
+        // SAFETY: kill(2) on this worker's parent, the node's rank process.
+        unsafe { libc::kill(libc::getppid(), libc::SIGSTOP) };
+    }
+    x
+}
+
+/// Sleeps three times the node timeout of [`answering_within_a_second`].
+fn sleep_three_seconds(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_secs(3));
+    x
+}
+
+fn answering_within_a_second() -> ClusterBuilder {
+    two_workers().node_timeout(Duration::from_secs(1))
+}
+
+#[test]
+fn a_node_that_stops_answering_fails_its_items_within_the_bound_and_the_rest_go_on() {
+    let name = "a_node_that_stops_answering_fails_its_items_within_the_bound_and_the_rest_go_on";
+    on_cluster_losing_a_node(name, answering_within_a_second, |cluster| {
+        // An item longer than the bound is no hang: a node running it says it is alive.
+        let slow = cluster.chunksize(1).map(sleep_three_seconds, [1u64, 2]);
+        assert_eq!(slow.unwrap(), [1, 2]);
+        // Rank 2 stops at item 5: its items fail within about the bound, rank 1's succeed.
+        let started = std::time::Instant::now();
+        let outcomes: Vec<Result<u64, Error>> = cluster
+            .chunksize(1)
+            .imap(stop_node_on_rank_2, 0..40u64)
+            .collect();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        assert_eq!(outcomes.len(), 40);
+        let mut lost = 0;
+        for (x, outcome) in (0u64..).zip(&outcomes) {
+            match outcome {
+                Ok(v) => assert_eq!(*v, x),
+                Err(Error::Task {
+                    rank: 2,
+                    error: TaskError::PoolFailed { index, cause },
+                    ..
+                }) => {
+                    assert_eq!(*index, x);
+                    assert!(cause.contains("did not answer within 1s"), "{cause}");
+                    lost += 1;
+                }
+                Err(other) => panic!("item {x}: {other}"),
+            }
+        }
+        assert!(lost > 0, "no item was lost with rank 2");
+        // Later calls run on rank 1 alone.
+        let ranks: Vec<i32> = cluster.chunksize(1).map(|_: u8| rank(), 0..20u8).unwrap();
+        assert!(ranks.iter().all(|&r| r == 1), "{ranks:?}");
+    });
+}
+
+#[test]
+fn dropping_a_cluster_whose_node_stopped_returns_within_the_bound() {
+    let name = "dropping_a_cluster_whose_node_stopped_returns_within_the_bound";
+    if std::env::var_os(IN_RANK).is_some() {
+        if let Some(cluster) = answering_within_a_second().init().expect("init") {
+            assert_eq!(cluster.map(|x: u8| x, [1u8, 2]).unwrap(), [1, 2]);
+            // Rank 2 (on this host, as every rank of the test) stops while idle: it will not
+            // answer the shutdown.
+            let pid = cluster.nodes()[1].pid;
+            // SAFETY: kill(2) on rank 2's process, which serves this cluster.
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+            let started = std::time::Instant::now();
+            drop(cluster);
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(10), "the drop took {took:?}");
+            println!("forkpool-mpi-test passed: {name}");
+        }
+        return;
+    }
+    let Some(output) = mpirun(name, &[], false) else {
+        return;
+    };
+    assert!(
+        output.contains(&format!("forkpool-mpi-test passed: {name}")),
+        "rank 0 did not finish {name}:\n{output}"
     );
 }

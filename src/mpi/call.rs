@@ -6,13 +6,16 @@
 //! never more than a bounded number of items past the last one yielded, so an endless input
 //! works in bounded memory. When a node's pool fails, the call ends: every item without an
 //! outcome gets [`TaskError::PoolFailed`], and so does the rest of an input of known length;
-//! an input of unknown length ends with the failure itself.
+//! an input of unknown length ends with the failure itself. When a node is lost (it said
+//! nothing for the node timeout while it held chunks), only its items fail, with
+//! [`TaskError::PoolFailed`] naming [`Error::NodeLost`], and the call goes on with the other
+//! nodes; with no node left, it ends as for a failed pool.
 
-use crate::mpi::cluster::{Code, Driver};
-use crate::mpi::codec;
+use crate::mpi::cluster::{Code, Driver, Event};
 use crate::mpi::wire::{Chunk, Outcome, ToDriver, ToNode};
 use crate::mpi::{Error, Node};
 use crate::{CodecStage, TaskError};
+use forkpool_worker::codec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
@@ -44,6 +47,8 @@ pub(crate) struct Spec {
 struct Flight {
     first: u64,
     count: u64,
+    /// The node that holds them.
+    node: usize,
 }
 
 /// An item's outcome before decoding: its bytes and the node that made them.
@@ -158,9 +163,10 @@ where
             if self.pulled - self.yielded + self.size as u64 > self.limit() {
                 return;
             }
-            let held = &self.driver.held;
+            let driver = &self.driver;
+            let held = &driver.held;
             let Some(node) = (0..held.len())
-                .filter(|&n| held[n] < WINDOW)
+                .filter(|&n| held[n] < WINDOW && driver.is_live(n))
                 .min_by_key(|&n| held[n])
             else {
                 return;
@@ -211,7 +217,6 @@ where
             return;
         }
         let count = items.len() as u64;
-        let rank = self.node(node).rank;
         let context = match &self.spec.context {
             Some(context) if !self.context_sent[node] => Some(context.clone()),
             _ => None,
@@ -222,7 +227,7 @@ where
                 bytes: ByteBuf::from(context),
             };
             self.context_sent[node] = true;
-            if let Err(what) = self.driver.transport.send(rank, &message) {
+            if let Err(what) = self.driver.send(node, &message) {
                 return self.fail_sending(node, first, count, what);
             }
         }
@@ -234,29 +239,26 @@ where
             timeout: self.spec.timeout,
             items,
         });
-        if let Err(what) = self.driver.transport.send(rank, &chunk) {
+        if let Err(what) = self.driver.send(node, &chunk) {
             return self.fail_sending(node, first, count, what);
         }
-        self.flights
-            .insert(self.next_chunk, Flight { first, count });
+        let flight = Flight { first, count, node };
+        self.flights.insert(self.next_chunk, flight);
         self.next_chunk += 1;
-        self.driver.held[node] += 1;
+        self.driver.gave(node);
     }
 
     fn fail_sending(&mut self, node: usize, first: u64, count: u64, what: String) {
         let chunk = self.next_chunk;
         self.next_chunk += 1;
-        self.flights.insert(chunk, Flight { first, count });
+        self.flights.insert(chunk, Flight { first, count, node });
         let Node { rank, host, .. } = self.node(node).clone();
         let what = format!("could not encode a message to it: {what}");
         self.fail(node, Error::Protocol { rank, host, what });
     }
 
-    /// Takes in one message of a node.
-    fn handle(&mut self, from: i32, message: Result<ToDriver, String>) {
-        let Some(node) = self.driver.nodes.iter().position(|n| n.rank == from) else {
-            return;
-        };
+    /// Takes in one message of node `node`.
+    fn handle(&mut self, node: usize, message: Result<ToDriver, String>) {
         let Node {
             rank, host, pid, ..
         } = self.node(node).clone();
@@ -275,28 +277,36 @@ where
                 busy,
             }) => (call, chunk, outcomes, pool_error, busy),
             Ok(ToDriver::Skipped { call, chunk }) => {
-                self.driver.held[node] = self.driver.held[node].saturating_sub(1);
+                self.driver.answered(node);
                 if call == self.id && self.flights.contains_key(&chunk) {
                     self.fail(node, protocol(format!("it skipped chunk {chunk}")));
                 }
                 return;
             }
             Ok(ToDriver::Refused { call, chunk, what }) => {
-                self.driver.held[node] = self.driver.held[node].saturating_sub(1);
+                self.driver.answered(node);
                 if call == self.id && self.flights.contains_key(&chunk) {
                     self.fail(node, protocol(what));
                 }
                 return;
             }
-            Ok(ToDriver::Hello(_) | ToDriver::Bye) => return,
+            Ok(ToDriver::Hello(_) | ToDriver::Alive | ToDriver::Bye) => return,
         };
-        self.driver.held[node] = self.driver.held[node].saturating_sub(1);
+        self.driver.answered(node);
         if call != self.id {
             return; // a reply for a call that has ended
         }
         let Some(flight) = self.flights.remove(&chunk) else {
             return;
         };
+        if flight.node != node {
+            // Another node's chunk: it is not this node's to answer.
+            self.flights.insert(chunk, flight);
+            return self.fail(
+                node,
+                protocol(format!("it answered chunk {chunk} of another")),
+            );
+        }
         let got = outcomes.len() as u64;
         for (i, outcome) in (0..flight.count).zip(outcomes) {
             let index = flight.first + i;
@@ -315,6 +325,7 @@ where
             let rest = Flight {
                 first: flight.first + got,
                 count: flight.count - got,
+                node,
             };
             self.flights.insert(chunk, rest);
         }
@@ -341,6 +352,32 @@ where
             self.size = wanted
                 .clamp(self.size.div_ceil(2), self.size * 2)
                 .clamp(1, MAX_ITEMS);
+        }
+    }
+
+    /// Nodes `lost` said nothing for the node timeout: the items they held fail with
+    /// `PoolFailed` naming that; the call goes on with the other nodes.
+    fn lose(&mut self, lost: &[usize]) {
+        for &node in lost {
+            let cause = self.driver.lost_error(node).to_string();
+            let Node { rank, host, .. } = self.node(node).clone();
+            let chunks: Vec<u64> = self
+                .flights
+                .iter()
+                .filter(|(_, f)| f.node == node)
+                .map(|(&chunk, _)| chunk)
+                .collect();
+            for chunk in chunks {
+                let Some(flight) = self.flights.remove(&chunk) else {
+                    continue;
+                };
+                for index in flight.first..flight.first + flight.count {
+                    let cause = cause.clone();
+                    let error = TaskError::PoolFailed { index, cause };
+                    let host = host.clone();
+                    self.put(index, Err(Error::Task { rank, host, error }));
+                }
+            }
         }
     }
 
@@ -374,19 +411,15 @@ where
     /// Tells every node to drop this call's chunks (best effort: a failed send changes nothing
     /// for the caller, whose call has ended).
     fn cancel(&mut self) {
-        let ranks: Vec<i32> = self.driver.nodes.iter().map(|n| n.rank).collect();
-        for rank in ranks {
-            let _ = self
-                .driver
-                .transport
-                .send(rank, &ToNode::Cancel { call: self.id });
+        for node in 0..self.driver.nodes.len() {
+            let _ = self.driver.send(node, &ToNode::Cancel { call: self.id });
         }
     }
 
     /// Decodes a slot into the caller's outcome.
     fn outcome(&self, index: u64, slot: Slot) -> Result<R, Error> {
         let (node, bytes) = slot?;
-        codec::decode(&bytes).map_err(|message| {
+        codec::decode_whole(&bytes).map_err(|message| {
             let Node { rank, host, .. } = self.node(node).clone();
             let error = TaskError::Codec {
                 index,
@@ -429,11 +462,21 @@ where
             if self.ready.contains_key(&self.next_out) || !self.finished.is_empty() {
                 continue;
             }
-            if self.flights.is_empty() && self.input_done {
-                return None;
+            if self.flights.is_empty() {
+                if self.input_done {
+                    return None;
+                }
+                if let Some(lost) = self.driver.first_lost().filter(|_| !self.driver.any_live()) {
+                    // Input is left and no node takes it: every node is lost.
+                    let error = self.driver.lost_error(lost);
+                    self.fail(lost, error);
+                    continue;
+                }
             }
-            let (from, message) = self.driver.transport.receive::<ToDriver>();
-            self.handle(from, message);
+            match self.driver.wait() {
+                Event::Message(node, message) => self.handle(node, message),
+                Event::Lost(nodes) => self.lose(&nodes),
+            }
         }
     }
 }
@@ -441,12 +484,8 @@ where
 impl<I, R> Drop for Call<'_, I, R> {
     fn drop(&mut self) {
         if self.ended.is_none() && !self.flights.is_empty() {
-            let ranks: Vec<i32> = self.driver.nodes.iter().map(|n| n.rank).collect();
-            for rank in ranks {
-                let _ = self
-                    .driver
-                    .transport
-                    .send(rank, &ToNode::Cancel { call: self.id });
+            for node in 0..self.driver.nodes.len() {
+                let _ = self.driver.send(node, &ToNode::Cancel { call: self.id });
             }
         }
     }

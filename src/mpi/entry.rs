@@ -7,7 +7,7 @@
 //! entry decodes the item, calls the function and encodes its result, all in the worker.
 
 use crate::StarArgs;
-use crate::mpi::codec;
+use forkpool_worker::codec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -64,7 +64,7 @@ fn finish<R: Serialize>(result: R) -> JobResult {
 }
 
 fn item<T: DeserializeOwned>(job: &Job) -> Result<T, Failure> {
-    codec::decode(&job.item).map_err(|m| Failure::new(Stage::DecodeItem, m))
+    codec::decode_whole(&job.item).map_err(|m| Failure::new(Stage::DecodeItem, m))
 }
 
 /// The entry of `map`, `imap` and `imap_unordered`: calls a `fn(T) -> R`.
@@ -119,7 +119,8 @@ where
             let bytes = std::fs::read(&path).map_err(|e| {
                 Failure::new(Stage::Context, format!("reading {}: {e}", path.display()))
             })?;
-            let context: C = codec::decode(&bytes).map_err(|m| Failure::new(Stage::Context, m))?;
+            let context: C =
+                codec::decode_whole(&bytes).map_err(|m| Failure::new(Stage::Context, m))?;
             *slot = Some((job.call, Box::new(context)));
         }
         match slot.as_ref().and_then(|(_, c)| c.downcast_ref::<C>()) {

@@ -128,6 +128,39 @@ pub enum Error {
     /// The executable could not be read to identify it.
     #[error("could not read this program's executable to identify it: {0}")]
     Identity(#[source] std::io::Error),
+    /// A node that held work (or was to say hello, or goodbye) said nothing for the cluster's
+    /// [`node_timeout`](crate::mpi::ClusterBuilder::node_timeout): it is stopped, hung or cut
+    /// off. Its items failed with [`TaskError::PoolFailed`] naming this error, it gets no more
+    /// work, and the driver does not finalize MPI when the cluster is dropped (MPI's finalize
+    /// would wait for that node): the launcher ends the job's other ranks when rank 0 exits.
+    /// A call ends with this error when no node is left.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let e = forkpool::mpi::Error::NodeLost {
+    ///     rank: 2,
+    ///     host: "node-b".into(),
+    ///     pid: 4242,
+    ///     after: Duration::from_secs(60),
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "rank 2 (node-b, process 4242) did not answer within 60s: it is stopped, hung or cut off, and gets no more work"
+    /// );
+    /// ```
+    #[error(
+        "rank {rank} ({host}, process {pid}) did not answer within {after:?}: it is stopped, hung or cut off, and gets no more work"
+    )]
+    NodeLost {
+        /// The rank.
+        rank: i32,
+        /// Its host ("?" if it never said hello).
+        host: String,
+        /// The rank's process id (0 if it never said hello).
+        pid: u32,
+        /// The node timeout that passed.
+        after: std::time::Duration,
+    },
     /// A rank sent something it may not (a bug, or ranks of different builds).
     #[error("rank {rank} ({host}) broke the cluster protocol: {what}")]
     Protocol {
@@ -152,6 +185,7 @@ impl Error {
             Error::Task { rank, .. }
             | Error::NodePool { rank, .. }
             | Error::NotIdentical { rank, .. }
+            | Error::NodeLost { rank, .. }
             | Error::Protocol { rank, .. } => Some(*rank),
             _ => None,
         }

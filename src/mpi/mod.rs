@@ -43,10 +43,18 @@
 //!   slot, so an endless input works in bounded memory.
 //! - **A lost node ends the job.** MPI ends the whole job when a rank dies; nothing here can
 //!   outlive that. `docs/mpi.md` says what a redelivering work queue would add.
+//! - **A silent node is a timeout, not a hang.** Every wait of the driver for a node has an
+//!   end ([`ClusterBuilder::node_timeout`]): a node running a chunk says it is alive every
+//!   quarter of it, however long its items take, so one that holds work and says nothing that
+//!   long is stopped, hung or cut off. Its items fail, it gets no more work, the call goes on
+//!   with the others ([`Error::NodeLost`]).
+//! - **No rank trusts another's bytes.** Every message, item, context and result is decoded
+//!   by the worker crate's guarded codec, as in the local pool: a lying length is an error,
+//!   not an allocation, and a value nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) is an
+//!   error, not a stack overflow when it is dropped.
 
 mod call;
 mod cluster;
-mod codec;
 mod entry;
 mod error;
 mod guard;
@@ -64,7 +72,7 @@ use crate::{Pool, PoolBuilder, PoolError};
 use cluster::Driver;
 use guard::Guard;
 use identity::Identity;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use transport::Transport;
 use wire::{Hello, ToDriver, ToNode, WirePoolError};
 
@@ -104,13 +112,18 @@ pub fn init() -> Result<Option<ClusterPool>, Error> {
 pub struct ClusterBuilder {
     pool: PoolBuilder,
     restarts: (usize, Duration),
+    node_timeout: Duration,
 }
+
+/// The default of [`ClusterBuilder::node_timeout`].
+const NODE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
         ClusterBuilder {
             pool: PoolBuilder::default(),
             restarts: (32, Duration::from_secs(10)),
+            node_timeout: NODE_TIMEOUT,
         }
     }
 }
@@ -154,6 +167,25 @@ impl ClusterBuilder {
         self
     }
 
+    /// The longest the driver waits for word from a node that holds work (or that is to say
+    /// hello at start-up, or goodbye when the cluster is dropped), on the driver's clock.
+    /// A node running a chunk says it is alive every quarter of this, however long its items
+    /// take (bound them with [`ClusterPool::timeout`]), so only a node that is stopped, hung or
+    /// cut off says nothing that long: it is lost ([`Error::NodeLost`]), its items fail with
+    /// [`TaskError::PoolFailed`](crate::TaskError::PoolFailed), and it gets no more work.
+    /// Default: 60 s. `Duration::MAX` waits as long as it takes; zero makes
+    /// [`init`](Self::init) fail with [`PoolError::InvalidTimeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = forkpool::mpi::ClusterBuilder::new().node_timeout(Duration::from_secs(10));
+    /// # drop(builder);
+    /// ```
+    pub fn node_timeout(mut self, limit: Duration) -> Self {
+        self.node_timeout = limit;
+        self
+    }
+
     /// Forks the local workers (on every rank but 0, as far as the launcher's environment tells
     /// the rank before MPI starts), initializes MPI (`MPI_THREAD_FUNNELED`: only this thread
     /// calls MPI), and checks every rank against rank 0. Rank 0 gets the [`ClusterPool`];
@@ -172,6 +204,10 @@ impl ClusterBuilder {
     /// # Ok(()) }
     /// ```
     pub fn init(self) -> Result<Option<ClusterPool>, Error> {
+        if self.node_timeout.is_zero() {
+            let timeout = self.node_timeout;
+            return Err(PoolError::InvalidTimeout { timeout }.into());
+        }
         let me = identity::this_program().map_err(Error::Identity)?;
         if mpi::environment::is_initialized() || mpi::environment::is_finalized() {
             return Err(Error::AlreadyInitialized);
@@ -194,8 +230,16 @@ impl ClusterBuilder {
         }
         if transport.rank() == 0 {
             drop(local);
-            let driver = start_driver(transport, host, me)?;
-            return Ok(Some(ClusterPool::new(driver, universe)));
+            transport.set_patience(self.node_timeout);
+            return match start_driver(transport, host, me, self.node_timeout) {
+                Ok(driver) => Ok(Some(ClusterPool::new(driver, universe))),
+                Err(error @ Error::NodeLost { .. }) => {
+                    // MPI's finalize would wait for the node that never said hello.
+                    std::mem::forget(universe);
+                    Err(error)
+                }
+                Err(error) => Err(error),
+            };
         }
         // The launcher did not say this was a node: fork now (workers never touch MPI).
         let local = local.unwrap_or_else(|| pool.build());
@@ -204,13 +248,38 @@ impl ClusterBuilder {
     }
 }
 
-/// Rank 0: collects every node's `Hello`, checks it, and answers `Welcome` or `Refuse`.
-fn start_driver(mut transport: Transport, host: String, me: Identity) -> Result<Driver, Error> {
+/// Rank 0: collects every node's `Hello` (within `patience`), checks it, and answers
+/// `Welcome` or `Refuse`.
+fn start_driver(
+    mut transport: Transport,
+    host: String,
+    me: Identity,
+    patience: Duration,
+) -> Result<Driver, Error> {
     let nodes = (transport.size() - 1) as usize;
     let mut hellos: Vec<Option<Result<Hello, String>>> = (0..nodes).map(|_| None).collect();
     let mut missing = nodes;
+    let until = Instant::now().checked_add(patience);
     while missing > 0 {
-        let (from, message) = transport.receive::<ToDriver>();
+        let Some((from, message)) = transport.receive_until::<ToDriver>(until) else {
+            let silent = hellos.iter().position(Option::is_none).unwrap_or(0);
+            let error = Error::NodeLost {
+                rank: silent as i32 + 1,
+                host: "?".into(),
+                pid: 0,
+                after: patience,
+            };
+            let reason = error.to_string();
+            for (i, hello) in hellos.iter().enumerate() {
+                if hello.is_some() {
+                    let refuse = ToNode::Refuse {
+                        reason: reason.clone(),
+                    };
+                    let _ = transport.send(i as i32 + 1, &refuse);
+                }
+            }
+            return Err(error);
+        };
         let Some(slot) = hellos.get_mut((from - 1) as usize) else {
             continue;
         };
@@ -234,7 +303,8 @@ fn start_driver(mut transport: Transport, host: String, me: Identity) -> Result<
         }
     }
     let answer = match &problem {
-        None => ToNode::Welcome,
+        // Four beats within the node timeout: one late beat is no loss.
+        None => ToNode::Welcome { beat: patience / 4 },
         Some(error) => ToNode::Refuse {
             reason: error.to_string(),
         },
@@ -245,13 +315,7 @@ fn start_driver(mut transport: Transport, host: String, me: Identity) -> Result<
     if let Some(error) = problem {
         return Err(error);
     }
-    Ok(Driver {
-        transport,
-        held: vec![0; nodes],
-        nodes: found,
-        next_call: 1,
-        host,
-    })
+    Ok(Driver::new(transport, found, patience, host))
 }
 
 /// A node as its `Hello` describes it, if it may serve.
@@ -307,16 +371,16 @@ fn serve(
     transport
         .send(0, &ToDriver::Hello(hello))
         .map_err(refused)?;
-    loop {
+    let beat = loop {
         match transport.receive::<ToNode>() {
-            (0, Ok(ToNode::Welcome)) => break,
+            (0, Ok(ToNode::Welcome { beat })) => break beat,
             (0, Ok(ToNode::Refuse { reason })) => return Err(refused(reason)),
             (0, Err(what)) => return Err(refused(format!("its answer could not be read: {what}"))),
             _ => {}
         }
-    }
+    };
     let pool = local?;
-    if let Err(what) = node::serve(&pool, transport, guard) {
+    if let Err(what) = node::serve(&pool, transport, guard, beat) {
         // The driver would wait for this node forever: end the job instead.
         eprintln!(
             "forkpool::mpi: node {} stops the job: {what}",

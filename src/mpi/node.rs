@@ -2,11 +2,14 @@
 //!
 //! The rank process only moves bytes: each chunk becomes one lazy call on the local
 //! [`Pool`](crate::Pool) with an entry of [`entry`](super::entry), so decoding, the user's
-//! function and encoding all run in forked workers. Between outcomes it reads what the driver
-//! sent meanwhile, so a cancel stops the running chunk (dropping the local call cancels the rest
-//! of its items).
+//! function and encoding all run in forked workers. Between outcomes, and every
+//! [`WAKE_EVERY`] while an item runs, it reads what the driver sent meanwhile, so a cancel
+//! stops the running chunk (dropping the local call cancels the rest of its items); and every
+//! beat the driver set, it tells the driver it is alive, so a long item is not taken for a
+//! hung node.
 
 use crate::Pool;
+use crate::call::Step;
 use crate::mpi::entry::{self, EntryFn, Failure, Job, Stage};
 use crate::mpi::guard::Guard;
 use crate::mpi::identity;
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// How often a node looks for driver messages while its pool runs a chunk.
 const LOOK_EVERY: Duration = Duration::from_millis(1);
+/// How often a node waiting for an outcome wakes up to look for driver messages.
+const WAKE_EVERY: Duration = Duration::from_millis(50);
 
 /// A node's state between chunks.
 struct Node<'a> {
@@ -30,10 +35,18 @@ struct Node<'a> {
     void_up_to: Option<u64>,
     /// The context file of the latest `map_with` call, removed when replaced or at the end.
     context: Option<PathBuf>,
+    /// How often to tell the driver this node is alive while it runs a chunk.
+    beat: Duration,
 }
 
-/// Serves chunks until the driver says `Shutdown`, then answers `Bye`.
-pub(crate) fn serve(pool: &Pool, transport: &mut Transport, guard: Guard) -> Result<(), String> {
+/// Serves chunks until the driver says `Shutdown`, then answers `Bye`; says `Alive` every
+/// `beat` while it runs a chunk.
+pub(crate) fn serve(
+    pool: &Pool,
+    transport: &mut Transport,
+    guard: Guard,
+    beat: Duration,
+) -> Result<(), String> {
     let mut node = Node {
         pool,
         transport,
@@ -41,6 +54,7 @@ pub(crate) fn serve(pool: &Pool, transport: &mut Transport, guard: Guard) -> Res
         queue: VecDeque::new(),
         void_up_to: None,
         context: None,
+        beat,
     };
     let result = node.run();
     if let Some(path) = node.context.take() {
@@ -67,7 +81,7 @@ impl Node<'_> {
                     self.transport.send(0, &ToDriver::Bye)?;
                     return Ok(());
                 }
-                ToNode::Welcome | ToNode::Refuse { .. } => {}
+                ToNode::Welcome { .. } | ToNode::Refuse { .. } => {}
             }
         }
     }
@@ -149,8 +163,33 @@ impl Node<'_> {
         let mut outcomes = Vec::with_capacity(count);
         let mut pool_error = None;
         let mut looked = Instant::now();
+        let mut beat_at = looked.checked_add(self.beat);
         // An input of unknown length: a pool failure ends the call with the error itself.
-        for outcome in options.imap(entry, Unsized(jobs)) {
+        let mut stream = options.imap(entry, Unsized(jobs));
+        loop {
+            let wake = Instant::now() + WAKE_EVERY;
+            let outcome = match stream.step_until(beat_at.map_or(wake, |at| at.min(wake))) {
+                Step::Outcome(outcome) => Some(outcome),
+                Step::End => break,
+                Step::TimedOut => None,
+            };
+            let now = Instant::now();
+            if beat_at.is_some_and(|at| now >= at) {
+                beat_at = now.checked_add(self.beat);
+                // (Only an encoding can fail, and `Alive` always encodes.)
+                let _ = self.transport.send(0, &ToDriver::Alive);
+            }
+            let Some(outcome) = outcome else {
+                // Waiting for an item: look for a cancel, then wait on.
+                looked = now;
+                if !matches!(self.look(call), Ok(false)) {
+                    return ToDriver::Skipped {
+                        call,
+                        chunk: number,
+                    };
+                }
+                continue;
+            };
             let task_error = match outcome {
                 Ok(Ok(bytes)) => {
                     outcomes.push(Outcome::Done(bytes));

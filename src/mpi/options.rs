@@ -232,7 +232,7 @@ impl<'c> ClusterCall<'c> {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let context = crate::mpi::codec::encode(context).map_err(PoolError::Context)?;
+        let context = forkpool_worker::codec::encode(context).map_err(PoolError::Context)?;
         let entry = entry::with_context::<C, T, R> as EntryFn;
         let items = items.into_iter();
         self.call(entry, f as usize as u64, items, true, true, Some(context))

@@ -5,14 +5,22 @@
 //! order they were sent. Sends are `MPI_Isend`: a rank never blocks because its peer is busy.
 //! A blocking `MPI_Recv` spins a core in Open MPI; the ranks of a job often share a machine
 //! with their workers, so waiting is `MPI_Improbe` with a backoff instead (yield, then sleeps
-//! growing from 20 µs to 1 ms while nothing comes).
+//! growing from 20 µs to 1 ms while nothing comes), until a deadline if the caller has one.
+//! Every message is encoded and decoded by the worker crate's guarded codec
+//! (`forkpool_worker::codec`: lengths checked before allocating, nesting bounded), as the
+//! local pool's are: a rank trusts no byte another rank sends.
+//!
+//! A send to a rank that stopped answering may never complete, and MPI may read its buffer
+//! until it does: such sends are given up ([`Transport::forsake`]), their buffers left
+//! allocated for good rather than freed under MPI.
 
+use forkpool_worker::codec;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TAG: i32 = 17;
 
@@ -20,6 +28,8 @@ const TAG: i32 = 17;
 struct Pending {
     request: Option<Request<'static, [u8]>>,
     buffer: *mut [u8],
+    /// The rank it goes to.
+    to: i32,
 }
 
 impl Pending {
@@ -66,6 +76,9 @@ impl Backoff {
 pub(crate) struct Transport {
     comm: SimpleCommunicator,
     pending: Vec<Pending>,
+    /// How long dropping it waits for its sends to complete before giving them up (`None`: as
+    /// long as it takes).
+    patience: Option<Duration>,
 }
 
 impl Transport {
@@ -74,7 +87,13 @@ impl Transport {
         Transport {
             comm: world.duplicate(),
             pending: Vec::new(),
+            patience: None,
         }
+    }
+
+    /// Dropping it waits at most `patience` for its sends to complete, then gives them up.
+    pub fn set_patience(&mut self, patience: Duration) {
+        self.patience = Some(patience);
     }
 
     pub fn rank(&self) -> i32 {
@@ -87,7 +106,7 @@ impl Transport {
 
     /// Starts sending `message` to rank `to`; returns at once.
     pub fn send<M: Serialize>(&mut self, to: i32, message: &M) -> Result<(), String> {
-        let bytes = crate::mpi::codec::encode(message)?;
+        let bytes = codec::encode(message)?;
         let buffer: *mut [u8] = Box::into_raw(bytes.into_boxed_slice());
         // SAFETY: the box stays allocated until `Pending::test` sees the send complete; no one
         // writes to it meanwhile.
@@ -99,6 +118,7 @@ impl Transport {
         self.pending.push(Pending {
             request: Some(request),
             buffer,
+            to,
         });
         self.reap();
         Ok(())
@@ -117,19 +137,50 @@ impl Transport {
             .immediate_matched_probe_with_tag(TAG)?;
         let from = status.source_rank();
         let (bytes, _) = (message, status).matched_receive_vec::<u8>();
-        Some((from, crate::mpi::codec::decode(&bytes)))
+        Some((from, codec::decode_whole(&bytes)))
     }
 
     /// The next message from anyone, waiting for it as long as it takes.
     pub fn receive<M: DeserializeOwned>(&mut self) -> (i32, Result<M, String>) {
+        loop {
+            if let Some(received) = self.receive_until(None) {
+                return received;
+            }
+        }
+    }
+
+    /// The next message from anyone, waiting for it until `until` (`None`: as long as it
+    /// takes); `None` if none came by then. A deadline already past still takes a message that
+    /// has arrived.
+    pub fn receive_until<M: DeserializeOwned>(
+        &mut self,
+        until: Option<Instant>,
+    ) -> Option<(i32, Result<M, String>)> {
         let mut backoff = Backoff::new();
         loop {
             if let Some(received) = self.try_receive() {
-                return received;
+                return Some(received);
+            }
+            if until.is_some_and(|at| Instant::now() >= at) {
+                return None;
             }
             self.reap();
             backoff.wait();
         }
+    }
+
+    /// Gives up the sends to `rank`, which stopped answering: they may never complete, so
+    /// their buffers stay allocated for good (MPI may still read them).
+    pub fn forsake(&mut self, rank: i32) {
+        self.pending.retain_mut(|p| {
+            if p.to != rank {
+                return true;
+            }
+            // Neither completed nor cancelled: MPI keeps the request and may read the buffer,
+            // so both are left alone (rsmpi's request panics if dropped unfinished).
+            std::mem::forget(p.request.take());
+            false
+        });
     }
 
     /// Ends the whole job (`MPI_Abort`): for a rank that cannot go on and would leave the
@@ -138,21 +189,33 @@ impl Transport {
         self.comm.abort(70)
     }
 
-    /// Waits until every send has completed (the peers must be receiving).
-    pub fn flush(&mut self) {
+    /// Waits until every send has completed (the peers must be receiving), or until `until`;
+    /// whether they all did.
+    pub fn flush_until(&mut self, until: Option<Instant>) -> bool {
         let mut backoff = Backoff::new();
-        while !self.pending.is_empty() {
+        loop {
             self.reap();
-            if !self.pending.is_empty() {
-                backoff.wait();
+            if self.pending.is_empty() {
+                return true;
             }
+            if until.is_some_and(|at| Instant::now() >= at) {
+                return false;
+            }
+            backoff.wait();
         }
     }
 }
 
 impl Drop for Transport {
     fn drop(&mut self) {
-        // MPI may still read a buffer whose send has not completed: wait for them all.
-        self.flush();
+        // MPI may still read a buffer whose send has not completed: wait for them, as long as
+        // the patience allows, and give up the rest.
+        let until = self.patience.and_then(|p| Instant::now().checked_add(p));
+        if !self.flush_until(until) {
+            let ranks: Vec<i32> = self.pending.iter().map(|p| p.to).collect();
+            for rank in ranks {
+                self.forsake(rank);
+            }
+        }
     }
 }

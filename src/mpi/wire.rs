@@ -10,8 +10,8 @@ use std::time::Duration;
 /// communicator, one tag), so a `Cancel` is seen after the chunks it cancels.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToNode {
-    /// The start-up check passed: serve.
-    Welcome,
+    /// The start-up check passed: serve, and while running a chunk say `Alive` every `beat`.
+    Welcome { beat: Duration },
     /// The start-up check failed (on this rank or another): say why and stop.
     Refuse { reason: String },
     /// Items to run.
@@ -57,6 +57,9 @@ pub(crate) enum ToDriver {
     /// A chunk the node could not run at all (its code offsets are not code of the
     /// executable there).
     Refused { call: u64, chunk: u64, what: String },
+    /// Sent every `beat` (see `Welcome`) while the node runs a chunk: it is not hung, however
+    /// long an item takes.
+    Alive,
     /// The answer to `Shutdown`: nothing more comes from this node.
     Bye,
 }
@@ -401,10 +404,8 @@ mod tests {
             },
         ];
         for error in errors {
-            let wire: WireTaskError = crate::mpi::codec::decode(
-                &crate::mpi::codec::encode(&WireTaskError::from_task(&error)).unwrap(),
-            )
-            .unwrap();
+            let bytes = forkpool_worker::codec::encode(&WireTaskError::from_task(&error)).unwrap();
+            let wire: WireTaskError = forkpool_worker::codec::decode_whole(&bytes).unwrap();
             let back = wire.into_task(100);
             assert_eq!(back.index(), 103);
             assert_eq!(
@@ -412,6 +413,59 @@ mod tests {
                 error.to_string()
             );
         }
+    }
+
+    #[test]
+    fn a_message_with_a_lying_length_or_a_deep_result_is_an_error_not_an_abort() {
+        use forkpool_worker::codec::{decode_whole, encode};
+        let done = ToDriver::Done {
+            call: 1,
+            chunk: 2,
+            outcomes: vec![Outcome::Done(ByteBuf::from(vec![7u8; 3]))],
+            pool_error: None,
+            busy: Duration::from_millis(5),
+        };
+        let honest = encode(&done).unwrap();
+        assert!(matches!(
+            decode_whole::<ToDriver>(&honest).unwrap(),
+            ToDriver::Done { outcomes, .. } if matches!(&outcomes[..], [Outcome::Done(b)] if b.len() == 3)
+        ));
+        // The outcome's length prefix (the byte before its three bytes) made to claim 1 TiB.
+        let at = honest
+            .windows(4)
+            .position(|w| w == [3, 7, 7, 7])
+            .expect("the outcome's length and bytes");
+        let lie = [
+            &honest[..at],
+            &[253u8][..],
+            &(1u64 << 40).to_le_bytes(),
+            &honest[at + 1..],
+        ]
+        .concat();
+        assert!(decode_whole::<ToDriver>(&lie).is_err());
+        // A result nested 20,000 deep inside an honest message: the message decodes, the
+        // result does not, on a small stack.
+        #[derive(Debug, Deserialize)]
+        enum Chain {
+            End,
+            Link(#[allow(dead_code)] Box<Chain>),
+        }
+        let mut deep = vec![1u8; 20_000];
+        deep.push(0);
+        let message = encode(&Outcome::Done(ByteBuf::from(deep))).unwrap();
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let Ok(Outcome::Done(bytes)) = decode_whole::<Outcome>(&message) else {
+                    return Err("the message did not decode".to_string());
+                };
+                decode_whole::<Chain>(&bytes).map(|_| ())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.unwrap_err().contains("nested deeper than"));
+        let _ = Chain::End;
     }
 
     #[test]

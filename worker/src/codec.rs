@@ -5,7 +5,14 @@
 //!
 //! bincode has no depth limit of its own, so [`decode`] goes through the `depth` module's adapter: a value
 //! nested deeper than [`MAX_DEPTH`] levels is an error, and decoding never overflows the calling
-//! thread's stack, whatever its size (the parent decodes results on the caller's thread).
+//! thread's stack, whatever its size (the parent decodes results on the caller's thread); the
+//! limit also keeps the drop of a decoded value (which recurses once per level) within a small
+//! stack. A length the bytes claim is checked against the bytes there are before anything is
+//! allocated for it, so a lying length prefix is an error, not an abort.
+//!
+//! Every decoder of bytes from another process goes through here: the local pool's parent and
+//! workers, and the MPI driver and nodes (`forkpool::mpi`), which use [`encode`] and
+//! [`decode_whole`].
 
 mod depth;
 mod messages;
@@ -27,6 +34,23 @@ pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Resul
     bincode::serde::encode_into_std_write(value, buf, config())
         .map(|_| ())
         .map_err(messages::encode_error)
+}
+
+/// The encoding of `value`, in a new buffer.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    encode_into(&mut buf, value)?;
+    Ok(buf)
+}
+
+/// Decodes one value that must fill `bytes` exactly (a message of its own, not one of many
+/// back to back): bytes left over after it are an error. Guarded as [`decode`] is.
+pub fn decode_whole<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used) = decode(bytes)?;
+    match bytes.len() - used {
+        0 => Ok(value),
+        left => Err(format!("{left} bytes left over after the value")),
+    }
 }
 
 /// Decodes one value from the front of `bytes`, returning it and the number of bytes it used.
@@ -165,6 +189,32 @@ mod tests {
             seq.serialize_element(&1u8)?;
             seq.end()
         }
+    }
+
+    #[test]
+    fn a_whole_message_round_trips_and_leftovers_or_lies_are_errors() {
+        let bytes = encode(&(7u64, "seven")).unwrap();
+        assert_eq!(
+            decode_whole::<(u64, String)>(&bytes).unwrap(),
+            (7, "seven".to_string())
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let err = decode_whole::<(u64, String)>(&longer).unwrap_err();
+        assert_eq!(err, "1 bytes left over after the value");
+        // A length prefix claiming 1 TiB, then nothing: an error, not an allocation.
+        let claim: Vec<u8> = [&[253u8][..], &(1u64 << 40).to_le_bytes()].concat();
+        assert!(decode_whole::<String>(&claim).is_err());
+        assert!(decode_whole::<serde_bytes::ByteBuf>(&claim).is_err());
+        assert!(decode_whole::<Vec<String>>(&claim).is_err());
+        // 20,000 levels deep: an error on a small stack, with nothing left to drop deeply.
+        let deep = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| decode_whole::<Chain>(&chain_bytes(20_000)).map(|c| links(&c)))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(deep.unwrap_err().contains("nested deeper than"));
     }
 
     #[test]
