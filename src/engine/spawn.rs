@@ -120,7 +120,7 @@ impl Engine {
         let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match zygote_child {
-            Some(seq) => Reaper::by_zygote(zygote::watch(seq, id, self.inbox.exits())),
+            Some(seq) => Reaper::by_zygote(zygote::watch(seq, &child, id, self.inbox.exits())),
             None => match Reaper::start(&child, id, self.inbox.exits()) {
                 Ok(reaper) => reaper,
                 Err(e) => {

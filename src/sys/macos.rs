@@ -64,7 +64,8 @@ pub(crate) fn pipe() -> std::io::Result<[OwnedFd; 2]> {
     Ok(owned)
 }
 
-/// No pidfds: children are signalled through their process group only.
+/// No pidfds: a child is signalled by its pid and process group, while it is unreaped (see
+/// `child_handle`).
 pub(crate) fn pidfd_open(_: Pid) -> Option<OwnedFd> {
     None
 }

@@ -27,15 +27,17 @@
 //! tasks), but still reads every message with checked lengths. Received descriptors are in the
 //! register of the receiving process from the `recvmsg` that installs them (close-on-exec at
 //! once, `MSG_CMSG_CLOEXEC`): the receive waits for the datagram first, then takes it without
-//! waiting under the register's lock. The program sends without waiting: a zygote that does not
-//! read is not waited for.
+//! waiting under the register's lock. The program waits for room to send a fork request only
+//! until its deadline, and does not wait to send a signal: a zygote that does not read is not
+//! waited for.
 
 use crate::channel::{self, Registered};
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
-use std::io::{IoSlice, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
 
 const FORK: u8 = 1;
 const SIGNAL: u8 = 2;
@@ -103,20 +105,31 @@ pub(crate) enum FromZygote {
     },
 }
 
-/// Sends `bytes` and `fds` as one datagram on `socket`, retrying on `EINTR`; with `wait`
-/// false, a full socket is an error (`WouldBlock`) instead of a wait.
-fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd], wait: bool) -> std::io::Result<()> {
+/// Sends `bytes` and `fds` as one datagram on `socket`, retrying on `EINTR`. While the socket
+/// is full it waits until `deadline` (`None`: no limit); then the datagram is not sent, and
+/// the error is `TimedOut`.
+fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd], deadline: Option<Instant>) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let rights = [ControlMessage::ScmRights(fds)];
     let control: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
-    let flags = match wait {
-        true => SEND_FLAGS,
-        false => SEND_FLAGS | MsgFlags::MSG_DONTWAIT,
+    let flags = match deadline {
+        None => SEND_FLAGS,
+        Some(_) => SEND_FLAGS | MsgFlags::MSG_DONTWAIT,
     };
     loop {
         match sendmsg::<()>(socket, &iov, control, flags, None) {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) if deadline.is_some() => {
+                let mut polled = [libc::pollfd {
+                    fd: socket,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                if crate::sys::poll(&mut polled, deadline)? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -135,7 +148,7 @@ type Datagram = (Vec<u8>, Vec<Registered<OwnedFd>>);
 /// Receives one datagram on `socket` (waiting for it), with the descriptors it carries, each
 /// registered from the moment it is installed here. `Ok(None)`: the other side closed the
 /// socket.
-fn receive(socket: RawFd) -> std::io::Result<Option<Datagram>> {
+fn receive(socket: RawFd) -> io::Result<Option<Datagram>> {
     loop {
         let mut polled = [libc::pollfd {
             fd: socket,
@@ -153,7 +166,7 @@ fn receive(socket: RawFd) -> std::io::Result<Option<Datagram>> {
 
 /// One `recvmsg` on `socket` that does not wait, with the descriptors it installed (owned,
 /// close-on-exec).
-fn receive_now(socket: RawFd) -> std::io::Result<(Received, Vec<OwnedFd>)> {
+fn receive_now(socket: RawFd) -> io::Result<(Received, Vec<OwnedFd>)> {
     let mut buf = [0u8; MAX_LEN];
     let mut space = nix::cmsg_space!([RawFd; 8]);
     let mut iov = [IoSliceMut::new(&mut buf)];
@@ -168,7 +181,7 @@ fn receive_now(socket: RawFd) -> std::io::Result<(Received, Vec<OwnedFd>)> {
     let mut fds = Vec::new();
     // An error only if the control data did not fit (the peer sent more descriptors than any
     // message carries: the two sides are one program, so never).
-    for control in message.cmsgs().map_err(std::io::Error::from)? {
+    for control in message.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(received) = control {
             // SAFETY: the kernel just installed these descriptors in this process for this
             // message; nobody else owns them.
@@ -194,9 +207,14 @@ fn i32_at(bytes: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// Program: asks the zygote to fork a worker (without waiting: an error if the zygote's socket
-/// is full).
-pub(crate) fn send_fork(socket: RawFd, request: ForkRequest, fds: &[RawFd]) -> std::io::Result<()> {
+/// Program: asks the zygote to fork a worker, waiting at most until `deadline` while its socket
+/// is full.
+pub(crate) fn send_fork(
+    socket: RawFd,
+    request: ForkRequest,
+    fds: &[RawFd],
+    deadline: Instant,
+) -> io::Result<()> {
     let mut bytes = vec![FORK];
     bytes.extend_from_slice(&request.seq.to_le_bytes());
     bytes.extend_from_slice(&(request.fragment as u64).to_le_bytes());
@@ -207,16 +225,16 @@ pub(crate) fn send_fork(socket: RawFd, request: ForkRequest, fds: &[RawFd]) -> s
     bytes.extend_from_slice(&(request.init as u64).to_le_bytes());
     bytes.extend_from_slice(&request.init_code_id.to_le_bytes());
     bytes.push(u8::from(request.doorbell));
-    send(socket, &bytes, fds, false)
+    send(socket, &bytes, fds, Some(deadline))
 }
 
-/// Program: asks the zygote to send `signal` to the process group of worker `seq` (without
-/// waiting).
-pub(crate) fn send_signal(socket: RawFd, seq: u64, signal: i32) -> std::io::Result<()> {
+/// Program: asks the zygote to send `signal` to the process group of worker `seq`, without
+/// waiting (an error if its socket is full).
+pub(crate) fn send_signal(socket: RawFd, seq: u64, signal: i32) -> io::Result<()> {
     let mut bytes = vec![SIGNAL];
     bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.extend_from_slice(&signal.to_le_bytes());
-    send(socket, &bytes, &[], false)
+    send(socket, &bytes, &[], Some(Instant::now()))
 }
 
 /// Zygote: the next message (`None`: the program closed the socket, or sent something that is
@@ -254,23 +272,23 @@ pub(crate) fn send_forked(
     seq: u64,
     pid: i32,
     pidfd: &impl AsRawFd,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let mut bytes = vec![FORKED];
     bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.extend_from_slice(&pid.to_le_bytes());
-    send(socket, &bytes, &[pidfd.as_raw_fd()], true)
+    send(socket, &bytes, &[pidfd.as_raw_fd()], None)
 }
 
 /// Zygote: tells the program fork `seq` failed with `errno`.
-pub(crate) fn send_failed(socket: RawFd, seq: u64, errno: i32) -> std::io::Result<()> {
+pub(crate) fn send_failed(socket: RawFd, seq: u64, errno: i32) -> io::Result<()> {
     let mut bytes = vec![FAILED];
     bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.extend_from_slice(&errno.to_le_bytes());
-    send(socket, &bytes, &[], true)
+    send(socket, &bytes, &[], None)
 }
 
 /// Zygote: tells the program worker `seq` ended and was reaped.
-pub(crate) fn send_exited(socket: RawFd, seq: u64, status: ExitStatus) -> std::io::Result<()> {
+pub(crate) fn send_exited(socket: RawFd, seq: u64, status: ExitStatus) -> io::Result<()> {
     let (kind, value) = match status {
         ExitStatus::Code(code) => (0u8, code),
         ExitStatus::Signal(signal) => (1, signal),
@@ -280,7 +298,7 @@ pub(crate) fn send_exited(socket: RawFd, seq: u64, status: ExitStatus) -> std::i
     bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.push(kind);
     bytes.extend_from_slice(&value.to_le_bytes());
-    send(socket, &bytes, &[], true)
+    send(socket, &bytes, &[], None)
 }
 
 /// Program: the next message from the zygote (waiting for it). `None`: the zygote is gone (or
@@ -333,7 +351,14 @@ mod tests {
             doorbell: true,
         };
         let [p, q] = crate::sys::pipe().unwrap();
-        send_fork(a.as_raw_fd(), request, &[p.as_raw_fd(), q.as_raw_fd()]).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        send_fork(
+            a.as_raw_fd(),
+            request,
+            &[p.as_raw_fd(), q.as_raw_fd()],
+            deadline,
+        )
+        .unwrap();
         send_signal(a.as_raw_fd(), 9, libc::SIGTERM).unwrap();
         let Some(ToZygote::Fork(got, fds)) = receive_to_zygote(b.as_raw_fd()) else {
             panic!("no fork request");
