@@ -79,6 +79,14 @@ impl Register {
     }
 }
 
+#[cfg(test)]
+impl Register {
+    /// Whether `fd` is registered.
+    pub fn holds(&self, fd: RawFd) -> bool {
+        self.0.fds.contains(&fd)
+    }
+}
+
 /// A descriptor (or a type holding one) that is in the register while it is open.
 #[derive(Debug)]
 pub(crate) struct Registered<T: AsRawFd> {
@@ -248,27 +256,44 @@ pub(crate) fn pidfd(pid: nix::unistd::Pid) -> Option<Registered<OwnedFd>> {
     Some(Registered::new(&mut register, fd))
 }
 
-/// Opens a descriptor with `open` and registers it in the same critical section (the reaper's
-/// event queue).
-pub(crate) fn open_registered(
-    open: impl FnOnce() -> std::io::Result<OwnedFd>,
-) -> std::io::Result<Registered<OwnedFd>> {
+/// Opens a descriptor (or a type holding one) with `open` and registers it in the same
+/// critical section (the reaper's event queue, a file). `open` must not wait: the register is
+/// locked meanwhile.
+pub(crate) fn open_registered<T: AsRawFd>(
+    open: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<Registered<T>> {
     let mut register = lock_register();
     let fd = open()?;
     Ok(Registered::new(&mut register, fd))
 }
 
-/// Registers a descriptor this process just received (from its program, in the zygote).
-pub(crate) fn register(fd: OwnedFd) -> Registered<OwnedFd> {
+/// Receives descriptors with `receive` (a `recvmsg` that carries `SCM_RIGHTS`, with
+/// `MSG_CMSG_CLOEXEC` where it exists) and registers them in the same critical section, so no
+/// fork sees them unregistered. `receive` must not wait: the register is locked meanwhile.
+pub(crate) fn receive_registered<R>(
+    receive: impl FnOnce() -> std::io::Result<(R, Vec<OwnedFd>)>,
+) -> std::io::Result<(R, Vec<Registered<OwnedFd>>)> {
     let mut register = lock_register();
-    Registered::new(&mut register, fd)
+    let (received, fds) = receive()?;
+    let fds = fds
+        .into_iter()
+        .map(|fd| Registered::new(&mut register, fd))
+        .collect();
+    Ok((received, fds))
 }
 
-/// Registers the child's end of a socket pair this process just received (in the zygote),
-/// carrying at most `fragment` frame bytes per datagram.
-pub(crate) fn register_socket(fd: OwnedFd, fragment: usize) -> Registered<Socket> {
-    let mut register = lock_register();
-    Registered::new(&mut register, Socket::new(fd, fragment))
+impl Registered<OwnedFd> {
+    /// The same registered descriptor as a socket carrying at most `fragment` frame bytes per
+    /// datagram (in the zygote, the child's end of a socket pair it received).
+    pub fn into_socket(self, fragment: usize) -> Registered<Socket> {
+        let owner = self.owner;
+        // Still registered: the number stays in the register, now held by the socket.
+        let fd = self.into_inner();
+        Registered {
+            inner: ManuallyDrop::new(Socket::new(fd, fragment)),
+            owner,
+        }
+    }
 }
 
 /// Maps a progress page for a new worker in a sealed shared-memory file, for a worker that

@@ -26,7 +26,7 @@
 //! locks may have been held at the fork).
 
 use crate::channel::{self, Registered};
-use crate::child_handle::ChildHandle;
+use crate::child_handle::{ChildHandle, Unreaped};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
 use crate::inbox::Exits;
@@ -61,8 +61,11 @@ impl Reaper {
     /// posts it to `exits`.
     pub fn start(child: &ChildHandle, id: u64, exits: Arc<Exits>) -> Result<Reaper, PoolError> {
         let pid = child.pid();
+        // Every child this process reaps has the flag (a zygote's worker, which has none, is
+        // reaped by the zygote: `by_zygote`).
+        let unreaped = child.unreaped().cloned().unwrap_or_default();
         let exits = match Watcher::here() {
-            Some(watcher) => match watcher.watch(pid, child.pidfd(), id, exits) {
+            Some(watcher) => match watcher.watch(pid, child.pidfd(), &unreaped, id, exits) {
                 Ok(posted) => {
                     return Ok(Reaper {
                         how: How::Watched(posted),
@@ -73,7 +76,7 @@ impl Reaper {
             },
             None => exits,
         };
-        let thread = reap_on_thread(pid, id, exits, None).map_err(PoolError::Thread)?;
+        let thread = reap_on_thread(pid, unreaped, id, exits, None).map_err(PoolError::Thread)?;
         Ok(Reaper {
             how: How::Thread(Some(thread)),
             owner: Owner::here(),
@@ -160,10 +163,11 @@ impl DeathReport {
     }
 }
 
-/// Starts a thread that waits for child `pid`, reaps it and posts its death (then sets
-/// `posted`, if given).
+/// Starts a thread that waits for child `pid`, reaps it (raising `unreaped` first) and posts
+/// its death (then sets `posted`, if given).
 fn reap_on_thread(
     pid: Pid,
+    unreaped: Arc<Unreaped>,
     id: u64,
     exits: Arc<Exits>,
     posted: Option<Arc<Posted>>,
@@ -172,7 +176,7 @@ fn reap_on_thread(
         .name(format!("forkpool-reap-{pid}"))
         .stack_size(REAPER_STACK)
         .spawn(move || {
-            exits.post(id, crate::sys::wait_for_exit(pid));
+            exits.post(id, crate::sys::wait_for_exit(pid, || unreaped.reaping()));
             if let Some(posted) = posted {
                 posted.set();
             }
@@ -184,6 +188,8 @@ struct Entry {
     pid: Pid,
     /// Its pidfd (shared with its `ChildHandle`), kept open while it is watched.
     pidfd: Option<Arc<Registered<OwnedFd>>>,
+    /// Raised before it is reaped (shared with its `ChildHandle`).
+    unreaped: Arc<Unreaped>,
     report: DeathReport,
 }
 
@@ -191,7 +197,9 @@ impl Entry {
     /// Reaps the child (its end was reported or it is being waited for) and posts its death.
     fn reap(self) {
         drop(self.pidfd);
-        self.report.post(crate::sys::wait_for_exit(self.pid));
+        let unreaped = self.unreaped;
+        self.report
+            .post(crate::sys::wait_for_exit(self.pid, || unreaped.reaping()));
     }
 }
 
@@ -274,6 +282,7 @@ impl Watcher {
         &self,
         pid: Pid,
         pidfd: Option<&Arc<Registered<OwnedFd>>>,
+        unreaped: &Arc<Unreaped>,
         id: u64,
         exits: Arc<Exits>,
     ) -> Result<Arc<Posted>, Arc<Exits>> {
@@ -289,6 +298,7 @@ impl Watcher {
             let entry = Entry {
                 pid,
                 pidfd: pidfd.cloned(),
+                unreaped: Arc::clone(unreaped),
                 report,
             };
             watched.entries.insert(token, entry);
@@ -344,7 +354,8 @@ impl Watcher {
         for entry in entries {
             let report = &entry.report;
             let (id, exits, posted) = (report.id, Arc::clone(&report.exits), report.posted());
-            match reap_on_thread(entry.pid, id, exits, Some(posted)) {
+            let unreaped = Arc::clone(&entry.unreaped);
+            match reap_on_thread(entry.pid, unreaped, id, exits, Some(posted)) {
                 Ok(_) => {}
                 Err(_) => left.push(entry),
             }
@@ -465,10 +476,11 @@ mod tests {
         let child = fork_child(&mut inbox, 2, 4);
         let watcher = Watcher::here().unwrap();
         // Without a pidfd there is nothing to watch: the watch fails and gives the exits back.
-        let Err(handed_back) = watcher.watch(child.pid(), None, 2, inbox.exits()) else {
+        let unreaped = Arc::default();
+        let Err(handed_back) = watcher.watch(child.pid(), None, &unreaped, 2, inbox.exits()) else {
             panic!("watched without a pidfd");
         };
-        reap_on_thread(child.pid(), 2, handed_back, None)
+        reap_on_thread(child.pid(), unreaped, 2, handed_back, None)
             .unwrap()
             .join()
             .unwrap();

@@ -16,17 +16,28 @@
 //! - The zygote belongs to the process that started it; in any other (a forked child) no pool
 //!   uses it, and pools fork from the caller.
 //! - Every worker the zygote forked has its end posted exactly once, to its pool's inbox, by
-//!   this module's reader thread ([`Zygote::watch`]), whether it ends before or after the pool
-//!   learns its pid.
+//!   this module's reader thread ([`Zygote::read`]), whether it ends before or after the pool
+//!   watches it. Ends are matched to workers by the number the program gave the fork, never by
+//!   pid (a pid can be reused).
 //! - A zygote that is gone fails nothing: each of its workers is reported dead (they die with
 //!   it), and pools fork their replacements from the caller.
+//! - Nothing waits on the zygote without a deadline: a zygote that does not answer a fork
+//!   within [`ANSWER_LIMIT`] (stopped, or stuck) is killed and so gone, and the descriptors it
+//!   was sent are used for nothing more (the pool starts that worker again, from the caller).
+//!   The reader thread watches each watched worker's pidfd too: a worker that has ended and
+//!   whose end the zygote has not reported within [`ANSWER_LIMIT`] gets the zygote killed, so a
+//!   pool waiting for that end (a call's items, a pool's drop) waits no longer than that.
 //! - The program signals a zygote's worker through a pidfd the zygote opened before the worker
-//!   could end, so a reused pid is never hit.
+//!   could end, so a reused pid is never hit, and its process group through the zygote, which
+//!   reaps it and so knows whether the group id is still its own.
+//! - Every descriptor of the zygote's protocol is registered from the call that makes it: the
+//!   pidfds the program receives, the zygote's own pidfd, and in the zygote what it receives.
 
 mod message;
 mod server;
 
 use crate::channel::{self, Registered};
+use crate::child_handle::ChildHandle;
 use crate::error::PoolError;
 use crate::inbox::Exits;
 use crate::owner::Owner;
@@ -40,8 +51,9 @@ use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Starts the zygote: a process forked now, from which every [`Pool`](crate::Pool) built
 /// afterwards in this process forks its workers and their replacements. Call it at the top of
@@ -77,11 +89,8 @@ pub fn zygote() -> Result<(), PoolError> {
     if ZYGOTE.get().is_some() {
         return Ok(());
     }
-    if !cfg!(target_os = "linux") || crate::sys::pidfd_open(nix::unistd::getpid()).is_none() {
-        return Err(PoolError::Unsupported {
-            what: "the zygote",
-            platform: crate::sys::PLATFORM,
-        });
+    if !cfg!(target_os = "linux") {
+        return Err(unsupported());
     }
     let pair = channel::pair()?;
     let options = ChildOptions {
@@ -92,12 +101,32 @@ pub fn zygote() -> Result<(), PoolError> {
     let pid = crate::fork::spawn(options, pair.child, None, None, |socket, _| {
         server::serve(socket.into_fd())
     })?;
+    let Some(pidfd) = channel::pidfd(pid) else {
+        // No pidfds: the zygote could not give its workers' pidfds either. (Unreaped, so its
+        // pid is still its own.)
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        crate::sys::wait_for_exit(pid, || ());
+        return Err(unsupported());
+    };
+    let deaths = match channel::open_registered(crate::sys::exit_queue) {
+        Ok(deaths) => deaths,
+        Err(e) => {
+            let _ = crate::sys::pidfd_signal(&*pidfd, libc::SIGKILL);
+            crate::sys::wait_for_exit(pid, || ());
+            return Err(PoolError::Channel(e));
+        }
+    };
     let (answers, answered) = mpsc::channel();
     let zygote = Zygote {
         control: pair.parent,
         pid,
+        pidfd,
+        deaths,
         owner: Owner::here(),
-        answered: Mutex::new(answered),
+        asking: Mutex::new(Asking {
+            answered,
+            last_seq: 0,
+        }),
         watched: Mutex::new(Watched::default()),
         gone: AtomicBool::new(false),
     };
@@ -107,12 +136,26 @@ pub fn zygote() -> Result<(), PoolError> {
         .stack_size(64 * 1024)
         .spawn(move || zygote.read(&answers));
     if let Err(e) = started {
-        zygote.gone.store(true, Ordering::Release);
+        zygote.give_up();
+        crate::sys::wait_for_exit(pid, || ());
         return Err(PoolError::Thread(e));
     }
     tracing::debug!(pid = pid.as_raw(), "forkpool: started the zygote");
     Ok(())
 }
+
+fn unsupported() -> PoolError {
+    PoolError::Unsupported {
+        what: "the zygote",
+        platform: crate::sys::PLATFORM,
+    }
+}
+
+/// How long a fork request waits for room on the zygote's socket and for the zygote's answer,
+/// and how long after a worker's end the zygote may take to report it. A zygote answers and
+/// reports within about a millisecond; one that has not by then is stopped or stuck, and is
+/// killed.
+const ANSWER_LIMIT: Duration = Duration::from_secs(3);
 
 static ZYGOTE: OnceLock<Zygote> = OnceLock::new();
 
@@ -120,26 +163,103 @@ static ZYGOTE: OnceLock<Zygote> = OnceLock::new();
 struct Zygote {
     control: Registered<Socket>,
     pid: Pid,
+    /// Refers to the zygote until the reader thread reaps it: how a zygote that does not answer
+    /// is killed.
+    pidfd: Registered<OwnedFd>,
+    /// An epoll set of the pidfds of the watched workers whose end has not been seen yet (each
+    /// by the number of its fork): the reader thread learns when they end.
+    deaths: Registered<OwnedFd>,
     owner: Owner,
-    /// The answers to fork requests, in order; held by the one thread asking.
-    answered: Mutex<Receiver<Answer>>,
+    /// Held by the one thread asking for a fork.
+    asking: Mutex<Asking>,
     watched: Mutex<Watched>,
     gone: AtomicBool,
 }
 
-/// The answer to a fork request.
-enum Answer {
-    Forked(Pid, OwnedFd),
-    Failed(i32),
+/// What the thread asking for a fork holds.
+struct Asking {
+    /// The answers to fork requests, as the reader thread receives them.
+    answered: Receiver<Answer>,
+    /// The number of the last fork asked for (the first is 1).
+    last_seq: u64,
 }
 
-/// Who is told of each zygote worker's end.
+/// The answer to fork request `seq`.
+enum Answer {
+    Forked {
+        seq: u64,
+        pid: Pid,
+        pidfd: Registered<OwnedFd>,
+    },
+    Failed {
+        seq: u64,
+        errno: i32,
+    },
+}
+
+/// Who is told of each zygote worker's end, by the number of its fork.
 #[derive(Default)]
 struct Watched {
-    /// By pid: where each worker's end goes.
-    workers: HashMap<i32, DeathReport>,
+    /// The watched workers whose end the zygote has not reported.
+    workers: HashMap<u64, Worker>,
     /// Ends reported before the pool watched the worker.
-    early: HashMap<i32, ExitStatus>,
+    early: HashMap<u64, ExitStatus>,
+}
+
+/// A watched worker of the zygote.
+struct Worker {
+    /// Where its end goes.
+    report: DeathReport,
+    pid: Pid,
+    /// In the `deaths` set until its end is seen (shared with its `ChildHandle`).
+    pidfd: Option<Arc<Registered<OwnedFd>>>,
+    /// When its end was seen (its pidfd became readable): the zygote owes the report.
+    ended_at: Option<Instant>,
+}
+
+impl Watched {
+    /// Has the end of `worker` (fork `seq`) go to its report: at once if it was reported
+    /// already (or the zygote is `gone`: it died with it), else when it is. `Some(worker)`: it
+    /// is watched, and its pidfd must join the `deaths` set.
+    fn watch(&mut self, seq: u64, worker: Worker, gone: bool) -> Option<&Worker> {
+        match self.early.remove(&seq) {
+            Some(status) => worker.report.post(status),
+            None if gone => worker.report.post(ExitStatus::Signal(libc::SIGKILL)),
+            None => {
+                self.workers.insert(seq, worker);
+                return self.workers.get(&seq);
+            }
+        }
+        None
+    }
+
+    /// Posts the end of worker `seq`, or keeps it for the pool that will watch it. The pid and
+    /// pidfd of the worker if its pidfd is still in the `deaths` set (its end not seen yet).
+    fn ended(&mut self, seq: u64, status: ExitStatus) -> Option<(Pid, Arc<Registered<OwnedFd>>)> {
+        let Some(worker) = self.workers.remove(&seq) else {
+            self.early.insert(seq, status);
+            return None;
+        };
+        worker.report.post(status);
+        match worker.ended_at {
+            None => Some((worker.pid, worker.pidfd?)),
+            Some(_) => None,
+        }
+    }
+
+    /// Worker `seq` was seen to end at `now` (unless its end was reported already): its pidfd,
+    /// to take out of the `deaths` set.
+    fn seen_ending(&mut self, seq: u64, now: Instant) -> Option<(Pid, Arc<Registered<OwnedFd>>)> {
+        let worker = self.workers.get_mut(&seq)?;
+        worker.ended_at.get_or_insert(now);
+        Some((worker.pid, worker.pidfd.clone()?))
+    }
+
+    /// By when the zygote must have reported every end seen so far (`None`: none is owed).
+    fn reports_due(&self) -> Option<Instant> {
+        let seen = self.workers.values().filter_map(|w| w.ended_at).min()?;
+        seen.checked_add(ANSWER_LIMIT)
+    }
 }
 
 /// How a pool forks its workers from the zygote: what every fork request of the pool carries.
@@ -149,10 +269,26 @@ pub(crate) struct ZygoteWorkers {
     pub init: Option<InitFn>,
 }
 
-/// A worker the zygote forked: its pid and the pidfd to signal it through.
+/// A worker the zygote forked: the number of its fork, its pid and the pidfd to signal it
+/// through.
 pub(crate) struct Forked {
+    pub seq: u64,
     pub pid: Pid,
     pub pidfd: Registered<OwnedFd>,
+}
+
+/// What came of asking the zygote for a worker.
+pub(crate) enum Fork {
+    /// The zygote forked it.
+    Forked(Forked),
+    /// The fork failed.
+    Failed(PoolError),
+    /// No zygote forks it (none here, gone, or it cannot run the initializer), and it holds
+    /// none of the worker's descriptors: the caller forks the worker on them.
+    Here,
+    /// The zygote went away holding the worker's descriptors (it may have forked a worker on
+    /// them that has not died yet): the caller starts again with new ones, and forks itself.
+    Again,
 }
 
 /// Whether a zygote runs for this process (started here, and not gone).
@@ -163,21 +299,28 @@ pub(crate) fn running() -> bool {
 }
 
 /// Asks the zygote, if one runs for this process, to fork a pool worker with these options on
-/// the child's end `socket`, sharing the page in `page_file`. `None`: no zygote here (none
-/// started, another process's, gone, or it cannot run the initializer): the caller forks.
+/// the child's end `socket`, sharing the page in `page_file`. Waits at most [`ANSWER_LIMIT`]
+/// to send the request and have the answer (then the zygote is killed, and is gone).
 pub(crate) fn fork_worker(
     workers: ZygoteWorkers,
     options: ChildOptions,
     socket: &Registered<Socket>,
     page_file: &Registered<OwnedFd>,
     doorbell: Option<&Registered<OwnedFd>>,
-) -> Option<Result<Forked, PoolError>> {
-    let zygote = ZYGOTE.get().filter(|z| z.owner.is_here())?;
+) -> Fork {
+    let Some(zygote) = ZYGOTE.get().filter(|z| z.owner.is_here()) else {
+        return Fork::Here;
+    };
+    let mut asking = zygote.asking.lock().unwrap_or_else(|p| p.into_inner());
+    // Looked at once the lock is held: the thread that held it may have given up on the zygote.
     if zygote.gone.load(Ordering::Acquire) {
-        return None;
+        return Fork::Here;
     }
+    asking.last_seq += 1;
+    let seq = asking.last_seq;
     let init = workers.init.map_or(0, |f| f as usize);
     let request = ForkRequest {
+        seq,
         fragment: socket.fragment(),
         options,
         init,
@@ -186,85 +329,236 @@ pub(crate) fn fork_worker(
     };
     let mut fds = vec![socket.as_raw_fd(), page_file.as_raw_fd()];
     fds.extend(doorbell.map(|d| d.as_raw_fd()));
-    let answered = zygote.answered.lock().unwrap_or_else(|p| p.into_inner());
-    if message::send_fork(zygote.control.as_raw_fd(), request, &fds).is_err() {
-        return None; // gone: its reader thread reports its workers
+    let deadline = Instant::now() + ANSWER_LIMIT;
+    if message::send_fork(zygote.control.as_raw_fd(), request, &fds, deadline).is_err() {
+        // Not sent: the zygote is gone, or has not read in time (its socket stayed full).
+        zygote.give_up();
+        return Fork::Here;
     }
-    match answered.recv() {
-        Ok(Answer::Forked(pid, pidfd)) => Some(Ok(Forked {
-            pid,
-            pidfd: channel::register(pidfd),
-        })),
-        Ok(Answer::Failed(libc::ENOEXEC)) | Err(_) => None,
-        Ok(Answer::Failed(errno)) => Some(Err(PoolError::Fork(std::io::Error::from_raw_os_error(
-            errno,
-        )))),
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match asking.answered.recv_timeout(left) {
+            Ok(Answer::Forked { seq: s, pid, pidfd }) if s == seq => {
+                return Fork::Forked(Forked { seq, pid, pidfd });
+            }
+            Ok(Answer::Failed { seq: s, errno }) if s == seq => {
+                return match errno {
+                    libc::ENOEXEC | libc::ENOSYS => Fork::Here,
+                    _ => Fork::Failed(PoolError::Fork(std::io::Error::from_raw_os_error(errno))),
+                };
+            }
+            // The late answer to a request given up on: that zygote was killed.
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::debug!(
+                    pid = zygote.pid.as_raw(),
+                    "forkpool: the zygote did not answer in time; it is killed"
+                );
+                zygote.give_up();
+                return Fork::Again;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Fork::Again,
+        }
     }
 }
 
-/// Has the end of zygote worker `pid` (the inbox's child `id`) posted to `exits`; the returned
-/// flag is set once it is.
-pub(crate) fn watch(pid: Pid, id: u64, exits: Arc<Exits>) -> Arc<Posted> {
+/// Has the end of zygote worker `seq` (the inbox's child `id`, `child`) posted to `exits`;
+/// the returned flag is set once it is.
+pub(crate) fn watch(seq: u64, child: &ChildHandle, id: u64, exits: Arc<Exits>) -> Arc<Posted> {
     let report = DeathReport::new(id, exits);
     let posted = report.posted();
     let Some(zygote) = ZYGOTE.get() else {
         report.post(ExitStatus::Unknown);
         return posted;
     };
+    let worker = Worker {
+        report,
+        pid: child.pid(),
+        pidfd: child.pidfd().cloned(),
+        ended_at: None,
+    };
     let mut watched = zygote.watched.lock().unwrap_or_else(|p| p.into_inner());
-    match watched.early.remove(&pid.as_raw()) {
-        Some(status) => report.post(status),
-        None if zygote.gone.load(Ordering::Acquire) => {
-            report.post(ExitStatus::Signal(libc::SIGKILL));
-        }
-        None => {
-            watched.workers.insert(pid.as_raw(), report);
-        }
+    let gone = zygote.gone.load(Ordering::Acquire);
+    if let Some(worker) = watched.watch(seq, worker, gone) {
+        // A worker whose end cannot be seen (no pidfd, a refused watch: never seen) is waited
+        // for without a deadline.
+        let pidfd = worker.pidfd.as_deref().map(|fd| &**fd);
+        let _ = crate::sys::watch_exit(&zygote.deaths, worker.pid, pidfd, seq);
     }
     posted
 }
 
+/// Sends `signal` to the process group of zygote worker `seq`, through the zygote, which does
+/// it only if it has not reaped the worker (it reaps the group with the worker, so nothing is
+/// lost when it has). Does not wait.
+pub(crate) fn signal_group(seq: u64, signal: i32) {
+    let Some(zygote) = ZYGOTE.get().filter(|z| z.owner.is_here()) else {
+        return;
+    };
+    if !zygote.gone.load(Ordering::Acquire) {
+        let _ = message::send_signal(zygote.control.as_raw_fd(), seq, signal);
+    }
+}
+
 impl Zygote {
-    /// The reader thread: hands answers to the asking thread and posts ends, until the zygote
-    /// is gone; then reports every worker it had as dead, and reaps it.
+    /// The reader thread: hands answers to the asking thread, posts ends, and notes when
+    /// watched workers end, until the zygote is gone; then reports every worker it had as dead,
+    /// and reaps it. A zygote that has not reported an end within [`ANSWER_LIMIT`] of the
+    /// worker's end is killed.
     fn read(&self, answers: &Sender<Answer>) {
+        let control = self.control.as_raw_fd();
         loop {
-            match message::receive_from_zygote(self.control.as_raw_fd()) {
-                Some(FromZygote::Forked {
-                    pid,
-                    pidfd: Some(pidfd),
-                }) => {
-                    let _ = answers.send(Answer::Forked(Pid::from_raw(pid), pidfd));
+            let due = match self.gone.load(Ordering::Acquire) {
+                true => None,
+                false => self.lock_watched().reports_due(),
+            };
+            let mut polled = [control, self.deaths.as_raw_fd()].map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            if crate::sys::poll(&mut polled, due).is_err() {
+                break;
+            }
+            if polled[1].revents != 0 {
+                self.note_ends();
+            }
+            if polled[0].revents != 0 {
+                match message::receive_from_zygote(control) {
+                    Some(FromZygote::Forked { seq, pid, pidfd }) => {
+                        let pid = Pid::from_raw(pid);
+                        let _ = answers.send(Answer::Forked { seq, pid, pidfd });
+                    }
+                    Some(FromZygote::Failed { seq, errno }) => {
+                        let _ = answers.send(Answer::Failed { seq, errno });
+                    }
+                    Some(FromZygote::Exited { seq, status }) => self.ended(seq, status),
+                    None => break,
                 }
-                Some(FromZygote::Forked { pidfd: None, .. }) => {
-                    let _ = answers.send(Answer::Failed(libc::ENOSYS));
-                }
-                Some(FromZygote::Failed { errno }) => {
-                    let _ = answers.send(Answer::Failed(errno));
-                }
-                Some(FromZygote::Exited { pid, status }) => self.ended(pid, status),
-                None => break,
+            }
+            let gone = self.gone.load(Ordering::Acquire);
+            let due = self.lock_watched().reports_due();
+            if !gone && due.is_some_and(|due| Instant::now() >= due) {
+                tracing::debug!(
+                    pid = self.pid.as_raw(),
+                    "forkpool: the zygote did not report a worker's end in time; it is killed"
+                );
+                self.give_up();
             }
         }
-        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-        self.gone.store(true, Ordering::Release);
-        // Its workers die with it (their parent-death signal).
-        for (_, report) in watched.workers.drain() {
-            report.post(ExitStatus::Signal(libc::SIGKILL));
+        // Gone, or it broke the protocol: it is killed either way (its workers die with it).
+        self.give_up();
+        let mut watched = self.lock_watched();
+        for (_, worker) in watched.workers.drain() {
+            worker.report.post(ExitStatus::Signal(libc::SIGKILL));
         }
         drop(watched);
         tracing::debug!(pid = self.pid.as_raw(), "forkpool: the zygote ended");
-        crate::sys::wait_for_exit(self.pid);
+        crate::sys::wait_for_exit(self.pid, || ());
     }
 
-    /// Posts the end of worker `pid`, or keeps it for its pool to watch.
-    fn ended(&self, pid: i32, status: ExitStatus) {
-        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-        match watched.workers.remove(&pid) {
-            Some(report) => report.post(status),
-            None => {
-                watched.early.insert(pid, status);
+    fn lock_watched(&self) -> MutexGuard<'_, Watched> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes the watched workers whose pidfd says they ended: the zygote owes their reports.
+    fn note_ends(&self) {
+        let mut ended = [0u64; 64];
+        let Ok(n) = crate::sys::wait_exits(&self.deaths, &mut ended) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut watched = self.lock_watched();
+        for &seq in &ended[..n] {
+            if let Some((pid, pidfd)) = watched.seen_ending(seq, now) {
+                crate::sys::unwatch_exit(&self.deaths, pid, Some(&**pidfd));
             }
         }
+    }
+
+    /// Posts the end of worker `seq`, or keeps it for its pool to watch.
+    fn ended(&self, seq: u64, status: ExitStatus) {
+        let mut watched = self.lock_watched();
+        if let Some((pid, pidfd)) = watched.ended(seq, status) {
+            crate::sys::unwatch_exit(&self.deaths, pid, Some(&**pidfd));
+        }
+    }
+
+    /// Kills the zygote (its workers die with it: their parent-death signal) and marks it
+    /// gone: no pool asks it for anything from now on, and every worker watched from now on is
+    /// reported dead at once.
+    fn give_up(&self) {
+        let _watched = self.lock_watched();
+        self.gone.store(true, Ordering::Release);
+        // Fails harmlessly once the zygote has been reaped (only the reader thread reaps it,
+        // after this).
+        let _ = crate::sys::pidfd_signal(&*self.pidfd, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::{Event, Inbox};
+
+    /// The end `inbox` has now, if any.
+    fn end_in(inbox: &mut Inbox) -> Option<(u64, ExitStatus)> {
+        match inbox.next(Some(Instant::now())).unwrap() {
+            Some(Event::Exited { child, status }) => Some((child, status)),
+            None => None,
+            Some(event) => panic!("not an end: {event:?}"),
+        }
+    }
+
+    /// A worker (without a pidfd) whose end goes to `inbox` as its child `id`.
+    fn worker(inbox: &Inbox, id: u64) -> Worker {
+        Worker {
+            report: DeathReport::new(id, inbox.exits()),
+            pid: Pid::from_raw(4242),
+            pidfd: None,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn an_early_end_goes_to_the_fork_it_belongs_to_not_to_a_later_worker_with_the_same_pid() {
+        let mut inbox = Inbox::new().unwrap();
+        let mut watched = Watched::default();
+        // Fork 1's worker (pid 4242) ended before any pool watched it; fork 2's worker has its
+        // pid again.
+        watched.ended(1, ExitStatus::Code(3));
+        assert!(watched.watch(2, worker(&inbox, 20), false).is_some());
+        assert_eq!(end_in(&mut inbox), None, "fork 2's worker has not ended");
+        watched.ended(2, ExitStatus::Signal(libc::SIGSEGV));
+        let segv = ExitStatus::Signal(libc::SIGSEGV);
+        assert_eq!(end_in(&mut inbox), Some((20, segv)));
+        assert!(watched.watch(1, worker(&inbox, 10), false).is_none());
+        assert_eq!(end_in(&mut inbox), Some((10, ExitStatus::Code(3))));
+        // Watched once the zygote is gone: dead with it.
+        assert!(watched.watch(3, worker(&inbox, 30), true).is_none());
+        let killed = ExitStatus::Signal(libc::SIGKILL);
+        assert_eq!(end_in(&mut inbox), Some((30, killed)));
+        assert_eq!(end_in(&mut inbox), None);
+        assert!(watched.workers.is_empty() && watched.early.is_empty());
+    }
+
+    #[test]
+    fn a_report_is_due_a_limit_after_the_worker_is_seen_to_end_until_it_comes() {
+        let inbox = Inbox::new().unwrap();
+        let mut watched = Watched::default();
+        watched.watch(1, worker(&inbox, 10), false);
+        watched.watch(2, worker(&inbox, 20), false);
+        assert_eq!(watched.reports_due(), None, "both run");
+        let seen = Instant::now();
+        watched.seen_ending(2, seen);
+        watched.seen_ending(2, seen + ANSWER_LIMIT); // seen again: the first sight counts
+        assert_eq!(watched.reports_due(), Some(seen + ANSWER_LIMIT));
+        watched.seen_ending(1, seen + Duration::from_secs(1));
+        assert_eq!(watched.reports_due(), Some(seen + ANSWER_LIMIT));
+        watched.ended(2, ExitStatus::Code(0));
+        let one = seen + Duration::from_secs(1) + ANSWER_LIMIT;
+        assert_eq!(watched.reports_due(), Some(one));
+        watched.ended(1, ExitStatus::Code(0));
+        assert_eq!(watched.reports_due(), None, "every report came");
     }
 }

@@ -76,25 +76,28 @@ impl Engine {
         };
         let page = Arc::new(page);
         let address = page.address();
-        let from_zygote = zygote.zip(page_file.as_ref()).and_then(|(workers, file)| {
-            zygote::fork_worker(
+        let from_zygote = match zygote.zip(page_file.as_ref()) {
+            Some((workers, file)) => zygote::fork_worker(
                 workers,
                 self.settings.child,
                 &pair.child,
                 file,
                 bell_write.as_ref(),
-            )
-        });
+            ),
+            None => zygote::Fork::Here,
+        };
         drop(page_file);
         let (child, zygote_child) = match from_zygote {
-            Some(forked) => {
-                let forked = forked?;
+            zygote::Fork::Forked(forked) => {
                 // The worker has its ends; the parent keeps none.
                 drop((pair.child, bell_write));
-                let child = ChildHandle::with_pidfd(forked.pid, forked.pidfd);
-                (Arc::new(child), true)
+                let child = ChildHandle::by_zygote(forked.seq, forked.pid, forked.pidfd);
+                (Arc::new(child), Some(forked.seq))
             }
-            None => {
+            zygote::Fork::Failed(e) => return Err(e),
+            // A zygote that went away holding these ends: fresh ones, forked from here.
+            zygote::Fork::Again => return self.spawn(main),
+            zygote::Fork::Here => {
                 let pid = fork::spawn(
                     self.settings.child,
                     pair.child,
@@ -107,7 +110,7 @@ impl Engine {
                         main(ChildEnd { socket, doorbell })
                     },
                 )?;
-                (Arc::new(ChildHandle::new(pid)), false)
+                (Arc::new(ChildHandle::new(pid)), None)
             }
         };
         let pid = child.pid();
@@ -117,8 +120,8 @@ impl Engine {
         let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match zygote_child {
-            true => Reaper::by_zygote(zygote::watch(pid, id, self.inbox.exits())),
-            false => match Reaper::start(&child, id, self.inbox.exits()) {
+            Some(seq) => Reaper::by_zygote(zygote::watch(seq, &child, id, self.inbox.exits())),
+            None => match Reaper::start(&child, id, self.inbox.exits()) {
                 Ok(reaper) => reaper,
                 Err(e) => {
                     child.kill();
@@ -145,7 +148,7 @@ impl Engine {
         tracing::debug!(
             pid = pid.as_raw(),
             replacement,
-            from_zygote = zygote_child,
+            from_zygote = zygote_child.is_some(),
             "forkpool: forked a worker"
         );
         self.dispatch_blocked = false;

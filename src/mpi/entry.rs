@@ -116,7 +116,7 @@ where
         if !matches!(&*slot, Some((call, c)) if *call == job.call && c.is::<C>()) {
             *slot = None;
             let path = context_path(std::os::unix::process::parent_id(), job.call);
-            let bytes = std::fs::read(&path).map_err(|e| {
+            let bytes = read_registered(&path).map_err(|e| {
                 Failure::new(Stage::Context, format!("reading {}: {e}", path.display()))
             })?;
             let context: C =
@@ -128,4 +128,14 @@ where
             None => Err(Failure::new(Stage::Context, "no context".into())),
         }
     })
+}
+
+/// The bytes of the file at `path`, read through a descriptor registered while it is open (as
+/// every descriptor of this crate: a fork meanwhile closes it).
+fn read_registered(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = crate::channel::open_registered(|| std::fs::File::open(path))?;
+    let mut bytes = Vec::new();
+    (&*file).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

@@ -30,7 +30,9 @@ pub(crate) fn this_program() -> std::io::Result<Identity> {
     } else {
         std::env::current_exe()?
     };
-    let mut file = std::fs::File::open(path)?;
+    // Registered while open, as every descriptor of this crate: a fork meanwhile closes it.
+    let file = crate::channel::open_registered(|| std::fs::File::open(path))?;
+    let mut file = &*file;
     // SipHash with fixed keys: the same bytes give the same hash in every rank of one build.
     let mut hasher = std::hash::DefaultHasher::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -25,6 +25,18 @@ pub(crate) fn socket_pair() -> std::io::Result<[OwnedFd; 2]> {
     Ok(unsafe { [owned(fds[0]), owned(fds[1])] })
 }
 
+/// A pipe whose ends are close-on-exec from the call that makes them and do not block:
+/// `[read, write]`.
+pub(crate) fn pipe() -> std::io::Result<[OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    Ok(unsafe { [owned(fds[0]), owned(fds[1])] })
+}
+
 /// A pidfd for child `pid`, or `None` if the kernel has none.
 pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.

@@ -43,7 +43,29 @@ pub(crate) fn socket_pair() -> std::io::Result<[OwnedFd; 2]> {
     Ok(owned)
 }
 
-/// No pidfds: children are signalled through their process group only.
+/// A close-on-exec pipe whose ends do not block: `[read, write]`. (No `pipe2` here: the flags
+/// are set after the fact, and the register's lock keeps this crate's own forks from seeing
+/// the ends first.)
+pub(crate) fn pipe() -> std::io::Result<[OwnedFd; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let owned = unsafe { [owned(fds[0]), owned(fds[1])] };
+    for fd in fds {
+        // SAFETY: flag calls on descriptors we own.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+        }
+    }
+    Ok(owned)
+}
+
+/// No pidfds: a child is signalled by its pid and process group, while it is unreaped (see
+/// `child_handle`).
 pub(crate) fn pidfd_open(_: Pid) -> Option<OwnedFd> {
     None
 }

@@ -1,6 +1,6 @@
 //! The parent side's platform layer: every call that differs between Linux and macOS, behind one
 //! interface that `linux.rs` and `macos.rs` each implement in full, and the POSIX calls around
-//! them (waiting for a child's end, pipes, `poll`).
+//! them (waiting for a child's end, `poll`).
 //!
 //! The interface (each platform file defines all of it, with these signatures):
 //! - `PLATFORM: &str`: the platform's name, for errors;
@@ -8,6 +8,8 @@
 //!   `memory_limit` is refused where it does not);
 //! - `socket_pair() -> io::Result<[OwnedFd; 2]>`: a connected pair of close-on-exec sockets
 //!   that keep datagram boundaries and never raise `SIGPIPE`;
+//! - `pipe() -> io::Result<[OwnedFd; 2]>`: a close-on-exec pipe whose ends do not block,
+//!   `[read, write]` (close-on-exec from the call that makes it where the platform can);
 //! - `pidfd_open(pid) -> Option<OwnedFd>` and `pidfd_signal(&pidfd, signal) -> io::Result<()>`:
 //!   a descriptor that names one child until it is reaped, where the platform has them (`None`
 //!   elsewhere, and then `pidfd_signal` is never called);
@@ -57,13 +59,16 @@ compile_error!("forkpool runs on Linux and macOS only");
 use os::wait_without_reaping;
 pub(crate) use os::{
     ENFORCES_MEMORY_LIMIT, PLATFORM, exit_queue, keep_out_of_forks, on_stack, pidfd_open,
-    pidfd_signal, shared_memory_file, socket_pair, unwatch_exit, wait_exits, watch_exit,
+    pidfd_signal, pipe, shared_memory_file, socket_pair, unwatch_exit, wait_exits, watch_exit,
 };
 
 /// Blocks until the child `pid` has ended, kills whatever is left of its process group (the
-/// grandchildren a task may have started), reaps it, and says how it ended.
-pub(crate) fn wait_for_exit(pid: Pid) -> ExitStatus {
+/// grandchildren a task may have started), reaps it, and says how it ended. `reaping` runs
+/// once the child has ended and before it is reaped: the last moment its pid, and its process
+/// group id, are surely its own (see `child_handle::Unreaped`).
+pub(crate) fn wait_for_exit(pid: Pid, reaping: impl FnOnce()) -> ExitStatus {
     wait_without_reaping(pid);
+    reaping();
     // The child is a zombie now, so its pid, which is also its process group id, cannot have
     // been reused yet.
     let _ = killpg(pid, Signal::SIGKILL);
@@ -79,25 +84,6 @@ fn reap(pid: Pid) -> ExitStatus {
             Err(_) => return ExitStatus::Unknown,
         }
     }
-}
-
-/// A close-on-exec pipe whose ends do not block: `[read, write]`.
-pub(crate) fn pipe() -> std::io::Result<[std::os::fd::OwnedFd; 2]> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and belong to nobody else.
-    let owned = unsafe { [owned(fds[0]), owned(fds[1])] };
-    for fd in fds {
-        // SAFETY: flag calls on descriptors we own.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-        }
-    }
-    Ok(owned)
 }
 
 /// Waits until one of `fds` is ready or `timeout` has passed (`None`: no limit), retrying when

@@ -1,32 +1,46 @@
 //! The messages between a program and its zygote, on their control socket (datagrams that keep
 //! their boundaries), with the descriptors some of them carry (`SCM_RIGHTS`).
 //!
+//! Every fork request carries a number the program gives it (`seq`, never reused in one
+//! program), and everything the zygote says of that worker names it by that number: a pid can
+//! be reused, the number cannot.
+//!
 //! Program → zygote:
-//! - `Fork`: `[1][fragment u64][ignore_sigint u8][show_panics u8][memory_limit u64]
-//!   [init u64][init_code_id u64][doorbell u8]` with the descriptors `[socket, page]` or `[socket, page,
-//!   doorbell]`: fork a pool worker on the child's end of `socket`, sharing the memory of the
-//!   file `page`; `memory_limit` is `u64::MAX` for none, `init` the address of the pool's
-//!   initializer (0: none) and `init_code_id` its code id in the program (see
+//! - `Fork`: `[1][seq u64][fragment u64][ignore_sigint u8][show_panics u8][memory_limit u64]
+//!   [init u64][init_code_id u64][doorbell u8]` with the descriptors `[socket, page]` or
+//!   `[socket, page, doorbell]`: fork a pool worker on the child's end of `socket`, sharing the
+//!   memory of the file `page`; `memory_limit` is `u64::MAX` for none, `init` the address of
+//!   the pool's initializer (0: none) and `init_code_id` its code id in the program (see
 //!   `forkpool_worker::code_map`), which the zygote checks before it takes the address.
+//! - `Signal`: `[2][seq u64][signal i32]`: send `signal` to the process group of worker `seq`,
+//!   if it has not been reaped (the zygote reaps its workers, so only it knows).
 //!
 //! Zygote → program:
-//! - `Forked`: `[1][pid u32]` with the worker's pidfd (or no descriptor, where the zygote could
-//!   not open one): the answer to the oldest `Fork` not answered yet.
-//! - `Failed`: `[2][errno i32]`: that `Fork` failed (`ENOEXEC`: the initializer's code is not
-//!   loaded in the zygote).
-//! - `Exited`: `[3][pid u32][kind u8][value i32]`: a worker it forked ended and was reaped
-//!   (`kind` 0: exit code `value`; 1: signal `value`; 2: unknown).
+//! - `Forked`: `[1][seq u64][pid u32]` with the worker's pidfd: fork `seq` made worker `pid`.
+//! - `Failed`: `[2][seq u64][errno i32]`: fork `seq` failed (`ENOEXEC`: the initializer's code
+//!   is not loaded in the zygote; `ENOSYS`: no pidfd), and the zygote holds none of its
+//!   descriptors any more.
+//! - `Exited`: `[3][seq u64][kind u8][value i32]`: worker `seq` ended and was reaped (`kind` 0:
+//!   exit code `value`; 1: signal `value`; 2: unknown).
 //!
 //! The program trusts its zygote as it trusts itself (the zygote runs none of the user's
-//! tasks), but still reads every message with checked lengths.
+//! tasks), but still reads every message with checked lengths. Received descriptors are in the
+//! register of the receiving process from the `recvmsg` that installs them (close-on-exec at
+//! once, `MSG_CMSG_CLOEXEC`): the receive waits for the datagram first, then takes it without
+//! waiting under the register's lock. The program waits for room to send a fork request only
+//! until its deadline, and does not wait to send a signal: a zygote that does not read is not
+//! waited for.
 
+use crate::channel::{self, Registered};
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
-use std::io::{IoSlice, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
 
 const FORK: u8 = 1;
+const SIGNAL: u8 = 2;
 const FORKED: u8 = 1;
 const FAILED: u8 = 2;
 const EXITED: u8 = 3;
@@ -38,12 +52,13 @@ const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
 #[cfg(not(target_os = "linux"))]
 const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 
-/// Flags of every receive: received descriptors are close-on-exec at once where the flag
-/// exists (the zygote, their one user, runs on Linux only).
+/// Flags of every receive: it never waits (see [`receive`]), and received descriptors are
+/// close-on-exec at once where the flag exists (the zygote, their one user, runs on Linux
+/// only).
 #[cfg(target_os = "linux")]
-const RECEIVE_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
+const RECEIVE_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC.union(MsgFlags::MSG_DONTWAIT);
 #[cfg(not(target_os = "linux"))]
-const RECEIVE_FLAGS: MsgFlags = MsgFlags::empty();
+const RECEIVE_FLAGS: MsgFlags = MsgFlags::MSG_DONTWAIT;
 
 /// The longest message either side sends.
 const MAX_LEN: usize = 64;
@@ -51,6 +66,8 @@ const MAX_LEN: usize = 64;
 /// What a `Fork` asks for, besides its descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ForkRequest {
+    /// The program's number for this fork.
+    pub seq: u64,
     /// The most frame bytes per datagram on the worker's socket (measured by the program).
     pub fragment: usize,
     /// How the worker sets itself up.
@@ -63,58 +80,123 @@ pub(crate) struct ForkRequest {
     pub doorbell: bool,
 }
 
-/// A message from the zygote.
+/// A message from the program, to the zygote.
 #[derive(Debug)]
-pub(crate) enum FromZygote {
-    Forked { pid: i32, pidfd: Option<OwnedFd> },
-    Failed { errno: i32 },
-    Exited { pid: i32, status: ExitStatus },
+pub(crate) enum ToZygote {
+    Fork(ForkRequest, Vec<Registered<OwnedFd>>),
+    Signal { seq: u64, signal: i32 },
 }
 
-/// Sends `bytes` and `fds` as one datagram on `socket`, retrying on `EINTR`.
-fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+/// A message from the zygote, to the program.
+#[derive(Debug)]
+pub(crate) enum FromZygote {
+    Forked {
+        seq: u64,
+        pid: i32,
+        pidfd: Registered<OwnedFd>,
+    },
+    Failed {
+        seq: u64,
+        errno: i32,
+    },
+    Exited {
+        seq: u64,
+        status: ExitStatus,
+    },
+}
+
+/// Sends `bytes` and `fds` as one datagram on `socket`, retrying on `EINTR`. While the socket
+/// is full it waits until `deadline` (`None`: no limit); then the datagram is not sent, and
+/// the error is `TimedOut`.
+fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd], deadline: Option<Instant>) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let rights = [ControlMessage::ScmRights(fds)];
     let control: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    let flags = match deadline {
+        None => SEND_FLAGS,
+        Some(_) => SEND_FLAGS | MsgFlags::MSG_DONTWAIT,
+    };
     loop {
-        match sendmsg::<()>(socket, &iov, control, SEND_FLAGS, None) {
+        match sendmsg::<()>(socket, &iov, control, flags, None) {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) if deadline.is_some() => {
+                let mut polled = [libc::pollfd {
+                    fd: socket,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                if crate::sys::poll(&mut polled, deadline)? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// Receives one datagram on `socket` (blocking), with the descriptors it carries (taken as
-/// owned, close-on-exec). `Ok(None)`: the other side closed the socket.
-fn receive(socket: RawFd) -> std::io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
-    let mut buf = [0u8; MAX_LEN];
-    let mut space = nix::cmsg_space!([RawFd; 4]);
+/// What one `recvmsg` without waiting found.
+enum Received {
+    Datagram(Vec<u8>),
+    Nothing,
+    Closed,
+}
+
+/// A datagram's bytes and the descriptors it carried, registered.
+type Datagram = (Vec<u8>, Vec<Registered<OwnedFd>>);
+
+/// Receives one datagram on `socket` (waiting for it), with the descriptors it carries, each
+/// registered from the moment it is installed here. `Ok(None)`: the other side closed the
+/// socket.
+fn receive(socket: RawFd) -> io::Result<Option<Datagram>> {
     loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let message = match recvmsg::<()>(socket, &mut iov, Some(&mut space), RECEIVE_FLAGS) {
-            Ok(message) => message,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let mut fds = Vec::new();
-        for control in message.cmsgs().map_err(std::io::Error::from)? {
-            if let ControlMessageOwned::ScmRights(received) = control {
-                // SAFETY: the kernel just installed these descriptors in this process for
-                // this message; nobody else owns them.
-                fds.extend(
-                    received
-                        .into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
+        let mut polled = [libc::pollfd {
+            fd: socket,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        crate::sys::poll(&mut polled, None)?;
+        match channel::receive_registered(|| receive_now(socket))? {
+            (Received::Datagram(bytes), fds) => return Ok(Some((bytes, fds))),
+            (Received::Closed, _) => return Ok(None),
+            (Received::Nothing, _) => continue,
         }
-        let len = message.bytes;
-        if len == 0 && fds.is_empty() {
-            return Ok(None);
-        }
-        return Ok(Some((buf[..len].to_vec(), fds)));
     }
+}
+
+/// One `recvmsg` on `socket` that does not wait, with the descriptors it installed (owned,
+/// close-on-exec).
+fn receive_now(socket: RawFd) -> io::Result<(Received, Vec<OwnedFd>)> {
+    let mut buf = [0u8; MAX_LEN];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let message = loop {
+        match recvmsg::<()>(socket, &mut iov, Some(&mut space), RECEIVE_FLAGS) {
+            Ok(message) => break message,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return Ok((Received::Nothing, Vec::new())),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    // An error only if the control data did not fit (the peer sent more descriptors than any
+    // message carries: the two sides are one program, so never).
+    for control in message.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = control {
+            // SAFETY: the kernel just installed these descriptors in this process for this
+            // message; nobody else owns them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let len = message.bytes;
+    if len == 0 && fds.is_empty() {
+        return Ok((Received::Closed, fds));
+    }
+    Ok((Received::Datagram(buf[..len].to_vec()), fds))
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
@@ -125,9 +207,16 @@ fn i32_at(bytes: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// Program: asks the zygote to fork a worker.
-pub(crate) fn send_fork(socket: RawFd, request: ForkRequest, fds: &[RawFd]) -> std::io::Result<()> {
+/// Program: asks the zygote to fork a worker, waiting at most until `deadline` while its socket
+/// is full.
+pub(crate) fn send_fork(
+    socket: RawFd,
+    request: ForkRequest,
+    fds: &[RawFd],
+    deadline: Instant,
+) -> io::Result<()> {
     let mut bytes = vec![FORK];
+    bytes.extend_from_slice(&request.seq.to_le_bytes());
     bytes.extend_from_slice(&(request.fragment as u64).to_le_bytes());
     bytes.push(u8::from(request.options.ignore_sigint));
     bytes.push(u8::from(request.options.show_panics));
@@ -136,81 +225,105 @@ pub(crate) fn send_fork(socket: RawFd, request: ForkRequest, fds: &[RawFd]) -> s
     bytes.extend_from_slice(&(request.init as u64).to_le_bytes());
     bytes.extend_from_slice(&request.init_code_id.to_le_bytes());
     bytes.push(u8::from(request.doorbell));
-    send(socket, &bytes, fds)
+    send(socket, &bytes, fds, Some(deadline))
 }
 
-/// Zygote: the next request (`None`: the program closed the socket, or sent something that
-/// is no request), with its descriptors.
-pub(crate) fn receive_fork(socket: RawFd) -> Option<(ForkRequest, Vec<OwnedFd>)> {
+/// Program: asks the zygote to send `signal` to the process group of worker `seq`, without
+/// waiting (an error if its socket is full).
+pub(crate) fn send_signal(socket: RawFd, seq: u64, signal: i32) -> io::Result<()> {
+    let mut bytes = vec![SIGNAL];
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(&signal.to_le_bytes());
+    send(socket, &bytes, &[], Some(Instant::now()))
+}
+
+/// Zygote: the next message (`None`: the program closed the socket, or sent something that is
+/// no message of the protocol).
+pub(crate) fn receive_to_zygote(socket: RawFd) -> Option<ToZygote> {
     let (bytes, fds) = receive(socket).ok()??;
-    if bytes.first() != Some(&FORK) || bytes.len() != 36 {
-        return None;
+    match *bytes.first()? {
+        FORK if bytes.len() == 44 => {
+            let limit = u64_at(&bytes, 19)?;
+            let request = ForkRequest {
+                seq: u64_at(&bytes, 1)?,
+                fragment: usize::try_from(u64_at(&bytes, 9)?).ok()?,
+                options: ChildOptions {
+                    ignore_sigint: bytes[17] != 0,
+                    show_panics: bytes[18] != 0,
+                    memory_limit: (limit != u64::MAX).then_some(limit),
+                },
+                init: usize::try_from(u64_at(&bytes, 27)?).ok()?,
+                init_code_id: u64_at(&bytes, 35)?,
+                doorbell: bytes[43] != 0,
+            };
+            Some(ToZygote::Fork(request, fds))
+        }
+        SIGNAL if bytes.len() == 13 && fds.is_empty() => Some(ToZygote::Signal {
+            seq: u64_at(&bytes, 1)?,
+            signal: i32_at(&bytes, 9)?,
+        }),
+        _ => None,
     }
-    let limit = u64_at(&bytes, 11)?;
-    let request = ForkRequest {
-        fragment: usize::try_from(u64_at(&bytes, 1)?).ok()?,
-        options: ChildOptions {
-            ignore_sigint: bytes[9] != 0,
-            show_panics: bytes[10] != 0,
-            memory_limit: (limit != u64::MAX).then_some(limit),
-        },
-        init: usize::try_from(u64_at(&bytes, 19)?).ok()?,
-        init_code_id: u64_at(&bytes, 27)?,
-        doorbell: bytes[35] != 0,
-    };
-    Some((request, fds))
 }
 
-/// Zygote: tells the program the worker it asked for is `pid`, with its pidfd if there is one.
-pub(crate) fn send_forked(socket: RawFd, pid: i32, pidfd: Option<&OwnedFd>) -> std::io::Result<()> {
+/// Zygote: tells the program fork `seq` made worker `pid`, whose pidfd goes with it.
+pub(crate) fn send_forked(
+    socket: RawFd,
+    seq: u64,
+    pid: i32,
+    pidfd: &impl AsRawFd,
+) -> io::Result<()> {
     let mut bytes = vec![FORKED];
+    bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.extend_from_slice(&pid.to_le_bytes());
-    let fds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
-    send(socket, &bytes, &fds)
+    send(socket, &bytes, &[pidfd.as_raw_fd()], None)
 }
 
-/// Zygote: tells the program its request failed with `errno`.
-pub(crate) fn send_failed(socket: RawFd, errno: i32) -> std::io::Result<()> {
+/// Zygote: tells the program fork `seq` failed with `errno`.
+pub(crate) fn send_failed(socket: RawFd, seq: u64, errno: i32) -> io::Result<()> {
     let mut bytes = vec![FAILED];
+    bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.extend_from_slice(&errno.to_le_bytes());
-    send(socket, &bytes, &[])
+    send(socket, &bytes, &[], None)
 }
 
-/// Zygote: tells the program worker `pid` ended and was reaped.
-pub(crate) fn send_exited(socket: RawFd, pid: i32, status: ExitStatus) -> std::io::Result<()> {
+/// Zygote: tells the program worker `seq` ended and was reaped.
+pub(crate) fn send_exited(socket: RawFd, seq: u64, status: ExitStatus) -> io::Result<()> {
     let (kind, value) = match status {
         ExitStatus::Code(code) => (0u8, code),
         ExitStatus::Signal(signal) => (1, signal),
         ExitStatus::Unknown => (2, 0),
     };
     let mut bytes = vec![EXITED];
-    bytes.extend_from_slice(&pid.to_le_bytes());
+    bytes.extend_from_slice(&seq.to_le_bytes());
     bytes.push(kind);
     bytes.extend_from_slice(&value.to_le_bytes());
-    send(socket, &bytes, &[])
+    send(socket, &bytes, &[], None)
 }
 
-/// Program: the next message from the zygote (blocking). `None`: the zygote is gone (or broke
-/// the protocol, which is treated the same).
+/// Program: the next message from the zygote (waiting for it). `None`: the zygote is gone (or
+/// broke the protocol, which is treated the same).
 pub(crate) fn receive_from_zygote(socket: RawFd) -> Option<FromZygote> {
     let (bytes, mut fds) = receive(socket).ok()??;
     match *bytes.first()? {
-        FORKED if bytes.len() == 5 && fds.len() <= 1 => Some(FromZygote::Forked {
-            pid: i32_at(&bytes, 1)?,
-            pidfd: fds.pop(),
+        FORKED if bytes.len() == 13 && fds.len() == 1 => Some(FromZygote::Forked {
+            seq: u64_at(&bytes, 1)?,
+            pid: i32_at(&bytes, 9)?,
+            pidfd: fds.pop()?,
         }),
-        FAILED if bytes.len() == 5 && fds.is_empty() => Some(FromZygote::Failed {
-            errno: i32_at(&bytes, 1)?,
+        FAILED if bytes.len() == 13 && fds.is_empty() => Some(FromZygote::Failed {
+            seq: u64_at(&bytes, 1)?,
+            errno: i32_at(&bytes, 9)?,
         }),
-        EXITED if bytes.len() == 10 && fds.is_empty() => {
-            let value = i32_at(&bytes, 6)?;
-            let status = match bytes[5] {
+        EXITED if bytes.len() == 14 && fds.is_empty() => {
+            let value = i32_at(&bytes, 10)?;
+            let status = match bytes[9] {
                 0 => ExitStatus::Code(value),
                 1 => ExitStatus::Signal(value),
                 _ => ExitStatus::Unknown,
             };
             Some(FromZygote::Exited {
-                pid: i32_at(&bytes, 1)?,
+                seq: u64_at(&bytes, 1)?,
                 status,
             })
         }
@@ -223,9 +336,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_message_reads_back_with_its_descriptors() {
+    fn every_message_reads_back_with_its_descriptors_registered() {
         let [a, b] = crate::sys::socket_pair().unwrap();
         let request = ForkRequest {
+            seq: 9,
             fragment: 200_000,
             options: ChildOptions {
                 ignore_sigint: true,
@@ -237,27 +351,48 @@ mod tests {
             doorbell: true,
         };
         let [p, q] = crate::sys::pipe().unwrap();
-        send_fork(a.as_raw_fd(), request, &[p.as_raw_fd(), q.as_raw_fd()]).unwrap();
-        let (got, fds) = receive_fork(b.as_raw_fd()).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        send_fork(
+            a.as_raw_fd(),
+            request,
+            &[p.as_raw_fd(), q.as_raw_fd()],
+            deadline,
+        )
+        .unwrap();
+        send_signal(a.as_raw_fd(), 9, libc::SIGTERM).unwrap();
+        let Some(ToZygote::Fork(got, fds)) = receive_to_zygote(b.as_raw_fd()) else {
+            panic!("no fork request");
+        };
         assert_eq!((got, fds.len()), (request, 2));
-        send_forked(b.as_raw_fd(), 42, Some(&p)).unwrap();
-        send_failed(b.as_raw_fd(), 11).unwrap();
-        send_exited(b.as_raw_fd(), 42, ExitStatus::Signal(9)).unwrap();
+        let registered = crate::channel::lock_register().holds(fds[0].as_raw_fd());
+        assert!(registered, "a received descriptor is registered");
         assert!(matches!(
-            receive_from_zygote(a.as_raw_fd()),
-            Some(FromZygote::Forked {
-                pid: 42,
-                pidfd: Some(_)
+            receive_to_zygote(b.as_raw_fd()),
+            Some(ToZygote::Signal {
+                seq: 9,
+                signal: libc::SIGTERM
             })
         ));
+        send_forked(b.as_raw_fd(), 9, 42, &p).unwrap();
+        send_failed(b.as_raw_fd(), 10, 11).unwrap();
+        send_exited(b.as_raw_fd(), 9, ExitStatus::Signal(9)).unwrap();
+        let Some(FromZygote::Forked {
+            seq: 9,
+            pid: 42,
+            pidfd,
+        }) = receive_from_zygote(a.as_raw_fd())
+        else {
+            panic!("no answer");
+        };
+        assert!(crate::channel::lock_register().holds(pidfd.as_raw_fd()));
         assert!(matches!(
             receive_from_zygote(a.as_raw_fd()),
-            Some(FromZygote::Failed { errno: 11 })
+            Some(FromZygote::Failed { seq: 10, errno: 11 })
         ));
         assert!(matches!(
             receive_from_zygote(a.as_raw_fd()),
             Some(FromZygote::Exited {
-                pid: 42,
+                seq: 9,
                 status: ExitStatus::Signal(9)
             })
         ));

@@ -4,15 +4,20 @@
 //!
 //! Invariants:
 //! - A worker is forked through `fork::spawn`, as every child of this crate: it keeps only its
-//!   own socket, doorbell and shared page, and leaves through `_exit`.
+//!   own socket, doorbell and shared page, and leaves through `_exit`. Every descriptor the
+//!   zygote holds is in its register from the call that makes it (the descriptors it receives,
+//!   its workers' pidfds), so a worker holds none of another worker's.
 //! - Every worker the zygote forked is watched through its pidfd, reaped once it ends (with
 //!   what is left of its process group, as the program's own reaper does) and reported to the
-//!   program exactly once. The zygote answers a `Fork` before it can report that worker's end.
+//!   program exactly once, by the number the program gave its fork. The zygote answers a
+//!   `Fork` before it can report that worker's end.
+//! - The zygote signals a worker's process group only while the worker is unreaped: this one
+//!   thread both reaps and signals, so the group id is still the worker's own.
 //! - The zygote ends when the program closes the control socket (or dies: the zygote has the
 //!   program as its parent, so the parent-death signal ends it); its workers then die with it.
 
-use super::message::{self, ForkRequest};
-use crate::channel;
+use super::message::{self, ForkRequest, ToZygote};
+use crate::channel::{self, Registered};
 use crate::fork;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::code_map;
@@ -21,14 +26,21 @@ use forkpool_worker::{InitFn, progress};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+/// A worker the zygote forked and has not reaped.
+struct Worker {
+    /// The program's number for its fork.
+    seq: u64,
+    pid: Pid,
+    pidfd: Registered<OwnedFd>,
+}
+
 /// The zygote's loop on its end of the control socket. Returns its exit code.
 pub(super) fn serve(control: OwnedFd) -> i32 {
     let socket = control.as_raw_fd();
-    // The workers alive, with their pidfds.
-    let mut workers: Vec<(Pid, OwnedFd)> = Vec::new();
+    let mut workers: Vec<Worker> = Vec::new();
     loop {
         let mut polled: Vec<libc::pollfd> = std::iter::once(socket)
-            .chain(workers.iter().map(|(_, pidfd)| pidfd.as_raw_fd()))
+            .chain(workers.iter().map(|worker| worker.pidfd.as_raw_fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -40,35 +52,46 @@ pub(super) fn serve(control: OwnedFd) -> i32 {
         }
         // Ends first: a worker's end is reported before anything asked after it.
         let mut index = 0;
-        workers.retain(|(pid, _)| {
+        workers.retain(|worker| {
             index += 1;
             if polled[index].revents == 0 {
                 return true;
             }
-            let status = crate::sys::wait_for_exit(*pid);
-            let _ = message::send_exited(socket, pid.as_raw(), status);
+            let status = crate::sys::wait_for_exit(worker.pid, || ());
+            let _ = message::send_exited(socket, worker.seq, status);
             false
         });
         if polled[0].revents == 0 {
             continue;
         }
-        let Some((request, fds)) = message::receive_fork(socket) else {
-            return 0; // the program is gone (or broke the protocol): the workers die with us
-        };
-        match fork_worker(request, fds) {
-            Ok((pid, pidfd)) => {
-                let _ = message::send_forked(socket, pid.as_raw(), Some(&pidfd));
-                workers.push((pid, pidfd));
-            }
-            Err(errno) => {
-                let _ = message::send_failed(socket, errno);
+        match message::receive_to_zygote(socket) {
+            // The program is gone (or broke the protocol): the workers die with us.
+            None => return 0,
+            Some(ToZygote::Fork(request, fds)) => match fork_worker(request, fds) {
+                Ok(worker) => {
+                    let (seq, pid) = (worker.seq, worker.pid.as_raw());
+                    let _ = message::send_forked(socket, seq, pid, &*worker.pidfd);
+                    workers.push(worker);
+                }
+                Err(errno) => {
+                    let _ = message::send_failed(socket, request.seq, errno);
+                }
+            },
+            Some(ToZygote::Signal { seq, signal }) => {
+                if let Some(worker) = workers.iter().find(|w| w.seq == seq) {
+                    // Unreaped (only this loop reaps it): its group id is still its own.
+                    // SAFETY: killpg takes a process group id and a signal number; a number
+                    // that is no signal is refused with EINVAL.
+                    unsafe { libc::killpg(worker.pid.as_raw(), signal) };
+                }
             }
         }
     }
 }
 
-/// Forks the worker a request asks for; its pid and pidfd, or the errno to answer.
-fn fork_worker(request: ForkRequest, fds: Vec<OwnedFd>) -> Result<(Pid, OwnedFd), i32> {
+/// Forks the worker a request asks for; the worker, or the errno to answer. By the time it
+/// returns, the zygote holds none of the request's descriptors.
+fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Worker, i32> {
     let init = init_function(&request)?;
     let expected = 2 + usize::from(request.doorbell);
     if fds.len() != expected {
@@ -81,8 +104,7 @@ fn fork_worker(request: ForkRequest, fds: Vec<OwnedFd>) -> Result<(Pid, OwnedFd)
     let doorbell = fds.next();
     let page = channel::progress_page_of_file(&page_file).map_err(pool_errno)?;
     drop(page_file);
-    let socket = channel::register_socket(socket, request.fragment);
-    let doorbell = doorbell.map(channel::register);
+    let socket = socket.into_socket(request.fragment);
     let address = page.address();
     let pid = fork::spawn(
         request.options,
@@ -97,12 +119,17 @@ fn fork_worker(request: ForkRequest, fds: Vec<OwnedFd>) -> Result<(Pid, OwnedFd)
     )
     .map_err(pool_errno)?;
     drop(page); // the worker has its copy of the mapping; the zygote needs none
-    match crate::sys::pidfd_open(pid) {
-        Some(pidfd) => Ok((pid, pidfd)),
+    match channel::pidfd(pid) {
+        Some(pidfd) => Ok(Worker {
+            seq: request.seq,
+            pid,
+            pidfd,
+        }),
         None => {
-            // Not watched, it could never be reported: it must not live.
+            // Not watched, it could never be reported: it must not live. (Unreaped, so its
+            // pid is still its own.)
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            crate::sys::wait_for_exit(pid);
+            crate::sys::wait_for_exit(pid, || ());
             Err(libc::ENOSYS)
         }
     }

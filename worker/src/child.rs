@@ -4,7 +4,9 @@
 //! Runs in a freshly forked child whose parent may have had other threads: it makes only system
 //! calls (`setpgid`, `sigaction`, and those of the `sys` module: `prctl`, `setrlimit`, `getppid`
 //! on Linux; `kqueue` and a watcher thread on macOS) and stores atomics, taking no lock another
-//! parent thread could have held at the fork.
+//! parent thread could have held at the fork. That includes the dynamic loader's lock: what the
+//! child needs to know of the loaded code was recorded before the fork ([`before_fork`]), and
+//! the child never asks the loader again ([`crate::code_map::in_forked_child`]).
 
 use crate::sys;
 use nix::sys::signal::{SigHandler, Signal, signal};
@@ -49,8 +51,10 @@ impl Default for ChildOptions {
 /// grandchildren a task started; it ignores `SIGINT` if asked; `SIGSEGV` and `SIGBUS` get their
 /// default action back; it dies with its group when the parent dies (Linux: a parent-death
 /// signal; macOS: a `kqueue` watch on the parent's exit; both check `getppid`); its address
-/// space is capped if asked (Linux); its panics are captured.
+/// space is capped if asked (Linux); its panics are captured; it keeps the code map it was
+/// forked with and never lists the loaded objects again (see [`crate::code_map`]).
 pub fn prepare(options: ChildOptions, parent: u32) {
+    crate::code_map::in_forked_child();
     reset_signals();
     // The parent makes the same call, so whichever runs first wins; failure only means the
     // parent did it already.

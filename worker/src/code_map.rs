@@ -19,13 +19,23 @@
 //! address is refused: `Pool` calls fail with `CodeNotLoaded`, and `FnPool` (which sends no
 //! address) is the way to go.
 //!
-//! Invariant: a published snapshot is never freed (superseded ones are leaked: they are small
-//! and change only when libraries are loaded or unloaded), so the worker reads its own without a
-//! lock or an allocation, as a forked child of a multi-threaded process must.
+//! A forked child never asks the loader again: it keeps the snapshot it was forked with
+//! ([`in_forked_child`]). Listing the loaded objects (`dl_iterate_phdr`) takes the loader's
+//! lock, which glibc does not reset in a fork child: a child forked while another thread of the
+//! parent held it (listing the objects for a call's code id, or for a backtrace) would block
+//! forever on its first listing, in a nested pool's fork or a nested call's code id. So a
+//! nested pool's workers check against the same snapshot, and a library a child loads after
+//! its fork is unknown to them (its functions fail with `CodeNotLoaded`).
+//!
+//! Invariants:
+//! - A published snapshot is never freed (superseded ones are leaked: they are small and change
+//!   only when libraries are loaded or unloaded), so the worker reads its own without a lock or
+//!   an allocation, as a forked child of a multi-threaded process must.
+//! - After [`in_forked_child`], nothing here calls into the loader.
 
 use crate::protocol::TaskCode;
 use crate::sys::{self, Segment};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// The executable code mapped in this process when it was taken.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,6 +74,24 @@ impl Snapshot {
 /// The snapshot forks copy: the latest one published by [`record`].
 static PUBLISHED: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Set in a forked child (and so in every process forked from it): the snapshot is not taken
+/// again.
+static FROZEN: AtomicBool = AtomicBool::new(false);
+
+/// In a freshly forked child, before anything may ask for the code map: from now on this
+/// process (and every process it forks) uses the snapshot published when it was forked, and
+/// never calls into the loader (see the module's documentation). Makes no system call.
+///
+/// ```
+/// // In a child right after `fork` (here, for show, in a process that forked nothing):
+/// # if false {
+/// forkpool_worker::code_map::in_forked_child();
+/// # }
+/// ```
+pub fn in_forked_child() {
+    FROZEN.store(true, Ordering::Relaxed);
+}
+
 /// The published snapshot, if any.
 fn published() -> Option<&'static Snapshot> {
     let snapshot = PUBLISHED.load(Ordering::Acquire);
@@ -73,7 +101,8 @@ fn published() -> Option<&'static Snapshot> {
 }
 
 /// Makes the published snapshot describe the code mapped now. The parent calls it before every
-/// fork (from [`crate::child::before_fork`]); [`code_id`] calls it when a call starts.
+/// fork (from [`crate::child::before_fork`]); [`code_id`] calls it when a call starts. In a
+/// forked child it does nothing: the child keeps the snapshot it was forked with.
 ///
 /// Cheap when nothing was loaded or unloaded since the last time: on Linux it reads the loader's
 /// counters and stops. Takes no lock of its own: two threads refreshing at once each publish a
@@ -88,10 +117,18 @@ pub fn record() {
     refreshed();
 }
 
-/// [`record`], returning the snapshot it leaves published.
+/// [`record`], returning the snapshot it leaves published: in a forked child, the one it was
+/// forked with (an empty one if it had none).
 fn refreshed() -> &'static Snapshot {
-    let version = sys::loader_version();
+    static EMPTY: Snapshot = Snapshot {
+        version: None,
+        segments: Vec::new(),
+    };
     let current = published();
+    if FROZEN.load(Ordering::Relaxed) {
+        return current.unwrap_or(&EMPTY);
+    }
+    let version = sys::loader_version();
     if let Some(current) = current {
         if version.is_some() && current.version == version {
             return current;
@@ -110,7 +147,8 @@ fn refreshed() -> &'static Snapshot {
 }
 
 /// In the parent: the code id of a call whose entry is at `entry` and whose function is at
-/// `function`, from the code mapped now. 0 when either is not in the executable code of a
+/// `function`, from the code mapped now (in a forked child: from the snapshot it was forked
+/// with). 0 when either is not in the executable code of a
 /// loaded object (code generated at run time, for example): workers then refuse the call.
 ///
 /// ```

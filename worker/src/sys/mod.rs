@@ -13,7 +13,8 @@
 //!   stack, or returns `None` where the stack cannot grow and too little is left;
 //! - `loader_version() -> Option<(u64, u64)>` and `code_segments(identity) -> Vec<Segment>`: the
 //!   loader's (loads, unloads) counters and the executable code mapped now (see
-//!   [`crate::code_map`]);
+//!   [`crate::code_map`]); both take the loader's lock, so nothing calls them in a forked
+//!   child (glibc does not reset that lock in a fork child);
 //! - `unread_by_peer(fd) -> Option<usize>`: bytes this end sent on a socket that its peer has
 //!   not read yet, where the platform can tell (`None` elsewhere: then no reply ring is used,
 //!   see [`crate::reply_ring::AVAILABLE`]).
