@@ -99,15 +99,27 @@ where
         I::Item: Serialize,
     {
         use std::task::Poll;
-        {
-            // Registered before looking, so mail that arrives after the look wakes us.
+        // Registered before looking, so mail that arrives after the look wakes us. Cloning a
+        // waker is user code: done without the lock, and only when another one is registered.
+        let registered = {
             let mut engine = self.hub.lock();
-            if let Some(desk) = engine.desk(self.call) {
-                desk.set_waker(waker);
-            }
             if !self.awaited {
                 self.awaited = true;
                 self.hub.await_one(&mut engine);
+            }
+            engine
+                .desk(self.call)
+                .is_none_or(|desk| desk.has_waker(waker))
+        };
+        if !registered {
+            let fresh = waker.clone();
+            let mut engine = self.hub.lock();
+            match engine.desk(self.call) {
+                Some(desk) => desk.set_waker(fresh),
+                None => {
+                    drop(engine);
+                    drop(fresh);
+                }
             }
         }
         let step = self.step(Some(Instant::now()));
