@@ -16,7 +16,7 @@ pub(crate) enum Stream<'p, I: Iterator, R> {
 impl<'p, I, R> Stream<'p, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// Starts a call on the engine if the pool takes calls; the one way both kinds of pool start
@@ -37,7 +37,7 @@ where
 impl<I, R> Iterator for Stream<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;
@@ -93,7 +93,7 @@ const PRESIZE_MAX: usize = 1 << 24;
 impl<I, R> Imap<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// Every outcome in order, or the first error (the rest of the call is cancelled): what a
@@ -146,7 +146,7 @@ macro_rules! lazy_call_traits {
         impl<I, R> Iterator for $name<'_, I, R>
         where
             I: Iterator,
-            I::Item: Serialize + DeserializeOwned,
+            I::Item: Serialize,
             R: DeserializeOwned,
         {
             type Item = Result<R, Error>;
@@ -166,7 +166,7 @@ macro_rules! lazy_call_traits {
         impl<I, R> futures_core::Stream for $name<'_, I, R>
         where
             I: Iterator,
-            I::Item: Serialize + DeserializeOwned,
+            I::Item: Serialize,
             R: DeserializeOwned,
         {
             type Item = Result<R, Error>;
@@ -220,7 +220,7 @@ lazy_call_traits! {
 impl<I, R> Stream<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     fn poll_next(

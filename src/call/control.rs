@@ -14,7 +14,7 @@ use std::time::Instant;
 impl<I, R> Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// Moves the outcomes known now into `out`, in order, stopping at the first failure (which
