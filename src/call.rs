@@ -139,6 +139,9 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     ticker: Option<Ticker>,
     /// The input's stated length, if it states one exactly.
     total: Option<u64>,
+    /// The input is the pool's own (a task's one item), whose `size_hint` is exact: the call
+    /// knows it ended without asking for one more item.
+    exact_hint: bool,
     /// Outcomes handed to the caller so far.
     yielded: u64,
     /// Its window learned from a reply of its own (until then an adaptive call's chunks follow
@@ -240,6 +243,7 @@ where
             window,
             ticker,
             total,
+            exact_hint: false,
             yielded: 0,
             learned: false,
             call,
@@ -281,6 +285,16 @@ where
     /// room counted next time is that much less: input is pulled only for room the workers had.
     fn feed(&mut self) {
         let hub = self.hub;
+        if self.in_flight.is_empty() && self.chunking.items() == 1 && self.pulls_input() {
+            // A call with nothing out sends one chunk whatever the room (see below), and a
+            // chunk of one item fits any worker's budget: it is encoded before the first look,
+            // which then has it queued and counts the room past it (a task takes one look).
+            let encoding = hub.times.start();
+            if let Some(queued) = self.next_chunk_of_input(1) {
+                self.encoded.push(queued);
+            }
+            hub.times.encoded(encoding);
+        }
         let mut engine = hub.lock();
         engine.refill(self.main);
         let call = self.call;
@@ -308,7 +322,8 @@ where
                 engine.queue(call, queued, true);
             }
         }
-        // Chunks a panicking input left unqueued go before new input.
+        // Chunks encoded before this look (or left unqueued by a panicking input) go before new
+        // input.
         self.queue_encoded(&mut engine);
         let (mut room, biggest) = engine.room(call);
         if self.in_flight.is_empty() {
@@ -338,7 +353,8 @@ where
     /// Whether the call takes more input now: the input has items left and, for an ordered
     /// call, fewer than `max_ahead` chunks are past the oldest not yet yielded.
     fn pulls_input(&self) -> bool {
-        let ahead = self.spec.delivery.ordered() && self.next_chunk >= self.head + self.max_ahead;
+        let limit = self.head.saturating_add(self.max_ahead);
+        let ahead = self.spec.delivery.ordered() && self.next_chunk >= limit;
         !self.input_done && !ahead
     }
 
@@ -452,6 +468,9 @@ where
                 }
             }
             building.count += 1;
+        }
+        if self.exact_hint && self.input.size_hint().1 == Some(0) {
+            self.input_done = true;
         }
         None
     }

@@ -292,3 +292,59 @@ fn an_item_whose_serialize_panics_gets_an_encode_error_and_the_rest_their_values
         }
     });
 }
+
+#[test]
+fn input_pulled_without_the_lock_stays_bounded_while_another_thread_takes_the_room() {
+    const WORKERS: usize = 2;
+    const WINDOW: usize = 2;
+    const CHUNKSIZE: usize = 16;
+    within_a_minute("bounded input", || {
+        let pool = Pool::builder()
+            .workers(WORKERS)
+            .window(WINDOW)
+            .build()
+            .unwrap();
+        for _round in 0..5 {
+            let done = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                let (pool, done) = (&pool, &done);
+                // Takes every slot it can with one-item tasks until the other call is done.
+                s.spawn(move || {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let tasks: Vec<_> = (0..8u64).map(|x| pool.submit(double, x)).collect();
+                        for (x, task) in (0..8u64).zip(tasks) {
+                            assert_eq!(task.wait().unwrap(), x * 2);
+                        }
+                    }
+                });
+                // Stops the other thread however this one ends.
+                struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Done<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                let _done = Done(done);
+                let pulled = Cell::new(0usize);
+                let input = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
+                let mut taken = 0usize;
+                for outcome in pool
+                    .chunksize(CHUNKSIZE)
+                    .imap_unordered(add_one, input)
+                    .take(2_000)
+                {
+                    outcome.unwrap();
+                    taken += 1;
+                    // Chunks out at the workers and queued for them (each at most what the
+                    // workers hold), plus the chunk being cut.
+                    let bound = taken + (2 * WORKERS * WINDOW + 1) * CHUNKSIZE;
+                    assert!(
+                        pulled.get() <= bound,
+                        "pulled {} after {taken}",
+                        pulled.get()
+                    );
+                }
+            });
+        }
+    });
+}

@@ -61,6 +61,13 @@ where
         self.hub
     }
 
+    /// Declares the input the pool's own, whose `size_hint` is exact (a task's one item): its
+    /// end is known without pulling once more, which would cost the call a second look at the
+    /// engine.
+    pub fn input_hint_is_exact(&mut self) {
+        self.exact_hint = true;
+    }
+
     /// Sends what the workers have room for now, without waiting (a task's item goes out at
     /// `submit`).
     pub fn start_sending(&mut self) {
