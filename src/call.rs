@@ -285,14 +285,13 @@ where
     /// room counted next time is that much less: input is pulled only for room the workers had.
     fn feed(&mut self) {
         let hub = self.hub;
+        let mut early = None;
         if self.in_flight.is_empty() && self.chunking.items() == 1 && self.pulls_input() {
             // A call with nothing out sends one chunk whatever the room (see below), and a
             // chunk of one item fits any worker's budget: it is encoded before the first look,
             // which then has it queued and counts the room past it (a task takes one look).
             let encoding = hub.times.start();
-            if let Some(queued) = self.next_chunk_of_input(1) {
-                self.encoded.push(queued);
-            }
+            early = self.next_chunk_of_input(1);
             hub.times.encoded(encoding);
         }
         let mut engine = hub.lock();
@@ -325,6 +324,9 @@ where
         // Chunks encoded before this look (or left unqueued by a panicking input) go before new
         // input.
         self.queue_encoded(&mut engine);
+        if let Some(queued) = early {
+            engine.queue(call, queued, false);
+        }
         let (mut room, biggest) = engine.room(call);
         if self.in_flight.is_empty() {
             // A call with nothing out queues one chunk even if no worker has room: it takes its
@@ -360,6 +362,9 @@ where
 
     /// Queues the chunks encoded since the last look at the engine, in order.
     fn queue_encoded(&mut self, engine: &mut Engine) {
+        if self.encoded.is_empty() {
+            return;
+        }
         for queued in self.encoded.drain(..) {
             engine.queue(self.call, queued, false);
         }
@@ -508,12 +513,12 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
         self.hub.poke(&engine);
         drop(engine);
         // The frame buffers go to the pool for its next call (see `frame_stash`).
-        let mut answered = std::mem::take(&mut self.spare);
-        answered.push(std::mem::take(&mut self.building.frame));
-        answered.retain(|frame| frame.capacity() > 0);
+        let answered = std::mem::take(&mut self.spare);
+        let building = Some(std::mem::take(&mut self.building.frame)).filter(|f| f.capacity() > 0);
         let unanswered = self.in_flight.drain().map(|(_, part)| part.frame);
         let unanswered = unanswered.filter_map(|frame| Arc::try_unwrap(frame).ok());
-        self.hub.frames.give(answered.into_iter().chain(unanswered));
+        let frames = answered.into_iter().chain(building).chain(unanswered);
+        self.hub.frames.give(frames);
     }
 }
 

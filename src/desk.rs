@@ -13,7 +13,7 @@
 use crate::error::{Death, PoolError};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::Verdict;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Duration;
@@ -21,6 +21,9 @@ use std::time::Duration;
 thread_local! {
     /// Wakers this thread is to wake (`true`) or drop (`false`) once it holds no lock.
     static DUE: RefCell<Vec<(Waker, bool)>> = const { RefCell::new(Vec::new()) };
+    /// Whether `DUE` may hold any: a plain flag, so a thread that owes nothing (nearly always)
+    /// learns it with one load.
+    static OWING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// What this thread owes wakers: wake-ups and drops put off while it held the engine's lock,
@@ -35,6 +38,7 @@ impl Due {
         let _ = DUE.try_with(|due| {
             if let Ok(mut due) = due.try_borrow_mut() {
                 due.extend(owed.take());
+                OWING.set(true);
             }
         });
         if let Some((waker, true)) = owed {
@@ -43,8 +47,17 @@ impl Due {
     }
 
     /// Wakes and drops what this thread put off. Call only while holding no lock: a waker may
-    /// call the pool. Cheap when nothing is due.
+    /// call the pool. One thread-local load when nothing is due.
+    #[inline]
     pub fn run() {
+        if OWING.get() {
+            Due::run_owed();
+        }
+    }
+
+    #[cold]
+    fn run_owed() {
+        OWING.set(false);
         let taken = DUE.try_with(|due| match due.try_borrow_mut() {
             Ok(mut due) if !due.is_empty() => Some(std::mem::take(&mut *due)),
             _ => None,
@@ -69,8 +82,7 @@ impl Due {
 
     /// Whether this thread owes a waker something.
     pub fn any() -> bool {
-        DUE.try_with(|due| due.try_borrow().is_ok_and(|due| !due.is_empty()))
-            .unwrap_or(false)
+        OWING.get()
     }
 }
 
