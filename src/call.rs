@@ -12,6 +12,14 @@
 //! - Memory is bounded by the work in flight: input is pulled only while the workers have room,
 //!   and ordered calls dispatch at most `max_ahead` chunks past the oldest unfinished one, so
 //!   the reorder buffer never holds more than that.
+//! - No user code runs under the engine's lock: the input's `next` and `size_hint`, the items'
+//!   `Serialize` and `Drop`, progress callbacks and the results' `Deserialize` all run between
+//!   two looks at the engine (see [`Call::feed`]), so they may call the same pool, block or
+//!   panic. A panic in the input's `next` leaves the call whole: the items encoded before it
+//!   stay in the chunk being built; a panic in an item's `Serialize` is that item's
+//!   [`TaskError::Codec`].
+//! - The parent never decodes an item: each chunk records where its items start as it is
+//!   encoded (one `u32` per item after the first), which is all a split needs.
 
 mod control;
 mod one_item;
@@ -34,6 +42,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +97,21 @@ struct Part {
     /// Its task frame, kept to send it again (whole or split) if its worker dies; the buffer
     /// is recycled for a later chunk once the reply is in.
     frame: SharedFrame,
+    /// Where each item after the first starts, counted from the first: `count - 1` offsets,
+    /// or fewer if they did not fit a `u32` (the part then cannot be split).
+    starts: Vec<u32>,
+}
+
+/// The chunk a call is encoding. It lives in the call, not on the stack, so a panic in the
+/// input's `next` loses none of the items encoded before it: the next feed goes on filling it.
+#[derive(Default)]
+struct Building {
+    /// The task frame, begun (its header reserved) once it is not empty.
+    frame: Vec<u8>,
+    /// Where each item after the first starts (see [`Part::starts`]).
+    starts: Vec<u32>,
+    /// Items in it.
+    count: u32,
 }
 
 /// The outcomes gathered so far for a chunk that was split.
@@ -115,6 +139,9 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     ticker: Option<Ticker>,
     /// The input's stated length, if it states one exactly.
     total: Option<u64>,
+    /// The input is the pool's own (a task's one item), whose `size_hint` is exact: the call
+    /// knows it ended without asking for one more item.
+    exact_hint: bool,
     /// Outcomes handed to the caller so far.
     yielded: u64,
     /// Its window learned from a reply of its own (until then an adaptive call's chunks follow
@@ -123,6 +150,15 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     call: u64,
     /// Frame buffers of answered chunks, reused for new ones.
     spare: Vec<Vec<u8>>,
+    /// Offset buffers of answered chunks of several items, reused for new ones.
+    spare_starts: Vec<Vec<u32>>,
+    /// The chunk being encoded.
+    building: Building,
+    /// Chunks encoded and not yet queued on the desk (queued by the same feed, unless the
+    /// input panicked first).
+    encoded: Vec<Queued>,
+    /// The `map_with` context frame, until the first feed puts it on the desk.
+    context: Option<SharedFrame>,
     /// Parts to send again (their worker died): sent before any new input.
     retry: VecDeque<u64>,
     next_chunk: u64,
@@ -149,7 +185,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
 impl<'p, I, R> Call<'p, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// Starts a call on the pool's hub; forks missing workers first.
@@ -159,12 +195,9 @@ where
         input: I,
         spec: CallSpec,
     ) -> Call<'p, I, R> {
-        let mut engine = hub.lock();
-        let pinpoint = engine.pinpoint();
-        let fill_failure = engine.fill(main).err();
-        let mut failure = None;
-        let chunking = Chunking::choose(spec.chunksize, &input, engine.size(), spec.delivery);
-        let total = match input.size_hint() {
+        // The input's `size_hint` is user code: asked before the engine is locked.
+        let hint = input.size_hint();
+        let total = match hint {
             (lo, Some(hi)) if lo == hi => Some(lo as u64),
             _ => None,
         };
@@ -172,9 +205,18 @@ where
             .progress
             .as_ref()
             .map(|sink| Ticker::start(sink, total));
+        let mut engine = hub.lock();
+        let pinpoint = engine.pinpoint();
+        let fill_failure = engine.fill(main).err();
+        let mut failure = None;
+        let chunking = Chunking::choose(spec.chunksize, hint, engine.size(), spec.delivery);
         let window = chunking.window(engine.window(), engine.learned_window);
         let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
         let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
+        if let Some(desk) = engine.desk(call) {
+            desk.follows_pool = window.adapts();
+        }
+        drop(engine);
         if let Chunking::Fixed(0) = chunking {
             failure = Some(PoolError::InvalidChunksize { chunksize: 0 });
         }
@@ -189,11 +231,6 @@ where
             }
             None => None,
         };
-        if let Some(desk) = engine.desk(call) {
-            desk.context = context;
-            desk.follows_pool = window.adapts();
-        }
-        drop(engine);
         let mut started = Call {
             hub,
             main,
@@ -206,10 +243,15 @@ where
             window,
             ticker,
             total,
+            exact_hint: false,
             yielded: 0,
             learned: false,
             call,
             spare: Vec::new(),
+            spare_starts: Vec::new(),
+            building: Building::default(),
+            encoded: Vec::new(),
+            context,
             retry: VecDeque::new(),
             next_chunk: 0,
             next_part: FIRST_SPLIT_PART,
@@ -234,14 +276,33 @@ where
 
     /// Queues chunks while the workers have room for them (first the ones to retry, then new
     /// input) and hands what fits to the workers.
+    ///
+    /// Two looks at the engine, and the input pulled between them, without the lock: the input's
+    /// `next`, the items' `Serialize` and `Drop` are user code, which may call this pool, block
+    /// or panic. The first look counts the room; the second queues every chunk encoded. If
+    /// another call took some of that room meanwhile, a chunk waits on the desk for the next
+    /// free slot (the engine sends it, in turn with other calls, without this thread), and the
+    /// room counted next time is that much less: input is pulled only for room the workers had.
     fn feed(&mut self) {
         let hub = self.hub;
+        let mut early = None;
+        if self.in_flight.is_empty() && self.chunking.items() == 1 && self.pulls_input() {
+            // A call with nothing out sends one chunk whatever the room (see below), and a
+            // chunk of one item fits any worker's budget: it is encoded before the first look,
+            // which then has it queued and counts the room past it (a task takes one look).
+            let encoding = hub.times.start();
+            early = self.next_chunk_of_input(1);
+            hub.times.encoded(encoding);
+        }
         let mut engine = hub.lock();
         engine.refill(self.main);
         let call = self.call;
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)
         };
+        if let Some(context) = self.context.take() {
+            desk.context = Some(context);
+        }
         if self.learned && (desk.window != self.window.now() || desk.follows_pool) {
             desk.window = self.window.now();
             desk.follows_pool = false;
@@ -260,7 +321,12 @@ where
                 engine.queue(call, queued, true);
             }
         }
-        let encoding = hub.times.start();
+        // Chunks encoded before this look (or left unqueued by a panicking input) go before new
+        // input.
+        self.queue_encoded(&mut engine);
+        if let Some(queued) = early {
+            engine.queue(call, queued, false);
+        }
         let (mut room, biggest) = engine.room(call);
         if self.in_flight.is_empty() {
             // A call with nothing out queues one chunk even if no worker has room: it takes its
@@ -268,56 +334,47 @@ where
             // every slot it frees.
             room = room.max(1);
         }
-        while room > 0 && !self.input_done {
-            if self.spec.delivery.ordered() && self.next_chunk >= self.head + self.max_ahead {
-                break;
+        if self.pulls_input() && room > 0 {
+            drop(engine);
+            let encoding = hub.times.start();
+            while room > 0 && self.pulls_input() {
+                room -= 1;
+                if let Some(queued) = self.next_chunk_of_input(biggest) {
+                    self.encoded.push(queued);
+                }
             }
-            room -= 1;
-            if let Some(queued) = self.next_chunk_of_input(biggest) {
-                engine.queue(call, queued, false);
-            }
+            hub.times.encoded(encoding);
+            engine = hub.lock();
+            self.queue_encoded(&mut engine);
         }
-        hub.times.encoded(encoding);
         engine.dispatch_queued();
         engine.flush();
         hub.poke(&engine);
     }
 
+    /// Whether the call takes more input now: the input has items left and, for an ordered
+    /// call, fewer than `max_ahead` chunks are past the oldest not yet yielded.
+    fn pulls_input(&self) -> bool {
+        let limit = self.head.saturating_add(self.max_ahead);
+        let ahead = self.spec.delivery.ordered() && self.next_chunk >= limit;
+        !self.input_done && !ahead
+    }
+
+    /// Queues the chunks encoded since the last look at the engine, in order.
+    fn queue_encoded(&mut self, engine: &mut Engine) {
+        if self.encoded.is_empty() {
+            return;
+        }
+        for queued in self.encoded.drain(..) {
+            engine.queue(self.call, queued, false);
+        }
+    }
+
     /// Encodes the next chunk of input (at most `budget` items), if the input has items left;
     /// an item that cannot be encoded gets its outcome at once, as a chunk of its own.
     fn next_chunk_of_input(&mut self, budget: usize) -> Option<Queued> {
-        let chunk = self.next_chunk;
-        let first_index = self.next_index;
-        let mut frame = self.spare_frame();
-        let (count, bad_item) = self.pull_chunk(&mut frame, budget);
-        let mut queued = None;
-        if count > 0 {
-            protocol::seal_task(
-                &mut frame,
-                self.call,
-                chunk,
-                &self.spec.code,
-                first_index,
-                count,
-            );
-            let frame = Arc::new(frame);
-            queued = Some(Queued {
-                chunk,
-                count,
-                frame: Arc::clone(&frame),
-            });
-            let part = Part {
-                origin: chunk,
-                first_index,
-                count,
-                frame,
-            };
-            self.in_flight.insert(chunk, part);
-            self.next_chunk += 1;
-            self.next_index += u64::from(count);
-        } else {
-            self.spare.push(frame);
-        }
+        let bad_item = self.pull_chunk(budget);
+        let queued = self.seal_building();
         if let Some(message) = bad_item {
             // The item after the chunk could not be encoded: it is a finished chunk of its own.
             let index = self.next_index;
@@ -335,33 +392,92 @@ where
         queued
     }
 
-    /// Encodes items into `frame` until the chunk is full (at most `budget` items) or the input
-    /// ends. Returns the count and, if an item failed to encode, its message (that item is
+    /// Seals the chunk being built, if it holds items, as the call's next chunk: it is in
+    /// flight from here on (in `in_flight`), and returned to be queued.
+    fn seal_building(&mut self) -> Option<Queued> {
+        let Building {
+            mut frame,
+            starts,
+            count,
+        } = std::mem::take(&mut self.building);
+        if count == 0 {
+            if frame.capacity() > 0 {
+                self.spare.push(frame);
+            }
+            self.keep_starts(starts);
+            return None;
+        }
+        let (chunk, first_index) = (self.next_chunk, self.next_index);
+        protocol::seal_task(
+            &mut frame,
+            self.call,
+            chunk,
+            &self.spec.code,
+            first_index,
+            count,
+        );
+        let frame = Arc::new(frame);
+        let part = Part {
+            origin: chunk,
+            first_index,
+            count,
+            frame: Arc::clone(&frame),
+            starts,
+        };
+        self.in_flight.insert(chunk, part);
+        self.next_chunk += 1;
+        self.next_index += u64::from(count);
+        Some(Queued {
+            chunk,
+            count,
+            frame,
+        })
+    }
+
+    /// Encodes items into the chunk being built until it is full (at most `budget` items) or
+    /// the input ends. Returns, if an item failed to encode, its message (that item is
     /// consumed and not in the chunk).
-    fn pull_chunk(&mut self, frame: &mut Vec<u8>, budget: usize) -> (u32, Option<String>) {
+    fn pull_chunk(&mut self, budget: usize) -> Option<String> {
         let limit = self.chunking.items().min(budget).min(MAX_CHUNK_ITEMS);
         let max_bytes = match self.chunking {
             Chunking::Adaptive(_) => ADAPTIVE_MAX_BYTES,
             Chunking::Fixed(_) => MAX_CHUNK_BYTES,
         };
-        protocol::begin_task(frame);
-        let mut count = 0;
-        while count < limit {
-            if frame.len() >= max_bytes {
+        if self.building.frame.is_empty() {
+            let mut frame = self.spare_frame();
+            protocol::begin_task(&mut frame);
+            self.building.frame = frame;
+            if self.building.starts.capacity() == 0 {
+                self.building.starts = self.spare_starts.pop().unwrap_or_default();
+            }
+        }
+        let building = &mut self.building;
+        while (building.count as usize) < limit {
+            if building.frame.len() >= max_bytes {
                 break;
             }
+            // User code: it may panic, leaving `building` as it is (whole items only).
             let Some(item) = self.input.next() else {
                 self.input_done = true;
                 break;
             };
-            let mark = frame.len();
-            if let Err(message) = codec::encode_into(frame, &item) {
-                frame.truncate(mark);
-                return (count as u32, Some(message));
+            let mark = building.frame.len();
+            if let Err(message) = encode_item(&mut building.frame, &item) {
+                building.frame.truncate(mark);
+                return Some(message);
             }
-            count += 1;
+            if building.count > 0 {
+                // An offset past `u32::MAX` is not recorded: the part cannot be split.
+                if let Ok(start) = u32::try_from(mark - protocol::TASK_HEADER_LEN) {
+                    building.starts.push(start);
+                }
+            }
+            building.count += 1;
         }
-        (count as u32, None)
+        if self.exact_hint && self.input.size_hint().1 == Some(0) {
+            self.input_done = true;
+        }
+        None
     }
 
     /// Places a finished chunk's outcomes: at once if unordered, else when all before it are out.
@@ -398,9 +514,31 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
         drop(engine);
         // The frame buffers go to the pool for its next call (see `frame_stash`).
         let answered = std::mem::take(&mut self.spare);
+        let building = Some(std::mem::take(&mut self.building.frame)).filter(|f| f.capacity() > 0);
         let unanswered = self.in_flight.drain().map(|(_, part)| part.frame);
         let unanswered = unanswered.filter_map(|frame| Arc::try_unwrap(frame).ok());
-        self.hub.frames.give(answered.into_iter().chain(unanswered));
+        let frames = answered.into_iter().chain(building).chain(unanswered);
+        self.hub.frames.give(frames);
+    }
+}
+
+/// Appends `item`'s encoding to `frame`, or says why it cannot be encoded: a `Serialize`
+/// that fails or panics (the panic is the item's failure, as a worker's result that panics
+/// while it is encoded is; `frame` may hold part of the item then).
+fn encode_item<T: Serialize>(frame: &mut Vec<u8>, item: &T) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(|| codec::encode_into(frame, item))) {
+        Ok(encoded) => encoded,
+        Err(payload) => {
+            let message = match (
+                payload.downcast_ref::<&str>(),
+                payload.downcast_ref::<String>(),
+            ) {
+                (Some(message), _) => message,
+                (None, Some(message)) => message.as_str(),
+                (None, None) => "a panic with a non-string payload",
+            };
+            Err(format!("its Serialize panicked: {message}"))
+        }
     }
 }
 
@@ -417,7 +555,7 @@ pub(crate) enum Step<R> {
 impl<I, R> Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// The next outcome, waiting for it until `until` (`None`: as long as it takes).
@@ -482,7 +620,7 @@ where
 impl<I, R> Iterator for Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;

@@ -65,13 +65,15 @@ impl Chunking {
     /// length, Python's rule ceil(len / (4 × workers)) capped at [`DEFAULT_MAX_CHUNK`], and
     /// adaptive chunks otherwise (lazy calls, input of unknown length), so a lazy call's first
     /// outcome comes after a few item-times, not after a whole chunk.
-    pub fn choose<I: Iterator>(
+    /// `hint` is the input's `size_hint`, asked by the caller (user code, run without the
+    /// engine's lock).
+    pub fn choose(
         asked: Option<usize>,
-        input: &I,
+        hint: (usize, Option<usize>),
         workers: usize,
         delivery: Delivery,
     ) -> Chunking {
-        match (asked, input.size_hint()) {
+        match (asked, hint) {
             (Some(n), _) => Chunking::Fixed(n),
             (None, (lo, Some(hi))) if lo == hi && delivery == Delivery::Collected => {
                 Chunking::Fixed(
@@ -211,29 +213,34 @@ mod tests {
         chunking.learn(u64::MAX, 7);
         assert_eq!(chunking, Chunking::Fixed(7));
         assert_eq!(
-            Chunking::choose(None, &(0..1000), 2, Delivery::Collected),
+            Chunking::choose(None, (0..1000).size_hint(), 2, Delivery::Collected),
             Chunking::Fixed(125)
         );
         assert_eq!(
-            Chunking::choose(None, &(0..1000).filter(|_| true), 2, Delivery::Collected),
+            Chunking::choose(
+                None,
+                (0..1000).filter(|_| true).size_hint(),
+                2,
+                Delivery::Collected
+            ),
             Chunking::Adaptive(1)
         );
         assert_eq!(
-            Chunking::choose(Some(3), &(0..10), 2, Delivery::Collected),
+            Chunking::choose(Some(3), (0..10).size_hint(), 2, Delivery::Collected),
             Chunking::Fixed(3)
         );
         // Lazy calls start small whatever the input's length, so their first outcome is quick.
         for lazy in [Delivery::InOrder, Delivery::AsFinished] {
             assert_eq!(
-                Chunking::choose(None, &(0..1000), 2, lazy),
+                Chunking::choose(None, (0..1000).size_hint(), 2, lazy),
                 Chunking::Adaptive(1)
             );
             assert_eq!(
-                Chunking::choose(Some(9), &(0..1000), 2, lazy),
+                Chunking::choose(Some(9), (0..1000).size_hint(), 2, lazy),
                 Chunking::Fixed(9)
             );
         }
-        let huge = Chunking::choose(None, &(0..10_000_000), 2, Delivery::Collected);
+        let huge = Chunking::choose(None, (0..10_000_000).size_hint(), 2, Delivery::Collected);
         assert_eq!(huge, Chunking::Fixed(DEFAULT_MAX_CHUNK));
         assert_eq!(
             huge.window(None, Window::small()),

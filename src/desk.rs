@@ -6,13 +6,85 @@
 //!   desk is discarded.
 //! - Queued chunks leave in the order they were queued (retries are queued first by the call).
 //! - A pool failure posted to a desk is taken once, after the mail posted before it.
+//! - A waker is user code: a desk never wakes, clones or drops one itself. Waking and dropping
+//!   are left to the thread's [`Due`] list, which the hub's guard runs after it released the
+//!   engine's lock (a waker that polls or calls the pool inline would otherwise deadlock it).
 
 use crate::error::{Death, PoolError};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::Verdict;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Duration;
+
+thread_local! {
+    /// Wakers this thread is to wake (`true`) or drop (`false`) once it holds no lock.
+    static DUE: RefCell<Vec<(Waker, bool)>> = const { RefCell::new(Vec::new()) };
+    /// Whether `DUE` may hold any: a plain flag, so a thread that owes nothing (nearly always)
+    /// learns it with one load.
+    static OWING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What this thread owes wakers: wake-ups and drops put off while it held the engine's lock,
+/// run by [`Due::run`].
+pub(crate) struct Due;
+
+impl Due {
+    /// Puts off waking (`wake`) or dropping `waker` until this thread runs its due list (at
+    /// once if this thread's locals are being torn down).
+    fn defer(waker: Waker, wake: bool) {
+        let mut owed = Some((waker, wake));
+        let _ = DUE.try_with(|due| {
+            if let Ok(mut due) = due.try_borrow_mut() {
+                due.extend(owed.take());
+                OWING.set(true);
+            }
+        });
+        if let Some((waker, true)) = owed {
+            waker.wake();
+        }
+    }
+
+    /// Wakes and drops what this thread put off. Call only while holding no lock: a waker may
+    /// call the pool. One thread-local load when nothing is due.
+    #[inline]
+    pub fn run() {
+        if OWING.get() {
+            Due::run_owed();
+        }
+    }
+
+    #[cold]
+    fn run_owed() {
+        OWING.set(false);
+        let taken = DUE.try_with(|due| match due.try_borrow_mut() {
+            Ok(mut due) if !due.is_empty() => Some(std::mem::take(&mut *due)),
+            _ => None,
+        });
+        let Ok(Some(mut owed)) = taken else {
+            return;
+        };
+        for (waker, wake) in owed.drain(..) {
+            if wake {
+                waker.wake();
+            }
+        }
+        // Keeps the buffer for the next time, unless a waker put off more meanwhile.
+        let _ = DUE.try_with(|due| {
+            if let Ok(mut due) = due.try_borrow_mut() {
+                if due.is_empty() {
+                    *due = owed;
+                }
+            }
+        });
+    }
+
+    /// Whether this thread owes a waker something.
+    pub fn any() -> bool {
+        OWING.get()
+    }
+}
 
 /// A chunk a call encoded, waiting for a worker with room.
 pub(crate) struct Queued {
@@ -143,18 +215,39 @@ impl Desk {
         })
     }
 
-    /// Wakes `waker` when mail arrives (replacing an earlier one).
+    /// Wakes `waker` when mail arrives (replacing an earlier one). The waker is cloned by the
+    /// caller, before it took the engine's lock; one it replaces is dropped after the lock is
+    /// released.
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
-    pub fn set_waker(&mut self, waker: &Waker) {
+    pub fn set_waker(&mut self, waker: Waker) {
         match &self.waker {
-            Some(old) if old.will_wake(waker) => {}
-            _ => self.waker = Some(waker.clone()),
+            Some(old) if old.will_wake(&waker) => Due::defer(waker, false),
+            _ => {
+                if let Some(old) = self.waker.replace(waker) {
+                    Due::defer(old, false);
+                }
+            }
         }
+    }
+
+    /// Whether `waker` is the one registered (comparing pointers: no user code runs).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub fn has_waker(&self, waker: &Waker) -> bool {
+        self.waker.as_ref().is_some_and(|w| w.will_wake(waker))
     }
 
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
-            waker.wake();
+            Due::defer(waker, true);
+        }
+    }
+}
+
+impl Drop for Desk {
+    /// A desk is dropped under the engine's lock (its call ended): its waker is dropped after.
+    fn drop(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            Due::defer(waker, false);
         }
     }
 }

@@ -14,7 +14,11 @@
 //!   driver sends it and waits with the new deadline.
 //! - Every waiter is woken when the driver leaves, so the engine never sits undriven while a
 //!   thread waits.
+//! - No user code runs under the engine's lock: an async task's waker that a desk wakes or
+//!   drops is woken or dropped by the same thread right after it releases the lock (see
+//!   [`Guard`] and `desk::Due`).
 
+use crate::desk::Due;
 use crate::engine::{Engine, WorkerMain};
 use crate::error::PoolError;
 use crate::frame_stash::FrameStash;
@@ -50,7 +54,45 @@ pub(crate) enum Waited {
     Stuck,
 }
 
-pub(crate) type Guard<'a> = MutexGuard<'a, Engine>;
+/// The engine, locked. Dropping it releases the lock, then runs what the thread owes wakers
+/// (woken or dropped while it held the lock: they may call the pool).
+pub(crate) struct Guard<'a> {
+    // Dropped first: the lock is released before the wakers run.
+    engine: MutexGuard<'a, Engine>,
+    _due: RunDue,
+}
+
+impl<'a> Guard<'a> {
+    fn new(engine: MutexGuard<'a, Engine>) -> Guard<'a> {
+        Guard {
+            engine,
+            _due: RunDue,
+        }
+    }
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}
+
+/// Runs this thread's due wakers when dropped (after the guard's lock, declared before it).
+struct RunDue;
+
+impl Drop for RunDue {
+    fn drop(&mut self) {
+        Due::run();
+    }
+}
 
 impl Hub {
     pub fn new(engine: Engine) -> Arc<Hub> {
@@ -128,7 +170,37 @@ impl Hub {
 
     /// The engine, for a short look or change (never across user code).
     pub fn lock(&self) -> Guard<'_> {
-        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+        Guard::new(self.engine.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Waits on the condition variable for a turn (until `until`, if given). The guard's
+    /// wakers run first: a thread never sleeps owing a wake-up.
+    fn idle_wait<'a>(&'a self, mut engine: Guard<'a>, until: Option<Instant>) -> Guard<'a> {
+        if Due::any() {
+            // Unlock (running them), and look again before sleeping.
+            drop(engine);
+            return self.lock();
+        }
+        engine.idle_waiters += 1;
+        let Guard {
+            engine: locked,
+            _due: due,
+        } = engine;
+        drop(due); // nothing is due (checked above): runs nothing
+        let locked = match until {
+            None => self.turn.wait(locked).unwrap_or_else(|p| p.into_inner()),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                let (locked, _) = self
+                    .turn
+                    .wait_timeout(locked, left)
+                    .unwrap_or_else(|p| p.into_inner());
+                locked
+            }
+        };
+        let mut engine = Guard::new(locked);
+        engine.idle_waiters -= 1;
+        engine
     }
 
     /// Tells the driver, if it is in `poll`, that there is new work or a new deadline.
@@ -181,19 +253,7 @@ impl Hub {
             if past(until) {
                 return (engine, Waited::TimedOut);
             }
-            engine.idle_waiters += 1;
-            engine = match until {
-                None => self.turn.wait(engine).unwrap_or_else(|p| p.into_inner()),
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    let (engine, _) = self
-                        .turn
-                        .wait_timeout(engine, left)
-                        .unwrap_or_else(|p| p.into_inner());
-                    engine
-                }
-            };
-            engine.idle_waiters -= 1;
+            engine = self.idle_wait(engine, until);
         }
     }
 

@@ -16,7 +16,7 @@ pub(crate) enum Stream<'p, I: Iterator, R> {
 impl<'p, I, R> Stream<'p, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// Starts a call on the engine if the pool takes calls; the one way both kinds of pool start
@@ -37,7 +37,7 @@ where
 impl<I, R> Iterator for Stream<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     type Item = Result<R, Error>;
@@ -93,7 +93,7 @@ const PRESIZE_MAX: usize = 1 << 24;
 impl<I, R> Imap<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// The next outcome, waiting for it until `until` at most (a node of `forkpool::mpi` wakes
@@ -160,7 +160,7 @@ macro_rules! lazy_call_traits {
         impl<I, R> Iterator for $name<'_, I, R>
         where
             I: Iterator,
-            I::Item: Serialize + DeserializeOwned,
+            I::Item: Serialize,
             R: DeserializeOwned,
         {
             type Item = Result<R, Error>;
@@ -180,7 +180,7 @@ macro_rules! lazy_call_traits {
         impl<I, R> futures_core::Stream for $name<'_, I, R>
         where
             I: Iterator,
-            I::Item: Serialize + DeserializeOwned,
+            I::Item: Serialize,
             R: DeserializeOwned,
         {
             type Item = Result<R, Error>;
@@ -234,7 +234,7 @@ lazy_call_traits! {
 impl<I, R> Stream<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     fn poll_next(

@@ -95,7 +95,7 @@ pub(crate) trait TaskCall<R> {
 impl<I, R> TaskCall<R> for Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     fn step(&mut self, until: Option<Instant>) -> Step<R> {

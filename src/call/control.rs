@@ -14,7 +14,7 @@ use std::time::Instant;
 impl<I, R> Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     /// Moves the outcomes known now into `out`, in order, stopping at the first failure (which
@@ -61,6 +61,13 @@ where
         self.hub
     }
 
+    /// Declares the input the pool's own, whose `size_hint` is exact (a task's one item): its
+    /// end is known without pulling once more, which would cost the call a second look at the
+    /// engine.
+    pub fn input_hint_is_exact(&mut self) {
+        self.exact_hint = true;
+    }
+
     /// Sends what the workers have room for now, without waiting (a task's item goes out at
     /// `submit`).
     pub fn start_sending(&mut self) {
@@ -99,15 +106,27 @@ where
         I::Item: Serialize,
     {
         use std::task::Poll;
-        {
-            // Registered before looking, so mail that arrives after the look wakes us.
+        // Registered before looking, so mail that arrives after the look wakes us. Cloning a
+        // waker is user code: done without the lock, and only when another one is registered.
+        let registered = {
             let mut engine = self.hub.lock();
-            if let Some(desk) = engine.desk(self.call) {
-                desk.set_waker(waker);
-            }
             if !self.awaited {
                 self.awaited = true;
                 self.hub.await_one(&mut engine);
+            }
+            engine
+                .desk(self.call)
+                .is_none_or(|desk| desk.has_waker(waker))
+        };
+        if !registered {
+            let fresh = waker.clone();
+            let mut engine = self.hub.lock();
+            match engine.desk(self.call) {
+                Some(desk) => desk.set_waker(fresh),
+                None => {
+                    drop(engine);
+                    drop(fresh);
+                }
             }
         }
         let step = self.step(Some(Instant::now()));

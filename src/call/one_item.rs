@@ -37,6 +37,7 @@ where
     match hub {
         Ok(hub) => {
             let mut call = Call::start(hub, main, Some(item).into_iter(), spec);
+            call.input_hint_is_exact();
             call.start_sending();
             Task::new(Box::new(call))
         }

@@ -1,14 +1,14 @@
 //! What a call does with its mail: a reply's outcomes are settled in their chunk; a death
-//! fails the item to blame (or the whole part) and sends the innocent rest again as new parts;
-//! a pool failure ends the call without losing an item.
+//! fails the item to blame (or the whole part) and sends the innocent rest again as new parts,
+//! cut at the item starts recorded when the chunk was encoded (no item is decoded in the
+//! parent: an item whose decoding killed its worker would kill the parent too); a pool failure
+//! ends the call without losing an item.
 
 use super::{Call, Origin, Part};
 use crate::desk::Happened;
 use crate::engine::{Cause, Verdict};
 use crate::error::{Death, Error, PoolError, TaskError};
-use crate::outbox::SharedFrame;
 use crate::outcome::{self, Outcome, failed};
-use forkpool_worker::codec;
 use forkpool_worker::protocol::{self, OutcomeReader};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 impl<I, R> Call<'_, I, R>
 where
     I: Iterator,
-    I::Item: Serialize + DeserializeOwned,
+    I::Item: Serialize,
     R: DeserializeOwned,
 {
     pub(super) fn absorb(&mut self, happened: Happened) {
@@ -84,6 +84,9 @@ where
     /// pool failure, a cancel) loses no item it took.
     pub(super) fn fail_in_flight(&mut self, error: impl Fn(u64) -> TaskError) {
         self.retry.clear();
+        // Items pulled into a chunk not yet sent (an input that panicked left it) fail too.
+        let _ = self.seal_building();
+        self.encoded.clear();
         let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
         parts.sort_by_key(|part| part.first_index);
         for part in parts {
@@ -111,7 +114,7 @@ where
                 let rest = [(0, offset), (offset + 1, part.count)];
                 if pinpoint && self.resend(&part, &rest) {
                     self.settle_items(&part, offset, vec![failed(error)]);
-                    self.recycle(part.frame);
+                    self.recycle(part);
                     return;
                 }
                 Some((offset, error))
@@ -119,7 +122,7 @@ where
             Verdict::Unknown(cause) => {
                 let singles: Vec<(u32, u32)> = (0..part.count).map(|i| (i, i + 1)).collect();
                 if pinpoint && part.count > 1 && self.resend(&part, &singles) {
-                    self.recycle(part.frame);
+                    self.recycle(part);
                     return;
                 }
                 let outcomes = (0..part.count)
@@ -146,20 +149,23 @@ where
     }
 
     /// Sends the items `a..b` of `part`, for each range, again as new parts (before any new
-    /// input). Returns false if the part's items could not be told apart (nothing is sent).
+    /// input). Returns false if the part's item starts were not recorded (nothing is sent).
     pub(super) fn resend(&mut self, part: &Part, ranges: &[(u32, u32)]) -> bool {
-        let Some(bounds) = item_bounds::<I::Item>(&part.frame, part.count) else {
+        let items = &part.frame[protocol::TASK_HEADER_LEN..];
+        let Some(bounds) = ItemBounds::of(part.count, &part.starts, items.len()) else {
             return false;
         };
         self.ensure_split(part);
-        let items = &part.frame[protocol::TASK_HEADER_LEN..];
         for &(a, b) in ranges.iter().rev() {
             if a >= b {
                 continue;
             }
+            let (from, to) = (bounds.start(a), bounds.start(b));
             let mut frame = self.spare_frame();
             protocol::begin_task(&mut frame);
-            frame.extend_from_slice(&items[bounds[a as usize]..bounds[b as usize]]);
+            frame.extend_from_slice(&items[from..to]);
+            let mut starts = self.spare_starts.pop().unwrap_or_default();
+            starts.extend((a + 1..b).map(|i| (bounds.start(i) - from) as u32));
             let wire = self.next_part;
             self.next_part += 1;
             let first_index = part.first_index + u64::from(a);
@@ -176,6 +182,7 @@ where
                 first_index,
                 count: b - a,
                 frame: Arc::new(frame),
+                starts,
             };
             self.in_flight.insert(wire, new);
             self.retry.push_front(wire);
@@ -192,14 +199,14 @@ where
         });
     }
 
-    /// Records the outcomes of every item of `part` (in order) and recycles its frame.
+    /// Records the outcomes of every item of `part` (in order) and recycles its buffers.
     pub(super) fn settle(&mut self, part: Part, outcomes: Vec<Outcome<R>>) {
         if self.split.contains_key(&part.origin) {
             self.settle_items(&part, 0, outcomes);
         } else {
             self.finish_chunk(part.origin, outcomes);
         }
-        self.recycle(part.frame);
+        self.recycle(part);
     }
 
     /// An empty frame buffer: one of the call's spares, else one the pool kept from an earlier
@@ -211,10 +218,20 @@ where
             .unwrap_or_default()
     }
 
-    /// Keeps a finished part's frame buffer for a later chunk (unless a courier still holds it).
-    pub(super) fn recycle(&mut self, frame: SharedFrame) {
-        if let Ok(buffer) = Arc::try_unwrap(frame) {
+    /// Keeps a finished part's buffers for a later chunk (its frame, unless a courier still
+    /// holds it).
+    pub(super) fn recycle(&mut self, part: Part) {
+        if let Ok(buffer) = Arc::try_unwrap(part.frame) {
             self.spare.push(buffer);
+        }
+        self.keep_starts(part.starts);
+    }
+
+    /// Keeps an offset buffer for a later chunk of several items.
+    pub(super) fn keep_starts(&mut self, mut starts: Vec<u32>) {
+        if starts.capacity() > 0 {
+            starts.clear();
+            self.spare_starts.push(starts);
         }
     }
 
@@ -250,17 +267,56 @@ fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
     .into()
 }
 
-/// Where each of the `count` items of a task frame starts within its item bytes, plus the end:
-/// `count + 1` offsets. `None` if the items do not decode as `T`.
-fn item_bounds<T: DeserializeOwned>(frame: &[u8], count: u32) -> Option<Vec<usize>> {
-    let items = frame.get(protocol::TASK_HEADER_LEN..)?;
-    let mut bounds = Vec::with_capacity(count as usize + 1);
-    let mut at = 0;
-    bounds.push(0);
-    for _ in 0..count {
-        let (_, used) = codec::decode::<T>(items.get(at..)?).ok()?;
-        at += used;
-        bounds.push(at);
+/// Where the items of a part start within its item bytes, as recorded when it was encoded.
+#[derive(Debug, Clone, Copy)]
+struct ItemBounds<'a> {
+    /// The start of each item after the first.
+    starts: &'a [u32],
+    /// The length of the item bytes (the end of the last item).
+    len: usize,
+}
+
+impl<'a> ItemBounds<'a> {
+    /// The bounds of `count` items whose starts after the first are `starts`, in `len` bytes;
+    /// `None` if they were not all recorded or do not fit (starts out of order or past the end).
+    fn of(count: u32, starts: &'a [u32], len: usize) -> Option<ItemBounds<'a>> {
+        let whole = starts.len() + 1 == count as usize;
+        let ordered = starts.windows(2).all(|w| w[0] <= w[1]);
+        let inside = starts.last().is_none_or(|&last| last as usize <= len);
+        (whole && ordered && inside).then_some(ItemBounds { starts, len })
     }
-    Some(bounds)
+
+    /// Where item `i` starts (`i == count`: the end of the last item).
+    fn start(&self, i: u32) -> usize {
+        match i {
+            0 => 0,
+            i => self
+                .starts
+                .get(i as usize - 1)
+                .map_or(self.len, |&at| at as usize),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ItemBounds;
+
+    #[test]
+    fn item_bounds_cut_at_the_recorded_starts() {
+        let bounds = ItemBounds::of(4, &[3, 5, 9], 12).unwrap();
+        let starts: Vec<usize> = (0..=4).map(|i| bounds.start(i)).collect();
+        assert_eq!(starts, [0, 3, 5, 9, 12]);
+        let one = ItemBounds::of(1, &[], 7).unwrap();
+        assert_eq!((one.start(0), one.start(1)), (0, 7));
+    }
+
+    #[test]
+    fn item_bounds_refuse_starts_not_all_recorded_or_out_of_place() {
+        // An offset past `u32::MAX` is not recorded: fewer starts than items after the first.
+        assert!(ItemBounds::of(3, &[4], 10).is_none());
+        assert!(ItemBounds::of(3, &[6, 4], 10).is_none());
+        assert!(ItemBounds::of(2, &[11], 10).is_none());
+        assert!(ItemBounds::of(0, &[], 0).is_none());
+    }
 }
