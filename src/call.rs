@@ -22,7 +22,7 @@ pub(crate) use one_item::start_task;
 use crate::call_progress::{ProgressSink, Ticker};
 use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};
 use crate::desk::{Happened, Queued};
-use crate::engine::{Engine, WorkerMain};
+use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, PoolError, TaskError};
 use crate::hub::{Hub, Waited};
 use crate::id_hash::IdMap;
@@ -159,9 +159,9 @@ where
         input: I,
         spec: CallSpec,
     ) -> Call<'p, I, R> {
-        let mut engine = hub.lock();
+        let (mut engine, filled) = crate::engine::lock_filled(hub, main, Fill::Missing);
         let pinpoint = engine.pinpoint();
-        let fill_failure = engine.fill(main).err();
+        let fill_failure = filled.err();
         let mut failure = None;
         let chunking = Chunking::choose(spec.chunksize, &input, engine.size(), spec.delivery);
         let total = match input.size_hint() {
@@ -236,8 +236,7 @@ where
     /// input) and hands what fits to the workers.
     fn feed(&mut self) {
         let hub = self.hub;
-        let mut engine = hub.lock();
-        engine.refill(self.main);
+        let (mut engine, _) = crate::engine::lock_filled(hub, self.main, Fill::Pending);
         let call = self.call;
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)

@@ -15,7 +15,7 @@
 //! - Every waiter is woken when the driver leaves, so the engine never sits undriven while a
 //!   thread waits.
 
-use crate::engine::{Engine, WorkerMain};
+use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::PoolError;
 use crate::frame_stash::FrameStash;
 use crate::inbox::{Exits, Readiness};
@@ -139,7 +139,9 @@ impl Hub {
     }
 
     /// Waits until `done` holds of the engine or `until` passes, driving the engine when
-    /// nobody else does. Returns the engine locked, and how the wait ended.
+    /// nobody else does. Returns the engine locked, and how the wait ended. With `main`, it
+    /// forks the replacements left pending, as a thread that neither drives nor holds the lock
+    /// while it waits for stdio (see `engine::lock_filled`).
     pub fn wait<'a>(
         &'a self,
         mut engine: Guard<'a>,
@@ -152,6 +154,13 @@ impl Hub {
             if done(&engine) {
                 return (engine, Waited::Done);
             }
+            if let Some(main) = main.filter(|_| engine.refill_pending()) {
+                // Forks the pending replacements, taking stdio without the engine's lock or the
+                // driver's role (the lock order of `fork.rs`).
+                drop(engine);
+                engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
+                continue;
+            }
             if !engine.driving {
                 // A deadline already past still gets one look (without waiting) at what arrived.
                 engine.driving = true;
@@ -160,13 +169,16 @@ impl Hub {
                     let stuck;
                     (engine, stuck) = self.drive_once(engine, until, main);
                     if done(&engine) {
-                        break Waited::Done;
+                        break Some(Waited::Done);
                     }
                     if stuck {
-                        break Waited::Stuck;
+                        break Some(Waited::Stuck);
                     }
                     if past(until) {
-                        break Waited::TimedOut;
+                        break Some(Waited::TimedOut);
+                    }
+                    if main.is_some() && engine.refill_pending() {
+                        break None; // leaves the driver's role to fork (above)
                     }
                 };
                 engine.driving = false;
@@ -176,7 +188,10 @@ impl Hub {
                 if engine.idle_waiters > 0 {
                     self.turn.notify_all();
                 }
-                return (engine, waited);
+                match waited {
+                    Some(waited) => return (engine, waited),
+                    None => continue,
+                }
             }
             if past(until) {
                 return (engine, Waited::TimedOut);
@@ -206,13 +221,10 @@ impl Hub {
         until: Option<Instant>,
         main: Option<&WorkerMain<'_>>,
     ) -> (Guard<'a>, bool) {
-        if let Some(main) = main {
-            engine.refill(main);
-        }
         engine.dispatch_queued();
         engine.flush();
         if let Some(event) = engine.inbox.try_next() {
-            engine.interpret(event, main);
+            engine.interpret(event);
             if engine.idle_waiters > 0 {
                 self.turn.notify_all();
             }

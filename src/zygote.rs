@@ -73,6 +73,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// ```
 pub fn zygote() -> Result<(), PoolError> {
     static STARTING: Mutex<()> = Mutex::new(());
+    // Stdio before the start's lock: the lock order of `fork.rs`.
+    let mut stdio = crate::fork::StdioHeld::take();
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     if ZYGOTE.get().is_some() {
         return Ok(());
@@ -89,7 +91,7 @@ pub fn zygote() -> Result<(), PoolError> {
         show_panics: false,
         memory_limit: None,
     };
-    let pid = crate::fork::spawn(options, pair.child, None, None, |socket, _| {
+    let pid = crate::fork::spawn(&mut stdio, options, pair.child, None, None, |socket, _| {
         server::serve(socket.into_fd())
     })?;
     let (answers, answered) = mpsc::channel();

@@ -197,10 +197,7 @@ fn a_worker_sees_only_its_own_progress_page_and_socket() {
         .max_tasks_per_worker(2)
         .build()
         .unwrap();
-    let counts = pool
-        .chunksize(1)
-        .map(progress_pages, 0..30u32)
-        .unwrap();
+    let counts = pool.chunksize(1).map(progress_pages, 0..30u32).unwrap();
     assert!(counts.iter().all(|&n| n == 1), "{counts:?}");
     let sockets = pool
         .chunksize(1)

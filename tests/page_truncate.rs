@@ -61,7 +61,10 @@ fn a_task_that_truncates_its_shared_mapping_is_refused_and_the_parent_serves_on(
             match outcome {
                 Ok(Truncate::Refused(errno)) => assert_eq!(errno, libc::EPERM, "round {round}"),
                 Ok(Truncate::NotOpened(errno)) => {
-                    assert!(!root, "round {round}: root could not open it: errno {errno}")
+                    assert!(
+                        !root,
+                        "round {round}: root could not open it: errno {errno}"
+                    )
                 }
                 Ok(Truncate::Truncated) => panic!("round {round}: a task truncated its mapping"),
                 // A worker that died of its own truncated mapping: an error, not the parent's

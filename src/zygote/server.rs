@@ -85,6 +85,7 @@ fn fork_worker(request: ForkRequest, fds: Vec<OwnedFd>) -> Result<(Pid, OwnedFd)
     let doorbell = doorbell.map(channel::register);
     let address = page.address();
     let pid = fork::spawn(
+        &mut fork::StdioHeld::take(),
         request.options,
         socket,
         doorbell,
