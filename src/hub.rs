@@ -151,15 +151,16 @@ impl Hub {
     ) -> (Guard<'a>, Waited) {
         let past = |until: Option<Instant>| until.is_some_and(|at| Instant::now() >= at);
         loop {
-            if done(&engine) {
-                return (engine, Waited::Done);
-            }
             if let Some(main) = main.filter(|_| engine.refill_pending()) {
-                // Forks the pending replacements, taking stdio without the engine's lock or the
-                // driver's role (the lock order of `fork.rs`).
+                // Forks the pending replacements (before it returns, too: a call that lost
+                // workers ends with the pool whole), taking stdio without the engine's lock or
+                // the driver's role (the lock order of `fork.rs`).
                 drop(engine);
                 engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
                 continue;
+            }
+            if done(&engine) {
+                return (engine, Waited::Done);
             }
             if !engine.driving {
                 // A deadline already past still gets one look (without waiting) at what arrived.
@@ -168,6 +169,9 @@ impl Hub {
                 let waited = loop {
                     let stuck;
                     (engine, stuck) = self.drive_once(engine, until, main);
+                    if main.is_some() && engine.refill_pending() {
+                        break None; // leaves the driver's role to fork (above)
+                    }
                     if done(&engine) {
                         break Some(Waited::Done);
                     }
@@ -176,9 +180,6 @@ impl Hub {
                     }
                     if past(until) {
                         break Some(Waited::TimedOut);
-                    }
-                    if main.is_some() && engine.refill_pending() {
-                        break None; // leaves the driver's role to fork (above)
                     }
                 };
                 engine.driving = false;

@@ -219,8 +219,11 @@ impl Engine {
     }
 
     /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
-    /// for (see `Hub::shut_down`).
+    /// for (see `Hub::shut_down`). Nothing is forked from then on: a replacement forked now
+    /// would never be retired, and the wait for every worker's exit would never end.
     pub fn retire_all(&mut self) {
+        self.halted.store(true, Ordering::Release);
+        self.refill_pending = false;
         let shutdown = Arc::new(shutdown_frame().to_vec());
         for worker in &mut self.workers {
             let backlog = worker.backlog();
