@@ -2,7 +2,7 @@
 //! guard, set before its workers are forked.
 
 use crate::crash_guard::RestartLimit;
-use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Settings};
+use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Fill, Settings};
 use crate::error::PoolError;
 use crate::fn_pool::FnPool;
 use crate::item::Item;
@@ -303,8 +303,9 @@ impl PoolBuilder {
         let main: Box<PoolMain> = Box::new(move |end| serve_pool_worker(end, init));
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
-            let mut engine = shared.hub_unchecked().lock();
-            engine.fill(shared.main())?;
+            let (mut engine, filled) =
+                crate::engine::lock_filled(shared.hub_unchecked(), shared.main(), Fill::Missing);
+            filled?;
             engine.wait_ready()?;
         }
         Ok(Pool {

@@ -30,7 +30,7 @@ pub(crate) use one_item::start_task;
 use crate::call_progress::{ProgressSink, Ticker};
 use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};
 use crate::desk::{Happened, Queued};
-use crate::engine::{Engine, WorkerMain};
+use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, PoolError, TaskError};
 use crate::hub::{Hub, Waited};
 use crate::id_hash::IdMap;
@@ -205,9 +205,9 @@ where
             .progress
             .as_ref()
             .map(|sink| Ticker::start(sink, total));
-        let mut engine = hub.lock();
+        let (mut engine, filled) = crate::engine::lock_filled(hub, main, Fill::Missing);
         let pinpoint = engine.pinpoint();
-        let fill_failure = engine.fill(main).err();
+        let fill_failure = filled.err();
         let mut failure = None;
         let chunking = Chunking::choose(spec.chunksize, hint, engine.size(), spec.delivery);
         let window = chunking.window(engine.window(), engine.learned_window);
@@ -294,8 +294,7 @@ where
             early = self.next_chunk_of_input(1);
             hub.times.encoded(encoding);
         }
-        let mut engine = hub.lock();
-        engine.refill(self.main);
+        let (mut engine, _) = crate::engine::lock_filled(hub, self.main, Fill::Pending);
         let call = self.call;
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)

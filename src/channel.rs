@@ -211,10 +211,24 @@ pub(crate) struct RegisteredPage {
     owner: Owner,
 }
 
-/// Maps a progress page for a new worker.
+/// Maps a progress page for a new worker forked from this process: in a sealed shared-memory
+/// file where the platform has them (Linux), else (macOS) an anonymous shared mapping.
+///
+/// The parent reads this memory, and a shared mapping cut short under a reader kills it with
+/// `SIGBUS`. An anonymous shared mapping is a file too on Linux: a task running as root opens
+/// it through `/proc/self/map_files/` and may truncate it. The file's size is sealed, so that
+/// is refused. The file is closed here (the mapping keeps its memory): the child shares the
+/// page through the fork, and no descriptor is left for other children to close. macOS has no
+/// `/proc/self/map_files/`: its anonymous mapping cannot be reached as a file.
 pub(crate) fn progress_page() -> Result<RegisteredPage, PoolError> {
     let mut register = lock_register();
-    let page = ProgressPage::new().map_err(PoolError::SharedMemory)?;
+    let page = match crate::sys::shared_memory_file(ProgressPage::mapped_len()) {
+        // Open only while the register is locked: no fork sees it.
+        Ok(file) => ProgressPage::map_file(&file),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => ProgressPage::new(),
+        Err(e) => Err(e),
+    };
+    let page = page.map_err(PoolError::SharedMemory)?;
     Ok(RegisteredPage::new(&mut register, page))
 }
 

@@ -168,7 +168,10 @@ mod tests {
         let mut inbox = Inbox::new().unwrap();
         let pair = channel::pair().unwrap();
         let options = ChildOptions::default();
-        let pid = crate::fork::spawn(options, pair.child, None, None, |_, _| 3).unwrap();
+        let mut stdio = crate::fork::StdioHeld::take();
+        let pid =
+            crate::fork::spawn(&mut stdio, options, pair.child, None, None, |_, _| 3).unwrap();
+        drop(stdio);
         inbox.add(0, Arc::new(pair.parent), None);
         let mut child = ChildHandle::new(pid);
         if !pidfd {

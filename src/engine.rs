@@ -15,10 +15,15 @@
 //!   slot is freed.
 //! - Chunks go out in the order each call queued them; among calls, in turn (a ring: a call
 //!   just served goes to the back), so a one-item call is not stuck behind a long one.
+//! - A worker is forked from this process only by a thread that took stdout and stderr before
+//!   the engine's lock (the lock order of `fork.rs`); one found due under the lock otherwise is
+//!   forked from the zygote, or left pending for such a thread (`engine/spawn.rs`).
 
 mod dispatch;
 mod events;
 mod spawn;
+
+pub(crate) use spawn::{Fill, lock_filled};
 
 use crate::child_handle::ChildHandle;
 use crate::chunking::Window;
@@ -118,8 +123,10 @@ pub(crate) struct Engine {
     pub(crate) idle_waiters: usize,
     /// Since when nobody drove: time the workers' clocks do not count (frames sat unread).
     pub(crate) undriven_since: Option<Instant>,
-    /// A worker died or retired while the engine was driven by a thread that cannot fork (the
-    /// async driver): the next thread that can forks the replacements.
+    /// The pool lacks workers that must be forked from this process, which the thread that
+    /// found them due could not do (it held the engine's lock, so it may not wait for stdio,
+    /// or it is the async driver, without the worker function): the next thread that can fork
+    /// does (see `engine::lock_filled`).
     refill_pending: bool,
     /// Tasks and streams awaited asynchronously, not yet finished.
     pub(crate) async_pending: usize,

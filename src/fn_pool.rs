@@ -5,7 +5,7 @@
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
 use crate::builder::PoolBuilder;
-use crate::engine::{Engine, Settings};
+use crate::engine::{Engine, Fill, Settings};
 use crate::error::{Error, PoolError};
 use crate::fn_calls::FnCalls;
 use crate::item::Item;
@@ -97,8 +97,9 @@ where
         });
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
-            let mut engine = shared.hub_unchecked().lock();
-            engine.fill(shared.main())?;
+            let (mut engine, filled) =
+                crate::engine::lock_filled(shared.hub_unchecked(), shared.main(), Fill::Missing);
+            filled?;
             engine.wait_ready()?;
         }
         Ok(FnPool {

@@ -4,13 +4,42 @@
 //! Invariant: after the fork the child holds only its own end of its socket pair (every other
 //! descriptor of this crate is closed in it) and the parent only its own end, so end-of-stream
 //! means the peer is gone and no child can reach another child's socket.
+//!
+//! # The lock order
+//!
+//! One total order of every lock a thread of this crate may hold while it waits for another; a
+//! thread only ever waits for a lock that comes after every lock it holds:
+//!
+//! 1. stdout (`std::io::stdout().lock()`), then
+//! 2. stderr: both held across every fork (a child forked while another thread held one would
+//!    block on its first print), and the first a program's own thread holds while it calls
+//!    into a pool (`let out = stdout().lock(); for r in pool.imap(..) { writeln!(out, ..) }`);
+//! 3. the zygote's start (`zygote::zygote`, which forks the zygote);
+//! 4. a pool's engine (`Hub::engine`; a thread holds one engine at a time);
+//! 5. short sections: the zygote's answer queue (held while the zygote answers a fork request)
+//!    and its watch list, the reaper's start flag and watch list, the hub's async-driver slot,
+//!    the roster, a worker's task-arena writer, the frame stash;
+//! 6. the inbox's posted exits, then a reaper's posted flag (a death's report takes them, under
+//!    the zygote's watch list);
+//! 7. the descriptor register (`channel::lock_register`), last: nothing is waited for under it,
+//!    and a registered descriptor may be closed under any of the above.
+//!
+//! So a fork, which needs stdout and stderr, takes them first, holding no lock of this crate,
+//! and carries the proof [`StdioHeld`] to [`spawn`]. A thread that finds under the engine's lock
+//! that a worker must be forked, without that proof, leaves the fork pending
+//! (`Engine::refill_pending`, forked from the zygote at once if one runs), and a thread that can
+//! fork does it where it may wait for stdio: holding no lock of this crate and not driving the
+//! engine (a thread that holds stdout and waits for its own call needs someone else to drive;
+//! see `engine::lock_filled` and `Hub::wait`). A thread of the program that holds stdout or
+//! stderr while it waits for a call of another thread that needs a fork delays that fork until
+//! it lets go (forks from the zygote need no stdio in the program).
 
 use crate::channel::{self, Registered};
 use crate::error::PoolError;
 use forkpool_worker::child::{self, ChildOptions};
 use forkpool_worker::wire::Socket;
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
-use std::io::Write;
+use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -18,15 +47,38 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// main thread's usual 8 MiB.
 pub(crate) const CHILD_STACK: usize = 8 << 20;
 
+/// Proof that this thread holds stdout's and stderr's locks, taken in the lock order (see the
+/// module's doc): what a fork needs. Held from before a pool's engine is locked until the forks
+/// are done.
+pub(crate) struct StdioHeld {
+    /// `None` only in a child, which lets them go right after the fork.
+    locks: Option<(StdoutLock<'static>, StderrLock<'static>)>,
+}
+
+impl StdioHeld {
+    /// Takes stdout's lock, then stderr's, waiting while another thread holds them. The caller
+    /// holds no lock of this crate and does not drive a pool's engine (see the lock order).
+    /// Both are reentrant: a thread that holds one itself gets it at once.
+    pub fn take() -> StdioHeld {
+        let out = std::io::stdout().lock();
+        let err = std::io::stderr().lock();
+        StdioHeld {
+            locks: Some((out, err)),
+        }
+    }
+}
+
 /// Forks a child that runs `child_main` on its end of a socket pair, `socket` (and the write
 /// end of its doorbell pipe, if it has one), and exits with the code it returns. Returns the
-/// child's pid.
+/// child's pid. `stdio` is held across the fork (another thread of the parent may be printing
+/// at this moment).
 ///
 /// In the child, every descriptor this crate has open except `socket` and `doorbell`, and every
 /// progress page except the one at `page` (if any), is closed or unmapped before anything else
 /// runs (see [`channel`]); in the parent, `socket` and `doorbell` are closed once the child has
 /// them. The child is the leader of its own process group.
 pub(crate) fn spawn(
+    stdio: &mut StdioHeld,
     options: ChildOptions,
     socket: Registered<Socket>,
     doorbell: Option<Registered<OwnedFd>>,
@@ -35,16 +87,17 @@ pub(crate) fn spawn(
 ) -> Result<Pid, PoolError> {
     child::before_fork();
     let parent = std::process::id();
+    // Stdout and stderr are held across the fork (taken by the caller, first in the lock order),
+    // as glibc holds malloc's locks: a child forked while another thread held one of them would
+    // block forever on its first print. Held by this thread, they are free in the child once
+    // it drops its copies of the guards.
+    if let Some((out, _)) = &mut stdio.locks {
+        // A partial line in stdout's buffer would be copied into the child and printed by it
+        // too.
+        let _ = out.flush();
+    }
     // Held across the fork: the child sees exactly the descriptors open at that moment.
     let mut register = channel::lock_register();
-    // Hold stdout and stderr across the fork, as glibc holds malloc's locks: another thread of
-    // the parent may be printing at this moment, and a child forked while it held one of these
-    // locks would block forever on its first print. Held by this thread, they are free in the
-    // child once it drops its copies of the guards. (They are reentrant, so a caller that holds
-    // one itself does not deadlock here.)
-    let mut stdio = (std::io::stdout().lock(), std::io::stderr().lock());
-    // A partial line in stdout's buffer would be copied into the child and printed by it too.
-    let _ = stdio.0.flush();
     // Every signal waits while the child has the program's handlers: it resets them first
     // thing, then unblocks (`child::prepare`). The parent's mask is restored right after.
     let signals = child::block_all_signals();
@@ -55,9 +108,9 @@ pub(crate) fn spawn(
     // locks and the register's are held by this thread, see above, and the panic hook was
     // installed before) and the caller's `child_main`, and always ends in `_exit`.
     let forked = unsafe { fork() };
-    drop(stdio);
     match forked {
         Ok(ForkResult::Child) => {
+            drop(stdio.locks.take());
             let kept = [
                 Some(socket.as_raw_fd()),
                 doorbell.as_ref().map(|d| d.as_raw_fd()),

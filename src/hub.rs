@@ -19,7 +19,7 @@
 //!   [`Guard`] and `desk::Due`).
 
 use crate::desk::Due;
-use crate::engine::{Engine, WorkerMain};
+use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::PoolError;
 use crate::frame_stash::FrameStash;
 use crate::inbox::{Exits, Readiness};
@@ -211,7 +211,9 @@ impl Hub {
     }
 
     /// Waits until `done` holds of the engine or `until` passes, driving the engine when
-    /// nobody else does. Returns the engine locked, and how the wait ended.
+    /// nobody else does. Returns the engine locked, and how the wait ended. With `main`, it
+    /// forks the replacements left pending, as a thread that neither drives nor holds the lock
+    /// while it waits for stdio (see `engine::lock_filled`).
     pub fn wait<'a>(
         &'a self,
         mut engine: Guard<'a>,
@@ -221,6 +223,14 @@ impl Hub {
     ) -> (Guard<'a>, Waited) {
         let past = |until: Option<Instant>| until.is_some_and(|at| Instant::now() >= at);
         loop {
+            if let Some(main) = main.filter(|_| engine.refill_pending()) {
+                // Forks the pending replacements (before it returns, too: a call that lost
+                // workers ends with the pool whole), taking stdio without the engine's lock or
+                // the driver's role (the lock order of `fork.rs`).
+                drop(engine);
+                engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
+                continue;
+            }
             if done(&engine) {
                 return (engine, Waited::Done);
             }
@@ -231,14 +241,17 @@ impl Hub {
                 let waited = loop {
                     let stuck;
                     (engine, stuck) = self.drive_once(engine, until, main);
+                    if main.is_some() && engine.refill_pending() {
+                        break None; // leaves the driver's role to fork (above)
+                    }
                     if done(&engine) {
-                        break Waited::Done;
+                        break Some(Waited::Done);
                     }
                     if stuck {
-                        break Waited::Stuck;
+                        break Some(Waited::Stuck);
                     }
                     if past(until) {
-                        break Waited::TimedOut;
+                        break Some(Waited::TimedOut);
                     }
                 };
                 engine.driving = false;
@@ -248,7 +261,10 @@ impl Hub {
                 if engine.idle_waiters > 0 {
                     self.turn.notify_all();
                 }
-                return (engine, waited);
+                match waited {
+                    Some(waited) => return (engine, waited),
+                    None => continue,
+                }
             }
             if past(until) {
                 return (engine, Waited::TimedOut);
@@ -266,13 +282,10 @@ impl Hub {
         until: Option<Instant>,
         main: Option<&WorkerMain<'_>>,
     ) -> (Guard<'a>, bool) {
-        if let Some(main) = main {
-            engine.refill(main);
-        }
         engine.dispatch_queued();
         engine.flush();
         if let Some(event) = engine.inbox.try_next() {
-            engine.interpret(event, main);
+            engine.interpret(event);
             if engine.idle_waiters > 0 {
                 self.turn.notify_all();
             }

@@ -79,9 +79,17 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
             ignore_sigint: false,
             ..ChildOptions::default()
         };
-        let pid = fork::spawn(options, pair.child, None, None, move |socket, _| {
-            forkpool_worker::serve_once(socket, f)
-        })?;
+        let mut stdio = fork::StdioHeld::take();
+        let pid = fork::spawn(
+            &mut stdio,
+            options,
+            pair.child,
+            None,
+            None,
+            move |socket, _| forkpool_worker::serve_once(socket, f),
+        );
+        drop(stdio);
+        let pid = pid?;
         inbox.add(0, Arc::new(pair.parent), None);
         let child = ChildHandle::new(pid);
         let reaper = match Reaper::start(&child, 0, inbox.exits()) {

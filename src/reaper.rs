@@ -378,7 +378,12 @@ mod tests {
     fn fork_child(inbox: &mut Inbox, id: u64, code: i32) -> ChildHandle {
         let pair = channel::pair().unwrap();
         let options = ChildOptions::default();
-        let pid = crate::fork::spawn(options, pair.child, None, None, move |_, _| code).unwrap();
+        let mut stdio = crate::fork::StdioHeld::take();
+        let pid = crate::fork::spawn(&mut stdio, options, pair.child, None, None, move |_, _| {
+            code
+        });
+        drop(stdio);
+        let pid = pid.unwrap();
         inbox.add(id, Arc::new(pair.parent), None);
         ChildHandle::new(pid)
     }

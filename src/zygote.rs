@@ -85,6 +85,8 @@ use std::time::{Duration, Instant};
 /// ```
 pub fn zygote() -> Result<(), PoolError> {
     static STARTING: Mutex<()> = Mutex::new(());
+    // Stdio before the start's lock: the lock order of `fork.rs`.
+    let mut stdio = crate::fork::StdioHeld::take();
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     if ZYGOTE.get().is_some() {
         return Ok(());
@@ -98,7 +100,7 @@ pub fn zygote() -> Result<(), PoolError> {
         show_panics: false,
         memory_limit: None,
     };
-    let pid = crate::fork::spawn(options, pair.child, None, None, |socket, _| {
+    let pid = crate::fork::spawn(&mut stdio, options, pair.child, None, None, |socket, _| {
         server::serve(socket.into_fd())
     })?;
     let Some(pidfd) = channel::pidfd(pid) else {

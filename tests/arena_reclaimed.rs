@@ -7,14 +7,14 @@
 use forkpool::Pool;
 use serde_bytes::ByteBuf;
 
-/// This process's shared anonymous mappings as long as a worker's (how `/proc/self/maps`
-/// shows a worker's page, ring and arenas).
+/// This process's shared mappings of workers' pages (how `/proc/self/maps` shows a worker's
+/// page, ring and arenas: its sealed shared-memory file), as long as a worker's.
 fn worker_mappings() -> usize {
     let len = forkpool_worker::progress::ProgressPage::mapped_len();
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
-        .filter(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+        .filter(|line| line.contains(" rw-s ") && line.contains("/memfd:forkpool-worker"))
         .filter(|line| {
             let range = line.split(' ').next().unwrap();
             let (start, end) = range.split_once('-').unwrap();

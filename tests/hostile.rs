@@ -178,12 +178,13 @@ fn a_return_process_that_lies_is_a_protocol_error_and_an_fn_pool_fails_only_liar
     check(&outcomes, 0);
 }
 
-/// Shared anonymous mappings of this process (how `/proc/self/maps` shows a progress page).
-fn shared_anonymous_mappings(_: u32) -> usize {
+/// Progress pages mapped in this process (how `/proc/self/maps` shows a worker's page: its
+/// sealed shared-memory file).
+fn progress_pages(_: u32) -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
-        .filter(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
+        .filter(|line| line.contains(" rw-s ") && line.contains("/memfd:forkpool-worker"))
         .count()
 }
 
@@ -196,10 +197,7 @@ fn a_worker_sees_only_its_own_progress_page_and_socket() {
         .max_tasks_per_worker(2)
         .build()
         .unwrap();
-    let counts = pool
-        .chunksize(1)
-        .map(shared_anonymous_mappings, 0..30u32)
-        .unwrap();
+    let counts = pool.chunksize(1).map(progress_pages, 0..30u32).unwrap();
     assert!(counts.iter().all(|&n| n == 1), "{counts:?}");
     let sockets = pool
         .chunksize(1)

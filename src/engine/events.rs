@@ -2,7 +2,7 @@
 //! every call whose chunks the worker held, and a replacement; a worker that sends what it may
 //! not is killed.
 
-use super::{Engine, WorkerMain};
+use super::Engine;
 use crate::desk::Happened;
 use crate::error::{Death, PoolError};
 use crate::inbox::Event;
@@ -15,21 +15,22 @@ use std::sync::atomic::Ordering;
 
 impl Engine {
     /// Acts on one event from the inbox: mail for the call it concerns, a replacement for a
-    /// dead worker. Returns how many calls got mail.
-    pub fn interpret(&mut self, event: Event, main: Option<&WorkerMain<'_>>) -> usize {
+    /// dead worker (forked from the zygote if one runs, else left pending: see
+    /// `Engine::refill_pending`). Returns how many calls got mail.
+    pub fn interpret(&mut self, event: Event) -> usize {
         match event {
-            Event::Frame { child, frame } => self.on_frame(child, frame, main),
+            Event::Frame { child, frame } => self.on_frame(child, frame),
             Event::Violation { child, what } => {
                 self.offend(child, what);
                 0
             }
-            Event::Exited { child, status } => self.on_exit(child, status, main),
+            Event::Exited { child, status } => self.on_exit(child, status),
         }
     }
 
     /// A frame from child `child`: a reply to the chunk at the front of its queue, or a
     /// readiness report. Anything else is an offense.
-    fn on_frame(&mut self, child: u64, frame: Vec<u8>, main: Option<&WorkerMain<'_>>) -> usize {
+    fn on_frame(&mut self, child: u64, frame: Vec<u8>) -> usize {
         let Some(slot) = self.slot_of(child) else {
             // A retired worker's last frames: nothing of any call waits for them.
             return 0;
@@ -59,7 +60,7 @@ impl Engine {
                 self.guard.progress();
                 let (call, chunk, count, busy_nanos) =
                     (reply.call, reply.chunk, reply.count, reply.busy_nanos);
-                self.retire_if_spent(slot, main);
+                self.retire_if_spent(slot);
                 match self.desks.get_mut(&call) {
                     Some(desk) => {
                         desk.out = desk.out.saturating_sub(1);
@@ -91,7 +92,7 @@ impl Engine {
     }
 
     /// Child `child` died: tells each call what it cost them, and forks its replacement.
-    fn on_exit(&mut self, child: u64, status: ExitStatus, main: Option<&WorkerMain<'_>>) -> usize {
+    fn on_exit(&mut self, child: u64, status: ExitStatus) -> usize {
         let (worker, retired) = match self.slot_of(child) {
             Some(slot) => (self.workers.swap_remove(slot), false),
             None => match self.retired.iter().position(|w| w.id == child) {
@@ -183,7 +184,7 @@ impl Engine {
         }
         if self.halted.load(Ordering::Acquire) {
             failure = Some(PoolError::Closed);
-        } else if let Err(e) = self.fill_or_defer(main) {
+        } else if let Err(e) = self.fill(None) {
             failure.get_or_insert(e);
         }
         if let Some(failure) = failure {
@@ -194,7 +195,7 @@ impl Engine {
     }
 
     /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.
-    fn retire_if_spent(&mut self, slot: usize, main: Option<&WorkerMain<'_>>) {
+    fn retire_if_spent(&mut self, slot: usize) {
         let worker = &self.workers[slot];
         if self.budget_of(worker) > 0 || !worker.in_flight.is_empty() {
             return;
@@ -212,14 +213,17 @@ impl Engine {
             .send(&Arc::new(shutdown_frame().to_vec()), backlog);
         self.retired.push(worker);
         self.publish_roster();
-        if let Err(e) = self.fill_or_defer(main) {
+        if let Err(e) = self.fill(None) {
             self.fail_calls(&e);
         }
     }
 
     /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
-    /// for (see `Hub::shut_down`).
+    /// for (see `Hub::shut_down`). Nothing is forked from then on: a replacement forked now
+    /// would never be retired, and the wait for every worker's exit would never end.
     pub fn retire_all(&mut self) {
+        self.halted.store(true, Ordering::Release);
+        self.refill_pending = false;
         let shutdown = Arc::new(shutdown_frame().to_vec());
         for worker in &mut self.workers {
             let backlog = worker.backlog();

@@ -1,11 +1,17 @@
 //! Forking a pool's workers (and their replacements, now or deferred to a thread that can
 //! fork), and waiting for their initializers when the pool is built.
+//!
+//! A fork from this process needs the worker function and stdio held ([`StdioHeld`], taken
+//! before the engine's lock: the lock order of `fork.rs`); a fork from the zygote needs
+//! neither. So a replacement found due under the engine's lock is forked there from the
+//! zygote if one runs, else left pending (`refill_pending`) for [`lock_filled`].
 
 use super::{Engine, WorkerMain};
 use crate::channel;
 use crate::child_handle::ChildHandle;
 use crate::error::{Death, PoolError};
-use crate::fork;
+use crate::fork::{self, StdioHeld};
+use crate::hub::{Guard, Hub};
 use crate::inbox::Event;
 use crate::outbox::Outbox;
 use crate::reaper::Reaper;
@@ -18,40 +24,83 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// What a fork from this process needs: the worker function, and stdio held by this thread.
+pub(crate) type Direct<'a, 'm> = (&'a WorkerMain<'m>, &'a mut StdioHeld);
+
+/// Which workers a thread forks before it goes on (see [`lock_filled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Every worker the pool lacks (its build, a call's start); a failure is returned.
+    Missing,
+    /// The replacements left pending (see `Engine::refill_pending`); a failure ends the calls
+    /// with work, and is returned too.
+    Pending,
+}
+
+/// Locks `hub`'s engine, having forked the workers `fill` asks for, if any, in the lock order
+/// (see `fork.rs`): from the zygote under the lock if one runs; else the lock is let go, stdout
+/// and stderr are taken, and the engine is locked again to fork. The caller holds no lock of
+/// this crate and does not drive the engine: waiting for stdio, it holds neither.
+pub(crate) fn lock_filled<'h>(
+    hub: &'h Hub,
+    main: &WorkerMain<'_>,
+    fill: Fill,
+) -> (Guard<'h>, Result<(), PoolError>) {
+    let mut engine = hub.lock();
+    let lacking = match fill {
+        Fill::Missing => engine.workers.len() < engine.settings.size,
+        Fill::Pending => engine.refill_pending,
+    };
+    if !lacking {
+        return (engine, Ok(()));
+    }
+    let mut result = engine.fill(None);
+    if result.is_ok() && engine.refill_pending {
+        drop(engine);
+        let mut stdio = StdioHeld::take();
+        engine = hub.lock();
+        result = engine.fill(Some((main, &mut stdio)));
+        // `stdio` is let go under the engine's lock: letting go never waits.
+    }
+    if let (Fill::Pending, Err(e)) = (fill, &result) {
+        engine.fail_calls(e);
+    }
+    (engine, result)
+}
+
 impl Engine {
-    /// Forks the replacements a thread that cannot fork left pending (see `refill_pending`);
-    /// a failure ends the calls with work.
-    pub fn refill(&mut self, main: &WorkerMain<'_>) {
-        if std::mem::take(&mut self.refill_pending) {
-            if let Err(e) = self.fill(main) {
-                self.fail_calls(&e);
-            }
-        }
+    /// Replacements are due that need a fork from this process: a thread that can take stdio
+    /// forks them (see [`lock_filled`]).
+    pub fn refill_pending(&self) -> bool {
+        self.refill_pending
     }
 
-    /// Forks workers until the pool has its full size, or (without `main`: the async driver
-    /// cannot fork) leaves that to the next thread that can.
-    pub(super) fn fill_or_defer(&mut self, main: Option<&WorkerMain<'_>>) -> Result<(), PoolError> {
-        match main {
-            Some(main) => self.fill(main),
-            None => {
-                self.refill_pending = true;
-                Ok(())
-            }
-        }
-    }
-
-    /// Forks workers until the pool has its full size.
-    pub fn fill(&mut self, main: &WorkerMain<'_>) -> Result<(), PoolError> {
+    /// Forks workers until the pool has its full size. Without `direct` (a thread that holds
+    /// the engine's lock without stdio) only the zygote forks: what would need a fork from
+    /// this process is left pending.
+    pub(crate) fn fill(&mut self, mut direct: Option<Direct<'_, '_>>) -> Result<(), PoolError> {
+        self.refill_pending = false;
         while self.workers.len() < self.settings.size {
-            self.spawn(main)?;
+            let direct = direct.as_mut().map(|(main, stdio)| (*main, &mut **stdio));
+            if !self.spawn(direct)? {
+                self.refill_pending = true;
+                break;
+            }
         }
         Ok(())
     }
 
-    pub(super) fn spawn(&mut self, main: &WorkerMain<'_>) -> Result<(), PoolError> {
+    /// Forks one worker: from the zygote if one runs (and takes it), else from this process
+    /// with `direct`. `false` if that needs `direct` and there is none (nothing was forked).
+    fn spawn(&mut self, direct: Option<Direct<'_, '_>>) -> Result<bool, PoolError> {
         if self.halted.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
+        }
+        // A pool of fn pointers forks from the zygote when one runs: its page then lives in a
+        // file that travels to the zygote.
+        let zygote = self.settings.zygote.filter(|_| zygote::running());
+        if zygote.is_none() && direct.is_none() {
+            return Ok(false);
         }
         let id = self.next_worker_id;
         self.next_worker_id += 1;
@@ -64,9 +113,6 @@ impl Engine {
             false => None,
         };
         let (bell_read, bell_write) = doorbell.map(|pipe| (pipe.read, pipe.write)).unzip();
-        // A pool of fn pointers forks from the zygote when one runs: its page then lives in a
-        // file that travels to the zygote (a fork from here maps it just as well).
-        let zygote = self.settings.zygote.filter(|_| zygote::running());
         let (page, page_file) = match zygote {
             Some(_) => {
                 let (page, file) = channel::progress_page_in_file()?;
@@ -96,9 +142,14 @@ impl Engine {
             }
             zygote::Fork::Failed(e) => return Err(e),
             // A zygote that went away holding these ends: fresh ones, forked from here.
-            zygote::Fork::Again => return self.spawn(main),
+            zygote::Fork::Again => return self.spawn(direct),
             zygote::Fork::Here => {
+                // No zygote, or it refused: from here, if this thread can.
+                let Some((main, stdio)) = direct else {
+                    return Ok(false);
+                };
                 let pid = fork::spawn(
+                    stdio,
                     self.settings.child,
                     pair.child,
                     bell_write,
@@ -152,7 +203,7 @@ impl Engine {
             "forkpool: forked a worker"
         );
         self.dispatch_blocked = false;
-        Ok(())
+        Ok(true)
     }
 
     /// Waits until every worker has run the pool's initializer; the first failure otherwise.
@@ -223,5 +274,39 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crash_guard::RestartLimit;
+    use crate::engine::Settings;
+    use forkpool_worker::child::ChildOptions;
+
+    fn settings(size: usize) -> Settings {
+        Settings {
+            size,
+            window: None,
+            insights: false,
+            child: ChildOptions::default(),
+            has_init: false,
+            max_tasks: None,
+            pinpoint: true,
+            restarts: RestartLimit::default(),
+            init_timeout: crate::engine::DEFAULT_INIT_TIMEOUT,
+            zygote: None,
+        }
+    }
+
+    #[test]
+    fn a_fork_from_this_process_without_stdio_held_is_left_pending() {
+        // What a thread holding the engine's lock does when a worker dies: it may not wait for
+        // stdio there, so it forks nothing and leaves the fork to a thread that can.
+        let mut engine = Engine::new(settings(2)).unwrap();
+        engine.fill(None).unwrap();
+        assert!(engine.refill_pending());
+        assert!(engine.workers.is_empty());
+        assert_eq!(engine.ledger.forks, 0);
     }
 }

@@ -223,8 +223,9 @@ pub(crate) fn keep_out_of_forks(_: usize, _: usize) -> bool {
     false
 }
 
-/// No sealed shared-memory files here (no `memfd_create`): the zygote, their only user, is not
-/// offered on macOS.
+/// No sealed shared-memory files here (no `memfd_create`): a worker's page is an anonymous
+/// shared mapping, which no process can reach as a file to truncate (there is no
+/// `/proc/self/map_files/`), and the zygote is not offered on macOS.
 pub(crate) fn shared_memory_file(_: usize) -> std::io::Result<OwnedFd> {
     Err(std::io::ErrorKind::Unsupported.into())
 }

@@ -31,8 +31,9 @@
 //! - `keep_out_of_forks(address, len) -> bool`: leaves a mapping out of later forks' children,
 //!   where the platform can;
 //! - `shared_memory_file(len) -> io::Result<OwnedFd>`: a close-on-exec file of `len` zero
-//!   bytes in memory whose size no holder can change (Linux; `Unsupported` on macOS, where the
-//!   zygote that needs it is not offered).
+//!   bytes in memory whose size no holder can change: every worker's shared page lives in one
+//!   (Linux; `Unsupported` on macOS, which has no `/proc/self/map_files/` through which a task
+//!   could reach an anonymous shared mapping as a file, and where the zygote is not offered).
 //!
 //! Everything else in this crate is plain POSIX and calls `crate::sys::…` without `cfg`. Other
 //! platforms do not build: forkpool runs on Linux and macOS only.

@@ -107,6 +107,7 @@ fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Wo
     let socket = socket.into_socket(request.fragment);
     let address = page.address();
     let pid = fork::spawn(
+        &mut fork::StdioHeld::take(),
         request.options,
         socket,
         doorbell,

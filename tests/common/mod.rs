@@ -60,16 +60,31 @@ pub fn segfault() {
     unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
 }
 
-/// In a worker: the start of its one shared anonymous mapping (its progress page, reply ring
-/// and arenas), found in `/proc/self/maps` (Linux).
+/// In a worker: the start of its one shared mapping (its progress page, reply ring and
+/// arenas), found in `/proc/self/maps` (Linux).
 pub fn own_shared_mapping() -> *mut u8 {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = maps
-        .lines()
-        .find(|line| line.contains(" rw-s ") && line.contains("/dev/zero"))
-        .expect("a worker has its shared mapping");
-    let start = line.split('-').next().unwrap();
+    let range = own_shared_mapping_range();
+    let start = range.split('-').next().unwrap();
     usize::from_str_radix(start, 16).unwrap() as *mut u8
+}
+
+/// In a worker: the address range (`start-end`, in hex, as `/proc/self/maps` and
+/// `/proc/self/map_files/` name it) of its one shared mapping: the shared read-write mapping
+/// as long as a worker's page, ring and arenas (Linux).
+pub fn own_shared_mapping_range() -> String {
+    let len = forkpool_worker::progress::ProgressPage::mapped_len();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let range = maps
+        .lines()
+        .filter(|line| line.contains(" rw-s "))
+        .map(|line| line.split(' ').next().unwrap())
+        .find(|range| {
+            let (start, end) = range.split_once('-').unwrap();
+            let start = usize::from_str_radix(start, 16).unwrap();
+            usize::from_str_radix(end, 16).unwrap() - start == len
+        })
+        .expect("a worker has its shared mapping");
+    range.to_string()
 }
 
 /// A counter shared by this process and every process forked after this call: a fresh

@@ -3,10 +3,10 @@
 //! ([`reply_ring`](crate::reply_ring)), right after the page, and its two arenas for big frames
 //! ([`arena`](crate::arena)) after the ring.
 //!
-//! The parent maps one page (and ring) per worker before the fork ([`ProgressPage::new`]); after
-//! the fork both processes see the same memory, and the child registers it with [`install`]. The
-//! worker
-//! writes two plain stores per item, no system call; the parent reads the page when it needs to
+//! The parent maps one page (and ring) per worker before the fork ([`ProgressPage::map_file`]
+//! of a size-sealed shared-memory file on Linux, [`ProgressPage::new`] on macOS); after the
+//! fork both processes see the same memory, and the child registers it with [`install`]. The
+//! worker writes two plain stores per item, no system call; the parent reads the page when it needs to
 //! know which item a worker is running: to stop an item that ran past its timeout, and, after a
 //! death, to blame exactly the item that was running.
 //!
@@ -222,11 +222,14 @@ unsafe impl Send for ProgressPage {}
 unsafe impl Sync for ProgressPage {}
 
 impl ProgressPage {
-    /// Maps a fresh, zeroed shared page and ring.
+    /// Maps a fresh, zeroed shared page and ring, anonymous. Where a process can reach an
+    /// anonymous shared mapping as a file (Linux: `/proc/self/map_files/`, open to root), a
+    /// worker could truncate it and the parent would die of `SIGBUS` on its next read: the
+    /// parent maps a size-sealed file there instead ([`map_file`](ProgressPage::map_file)).
     pub fn new() -> std::io::Result<ProgressPage> {
         // SAFETY: an anonymous shared mapping at an address the kernel picks; the result is
-        // checked before use. (Anonymous: no file a worker could truncate under the parent.
-        // No reserve: the arenas' pages are only paid for once a big frame touches them.)
+        // checked before use. (No reserve: the arenas' pages are only paid for once a big
+        // frame touches them.)
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -248,7 +251,8 @@ impl ProgressPage {
 
     /// Maps the shared page (and ring and arenas) held by the file `fd`, which is at least
     /// [`mapped_len`](ProgressPage::mapped_len) bytes long and zero-filled when first mapped:
-    /// how a worker forked by the zygote shares its page with the parent that made the file.
+    /// how a worker shares its page with the parent that made the file (which seals its size),
+    /// whether the parent forks it or the zygote does.
     pub fn map_file(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<ProgressPage> {
         // SAFETY: a shared mapping of the caller's file at an address the kernel picks; the
         // result is checked before use. (The parent seals the file's size, so no worker can
