@@ -9,6 +9,8 @@
 //! - A waker is user code: a desk never wakes, clones or drops one itself. Waking and dropping
 //!   are left to the thread's [`Due`] list, which the hub's guard runs after it released the
 //!   engine's lock (a waker that polls or calls the pool inline would otherwise deadlock it).
+//!   So are the pool's `tracing` events (a subscriber is user code too: one that prints to
+//!   stdout would wait for a thread that holds stdout and waits for the engine).
 
 use crate::error::{Death, PoolError};
 use crate::outbox::SharedFrame;
@@ -19,30 +21,55 @@ use std::task::Waker;
 use std::time::Duration;
 
 thread_local! {
-    /// Wakers this thread is to wake (`true`) or drop (`false`) once it holds no lock.
-    static DUE: RefCell<Vec<(Waker, bool)>> = const { RefCell::new(Vec::new()) };
+    /// What this thread is to do once it holds no lock.
+    static DUE: RefCell<Vec<Owed>> = const { RefCell::new(Vec::new()) };
     /// Whether `DUE` may hold any: a plain flag, so a thread that owes nothing (nearly always)
     /// learns it with one load.
     static OWING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// What this thread owes wakers: wake-ups and drops put off while it held the engine's lock,
-/// run by [`Due::run`].
+/// User code put off while this thread held the engine's lock.
+enum Owed {
+    /// A waker to wake (and drop).
+    Wake(Waker),
+    /// A waker to drop.
+    Drop(Waker),
+    /// A `tracing` event to emit (the crate's `debug_unlocked!`).
+    Event(Box<dyn FnOnce()>),
+}
+
+/// What this thread owes user code: wake-ups, drops and `tracing` events put off while it held
+/// the engine's lock, run by [`Due::run`].
 pub(crate) struct Due;
 
 impl Due {
     /// Puts off waking (`wake`) or dropping `waker` until this thread runs its due list (at
     /// once if this thread's locals are being torn down).
     fn defer(waker: Waker, wake: bool) {
-        let mut owed = Some((waker, wake));
+        Due::push(match wake {
+            true => Owed::Wake(waker),
+            false => Owed::Drop(waker),
+        });
+    }
+
+    /// Puts off emitting a `tracing` event until this thread runs its due list.
+    pub fn event(emit: Box<dyn FnOnce()>) {
+        Due::push(Owed::Event(emit));
+    }
+
+    fn push(owed: Owed) {
+        let mut owed = Some(owed);
         let _ = DUE.try_with(|due| {
             if let Ok(mut due) = due.try_borrow_mut() {
                 due.extend(owed.take());
                 OWING.set(true);
             }
         });
-        if let Some((waker, true)) = owed {
-            waker.wake();
+        // This thread's locals are being torn down: nothing runs later.
+        match owed {
+            Some(Owed::Wake(waker)) => waker.wake(),
+            Some(Owed::Event(emit)) => emit(),
+            Some(Owed::Drop(_)) | None => {}
         }
     }
 
@@ -65,9 +92,11 @@ impl Due {
         let Ok(Some(mut owed)) = taken else {
             return;
         };
-        for (waker, wake) in owed.drain(..) {
-            if wake {
-                waker.wake();
+        for owed in owed.drain(..) {
+            match owed {
+                Owed::Wake(waker) => waker.wake(),
+                Owed::Drop(waker) => drop(waker),
+                Owed::Event(emit) => emit(),
             }
         }
         // Keeps the buffer for the next time, unless a waker put off more meanwhile.

@@ -61,6 +61,16 @@
 
 #![warn(missing_docs)]
 
+/// A `tracing::debug!` event emitted once this thread holds no lock of the crate: a subscriber
+/// is user code (see `desk::Due`). Costs one check of the level when debug events are off.
+macro_rules! debug_unlocked {
+    ($($event:tt)*) => {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            crate::desk::Due::event(Box::new(move || tracing::debug!($($event)*)));
+        }
+    };
+}
+
 mod builder;
 mod call;
 mod call_options;

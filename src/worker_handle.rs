@@ -405,12 +405,8 @@ impl WorkerHandle {
     /// Sends `SIGTERM` (and `SIGCONT`) to the worker's group, and `SIGKILL` after
     /// [`TERM_GRACE`]: returns when.
     fn stop(&mut self, reason: StopReason, after: Duration, now: Instant) -> Option<Instant> {
-        tracing::debug!(
-            pid = self.pid(),
-            ?reason,
-            ?after,
-            "forkpool: stopping a worker"
-        );
+        let pid = self.pid();
+        debug_unlocked!(pid, ?reason, ?after, "forkpool: stopping a worker");
         self.child.terminate();
         let kill_at = now + TERM_GRACE;
         self.stopping = Some(Stopping {

@@ -137,3 +137,62 @@ fn a_thread_holding_stdout_iterates_while_another_call_on_the_pool_forks_replace
         stdout_holder_iterates_while_another_call_forks_replacements,
     );
 }
+
+/// A `tracing` writer that takes stdout's lock for every event, as `fmt()`'s default writer
+/// does, and discards what it is given (the test's output stays readable).
+struct StdoutLocking;
+
+impl Write for StdoutLocking {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let _held = std::io::stdout().lock();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// As above, with thread B's pool events (a worker ended, a worker forked) going to a
+/// subscriber that takes stdout's lock: the events are emitted once B holds no lock of the
+/// pool, so B never waits for stdout while A waits for B's engine.
+fn stdout_holder_iterates_while_another_threads_subscriber_prints(_: usize) {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let start = Arc::new(Barrier::new(2));
+    let dying = {
+        let (pool, start) = (Arc::clone(&pool), Arc::clone(&start));
+        std::thread::spawn(move || {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(|| StdoutLocking)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                start.wait();
+                let outcomes: Vec<Result<u64, Error>> =
+                    pool.chunksize(1).imap(every_fifth_dies, 0..20u64).collect();
+                let failed = outcomes.iter().filter(|o| o.is_err()).count();
+                assert_eq!((outcomes.len(), failed), (20, 4));
+            });
+        })
+    };
+    start.wait();
+    let out = std::io::stdout().lock();
+    for _ in 0..10 {
+        let doubled: Vec<u64> = pool
+            .chunksize(1)
+            .imap(double, 0..40u64)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(doubled, (0..40).map(|x| x * 2).collect::<Vec<_>>());
+    }
+    drop(out);
+    dying.join().unwrap();
+}
+
+#[test]
+fn a_thread_holding_stdout_iterates_while_another_threads_tracing_subscriber_prints() {
+    watched(
+        "a_thread_holding_stdout_iterates_while_another_threads_tracing_subscriber_prints",
+        stdout_holder_iterates_while_another_threads_subscriber_prints,
+    );
+}

@@ -156,7 +156,8 @@ impl Engine {
             (None, None, true) => WorkerEnd::Shutdown,
             (None, None, false) => WorkerEnd::Died(death),
         };
-        tracing::debug!(pid, end = %end, cause = %cause, "forkpool: a worker ended");
+        let (shown_end, shown_cause) = (end.to_string(), cause.to_string());
+        debug_unlocked!(pid, end = %shown_end, cause = %shown_cause, "forkpool: a worker ended");
         self.ledger.ended(worker.tally.stats(pid, Some(end)));
         drop(worker); // its reaper posted its death already
         self.publish_roster();
@@ -180,7 +181,8 @@ impl Engine {
         }
         let mut failure = self.guard.death(cause);
         if let Some(trip) = &failure {
-            tracing::debug!(error = %trip, "forkpool: the crash-loop guard ended the calls");
+            let trip = trip.to_string();
+            debug_unlocked!(error = %trip, "forkpool: the crash-loop guard ended the calls");
         }
         if self.halted.load(Ordering::Acquire) {
             failure = Some(PoolError::Closed);
@@ -203,7 +205,7 @@ impl Engine {
         let mut worker = self.workers.swap_remove(slot);
         worker.tally.recycled = true;
         let pid = worker.pid();
-        tracing::debug!(
+        debug_unlocked!(
             pid,
             "forkpool: recycling a worker after its max_tasks_per_worker items"
         );

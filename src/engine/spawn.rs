@@ -196,12 +196,8 @@ impl Engine {
         self.workers.push(worker);
         self.ledger.forks += 1;
         let replacement = self.ledger.forks > self.settings.size as u64;
-        tracing::debug!(
-            pid = pid.as_raw(),
-            replacement,
-            from_zygote = zygote_child.is_some(),
-            "forkpool: forked a worker"
-        );
+        let (pid, from_zygote) = (pid.as_raw(), zygote_child.is_some());
+        debug_unlocked!(pid, replacement, from_zygote, "forkpool: forked a worker");
         self.dispatch_blocked = false;
         Ok(true)
     }
