@@ -12,8 +12,10 @@
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
 //!   order, as if sent one by one (the parent sends several small frames in one message).
-//! - `InArena`: `[5][start u64][len u64]`: the frame is the span `(start, len)` of the
-//!   worker's task arena (see [`arena`](crate::arena)); any kind above but `InArena`.
+//! - `InArena`: `[5][start u64][len u64][check u64]`: the frame is the span `(start, len)` of
+//!   the worker's task arena (see [`arena`](crate::arena)), whose words have the check `check`
+//!   (the value of an [`arena::SpanCheck`](crate::arena::SpanCheck)); any kind above but
+//!   `InArena`.
 //!
 //! Worker → parent (the parent knows the sender by the socket a frame came on; a frame names no
 //! sender, and the parent reads it as untrusted input):
@@ -48,14 +50,16 @@ const READY: u8 = 0xA1;
 const INIT_FAILED: u8 = 0xA2;
 
 /// Size of an `InArena` frame.
-pub const IN_ARENA_LEN: usize = 1 + 8 + 8;
+pub const IN_ARENA_LEN: usize = 1 + 8 + 8 + 8;
 
-/// The frame that tells a worker its next frame lies in its task arena at `span`.
-pub fn in_arena_frame(span: Span) -> [u8; IN_ARENA_LEN] {
+/// The frame that tells a worker its next frame lies in its task arena at `span`, whose words
+/// have the check `check` (an [`arena::SpanCheck`](crate::arena::SpanCheck)'s value).
+pub fn in_arena_frame(span: Span, check: u64) -> [u8; IN_ARENA_LEN] {
     let mut frame = [0u8; IN_ARENA_LEN];
     frame[0] = IN_ARENA;
     frame[1..9].copy_from_slice(&span.start.to_le_bytes());
-    frame[9..].copy_from_slice(&span.len.to_le_bytes());
+    frame[9..17].copy_from_slice(&span.len.to_le_bytes());
+    frame[17..].copy_from_slice(&check.to_le_bytes());
     frame
 }
 
@@ -100,8 +104,14 @@ pub enum Command<'a> {
     Shutdown,
     /// Several frames in one message; read them with [`Batch::next`].
     Batch(Batch<'a>),
-    /// The frame lies in the worker's task arena, at this span.
-    InArena(Span),
+    /// The frame lies in the worker's task arena, at `span`; `check` is the value of the
+    /// check of its words (see [`arena::SpanCheck`](crate::arena::SpanCheck)).
+    InArena {
+        /// Where the frame lies.
+        span: Span,
+        /// The check of the span's words, as the parent wrote them.
+        check: u64,
+    },
 }
 
 /// The frames of a `Batch` message, in order.
@@ -191,10 +201,13 @@ impl<'a> Command<'a> {
             }),
             SHUTDOWN => Some(Command::Shutdown),
             BATCH => Some(Command::Batch(Batch { rest: &frame[1..] })),
-            IN_ARENA if frame.len() == IN_ARENA_LEN => Some(Command::InArena(Span {
-                start: u64_at(frame, 1)?,
-                len: u64_at(frame, 9)?,
-            })),
+            IN_ARENA if frame.len() == IN_ARENA_LEN => Some(Command::InArena {
+                span: Span {
+                    start: u64_at(frame, 1)?,
+                    len: u64_at(frame, 9)?,
+                },
+                check: u64_at(frame, 17)?,
+            }),
             _ => None,
         }
     }

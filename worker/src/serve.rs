@@ -65,6 +65,11 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
     let mut state = WorkerState::default();
     let mut out = ReplyWriter::new();
     let mut reader = wire::Assembler::new();
+    let mut tasks = TaskArena {
+        arena: progress::current_task_arena(),
+        reader: arena::Reader::default(),
+        copy: Vec::new(),
+    };
     let progress = progress::current();
     loop {
         let frame = match reader.receive_frame(&end.socket) {
@@ -78,7 +83,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
             state: &mut state,
             out: &mut out,
             progress,
-            tasks: None,
+            tasks: &mut tasks,
         };
         if let Some(code) = server.handle(&frame) {
             return code;
@@ -94,10 +99,19 @@ struct Server<'a, 'r> {
     state: &'a mut WorkerState,
     out: &'a mut ReplyWriter,
     progress: Option<&'static progress::Progress>,
-    /// The task arena and the end of the span the frame being handled lies in, until it is
-    /// released (as soon as the frame is no longer needed: before the task's reply, so the
-    /// parent may reuse the room for the next).
-    tasks: Option<(arena::Arena<'static>, u64)>,
+    tasks: &'a mut TaskArena,
+}
+
+/// The task arena as the worker reads it: each frame the parent writes there is copied out
+/// (and its room released) before any byte of it is read, and read only from the copy (see
+/// [`arena`]).
+struct TaskArena {
+    /// The arena, if this worker has one.
+    arena: Option<arena::Arena<'static>>,
+    /// How far it has been read.
+    reader: arena::Reader,
+    /// The copy of the frame being handled (its allocation kept from frame to frame).
+    copy: Vec<u8>,
 }
 
 impl Server<'_, '_> {
@@ -119,33 +133,28 @@ impl Server<'_, '_> {
                 }
                 None
             }
-            Some(Command::InArena(span)) => {
-                let Some(arena) = progress::current_task_arena() else {
+            Some(Command::InArena { span, check }) => {
+                let Some(arena) = self.tasks.arena else {
                     return Some(child::EXIT_BAD_FRAME);
                 };
-                // SAFETY: the parent writes nothing into a span until this worker releases it
-                // (see `arena`), which `release_task` does only once the frame is done with.
-                let Some(frame) = (unsafe { arena.bytes(span) }) else {
-                    return Some(child::EXIT_BAD_FRAME);
+                let mut copy = std::mem::take(&mut self.tasks.copy);
+                // The span is copied (and released) first, and its check is that of the copy:
+                // only the copy is read. A mismatch means the span was written over after the
+                // parent wrote it (by a task of this worker: a stray write): the frame is not
+                // run, and the worker leaves (its chunks run again elsewhere).
+                let code = match arena.read_into(&mut self.tasks.reader, span, &mut copy) {
+                    Ok(read) if read.value() == check => match Command::parse(&copy) {
+                        // Arena frames do not nest.
+                        Some(Command::InArena { .. }) | None => Some(child::EXIT_BAD_FRAME),
+                        Some(_) => self.handle(&copy),
+                    },
+                    _ => Some(child::EXIT_BAD_FRAME),
                 };
-                self.tasks = Some((arena, span.end()));
-                let code = match Command::parse(frame) {
-                    // Arena frames do not nest.
-                    Some(Command::InArena(_)) | None => Some(child::EXIT_BAD_FRAME),
-                    Some(_) => self.handle(frame),
-                };
-                self.release_task();
+                self.tasks.copy = copy;
                 code
             }
             Some(command) => self.run(command),
             None => Some(child::EXIT_BAD_FRAME),
-        }
-    }
-
-    /// Releases the arena span of the frame being handled, if it came in one.
-    fn release_task(&mut self) {
-        if let Some((arena, end)) = self.tasks.take() {
-            arena.release(end);
         }
     }
 
@@ -163,7 +172,6 @@ impl Server<'_, '_> {
                 // written by this process's forkpool parent for this runner.
                 unsafe { self.runner.run(self.state, &task, self.out) };
                 let count = task.count;
-                self.release_task();
                 while self.out.count() < count {
                     self.out
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
@@ -183,7 +191,7 @@ impl Server<'_, '_> {
                 None
             }
             Command::Shutdown => Some(0),
-            Command::Batch(_) | Command::InArena(_) => Some(child::EXIT_BAD_FRAME),
+            Command::Batch(_) | Command::InArena { .. } => Some(child::EXIT_BAD_FRAME),
         }
     }
 }

@@ -50,6 +50,26 @@ fn reply_and_exit_frames_round_trip() {
 }
 
 #[test]
+fn an_arena_notice_round_trips_with_its_check_and_other_lengths_are_refused() {
+    let span = Span {
+        start: 7,
+        len: 40_000,
+    };
+    let frame = in_arena_frame(span, 0xC4EC);
+    assert_eq!(
+        Command::parse(&frame),
+        Some(Command::InArena {
+            span,
+            check: 0xC4EC
+        })
+    );
+    assert_eq!(Command::parse(&frame[..IN_ARENA_LEN - 8]), None);
+    let mut longer = frame.to_vec();
+    longer.push(0);
+    assert_eq!(Command::parse(&longer), None);
+}
+
+#[test]
 fn a_batch_yields_its_frames_in_order() {
     let mut buf = Vec::new();
     push_to_batch(&mut buf, &shutdown_frame());
