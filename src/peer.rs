@@ -18,15 +18,24 @@
 //!   announcement.
 //! - A socket datagram that is no announced frame (a task's lie) is a violation in its place:
 //!   after every reply the worker wrote before it, before the reply of the task that wrote it.
-//!   (A task that leaves a thread behind to write later is blamed wherever that lands.)
+//!   That includes the first datagram of a frame the ring did not announce: such a frame is
+//!   never taken in.
+//! - No frame longer than a worker may send ([`MAX_FRAME_TO_PARENT`]) is taken in: it is a
+//!   violation at its first datagram.
 //! - [`Peer::ready`] is true exactly when [`Peer::read`] consumes something without the
 //!   socket: a waiter that trusts it neither spins nor sleeps through a reply.
 
 use crate::channel::{Registered, RegisteredPage};
+use forkpool_worker::protocol::MAX_FRAME_TO_PARENT;
 use forkpool_worker::reply_ring::{Cursor, Record};
 use forkpool_worker::wire::{Assembler, Received, Socket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+
+// A reply holds one outcome per item of its chunk: the bound on frames counts on chunks of at
+// most `MAX_REPLY_OUTCOMES` items.
+const _: () =
+    assert!(crate::chunking::MAX_CHUNK_ITEMS <= forkpool_worker::protocol::MAX_REPLY_OUTCOMES);
 
 /// What one read of a peer gave.
 #[derive(Debug)]
@@ -90,7 +99,7 @@ impl Peer {
         let (ring, doorbell) = ring.unzip();
         Peer {
             socket,
-            assembler: Assembler::new(),
+            assembler: Assembler::with_limit(MAX_FRAME_TO_PARENT),
             ring: ring.map(|page| (page, Cursor::default())),
             doorbell: doorbell.map(Arc::new),
             announced: 0,
@@ -198,6 +207,9 @@ impl Peer {
             Received::Frame(_) => {
                 Err("a frame on its socket that its reply ring did not announce".into())
             }
+            Received::Partial if ringed && self.announced == 0 => Err(
+                "the start of a frame on its socket that its reply ring did not announce".into(),
+            ),
             Received::Partial => Ok(Step::Again),
             Received::Empty => Ok(Step::Idle),
             Received::Closed => {

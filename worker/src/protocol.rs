@@ -24,8 +24,13 @@
 //!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message, `CODE_NOT_LOADED` +
 //!   bincode `u64` (the code address the worker refused to call).
 //! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
-//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the
-//!   worker exits next.
+//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8 (its first [`INIT_MESSAGE_MAX`]
+//!   bytes): the initializer panicked; the worker exits next.
+//!
+//! No frame a worker sends is longer than [`MAX_FRAME_TO_PARENT`]: the parent holds a reply whole,
+//! so replies are bounded by [`MAX_REPLY_BYTES`], the most a chunk's outcomes take together (an
+//! outcome that would take its reply past it is replaced by a short `BAD_OUTPUT` saying so), and
+//! the parent takes a frame that claims more for a violation at its first datagram.
 //!
 //! [`ReplyWriter`] is the one writer of replies, [`OutcomeReader`] the one reader of their
 //! outcomes.
@@ -67,6 +72,29 @@ pub fn in_arena_frame(span: Span, check: u64) -> [u8; IN_ARENA_LEN] {
 pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
 /// Size of a reply frame's header; the outcomes follow it.
 pub const REPLY_HEADER_LEN: usize = 1 + 8 + 8 + 4 + 8;
+
+/// The most bytes the outcomes of one chunk take together in its reply, encoded (1 GiB). An
+/// outcome that would take its chunk's reply past this (a result too big, or a panic message)
+/// is replaced by a short `BAD_OUTPUT` outcome saying so, and its item fails alone; the other
+/// items of the chunk keep theirs. (The parent holds a reply whole: this bounds what a worker can
+/// make it hold.)
+pub const MAX_REPLY_BYTES: usize = 1 << 30;
+
+/// The most items a chunk holds, so outcomes a reply holds: the parent never sends more (its
+/// chunks hold at most `forkpool`'s `chunking::MAX_CHUNK_ITEMS`, checked by a test there).
+pub const MAX_REPLY_OUTCOMES: usize = 1 << 20;
+
+/// The longest outcome that stands in for one past [`MAX_REPLY_BYTES`].
+const OVER_LIMIT_OUTCOME_MAX: usize = 256;
+
+/// The most bytes of an initializer's panic message an `InitFailed` frame carries.
+pub const INIT_MESSAGE_MAX: usize = 64 * 1024;
+
+/// The longest frame a worker sends its parent: a reply whose outcomes take [`MAX_REPLY_BYTES`],
+/// and a short outcome for each of its items past that. The parent takes a frame that claims
+/// more for a violation at its first datagram, before it holds a byte of it.
+pub const MAX_FRAME_TO_PARENT: usize =
+    REPLY_HEADER_LEN + MAX_REPLY_BYTES + MAX_REPLY_OUTCOMES * OVER_LIMIT_OUTCOME_MAX;
 
 /// Outcome tag: the item's result follows.
 pub const OK: u8 = 0;
@@ -269,10 +297,15 @@ pub fn ready_frame() -> Vec<u8> {
     vec![READY]
 }
 
-/// The frame a worker sends when its initializer panicked with `message`.
+/// The frame a worker sends when its initializer panicked with `message` (its first
+/// [`INIT_MESSAGE_MAX`] bytes, cut at a character boundary).
 pub fn init_failed_frame(message: &str) -> Vec<u8> {
+    let mut end = message.len().min(INIT_MESSAGE_MAX);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut buf = vec![INIT_FAILED];
-    buf.extend_from_slice(message.as_bytes());
+    buf.extend_from_slice(&message.as_bytes()[..end]);
     buf
 }
 
@@ -332,11 +365,18 @@ impl<'a> Reply<'a> {
 pub use outcome_reader::{OutcomeError, OutcomeReader, RawOutcome};
 
 /// Builds a reply frame in place, one outcome at a time; reused from chunk to chunk.
+///
+/// Invariant: the outcomes take at most [`MAX_REPLY_BYTES`], but for the short outcomes that
+/// stand in for those that would have passed it (each at most `OVER_LIMIT_OUTCOME_MAX` bytes).
 #[derive(Debug, Default)]
 pub struct ReplyWriter {
     buf: Vec<u8>,
     count: u32,
 }
+
+/// What an outcome past [`MAX_REPLY_BYTES`] says instead.
+const OVER_LIMIT: &str = "the outcome would take its chunk's reply past forkpool::MAX_REPLY_BYTES \
+                          (1 GiB); return smaller results, or use a smaller chunksize";
 
 impl ReplyWriter {
     /// A writer with nothing begun.
@@ -344,22 +384,31 @@ impl ReplyWriter {
         ReplyWriter::default()
     }
 
-    /// Starts the reply to one chunk, discarding the previous one but keeping its allocation.
+    /// Starts the reply to one chunk, discarding the previous one but keeping its allocation
+    /// (all of it but [`MAX_REPLY_BYTES`] when a reply passed that).
     pub fn begin(&mut self) {
         self.buf.clear();
+        self.buf.shrink_to(MAX_REPLY_BYTES);
         self.buf.resize(REPLY_HEADER_LEN, 0);
         self.count = 0;
     }
 
-    /// Appends a successful result; if it cannot be encoded, appends `BAD_OUTPUT` instead.
+    /// The longest the buffer may grow for outcomes that count against [`MAX_REPLY_BYTES`].
+    fn max_len() -> usize {
+        REPLY_HEADER_LEN + MAX_REPLY_BYTES
+    }
+
+    /// Appends a successful result; if it cannot be encoded, appends `BAD_OUTPUT` instead (also
+    /// when it would take the reply past [`MAX_REPLY_BYTES`]: then it is never encoded whole).
     pub fn ok<R: Serialize + ?Sized>(&mut self, result: &R) {
         let mark = self.buf.len();
         self.buf.push(OK);
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode_into(&mut self.buf, result)
+            codec::encode_into_within(&mut self.buf, result, ReplyWriter::max_len())
         }));
         let failure = match encoded {
-            Ok(Ok(())) => None,
+            Ok(Ok(true)) => None,
+            Ok(Ok(false)) => Some(OVER_LIMIT.to_string()),
             Ok(Err(message)) => Some(message),
             Err(payload) => Some(crate::panic::take_report(payload).0),
         };
@@ -374,25 +423,41 @@ impl ReplyWriter {
 
     /// Appends a panic outcome.
     pub fn panicked(&mut self, message: &str, location: Option<&str>) {
+        let mark = self.buf.len();
         self.buf.push(PANICKED);
         // Encoding a pair of strings into a Vec cannot fail.
         let _ = codec::encode_into(&mut self.buf, &(message, location));
         self.count += 1;
+        self.bound(mark);
     }
 
     /// Appends a `BAD_INPUT` or `BAD_OUTPUT` outcome.
     pub fn failed(&mut self, tag: u8, message: &str) {
+        let mark = self.buf.len();
         self.buf.push(tag);
         let _ = codec::encode_into(&mut self.buf, message);
         self.count += 1;
+        self.bound(mark);
     }
 
     /// Appends a `CODE_NOT_LOADED` outcome naming the refused `address`.
     pub fn code_not_loaded(&mut self, address: u64) {
+        let mark = self.buf.len();
         self.buf.push(CODE_NOT_LOADED);
         // Encoding a u64 into a Vec cannot fail.
         let _ = codec::encode_into(&mut self.buf, &address);
         self.count += 1;
+        self.bound(mark);
+    }
+
+    /// Replaces the outcome appended at `mark` by a short `BAD_OUTPUT` if it took the reply past
+    /// [`MAX_REPLY_BYTES`].
+    fn bound(&mut self, mark: usize) {
+        if self.buf.len() > ReplyWriter::max_len() {
+            self.buf.truncate(mark);
+            self.buf.push(BAD_OUTPUT);
+            let _ = codec::encode_into(&mut self.buf, OVER_LIMIT);
+        }
     }
 
     /// Outcomes appended so far.
