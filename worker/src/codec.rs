@@ -105,8 +105,9 @@ mod tests {
         let big = serde_bytes::ByteBuf::from(vec![1u8; 1000]);
         assert_eq!(encode_into_within(&mut buf, &big, 1000), Ok(false));
         assert_eq!(buf, [9, 9, 9]);
-        assert_eq!(encode_into_within(&mut buf, &big, 1005), Ok(true));
-        assert_eq!(buf.len(), 3 + 2 + 1000);
+        assert_eq!(encode_into_within(&mut buf, &big, 1005), Ok(false));
+        assert_eq!(encode_into_within(&mut buf, &big, 1006), Ok(true));
+        assert_eq!(buf.len(), 3 + 3 + 1000);
         let mut whole = vec![9u8; 3];
         encode_into(&mut whole, &big).unwrap();
         assert_eq!(buf, whole);
