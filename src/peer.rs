@@ -22,11 +22,13 @@
 //!   never taken in.
 //! - No frame longer than a worker may send ([`MAX_FRAME_TO_PARENT`]) is taken in: it is a
 //!   violation at its first datagram.
+//! - Nothing is read after a worker's last reply (a `LastReply`: the worker found a thread or
+//!   child process of its task still there, which may write anything after it).
 //! - [`Peer::ready`] is true exactly when [`Peer::read`] consumes something without the
 //!   socket: a waiter that trusts it neither spins nor sleeps through a reply.
 
 use crate::channel::{Registered, RegisteredPage};
-use forkpool_worker::protocol::MAX_FRAME_TO_PARENT;
+use forkpool_worker::protocol::{MAX_FRAME_TO_PARENT, is_last_reply};
 use forkpool_worker::reply_ring::{Cursor, Record};
 use forkpool_worker::wire::{Assembler, Received, Socket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -152,14 +154,16 @@ impl Peer {
 
     /// Reads one record of the ring (while no announced frame is due) or else one datagram of
     /// the socket. `Err`: what the child did wrong, in its place among its frames; nothing more
-    /// is read.
+    /// is read, nor after a frame that is the worker's last.
     pub fn read(&mut self) -> Result<Step, String> {
         if !self.open {
             return Ok(Step::Idle);
         }
         let step = self.read_open();
-        if step.is_err() {
-            self.open = false;
+        match &step {
+            Ok(Step::Frame(frame)) if is_last_reply(frame) => self.open = false,
+            Err(_) => self.open = false,
+            Ok(_) => {}
         }
         step
     }

@@ -9,8 +9,8 @@ mod common;
 use forkpool::{CodecStage, Error, MAX_REPLY_BYTES, Pool, TaskError};
 use serde_bytes::ByteBuf;
 
-/// Item 2 returns a buffer one byte past `MAX_REPLY_BYTES` (zeroed by the allocator and never
-/// touched, so it costs no memory); the others a small one.
+/// Item 2 returns a buffer one byte past `MAX_REPLY_BYTES` (zeroed by the allocator: only its
+/// encoding, which the worker then drops, costs memory); the others a small one.
 fn one_too_big(x: u64) -> ByteBuf {
     let len = if x == 2 { MAX_REPLY_BYTES + 1 } else { 100 };
     ByteBuf::from(vec![x as u8; len])

@@ -29,54 +29,6 @@ pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Resul
         .map_err(messages::encode_error)
 }
 
-/// Appends the encoding of `value` to `buf` unless it would make `buf` longer than `max_len`
-/// bytes: `Ok(false)` then, with `buf` as it was (nothing longer is ever written into it, so a
-/// huge value costs no memory here). `Err` as for [`encode_into`].
-pub fn encode_into_within<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    value: &T,
-    max_len: usize,
-) -> Result<bool, String> {
-    let mark = buf.len();
-    let mut out = Within {
-        buf,
-        max_len,
-        passed: false,
-    };
-    let encoded = bincode::serde::encode_into_std_write(value, &mut out, config());
-    let passed = out.passed;
-    if passed || encoded.is_err() {
-        buf.truncate(mark);
-    }
-    match encoded {
-        Ok(_) => Ok(true),
-        Err(_) if passed => Ok(false),
-        Err(error) => Err(messages::encode_error(error)),
-    }
-}
-
-/// A writer into a `Vec` that refuses to grow it past `max_len` (and remembers it did).
-struct Within<'a> {
-    buf: &'a mut Vec<u8>,
-    max_len: usize,
-    passed: bool,
-}
-
-impl std::io::Write for Within<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len().saturating_add(bytes.len()) > self.max_len {
-            self.passed = true;
-            return Err(std::io::ErrorKind::FileTooLarge.into());
-        }
-        self.buf.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Decodes one value from the front of `bytes`, returning it and the number of bytes it used.
 /// A value nested deeper than [`MAX_DEPTH`] levels is an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
@@ -98,20 +50,6 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_encoding_longer_than_allowed_is_refused_and_leaves_the_buffer_as_it_was() {
-        let mut buf = vec![9u8; 3];
-        let big = serde_bytes::ByteBuf::from(vec![1u8; 1000]);
-        assert_eq!(encode_into_within(&mut buf, &big, 1000), Ok(false));
-        assert_eq!(buf, [9, 9, 9]);
-        assert_eq!(encode_into_within(&mut buf, &big, 1005), Ok(false));
-        assert_eq!(encode_into_within(&mut buf, &big, 1006), Ok(true));
-        assert_eq!(buf.len(), 3 + 3 + 1000);
-        let mut whole = vec![9u8; 3];
-        encode_into(&mut whole, &big).unwrap();
-        assert_eq!(buf, whole);
-    }
 
     #[test]
     fn values_round_trip_back_to_back() {

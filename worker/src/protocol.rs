@@ -23,6 +23,10 @@
 //!   a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode
 //!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message, `CODE_NOT_LOADED` +
 //!   bincode `u64` (the code address the worker refused to call).
+//! - `LastReply`: `[2]` then as `Reply`: the worker's last frame. It was not alone once the
+//!   chunk's items ran (a thread its task started still runs, or a child process it forked
+//!   still lives, and either may hold the worker's socket and memory): it exits after this
+//!   reply, and the parent believes nothing that follows it.
 //! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
 //! - `InitFailed`: `[0xA2]` then the panic message as UTF-8 (its first [`INIT_MESSAGE_MAX`]
 //!   bytes): the initializer panicked; the worker exits next.
@@ -51,6 +55,7 @@ const SHUTDOWN: u8 = 3;
 const BATCH: u8 = 4;
 const IN_ARENA: u8 = 5;
 const REPLY: u8 = 1;
+const LAST_REPLY: u8 = 2;
 const READY: u8 = 0xA1;
 const INIT_FAILED: u8 = 0xA2;
 
@@ -323,6 +328,8 @@ pub enum Message<'a> {
 /// The outcomes of one chunk, as the parent reads them.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply<'a> {
+    /// It is the worker's last frame (`LastReply`): nothing that follows is to be believed.
+    pub last: bool,
     /// The call the chunk belonged to.
     pub call: u64,
     /// The chunk's sequence number within its call.
@@ -339,7 +346,8 @@ impl<'a> Message<'a> {
     /// Reads a frame; `None` if it is malformed.
     pub fn parse(frame: &'a [u8]) -> Option<Message<'a>> {
         match *frame.first()? {
-            REPLY => Some(Message::Reply(Reply {
+            tag @ (REPLY | LAST_REPLY) => Some(Message::Reply(Reply {
+                last: tag == LAST_REPLY,
                 call: u64_at(frame, 1)?,
                 chunk: u64_at(frame, 9)?,
                 count: u32_at(frame, 17)?,
@@ -353,6 +361,12 @@ impl<'a> Message<'a> {
             _ => None,
         }
     }
+}
+
+/// Whether `frame` is a worker's last (a `LastReply`): the parent reads nothing of that worker
+/// after it.
+pub fn is_last_reply(frame: &[u8]) -> bool {
+    frame.first() == Some(&LAST_REPLY)
 }
 
 impl<'a> Reply<'a> {
@@ -384,11 +398,9 @@ impl ReplyWriter {
         ReplyWriter::default()
     }
 
-    /// Starts the reply to one chunk, discarding the previous one but keeping its allocation
-    /// (all of it but [`MAX_REPLY_BYTES`] when a reply passed that).
+    /// Starts the reply to one chunk, discarding the previous one but keeping its allocation.
     pub fn begin(&mut self) {
         self.buf.clear();
-        self.buf.shrink_to(MAX_REPLY_BYTES);
         self.buf.resize(REPLY_HEADER_LEN, 0);
         self.count = 0;
     }
@@ -399,16 +411,16 @@ impl ReplyWriter {
     }
 
     /// Appends a successful result; if it cannot be encoded, appends `BAD_OUTPUT` instead (also
-    /// when it would take the reply past [`MAX_REPLY_BYTES`]: then it is never encoded whole).
+    /// when it takes the reply past [`MAX_REPLY_BYTES`]: then the buffer it grew is given back).
     pub fn ok<R: Serialize + ?Sized>(&mut self, result: &R) {
         let mark = self.buf.len();
         self.buf.push(OK);
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode_into_within(&mut self.buf, result, ReplyWriter::max_len())
+            codec::encode_into(&mut self.buf, result)
         }));
         let failure = match encoded {
-            Ok(Ok(true)) => None,
-            Ok(Ok(false)) => Some(OVER_LIMIT.to_string()),
+            Ok(Ok(())) if self.buf.len() <= ReplyWriter::max_len() => None,
+            Ok(Ok(())) => Some(OVER_LIMIT.to_string()),
             Ok(Err(message)) => Some(message),
             Err(payload) => Some(crate::panic::take_report(payload).0),
         };
@@ -416,6 +428,9 @@ impl ReplyWriter {
             None => self.count += 1,
             Some(message) => {
                 self.buf.truncate(mark);
+                if self.buf.capacity() > ReplyWriter::max_len() {
+                    self.buf.shrink_to_fit();
+                }
                 self.failed(BAD_OUTPUT, &message);
             }
         }
@@ -451,10 +466,11 @@ impl ReplyWriter {
     }
 
     /// Replaces the outcome appended at `mark` by a short `BAD_OUTPUT` if it took the reply past
-    /// [`MAX_REPLY_BYTES`].
+    /// [`MAX_REPLY_BYTES`] (and gives back the buffer it grew).
     fn bound(&mut self, mark: usize) {
         if self.buf.len() > ReplyWriter::max_len() {
             self.buf.truncate(mark);
+            self.buf.shrink_to_fit();
             self.buf.push(BAD_OUTPUT);
             let _ = codec::encode_into(&mut self.buf, OVER_LIMIT);
         }
@@ -468,8 +484,13 @@ impl ReplyWriter {
     /// Writes the header and returns the finished frame (the writer keeps the buffer for the
     /// next chunk's reply).
     pub fn seal(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> &[u8] {
+        self.seal_as(call, chunk, busy_nanos, false)
+    }
+
+    /// [`seal`](ReplyWriter::seal), as the worker's last frame if `last` (a `LastReply`).
+    pub fn seal_as(&mut self, call: u64, chunk: u64, busy_nanos: u64, last: bool) -> &[u8] {
         let rest = &mut self.buf[..REPLY_HEADER_LEN];
-        rest[0] = REPLY;
+        rest[0] = if last { LAST_REPLY } else { REPLY };
         rest[1..9].copy_from_slice(&call.to_le_bytes());
         rest[9..17].copy_from_slice(&chunk.to_le_bytes());
         rest[17..21].copy_from_slice(&self.count.to_le_bytes());

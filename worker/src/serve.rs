@@ -1,10 +1,18 @@
 //! The worker loop: what a pool worker does from its first frame to its exit, and the one-shot
 //! loop of a `ReturnProcess` child.
 //!
-//! Invariant: every `Task` gets exactly one reply of exactly `count` outcomes, in item order
-//! (a runner that returns too few is topped up with `BAD_INPUT` outcomes), and no panic escapes:
-//! tasks run under `catch_unwind` in [`crate::job`]. The loop returns an exit code instead of
-//! exiting, for the parent crate's fork module to pass to `_exit`.
+//! Invariants:
+//! - Every `Task` gets exactly one reply of exactly `count` outcomes, in item order (a runner
+//!   that returns too few is topped up with `BAD_INPUT` outcomes), and no panic escapes: tasks
+//!   run under `catch_unwind` in [`crate::job`]. The loop returns an exit code instead of
+//!   exiting, for the parent crate's fork module to pass to `_exit`.
+//! - A worker serves a chunk only while it is alone: after each chunk's items ran, before its
+//!   reply is published, it looks whether a thread its tasks started still runs or a child
+//!   process they forked still lives (either may hold its socket and memory, and write a reply
+//!   to a later chunk that the parent would believe). If so, that reply is its last (a
+//!   `LastReply`, which comes before, in ring and socket order, anything they write later) and
+//!   it exits; the parent believes nothing after it. Threads and children a task joined or
+//!   reaped cost nothing; the initializer's threads are counted as the worker's own.
 
 use crate::job::{Runner, WorkerState};
 use crate::protocol::{self, Command, ReplyWriter};
@@ -14,6 +22,7 @@ use serde::Serialize;
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
@@ -71,6 +80,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
         copy: Vec::new(),
     };
     let progress = progress::current();
+    let company = Company::now();
     loop {
         let frame = match reader.receive_frame(&end.socket) {
             wire::Received::Frame(frame) => frame,
@@ -84,6 +94,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
             out: &mut out,
             progress,
             tasks: &mut tasks,
+            company: &company,
         };
         if let Some(code) = server.handle(&frame) {
             return code;
@@ -100,6 +111,7 @@ struct Server<'a, 'r> {
     out: &'a mut ReplyWriter,
     progress: Option<&'static progress::Progress>,
     tasks: &'a mut TaskArena,
+    company: &'a Company,
 }
 
 /// The task arena as the worker reads it: each frame the parent writes there is copied out
@@ -180,11 +192,12 @@ impl Server<'_, '_> {
                 // What the chunk's tasks printed goes out now, not at exit (a worker may be
                 // killed later, and `_exit` flushes nothing).
                 let _ = std::io::Write::flush(&mut std::io::stdout());
-                let reply = self.out.seal(task.call, task.chunk, busy);
+                let last = !self.company.alone();
+                let reply = self.out.seal_as(task.call, task.chunk, busy, last);
                 if self.replies.send(reply).is_err() {
                     return Some(child::EXIT_PARENT_GONE);
                 }
-                None
+                last.then_some(0)
             }
             Command::Context { call, value } => {
                 self.state.set_context(call, value);
@@ -192,6 +205,91 @@ impl Server<'_, '_> {
             }
             Command::Shutdown => Some(0),
             Command::Batch(_) | Command::InArena { .. } => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+}
+
+/// Set by a `fork` of this process (in the parent side of it): a child may live since.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the fork watch is registered in this process (a fork inherits both).
+static FORK_WATCH: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forked() {
+    FORKED.store(true, Ordering::Release);
+}
+
+/// What a worker had when it began serving: the threads it is allowed (its own, its
+/// initializer's), and how to tell whether a task left more, or a child process, behind.
+struct Company {
+    threads: Option<crate::sys::Threads>,
+    /// What `threads` counted then (`None`: no count, threads are not checked).
+    baseline: Option<u64>,
+}
+
+impl Company {
+    /// The worker's company now, taken as what it may have.
+    fn now() -> Company {
+        if !FORK_WATCH.swap(true, Ordering::AcqRel) {
+            // SAFETY: registers a handler that only stores to an atomic, which is
+            // async-signal-safe; the other two are none.
+            unsafe { libc::pthread_atfork(None, Some(forked), None) };
+        }
+        FORKED.store(false, Ordering::Release);
+        crate::sys::adopt_orphans();
+        let threads = crate::sys::Threads::open();
+        let baseline = threads.as_ref().and_then(crate::sys::Threads::count);
+        Company { threads, baseline }
+    }
+
+    /// Whether the worker has no thread but those it began with, and no child process since a
+    /// task forked one (a fork through the C library's `fork`; a double fork's grandchild too,
+    /// on Linux, where the worker adopts orphans).
+    fn alone(&self) -> bool {
+        self.no_new_threads() && self.no_child()
+    }
+
+    fn no_new_threads(&self) -> bool {
+        let (Some(threads), Some(baseline)) = (&self.threads, self.baseline) else {
+            return true;
+        };
+        // A thread a task just joined may still be leaving the kernel's count: look again a
+        // few times before deciding.
+        for _ in 0..3 {
+            if threads.count() == Some(baseline) {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        threads.count() == Some(baseline)
+    }
+
+    fn no_child(&self) -> bool {
+        if !FORKED.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        // SAFETY: a zeroed siginfo is a valid out-parameter; WNOHANG | WNOWAIT neither waits
+        // nor reaps.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: as above.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            let error = std::io::Error::last_os_error().raw_os_error();
+            match (r, error) {
+                (-1, Some(libc::EINTR)) => continue,
+                (-1, Some(libc::ECHILD)) => return true,
+                _ => {
+                    FORKED.store(true, Ordering::Release);
+                    return false;
+                }
+            }
         }
     }
 }

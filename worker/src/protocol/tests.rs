@@ -173,11 +173,11 @@ fn the_reader_reports_truncation_unknown_tags_and_bad_bodies_then_stops() {
 }
 
 #[test]
-fn a_result_past_the_reply_limit_fails_its_item_alone_without_being_encoded() {
+fn a_result_past_the_reply_limit_fails_its_item_alone() {
     let mut reply = ReplyWriter::new();
     reply.begin();
     reply.ok(&1u8);
-    // 1 GiB and a byte, zeroed by the allocator and never touched: refused before a copy.
+    // 1 GiB and a byte (zeroed by the allocator: only its encoding costs memory).
     let huge = serde_bytes::ByteBuf::from(vec![0u8; MAX_REPLY_BYTES + 1]);
     reply.ok(&huge);
     drop(huge);
