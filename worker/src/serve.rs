@@ -12,7 +12,9 @@
 //!   to a later chunk that the parent would believe). If so, that reply is its last (a
 //!   `LastReply`, which comes before, in ring and socket order, anything they write later) and
 //!   it exits; the parent believes nothing after it. Threads and children a task joined or
-//!   reaped cost nothing; the initializer's threads are counted as the worker's own.
+//!   reaped cost nothing; the initializer's threads are counted as the worker's own. (Threads
+//!   are counted after chunks that ran long enough to start one, see [`THREAD_MIN`]; children
+//!   after a fork.)
 
 use crate::job::{Runner, WorkerState};
 use crate::protocol::{self, Command, ReplyWriter};
@@ -188,11 +190,12 @@ impl Server<'_, '_> {
                     self.out
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
-                let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let ran = start.elapsed();
+                let busy = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
                 // What the chunk's tasks printed goes out now, not at exit (a worker may be
                 // killed later, and `_exit` flushes nothing).
                 let _ = std::io::Write::flush(&mut std::io::stdout());
-                let last = !self.company.alone();
+                let last = !self.company.alone(ran);
                 let reply = self.out.seal_as(task.call, task.chunk, busy, last);
                 if self.replies.send(reply).is_err() {
                     return Some(child::EXIT_PARENT_GONE);
@@ -219,6 +222,12 @@ extern "C" fn forked() {
     FORKED.store(true, Ordering::Release);
 }
 
+/// Shorter than any thread start (a `clone` of a thread, with its kernel task and stack, takes
+/// microseconds: 7 µs measured for `pthread_create` in a virtual machine): a chunk that ran for
+/// less started none, and its worker's threads are not counted after it (one `fstat` a chunk
+/// was a third of a worker's time at chunksize 1).
+const THREAD_MIN: Duration = Duration::from_micros(1);
+
 /// What a worker had when it began serving: the threads it is allowed (its own, its
 /// initializer's), and how to tell whether a task left more, or a child process, behind.
 struct Company {
@@ -242,11 +251,14 @@ impl Company {
         Company { threads, baseline }
     }
 
-    /// Whether the worker has no thread but those it began with, and no child process since a
-    /// task forked one (a fork through the C library's `fork`; a double fork's grandchild too,
-    /// on Linux, where the worker adopts orphans).
-    fn alone(&self) -> bool {
-        self.no_new_threads() && self.no_child()
+    /// After a chunk whose items ran for `ran`: whether the worker has no thread but those it
+    /// began with, and no child process since a task forked one (a fork through the C
+    /// library's `fork`; a double fork's grandchild too, on Linux, where the worker adopts
+    /// orphans). Threads are counted only after a chunk that ran for [`THREAD_MIN`] or more:
+    /// task code starts threads only while its chunk runs (starting one is not
+    /// async-signal-safe), and starting one takes longer than that.
+    fn alone(&self, ran: Duration) -> bool {
+        (ran < THREAD_MIN || self.no_new_threads()) && self.no_child()
     }
 
     fn no_new_threads(&self) -> bool {
