@@ -405,6 +405,9 @@ fn slow_digest(item: (u64, ByteBuf)) -> (u64, u64) {
     digest(item)
 }
 
+/// Items that tell their index, and what is expected of each.
+type Items = (Vec<(u64, ByteBuf)>, Vec<(u64, u64)>);
+
 /// `count` items of `len` bytes each, every one telling its caller, round and place, and what
 /// `f` makes of each.
 fn caller_items(
@@ -413,7 +416,7 @@ fn caller_items(
     count: u64,
     len: usize,
     f: fn((u64, ByteBuf)) -> (u64, u64),
-) -> (Vec<(u64, ByteBuf)>, Vec<(u64, u64)>) {
+) -> Items {
     let items: Vec<(u64, ByteBuf)> = (0..count)
         .map(|i| {
             let index = caller << 32 | round << 16 | i;

@@ -49,112 +49,119 @@ fn a_result_past_max_reply_bytes_fails_its_item_alone_with_a_codec_error_naming_
     );
 }
 
-/// How many bytes of frame each datagram on this worker's socket carries: what the parent
-/// measured when it made the pair (half the send buffer granted, in pages, 4 KiB to 256 KiB).
-fn fragment_of(fd: i32) -> usize {
-    let mut granted: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: reads one int option into a live int of the stated length.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&mut granted as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0);
-    (granted.max(0) as usize / 2 / 4096 * 4096).clamp(4096, 256 << 10)
-}
+/// A task that streams a frame claiming a terabyte (Linux: the test computes the socket's
+/// datagram size as the parent does there, and reads the parent's peak memory in `/proc`).
+#[cfg(target_os = "linux")]
+mod streamed {
+    use super::*;
 
-/// This worker's one socket.
-fn own_socket() -> i32 {
-    (3..1024)
-        .find(|&fd| {
-            // SAFETY: fstat on any number is harmless; `st` is a valid out-parameter.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-            ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
-        })
-        .expect("a worker has its socket")
-}
-
-/// Bytes the hostile task streams at most (before the fix, the parent held them all).
-const STREAMED: usize = 512 << 20;
-
-/// Item 3 sends on its worker's socket the first datagram of a frame that claims a terabyte,
-/// as the wire layer frames one, then its next datagrams, up to [`STREAMED`] bytes, for as long
-/// as the parent reads them; then it returns like the others.
-fn stream_a_terabyte_frame(x: u64) -> u64 {
-    if x == 3 {
-        let fd = own_socket();
-        let fragment = fragment_of(fd);
-        let mut datagram = vec![0u8; 9 + fragment];
-        let mut offset = 0usize;
-        while offset < STREAMED {
-            let (kind, value) = match offset {
-                0 => (0x46, 1u64 << 40),
-                _ => (0x4D, offset as u64),
-            };
-            datagram[0] = kind;
-            datagram[1..9].copy_from_slice(&value.to_le_bytes());
-            // SAFETY: sends a live buffer; a failure ends the stream.
-            let sent = unsafe {
-                libc::send(
-                    fd,
-                    datagram.as_ptr().cast(),
-                    datagram.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if sent < 0 {
-                break;
-            }
-            offset += fragment;
-        }
+    /// How many bytes of frame each datagram on this worker's socket carries: what the parent
+    /// measured when it made the pair (half the send buffer granted, in pages, 4 KiB to 256 KiB).
+    fn fragment_of(fd: i32) -> usize {
+        let mut granted: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one int option into a live int of the stated length.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&mut granted as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        (granted.max(0) as usize / 2 / 4096 * 4096).clamp(4096, 256 << 10)
     }
-    x * 2
-}
 
-/// The parent's peak resident memory so far (`VmHWM`, bytes).
-fn peak_resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
+    /// This worker's one socket.
+    fn own_socket() -> i32 {
+        (3..1024)
+            .find(|&fd| {
+                // SAFETY: fstat on any number is harmless; `st` is a valid out-parameter.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
+                let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+                ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+            })
+            .expect("a worker has its socket")
+    }
 
-#[test]
-fn a_task_streaming_a_frame_that_claims_a_terabyte_is_stopped_at_its_first_datagram() {
-    let pool = Pool::new(2).unwrap();
-    let before = peak_resident();
-    let rounds: Vec<Vec<Result<u64, Error>>> = (0..3)
-        .map(|_| {
-            pool.chunksize(1)
-                .imap(stream_a_terabyte_frame, 0..8u64)
-                .collect()
-        })
-        .collect();
-    let grown = peak_resident().saturating_sub(before);
-    assert!(grown < 64 << 20, "the parent grew by {} MiB", grown >> 20);
-    for (round, outcomes) in rounds.iter().enumerate() {
-        for (x, outcome) in (0u64..).zip(outcomes) {
-            match outcome {
-                Ok(v) if x != 3 => assert_eq!(*v, x * 2),
-                Err(Error::Task(TaskError::Protocol { index: 3, what, .. })) => {
-                    assert!(
-                        what.contains("1099511627776 bytes"),
-                        "round {round}: {what}"
+    /// Bytes the hostile task streams at most (before the fix, the parent held them all).
+    const STREAMED: usize = 512 << 20;
+
+    /// Item 3 sends on its worker's socket the first datagram of a frame that claims a terabyte,
+    /// as the wire layer frames one, then its next datagrams, up to [`STREAMED`] bytes, for as long
+    /// as the parent reads them; then it returns like the others.
+    fn stream_a_terabyte_frame(x: u64) -> u64 {
+        if x == 3 {
+            let fd = own_socket();
+            let fragment = fragment_of(fd);
+            let mut datagram = vec![0u8; 9 + fragment];
+            let mut offset = 0usize;
+            while offset < STREAMED {
+                let (kind, value) = match offset {
+                    0 => (0x46, 1u64 << 40),
+                    _ => (0x4D, offset as u64),
+                };
+                datagram[0] = kind;
+                datagram[1..9].copy_from_slice(&value.to_le_bytes());
+                // SAFETY: sends a live buffer; a failure ends the stream.
+                let sent = unsafe {
+                    libc::send(
+                        fd,
+                        datagram.as_ptr().cast(),
+                        datagram.len(),
+                        libc::MSG_NOSIGNAL,
                     )
+                };
+                if sent < 0 {
+                    break;
                 }
-                other => panic!("round {round}, item {x}: {other:?}"),
+                offset += fragment;
             }
         }
+        x * 2
     }
-    assert_eq!(
-        pool.map(|x: u64| x + 1, 0..10u64).unwrap(),
-        (1..11).collect::<Vec<_>>()
-    );
+
+    /// The parent's peak resident memory so far (`VmHWM`, bytes).
+    fn peak_resident() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    #[test]
+    fn a_task_streaming_a_frame_that_claims_a_terabyte_is_stopped_at_its_first_datagram() {
+        let pool = Pool::new(2).unwrap();
+        let before = peak_resident();
+        let rounds: Vec<Vec<Result<u64, Error>>> = (0..3)
+            .map(|_| {
+                pool.chunksize(1)
+                    .imap(stream_a_terabyte_frame, 0..8u64)
+                    .collect()
+            })
+            .collect();
+        let grown = peak_resident().saturating_sub(before);
+        assert!(grown < 64 << 20, "the parent grew by {} MiB", grown >> 20);
+        for (round, outcomes) in rounds.iter().enumerate() {
+            for (x, outcome) in (0u64..).zip(outcomes) {
+                match outcome {
+                    Ok(v) if x != 3 => assert_eq!(*v, x * 2),
+                    Err(Error::Task(TaskError::Protocol { index: 3, what, .. })) => {
+                        assert!(
+                            what.contains("1099511627776 bytes"),
+                            "round {round}: {what}"
+                        )
+                    }
+                    other => panic!("round {round}, item {x}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            pool.map(|x: u64| x + 1, 0..10u64).unwrap(),
+            (1..11).collect::<Vec<_>>()
+        );
+    }
 }

@@ -99,7 +99,7 @@ pub struct Reader {
 }
 
 /// A checksum of a span's words against a span overwritten after it was written: in each of
-/// [`LANES`] lanes (word `i` of the span goes to lane `i % LANES`), a sum and a sum of sums (as
+/// four lanes (word `i` of the span goes to lane `i % 4`), a sum and a sum of sums (as
 /// Fletcher's), so any one changed word changes it, at one add per word and lanes that do not
 /// wait for each other.
 #[derive(Debug, Clone, Copy)]
@@ -151,17 +151,21 @@ impl SpanCheck {
     /// Adds the next [`LANES`] words of the span.
     #[inline(always)]
     fn add(&mut self, words: [u64; LANES]) {
-        for lane in 0..LANES {
-            self.sums[lane] = self.sums[lane].wrapping_add(words[lane]);
-            self.sums_of_sums[lane] = self.sums_of_sums[lane].wrapping_add(self.sums[lane]);
-        }
+        self.add_words(&words);
     }
 
     /// Adds the span's last `count` words (fewer than [`LANES`]), the first of `words`.
     fn add_first(&mut self, words: [u64; LANES], count: usize) {
-        for lane in 0..count.min(LANES) {
-            self.sums[lane] = self.sums[lane].wrapping_add(words[lane]);
-            self.sums_of_sums[lane] = self.sums_of_sums[lane].wrapping_add(self.sums[lane]);
+        self.add_words(&words[..count.min(LANES)]);
+    }
+
+    /// Adds `words` (at most [`LANES`]) to the lanes from the first on.
+    #[inline(always)]
+    fn add_words(&mut self, words: &[u64]) {
+        let lanes = self.sums.iter_mut().zip(&mut self.sums_of_sums);
+        for ((sum, sum_of_sums), &word) in lanes.zip(words) {
+            *sum = sum.wrapping_add(word);
+            *sum_of_sums = sum_of_sums.wrapping_add(*sum);
         }
     }
 
@@ -397,12 +401,12 @@ mod tests {
         let mut writer = Writer::default();
         let frame: Vec<u8> = (0..77u8).collect();
         let (span, check) = arena.write(&mut writer, &frame).expect("room");
-        for at in 0..span.words() as usize {
-            let word = words[at].load(Ordering::Relaxed);
-            words[at].store(word ^ (1 << (at % 64)), Ordering::Relaxed);
+        for (at, slot) in words.iter().enumerate().take(span.words() as usize) {
+            let word = slot.load(Ordering::Relaxed);
+            slot.store(word ^ (1 << (at % 64)), Ordering::Relaxed);
             let read = arena.read(&mut Reader::default(), span).expect("valid").1;
             assert_ne!(read.value(), check.value(), "word {at}");
-            words[at].store(word, Ordering::Relaxed);
+            slot.store(word, Ordering::Relaxed);
         }
         let read = arena.read(&mut Reader::default(), span).expect("valid").1;
         assert_eq!(read.value(), check.value());
