@@ -104,75 +104,53 @@ pub struct Reader {
 /// wait for each other.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanCheck {
-    sums: [u64; LANES],
-    sums_of_sums: [u64; LANES],
+    lanes: Lanes,
     span: Span,
 }
 
 /// The lanes of a [`SpanCheck`].
 const LANES: usize = 4;
 
+/// Each lane's sum and sum of sums, so far, passed by value through the loops that add to it,
+/// so they stay in registers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lanes {
+    sums: [u64; LANES],
+    sums_of_sums: [u64; LANES],
+}
+
+impl Lanes {
+    /// These lanes with the next [`LANES`] words of the span added.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn add(mut self, words: [u64; LANES]) -> Lanes {
+        for lane in 0..LANES {
+            self.sums[lane] = self.sums[lane].wrapping_add(words[lane]);
+            self.sums_of_sums[lane] = self.sums_of_sums[lane].wrapping_add(self.sums[lane]);
+        }
+        self
+    }
+
+    /// These lanes with the span's last `count` words (fewer than [`LANES`]) added, the first
+    /// of `words`. (Indexed too: a reference to the lanes made the loops before it keep them in
+    /// memory.)
+    #[allow(clippy::needless_range_loop)]
+    fn add_first(mut self, words: [u64; LANES], count: usize) -> Lanes {
+        for lane in 0..count.min(LANES) {
+            self.sums[lane] = self.sums[lane].wrapping_add(words[lane]);
+            self.sums_of_sums[lane] = self.sums_of_sums[lane].wrapping_add(self.sums[lane]);
+        }
+        self
+    }
+}
+
 impl SpanCheck {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    fn new(span: Span) -> SpanCheck {
-        SpanCheck {
-            sums: [0; LANES],
-            sums_of_sums: [0; LANES],
-            span,
-        }
-    }
-
-    /// The check of `bytes` laid in `span` (its last word padded with zeros, as the span holds
-    /// it).
-    fn of_bytes(span: Span, bytes: &[u8]) -> SpanCheck {
-        let mut check = SpanCheck::new(span);
-        let mut blocks = bytes.chunks_exact(8 * LANES);
-        for block in &mut blocks {
-            let mut words = [0u64; LANES];
-            for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
-                *word = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
-            }
-            check.add(words);
-        }
-        let rest = blocks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8 * LANES];
-            last[..rest.len()].copy_from_slice(rest);
-            let mut words = [0u64; LANES];
-            for (word, bytes) in words.iter_mut().zip(last.chunks_exact(8)) {
-                *word = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
-            }
-            check.add_first(words, rest.len().div_ceil(8));
-        }
-        check
-    }
-
-    /// Adds the next [`LANES`] words of the span.
-    #[inline(always)]
-    fn add(&mut self, words: [u64; LANES]) {
-        self.add_words(&words);
-    }
-
-    /// Adds the span's last `count` words (fewer than [`LANES`]), the first of `words`.
-    fn add_first(&mut self, words: [u64; LANES], count: usize) {
-        self.add_words(&words[..count.min(LANES)]);
-    }
-
-    /// Adds `words` (at most [`LANES`]) to the lanes from the first on.
-    #[inline(always)]
-    fn add_words(&mut self, words: &[u64]) {
-        let lanes = self.sums.iter_mut().zip(&mut self.sums_of_sums);
-        for ((sum, sum_of_sums), &word) in lanes.zip(words) {
-            *sum = sum.wrapping_add(word);
-            *sum_of_sums = sum_of_sums.wrapping_add(*sum);
-        }
-    }
 
     /// The check's value: its sums mixed with the span's place and length.
     pub fn value(&self) -> u64 {
         let mut h = 0x5EED_u64;
-        let sums = self.sums.iter().chain(&self.sums_of_sums);
+        let sums = self.lanes.sums.iter().chain(&self.lanes.sums_of_sums);
         for &word in [self.span.start, self.span.len].iter().chain(sums) {
             h = (h ^ word).wrapping_mul(SpanCheck::K).rotate_left(29);
         }
@@ -208,27 +186,39 @@ impl<'a> Arena<'a> {
     }
 
     /// Writer: copies `bytes` into a free span, if one is free now, at memory speed; returns
-    /// the span and the check of the bytes (computed from `bytes`, what was meant, not read back).
-    /// The span is the reader's once its notice is sent.
+    /// the span and the check of the bytes (computed from `bytes`, what was meant, not read back;
+    /// in the same pass as the copy). The span is the reader's once its notice is sent.
     pub fn write(&self, writer: &mut Writer, bytes: &[u8]) -> Option<(Span, SpanCheck)> {
         let span = self.place(writer, bytes.len())?;
         let base = (span.start % ARENA_WORDS as u64) as usize;
         let target = &self.words[base..base + span.words() as usize];
-        let whole = bytes.len() / 8 * 8;
-        // SAFETY: `target` covers `span.words()` words, at least `whole` bytes, live for the
-        // view's lifetime; atomics are `UnsafeCell`s, so a pointer derived from a shared slice
-        // of them may be written through. The bytes are only written, never read back here,
-        // so the other process writing to them at the same moment changes nothing this one
-        // sees (its reader's check catches it).
-        unsafe {
-            let to = target.as_ptr().cast_mut().cast::<u8>();
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), to, whole);
+        let mut lanes = Lanes::default();
+        let to = target.as_ptr().cast_mut().cast::<[u64; LANES]>();
+        let mut blocks = bytes.chunks_exact(8 * LANES);
+        for (i, block) in (&mut blocks).enumerate() {
+            let words = lane_words(block);
+            // SAFETY: block `i` is words `i * LANES..(i + 1) * LANES` of the span, all within
+            // `target` (it has `span.words()` words), live for the view's lifetime and 8-byte
+            // aligned like `[u64; LANES]`; atomics are `UnsafeCell`s, so a pointer derived from
+            // a shared slice of them may be written through. The words are only written, never
+            // read back here, so the other process writing them at the same moment changes
+            // nothing this one sees (its reader's check catches it).
+            unsafe { to.add(i).write(words) };
+            lanes = lanes.add(words);
         }
-        if let Some(last) = tail_word(&bytes[whole..]) {
-            target[target.len() - 1].store(last, Ordering::Relaxed);
+        let rest = blocks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8 * LANES];
+            last[..rest.len()].copy_from_slice(rest);
+            let (words, count) = (lane_words(&last), rest.len().div_ceil(8));
+            let done = bytes.len() / (8 * LANES) * LANES;
+            for (slot, &word) in target[done..done + count].iter().zip(&words) {
+                slot.store(word, Ordering::Relaxed);
+            }
+            lanes = lanes.add_first(words, count);
         }
         writer.written = span.end();
-        Some((span, SpanCheck::of_bytes(span, bytes)))
+        Some((span, SpanCheck { lanes, span }))
     }
 
     /// Reader: copies out the span a notice names, after checking it against what it read
@@ -262,59 +252,49 @@ impl<'a> Arena<'a> {
                 span.len, span.start
             ));
         }
-        let mut check = SpanCheck::new(span);
+        let mut lanes = Lanes::default();
         let base = (span.start % lap) as usize;
         let source = &self.words[base..base + words as usize];
         // `words` is at most a lap (checked above): no untrusted allocation.
         copy.clear();
         copy.reserve(words as usize * 8);
-        let to = copy.as_mut_ptr();
+        let to = copy.as_mut_ptr().cast::<[u64; LANES]>();
         let mut blocks = source.chunks_exact(LANES);
-        for (block, slots) in (&mut blocks).enumerate() {
-            let mut loaded = [0u64; LANES];
-            for (lane, slot) in slots.iter().enumerate() {
-                loaded[lane] = slot.load(Ordering::Relaxed);
-                let at = (block * LANES + lane) * 8;
-                // SAFETY: `copy` has room for `words` words (reserved above) and this is word
-                // `block * LANES + lane < words`; an unaligned write needs no alignment.
-                unsafe {
-                    to.add(at)
-                        .cast::<u64>()
-                        .write_unaligned(loaded[lane].to_le())
-                };
-            }
-            check.add(loaded);
+        for (i, slots) in (&mut blocks).enumerate() {
+            let loaded: [u64; LANES] =
+                std::array::from_fn(|lane| slots[lane].load(Ordering::Relaxed));
+            // SAFETY: `copy` has room for `words` words (reserved above), and block `i` is
+            // words `i * LANES..(i + 1) * LANES` of them; an unaligned write needs no alignment.
+            unsafe { to.add(i).write_unaligned(loaded.map(u64::to_le)) };
+            lanes = lanes.add(loaded);
         }
         let done = words as usize - blocks.remainder().len();
         let mut loaded = [0u64; LANES];
+        let to = copy.as_mut_ptr().cast::<u64>();
         for (lane, slot) in blocks.remainder().iter().enumerate() {
             loaded[lane] = slot.load(Ordering::Relaxed);
             // SAFETY: as above, for word `done + lane < words`.
-            unsafe {
-                to.add((done + lane) * 8)
-                    .cast::<u64>()
-                    .write_unaligned(loaded[lane].to_le())
-            };
+            unsafe { to.add(done + lane).write_unaligned(loaded[lane].to_le()) };
         }
-        check.add_first(loaded, blocks.remainder().len());
+        let lanes = lanes.add_first(loaded, blocks.remainder().len());
         // SAFETY: the loop wrote all `words * 8` bytes, within the capacity reserved above.
         unsafe { copy.set_len(words as usize * 8) };
         copy.truncate(span.len as usize);
         reader.read = span.end();
         self.header.released.store(reader.read, Ordering::Release);
-        Ok(check)
+        Ok(SpanCheck { lanes, span })
     }
 }
 
-/// The last, partial word of a span (`tail` holds under 8 bytes), padded with zeros; `None` for
-/// no tail.
-fn tail_word(tail: &[u8]) -> Option<u64> {
-    if tail.is_empty() {
-        return None;
+/// The [`LANES`] words of a block of `8 * LANES` bytes (little-endian in each word, as a span
+/// holds them).
+#[inline(always)]
+fn lane_words(block: &[u8]) -> [u64; LANES] {
+    let mut words = [0u64; LANES];
+    for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
+        *word = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
     }
-    let mut last = [0u8; 8];
-    last[..tail.len()].copy_from_slice(tail);
-    Some(u64::from_le_bytes(last))
+    words
 }
 
 #[cfg(test)]
