@@ -132,8 +132,8 @@ impl Lanes {
     }
 
     /// These lanes with the span's last `count` words (fewer than [`LANES`]) added, the first
-    /// of `words`. (Indexed too: a reference to the lanes made the loops before it keep them in
-    /// memory.)
+    /// of `words`. (Indexed, as in `add`: a reference to the lanes would keep them in memory in
+    /// the loops that come before.)
     #[allow(clippy::needless_range_loop)]
     fn add_first(mut self, words: [u64; LANES], count: usize) -> Lanes {
         for lane in 0..count.min(LANES) {

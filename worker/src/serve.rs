@@ -225,7 +225,7 @@ extern "C" fn forked() {
 /// Shorter than any thread start (a `clone` of a thread, with its kernel task and stack, takes
 /// microseconds: 7 µs measured for `pthread_create` in a virtual machine): a chunk that ran for
 /// less started none, and its worker's threads are not counted after it (one `fstat` a chunk
-/// was a third of a worker's time at chunksize 1).
+/// costs a third of a worker's time at chunksize 1).
 const THREAD_MIN: Duration = Duration::from_micros(1);
 
 /// What a worker had when it began serving: the threads it is allowed (its own, its
