@@ -128,6 +128,16 @@ pub use forkpool_worker::StarArgs;
 /// assert_eq!(forkpool::MAX_DEPTH, 512);
 /// ```
 pub use forkpool_worker::codec::MAX_DEPTH;
+/// The most bytes the results of one chunk may take together, encoded (1 GiB): the parent holds
+/// a chunk's reply whole, so this bounds what a worker can make it hold. A result that would
+/// take its chunk past it fails its item alone with [`TaskError::Codec`] (stage
+/// [`CodecStage::EncodeResult`], naming this limit); the other items keep their results. With
+/// results this big, use a small chunksize.
+///
+/// ```
+/// assert_eq!(forkpool::MAX_REPLY_BYTES, 1 << 30);
+/// ```
+pub use forkpool_worker::protocol::MAX_REPLY_BYTES;
 pub use item::Item;
 pub use iter::{Imap, ImapUnordered};
 pub use one_shot::{par_eval, parmap};

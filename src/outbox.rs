@@ -18,9 +18,10 @@
 //! scheduler refills a worker four chunks at a time: one `sendmsg` and one wake-up for four).
 //!
 //! A big frame (at least [`ARENA_MIN`] bytes) is copied into the worker's task arena, when it
-//! has room, and only a notice naming its span travels on the socket (see
-//! [`arena`](forkpool_worker::arena)): it is copied once, no system call carries it, and the
-//! notice is small. A frame of [`COURIER_COPY_MIN`] bytes or more is copied by the courier, not
+//! has room, and only a notice naming its span and the check of its bytes travels on the socket
+//! (see [`arena`](forkpool_worker::arena)): no system call carries it, and the notice is small.
+//! The worker copies the span out and compares the checks before it reads a byte of it (a task
+//! can write its worker's arena). A frame of [`COURIER_COPY_MIN`] bytes or more is copied by the courier, not
 //! by the caller's thread: the caller then encodes the next chunk while the courier copies this
 //! one (the caller's thread is what bounds big payloads: measured with 1 MiB items, it was busy
 //! 100% of a call's time, workers a tenth); a smaller one costs less to copy than to hand over.
@@ -110,8 +111,10 @@ impl TaskArena {
             return None;
         }
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let span = self.page.task_arena().write_unchecked(&mut writer, frame)?;
-        Some(Arc::new(protocol::in_arena_frame(span).to_vec()))
+        let (span, check) = self.page.task_arena().write(&mut writer, frame)?;
+        Some(Arc::new(
+            protocol::in_arena_frame(span, check.value()).to_vec(),
+        ))
     }
 }
 

@@ -18,15 +18,26 @@
 //!   announcement.
 //! - A socket datagram that is no announced frame (a task's lie) is a violation in its place:
 //!   after every reply the worker wrote before it, before the reply of the task that wrote it.
-//!   (A task that leaves a thread behind to write later is blamed wherever that lands.)
+//!   That includes the first datagram of a frame the ring did not announce: such a frame is
+//!   never taken in.
+//! - No frame longer than a worker may send ([`MAX_FRAME_TO_PARENT`]) is taken in: it is a
+//!   violation at its first datagram.
+//! - Nothing is read after a worker's last reply (a `LastReply`: the worker found a thread or
+//!   child process of its task still there, which may write anything after it).
 //! - [`Peer::ready`] is true exactly when [`Peer::read`] consumes something without the
 //!   socket: a waiter that trusts it neither spins nor sleeps through a reply.
 
 use crate::channel::{Registered, RegisteredPage};
+use forkpool_worker::protocol::{MAX_FRAME_TO_PARENT, is_last_reply};
 use forkpool_worker::reply_ring::{Cursor, Record};
 use forkpool_worker::wire::{Assembler, Received, Socket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+
+// A reply holds one outcome per item of its chunk: the bound on frames counts on chunks of at
+// most `MAX_REPLY_OUTCOMES` items.
+const _: () =
+    assert!(crate::chunking::MAX_CHUNK_ITEMS <= forkpool_worker::protocol::MAX_REPLY_OUTCOMES);
 
 /// What one read of a peer gave.
 #[derive(Debug)]
@@ -90,7 +101,7 @@ impl Peer {
         let (ring, doorbell) = ring.unzip();
         Peer {
             socket,
-            assembler: Assembler::new(),
+            assembler: Assembler::with_limit(MAX_FRAME_TO_PARENT),
             ring: ring.map(|page| (page, Cursor::default())),
             doorbell: doorbell.map(Arc::new),
             announced: 0,
@@ -143,14 +154,16 @@ impl Peer {
 
     /// Reads one record of the ring (while no announced frame is due) or else one datagram of
     /// the socket. `Err`: what the child did wrong, in its place among its frames; nothing more
-    /// is read.
+    /// is read, nor after a frame that is the worker's last.
     pub fn read(&mut self) -> Result<Step, String> {
         if !self.open {
             return Ok(Step::Idle);
         }
         let step = self.read_open();
-        if step.is_err() {
-            self.open = false;
+        match &step {
+            Ok(Step::Frame(frame)) if is_last_reply(frame) => self.open = false,
+            Err(_) => self.open = false,
+            Ok(_) => {}
         }
         step
     }
@@ -198,6 +211,9 @@ impl Peer {
             Received::Frame(_) => {
                 Err("a frame on its socket that its reply ring did not announce".into())
             }
+            Received::Partial if ringed && self.announced == 0 => Err(
+                "the start of a frame on its socket that its reply ring did not announce".into(),
+            ),
             Received::Partial => Ok(Step::Again),
             Received::Empty => Ok(Step::Idle),
             Received::Closed => {

@@ -223,6 +223,89 @@ mod killed_while_writing {
     }
 }
 
+/// Stray writes into a worker's task arena (Linux: the test finds the arena through
+/// `/proc/self/maps`): a frame whose span was written over before the worker read it is never
+/// run.
+#[cfg(target_os = "linux")]
+mod task_arena_scribbles {
+    use super::*;
+    use forkpool::{Error, TaskError};
+    use forkpool_worker::reply_ring::RING_BYTES;
+
+    /// Flips 64 bytes every 64 KiB of this worker's task arena, as stray pointers would: over
+    /// the frames the parent sent it after this one, and over the rest of this frame.
+    fn flip_task_arena(seed: u64) {
+        let arena = common::own_shared_mapping().wrapping_add(4096 + RING_BYTES);
+        let shift = (seed as usize * 8) % 4096;
+        for at in (shift..ARENA_BYTES - 64).step_by(64 << 10) {
+            for byte in 0..64 {
+                // SAFETY: the task arena is mapped read-write in this worker for its whole
+                // life, `ARENA_BYTES` long; writing it is the stray write under test.
+                unsafe {
+                    let p = arena.add(at + byte);
+                    p.write_volatile(!p.read_volatile());
+                }
+            }
+        }
+    }
+
+    /// A digest of the item; items `x % 10 == 3` first flip bytes of their worker's task
+    /// arena.
+    fn digest_or_flip(item: (u64, ByteBuf)) -> (u64, u64) {
+        if item.0 % 10 == 3 {
+            flip_task_arena(item.0);
+        }
+        digest(item)
+    }
+
+    /// Every `Ok` of `got` is the digest of its own item; errors are worker deaths only (a
+    /// chunk whose frame was overwritten twice). Returns how many errors.
+    fn check_ok_values(
+        got: &[Result<(u64, u64), Error>],
+        expected: &[(u64, u64)],
+        what: &str,
+    ) -> usize {
+        assert_eq!(got.len(), expected.len(), "{what}");
+        let mut errors = 0;
+        for (i, (got, want)) in got.iter().zip(expected).enumerate() {
+            match got {
+                Ok(value) => assert_eq!(value, want, "{what}, item {i}: a wrong value"),
+                Err(Error::Task(TaskError::WorkerDied { .. })) => errors += 1,
+                Err(e) => panic!("{what}, item {i}: {e}"),
+            }
+        }
+        errors
+    }
+
+    /// The task arena is memory a task can write: each task span carries a check the worker
+    /// verifies on its own copy before it reads a byte of it, and a span that does not match is
+    /// never run (the worker exits, its chunks run again elsewhere). One caller's items flip
+    /// bytes all over their worker's task arena, another caller submits tasks meanwhile; every
+    /// `Ok` value of both is exact. (Before, the flipped bytes were decoded as items: wrong
+    /// `Ok` values.)
+    #[test]
+    fn stray_writes_into_the_task_arena_never_give_a_wrong_value_20_rounds() {
+        let pool = Pool::new(2).unwrap();
+        let mut errors = 0;
+        for round in 0..20u64 {
+            let (items, digests) = caller_items(1, round, 40, 16 << 10, digest);
+            let (tasks, task_digests) = caller_items(2, round, 12, 40 << 10, digest);
+            std::thread::scope(|s| {
+                let pool = &pool;
+                let submitter = s.spawn(move || {
+                    let tasks: Vec<_> = tasks.into_iter().map(|t| pool.submit(digest, t)).collect();
+                    let got: Vec<_> = tasks.into_iter().map(|t| t.wait()).collect();
+                    check_ok_values(&got, &task_digests, &format!("round {round}, tasks"))
+                });
+                let got: Vec<_> = pool.chunksize(4).imap(digest_or_flip, items).collect();
+                errors += check_ok_values(&got, &digests, &format!("round {round}, flippers"));
+                errors += submitter.join().unwrap();
+            });
+        }
+        assert!(errors <= 20, "{errors} items failed");
+    }
+}
+
 /// Items the held-back test sends.
 const HELD_BACK_ITEMS: u64 = 24;
 /// A counter every worker of the held-back test shares (made before the pool forks them).
@@ -276,4 +359,133 @@ fn big_and_medium_items_interleaved_come_back_whole() {
         assert!(reply.as_slice() == want.as_slice(), "item {i}");
     }
     assert_eq!(replies.len(), expected.len());
+}
+
+/// A digest of `bytes` that also tells `index`: a reply computed from another item's bytes, or
+/// from bytes overwritten after they were sent, shows as a wrong value.
+fn digest((index, bytes): (u64, ByteBuf)) -> (u64, u64) {
+    let mut h = index ^ 0xCBF2_9CE4_8422_2325;
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    (index, h ^ bytes.len() as u64)
+}
+
+/// A glance at `bytes` that tells `index`: its length and a few of its words (cheaper than a
+/// digest, for items whose frames are not the ones at risk).
+fn glance((index, bytes): (u64, ByteBuf)) -> (u64, u64) {
+    let word = |at: usize| {
+        let mut word = [0u8; 8];
+        let end = (at + 8).min(bytes.len());
+        word[..end - at].copy_from_slice(&bytes[at..end]);
+        u64::from_le_bytes(word)
+    };
+    let last = bytes.len().saturating_sub(8);
+    (
+        index,
+        word(0)
+            ^ word(bytes.len() / 2).rotate_left(21)
+            ^ word(last).rotate_left(42)
+            ^ bytes.len() as u64,
+    )
+}
+
+/// Counts the batched callers' second items begun (made before the pool forks its worker).
+static BATCH_BEGUN: std::sync::OnceLock<&'static AtomicU64> = std::sync::OnceLock::new();
+
+/// A small item that takes 3 ms; a call's second item says it began (the first is done then).
+fn slow_digest(item: (u64, ByteBuf)) -> (u64, u64) {
+    if item.0 & 0xFFFF == 1 {
+        let begun = BATCH_BEGUN.get().expect("made before the pool");
+        begun.fetch_add(1, Ordering::AcqRel);
+    }
+    std::thread::sleep(Duration::from_millis(3));
+    digest(item)
+}
+
+/// Items that tell their index, and what is expected of each.
+type Items = (Vec<(u64, ByteBuf)>, Vec<(u64, u64)>);
+
+/// `count` items of `len` bytes each, every one telling its caller, round and place, and what
+/// `f` makes of each.
+fn caller_items(
+    caller: u64,
+    round: u64,
+    count: u64,
+    len: usize,
+    f: fn((u64, ByteBuf)) -> (u64, u64),
+) -> Items {
+    let items: Vec<(u64, ByteBuf)> = (0..count)
+        .map(|i| {
+            let index = caller << 32 | round << 16 | i;
+            (
+                index,
+                pattern((index as usize).wrapping_mul(2_654_435_761), len),
+            )
+        })
+        .collect();
+    let expected = items.iter().cloned().map(f).collect();
+    (items, expected)
+}
+
+/// Whether `got` is `expected`, value for value; else how many are wrong.
+fn check_values(
+    got: Vec<Result<(u64, u64), forkpool::Error>>,
+    expected: &[(u64, u64)],
+    what: &str,
+) {
+    assert_eq!(got.len(), expected.len(), "{what}");
+    let wrong: Vec<String> = got
+        .iter()
+        .zip(expected)
+        .filter(|(g, e)| g.as_ref().ok() != Some(e))
+        .map(|(g, _)| format!("{g:?}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: {} of {} wrong: {:?}",
+        wrong.len(),
+        got.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+}
+
+/// A batch of small frames copied into the task arena is one span holding many tasks: it must
+/// not be released (its room given back to the parent) while tasks in it are still to be read.
+/// Under a large window, one caller's 16 slow small items travel as one batch (48 KiB, through
+/// the arena: the worker's only chunks); once the batch's second item runs, another caller maps
+/// 112 items of 40 KiB, all sent at once (the window has room for them) and copied into the
+/// arena: more than it holds besides the batch. Every value of both callers is checked, and the
+/// worker lives through it all. (Before, the worker released the batch's span after its first
+/// task, the parent wrote the second caller's frames over the batch's items still to run, and
+/// the worker ran those instead, or exited on a frame it could not read.)
+#[test]
+fn batches_in_the_arena_beside_another_callers_frames_keep_every_value_20_rounds() {
+    let begun = *BATCH_BEGUN.get_or_init(common::shared_counter);
+    let pool = Pool::builder().workers(1).window(128).build().unwrap();
+    let pids = pool.pids();
+    for round in 0..20u64 {
+        let (batched, batched_digests) = caller_items(1, round, 16, 3000, digest);
+        let (medium, medium_glances) = caller_items(2, round, 112, 40 << 10, glance);
+        std::thread::scope(|s| {
+            let pool = &pool;
+            let before = begun.load(Ordering::Acquire);
+            s.spawn(move || {
+                let got = pool.chunksize(1).imap(slow_digest, batched).collect();
+                check_values(got, &batched_digests, &format!("round {round}, batched"));
+            });
+            // The second caller starts once the batch runs (or after 10 s: then the test fails).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while begun.load(Ordering::Acquire) == before && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            let got = pool.chunksize(1).imap(glance, medium).collect();
+            check_values(got, &medium_glances, &format!("round {round}, 40 KiB"));
+        });
+        // The worker read every frame it was sent: it never exited on one it could not read
+        // (whose chunks the pool then ran again elsewhere, hiding the harm).
+        assert_eq!(pool.pids(), pids, "round {round}: the worker was replaced");
+    }
 }

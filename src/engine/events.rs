@@ -60,7 +60,13 @@ impl Engine {
                 self.guard.progress();
                 let (call, chunk, count, busy_nanos) =
                     (reply.call, reply.chunk, reply.count, reply.busy_nanos);
-                self.retire_if_spent(slot);
+                let requeued = match reply.last {
+                    true => self.retire_after_last_reply(slot),
+                    false => {
+                        self.retire_if_spent(slot);
+                        0
+                    }
+                };
                 match self.desks.get_mut(&call) {
                     Some(desk) => {
                         desk.out = desk.out.saturating_sub(1);
@@ -71,9 +77,9 @@ impl Engine {
                             busy_nanos,
                             frame,
                         });
-                        1
+                        1 + requeued
                     }
-                    None => 0,
+                    None => requeued,
                 }
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
@@ -218,6 +224,49 @@ impl Engine {
         if let Err(e) = self.fill(None) {
             self.fail_calls(&e);
         }
+    }
+
+    /// Replaces the worker in `slot`, which sent its last reply (it found a thread or child
+    /// process of its task still there after the chunk, which may write anything later): like
+    /// a recycled worker, not a dead one. Nothing more is read from it (its inbox stopped at
+    /// that reply), it is killed, and the chunks it still held, which it never started, go to
+    /// the other workers as they are: no item fails, no death is counted. Returns how many
+    /// calls got mail.
+    fn retire_after_last_reply(&mut self, slot: usize) -> usize {
+        let mut worker = self.workers.swap_remove(slot);
+        worker.tally.recycled = true;
+        let pid = worker.pid();
+        debug_unlocked!(
+            pid,
+            "forkpool: replacing a worker whose task left a thread or process behind"
+        );
+        self.inbox.silence(worker.id);
+        worker.child.kill();
+        let mut held: HashMap<u64, Vec<u64>> = HashMap::new();
+        for sent in std::mem::take(&mut worker.in_flight) {
+            held.entry(sent.call).or_default().push(sent.chunk);
+        }
+        let mut mailed = 0;
+        for (call, unstarted) in held {
+            if let Some(desk) = self.desks.get_mut(&call) {
+                desk.out = desk.out.saturating_sub(unstarted.len());
+                desk.post(Happened::Died {
+                    pid,
+                    death: Death::Signal(libc::SIGKILL),
+                    running: None,
+                    unstarted,
+                });
+                mailed += 1;
+            }
+        }
+        self.retired.push(worker);
+        self.dispatch_blocked = false;
+        self.publish_roster();
+        if let Err(e) = self.fill(None) {
+            self.fail_calls(&e);
+            mailed += self.desks.len();
+        }
+        mailed
     }
 
     /// Asks every worker to exit; they move to the retired list, whose exits the caller waits

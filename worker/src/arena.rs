@@ -21,12 +21,20 @@
 //!   The writer never writes a span that overlaps words between `released` and its own count.
 //! - A span is written before its notice is sent (the socket, or the ring's release of
 //!   `written`), so the reader that gets the notice sees the whole span.
-//! - The parent trusts nothing in the reply arena or in the task arena's `released`: a reply
-//!   span is checked against the parent's own count of what it has read (it must start at or
-//!   after it, lie within one lap of it, and not wrap), copied out with atomic loads, and then
-//!   checked against the check word its notice carries (a span a later task overwrote by
-//!   accident is a violation, never a wrong value). A `released` beyond what the parent wrote
-//!   only harms the worker that lies: the parent may then overwrite a task it still reads.
+//! - Every span carries a check of its words ([`SpanCheck`]), computed by its writer from the
+//!   bytes it meant to write and sent with its notice. The reader copies a span out with atomic
+//!   loads, computing the check of the words it copied, checks the span against its own count
+//!   of what it has read (it must start at or after it, lie within one lap of it, and not
+//!   wrap), and releases it; only then compares the checks, and reads nothing but its copy. A
+//!   span written over after it was written (a stray write by a task, which can write all of
+//!   its worker's memory) does not match: the parent calls such a reply a violation, the worker
+//!   exits on such a task ([`crate::child::EXIT_BAD_FRAME`]) and its chunks run elsewhere;
+//!   never a wrong value. What is checked is the copy the reader then reads, so a write that
+//!   lands after the copy changes nothing.
+//! - A reader releases a span once it has copied it: nothing reads the span after that.
+//! - The parent trusts nothing in the reply arena or in the task arena's `released`. A
+//!   `released` beyond what the parent wrote only harms the worker that lies: the parent may
+//!   then overwrite a task before the worker copies it, which its check then catches.
 //! - Every access to the shared words from the parent is atomic: the worker may write to them
 //!   at any moment, and atomics keep that defined.
 
@@ -90,36 +98,60 @@ pub struct Reader {
     read: u64,
 }
 
-/// A checksum of a span's words against a span overwritten after it was written: a sum and a
-/// sum of sums (as Fletcher's), so any one changed word changes it, at one add per word.
+/// A checksum of a span's words against a span overwritten after it was written: in each of
+/// four lanes (word `i` of the span goes to lane `i % 4`), a sum and a sum of sums (as
+/// Fletcher's), so any one changed word changes it, at one add per word and lanes that do not
+/// wait for each other.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanCheck {
-    sum: u64,
-    sum_of_sums: u64,
+    lanes: Lanes,
     span: Span,
+}
+
+/// The lanes of a [`SpanCheck`].
+const LANES: usize = 4;
+
+/// Each lane's sum and sum of sums, so far, passed by value through the loops that add to it,
+/// so they stay in registers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lanes {
+    sums: [u64; LANES],
+    sums_of_sums: [u64; LANES],
+}
+
+impl Lanes {
+    /// These lanes with the next [`LANES`] words of the span added.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn add(mut self, words: [u64; LANES]) -> Lanes {
+        for lane in 0..LANES {
+            self.sums[lane] = self.sums[lane].wrapping_add(words[lane]);
+            self.sums_of_sums[lane] = self.sums_of_sums[lane].wrapping_add(self.sums[lane]);
+        }
+        self
+    }
+
+    /// These lanes with the span's last `count` words (fewer than [`LANES`]) added, the first
+    /// of `words`. (Indexed, as in `add`: a reference to the lanes would keep them in memory in
+    /// the loops that come before.)
+    #[allow(clippy::needless_range_loop)]
+    fn add_first(mut self, words: [u64; LANES], count: usize) -> Lanes {
+        for lane in 0..count.min(LANES) {
+            self.sums[lane] = self.sums[lane].wrapping_add(words[lane]);
+            self.sums_of_sums[lane] = self.sums_of_sums[lane].wrapping_add(self.sums[lane]);
+        }
+        self
+    }
 }
 
 impl SpanCheck {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
-    fn new(span: Span) -> SpanCheck {
-        SpanCheck {
-            sum: 0,
-            sum_of_sums: 0,
-            span,
-        }
-    }
-
-    #[inline(always)]
-    fn add(&mut self, word: u64) {
-        self.sum = self.sum.wrapping_add(word);
-        self.sum_of_sums = self.sum_of_sums.wrapping_add(self.sum);
-    }
-
     /// The check's value: its sums mixed with the span's place and length.
     pub fn value(&self) -> u64 {
         let mut h = 0x5EED_u64;
-        for word in [self.span.start, self.span.len, self.sum, self.sum_of_sums] {
+        let sums = self.lanes.sums.iter().chain(&self.lanes.sums_of_sums);
+        for &word in [self.span.start, self.span.len].iter().chain(sums) {
             h = (h ^ word).wrapping_mul(SpanCheck::K).rotate_left(29);
         }
         h ^ (h >> 31)
@@ -153,125 +185,116 @@ impl<'a> Arena<'a> {
         })
     }
 
-    /// Writer: copies `bytes` into a free span, if one is free now; returns the span and the
-    /// check of its words. The span is the reader's once its notice is sent.
+    /// Writer: copies `bytes` into a free span, if one is free now, at memory speed; returns
+    /// the span and the check of the bytes (computed from `bytes`, what was meant, not read back;
+    /// in the same pass as the copy). The span is the reader's once its notice is sent.
     pub fn write(&self, writer: &mut Writer, bytes: &[u8]) -> Option<(Span, SpanCheck)> {
         let span = self.place(writer, bytes.len())?;
-        let mut check = SpanCheck::new(span);
         let base = (span.start % ARENA_WORDS as u64) as usize;
         let target = &self.words[base..base + span.words() as usize];
-        let mut chunks = bytes.chunks_exact(8);
-        for (slot, chunk) in target.iter().zip(&mut chunks) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            check.add(word);
-            slot.store(word, Ordering::Relaxed);
+        let mut lanes = Lanes::default();
+        let to = target.as_ptr().cast_mut().cast::<[u64; LANES]>();
+        let mut blocks = bytes.chunks_exact(8 * LANES);
+        for (i, block) in (&mut blocks).enumerate() {
+            let words = lane_words(block);
+            // SAFETY: block `i` is words `i * LANES..(i + 1) * LANES` of the span, all within
+            // `target` (it has `span.words()` words), live for the view's lifetime and 8-byte
+            // aligned like `[u64; LANES]`; atomics are `UnsafeCell`s, so a pointer derived from
+            // a shared slice of them may be written through. The words are only written, never
+            // read back here, so the other process writing them at the same moment changes
+            // nothing this one sees (its reader's check catches it).
+            unsafe { to.add(i).write(words) };
+            lanes = lanes.add(words);
         }
-        Arena::write_tail(target, chunks.remainder(), Some(&mut check));
+        let rest = blocks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8 * LANES];
+            last[..rest.len()].copy_from_slice(rest);
+            let (words, count) = (lane_words(&last), rest.len().div_ceil(8));
+            let done = bytes.len() / (8 * LANES) * LANES;
+            for (slot, &word) in target[done..done + count].iter().zip(&words) {
+                slot.store(word, Ordering::Relaxed);
+            }
+            lanes = lanes.add_first(words, count);
+        }
         writer.written = span.end();
-        Some((span, check))
+        Some((span, SpanCheck { lanes, span }))
     }
 
-    /// Parent, writing a task: copies `bytes` into a free span, if one is free now, at memory
-    /// speed and with no check (the worker trusts its parent). The span is the worker's once
-    /// its notice is sent.
-    pub fn write_unchecked(&self, writer: &mut Writer, bytes: &[u8]) -> Option<Span> {
-        let span = self.place(writer, bytes.len())?;
-        let base = (span.start % ARENA_WORDS as u64) as usize;
-        let target = &self.words[base..base + span.words() as usize];
-        let whole = bytes.len() / 8 * 8;
-        // SAFETY: `target` covers `span.words()` words, at least `whole` bytes, live for the
-        // view's lifetime; atomics are `UnsafeCell`s, so a pointer derived from a shared slice
-        // of them may be written through. The bytes are only written, never read back here,
-        // so a worker that writes to them at the same moment changes nothing this process sees.
-        unsafe {
-            let to = target.as_ptr().cast_mut().cast::<u8>();
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), to, whole);
-        }
-        Arena::write_tail(target, &bytes[whole..], None);
-        writer.written = span.end();
-        Some(span)
-    }
-
-    /// Writes the last, partial word of a span (`tail` holds under 8 bytes), padded with zeros.
-    fn write_tail(target: &[AtomicU64], tail: &[u8], check: Option<&mut SpanCheck>) {
-        if tail.is_empty() {
-            return;
-        }
-        let mut last = [0u8; 8];
-        last[..tail.len()].copy_from_slice(tail);
-        let word = u64::from_le_bytes(last);
-        if let Some(check) = check {
-            check.add(word);
-        }
-        target[target.len() - 1].store(word, Ordering::Relaxed);
-    }
-
-    /// Parent, reading a reply: copies out the span a notice names, after checking it against
-    /// what it read before (`Err` says how the notice breaks the invariants), and releases it.
-    /// The caller compares the returned check with the one the notice carries.
+    /// Reader: copies out the span a notice names, after checking it against what it read
+    /// before (`Err` says how the notice breaks the invariants), and releases it. The caller
+    /// compares the returned check, that of the words copied, with the one the notice carries.
     pub fn read(&self, reader: &mut Reader, span: Span) -> Result<(Vec<u8>, SpanCheck), String> {
+        let mut copy = Vec::new();
+        let check = self.read_into(reader, span, &mut copy)?;
+        Ok((copy, check))
+    }
+
+    /// [`read`](Arena::read) into `copy` (its bytes replaced, its allocation reused).
+    pub fn read_into(
+        &self,
+        reader: &mut Reader,
+        span: Span,
+        copy: &mut Vec<u8>,
+    ) -> Result<SpanCheck, String> {
         let lap = ARENA_WORDS as u64;
         let words = span.words();
         let skipped = span.start.wrapping_sub(reader.read);
         if span.start < reader.read || skipped >= lap || words == 0 || words > lap {
             return Err(format!(
-                "a reply of {} bytes at word {} of its arena, where {} words were read",
+                "a frame of {} bytes at word {} of its arena, where {} words were read",
                 span.len, span.start, reader.read
             ));
         }
         if span.start % lap + words > lap || skipped + words > lap {
             return Err(format!(
-                "a reply of {} bytes at word {} of its arena, which does not hold it",
+                "a frame of {} bytes at word {} of its arena, which does not hold it",
                 span.len, span.start
             ));
         }
-        let mut check = SpanCheck::new(span);
+        let mut lanes = Lanes::default();
         let base = (span.start % lap) as usize;
-        // `words` is at most a lap (checked above): no untrusted allocation.
-        let bytes = words as usize * 8;
-        let mut out: Vec<u8> = Vec::with_capacity(bytes);
         let source = &self.words[base..base + words as usize];
-        let target = &mut out.spare_capacity_mut()[..bytes];
-        for (slot, chunk) in source.iter().zip(target.chunks_exact_mut(8)) {
-            let word = slot.load(Ordering::Relaxed);
-            check.add(word);
-            for (to, byte) in chunk.iter_mut().zip(word.to_le_bytes()) {
-                to.write(byte);
-            }
+        // `words` is at most a lap (checked above): no untrusted allocation.
+        copy.clear();
+        copy.reserve(words as usize * 8);
+        let to = copy.as_mut_ptr().cast::<[u64; LANES]>();
+        let mut blocks = source.chunks_exact(LANES);
+        for (i, slots) in (&mut blocks).enumerate() {
+            let loaded: [u64; LANES] =
+                std::array::from_fn(|lane| slots[lane].load(Ordering::Relaxed));
+            // SAFETY: `copy` has room for `words` words (reserved above), and block `i` is
+            // words `i * LANES..(i + 1) * LANES` of them; an unaligned write needs no alignment.
+            unsafe { to.add(i).write_unaligned(loaded.map(u64::to_le)) };
+            lanes = lanes.add(loaded);
         }
-        // SAFETY: the loop wrote all `bytes` bytes (`source` has `words` words and `target`
-        // `words` chunks of 8), within the capacity reserved above.
-        unsafe { out.set_len(bytes) };
-        out.truncate(span.len as usize);
+        let done = words as usize - blocks.remainder().len();
+        let mut loaded = [0u64; LANES];
+        let to = copy.as_mut_ptr().cast::<u64>();
+        for (lane, slot) in blocks.remainder().iter().enumerate() {
+            loaded[lane] = slot.load(Ordering::Relaxed);
+            // SAFETY: as above, for word `done + lane < words`.
+            unsafe { to.add(done + lane).write_unaligned(loaded[lane].to_le()) };
+        }
+        let lanes = lanes.add_first(loaded, blocks.remainder().len());
+        // SAFETY: the loop wrote all `words * 8` bytes, within the capacity reserved above.
+        unsafe { copy.set_len(words as usize * 8) };
+        copy.truncate(span.len as usize);
         reader.read = span.end();
         self.header.released.store(reader.read, Ordering::Release);
-        Ok((out, check))
+        Ok(SpanCheck { lanes, span })
     }
+}
 
-    /// Worker, reading a task: the bytes of the span its parent names, if the span lies in the
-    /// arena.
-    ///
-    /// # Safety
-    /// The parent must not write to the span until the worker releases it (see
-    /// [`release`](Arena::release)): an honest parent does not.
-    pub unsafe fn bytes(&self, span: Span) -> Option<&'a [u8]> {
-        let lap = ARENA_WORDS as u64;
-        let words = span.words();
-        if words == 0 || span.start % lap + words > lap {
-            return None;
-        }
-        let base = (span.start % lap) as usize;
-        let first = &self.words[base..base + words as usize];
-        // SAFETY: the words are live for 'a (the view's lifetime) and lie in one slice of
-        // atomics (checked above); the caller promises nobody writes to them while the slice
-        // lives, so reading them as plain bytes races with nothing.
-        Some(unsafe { std::slice::from_raw_parts(first.as_ptr().cast::<u8>(), span.len as usize) })
+/// The [`LANES`] words of a block of `8 * LANES` bytes (little-endian in each word, as a span
+/// holds them).
+#[inline(always)]
+fn lane_words(block: &[u8]) -> [u64; LANES] {
+    let mut words = [0u64; LANES];
+    for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
+        *word = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
     }
-
-    /// Worker: it is done with every span up to `end` (the end of a span it read).
-    pub fn release(&self, end: u64) {
-        self.header.released.store(end, Ordering::Release);
-    }
+    words
 }
 
 #[cfg(test)]
@@ -313,7 +336,7 @@ mod tests {
         arena.write(&mut writer, &frame).expect("room");
         arena.write(&mut writer, &frame).expect("room");
         assert!(arena.write(&mut writer, &frame).is_none(), "full");
-        arena.release(first.end());
+        header.released.store(first.end(), Ordering::Release);
         let fourth = arena
             .write(&mut writer, &frame)
             .expect("room after a release")
@@ -325,13 +348,68 @@ mod tests {
         );
         assert!(arena.write(&mut writer, &frame).is_none(), "full again");
         // A reader that claims to have released more than was written changes nothing.
-        arena.release(u64::MAX);
+        header.released.store(u64::MAX, Ordering::Release);
         assert!(arena.write(&mut writer, &frame).is_some());
         assert!(
             arena
                 .write(&mut writer, &vec![0u8; ARENA_BYTES + 1])
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_check_of_the_bytes_meant_is_the_check_of_the_words_read_at_every_length() {
+        let (header, words) = memory();
+        let arena = Arena::new(&header, &words);
+        let (mut writer, mut reader) = (Writer::default(), Reader::default());
+        let mut copy = Vec::new();
+        for len in (1..40).chain([ARENA_MIN - 1, ARENA_MIN, ARENA_MIN + 3, ARENA_BYTES / 2]) {
+            let frame: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+            let (span, check) = arena.write(&mut writer, &frame).expect("room");
+            let read = arena
+                .read_into(&mut reader, span, &mut copy)
+                .expect("valid");
+            assert_eq!(copy, frame, "{len}");
+            assert_eq!(read.value(), check.value(), "{len}");
+        }
+    }
+
+    #[test]
+    fn any_one_changed_word_changes_the_check() {
+        let (header, words) = memory();
+        let arena = Arena::new(&header, &words);
+        let mut writer = Writer::default();
+        let frame: Vec<u8> = (0..77u8).collect();
+        let (span, check) = arena.write(&mut writer, &frame).expect("room");
+        for (at, slot) in words.iter().enumerate().take(span.words() as usize) {
+            let word = slot.load(Ordering::Relaxed);
+            slot.store(word ^ (1 << (at % 64)), Ordering::Relaxed);
+            let read = arena.read(&mut Reader::default(), span).expect("valid").1;
+            assert_ne!(read.value(), check.value(), "word {at}");
+            slot.store(word, Ordering::Relaxed);
+        }
+        let read = arena.read(&mut Reader::default(), span).expect("valid").1;
+        assert_eq!(read.value(), check.value());
+    }
+
+    #[test]
+    fn a_span_written_over_after_its_copy_leaves_the_copy_and_its_check_alone() {
+        let (header, words) = memory();
+        let arena = Arena::new(&header, &words);
+        let (mut writer, mut reader) = (Writer::default(), Reader::default());
+        let frame = vec![5u8; ARENA_MIN];
+        let (span, check) = arena.write(&mut writer, &frame).expect("room");
+        let mut copy = Vec::new();
+        let read = arena
+            .read_into(&mut reader, span, &mut copy)
+            .expect("valid");
+        assert_eq!(
+            header.released.load(Ordering::Acquire),
+            span.end(),
+            "released once copied"
+        );
+        words[1].store(!0, Ordering::Relaxed);
+        assert_eq!((copy, read.value()), (frame, check.value()));
     }
 
     #[test]

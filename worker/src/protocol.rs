@@ -12,8 +12,10 @@
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
 //!   order, as if sent one by one (the parent sends several small frames in one message).
-//! - `InArena`: `[5][start u64][len u64]`: the frame is the span `(start, len)` of the
-//!   worker's task arena (see [`arena`](crate::arena)); any kind above but `InArena`.
+//! - `InArena`: `[5][start u64][len u64][check u64]`: the frame is the span `(start, len)` of
+//!   the worker's task arena (see [`arena`](crate::arena)), whose words have the check `check`
+//!   (the value of an [`arena::SpanCheck`](crate::arena::SpanCheck)); any kind above but
+//!   `InArena`.
 //!
 //! Worker → parent (the parent knows the sender by the socket a frame came on; a frame names no
 //! sender, and the parent reads it as untrusted input):
@@ -21,9 +23,18 @@
 //!   a tag byte and its body: `OK` + bincode result, `PANICKED` + bincode
 //!   `(message, location)`, `BAD_INPUT`/`BAD_OUTPUT` + bincode message, `CODE_NOT_LOADED` +
 //!   bincode `u64` (the code address the worker refused to call).
+//! - `LastReply`: `[2]` then as `Reply`: the worker's last frame. It was not alone once the
+//!   chunk's items ran (a thread its task started still runs, or a child process it forked
+//!   still lives, and either may hold the worker's socket and memory): it exits after this
+//!   reply, and the parent believes nothing that follows it.
 //! - `Ready`: `[0xA1]`: the worker's initializer returned (sent only when the pool has one).
-//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8: the initializer panicked; the
-//!   worker exits next.
+//! - `InitFailed`: `[0xA2]` then the panic message as UTF-8 (its first [`INIT_MESSAGE_MAX`]
+//!   bytes): the initializer panicked; the worker exits next.
+//!
+//! No frame a worker sends is longer than [`MAX_FRAME_TO_PARENT`]: the parent holds a reply whole,
+//! so replies are bounded by [`MAX_REPLY_BYTES`], the most a chunk's outcomes take together (an
+//! outcome that would take its reply past it is replaced by a short `BAD_OUTPUT` saying so), and
+//! the parent takes a frame that claims more for a violation at its first datagram.
 //!
 //! [`ReplyWriter`] is the one writer of replies, [`OutcomeReader`] the one reader of their
 //! outcomes.
@@ -44,18 +55,21 @@ const SHUTDOWN: u8 = 3;
 const BATCH: u8 = 4;
 const IN_ARENA: u8 = 5;
 const REPLY: u8 = 1;
+const LAST_REPLY: u8 = 2;
 const READY: u8 = 0xA1;
 const INIT_FAILED: u8 = 0xA2;
 
 /// Size of an `InArena` frame.
-pub const IN_ARENA_LEN: usize = 1 + 8 + 8;
+pub const IN_ARENA_LEN: usize = 1 + 8 + 8 + 8;
 
-/// The frame that tells a worker its next frame lies in its task arena at `span`.
-pub fn in_arena_frame(span: Span) -> [u8; IN_ARENA_LEN] {
+/// The frame that tells a worker its next frame lies in its task arena at `span`, whose words
+/// have the check `check` (an [`arena::SpanCheck`](crate::arena::SpanCheck)'s value).
+pub fn in_arena_frame(span: Span, check: u64) -> [u8; IN_ARENA_LEN] {
     let mut frame = [0u8; IN_ARENA_LEN];
     frame[0] = IN_ARENA;
     frame[1..9].copy_from_slice(&span.start.to_le_bytes());
-    frame[9..].copy_from_slice(&span.len.to_le_bytes());
+    frame[9..17].copy_from_slice(&span.len.to_le_bytes());
+    frame[17..].copy_from_slice(&check.to_le_bytes());
     frame
 }
 
@@ -63,6 +77,29 @@ pub fn in_arena_frame(span: Span) -> [u8; IN_ARENA_LEN] {
 pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
 /// Size of a reply frame's header; the outcomes follow it.
 pub const REPLY_HEADER_LEN: usize = 1 + 8 + 8 + 4 + 8;
+
+/// The most bytes the outcomes of one chunk take together in its reply, encoded (1 GiB). An
+/// outcome that would take its chunk's reply past this (a result too big, or a panic message)
+/// is replaced by a short `BAD_OUTPUT` outcome saying so, and its item fails alone; the other
+/// items of the chunk keep theirs. (The parent holds a reply whole: this bounds what a worker can
+/// make it hold.)
+pub const MAX_REPLY_BYTES: usize = 1 << 30;
+
+/// The most items a chunk holds, so outcomes a reply holds: the parent never sends more (its
+/// chunks hold at most `forkpool`'s `chunking::MAX_CHUNK_ITEMS`, checked by a test there).
+pub const MAX_REPLY_OUTCOMES: usize = 1 << 20;
+
+/// The longest outcome that stands in for one past [`MAX_REPLY_BYTES`].
+const OVER_LIMIT_OUTCOME_MAX: usize = 256;
+
+/// The most bytes of an initializer's panic message an `InitFailed` frame carries.
+pub const INIT_MESSAGE_MAX: usize = 64 * 1024;
+
+/// The longest frame a worker sends its parent: a reply whose outcomes take [`MAX_REPLY_BYTES`],
+/// and a short outcome for each of its items past that. The parent takes a frame that claims
+/// more for a violation at its first datagram, before it holds a byte of it.
+pub const MAX_FRAME_TO_PARENT: usize =
+    REPLY_HEADER_LEN + MAX_REPLY_BYTES + MAX_REPLY_OUTCOMES * OVER_LIMIT_OUTCOME_MAX;
 
 /// Outcome tag: the item's result follows.
 pub const OK: u8 = 0;
@@ -100,8 +137,14 @@ pub enum Command<'a> {
     Shutdown,
     /// Several frames in one message; read them with [`Batch::next`].
     Batch(Batch<'a>),
-    /// The frame lies in the worker's task arena, at this span.
-    InArena(Span),
+    /// The frame lies in the worker's task arena, at `span`; `check` is the value of the
+    /// check of its words (see [`arena::SpanCheck`](crate::arena::SpanCheck)).
+    InArena {
+        /// Where the frame lies.
+        span: Span,
+        /// The check of the span's words, as the parent wrote them.
+        check: u64,
+    },
 }
 
 /// The frames of a `Batch` message, in order.
@@ -191,10 +234,13 @@ impl<'a> Command<'a> {
             }),
             SHUTDOWN => Some(Command::Shutdown),
             BATCH => Some(Command::Batch(Batch { rest: &frame[1..] })),
-            IN_ARENA if frame.len() == IN_ARENA_LEN => Some(Command::InArena(Span {
-                start: u64_at(frame, 1)?,
-                len: u64_at(frame, 9)?,
-            })),
+            IN_ARENA if frame.len() == IN_ARENA_LEN => Some(Command::InArena {
+                span: Span {
+                    start: u64_at(frame, 1)?,
+                    len: u64_at(frame, 9)?,
+                },
+                check: u64_at(frame, 17)?,
+            }),
             _ => None,
         }
     }
@@ -256,10 +302,15 @@ pub fn ready_frame() -> Vec<u8> {
     vec![READY]
 }
 
-/// The frame a worker sends when its initializer panicked with `message`.
+/// The frame a worker sends when its initializer panicked with `message` (its first
+/// [`INIT_MESSAGE_MAX`] bytes, cut at a character boundary).
 pub fn init_failed_frame(message: &str) -> Vec<u8> {
+    let mut end = message.len().min(INIT_MESSAGE_MAX);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut buf = vec![INIT_FAILED];
-    buf.extend_from_slice(message.as_bytes());
+    buf.extend_from_slice(&message.as_bytes()[..end]);
     buf
 }
 
@@ -277,6 +328,8 @@ pub enum Message<'a> {
 /// The outcomes of one chunk, as the parent reads them.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply<'a> {
+    /// It is the worker's last frame (`LastReply`): nothing that follows is to be believed.
+    pub last: bool,
     /// The call the chunk belonged to.
     pub call: u64,
     /// The chunk's sequence number within its call.
@@ -293,7 +346,8 @@ impl<'a> Message<'a> {
     /// Reads a frame; `None` if it is malformed.
     pub fn parse(frame: &'a [u8]) -> Option<Message<'a>> {
         match *frame.first()? {
-            REPLY => Some(Message::Reply(Reply {
+            tag @ (REPLY | LAST_REPLY) => Some(Message::Reply(Reply {
+                last: tag == LAST_REPLY,
                 call: u64_at(frame, 1)?,
                 chunk: u64_at(frame, 9)?,
                 count: u32_at(frame, 17)?,
@@ -309,6 +363,12 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Whether `frame` is a worker's last (a `LastReply`): the parent reads nothing of that worker
+/// after it.
+pub fn is_last_reply(frame: &[u8]) -> bool {
+    frame.first() == Some(&LAST_REPLY)
+}
+
 impl<'a> Reply<'a> {
     /// A reader of this reply's outcomes.
     pub fn reader(&self) -> OutcomeReader<'a> {
@@ -319,11 +379,18 @@ impl<'a> Reply<'a> {
 pub use outcome_reader::{OutcomeError, OutcomeReader, RawOutcome};
 
 /// Builds a reply frame in place, one outcome at a time; reused from chunk to chunk.
+///
+/// Invariant: the outcomes take at most [`MAX_REPLY_BYTES`], but for the short outcomes that
+/// stand in for those that would have passed it (each at most `OVER_LIMIT_OUTCOME_MAX` bytes).
 #[derive(Debug, Default)]
 pub struct ReplyWriter {
     buf: Vec<u8>,
     count: u32,
 }
+
+/// What an outcome past [`MAX_REPLY_BYTES`] says instead.
+const OVER_LIMIT: &str = "the outcome would take its chunk's reply past forkpool::MAX_REPLY_BYTES \
+                          (1 GiB); return smaller results, or use a smaller chunksize";
 
 impl ReplyWriter {
     /// A writer with nothing begun.
@@ -338,7 +405,13 @@ impl ReplyWriter {
         self.count = 0;
     }
 
-    /// Appends a successful result; if it cannot be encoded, appends `BAD_OUTPUT` instead.
+    /// The longest the buffer may grow for outcomes that count against [`MAX_REPLY_BYTES`].
+    fn max_len() -> usize {
+        REPLY_HEADER_LEN + MAX_REPLY_BYTES
+    }
+
+    /// Appends a successful result; if it cannot be encoded, appends `BAD_OUTPUT` instead (also
+    /// when it takes the reply past [`MAX_REPLY_BYTES`]: then the buffer it grew is given back).
     pub fn ok<R: Serialize + ?Sized>(&mut self, result: &R) {
         let mark = self.buf.len();
         self.buf.push(OK);
@@ -346,7 +419,8 @@ impl ReplyWriter {
             codec::encode_into(&mut self.buf, result)
         }));
         let failure = match encoded {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) if self.buf.len() <= ReplyWriter::max_len() => None,
+            Ok(Ok(())) => Some(OVER_LIMIT.to_string()),
             Ok(Err(message)) => Some(message),
             Err(payload) => Some(crate::panic::take_report(payload).0),
         };
@@ -354,6 +428,9 @@ impl ReplyWriter {
             None => self.count += 1,
             Some(message) => {
                 self.buf.truncate(mark);
+                if self.buf.capacity() > ReplyWriter::max_len() {
+                    self.buf.shrink_to_fit();
+                }
                 self.failed(BAD_OUTPUT, &message);
             }
         }
@@ -361,25 +438,42 @@ impl ReplyWriter {
 
     /// Appends a panic outcome.
     pub fn panicked(&mut self, message: &str, location: Option<&str>) {
+        let mark = self.buf.len();
         self.buf.push(PANICKED);
         // Encoding a pair of strings into a Vec cannot fail.
         let _ = codec::encode_into(&mut self.buf, &(message, location));
         self.count += 1;
+        self.bound(mark);
     }
 
     /// Appends a `BAD_INPUT` or `BAD_OUTPUT` outcome.
     pub fn failed(&mut self, tag: u8, message: &str) {
+        let mark = self.buf.len();
         self.buf.push(tag);
         let _ = codec::encode_into(&mut self.buf, message);
         self.count += 1;
+        self.bound(mark);
     }
 
     /// Appends a `CODE_NOT_LOADED` outcome naming the refused `address`.
     pub fn code_not_loaded(&mut self, address: u64) {
+        let mark = self.buf.len();
         self.buf.push(CODE_NOT_LOADED);
         // Encoding a u64 into a Vec cannot fail.
         let _ = codec::encode_into(&mut self.buf, &address);
         self.count += 1;
+        self.bound(mark);
+    }
+
+    /// Replaces the outcome appended at `mark` by a short `BAD_OUTPUT` if it took the reply past
+    /// [`MAX_REPLY_BYTES`] (and gives back the buffer it grew).
+    fn bound(&mut self, mark: usize) {
+        if self.buf.len() > ReplyWriter::max_len() {
+            self.buf.truncate(mark);
+            self.buf.shrink_to_fit();
+            self.buf.push(BAD_OUTPUT);
+            let _ = codec::encode_into(&mut self.buf, OVER_LIMIT);
+        }
     }
 
     /// Outcomes appended so far.
@@ -390,8 +484,13 @@ impl ReplyWriter {
     /// Writes the header and returns the finished frame (the writer keeps the buffer for the
     /// next chunk's reply).
     pub fn seal(&mut self, call: u64, chunk: u64, busy_nanos: u64) -> &[u8] {
+        self.seal_as(call, chunk, busy_nanos, false)
+    }
+
+    /// [`seal`](ReplyWriter::seal), as the worker's last frame if `last` (a `LastReply`).
+    pub fn seal_as(&mut self, call: u64, chunk: u64, busy_nanos: u64, last: bool) -> &[u8] {
         let rest = &mut self.buf[..REPLY_HEADER_LEN];
-        rest[0] = REPLY;
+        rest[0] = if last { LAST_REPLY } else { REPLY };
         rest[1..9].copy_from_slice(&call.to_le_bytes());
         rest[9..17].copy_from_slice(&chunk.to_le_bytes());
         rest[17..21].copy_from_slice(&self.count.to_le_bytes());

@@ -1,10 +1,20 @@
 //! The worker loop: what a pool worker does from its first frame to its exit, and the one-shot
 //! loop of a `ReturnProcess` child.
 //!
-//! Invariant: every `Task` gets exactly one reply of exactly `count` outcomes, in item order
-//! (a runner that returns too few is topped up with `BAD_INPUT` outcomes), and no panic escapes:
-//! tasks run under `catch_unwind` in [`crate::job`]. The loop returns an exit code instead of
-//! exiting, for the parent crate's fork module to pass to `_exit`.
+//! Invariants:
+//! - Every `Task` gets exactly one reply of exactly `count` outcomes, in item order (a runner
+//!   that returns too few is topped up with `BAD_INPUT` outcomes), and no panic escapes: tasks
+//!   run under `catch_unwind` in [`crate::job`]. The loop returns an exit code instead of
+//!   exiting, for the parent crate's fork module to pass to `_exit`.
+//! - A worker serves a chunk only while it is alone: after each chunk's items ran, before its
+//!   reply is published, it looks whether a thread its tasks started still runs or a child
+//!   process they forked still lives (either may hold its socket and memory, and write a reply
+//!   to a later chunk that the parent would believe). If so, that reply is its last (a
+//!   `LastReply`, which comes before, in ring and socket order, anything they write later) and
+//!   it exits; the parent believes nothing after it. Threads and children a task joined or
+//!   reaped cost nothing; the initializer's threads are counted as the worker's own. (Threads
+//!   are counted after chunks that ran long enough to start one, see [`THREAD_MIN`]; children
+//!   after a fork.)
 
 use crate::job::{Runner, WorkerState};
 use crate::protocol::{self, Command, ReplyWriter};
@@ -14,6 +24,7 @@ use serde::Serialize;
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
@@ -65,7 +76,13 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
     let mut state = WorkerState::default();
     let mut out = ReplyWriter::new();
     let mut reader = wire::Assembler::new();
+    let mut tasks = TaskArena {
+        arena: progress::current_task_arena(),
+        reader: arena::Reader::default(),
+        copy: Vec::new(),
+    };
     let progress = progress::current();
+    let company = Company::now();
     loop {
         let frame = match reader.receive_frame(&end.socket) {
             wire::Received::Frame(frame) => frame,
@@ -78,7 +95,8 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
             state: &mut state,
             out: &mut out,
             progress,
-            tasks: None,
+            tasks: &mut tasks,
+            company: &company,
         };
         if let Some(code) = server.handle(&frame) {
             return code;
@@ -94,10 +112,20 @@ struct Server<'a, 'r> {
     state: &'a mut WorkerState,
     out: &'a mut ReplyWriter,
     progress: Option<&'static progress::Progress>,
-    /// The task arena and the end of the span the frame being handled lies in, until it is
-    /// released (as soon as the frame is no longer needed: before the task's reply, so the
-    /// parent may reuse the room for the next).
-    tasks: Option<(arena::Arena<'static>, u64)>,
+    tasks: &'a mut TaskArena,
+    company: &'a Company,
+}
+
+/// The task arena as the worker reads it: each frame the parent writes there is copied out
+/// (and its room released) before any byte of it is read, and read only from the copy (see
+/// [`arena`]).
+struct TaskArena {
+    /// The arena, if this worker has one.
+    arena: Option<arena::Arena<'static>>,
+    /// How far it has been read.
+    reader: arena::Reader,
+    /// The copy of the frame being handled (its allocation kept from frame to frame).
+    copy: Vec<u8>,
 }
 
 impl Server<'_, '_> {
@@ -119,33 +147,28 @@ impl Server<'_, '_> {
                 }
                 None
             }
-            Some(Command::InArena(span)) => {
-                let Some(arena) = progress::current_task_arena() else {
+            Some(Command::InArena { span, check }) => {
+                let Some(arena) = self.tasks.arena else {
                     return Some(child::EXIT_BAD_FRAME);
                 };
-                // SAFETY: the parent writes nothing into a span until this worker releases it
-                // (see `arena`), which `release_task` does only once the frame is done with.
-                let Some(frame) = (unsafe { arena.bytes(span) }) else {
-                    return Some(child::EXIT_BAD_FRAME);
+                let mut copy = std::mem::take(&mut self.tasks.copy);
+                // The span is copied (and released) first, and its check is that of the copy:
+                // only the copy is read. A mismatch means the span was written over after the
+                // parent wrote it (by a task of this worker: a stray write): the frame is not
+                // run, and the worker leaves (its chunks run again elsewhere).
+                let code = match arena.read_into(&mut self.tasks.reader, span, &mut copy) {
+                    Ok(read) if read.value() == check => match Command::parse(&copy) {
+                        // Arena frames do not nest.
+                        Some(Command::InArena { .. }) | None => Some(child::EXIT_BAD_FRAME),
+                        Some(_) => self.handle(&copy),
+                    },
+                    _ => Some(child::EXIT_BAD_FRAME),
                 };
-                self.tasks = Some((arena, span.end()));
-                let code = match Command::parse(frame) {
-                    // Arena frames do not nest.
-                    Some(Command::InArena(_)) | None => Some(child::EXIT_BAD_FRAME),
-                    Some(_) => self.handle(frame),
-                };
-                self.release_task();
+                self.tasks.copy = copy;
                 code
             }
             Some(command) => self.run(command),
             None => Some(child::EXIT_BAD_FRAME),
-        }
-    }
-
-    /// Releases the arena span of the frame being handled, if it came in one.
-    fn release_task(&mut self) {
-        if let Some((arena, end)) = self.tasks.take() {
-            arena.release(end);
         }
     }
 
@@ -163,27 +186,122 @@ impl Server<'_, '_> {
                 // written by this process's forkpool parent for this runner.
                 unsafe { self.runner.run(self.state, &task, self.out) };
                 let count = task.count;
-                self.release_task();
                 while self.out.count() < count {
                     self.out
                         .failed(protocol::BAD_INPUT, "runner returned too few outcomes");
                 }
-                let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let ran = start.elapsed();
+                let busy = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
                 // What the chunk's tasks printed goes out now, not at exit (a worker may be
                 // killed later, and `_exit` flushes nothing).
                 let _ = std::io::Write::flush(&mut std::io::stdout());
-                let reply = self.out.seal(task.call, task.chunk, busy);
+                let last = !self.company.alone(ran);
+                let reply = self.out.seal_as(task.call, task.chunk, busy, last);
                 if self.replies.send(reply).is_err() {
                     return Some(child::EXIT_PARENT_GONE);
                 }
-                None
+                last.then_some(0)
             }
             Command::Context { call, value } => {
                 self.state.set_context(call, value);
                 None
             }
             Command::Shutdown => Some(0),
-            Command::Batch(_) | Command::InArena(_) => Some(child::EXIT_BAD_FRAME),
+            Command::Batch(_) | Command::InArena { .. } => Some(child::EXIT_BAD_FRAME),
+        }
+    }
+}
+
+/// Set by a `fork` of this process (in the parent side of it): a child may live since.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the fork watch is registered in this process (a fork inherits both).
+static FORK_WATCH: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forked() {
+    FORKED.store(true, Ordering::Release);
+}
+
+/// Shorter than any thread start (a `clone` of a thread, with its kernel task and stack, takes
+/// microseconds: 7 µs measured for `pthread_create` in a virtual machine): a chunk that ran for
+/// less started none, and its worker's threads are not counted after it (one `fstat` a chunk
+/// costs a third of a worker's time at chunksize 1).
+const THREAD_MIN: Duration = Duration::from_micros(1);
+
+/// What a worker had when it began serving: the threads it is allowed (its own, its
+/// initializer's), and how to tell whether a task left more, or a child process, behind.
+struct Company {
+    threads: Option<crate::sys::Threads>,
+    /// What `threads` counted then (`None`: no count, threads are not checked).
+    baseline: Option<u64>,
+}
+
+impl Company {
+    /// The worker's company now, taken as what it may have.
+    fn now() -> Company {
+        if !FORK_WATCH.swap(true, Ordering::AcqRel) {
+            // SAFETY: registers a handler that only stores to an atomic, which is
+            // async-signal-safe; the other two are none.
+            unsafe { libc::pthread_atfork(None, Some(forked), None) };
+        }
+        FORKED.store(false, Ordering::Release);
+        crate::sys::adopt_orphans();
+        let threads = crate::sys::Threads::open();
+        let baseline = threads.as_ref().and_then(crate::sys::Threads::count);
+        Company { threads, baseline }
+    }
+
+    /// After a chunk whose items ran for `ran`: whether the worker has no thread but those it
+    /// began with, and no child process since a task forked one (a fork through the C
+    /// library's `fork`; a double fork's grandchild too, on Linux, where the worker adopts
+    /// orphans). Threads are counted only after a chunk that ran for [`THREAD_MIN`] or more:
+    /// task code starts threads only while its chunk runs (starting one is not
+    /// async-signal-safe), and starting one takes longer than that.
+    fn alone(&self, ran: Duration) -> bool {
+        (ran < THREAD_MIN || self.no_new_threads()) && self.no_child()
+    }
+
+    fn no_new_threads(&self) -> bool {
+        let (Some(threads), Some(baseline)) = (&self.threads, self.baseline) else {
+            return true;
+        };
+        // A thread a task just joined may still be leaving the kernel's count: look again a
+        // few times before deciding.
+        for _ in 0..3 {
+            if threads.count() == Some(baseline) {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        threads.count() == Some(baseline)
+    }
+
+    fn no_child(&self) -> bool {
+        if !FORKED.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        // SAFETY: a zeroed siginfo is a valid out-parameter; WNOHANG | WNOWAIT neither waits
+        // nor reaps.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: as above.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            let error = std::io::Error::last_os_error().raw_os_error();
+            match (r, error) {
+                (-1, Some(libc::EINTR)) => continue,
+                (-1, Some(libc::ECHILD)) => return true,
+                _ => {
+                    FORKED.store(true, Ordering::Release);
+                    return false;
+                }
+            }
         }
     }
 }

@@ -15,6 +15,9 @@
 //!   [`Received::Violation`], after which the caller reads nothing more from that peer.
 //! - It never trusts a length to allocate: it reserves with `try_reserve` (an impossible length
 //!   is a violation, not an abort), and at most [`RESERVE_AHEAD`] before the bytes arrive.
+//! - A frame longer than the reader's limit ([`Assembler::with_limit`]: the parent reads its
+//!   workers with [`MAX_FRAME_TO_PARENT`](crate::protocol::MAX_FRAME_TO_PARENT)) is a violation
+//!   at its first datagram: what a peer streams never makes the reader hold more than that.
 //! - Datagrams of one frame are sent back to back by one thread ([`Socket::send_frame`]), so
 //!   an honest peer never interleaves two frames.
 
@@ -224,16 +227,35 @@ struct Partial {
 }
 
 /// Reads frames from one peer, datagram by datagram, checking each against the frame so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Assembler {
     partial: Option<Partial>,
     scratch: Vec<u8>,
+    /// The longest frame the peer may send.
+    limit: usize,
+}
+
+impl Default for Assembler {
+    fn default() -> Assembler {
+        Assembler::new()
+    }
 }
 
 impl Assembler {
-    /// A reader with no frame in progress.
+    /// A reader with no frame in progress, of frames of any length (a worker reading its
+    /// parent).
     pub fn new() -> Assembler {
-        Assembler::default()
+        Assembler::with_limit(usize::MAX)
+    }
+
+    /// A reader with no frame in progress, of frames of at most `limit` bytes: a longer one is
+    /// a violation at its first datagram.
+    pub fn with_limit(limit: usize) -> Assembler {
+        Assembler {
+            partial: None,
+            scratch: Vec::new(),
+            limit,
+        }
     }
 
     /// Reads one datagram from `socket` (waiting for one if `wait`), and returns a frame when
@@ -326,8 +348,14 @@ impl Assembler {
         match (kind, self.partial.take()) {
             (WHOLE, None) if value == body as u64 => Received::Frame(self.scratch[..body].to_vec()),
             (FIRST, None) if value > body as u64 && body == fragment => {
-                let Ok(total) = usize::try_from(value) else {
-                    return Received::Violation(format!("a frame of {value} bytes"));
+                let total = match usize::try_from(value) {
+                    Ok(total) if total <= self.limit => total,
+                    _ => {
+                        return Received::Violation(format!(
+                            "a frame of {value} bytes, longer than any it may send ({} bytes)",
+                            self.limit
+                        ));
+                    }
                 };
                 let mut frame = Vec::new();
                 if frame.try_reserve_exact(total.min(RESERVE_AHEAD)).is_err() {

@@ -50,6 +50,26 @@ fn reply_and_exit_frames_round_trip() {
 }
 
 #[test]
+fn an_arena_notice_round_trips_with_its_check_and_other_lengths_are_refused() {
+    let span = Span {
+        start: 7,
+        len: 40_000,
+    };
+    let frame = in_arena_frame(span, 0xC4EC);
+    assert_eq!(
+        Command::parse(&frame),
+        Some(Command::InArena {
+            span,
+            check: 0xC4EC
+        })
+    );
+    assert_eq!(Command::parse(&frame[..IN_ARENA_LEN - 8]), None);
+    let mut longer = frame.to_vec();
+    longer.push(0);
+    assert_eq!(Command::parse(&longer), None);
+}
+
+#[test]
 fn a_batch_yields_its_frames_in_order() {
     let mut buf = Vec::new();
     push_to_batch(&mut buf, &shutdown_frame());
@@ -150,4 +170,43 @@ fn the_reader_reports_truncation_unknown_tags_and_bad_bodies_then_stops() {
     ));
     // A frame shorter than a reply header has no outcomes.
     assert!(OutcomeReader::of_reply(&frame[..5]).is_empty());
+}
+
+#[test]
+fn a_result_past_the_reply_limit_fails_its_item_alone() {
+    let mut reply = ReplyWriter::new();
+    reply.begin();
+    reply.ok(&1u8);
+    // 1 GiB and a byte (zeroed by the allocator: only its encoding costs memory).
+    let huge = serde_bytes::ByteBuf::from(vec![0u8; MAX_REPLY_BYTES + 1]);
+    reply.ok(&huge);
+    drop(huge);
+    reply.ok(&2u8);
+    let frame = reply.seal(1, 2, 3).to_vec();
+    assert!(frame.len() < 1024, "{} bytes", frame.len());
+    let Some(Message::Reply(r)) = Message::parse(&frame) else {
+        panic!("not a reply")
+    };
+    assert_eq!(r.count, 3);
+    let mut reader = r.reader();
+    assert_eq!(reader.read::<u8>(), Ok(RawOutcome::Ok(1)));
+    let Ok(RawOutcome::BadOutput(message)) = reader.read::<u8>() else {
+        panic!("no BAD_OUTPUT")
+    };
+    assert!(message.contains("MAX_REPLY_BYTES"), "{message}");
+    assert!(1 + 2 + message.len() <= OVER_LIMIT_OUTCOME_MAX);
+    assert_eq!(reader.read::<u8>(), Ok(RawOutcome::Ok(2)));
+    assert!(reader.is_empty());
+}
+
+#[test]
+fn an_init_failure_carries_at_most_its_message_limit_cut_at_a_character() {
+    let long = "é".repeat(INIT_MESSAGE_MAX);
+    let frame = init_failed_frame(&long);
+    let Some(Message::InitFailed(message)) = Message::parse(&frame) else {
+        panic!("not an init failure")
+    };
+    assert!(message.len() <= INIT_MESSAGE_MAX && message.len() > INIT_MESSAGE_MAX - 2);
+    assert!(long.starts_with(message));
+    assert!(frame.len() <= MAX_FRAME_TO_PARENT);
 }

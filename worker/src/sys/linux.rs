@@ -195,3 +195,37 @@ pub(crate) fn unread_by_peer(fd: std::os::fd::RawFd) -> Option<usize> {
     let done = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut bytes) };
     (done == 0).then(|| usize::try_from(bytes).unwrap_or(0))
 }
+
+/// This process's threads, as `/proc/self/task` counts them: the link count of that directory
+/// is 2 and one per thread, and `fstat` reads it in one system call.
+#[derive(Debug)]
+pub(crate) struct Threads(std::os::fd::OwnedFd);
+
+impl Threads {
+    /// Opens `/proc/self/task` of this process (`None` without `/proc`).
+    pub(crate) fn open() -> Option<Threads> {
+        let path = c"/proc/self/task";
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: opens a NUL-terminated path; the descriptor returned is new and ours.
+        let fd = unsafe { libc::open(path.as_ptr(), flags) };
+        // SAFETY: `fd` is a descriptor just opened and owned by nobody else.
+        (fd >= 0).then(|| Threads(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    /// The directory's link count now: 2 and one per thread of this process.
+    pub(crate) fn count(&self) -> Option<u64> {
+        // SAFETY: a zeroed stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
+        // SAFETY: fstat on an open descriptor, writing into a live stat.
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_nlink as u64)
+    }
+}
+
+/// Makes this process the reaper of what its descendants leave behind
+/// (`PR_SET_CHILD_SUBREAPER`): a grandchild whose parent ended becomes this process's child,
+/// visible to `waitid`, instead of `init`'s.
+pub(crate) fn adopt_orphans() {
+    // SAFETY: prctl with an integer argument changes only this process's attribute.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}

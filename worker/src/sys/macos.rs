@@ -221,3 +221,35 @@ pub(crate) fn code_segments(identity: fn(u64, &[u8]) -> u64) -> Vec<Segment> {
 pub(crate) fn unread_by_peer(_fd: std::os::fd::RawFd) -> Option<usize> {
     None
 }
+
+/// This process's threads, as the kernel's task information counts them (`proc_pidinfo`).
+#[derive(Debug)]
+pub(crate) struct Threads;
+
+impl Threads {
+    /// Always there on macOS.
+    pub(crate) fn open() -> Option<Threads> {
+        Some(Threads)
+    }
+
+    /// The number of threads of this process now (its parent watcher among them).
+    pub(crate) fn count(&self) -> Option<u64> {
+        // SAFETY: a zeroed proc_taskinfo is a valid out-parameter.
+        let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+        // SAFETY: getpid cannot fail; proc_pidinfo writes at most `size` bytes into `info`.
+        let got = unsafe {
+            libc::proc_pidinfo(
+                libc::getpid(),
+                libc::PROC_PIDTASKINFO,
+                0,
+                (&mut info as *mut libc::proc_taskinfo).cast(),
+                size,
+            )
+        };
+        (got == size).then(|| u64::try_from(info.pti_threadnum).unwrap_or(0))
+    }
+}
+
+/// Nothing: macOS has no subreaper; what a child leaves behind goes to `launchd`.
+pub(crate) fn adopt_orphans() {}

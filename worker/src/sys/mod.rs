@@ -17,7 +17,12 @@
 //!   child (glibc does not reset that lock in a fork child);
 //! - `unread_by_peer(fd) -> Option<usize>`: bytes this end sent on a socket that its peer has
 //!   not read yet, where the platform can tell (`None` elsewhere: then no reply ring is used,
-//!   see [`crate::reply_ring::AVAILABLE`]).
+//!   see [`crate::reply_ring::AVAILABLE`]);
+//! - `Threads::open() -> Option<Threads>` and `Threads::count(&self) -> Option<u64>`: a figure
+//!   that moves with the number of threads of this process (and only with it), read with one
+//!   system call;
+//! - `adopt_orphans()`: makes the processes this one's children leave behind its children
+//!   where the platform can (so a double fork stays visible to `waitid`), or nothing.
 //!
 //! Everything else in this crate is plain POSIX and calls these without `cfg`. Other platforms
 //! do not build: forkpool runs on Linux and macOS only.
@@ -40,8 +45,8 @@ use macos as os;
 compile_error!("forkpool-worker runs on Linux and macOS only");
 
 pub(crate) use os::{
-    NO_SIGPIPE, code_segments, die_with_parent, keep_freed_memory, limit_memory, loader_version,
-    signal_count, unread_by_peer, with_stack,
+    NO_SIGPIPE, Threads, adopt_orphans, code_segments, die_with_parent, keep_freed_memory,
+    limit_memory, loader_version, signal_count, unread_by_peer, with_stack,
 };
 
 /// An executable address range of one loaded object, as the platform's loader lists it.

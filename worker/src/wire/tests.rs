@@ -122,3 +122,34 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_frame_longer_than_the_limit_is_a_violation_at_its_first_datagram() {
+    let (a, b) = pair(16);
+    let mut reader = Assembler::with_limit(40);
+    let fits: Vec<u8> = (0..40).collect();
+    a.send_frame(&fits).unwrap();
+    assert_eq!(reader.receive_frame(&b), Received::Frame(fits));
+    // A frame that claims a terabyte: refused when its first datagram arrives, before any more.
+    let mut first = vec![FIRST];
+    first.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    first.extend_from_slice(&[7; 16]);
+    raw(&a, &first);
+    let Received::Violation(what) = reader.receive(&b, false) else {
+        panic!("a terabyte frame was taken in")
+    };
+    assert!(what.contains("1099511627776 bytes"), "{what}");
+    // One byte over the limit, honestly sent, is refused too; a reader without a limit takes it.
+    let (a, b) = pair(16);
+    a.send_frame(&[1; 41]).unwrap();
+    assert!(matches!(
+        Assembler::with_limit(40).receive(&b, false),
+        Received::Violation(_)
+    ));
+    let (a, b) = pair(16);
+    a.send_frame(&[1; 41]).unwrap();
+    assert_eq!(
+        Assembler::new().receive_frame(&b),
+        Received::Frame(vec![1; 41])
+    );
+}
