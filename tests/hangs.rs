@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::segfault;
+use common::{segfault, within};
 use forkpool::{Error, Pool, PoolError, ReturnProcess, TaskError};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
@@ -13,21 +13,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Runs `f` on its own thread and returns what it returns, or fails the test if it has not
-/// returned within `limit` (the thread is left behind; the test binary's exit ends it, and the
-/// workers die with it).
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("did not return within {limit:?}: it hangs"),
-    }
-}
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

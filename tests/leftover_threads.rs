@@ -7,24 +7,12 @@
 
 mod common;
 
+use common::own_socket;
 use forkpool::Pool;
 use forkpool_worker::arena;
 use forkpool_worker::progress::current_ring;
 use forkpool_worker::protocol::ReplyWriter;
 use std::time::{Duration, Instant};
-
-/// This worker's one socket.
-fn own_socket() -> i32 {
-    (3..1024)
-        .find(|&fd| {
-            // SAFETY: fstat on any number is harmless; `st` is a valid out-parameter.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-            ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
-        })
-        .expect("a worker has its socket")
-}
 
 /// The call and chunk of the task frame waiting to be read on this worker's socket, if one is
 /// (a datagram `[0x57][len u64]` holding a task `[1][call][chunk]..`, or a batch of them).

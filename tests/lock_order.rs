@@ -58,6 +58,20 @@ fn every_fifth_dies(x: u64) -> u64 {
     x
 }
 
+/// Holds stdout while it runs ten calls on `pool`, checking every value.
+fn iterate_holding_stdout(pool: &Pool) {
+    let out = std::io::stdout().lock();
+    for _ in 0..10 {
+        let doubled: Vec<u64> = pool
+            .chunksize(1)
+            .imap(double, 0..40u64)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(doubled, (0..40).map(|x| x * 2).collect::<Vec<_>>());
+    }
+    drop(out);
+}
+
 /// Thread B builds pools (each `build` forks) while thread A holds stdout and makes and drops
 /// pools (each opens and closes registered sockets, pipes and pages).
 fn stdout_holder_makes_and_drops_pools_while_another_thread_forks(round: usize) {
@@ -117,16 +131,7 @@ fn stdout_holder_iterates_while_another_call_forks_replacements(_: usize) {
         })
     };
     start.wait();
-    let out = std::io::stdout().lock();
-    for _ in 0..10 {
-        let doubled: Vec<u64> = pool
-            .chunksize(1)
-            .imap(double, 0..40u64)
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(doubled, (0..40).map(|x| x * 2).collect::<Vec<_>>());
-    }
-    drop(out);
+    iterate_holding_stdout(&pool);
     dying.join().unwrap();
 }
 
@@ -176,16 +181,7 @@ fn stdout_holder_iterates_while_another_threads_subscriber_prints(_: usize) {
         })
     };
     start.wait();
-    let out = std::io::stdout().lock();
-    for _ in 0..10 {
-        let doubled: Vec<u64> = pool
-            .chunksize(1)
-            .imap(double, 0..40u64)
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(doubled, (0..40).map(|x| x * 2).collect::<Vec<_>>());
-    }
-    drop(out);
+    iterate_holding_stdout(&pool);
     dying.join().unwrap();
 }
 

@@ -74,19 +74,6 @@ mod streamed {
         (granted.max(0) as usize / 2 / 4096 * 4096).clamp(4096, 256 << 10)
     }
 
-    /// This worker's one socket.
-    fn own_socket() -> i32 {
-        (3..1024)
-            .find(|&fd| {
-                // SAFETY: fstat on any number is harmless; `st` is a valid out-parameter.
-                let mut st: libc::stat = unsafe { std::mem::zeroed() };
-                // SAFETY: as above.
-                let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-                ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
-            })
-            .expect("a worker has its socket")
-    }
-
     /// Bytes the hostile task streams at most (before the fix, the parent held them all).
     const STREAMED: usize = 512 << 20;
 
@@ -95,7 +82,7 @@ mod streamed {
     /// as the parent reads them; then it returns like the others.
     fn stream_a_terabyte_frame(x: u64) -> u64 {
         if x == 3 {
-            let fd = own_socket();
+            let fd = super::common::own_socket();
             let fragment = fragment_of(fd);
             let mut datagram = vec![0u8; 9 + fragment];
             let mut offset = 0usize;

@@ -5,24 +5,10 @@
 
 mod common;
 
+use common::within;
 use forkpool::{Error, Pool, TaskError};
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// Runs `f` on its own thread and returns what it returns, or fails the test if it has not
-/// returned within `limit` (the thread is left behind; the test binary's exit ends it, and the
-/// workers die with it).
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("did not return within {limit:?}: the timeout did not hold"),
-    }
-}
 
 /// Runs every job at once, each on its own thread; their results in order, or fails the test
 /// if any has not returned within `limit` of the start.

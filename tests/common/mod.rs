@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: a real crash, and whether a process has ended.
+//! Helpers shared by the integration tests: a real crash, whether a process has ended, a
+//! watchdog for calls that must return, and a worker's own socket and mapping.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -112,4 +113,32 @@ pub fn parent_of(pid: u32) -> u32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     after_name.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Runs `f` on its own thread and returns what it returns, or fails the test if it has not
+/// returned within `limit` (the thread is left behind; the test binary's exit ends it, and the
+/// workers die with it).
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(value)) => value,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("did not return within {limit:?}: it hangs"),
+    }
+}
+
+/// In a worker: its one socket.
+pub fn own_socket() -> i32 {
+    (3..1024)
+        .find(|&fd| {
+            // SAFETY: fstat on any number is harmless; `st` is a valid out-parameter.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+            ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+        })
+        .expect("a worker has its socket")
 }

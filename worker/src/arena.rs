@@ -22,16 +22,20 @@
 //! - A span is written before its notice is sent (the socket, or the ring's release of
 //!   `written`), so the reader that gets the notice sees the whole span.
 //! - Every span carries a check of its words ([`SpanCheck`]), computed by its writer from the
-//!   bytes it meant to write and sent with its notice. The reader copies a span out with atomic
-//!   loads, computing the check of the words it copied, checks the span against its own count
-//!   of what it has read (it must start at or after it, lie within one lap of it, and not
-//!   wrap), and releases it; only then compares the checks, and reads nothing but its copy. A
-//!   span written over after it was written (a stray write by a task, which can write all of
-//!   its worker's memory) does not match: the parent calls such a reply a violation, the worker
-//!   exits on such a task ([`crate::child::EXIT_BAD_FRAME`]) and its chunks run elsewhere;
-//!   never a wrong value. What is checked is the copy the reader then reads, so a write that
-//!   lands after the copy changes nothing.
-//! - A reader releases a span once it has copied it: nothing reads the span after that.
+//!   bytes it meant to write and sent with its notice. The reader checks the span against its
+//!   own count of what it has read (it must start at or after it, lie within one lap of it,
+//!   and not wrap), then either copies it out with atomic loads, computing the check of the
+//!   words it copied, releases it, compares the checks and reads nothing but its copy
+//!   ([`Arena::read_into`]); or, where nothing else of its process can write the span while it
+//!   reads it, checks it where it lies, compares, reads it there and releases it once done
+//!   ([`Arena::view`]: a worker's frame of one task of one item, which it decodes before any
+//!   code of the task runs, with no thread or child of an earlier task alive). A span written
+//!   over after it was written (a stray write by a task, which can write all of its worker's
+//!   memory) does not match: the parent calls such a reply a violation, the worker exits on
+//!   such a task ([`crate::child::EXIT_BAD_FRAME`]) and its chunks run elsewhere; never a
+//!   wrong value.
+//! - A reader releases a span once it has copied it, or once it is done reading it in place:
+//!   nothing reads the span after that.
 //! - The parent trusts nothing in the reply arena or in the task arena's `released`. A
 //!   `released` beyond what the parent wrote only harms the worker that lies: the parent may
 //!   then overwrite a task before the worker copies it, which its check then catches.
@@ -120,6 +124,20 @@ struct Lanes {
 }
 
 impl Lanes {
+    /// The lanes of `bytes`, read as plain memory (a loop the compiler turns into vector
+    /// adds); a last partial word is padded with zeros.
+    fn of(bytes: &[u8]) -> Lanes {
+        let mut lanes = Lanes::default();
+        let mut blocks = bytes.chunks_exact(8 * LANES);
+        for block in &mut blocks {
+            lanes = lanes.add(lane_words(block));
+        }
+        let rest = blocks.remainder();
+        let mut last = [0u8; 8 * LANES];
+        last[..rest.len()].copy_from_slice(rest);
+        lanes.add_first(lane_words(&last), rest.len().div_ceil(8))
+    }
+
     /// These lanes with the next [`LANES`] words of the span added.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
@@ -185,37 +203,31 @@ impl<'a> Arena<'a> {
         })
     }
 
-    /// Writer: copies `bytes` into a free span, if one is free now, at memory speed; returns
-    /// the span and the check of the bytes (computed from `bytes`, what was meant, not read back;
-    /// in the same pass as the copy). The span is the reader's once its notice is sent.
+    /// Writer: copies `bytes` into a free span, if one is free now; returns the span and the
+    /// check of the bytes (computed from `bytes`, what was meant, not read back). The span is
+    /// the reader's once its notice is sent.
     pub fn write(&self, writer: &mut Writer, bytes: &[u8]) -> Option<(Span, SpanCheck)> {
         let span = self.place(writer, bytes.len())?;
         let base = (span.start % ARENA_WORDS as u64) as usize;
         let target = &self.words[base..base + span.words() as usize];
-        let mut lanes = Lanes::default();
-        let to = target.as_ptr().cast_mut().cast::<[u64; LANES]>();
-        let mut blocks = bytes.chunks_exact(8 * LANES);
-        for (i, block) in (&mut blocks).enumerate() {
-            let words = lane_words(block);
-            // SAFETY: block `i` is words `i * LANES..(i + 1) * LANES` of the span, all within
-            // `target` (it has `span.words()` words), live for the view's lifetime and 8-byte
-            // aligned like `[u64; LANES]`; atomics are `UnsafeCell`s, so a pointer derived from
-            // a shared slice of them may be written through. The words are only written, never
-            // read back here, so the other process writing them at the same moment changes
-            // nothing this one sees (its reader's check catches it).
-            unsafe { to.add(i).write(words) };
-            lanes = lanes.add(words);
+        let rest = &bytes[bytes.len() / (8 * LANES) * (8 * LANES)..];
+        let mut last = [0u8; 8 * LANES];
+        last[..rest.len()].copy_from_slice(rest);
+        let (last, count) = (lane_words(&last), rest.len().div_ceil(8));
+        let lanes = Lanes::of(bytes);
+        let whole = bytes.len() - rest.len();
+        // SAFETY: `target` covers `span.words()` words, at least `whole` bytes, live for the
+        // view's lifetime; atomics are `UnsafeCell`s, so a pointer derived from a shared slice
+        // of them may be written through (the system's `memcpy`, the fastest copy there is).
+        // The bytes are only written, never read back here, so the other process writing them
+        // at the same moment changes nothing this one sees (its reader's check catches it).
+        unsafe {
+            let to = target.as_ptr().cast_mut().cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), to, whole);
         }
-        let rest = blocks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8 * LANES];
-            last[..rest.len()].copy_from_slice(rest);
-            let (words, count) = (lane_words(&last), rest.len().div_ceil(8));
-            let done = bytes.len() / (8 * LANES) * LANES;
-            for (slot, &word) in target[done..done + count].iter().zip(&words) {
-                slot.store(word, Ordering::Relaxed);
-            }
-            lanes = lanes.add_first(words, count);
+        let done = whole / 8;
+        for (slot, &word) in target[done..done + count].iter().zip(&last) {
+            slot.store(word, Ordering::Relaxed);
         }
         writer.written = span.end();
         Some((span, SpanCheck { lanes, span }))
@@ -237,24 +249,9 @@ impl<'a> Arena<'a> {
         span: Span,
         copy: &mut Vec<u8>,
     ) -> Result<SpanCheck, String> {
-        let lap = ARENA_WORDS as u64;
+        let source = self.words_of(reader, span)?;
         let words = span.words();
-        let skipped = span.start.wrapping_sub(reader.read);
-        if span.start < reader.read || skipped >= lap || words == 0 || words > lap {
-            return Err(format!(
-                "a frame of {} bytes at word {} of its arena, where {} words were read",
-                span.len, span.start, reader.read
-            ));
-        }
-        if span.start % lap + words > lap || skipped + words > lap {
-            return Err(format!(
-                "a frame of {} bytes at word {} of its arena, which does not hold it",
-                span.len, span.start
-            ));
-        }
         let mut lanes = Lanes::default();
-        let base = (span.start % lap) as usize;
-        let source = &self.words[base..base + words as usize];
         // `words` is at most a lap (checked above): no untrusted allocation.
         copy.clear();
         copy.reserve(words as usize * 8);
@@ -280,9 +277,60 @@ impl<'a> Arena<'a> {
         // SAFETY: the loop wrote all `words * 8` bytes, within the capacity reserved above.
         unsafe { copy.set_len(words as usize * 8) };
         copy.truncate(span.len as usize);
+        self.release(reader, span);
+        Ok(SpanCheck { lanes, span })
+    }
+
+    /// Reader: the span a notice names, checked as [`read_into`](Arena::read_into) checks it,
+    /// read where it lies: its bytes and the check of its words, in one read of them, neither
+    /// copied nor released (the reader calls [`release`](Arena::release) once done with them).
+    /// Little-endian targets only: the words hold the bytes in little-endian order.
+    ///
+    /// # Safety
+    /// Nothing may write to the span while the returned bytes live. The writer writes nothing
+    /// there until the reader releases it; the caller answers for the rest of its own process.
+    pub unsafe fn view(
+        &self,
+        reader: &Reader,
+        span: Span,
+    ) -> Result<(&'a [u8], SpanCheck), String> {
+        let source = self.words_of(reader, span)?;
+        // SAFETY: the words are live for 'a (the view's lifetime) and lie in one slice of
+        // atomics, `span.words()` of them (`words_of`); the caller promises nobody writes to
+        // them while the bytes live, so reading them as plain bytes races with nothing.
+        let words =
+            unsafe { std::slice::from_raw_parts(source.as_ptr().cast::<u8>(), source.len() * 8) };
+        let lanes = Lanes::of(words);
+        Ok((&words[..span.len as usize], SpanCheck { lanes, span }))
+    }
+
+    /// Reader: done with `span`, the last span it read; its words are the writer's again.
+    pub fn release(&self, reader: &mut Reader, span: Span) {
         reader.read = span.end();
         self.header.released.store(reader.read, Ordering::Release);
-        Ok(SpanCheck { lanes, span })
+    }
+
+    /// Reader: the words of the span a notice names, if the notice keeps the invariants (the
+    /// span starts at or after what was read, lies within one lap of it, and does not wrap);
+    /// `Err` says how it breaks them.
+    fn words_of(&self, reader: &Reader, span: Span) -> Result<&'a [AtomicU64], String> {
+        let lap = ARENA_WORDS as u64;
+        let words = span.words();
+        let skipped = span.start.wrapping_sub(reader.read);
+        if span.start < reader.read || skipped >= lap || words == 0 || words > lap {
+            return Err(format!(
+                "a frame of {} bytes at word {} of its arena, where {} words were read",
+                span.len, span.start, reader.read
+            ));
+        }
+        if span.start % lap + words > lap || skipped + words > lap {
+            return Err(format!(
+                "a frame of {} bytes at word {} of its arena, which does not hold it",
+                span.len, span.start
+            ));
+        }
+        let base = (span.start % lap) as usize;
+        Ok(&self.words[base..base + words as usize])
     }
 }
 
