@@ -151,6 +151,20 @@ struct Flaky {
     panicked: bool,
 }
 
+impl Flaky {
+    /// Items `0..end`; item `panic_at` panics in `next` or, with `in_serialize`, in its
+    /// `Serialize`.
+    fn new(end: u64, panic_at: u64, in_serialize: bool) -> Flaky {
+        Flaky {
+            next: 0,
+            end,
+            panic_at,
+            in_serialize,
+            panicked: false,
+        }
+    }
+}
+
 impl Iterator for Flaky {
     type Item = Touchy;
 
@@ -205,13 +219,7 @@ fn an_input_that_panics_mid_call_loses_no_item_and_leaves_the_pool_usable() {
         let pool = Pool::new(2).unwrap();
         for round in 0..ROUNDS {
             let panic_at = 5 + round % 3;
-            let input = Flaky {
-                next: 0,
-                end: 14,
-                panic_at,
-                in_serialize: false,
-                panicked: false,
-            };
+            let input = Flaky::new(14, panic_at, false);
             // The caller catches the panic and goes on with the same iterator: every item
             // pulled before it (some of them in the chunk being encoded) still gets its outcome.
             let mut outcomes = pool.chunksize(4).imap(touchy_value, input);
@@ -231,13 +239,7 @@ fn an_input_that_panics_mid_call_loses_no_item_and_leaves_the_pool_usable() {
             std::thread::scope(|s| {
                 let pool = &pool;
                 let dies = s.spawn(move || {
-                    let input = Flaky {
-                        next: 0,
-                        end: 100,
-                        panic_at: 3,
-                        in_serialize: false,
-                        panicked: false,
-                    };
+                    let input = Flaky::new(100, 3, false);
                     pool.imap(touchy_value, input).for_each(drop);
                 });
                 assert!(dies.join().is_err());
@@ -257,13 +259,7 @@ fn an_item_whose_serialize_panics_gets_an_encode_error_and_the_rest_their_values
         let pool = Pool::new(2).unwrap();
         for round in 0..ROUNDS {
             let panic_at = 5 + round % 3;
-            let input = Flaky {
-                next: 0,
-                end: 14,
-                panic_at,
-                in_serialize: true,
-                panicked: false,
-            };
+            let input = Flaky::new(14, panic_at, true);
             let outcomes: Vec<_> = catch_unwind(AssertUnwindSafe(|| {
                 pool.chunksize(4).imap(touchy_value, input).collect()
             }))
