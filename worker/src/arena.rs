@@ -117,25 +117,123 @@ const LANES: usize = 4;
 
 /// Each lane's sum and sum of sums, so far, passed by value through the loops that add to it,
 /// so they stay in registers.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Lanes {
     sums: [u64; LANES],
     sums_of_sums: [u64; LANES],
 }
 
 impl Lanes {
-    /// The lanes of `bytes`, read as plain memory (a loop the compiler turns into vector
-    /// adds); a last partial word is padded with zeros.
+    /// The lanes of `bytes`, read as plain memory; a last partial word is padded with zeros.
+    /// With 256-bit vector adds where the processor has them (x86-64 with AVX2, detected
+    /// once), 128-bit ones otherwise.
     fn of(bytes: &[u8]) -> Lanes {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (detected just above).
+            return unsafe { Lanes::of_avx2(bytes) };
+        }
+        Lanes::of_any(bytes)
+    }
+
+    /// [`of`](Lanes::of) compiled for AVX2.
+    ///
+    /// # Safety
+    /// The processor has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn of_avx2(bytes: &[u8]) -> Lanes {
+        Lanes::of_any(bytes)
+    }
+
+    /// [`of`](Lanes::of) for any processor: a loop the compiler turns into vector adds of the
+    /// widest kind its caller is compiled for.
+    #[inline(always)]
+    fn of_any(bytes: &[u8]) -> Lanes {
         let mut lanes = Lanes::default();
         let mut blocks = bytes.chunks_exact(8 * LANES);
         for block in &mut blocks {
             lanes = lanes.add(lane_words(block));
         }
-        let rest = blocks.remainder();
+        lanes.add_rest(blocks.remainder())
+    }
+
+    /// The lanes of `bytes`, as [`of`](Lanes::of), and their whole blocks of [`LANES`] words
+    /// copied to `to`: in one read of them where the processor has AVX2, else a `memcpy` and a
+    /// second read. (The compiler turns a plain loop that both copies and sums into the two;
+    /// the volatile vector stores below keep them one.)
+    ///
+    /// # Safety
+    /// `to` is valid for writes of `bytes.len() / (8 * LANES)` blocks of [`LANES`] words.
+    unsafe fn copied(bytes: &[u8], to: *mut [u64; LANES]) -> Lanes {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (detected just above); the caller answers for `to`.
+            return unsafe { Lanes::copied_avx2(bytes, to) };
+        }
+        // SAFETY: the caller answers for `to`.
+        unsafe { Lanes::copied_any(bytes, to) }
+    }
+
+    /// [`copied`](Lanes::copied) for any processor: a `memcpy`, then [`of_any`](Lanes::of_any).
+    ///
+    /// # Safety
+    /// As [`copied`](Lanes::copied).
+    unsafe fn copied_any(bytes: &[u8], to: *mut [u64; LANES]) -> Lanes {
+        let whole = bytes.len() / (8 * LANES) * (8 * LANES);
+        // SAFETY: the caller made `to` valid for `whole` bytes; `bytes` is a slice of its own.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.cast::<u8>(), whole) };
+        Lanes::of_any(bytes)
+    }
+
+    /// [`copied`](Lanes::copied) with AVX2: each block loaded once, stored and added.
+    ///
+    /// # Safety
+    /// As [`copied`](Lanes::copied), on a processor with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn copied_avx2(bytes: &[u8], to: *mut [u64; LANES]) -> Lanes {
+        use std::arch::x86_64::{
+            __m256i, _mm256_add_epi64, _mm256_loadu_si256, _mm256_setzero_si256,
+        };
+        let blocks = bytes.len() / (8 * LANES);
+        let from = bytes.as_ptr().cast::<__m256i>();
+        let (mut sums, mut sums_of_sums) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for i in 0..blocks {
+            // SAFETY: block `i < blocks` lies within `bytes` (an unaligned load needs no
+            // alignment); `to` is valid for it (the caller) and `vmovdqu` needs no alignment
+            // either. A `__m256i` is four `u64`s, word `j` of the block in element `j` (x86 is
+            // little-endian), as in the arena's words. The store is written in assembly so
+            // that the compiler does not split the loop into a `memcpy` and a sum.
+            unsafe {
+                let block = _mm256_loadu_si256(from.add(i));
+                std::arch::asm!(
+                    "vmovdqu ymmword ptr [{to}], {block}",
+                    to = in(reg) to.add(i),
+                    block = in(ymm_reg) block,
+                    options(nostack, preserves_flags),
+                );
+                sums = _mm256_add_epi64(sums, block);
+            }
+            sums_of_sums = _mm256_add_epi64(sums_of_sums, sums);
+        }
+        // SAFETY: a `__m256i` and a `[u64; 4]` have the same size, and every bit pattern is
+        // valid for both.
+        let lanes = unsafe {
+            Lanes {
+                sums: std::mem::transmute::<__m256i, [u64; LANES]>(sums),
+                sums_of_sums: std::mem::transmute::<__m256i, [u64; LANES]>(sums_of_sums),
+            }
+        };
+        lanes.add_rest(&bytes[blocks * 8 * LANES..])
+    }
+
+    /// These lanes with `rest` added, the span's last bytes (fewer than a block), a last
+    /// partial word padded with zeros.
+    fn add_rest(self, rest: &[u8]) -> Lanes {
         let mut last = [0u8; 8 * LANES];
         last[..rest.len()].copy_from_slice(rest);
-        lanes.add_first(lane_words(&last), rest.len().div_ceil(8))
+        self.add_first(lane_words(&last), rest.len().div_ceil(8))
     }
 
     /// These lanes with the next [`LANES`] words of the span added.
@@ -210,23 +308,18 @@ impl<'a> Arena<'a> {
         let span = self.place(writer, bytes.len())?;
         let base = (span.start % ARENA_WORDS as u64) as usize;
         let target = &self.words[base..base + span.words() as usize];
-        let rest = &bytes[bytes.len() / (8 * LANES) * (8 * LANES)..];
-        let mut last = [0u8; 8 * LANES];
-        last[..rest.len()].copy_from_slice(rest);
-        let (last, count) = (lane_words(&last), rest.len().div_ceil(8));
-        let lanes = Lanes::of(bytes);
-        let whole = bytes.len() - rest.len();
+        let whole = bytes.len() / (8 * LANES) * (8 * LANES);
         // SAFETY: `target` covers `span.words()` words, at least `whole` bytes, live for the
         // view's lifetime; atomics are `UnsafeCell`s, so a pointer derived from a shared slice
-        // of them may be written through (the system's `memcpy`, the fastest copy there is).
-        // The bytes are only written, never read back here, so the other process writing them
-        // at the same moment changes nothing this one sees (its reader's check catches it).
-        unsafe {
-            let to = target.as_ptr().cast_mut().cast::<u8>();
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), to, whole);
-        }
+        // of them may be written through. The bytes are only written, never read back here, so
+        // the other process writing them at the same moment changes nothing this one sees (its
+        // reader's check catches it).
+        let lanes = unsafe { Lanes::copied(bytes, target.as_ptr().cast_mut().cast()) };
+        let mut last = [0u8; 8 * LANES];
+        last[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
         let done = whole / 8;
-        for (slot, &word) in target[done..done + count].iter().zip(&last) {
+        let count = (bytes.len() - whole).div_ceil(8);
+        for (slot, &word) in target[done..done + count].iter().zip(&lane_words(&last)) {
             slot.store(word, Ordering::Relaxed);
         }
         writer.written = span.end();
@@ -419,6 +512,31 @@ mod tests {
                 .expect("valid");
             assert_eq!(copy, frame, "{len}");
             assert_eq!(read.value(), check.value(), "{len}");
+        }
+    }
+
+    #[test]
+    fn the_vector_sums_and_copies_equal_the_plain_ones_at_every_length() {
+        for len in (0..200).chain([ARENA_MIN - 1, ARENA_MIN + 5]) {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let blocks = len / (8 * LANES);
+            let (mut fast, mut plain) = (vec![[0u64; LANES]; blocks], vec![[0u64; LANES]; blocks]);
+            // SAFETY: each target holds `blocks` blocks.
+            let (fast_lanes, plain_lanes) = unsafe {
+                (
+                    Lanes::copied(&bytes, fast.as_mut_ptr()),
+                    Lanes::copied_any(&bytes, plain.as_mut_ptr()),
+                )
+            };
+            assert_eq!(fast_lanes, plain_lanes, "{len}");
+            assert_eq!(Lanes::of(&bytes), plain_lanes, "{len}");
+            assert_eq!(fast, plain, "{len}");
+            let copied: Vec<u8> = fast
+                .iter()
+                .flatten()
+                .flat_map(|w| w.to_le_bytes())
+                .collect();
+            assert_eq!(copied, bytes[..blocks * 8 * LANES], "{len}");
         }
     }
 
