@@ -206,3 +206,31 @@ fn dropping_an_imap_before_its_inputs_panic_is_reached_leaves_the_pool_usable() 
         }
     });
 }
+
+#[cfg(feature = "async")]
+#[test]
+fn an_awaited_imap_yields_every_outcome_before_its_inputs_panic_then_the_panic() {
+    use futures::StreamExt;
+    use futures::executor::block_on;
+    common::within(Duration::from_secs(60), || {
+        let pool = Pool::new(2).unwrap();
+        let pids = sorted_pids(&pool);
+        for _ in 0..ROUNDS {
+            let mut outcomes = pool.chunksize(1).imap(double, RaisesAt::new(10, 3));
+            for x in 0..3u64 {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    block_on(StreamExt::next(&mut outcomes))
+                }))
+                .expect("no panic before item 3's place");
+                assert_eq!(outcome.unwrap().unwrap(), x * 2);
+            }
+            let panic = catch_unwind(AssertUnwindSafe(|| {
+                block_on(StreamExt::next(&mut outcomes))
+            }))
+            .expect_err("the input's panic at item 3 comes after items 0-2");
+            assert_eq!(message(&*panic), "the input panics at 3");
+            drop(outcomes);
+            assert_usable(&pool, &pids);
+        }
+    });
+}
