@@ -15,9 +15,12 @@
 //! - No user code runs under the engine's lock: the input's `next` and `size_hint`, the items'
 //!   `Serialize` and `Drop`, progress callbacks and the results' `Deserialize` all run between
 //!   two looks at the engine (see [`Call::feed`]), so they may call the same pool, block or
-//!   panic. A panic in the input's `next` leaves the call whole: the items encoded before it
-//!   stay in the chunk being built; a panic in an item's `Serialize` is that item's
-//!   [`TaskError::Codec`].
+//!   panic. A panic in an item's `Serialize` is that item's [`TaskError::Codec`].
+//! - A panic in the input's `next` surfaces in input order: it is caught and kept, the items
+//!   encoded before it go out, no input is pulled while it is kept, and it is resumed (no lock
+//!   held) once every item pulled before it has had its outcome handed over (see
+//!   [`Call::step`]). A caller that catches it and asks for more makes the call ask the input
+//!   again, as `input.map(f)` would.
 //! - The parent never decodes an item: each chunk records where its items start as it is
 //!   encoded (one `u32` per item after the first), which is all a split needs.
 
@@ -40,9 +43,10 @@ use forkpool_worker::codec;
 use forkpool_worker::protocol::{self, TaskCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,8 +106,8 @@ struct Part {
     starts: Vec<u32>,
 }
 
-/// The chunk a call is encoding. It lives in the call, not on the stack, so a panic in the
-/// input's `next` loses none of the items encoded before it: the next feed goes on filling it.
+/// The chunk a call is encoding. When the input's `next` panics, the items encoded before it
+/// are sealed and sent as they are (see [`Call::next_chunk_of_input`]).
 #[derive(Default)]
 struct Building {
     /// The task frame, begun (its header reserved) once it is not empty.
@@ -154,9 +158,11 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     spare_starts: Vec<Vec<u32>>,
     /// The chunk being encoded.
     building: Building,
-    /// Chunks encoded and not yet queued on the desk (queued by the same feed, unless the
-    /// input panicked first).
+    /// Chunks encoded and not yet queued on the desk (queued by the same feed).
     encoded: Vec<Queued>,
+    /// The input's `next` panicked with this: no input is pulled while it is kept, and it is
+    /// resumed once every item pulled before it has had its outcome handed over.
+    input_panic: Option<Box<dyn Any + Send>>,
     /// The `map_with` context frame, until the first feed puts it on the desk.
     context: Option<SharedFrame>,
     /// Parts to send again (their worker died): sent before any new input.
@@ -251,6 +257,7 @@ where
             spare_starts: Vec::new(),
             building: Building::default(),
             encoded: Vec::new(),
+            input_panic: None,
             context,
             retry: VecDeque::new(),
             next_chunk: 0,
@@ -320,8 +327,7 @@ where
                 engine.queue(call, queued, true);
             }
         }
-        // Chunks encoded before this look (or left unqueued by a panicking input) go before new
-        // input.
+        // Chunks encoded and not queued yet go before new input.
         self.queue_encoded(&mut engine);
         if let Some(queued) = early {
             engine.queue(call, queued, false);
@@ -351,12 +357,19 @@ where
         hub.poke(&engine);
     }
 
-    /// Whether the call takes more input now: the input has items left and, for an ordered
-    /// call, fewer than `max_ahead` chunks are past the oldest not yet yielded.
+    /// Whether the call takes more input now: the input has items left, no panic of it waits
+    /// to be resumed and, for an ordered call, fewer than `max_ahead` chunks are past the
+    /// oldest not yet yielded.
     fn pulls_input(&self) -> bool {
         let limit = self.head.saturating_add(self.max_ahead);
         let ahead = self.spec.delivery.ordered() && self.next_chunk >= limit;
-        !self.input_done && !ahead
+        !self.input_done && !ahead && self.input_panic.is_none()
+    }
+
+    /// Whether the input's panic is due: every item pulled before it has its outcome (nothing
+    /// is in flight) and `ready` is empty, so each of those outcomes was handed over.
+    fn input_panic_due(&self) -> bool {
+        self.input_panic.is_some() && self.in_flight.is_empty() && self.ready.is_empty()
     }
 
     /// Queues the chunks encoded since the last look at the engine, in order.
@@ -370,9 +383,20 @@ where
     }
 
     /// Encodes the next chunk of input (at most `budget` items), if the input has items left;
-    /// an item that cannot be encoded gets its outcome at once, as a chunk of its own.
+    /// an item that cannot be encoded gets its outcome at once, as a chunk of its own. A panic
+    /// of the input's `next` is kept in `input_panic`, and the items encoded before it make
+    /// the chunk.
     fn next_chunk_of_input(&mut self, budget: usize) -> Option<Queued> {
-        let bad_item = self.pull_chunk(budget);
+        // The one panic `pull_chunk` lets out is the input's (an item's `Serialize` is caught
+        // item by item); it leaves `building` holding whole items only. One catch per chunk,
+        // not per item.
+        let bad_item = match catch_unwind(AssertUnwindSafe(|| self.pull_chunk(budget))) {
+            Ok(bad_item) => bad_item,
+            Err(payload) => {
+                self.input_panic = Some(payload);
+                None
+            }
+        };
         let queued = self.seal_building();
         if let Some(message) = bad_item {
             // The item after the chunk could not be encoded: it is a finished chunk of its own.
@@ -455,7 +479,8 @@ where
             if building.frame.len() >= max_bytes {
                 break;
             }
-            // User code: it may panic, leaving `building` as it is (whole items only).
+            // User code: it may panic, leaving `building` as it is (whole items only); the
+            // caller catches it.
             let Some(item) = self.input.next() else {
                 self.input_done = true;
                 break;
@@ -558,11 +583,19 @@ where
     R: DeserializeOwned,
 {
     /// The next outcome, waiting for it until `until` (`None`: as long as it takes).
+    ///
+    /// Resumes the input's panic in its place: after the outcome of every item pulled before
+    /// it (in input order for ordered calls), with no lock held.
     pub fn step(&mut self, until: Option<Instant>) -> Step<R> {
         loop {
             if let Some(outcome) = self.ready.pop_front() {
                 self.yielded += 1;
                 return Step::Outcome(outcome.map_err(|e| *e));
+            }
+            if self.input_panic_due() {
+                if let Some(payload) = self.input_panic.take() {
+                    resume_unwind(payload);
+                }
             }
             if self.finished {
                 return Step::End;
@@ -589,7 +622,7 @@ where
                 return Step::Outcome(Err(TaskError::PoolFailed { index, cause }.into()));
             }
             self.feed();
-            if !self.ready.is_empty() {
+            if !self.ready.is_empty() || self.input_panic_due() {
                 continue;
             }
             if self.in_flight.is_empty() && self.input_done {

@@ -68,6 +68,12 @@ where
 /// [`Error::Pool`], and ends the stream. Dropping the iterator early cancels the rest of its
 /// work; the pool stays usable.
 ///
+/// A panic in the input's `next` comes out of this iterator's `next` in its place: after the
+/// outcome of every item before it, once they are done (no input is pulled past it
+/// meanwhile), and with no lock of the pool held. Calling `next` again after catching it asks
+/// the input for its next item, as `input.map(f)` would; an input that is finished after its
+/// panic ends the stream there.
+///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
 /// let pool = forkpool::Pool::new(2)?;
@@ -130,7 +136,8 @@ where
 }
 
 /// The outcomes of a lazy call, in the order they finish: made by
-/// [`Pool::imap_unordered`](crate::Pool::imap_unordered). Otherwise like [`Imap`].
+/// [`Pool::imap_unordered`](crate::Pool::imap_unordered). Otherwise like [`Imap`]; a panic in
+/// the input's `next` comes after the outcome of every item pulled before it.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {

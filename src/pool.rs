@@ -348,6 +348,8 @@ impl Pool {
 
     /// Applies `f` to every item in parallel and returns the results in input order, or the
     /// failure of the lowest-indexed item that failed (the rest of the work is then cancelled).
+    /// A panic in the input's `next` is resumed once the items before it are done (unless one
+    /// of them failed: its error is returned).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -370,7 +372,9 @@ impl Pool {
 
     /// Like [`map`](Pool::map), but lazy: yields each item's outcome in input order as soon as
     /// it and all before it are done. Input is pulled only as workers have room, so an endless
-    /// input works and memory stays bounded. Dropping the iterator cancels the rest.
+    /// input works and memory stays bounded. Dropping the iterator cancels the rest. A panic
+    /// in the input's `next` comes in its place, after every earlier item's outcome (see
+    /// [`Imap`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

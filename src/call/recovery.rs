@@ -84,7 +84,8 @@ where
     /// pool failure, a cancel) loses no item it took.
     pub(super) fn fail_in_flight(&mut self, error: impl Fn(u64) -> TaskError) {
         self.retry.clear();
-        // Items pulled into a chunk not yet sent (an input that panicked left it) fail too.
+        // Items pulled into a chunk not yet sealed fail too (a feed seals every chunk it
+        // begins, so there are none between feeds).
         let _ = self.seal_building();
         self.encoded.clear();
         let mut parts: Vec<Part> = self.in_flight.drain().map(|(_, part)| part).collect();
