@@ -368,10 +368,10 @@ impl Engine {
     }
 
     /// Gives every live call with work outstanding (or mail to act on) its share of pool
-    /// failure `failure`. After a crash loop, a call still takes the outcomes of its chunks
-    /// running at a ready worker (the front of its queue): an item that crashes then fails
-    /// with its own cause, one that finishes keeps its result; the workers live on. Other
-    /// failures end calls at once.
+    /// failure `failure`. After a crash loop, a call still takes the outcomes of its chunks at
+    /// the front of a worker's queue (the one it runs, or runs first once its initializer
+    /// returns): an item that crashes then fails with its own cause, one that finishes keeps
+    /// its result; the workers live on. Other failures end calls at once.
     pub fn fail_calls(&mut self, failure: &PoolError) {
         let busy: HashSet<u64> = self
             .workers
@@ -381,7 +381,7 @@ impl Engine {
         let crash_loop = matches!(failure, PoolError::CrashLoop { .. });
         let mut running: HashMap<u64, Vec<u64>> = HashMap::new();
         if crash_loop {
-            for worker in self.workers.iter().filter(|w| w.ready) {
+            for worker in &self.workers {
                 if let Some(front) = worker.in_flight.front() {
                     running.entry(front.call).or_default().push(front.chunk);
                 }

@@ -72,8 +72,7 @@ where
             .iter()
             .filter_map(|&wire| self.in_flight.remove(&wire).map(|part| (wire, part)))
             .collect();
-        if kept.is_empty() || self.ending.is_some() {
-            self.in_flight.extend(kept);
+        if kept.is_empty() {
             return self.abandon(failure);
         }
         let cause = failure.to_string();
@@ -82,11 +81,14 @@ where
             cause: cause.clone(),
         });
         self.in_flight.extend(kept);
-        self.ending = Some(Ending {
-            failure,
-            input_left: !self.input_done,
-        });
-        self.input_done = true; // pulls no input meanwhile
+        if self.ending.is_none() {
+            // (A failure while it already waits: the first one counts.)
+            self.ending = Some(Ending {
+                failure,
+                input_left: !self.input_done,
+            });
+            self.input_done = true; // pulls no input meanwhile
+        }
     }
 
     /// The pool failed (`failure`): the call ends, and loses no item. Every item taken from

@@ -333,3 +333,32 @@ pub(super) fn describe(frame: &[u8]) -> String {
         if frame.len() > 12 { " ..." } else { "" }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker_handle::Cause;
+
+    #[test]
+    fn a_death_settles_its_item_only_when_the_item_is_known_and_its_call_lives() {
+        let culprit = Verdict::Culprit {
+            offset: 2,
+            cause: Cause::Died,
+        };
+        let unknown = Verdict::Unknown(Cause::Died);
+        assert_eq!(settles(&culprit, 4, true), Settled::ItsItem);
+        assert_eq!(settles(&culprit, 1, true), Settled::ItsItem);
+        // A chunk of one item whose death names no item: that item is the one.
+        assert_eq!(settles(&unknown, 1, true), Settled::ItsItem);
+        // Split into single items: nothing is settled yet.
+        assert_eq!(settles(&unknown, 4, true), Settled::Nothing);
+        // No item had begun: sent again.
+        assert_eq!(settles(&Verdict::Requeue, 1, true), Settled::Nothing);
+        assert_eq!(
+            settles(&Verdict::Blameless(Cause::Died), 1, true),
+            Settled::Nothing
+        );
+        // Its call ended: the death settles nothing a call waits for.
+        assert_eq!(settles(&culprit, 1, false), Settled::Nothing);
+    }
+}
