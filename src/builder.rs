@@ -239,13 +239,23 @@ impl PoolBuilder {
     }
 
     /// The crash-loop guard: a call ends with [`PoolError::CrashLoop`] when more than `deaths`
-    /// workers die within `within` with no item finishing in between (billiard's
-    /// `max_restarts`). Default: 32 deaths within 10 s. `usize::MAX` deaths turns the guard off.
+    /// workers die within `within` with no progress in between (billiard's `max_restarts`).
+    /// Default: 32 deaths within 10 s. `usize::MAX` deaths turns the guard off.
     ///
-    /// Ending the call loses no item: every item already taken from the input, and every item
-    /// of an input of known length, gets [`TaskError::PoolFailed`](crate::TaskError::PoolFailed)
-    /// naming the crash loop; an input of unknown length is left alone, and the call's last
-    /// element is the [`PoolError::CrashLoop`] itself.
+    /// Progress is a worker's reply (even for items that panicked), the death of a worker that
+    /// had finished an item, and, once a reply has come since the guard last started afresh, a
+    /// death whose running item is known and fails alone with its own cause
+    /// ([`TaskError::WorkerDied`](crate::TaskError::WorkerDied) and the like). So items that
+    /// each crash alone while others finish never trip it; code that crashes on every item
+    /// with none finishing, an initializer that kills every replacement, and workers dying
+    /// with no item begun do. A worker stopped because its call ended is not counted.
+    ///
+    /// Ending the call loses no item: an item running when the guard trips keeps its own
+    /// outcome (its result, or its own failure if it crashes too); every other item already
+    /// taken from the input, and every item of an input of known length, gets
+    /// [`TaskError::PoolFailed`](crate::TaskError::PoolFailed) naming the crash loop; an input
+    /// of unknown length is left alone, and the call's last element is the
+    /// [`PoolError::CrashLoop`] itself.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

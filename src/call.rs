@@ -184,6 +184,9 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     /// The pool failed with this (in words) and the input has a known length: each of its
     /// remaining items gets [`TaskError::PoolFailed`].
     abandoned: Option<String>,
+    /// The pool failed, and parts running at workers then are still out: the call ends as
+    /// `abandon` says once they are answered or lost (see `abandon_after`).
+    ending: Option<recovery::Ending>,
     finished: bool,
     _result: PhantomData<fn() -> R>,
 }
@@ -273,6 +276,7 @@ where
             finished: false,
             failure,
             abandoned: None,
+            ending: None,
             _result: PhantomData,
         };
         if let Some(e) = fill_failure.filter(|_| started.failure.is_none()) {

@@ -152,6 +152,9 @@ pub(crate) struct Mail {
     pub events: Vec<Happened>,
     /// The pool failed (a replacement could not be forked, a crash loop): the call ends.
     pub failure: Option<PoolError>,
+    /// With `failure`: the chunks of the call running at a worker when the pool failed,
+    /// whose outcomes the call still takes (an item that crashes keeps its own cause).
+    pub running: Vec<u64>,
 }
 
 /// A live call's desk.
@@ -172,6 +175,7 @@ pub(crate) struct Desk {
     queue: VecDeque<Queued>,
     mail: Vec<Happened>,
     failure: Option<PoolError>,
+    running: Vec<u64>,
     /// Woken when mail arrives (an awaited task).
     waker: Option<Waker>,
 }
@@ -188,6 +192,7 @@ impl Desk {
             queue: VecDeque::new(),
             mail: Vec::new(),
             failure: None,
+            running: Vec::new(),
             waker: None,
         }
     }
@@ -221,10 +226,14 @@ impl Desk {
         self.wake();
     }
 
-    /// The pool failed: the call is to end (the first failure counts).
-    pub fn fail(&mut self, failure: PoolError) {
+    /// The pool failed: the call is to end (the first failure counts), once the chunks of it
+    /// in `running` (running at a worker now) are answered or lost.
+    pub fn fail(&mut self, failure: PoolError, running: Vec<u64>) {
         self.queue.clear();
-        self.failure.get_or_insert(failure);
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+            self.running = running;
+        }
         self.wake();
     }
 
@@ -241,6 +250,7 @@ impl Desk {
         Some(Mail {
             events: std::mem::replace(&mut self.mail, spare),
             failure: self.failure.take(),
+            running: std::mem::take(&mut self.running),
         })
     }
 

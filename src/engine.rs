@@ -38,7 +38,7 @@ pub(crate) use crate::worker_handle::{Cause, Verdict};
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -266,8 +266,8 @@ impl Engine {
         self.next_call += 1;
         self.desks.insert(call, Desk::new(timeout, window));
         if self.desks.len() == 1 {
-            // A fresh start: earlier deaths say nothing about this call's items.
-            self.guard.progress();
+            // A fresh start: earlier deaths and replies say nothing about this call's items.
+            self.guard.fresh();
         }
         call
     }
@@ -368,17 +368,30 @@ impl Engine {
     }
 
     /// Gives every live call with work outstanding (or mail to act on) its share of pool
-    /// failure `failure`.
+    /// failure `failure`. After a crash loop, a call still takes the outcomes of its chunks at
+    /// the front of a worker's queue (the one it runs, or runs first once its initializer
+    /// returns): an item that crashes then fails with its own cause, one that finishes keeps
+    /// its result; the workers live on. Other failures end calls at once.
     pub fn fail_calls(&mut self, failure: &PoolError) {
         let busy: HashSet<u64> = self
             .workers
             .iter()
             .flat_map(|w| w.in_flight.iter().map(|s| s.call))
             .collect();
+        let crash_loop = matches!(failure, PoolError::CrashLoop { .. });
+        let mut running: HashMap<u64, Vec<u64>> = HashMap::new();
+        if crash_loop {
+            for worker in &self.workers {
+                if let Some(front) = worker.in_flight.front() {
+                    running.entry(front.call).or_default().push(front.chunk);
+                }
+            }
+        }
         for (call, desk) in &mut self.desks {
             // A call that just got mail (a death) has work to redo even if none is out now.
             if desk.queued() > 0 || busy.contains(call) || desk.has_mail() {
-                desk.fail(failure.duplicate());
+                let running = running.remove(call).unwrap_or_default();
+                desk.fail(failure.duplicate(), running);
             }
         }
     }

@@ -172,13 +172,14 @@ where
         let Mail {
             mut events,
             failure,
+            running,
         } = mail;
         for happened in events.drain(..) {
             self.absorb(happened);
         }
         self.mail_spare = events; // empty, its buffer kept for the next mail
         if let Some(failure) = failure {
-            self.abandon(failure);
+            self.abandon_after(failure, &running);
         }
         self.hub.times.read(reading);
     }

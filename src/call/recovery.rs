@@ -2,7 +2,8 @@
 //! fails the item to blame (or the whole part) and sends the innocent rest again as new parts,
 //! cut at the item starts recorded when the chunk was encoded (no item is decoded in the
 //! parent: an item whose decoding killed its worker would kill the parent too); a pool failure
-//! ends the call without losing an item.
+//! ends the call without losing an item. After a crash loop the parts running at workers then
+//! are still taken (an item that crashes keeps its own cause), and nothing is sent again.
 
 use super::{Call, Origin, Part};
 use crate::desk::Happened;
@@ -45,15 +46,48 @@ where
                 running,
                 unstarted,
             } => {
-                self.retry.extend(unstarted);
-                let Some((wire, verdict)) = running else {
-                    return;
-                };
-                let Some(part) = self.in_flight.remove(&wire) else {
-                    return;
-                };
-                self.lost(wire, part, verdict, pid, death);
+                if self.ending.is_none() {
+                    self.retry.extend(unstarted);
+                }
+                if let Some((wire, verdict)) = running {
+                    if let Some(part) = self.in_flight.remove(&wire) {
+                        self.lost(wire, part, verdict, pid, death);
+                    }
+                }
             }
+        }
+        if self.in_flight.is_empty() {
+            if let Some(ending) = self.ending.take() {
+                self.input_done = !ending.input_left;
+                self.abandon(ending.failure);
+            }
+        }
+    }
+
+    /// The pool failed (`failure`) while the parts `running` (wire numbers) ran at workers: as
+    /// [`abandon`](Self::abandon), except that those parts, if still out, keep their own
+    /// outcomes: the call ends once they are answered or lost, and sends nothing meanwhile.
+    pub(super) fn abandon_after(&mut self, failure: PoolError, running: &[u64]) {
+        let kept: Vec<(u64, Part)> = running
+            .iter()
+            .filter_map(|&wire| self.in_flight.remove(&wire).map(|part| (wire, part)))
+            .collect();
+        if kept.is_empty() {
+            return self.abandon(failure);
+        }
+        let cause = failure.to_string();
+        self.fail_in_flight(|index| TaskError::PoolFailed {
+            index,
+            cause: cause.clone(),
+        });
+        self.in_flight.extend(kept);
+        if self.ending.is_none() {
+            // (A failure while it already waits: the first one counts.)
+            self.ending = Some(Ending {
+                failure,
+                input_left: !self.input_done,
+            });
+            self.input_done = true; // pulls no input meanwhile
         }
     }
 
@@ -62,6 +96,10 @@ where
     /// known length (exact `size_hint`) is drained, each of its items getting the same, one
     /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
     pub(super) fn abandon(&mut self, failure: PoolError) {
+        if let Some(ending) = self.ending.take() {
+            // It supersedes the failure whose running parts the call waited for.
+            self.input_done = !ending.input_left;
+        }
         let cause = failure.to_string();
         self.fail_in_flight(|index| TaskError::PoolFailed {
             index,
@@ -101,6 +139,31 @@ where
     /// Deals with a part whose worker died while running it: with pinpointing, only the item
     /// to blame fails and the others go out again; without, every item of the part fails.
     pub(super) fn lost(&mut self, wire: u64, part: Part, verdict: Verdict, pid: u32, death: Death) {
+        if let Some(ending) = &self.ending {
+            // The pool failed: nothing is sent again. The item to blame keeps its cause; the
+            // others, not known to have crashed, fail with the pool.
+            let cause = ending.failure.to_string();
+            let blamed = match verdict {
+                Verdict::Culprit { offset, cause } => Some((offset, cause)),
+                Verdict::Unknown(cause) if part.count == 1 => Some((0, cause)),
+                _ => None,
+            };
+            let outcomes = (0..part.count)
+                .map(|i| {
+                    let index = part.first_index + u64::from(i);
+                    match &blamed {
+                        Some((at, blame)) if *at == i => {
+                            Err(Box::new(cause_error(blame.clone(), index, pid, death)))
+                        }
+                        _ => failed(TaskError::PoolFailed {
+                            index,
+                            cause: cause.clone(),
+                        }),
+                    }
+                })
+                .collect();
+            return self.settle(part, outcomes);
+        }
         let pinpoint = self.pinpoint;
         let culprit = match verdict {
             // (The engine never reports `Blameless`: it turns it into one of the others.)
@@ -255,6 +318,14 @@ where
             }
         }
     }
+}
+
+/// A call whose pool failed while parts of it ran at workers: how it ends once they are back.
+pub(super) struct Ending {
+    /// The failure, for [`abandon`](Call::abandon).
+    pub(super) failure: PoolError,
+    /// The input was not done: `abandon` drains or leaves it.
+    pub(super) input_left: bool,
 }
 
 /// The error of the item that was running when its worker ended.

@@ -3,6 +3,7 @@
 //! not is killed.
 
 use super::Engine;
+use crate::crash_guard::Settled;
 use crate::desk::Happened;
 use crate::error::{Death, PoolError};
 use crate::inbox::Event;
@@ -57,7 +58,7 @@ impl Engine {
                 worker.answered();
                 worker.tally.answered(reply.count, reply.busy_nanos);
                 self.dispatch_blocked = false;
-                self.guard.progress();
+                self.guard.finished();
                 let (call, chunk, count, busy_nanos) =
                     (reply.call, reply.chunk, reply.count, reply.busy_nanos);
                 let requeued = match reply.last {
@@ -114,6 +115,7 @@ impl Engine {
         // A worker reads its next frame only after replying to the one before, so only
         // the front of its queue can have started.
         let mut cost: HashMap<u64, DeathCost> = HashMap::new();
+        let mut settled = Settled::Nothing;
         let mut queue = worker.in_flight.iter();
         if let Some(front) = queue.next() {
             let verdict = match verdict {
@@ -127,11 +129,15 @@ impl Engine {
                 Verdict::Blameless(_) => Verdict::Requeue,
                 verdict => verdict,
             };
+            settled = settles(&verdict, front.count, self.desks.contains_key(&front.call));
             cost.entry(front.call).or_default().0 = Some((front.chunk, verdict));
         }
         for sent in queue {
             cost.entry(sent.call).or_default().1.push(sent.chunk);
         }
+        let dropped = worker
+            .stopping
+            .is_some_and(|s| s.reason == StopReason::Dropped);
         let init_late = worker
             .stopping
             .filter(|s| s.reason == StopReason::Init)
@@ -185,7 +191,11 @@ impl Engine {
         if retired && mailed == 0 {
             return 0; // a spent worker's exit, or one at shutdown that held nothing
         }
-        let mut failure = self.guard.death(cause);
+        let mut failure = match dropped {
+            // Stopped because the call of its running item ended: the pool's doing.
+            true => None,
+            false => self.guard.death(cause, settled),
+        };
         if let Some(trip) = &failure {
             let trip = trip.to_string();
             debug_unlocked!(error = %trip, "forkpool: the crash-loop guard ended the calls");
@@ -302,6 +312,17 @@ impl Engine {
 /// that chunk needs; the call's chunks it held unstarted.
 type DeathCost = (Option<(u64, Verdict)>, Vec<u64>);
 
+/// What a death with `verdict` on its running chunk of `count` items settled: its item, when
+/// the item that ran is known and fails alone with its own cause (the chunk's call still
+/// wants it: `live`), else nothing.
+fn settles(verdict: &Verdict, count: u32, live: bool) -> Settled {
+    match verdict {
+        Verdict::Culprit { .. } if live => Settled::ItsItem,
+        Verdict::Unknown(_) if live && count == 1 => Settled::ItsItem,
+        _ => Settled::Nothing,
+    }
+}
+
 /// What a frame that is not one a worker may send looks like, in words (its first bytes).
 pub(super) fn describe(frame: &[u8]) -> String {
     let shown: Vec<String> = frame.iter().take(12).map(|b| format!("{b:02x}")).collect();
@@ -311,4 +332,33 @@ pub(super) fn describe(frame: &[u8]) -> String {
         shown.join(" "),
         if frame.len() > 12 { " ..." } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker_handle::Cause;
+
+    #[test]
+    fn a_death_settles_its_item_only_when_the_item_is_known_and_its_call_lives() {
+        let culprit = Verdict::Culprit {
+            offset: 2,
+            cause: Cause::Died,
+        };
+        let unknown = Verdict::Unknown(Cause::Died);
+        assert_eq!(settles(&culprit, 4, true), Settled::ItsItem);
+        assert_eq!(settles(&culprit, 1, true), Settled::ItsItem);
+        // A chunk of one item whose death names no item: that item is the one.
+        assert_eq!(settles(&unknown, 1, true), Settled::ItsItem);
+        // Split into single items: nothing is settled yet.
+        assert_eq!(settles(&unknown, 4, true), Settled::Nothing);
+        // No item had begun: sent again.
+        assert_eq!(settles(&Verdict::Requeue, 1, true), Settled::Nothing);
+        assert_eq!(
+            settles(&Verdict::Blameless(Cause::Died), 1, true),
+            Settled::Nothing
+        );
+        // Its call ended: the death settles nothing a call waits for.
+        assert_eq!(settles(&culprit, 1, false), Settled::Nothing);
+    }
 }
