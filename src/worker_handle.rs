@@ -2,8 +2,9 @@
 //! whether it is being stopped; when to stop it, and after its death, which item to blame.
 //!
 //! Invariants:
-//! - `in_flight` holds every chunk sent to the worker and not yet answered, oldest first; the
-//!   worker answers in that order.
+//! - `in_flight` holds every chunk sent to the worker and neither answered nor taken back,
+//!   oldest first; the worker answers in that order (it skips a chunk taken back, without a
+//!   reply).
 //! - The parent's own clock bounds every timed or cancelled chunk: `front_since` is when the
 //!   worker could start its front chunk as the parent saw it (the chunk was handed over to an
 //!   idle worker, or the reply before it was read, or the initializer reported back), and a
@@ -161,6 +162,11 @@ pub(crate) struct WorkerHandle {
     /// The front chunk (position) chunks were taken back from: while it runs, the worker is
     /// busy with a long item and is the last to get more.
     robbed: Option<u32>,
+    /// The frames of chunks taken back that it may not have read yet (they still fill its
+    /// socket), up to position `unread_until`: counted in its backlog until it answers a chunk
+    /// sent after them.
+    unread: Backlog,
+    unread_until: u32,
     /// What it did, for `Pool::stats`.
     pub tally: WorkerTally,
     /// Dropped last: dropping the reaper waits until the worker's death has been posted.
@@ -203,6 +209,8 @@ impl WorkerHandle {
             last_pos: 0,
             steal_watch: None,
             robbed: None,
+            unread: Backlog::default(),
+            unread_until: 0,
             tally: WorkerTally::new(),
             _reaper: reaper,
         }
@@ -300,7 +308,10 @@ impl WorkerHandle {
         for sent in &taken {
             self.in_flight_bytes -= sent.bytes;
             self.dispatched_items = self.dispatched_items.saturating_sub(u64::from(sent.count));
+            self.unread.frames += 1;
+            self.unread.bytes += sent.bytes;
         }
+        self.unread_until = last;
         self.robbed = Some(front);
         self.update_timing();
         taken
@@ -340,6 +351,10 @@ impl WorkerHandle {
     pub fn answered(&mut self) {
         if let Some(sent) = self.in_flight.pop_front() {
             self.in_flight_bytes -= sent.bytes;
+            if self.unread.frames > 0 && (sent.pos.wrapping_sub(self.unread_until) as i32) > 0 {
+                // It answered a chunk sent after those taken back: it has read them.
+                self.unread = Backlog::default();
+            }
         }
         self.front_changed();
         self.replied_chunks += 1;
@@ -353,11 +368,11 @@ impl WorkerHandle {
         backlog
     }
 
-    /// What it holds unanswered.
+    /// What it holds unanswered, and what was taken back that it may not have read yet.
     pub fn backlog(&self) -> Backlog {
         Backlog {
-            frames: self.in_flight.len(),
-            bytes: self.in_flight_bytes,
+            frames: self.in_flight.len() + self.unread.frames,
+            bytes: self.in_flight_bytes + self.unread.bytes,
         }
     }
 

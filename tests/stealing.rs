@@ -160,3 +160,69 @@ fn stolen_chunks_run_exactly_once_with_one_outcome_each_20_rounds() {
         }
     }
 }
+
+/// Items of the lying-worker test.
+const LIE: u32 = 10;
+/// Where the lying-worker test counts runs (after the stress test's counters).
+const LIE_BASE: usize = 2048;
+
+/// Item 0 runs long, then, as a lying worker would, writes its worker's claims word to take
+/// back nothing: the worker runs the chunks the parent took back from it. The others count
+/// their runs and take 20 ms.
+fn lie_or_count(x: u32) -> u32 {
+    if x == 0 {
+        std::thread::sleep(Duration::from_millis(300));
+        // The layout of `forkpool_worker::progress::Progress` (repr(C)): the claims word is
+        // the 16th u64 of the page (checked by a unit test of the worker crate): `claimed` in
+        // its low half, `revoked` in its high half.
+        let words = common::own_shared_mapping().cast::<AtomicU64>();
+        // SAFETY: the first page of this worker's shared mapping holds the progress counters,
+        // aligned u64 words; the mapping stays for the worker's life.
+        let claims = unsafe { &*words.add(15) };
+        let claimed = claims.load(Ordering::SeqCst) as u32;
+        claims.store(u64::from(claimed) | (u64::from(claimed) << 32), Ordering::SeqCst);
+    } else {
+        shared()[LIE_BASE + x as usize].fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    x * 3 + 1
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_that_runs_chunks_taken_back_from_it_gives_no_second_outcome() {
+    shared();
+    let pool = Pool::new(2).unwrap();
+    let start = Instant::now();
+    let mut outcomes: Vec<Vec<Result<u32, forkpool::Error>>> =
+        (0..LIE).map(|_| Vec::new()).collect();
+    for outcome in pool.chunksize(1).imap_unordered(lie_or_count, 0..LIE) {
+        let index = match &outcome {
+            Ok(value) => (value - 1) / 3,
+            Err(e) => e.as_task().expect("an item's error").index() as u32,
+        };
+        outcomes[index as usize].push(outcome);
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    for (x, got) in outcomes.iter().enumerate() {
+        assert_eq!(got.len(), 1, "item {x}: {got:?}");
+        match &got[0] {
+            Ok(value) => assert_eq!(*value, x as u32 * 3 + 1, "item {x}"),
+            // The lying worker's own items may be blamed for its lie.
+            Err(forkpool::Error::Task(forkpool::TaskError::Protocol { .. })) => {}
+            Err(e) => panic!("item {x}: {e}"),
+        }
+    }
+    // Each honest item ran once (on the idle worker); the liar ran a chunk taken back from it
+    // a second time, and its reply was a violation, not an outcome.
+    let runs: Vec<u64> = (1..LIE as usize)
+        .map(|x| shared()[LIE_BASE + x].load(Ordering::SeqCst))
+        .collect();
+    assert!(runs.iter().all(|r| (1..=2).contains(r)), "runs {runs:?}");
+    assert!(runs.contains(&2), "the liar ran nothing it gave back: {runs:?}");
+    // The pool is whole afterwards.
+    assert_eq!(
+        pool.map(|x: u32| x + 1, 0..20u32).unwrap(),
+        (1..21).collect::<Vec<_>>()
+    );
+}

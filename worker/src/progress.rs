@@ -487,6 +487,13 @@ mod tests {
     }
 
     #[test]
+    fn the_claims_word_is_the_16th_word_of_the_page() {
+        // Tests that play a lying worker write it there.
+        assert_eq!(std::mem::offset_of!(Progress, claims), 15 * 8);
+        assert_eq!(std::mem::offset_of!(Shared, progress), 0);
+    }
+
+    #[test]
     fn a_worker_that_claims_what_was_never_sent_gives_nothing_back() {
         let page = ProgressPage::new().unwrap();
         let p = page.get();
