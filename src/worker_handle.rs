@@ -419,15 +419,18 @@ impl WorkerHandle {
                 wake = Some(at);
             }
         }
-        let Some(front) = self.in_flight.front().cloned() else {
+        let Some(limit) = self
+            .in_flight
+            .front()
+            .and_then(|front| match front.cancelled_at {
+                Some(_) => Some(CANCEL_GRACE),
+                None => front.timeout,
+            })
+        else {
             self.stall = None;
             return wake;
         };
-        let Some(limit) = (match front.cancelled_at {
-            Some(_) => Some(CANCEL_GRACE),
-            None => front.timeout,
-        }) else {
-            self.stall = None;
+        let Some(front) = self.in_flight.front().cloned() else {
             return wake;
         };
         let (now, now_nanos) = now();

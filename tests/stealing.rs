@@ -180,7 +180,10 @@ fn lie_or_count(x: u32) -> u32 {
         // aligned u64 words; the mapping stays for the worker's life.
         let claims = unsafe { &*words.add(15) };
         let claimed = claims.load(Ordering::SeqCst) as u32;
-        claims.store(u64::from(claimed) | (u64::from(claimed) << 32), Ordering::SeqCst);
+        claims.store(
+            u64::from(claimed) | (u64::from(claimed) << 32),
+            Ordering::SeqCst,
+        );
     } else {
         shared()[LIE_BASE + x as usize].fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(20));
@@ -219,7 +222,10 @@ fn a_worker_that_runs_chunks_taken_back_from_it_gives_no_second_outcome() {
         .map(|x| shared()[LIE_BASE + x].load(Ordering::SeqCst))
         .collect();
     assert!(runs.iter().all(|r| (1..=2).contains(r)), "runs {runs:?}");
-    assert!(runs.contains(&2), "the liar ran nothing it gave back: {runs:?}");
+    assert!(
+        runs.contains(&2),
+        "the liar ran nothing it gave back: {runs:?}"
+    );
     // The pool is whole afterwards.
     assert_eq!(
         pool.map(|x: u32| x + 1, 0..20u32).unwrap(),

@@ -475,7 +475,10 @@ mod tests {
         assert_eq!(p.revoke(1, 1), None);
         // Tasks 4 and 5 sent after the revoke, then taken back as well while 1 still runs.
         assert_eq!(p.revoke(1, 5), Some(1));
-        assert!(!p.claim() && !p.claim() && !p.claim() && !p.claim(), "2 to 5 skipped");
+        assert!(
+            !p.claim() && !p.claim() && !p.claim() && !p.claim(),
+            "2 to 5 skipped"
+        );
         // Task 6, sent later, runs; the worker had passed 5, so nothing is left to take.
         assert!(p.claim(), "task 6 runs");
         assert_eq!(p.revoke(6, 6), None);
@@ -515,9 +518,8 @@ mod tests {
         const TASKS: u32 = 64;
         for round in 0..300u32 {
             let p: &'static Progress = Box::leak(Box::default());
-            let worker = std::thread::spawn(move || {
-                (1..=TASKS).filter(|_| p.claim()).count() as u32
-            });
+            let worker =
+                std::thread::spawn(move || (1..=TASKS).filter(|_| p.claim()).count() as u32);
             // The parent takes back from somewhere in the stream, as the worker runs.
             for _ in 0..round % 97 {
                 std::hint::spin_loop();
@@ -531,7 +533,10 @@ mod tests {
                 }
             };
             let ran = worker.join().unwrap();
-            assert_eq!(ran, kept, "round {round}: tasks 1..={kept} run, the rest taken back");
+            assert_eq!(
+                ran, kept,
+                "round {round}: tasks 1..={kept} run, the rest taken back"
+            );
         }
     }
 }
