@@ -110,7 +110,7 @@ fn counted(x: u32) -> (u32, u64) {
     let (round, i) = (x / ROUND, x % ROUND);
     let medium = Duration::from_millis(8 + u64::from(x % 5));
     match (round % 2, i) {
-        (0, 0) => std::thread::sleep(Duration::from_millis(200)),
+        (0, 0) => std::thread::sleep(Duration::from_millis(300)),
         (0, i) if i % 8 == 1 => std::thread::sleep(medium),
         (1, i) if i % 3 == 1 => std::thread::sleep(medium),
         _ => {}
