@@ -100,6 +100,9 @@ pub(crate) struct Engine {
     /// The last dispatch found no room for the queued chunks, and nothing that could make room
     /// (a worker answering, dying or starting, a window growing, a chunk queued) happened since.
     pub(crate) dispatch_blocked: bool,
+    /// A worker was left idle: dispatch looks for chunks to take back from busy workers for it
+    /// (see `engine/dispatch.rs`).
+    pub(crate) steal_wanted: bool,
     /// The window calls of small chunks adapted to last: where the next one starts.
     pub(crate) learned_window: Window,
     guard: CrashGuard,
@@ -176,6 +179,7 @@ impl Engine {
             desks: IdMap::default(),
             ring: VecDeque::new(),
             dispatch_blocked: false,
+            steal_wanted: false,
             learned_window: Window::small(),
             halted: Arc::default(),
             front_deaths: HashSet::new(),

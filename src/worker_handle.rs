@@ -2,8 +2,9 @@
 //! whether it is being stopped; when to stop it, and after its death, which item to blame.
 //!
 //! Invariants:
-//! - `in_flight` holds every chunk sent to the worker and not yet answered, oldest first; the
-//!   worker answers in that order.
+//! - `in_flight` holds every chunk sent to the worker and neither answered nor taken back,
+//!   oldest first; the worker answers in that order (it skips a chunk taken back, without a
+//!   reply).
 //! - The parent's own clock bounds every timed or cancelled chunk: `front_since` is when the
 //!   worker could start its front chunk as the parent saw it (the chunk was handed over to an
 //!   idle worker, or the reply before it was read, or the initializer reported back), and a
@@ -14,10 +15,15 @@
 //!   more time: a task can write them.
 //! - A worker is stopped at most once: `stopping` is set when `SIGTERM` goes to its group, and
 //!   `SIGKILL` follows after [`TERM_GRACE`] unless it has died.
+//! - Each chunk sent has its position in the worker's stream of tasks (`Sent::pos`, the worker
+//!   counts the same). Chunks behind a front that runs long can be taken back
+//!   ([`take_back`](WorkerHandle::take_back)): only those the worker has not claimed on its
+//!   progress page, decided by one compare-and-swap on each side, so a chunk taken back never
+//!   runs there and `in_flight` keeps exactly the chunks the worker answers, in order.
 
 use crate::channel::RegisteredPage;
 use crate::child_handle::ChildHandle;
-use crate::outbox::{Backlog, Outbox};
+use crate::outbox::{Backlog, Outbox, SharedFrame};
 use crate::reaper::Reaper;
 use crate::stats::{WorkerTally, saturating_nanos};
 use forkpool_worker::progress;
@@ -44,9 +50,13 @@ const OVERRUN_GRACE: Duration = Duration::from_secs(1);
 /// The soonest the parent looks at a worker again: a tiny timeout (1 ns) is enforced within
 /// about this much, instead of the parent spinning while a worker is between items.
 const MIN_RECHECK: Duration = Duration::from_millis(1);
+/// How long the parent has seen a worker's front chunk running before it takes back the
+/// chunks queued behind it for an idle worker: a front that just started is likely to end
+/// soon, and taking back costs a resend.
+pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(10);
 
 /// A chunk sent to a worker and not yet answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Sent {
     pub call: u64,
     pub chunk: u64,
@@ -57,6 +67,10 @@ pub(crate) struct Sent {
     pub timeout: Option<Duration>,
     /// When its call was cancelled ([`progress::now_nanos`]), if it was.
     pub cancelled_at: Option<u64>,
+    /// Its position in the worker's stream of tasks (set by [`WorkerHandle::took`]).
+    pub pos: u32,
+    /// Its task frame, to send to another worker if it is taken back.
+    pub frame: SharedFrame,
 }
 
 /// Why the parent is stopping a worker.
@@ -140,6 +154,19 @@ pub(crate) struct WorkerHandle {
     refilling: bool,
     /// What it sent that it may not: the parent killed it for that.
     pub offense: Option<String>,
+    /// The position of the latest task sent to it (0: none; wrapping).
+    last_pos: u32,
+    /// While the engine looks for chunks to steal: its front chunk (position) and since when the
+    /// parent has seen it held.
+    steal_watch: Option<(u32, Instant)>,
+    /// The front chunk (position) chunks were taken back from: while it runs, the worker is
+    /// busy with a long item and is the last to get more.
+    robbed: Option<u32>,
+    /// The frames of chunks taken back that it may not have read yet (they still fill its
+    /// socket), up to position `unread_until`: counted in its backlog until it answers a chunk
+    /// sent after them.
+    unread: Backlog,
+    unread_until: u32,
     /// What it did, for `Pool::stats`.
     pub tally: WorkerTally,
     /// Dropped last: dropping the reaper waits until the worker's death has been posted.
@@ -179,6 +206,11 @@ impl WorkerHandle {
             stopping: None,
             refilling: false,
             offense: None,
+            last_pos: 0,
+            steal_watch: None,
+            robbed: None,
+            unread: Backlog::default(),
+            unread_until: 0,
             tally: WorkerTally::new(),
             _reaper: reaper,
         }
@@ -212,16 +244,86 @@ impl WorkerHandle {
     /// It was sent chunk `sent` (dispatch number `served`) by a call with `window` chunks in
     /// flight per worker: the one place that adds to `in_flight` (invariant: every chunk sent
     /// and not yet answered is there, oldest first) and counts items toward `max_tasks`.
-    pub fn took(&mut self, sent: Sent, window: usize, served: u64) {
+    pub fn took(&mut self, mut sent: Sent, window: usize, served: u64) {
+        self.last_pos = self.last_pos.wrapping_add(1);
+        sent.pos = self.last_pos;
+        self.in_flight_bytes += sent.bytes;
+        self.dispatched_items = self.dispatched_items.saturating_add(u64::from(sent.count));
         self.in_flight.push_back(sent);
         if self.in_flight.len() == 1 {
             self.front_changed();
         }
-        self.in_flight_bytes += sent.bytes;
         self.update_timing();
         self.refilling = self.in_flight.len() < window;
-        self.dispatched_items = self.dispatched_items.saturating_add(u64::from(sent.count));
         self.last_dispatch = served;
+    }
+
+    /// Whether chunks were taken back from it while its front chunk ran, and that chunk still
+    /// runs: it is busy with a long item.
+    pub fn robbed(&self) -> bool {
+        self.robbed.is_some() && self.in_flight.front().map(|s| s.pos) == self.robbed
+    }
+
+    /// Since when (as of `now`, the first time it is asked about this front) the parent has
+    /// seen the worker hold its front chunk with more queued behind it; `None` if it holds
+    /// fewer than two chunks or is being stopped: it has nothing to steal.
+    pub fn held_since(&mut self, now: Instant) -> Option<Instant> {
+        let front = match self.in_flight.front() {
+            Some(front) if self.in_flight.len() >= 2 && self.stopping.is_none() => front.pos,
+            _ => {
+                self.steal_watch = None;
+                return None;
+            }
+        };
+        match self.steal_watch {
+            Some((pos, since)) if pos == front => Some(since),
+            _ => Some(self.steal_watch.insert((front, now)).1),
+        }
+    }
+
+    /// The engine stopped looking for chunks to steal.
+    pub fn unwatch(&mut self) {
+        self.steal_watch = None;
+    }
+
+    /// Takes back the chunks it holds behind its front chunk that it has not started (see
+    /// [`progress::Progress::revoke`]): they are no longer in flight here, and the worker
+    /// skips them without a reply. Returns them, oldest first (empty if the worker has not
+    /// started its front chunk or has started them all).
+    pub fn take_back(&mut self) -> Vec<Sent> {
+        let (Some(front), Some(last)) = (self.in_flight.front(), self.in_flight.back()) else {
+            return Vec::new();
+        };
+        let (front, last) = (front.pos, last.pos);
+        let Some(kept) = self.progress.get().revoke(front, last) else {
+            // Not started yet, or all started: look again later.
+            self.steal_watch = None;
+            return Vec::new();
+        };
+        let kept = kept.wrapping_sub(front);
+        let at = self
+            .in_flight
+            .partition_point(|s| s.pos.wrapping_sub(front) <= kept);
+        let taken: Vec<Sent> = self.in_flight.drain(at..).collect();
+        for sent in &taken {
+            self.in_flight_bytes -= sent.bytes;
+            self.dispatched_items = self.dispatched_items.saturating_sub(u64::from(sent.count));
+            self.unread.frames += 1;
+            self.unread.bytes += sent.bytes;
+        }
+        self.unread_until = last;
+        self.robbed = Some(front);
+        self.update_timing();
+        taken
+    }
+
+    /// When the engine is to look again for chunks to steal from it: when its front will
+    /// have been seen held for [`STEAL_AFTER`].
+    fn steal_due(&self) -> Option<Instant> {
+        let (pos, since) = self.steal_watch?;
+        let front = self.in_flight.front()?;
+        (front.pos == pos && self.in_flight.len() >= 2 && self.stopping.is_none())
+            .then(|| since + STEAL_AFTER)
     }
 
     /// Whether it holds a chunk of a timed call or has an initializer running: its stall or init
@@ -249,6 +351,10 @@ impl WorkerHandle {
     pub fn answered(&mut self) {
         if let Some(sent) = self.in_flight.pop_front() {
             self.in_flight_bytes -= sent.bytes;
+            if self.unread.frames > 0 && (sent.pos.wrapping_sub(self.unread_until) as i32) > 0 {
+                // It answered a chunk sent after those taken back: it has read them.
+                self.unread = Backlog::default();
+            }
         }
         self.front_changed();
         self.replied_chunks += 1;
@@ -262,11 +368,11 @@ impl WorkerHandle {
         backlog
     }
 
-    /// What it holds unanswered.
+    /// What it holds unanswered, and what was taken back that it may not have read yet.
     pub fn backlog(&self) -> Backlog {
         Backlog {
-            frames: self.in_flight.len(),
-            bytes: self.in_flight_bytes,
+            frames: self.in_flight.len() + self.unread.frames,
+            bytes: self.in_flight_bytes + self.unread.bytes,
         }
     }
 
@@ -283,7 +389,16 @@ impl WorkerHandle {
     ///
     /// Kills it (`SIGKILL`) when a stop's grace is over. Returns when to look again, never
     /// sooner than [`MIN_RECHECK`] from now (`None`: only an event can change anything).
+    /// While the engine looks for chunks to steal from it, it also returns when to look for
+    /// that (see [`STEAL_AFTER`]).
     pub fn check_deadlines(&mut self, now: impl Fn() -> (Instant, u64)) -> Option<Instant> {
+        // Never sooner than `MIN_RECHECK`: a steal that finds nothing to take looks again later.
+        let steal = self.steal_due().map(|at| at.max(now().0 + MIN_RECHECK));
+        earliest(self.deadlines(now), steal)
+    }
+
+    /// [`check_deadlines`](WorkerHandle::check_deadlines) without the steal.
+    fn deadlines(&mut self, now: impl Fn() -> (Instant, u64)) -> Option<Instant> {
         if let Some(stopping) = &mut self.stopping {
             let at = stopping.kill_at?;
             let (now, _) = now();
@@ -304,15 +419,18 @@ impl WorkerHandle {
                 wake = Some(at);
             }
         }
-        let Some(front) = self.in_flight.front().copied() else {
+        let Some(limit) = self
+            .in_flight
+            .front()
+            .and_then(|front| match front.cancelled_at {
+                Some(_) => Some(CANCEL_GRACE),
+                None => front.timeout,
+            })
+        else {
             self.stall = None;
             return wake;
         };
-        let Some(limit) = (match front.cancelled_at {
-            Some(_) => Some(CANCEL_GRACE),
-            None => front.timeout,
-        }) else {
-            self.stall = None;
+        let Some(front) = self.in_flight.front().cloned() else {
             return wake;
         };
         let (now, now_nanos) = now();
@@ -471,6 +589,8 @@ mod tests {
             bytes: 0,
             timeout,
             cancelled_at,
+            pos: 0,
+            frame: SharedFrame::default(),
         }
     }
 

@@ -1,13 +1,26 @@
 //! Handing the chunks calls queued to workers with room: which worker takes a chunk (its
 //! window, its budget under `max_tasks`), how much room a call has, and fairness across calls
-//! (calls take turns, in a ring).
+//! (calls take turns, in a ring); and taking back chunks queued behind a long item for a
+//! worker that is idle (work stealing).
+//!
+//! Invariants:
+//! - A worker busy with a long item holds no chunk that could start on an idle worker for
+//!   longer than about [`STEAL_AFTER`]: once a worker is left idle (a reply emptied its queue,
+//!   or it became ready) the engine looks, at each dispatch and when the driver's deadline
+//!   says, for a worker that holds chunks behind a front it has been seen holding for
+//!   [`STEAL_AFTER`], takes back those the worker has not started (`WorkerHandle::take_back`:
+//!   exact, one compare-and-swap on each side) and queues them again first on their calls'
+//!   desks. A chunk taken back is no longer in flight there: the worker skips it without a
+//!   reply, and a reply for it would be out of turn (a violation).
+//! - Looking costs nothing while no worker is idle: the look is armed by the event that
+//!   leaves one idle, and reads a clock only when some worker holds two chunks or more.
 
 use super::Engine;
 use crate::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
-use crate::worker_handle::{Sent, WorkerHandle};
-use std::time::Duration;
+use crate::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
+use std::time::{Duration, Instant};
 
 /// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it
 /// holds [`DEFAULT_WINDOW`] of them.
@@ -103,8 +116,18 @@ impl Engine {
     /// Hands queued chunks to workers with room, calls in turn (each call served goes to the
     /// back of the ring if it has more), until no queued chunk fits. Small frames wait for
     /// [`flush`](Engine::flush) to go out together. Cheap with many queued calls: it stops
-    /// after more calls in a row found no room than there are workers.
+    /// after more calls in a row found no room than there are workers. Then, if a worker is
+    /// idle, takes back chunks waiting behind a long item on another (see the invariants) and
+    /// hands them out.
     pub fn dispatch_queued(&mut self) {
+        self.dispatch_ring();
+        if self.steal_wanted && self.steal() {
+            self.dispatch_ring();
+        }
+    }
+
+    /// The ring part of [`dispatch_queued`](Engine::dispatch_queued).
+    fn dispatch_ring(&mut self) {
         if self.dispatch_blocked {
             return;
         }
@@ -161,7 +184,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(_, w)| takes(w, hold, count, settings.max_tasks))
-            .min_by_key(|(_, w)| (!w.ready, w.in_flight.len(), w.last_dispatch()))
+            .min_by_key(|(_, w)| (!w.ready, w.robbed(), w.in_flight.len(), w.last_dispatch()))
             .map(|(slot, _)| slot);
         let Some(slot) = slot else {
             return false;
@@ -208,6 +231,8 @@ impl Engine {
             bytes,
             timeout,
             cancelled_at: None,
+            pos: 0, // set by `took`
+            frame: queued.frame,
         };
         worker.took(sent, window, served);
     }
@@ -220,6 +245,52 @@ impl Engine {
                 worker.outbox.flush(backlog);
             }
         }
+    }
+
+    /// Takes back, for an idle worker, the chunks other workers hold unstarted behind a front
+    /// chunk the parent has seen them hold for [`STEAL_AFTER`], and queues them first on their
+    /// calls' desks (a chunk of a call that ended is dropped: nothing waits for it). Keeps
+    /// looking (`steal_wanted`) while a worker is idle and another holds chunks behind its
+    /// front; the driver's deadline includes when to look again (`WorkerHandle::check_deadlines`).
+    /// Returns whether it queued any.
+    fn steal(&mut self) -> bool {
+        let max_tasks = self.settings.max_tasks;
+        let idle = |w: &WorkerHandle| {
+            w.ready && w.stopping.is_none() && w.in_flight.is_empty() && budget_of(w, max_tasks) > 0
+        };
+        let holds = |w: &WorkerHandle| w.in_flight.len() >= 2 && w.stopping.is_none();
+        if !self.workers.iter().any(idle) || !self.workers.iter().any(holds) {
+            self.steal_wanted = false;
+            for worker in &mut self.workers {
+                worker.unwatch();
+            }
+            return false;
+        }
+        let now = Instant::now();
+        let mut taken = Vec::new();
+        for worker in &mut self.workers {
+            let Some(since) = worker.held_since(now) else {
+                continue;
+            };
+            if now.saturating_duration_since(since) >= STEAL_AFTER {
+                taken.extend(worker.take_back());
+            }
+        }
+        let stole = !taken.is_empty();
+        // Queued first, in reverse, so each call's chunks keep their order.
+        for sent in taken.into_iter().rev() {
+            let Some(desk) = self.desks.get_mut(&sent.call) else {
+                continue; // ended (cancelled, dropped): the worker skips it, nothing waits
+            };
+            desk.out = desk.out.saturating_sub(1);
+            let queued = Queued {
+                chunk: sent.chunk,
+                count: sent.count,
+                frame: sent.frame,
+            };
+            self.queue(sent.call, queued, true);
+        }
+        stole
     }
 
     /// Whether any live call has chunks queued for the workers.

@@ -40,12 +40,13 @@ impl Engine {
             Some(Message::Reply(reply)) => {
                 let worker = &mut self.workers[slot];
                 let pid = worker.pid();
-                let front = worker.in_flight.front().copied();
-                if front.map(|s| (s.call, s.chunk)) != Some((reply.call, reply.chunk)) {
+                let front = worker.in_flight.front().map(|s| (s.call, s.chunk));
+                if front != Some((reply.call, reply.chunk)) {
                     let what = match front {
-                        Some(s) => format!(
-                            "a reply for chunk {} of call {} while it ran chunk {} of call {}",
-                            reply.chunk, reply.call, s.chunk, s.call
+                        Some((call, chunk)) => format!(
+                            "a reply for chunk {} of call {} while it ran chunk {chunk} of call \
+                             {call}",
+                            reply.chunk, reply.call
                         ),
                         None => format!(
                             "a reply for chunk {} of call {} while it held no chunk",
@@ -58,6 +59,8 @@ impl Engine {
                 worker.answered();
                 worker.tally.answered(reply.count, reply.busy_nanos);
                 self.dispatch_blocked = false;
+                // Left idle: it may take chunks waiting behind a long item elsewhere.
+                self.steal_wanted |= worker.in_flight.is_empty();
                 self.guard.finished();
                 let (call, chunk, count, busy_nanos) =
                     (reply.call, reply.chunk, reply.count, reply.busy_nanos);
@@ -85,6 +88,7 @@ impl Engine {
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
                 self.workers[slot].set_ready();
+                self.steal_wanted = true;
                 0
             }
             Some(Message::InitFailed(message)) if !self.workers[slot].ready => {

@@ -199,6 +199,7 @@ impl Engine {
         let (pid, from_zygote) = (pid.as_raw(), zygote_child.is_some());
         debug_unlocked!(pid, replacement, from_zygote, "forkpool: forked a worker");
         self.dispatch_blocked = false;
+        self.steal_wanted = true; // an idle worker: it may take chunks queued behind a long item
         Ok(true)
     }
 

@@ -12,7 +12,20 @@
 //!
 //! Invariants:
 //! - Only the worker writes `chunks`, `chunk_base`, `begun`, `ended` and `since_nanos`; only the
-//!   parent writes `timed` and `cancelled`.
+//!   parent writes `timed` and `cancelled`. Both write `claims`, only by compare-and-swap.
+//! - `claims` decides, exactly once, whether each task the worker receives runs there or is
+//!   taken back by the parent to run elsewhere (work stealing of unstarted chunks). It packs
+//!   two positions in the worker's stream of tasks (the first task is 1, wrapping at 2^32):
+//!   `claimed`, the last task the worker passed (started or skipped), and `revoked`: tasks
+//!   after `claimed` up to `revoked` are taken back. The worker passes its next task with
+//!   [`Progress::claim`], one swap that starts it unless it is revoked; the parent takes back
+//!   the tasks after the one the worker passed last with [`Progress::revoke`], one swap that
+//!   succeeds only if the worker passed no more meanwhile. So each task is started or taken
+//!   back, never both. `revoked - claimed` stays within the tasks in flight (the worker drags
+//!   `revoked` along when it starts a task), so wrapping comparisons are exact. A worker that
+//!   writes the word only harms its own tasks: it runs or skips what it was not told to, and
+//!   the parent, which matches replies against what it sent and did not take back, finds a
+//!   reply out of turn (a violation) or one missing.
 //! - `cancelled` holds the ids of the latest calls, among those this worker holds chunks of,
 //!   that were cancelled (a dropped iterator, a cancelled task): the worker skips what is left
 //!   of their chunks. It remembers [`CANCELLED_KEPT`] ids; a chunk of a call cancelled earlier
@@ -95,6 +108,19 @@ pub struct Progress {
     /// The slot of `cancelled` the parent writes next.
     next_cancelled: AtomicU64,
     timed: AtomicBool,
+    /// Tasks passed and taken back (see the invariants): `claimed` in the low half, `revoked`
+    /// in the high half.
+    claims: AtomicU64,
+}
+
+/// Packs `claimed` and `revoked` into one word of `claims`.
+fn pack(claimed: u32, revoked: u32) -> u64 {
+    u64::from(claimed) | (u64::from(revoked) << 32)
+}
+
+/// The `claimed` and `revoked` positions of a `claims` word.
+fn unpack(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
 }
 
 /// How many cancelled calls a worker's page remembers at once.
@@ -183,6 +209,57 @@ impl Progress {
         self.cancelled
             .iter()
             .any(|c| c.load(Ordering::Relaxed) == call)
+    }
+
+    /// Worker: passes its next task (task `claimed + 1` of its stream). Returns true if it is to
+    /// run it, false if the parent took it back (the worker skips it and sends no reply).
+    #[inline]
+    pub fn claim(&self) -> bool {
+        let mut word = self.claims.load(Ordering::Acquire);
+        loop {
+            let (claimed, revoked) = unpack(word);
+            let next = claimed.wrapping_add(1);
+            // Revoked: `revoked` runs ahead of `claimed` (within the tasks in flight).
+            let taken_back = (revoked.wrapping_sub(claimed) as i32) > 0;
+            let new = match taken_back {
+                true => pack(next, revoked),
+                false => pack(next, next),
+            };
+            match self
+                .claims
+                .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return !taken_back,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Parent: takes back the tasks the worker holds unstarted, of the tasks `front..=last` of
+    /// its stream the parent sent it and has not had answered (`front` the oldest). Only a
+    /// worker that has started `front` gives any: the tasks after the one it passed last are
+    /// taken back, in one swap that fails if it passes another meanwhile (then it looks
+    /// again). Returns the last task the worker keeps (`front` or after it; those after it up
+    /// to `last` are taken back), or `None` if nothing was taken: the worker has not started
+    /// `front`, has passed `last`, or says it passed a task the parent never sent.
+    pub fn revoke(&self, front: u32, last: u32) -> Option<u32> {
+        let held = last.wrapping_sub(front);
+        let mut word = self.claims.load(Ordering::Acquire);
+        loop {
+            let (claimed, _) = unpack(word);
+            if claimed.wrapping_sub(front) >= held {
+                return None;
+            }
+            match self.claims.compare_exchange_weak(
+                word,
+                pack(claimed, last),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(claimed),
+                Err(now) => word = now,
+            }
+        }
     }
 
     /// Parent: a consistent reading of the counters.
@@ -383,5 +460,83 @@ mod tests {
         }
         assert!(!p.cancelled(1), "the oldest is forgotten");
         assert!((10..10 + CANCELLED_KEPT as u64).all(|c| p.cancelled(c)));
+    }
+
+    #[test]
+    fn a_revoked_task_is_skipped_and_tasks_sent_after_the_revoke_run() {
+        let page = ProgressPage::new().unwrap();
+        let p = page.get();
+        // Nothing started: the front (task 1) is not the worker's yet, nothing is taken.
+        assert_eq!(p.revoke(1, 3), None);
+        assert!(p.claim(), "task 1 runs");
+        // Tasks 2 and 3 wait behind it: taken back.
+        assert_eq!(p.revoke(1, 3), Some(1));
+        // The parent holds task 1 alone now: nothing more to take back.
+        assert_eq!(p.revoke(1, 1), None);
+        // Tasks 4 and 5 sent after the revoke, then taken back as well while 1 still runs.
+        assert_eq!(p.revoke(1, 5), Some(1));
+        assert!(
+            !p.claim() && !p.claim() && !p.claim() && !p.claim(),
+            "2 to 5 skipped"
+        );
+        // Task 6, sent later, runs; the worker had passed 5, so nothing is left to take.
+        assert!(p.claim(), "task 6 runs");
+        assert_eq!(p.revoke(6, 6), None);
+        // The worker started 7 while 6 was still unanswered: only 8 is taken.
+        assert!(p.claim());
+        assert_eq!(p.revoke(6, 8), Some(7));
+        assert!(!p.claim(), "task 8 skipped");
+        assert!(p.claim(), "task 9 runs");
+    }
+
+    #[test]
+    fn the_claims_word_is_the_16th_word_of_the_page() {
+        // Tests that play a lying worker write it there.
+        assert_eq!(std::mem::offset_of!(Progress, claims), 15 * 8);
+        assert_eq!(std::mem::offset_of!(Shared, progress), 0);
+    }
+
+    #[test]
+    fn a_worker_that_claims_what_was_never_sent_gives_nothing_back() {
+        let page = ProgressPage::new().unwrap();
+        let p = page.get();
+        for _ in 0..10 {
+            assert!(p.claim());
+        }
+        // The parent sent tasks 3 to 5 only (in its count): claimed 10 lies outside.
+        assert_eq!(p.revoke(3, 5), None);
+        // Positions wrap: a worker at the end of the range and a parent past it agree.
+        p.claims.store(pack(u32::MAX, u32::MAX), Ordering::Relaxed);
+        assert!(p.claim(), "task 0 (after wrapping) runs");
+        assert_eq!(p.revoke(0, 2), Some(0));
+        assert!(!p.claim() && !p.claim());
+        assert!(p.claim());
+    }
+
+    #[test]
+    fn claim_and_revoke_racing_give_each_task_to_exactly_one_side() {
+        const TASKS: u32 = 64;
+        for round in 0..300u32 {
+            let p: &'static Progress = Box::leak(Box::default());
+            let worker =
+                std::thread::spawn(move || (1..=TASKS).filter(|_| p.claim()).count() as u32);
+            // The parent takes back from somewhere in the stream, as the worker runs.
+            for _ in 0..round % 97 {
+                std::hint::spin_loop();
+            }
+            let kept = loop {
+                match p.revoke(1, TASKS) {
+                    Some(kept) => break kept,
+                    // Not started yet, or all passed.
+                    None if unpack(p.claims.load(Ordering::Acquire)).0 >= TASKS => break TASKS,
+                    None => std::hint::spin_loop(),
+                }
+            };
+            let ran = worker.join().unwrap();
+            assert_eq!(
+                ran, kept,
+                "round {round}: tasks 1..={kept} run, the rest taken back"
+            );
+        }
     }
 }

@@ -2,10 +2,12 @@
 //! loop of a `ReturnProcess` child.
 //!
 //! Invariants:
-//! - Every `Task` gets exactly one reply of exactly `count` outcomes, in item order (a runner
-//!   that returns too few is topped up with `BAD_INPUT` outcomes), and no panic escapes: tasks
-//!   run under `catch_unwind` in [`crate::job`]. The loop returns an exit code instead of
-//!   exiting, for the parent crate's fork module to pass to `_exit`.
+//! - Every `Task` the worker claims on its progress page gets exactly one reply of exactly
+//!   `count` outcomes, in item order (a runner that returns too few is topped up with
+//!   `BAD_INPUT` outcomes), and no panic escapes: tasks run under `catch_unwind` in
+//!   [`crate::job`]. A task the parent took back before the worker claimed it (work stealing,
+//!   see [`progress`]) is skipped: no item of it runs, and no reply goes out. The loop returns
+//!   an exit code instead of exiting, for the parent crate's fork module to pass to `_exit`.
 //! - A worker serves a chunk only while it is alone: after each chunk's items ran, before its
 //!   reply is published, it looks whether a thread its tasks started still runs or a child
 //!   process they forked still lives (either may hold its socket and memory, and write a reply
@@ -201,6 +203,11 @@ impl Server<'_, '_> {
         match command {
             Command::Task(task) => {
                 if let Some(p) = self.progress {
+                    if !p.claim() {
+                        // Taken back by the parent, which sent it to another worker and
+                        // expects no reply for it here.
+                        return None;
+                    }
                     p.begin_chunk();
                 }
                 let start = Instant::now();
