@@ -75,6 +75,19 @@ impl Engine {
         self.refill_pending
     }
 
+    /// Whether any call is live (begun and not yet ended): work the pool accepted, which the
+    /// background driver keeps going while nobody waits (see `hub.rs`).
+    pub fn has_calls(&self) -> bool {
+        !self.desks.is_empty()
+    }
+
+    /// Whether driving could change anything now: a worker holds work, is starting, stopping
+    /// or retired, a replacement is due, or chunks may be queued (a cheap look: a call in the
+    /// ring may have none left).
+    pub fn needs_driving(&self) -> bool {
+        !self.ring.is_empty() || self.anything_to_wait_for()
+    }
+
     /// Forks workers until the pool has its full size. Without `direct` (a thread that holds
     /// the engine's lock without stdio) only the zygote forks: what would need a fork from
     /// this process is left pending.
