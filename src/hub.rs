@@ -17,9 +17,10 @@
 //! - No user code runs under the engine's lock: an async task's waker that a desk wakes or
 //!   drops is woken or dropped by the same thread right after it releases the lock (see
 //!   [`Guard`] and `desk::Due`).
-//! - Accepted work makes progress with nobody waiting: while calls are live (a submitted task,
-//!   an awaited future), a background thread drives the engine whenever nobody else did for a
-//!   tick ([`QUIET_TICK`]), at once while futures are awaited; a `Pool`'s background driver
+//! - Accepted work makes progress with nobody waiting: once a task was submitted or a future
+//!   awaited, a background thread drives the engine whenever it has work (chunks queued or at
+//!   workers, workers starting or stopping) and nobody else drove for a tick ([`QUIET_TICK`]),
+//!   at once while futures are awaited; a `Pool`'s background driver
 //!   also forks the replacements left pending, having left the driver's role and the lock
 //!   (the lock order of `fork.rs`). A thread that comes to wait while it drives asks it to
 //!   leave and drives itself, so a waiting caller is its own driver with no thread hop.
@@ -40,12 +41,12 @@ use std::time::{Duration, Instant};
 /// thread would copy what it captured while its owner may be changing it).
 pub(crate) type BackgroundMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send + Sync;
 
-/// How long the engine must sit undriven, with calls live, before the background driver takes
+/// How long the engine must sit undriven, with work, before the background driver takes
 /// it (at once while futures are awaited): a caller that waits again within it stays its own
 /// driver, so a caller's waits cost no thread hop and no wake-up of the background thread.
 pub(crate) const QUIET_TICK: Duration = Duration::from_millis(5);
 
-/// How long the background thread outlives the last live call: a pool used call after call
+/// How long the background thread outlives the pool's last work: a pool used call after call
 /// (one `apply` a millisecond) keeps one thread, not one per call.
 const LINGER: Duration = Duration::from_millis(200);
 
@@ -68,6 +69,9 @@ pub(crate) struct Background {
     drives: u64,
     /// The pool is being dropped: the background thread ends.
     closing: bool,
+    /// The background thread is forking: it may wait for stdio, which the thread dropping the
+    /// pool may hold (see [`Hub::stop_background`]).
+    forking: bool,
 }
 
 /// The engine, shared by the calls on one pool.
@@ -223,55 +227,66 @@ impl Hub {
         }
     }
 
-    /// The pool is being dropped: the background thread ends; waits for it.
+    /// The pool is being dropped: the background thread ends; waits for it. Unless it is
+    /// forking: then it may be waiting for stdio, which this thread may hold (a program that
+    /// drops a pool inside `let out = stdout().lock(); ..`), so it is left to end by itself once
+    /// it has stdio (it forks nothing: the pool is halted; it holds the hub until then).
     pub fn stop_background(&self) {
-        {
+        let forking = {
             let mut engine = self.lock();
             engine.background.closing = true;
             self.wake_background(&engine);
             self.poke(&engine);
-        }
-        let threads = std::mem::take(
+            engine.background.forking
+        };
+        let mut threads = std::mem::take(
             &mut *self
                 .background_threads
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
+        // Only the latest may still run (each starts after the one before left its loop).
+        let latest = threads.pop();
         for thread in threads {
+            let _ = thread.join();
+        }
+        if let Some(thread) = latest.filter(|_| !forking) {
             let _ = thread.join();
         }
     }
 
-    /// The background thread: while calls are live it drives the engine when nobody else did
-    /// for a [`QUIET_TICK`] (at once while futures are awaited), and forks the replacements
+    /// The background thread: while the engine has work it drives it when nobody else did for
+    /// a [`QUIET_TICK`] (at once while futures are awaited), and it forks the replacements
     /// left pending (with `main`, holding no lock and not driving: the lock order of
-    /// `fork.rs`); it ends [`LINGER`] after the last call, or when the pool is dropped.
+    /// `fork.rs`); it ends [`LINGER`] after the last work, or when the pool is dropped.
     fn background(&self) {
         let main = self.main.as_deref();
         let mut engine = self.lock();
         // The drives seen when the current tick began.
         let (mut seen, mut since) = (engine.background.drives, Instant::now());
-        let mut no_calls_since: Option<Instant> = None;
+        let mut idle_since: Option<Instant> = None;
         loop {
             if engine.background.closing {
                 break;
             }
-            let calls = engine.has_calls() || engine.background.awaited > 0;
-            if calls {
-                no_calls_since = None;
-            } else if no_calls_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
+            let work = engine.needs_driving() || engine.background.awaited > 0;
+            if work {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
                 break;
             }
             if let Some(main) = main.filter(|_| engine.refill_pending()) {
+                engine.background.forking = true;
                 drop(engine);
                 engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
+                engine.background.forking = false;
                 continue;
             }
             if engine.background.drives != seen {
                 (seen, since) = (engine.background.drives, Instant::now());
             }
-            let quiet = since.elapsed() >= QUIET_TICK && engine.needs_driving();
-            if calls && !engine.driving && (engine.background.awaited > 0 || quiet) {
+            let quiet = since.elapsed() >= QUIET_TICK;
+            if work && !engine.driving && (engine.background.awaited > 0 || quiet) {
                 let rest;
                 (engine, rest) = self.drive_in_background(engine, main.is_some());
                 (seen, since) = (engine.background.drives, Instant::now());
@@ -297,7 +312,7 @@ impl Hub {
         let mut stuck = false;
         while !stuck {
             let b = &engine.background;
-            let idle = b.awaited == 0 && !(engine.has_calls() && engine.needs_driving());
+            let idle = b.awaited == 0 && !engine.needs_driving();
             if b.handoff || b.closing || idle || (forks && engine.refill_pending()) {
                 break;
             }

@@ -80,3 +80,43 @@ fn a_worker_that_dies_while_nobody_waits_is_replaced_and_the_next_task_runs() {
         }
     });
 }
+
+#[test]
+fn a_pool_dropped_by_a_thread_holding_stdout_while_its_replacement_is_due_does_not_hang() {
+    // The pool forks the replacement of a cancelled task's worker on its own thread, which
+    // needs stdout's lock: the thread that holds it and drops the pool must not wait for that
+    // thread. A hang here holds stdout, which the test harness needs to report a failure: the
+    // watchdog writes without it and ends the process.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for round in 0..5 {
+            let out = std::io::stdout().lock();
+            let pool = Pool::new(1).unwrap();
+            let mut long = pool.submit(nap, 5000);
+            pid_within(&long, Duration::from_secs(5)).expect("the long task runs");
+            assert!(long.cancel());
+            // The stopped worker's end was taken in (it left the roster): its replacement is
+            // due, and waits for stdout.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !pool.pids().is_empty() {
+                assert!(Instant::now() < deadline, "round {round}: the worker never ended");
+                std::thread::yield_now();
+            }
+            drop(long);
+            drop(pool);
+            drop(out);
+            let _ = done.send(round);
+        }
+    });
+    for round in 0..5 {
+        if finished.recv_timeout(Duration::from_secs(20)).is_err() {
+            let message = format!("\nround {round} hung or failed\n");
+            // SAFETY: writes the message's bytes to stderr without taking std's lock (the hung
+            // thread holds stdout), then ends the process at once.
+            unsafe {
+                libc::write(2, message.as_ptr().cast(), message.len());
+                libc::_exit(101);
+            }
+        }
+    }
+}

@@ -75,17 +75,17 @@ impl Engine {
         self.refill_pending
     }
 
-    /// Whether any call is live (begun and not yet ended): work the pool accepted, which the
-    /// background driver keeps going while nobody waits (see `hub.rs`).
-    pub fn has_calls(&self) -> bool {
-        !self.desks.is_empty()
-    }
-
-    /// Whether driving could change anything now: a worker holds work, is starting, stopping
-    /// or retired, a replacement is due, or chunks may be queued (a cheap look: a call in the
-    /// ring may have none left).
+    /// Whether driving could change anything now, a due fork aside: chunks may be queued (a
+    /// cheap look: a call in the ring may have none left), a worker holds work, is starting or
+    /// stopping, or is retired and not yet reaped. What the background driver looks at (see
+    /// `hub.rs`).
     pub fn needs_driving(&self) -> bool {
-        !self.ring.is_empty() || self.anything_to_wait_for()
+        !self.ring.is_empty()
+            || !self.retired.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.in_flight.is_empty() || w.stopping.is_some() || !w.ready)
     }
 
     /// Forks workers until the pool has its full size. Without `direct` (a thread that holds
