@@ -31,7 +31,7 @@ use crate::error::PoolError;
 use crate::frame_stash::FrameStash;
 use crate::inbox::{Exits, Readiness};
 use crate::stats::ParentTimes;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,9 +41,10 @@ use std::time::{Duration, Instant};
 /// thread would copy what it captured while its owner may be changing it).
 pub(crate) type BackgroundMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send + Sync;
 
-/// How long the engine must sit undriven, with work, before the background driver takes
-/// it (at once while futures are awaited): a caller that waits again within it stays its own
-/// driver, so a caller's waits cost no thread hop and no wake-up of the background thread.
+/// How long the engine must sit undriven, with work and no task submitted, before the
+/// background driver takes it (at once while futures are awaited): a caller that waits or
+/// submits again within it stays its own driver, so its waits cost no thread hop and its
+/// submits no wake-up of the background thread.
 pub(crate) const QUIET_TICK: Duration = Duration::from_millis(5);
 
 /// How long the background thread outlives the pool's last work: a pool used call after call
@@ -74,6 +75,15 @@ pub(crate) struct Background {
     forking: bool,
 }
 
+impl Background {
+    /// Whether the background driver takes the driver's role now: the engine has `work`,
+    /// nobody is `driving`, and futures are awaited (they have no thread of their own) or
+    /// nobody drove for a `quiet` tick (a caller that waits again within it drives itself).
+    fn takes_turn(&self, work: bool, driving: bool, quiet: bool) -> bool {
+        work && !driving && (self.awaited > 0 || quiet)
+    }
+}
+
 /// The engine, shared by the calls on one pool.
 pub(crate) struct Hub {
     engine: Mutex<Engine>,
@@ -88,6 +98,10 @@ pub(crate) struct Hub {
     background_turn: Condvar,
     /// `Background::runs`, for a look without the engine's lock (a task's start).
     background_runs: AtomicBool,
+    /// Tasks submitted so far: a caller submitting is busy with the pool too, so the
+    /// background driver neither takes the role in a tick with submits nor keeps it when one
+    /// comes (it would be woken through the wake pipe for each).
+    submits: AtomicU64,
     /// The background threads started (each ended but the latest; all joined when the pool
     /// is dropped).
     background_threads: Mutex<Vec<JoinHandle<()>>>,
@@ -160,6 +174,7 @@ impl Hub {
             main,
             background_turn: Condvar::new(),
             background_runs: AtomicBool::new(false),
+            submits: AtomicU64::new(0),
             background_threads: Mutex::new(Vec::new()),
             times,
             frames: FrameStash::default(),
@@ -167,10 +182,11 @@ impl Hub {
     }
 
     /// A call was accepted that may go on without anybody waiting (a task): makes sure the
-    /// background thread runs. Without the engine's lock while it does (one load).
+    /// background thread runs. Takes no lock while one runs (one load).
     pub fn keep_driven(&self) {
-        // Cleared only under the lock by a thread that saw no live call, and the caller's call
-        // was begun under the lock before this look: a thread that saw it set keeps going.
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        // Cleared only under the lock by a thread that found no work, and the caller queued
+        // its chunk under the lock before this look: a thread seen running has it to drive.
         if self.background_runs.load(Ordering::Acquire) {
             return;
         }
@@ -262,8 +278,12 @@ impl Hub {
     fn background(&self) {
         let main = self.main.as_deref();
         let mut engine = self.lock();
-        // The drives seen when the current tick began.
-        let (mut seen, mut since) = (engine.background.drives, Instant::now());
+        // The drives and submits seen when the current tick began.
+        let activity = |engine: &Engine| {
+            let submits = self.submits.load(Ordering::Relaxed);
+            (engine.background.drives, submits)
+        };
+        let (mut seen, mut since) = (activity(&engine), Instant::now());
         let mut idle_since: Option<Instant> = None;
         loop {
             if engine.background.closing {
@@ -282,19 +302,21 @@ impl Hub {
                 engine.background.forking = false;
                 continue;
             }
-            if engine.background.drives != seen {
-                (seen, since) = (engine.background.drives, Instant::now());
+            if activity(&engine) != seen {
+                (seen, since) = (activity(&engine), Instant::now());
             }
             let quiet = since.elapsed() >= QUIET_TICK;
-            if work && !engine.driving && (engine.background.awaited > 0 || quiet) {
+            if engine.background.takes_turn(work, engine.driving, quiet) {
                 let rest;
                 (engine, rest) = self.drive_in_background(engine, main.is_some());
-                (seen, since) = (engine.background.drives, Instant::now());
+                (seen, since) = (activity(&engine), Instant::now());
                 if !rest {
                     continue;
                 }
             }
-            let left = QUIET_TICK.saturating_sub(since.elapsed()).max(QUIET_TICK / 5);
+            let left = QUIET_TICK
+                .saturating_sub(since.elapsed())
+                .max(QUIET_TICK / 5);
             engine = self.sleep_on(&self.background_turn, engine, Some(left), false);
         }
         engine.background.runs = false;
@@ -302,23 +324,26 @@ impl Hub {
     }
 
     /// The background thread's turn as the driver: until a waiting thread asks for the role,
-    /// the pool is dropped, a fork is due that it can make (`forks`), or there is nothing to
-    /// drive and nothing awaited. Returns the engine, and whether to rest a tick before the
-    /// next turn (it left for a waiting thread, or nothing could happen any more).
+    /// the pool is dropped, a fork is due that it can make (`forks`), there is nothing to
+    /// drive and nothing awaited, or (nothing awaited) a task is submitted. Returns the
+    /// engine, and whether to rest a tick before the next turn (it left for a thread that uses
+    /// the pool, or nothing could happen any more).
     fn drive_in_background<'a>(&'a self, mut engine: Guard<'a>, forks: bool) -> (Guard<'a>, bool) {
         engine.driving = true;
         engine.background.driving = true;
         engine.resume_clocks();
-        let mut stuck = false;
+        let submits = self.submits.load(Ordering::Relaxed);
+        let (mut stuck, mut submitted) = (false, false);
         while !stuck {
             let b = &engine.background;
             let idle = b.awaited == 0 && !engine.needs_driving();
-            if b.handoff || b.closing || idle || (forks && engine.refill_pending()) {
+            submitted = b.awaited == 0 && self.submits.load(Ordering::Relaxed) != submits;
+            if b.handoff || b.closing || idle || submitted || (forks && engine.refill_pending()) {
                 break;
             }
             (engine, stuck) = self.drive_once(engine, None, true);
         }
-        let rest = engine.background.handoff || stuck;
+        let rest = engine.background.handoff || stuck || submitted;
         engine.background.handoff = false;
         engine.background.driving = false;
         engine.driving = false;
@@ -556,5 +581,26 @@ impl Hub {
             engine.kill_retired();
             engine.forget_retired();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Background;
+
+    #[test]
+    fn the_background_driver_waits_a_quiet_tick_unless_futures_are_awaited() {
+        let mut background = Background::default();
+        // A caller that drove within the tick, or drives now, keeps the role.
+        assert!(!background.takes_turn(true, false, false));
+        assert!(!background.takes_turn(true, true, true));
+        // Nobody drove for a tick, and there is work.
+        assert!(background.takes_turn(true, false, true));
+        // Nothing to drive.
+        assert!(!background.takes_turn(false, false, true));
+        // Awaited futures are driven at once, but never from under another driver.
+        background.awaited = 1;
+        assert!(background.takes_turn(true, false, false));
+        assert!(!background.takes_turn(true, true, false));
     }
 }

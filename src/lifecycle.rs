@@ -85,7 +85,6 @@ impl<M: ?Sized + ForksAnywhere> PoolState<M> {
 }
 
 impl<M: ?Sized> PoolState<M> {
-
     /// The configured number of workers.
     pub fn size(&self) -> usize {
         self.size

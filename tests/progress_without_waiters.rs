@@ -99,7 +99,10 @@ fn a_pool_dropped_by_a_thread_holding_stdout_while_its_replacement_is_due_does_n
             // due, and waits for stdout.
             let deadline = Instant::now() + Duration::from_secs(5);
             while !pool.pids().is_empty() {
-                assert!(Instant::now() < deadline, "round {round}: the worker never ended");
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the worker never ended"
+                );
                 std::thread::yield_now();
             }
             drop(long);

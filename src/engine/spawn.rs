@@ -309,6 +309,17 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_whose_fork_is_pending_has_nothing_to_drive() {
+        // The background driver forks it (or leaves it to the next call): driving reads
+        // nothing for it.
+        let mut engine = Engine::new(settings(1)).unwrap();
+        assert!(!engine.needs_driving());
+        engine.fill(None).unwrap();
+        assert!(engine.refill_pending());
+        assert!(!engine.needs_driving());
+    }
+
+    #[test]
     fn a_fork_from_this_process_without_stdio_held_is_left_pending() {
         // What a thread holding the engine's lock does when a worker dies: it may not wait for
         // stdio there, so it forks nothing and leaves the fork to a thread that can.
