@@ -131,7 +131,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     main: &'p WorkerMain<'p>,
     /// Whether the chunk-mates of a killing item are run again (the pool's setting).
     pinpoint: bool,
-    /// Awaited asynchronously and not finished: counted in `Engine::async_pending`.
+    /// Awaited asynchronously and not finished: counted in `hub::Background::awaited`.
     awaited: bool,
     /// An empty buffer to swap for the desk's mail (see `Desk::take_mail`).
     mail_spare: Vec<Happened>,

@@ -127,16 +127,12 @@ pub(crate) struct Engine {
     /// Since when nobody drove: time the workers' clocks do not count (frames sat unread).
     pub(crate) undriven_since: Option<Instant>,
     /// The pool lacks workers that must be forked from this process, which the thread that
-    /// found them due could not do (it held the engine's lock, so it may not wait for stdio,
-    /// or it is the async driver, without the worker function): the next thread that can fork
-    /// does (see `engine::lock_filled`).
+    /// found them due could not do (it held the engine's lock, so it may not wait for stdio):
+    /// the next thread that can fork does (see `engine::lock_filled`; the background driver of
+    /// a `Pool` does, see `hub.rs`).
     refill_pending: bool,
-    /// Tasks and streams awaited asynchronously, not yet finished.
-    pub(crate) async_pending: usize,
-    /// The async driver thread runs.
-    pub(crate) async_driver: bool,
-    /// The pool is being dropped: the async driver leaves.
-    pub(crate) closing: bool,
+    /// The background driver's state and what the threads that wait tell it (see `hub.rs`).
+    pub(crate) background: crate::hub::Background,
 }
 
 impl Engine {
@@ -190,9 +186,7 @@ impl Engine {
             idle_waiters: 0,
             undriven_since: None,
             refill_pending: false,
-            async_pending: 0,
-            async_driver: false,
-            closing: false,
+            background: crate::hub::Background::default(),
         })
     }
 

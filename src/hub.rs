@@ -17,6 +17,13 @@
 //! - No user code runs under the engine's lock: an async task's waker that a desk wakes or
 //!   drops is woken or dropped by the same thread right after it releases the lock (see
 //!   [`Guard`] and `desk::Due`).
+//! - Accepted work makes progress with nobody waiting: once a task was submitted or a future
+//!   awaited, a background thread drives the engine whenever it has work (chunks queued or at
+//!   workers, workers starting or stopping) and nobody else drove for a tick ([`QUIET_TICK`]),
+//!   at once while futures are awaited; a `Pool`'s background driver
+//!   also forks the replacements left pending, having left the driver's role and the lock
+//!   (the lock order of `fork.rs`). A thread that comes to wait while it drives asks it to
+//!   leave and drives itself, so a waiting caller is its own driver with no thread hop.
 
 use crate::desk::Due;
 use crate::engine::{Engine, Fill, WorkerMain};
@@ -24,19 +31,80 @@ use crate::error::PoolError;
 use crate::frame_stash::FrameStash;
 use crate::inbox::{Exits, Readiness};
 use crate::stats::ParentTimes;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The worker function as the background driver holds it: a `Pool`'s, which any thread may
+/// fork with (an `FnPool`'s closure is neither `Send` nor `Sync`, and a fork from another
+/// thread would copy what it captured while its owner may be changing it).
+pub(crate) type BackgroundMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send + Sync;
+
+/// How long the engine must sit undriven, with work and no task submitted, before the
+/// background driver takes it (at once while futures are awaited): a caller that waits or
+/// submits again within it stays its own driver, so its waits cost no thread hop and its
+/// submits no wake-up of the background thread.
+pub(crate) const QUIET_TICK: Duration = Duration::from_millis(5);
+
+/// How long the background thread outlives the pool's last work: a pool used call after call
+/// (one `apply` a millisecond) keeps one thread, not one per call.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// What the background driver and the threads that wait tell each other, under the engine's
+/// lock.
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    /// Tasks and streams awaited asynchronously, not yet finished.
+    pub awaited: usize,
+    /// The background thread runs (mirrored in `Hub::background_runs`, read without the lock).
+    runs: bool,
+    /// It drives the engine now.
+    driving: bool,
+    /// It sleeps on `Hub::background_turn`.
+    sleeping: bool,
+    /// A thread waits to drive: the background driver leaves the role at its next look.
+    handoff: bool,
+    /// Times a waiting thread took the driver's role: the background driver takes it only
+    /// after a [`QUIET_TICK`] in which this did not change.
+    drives: u64,
+    /// The pool is being dropped: the background thread ends.
+    closing: bool,
+    /// The background thread is forking: it may wait for stdio, which the thread dropping the
+    /// pool may hold (see [`Hub::stop_background`]).
+    forking: bool,
+}
+
+impl Background {
+    /// Whether the background driver takes the driver's role now: the engine has `work`,
+    /// nobody is `driving`, and futures are awaited (they have no thread of their own) or
+    /// nobody drove for a `quiet` tick (a caller that waits again within it drives itself).
+    fn takes_turn(&self, work: bool, driving: bool, quiet: bool) -> bool {
+        work && !driving && (self.awaited > 0 || quiet)
+    }
+}
 
 /// The engine, shared by the calls on one pool.
 pub(crate) struct Hub {
     engine: Mutex<Engine>,
     turn: Condvar,
     exits: Arc<Exits>,
-    /// This hub, for the async driver thread to hold.
+    /// This hub, for the background thread to hold.
     this: Weak<Hub>,
-    /// The async driver thread, while it runs (joined when the pool is dropped).
-    async_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The worker function the background driver forks replacements with (`None`: it forks
+    /// none; the next call or wait does).
+    main: Option<Arc<BackgroundMain>>,
+    /// Where the background thread sleeps between its looks.
+    background_turn: Condvar,
+    /// `Background::runs`, for a look without the engine's lock (a task's start).
+    background_runs: AtomicBool,
+    /// Tasks submitted so far: a caller submitting is busy with the pool too, so the
+    /// background driver neither takes the role in a tick with submits nor keeps it when one
+    /// comes (it would be woken through the wake pipe for each).
+    submits: AtomicU64,
+    /// The background threads started (each ended but the latest; all joined when the pool
+    /// is dropped).
+    background_threads: Mutex<Vec<JoinHandle<()>>>,
     /// The calling threads' own time in calls (for `Pool::stats`).
     pub times: ParentTimes,
     /// Frame buffers kept between calls.
@@ -95,77 +163,197 @@ impl Drop for RunDue {
 }
 
 impl Hub {
-    pub fn new(engine: Engine) -> Arc<Hub> {
+    /// The hub of `engine`; with `main`, its background driver forks replacements.
+    pub fn new(engine: Engine, main: Option<Arc<BackgroundMain>>) -> Arc<Hub> {
         let times = ParentTimes::new(engine.insights());
         Arc::new_cyclic(|this| Hub {
             exits: engine.exits(),
             engine: Mutex::new(engine),
             turn: Condvar::new(),
             this: this.clone(),
-            async_thread: Mutex::new(None),
+            main,
+            background_turn: Condvar::new(),
+            background_runs: AtomicBool::new(false),
+            submits: AtomicU64::new(0),
+            background_threads: Mutex::new(Vec::new()),
             times,
             frames: FrameStash::default(),
         })
     }
 
-    /// One more task or stream is awaited: starts the async driver thread if none runs. It
-    /// drives the engine whenever no other thread does, until nothing is awaited any more, so
-    /// an awaiting future never blocks its runtime's thread. It cannot fork (it has not the
-    /// pool's worker function): replacements are forked by the next task or call that runs.
-    pub fn await_one(&self, engine: &mut Engine) {
-        engine.async_pending += 1;
-        if engine.async_driver || engine.closing {
+    /// A call was accepted that may go on without anybody waiting (a task): makes sure the
+    /// background thread runs. Takes no lock while one runs (one load).
+    pub fn keep_driven(&self) {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        // Cleared only under the lock by a thread that found no work, and the caller queued
+        // its chunk under the lock before this look: a thread seen running has it to drive.
+        if self.background_runs.load(Ordering::Acquire) {
+            return;
+        }
+        let mut engine = self.lock();
+        self.start_background(&mut engine);
+    }
+
+    /// Starts the background thread if none runs (see the module's doc and [`Hub::background`]).
+    fn start_background(&self, engine: &mut Engine) {
+        if engine.background.runs || engine.background.closing {
             return;
         }
         let Some(hub) = self.this.upgrade() else {
             return;
         };
         let spawned = std::thread::Builder::new()
-            .name("forkpool-async".into())
+            .name("forkpool-driver".into())
             .stack_size(256 * 1024)
-            .spawn(move || {
-                let engine = hub.lock();
-                let idle = |e: &Engine| e.async_pending == 0 || e.closing;
-                let (mut engine, _) = hub.wait(engine, &idle, None, None);
-                engine.async_driver = false;
-            });
+            .spawn(move || hub.background());
         if let Ok(thread) = spawned {
-            engine.async_driver = true;
-            let old = self
-                .async_thread
+            engine.background.runs = true;
+            self.background_runs.store(true, Ordering::Release);
+            let mut threads = self
+                .background_threads
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .replace(thread);
-            drop(old); // an earlier driver that has ended (detached; it holds no lock now)
+                .unwrap_or_else(|p| p.into_inner());
+            // Earlier ones that have ended (an ended thread holds nothing).
+            threads.retain(|t| !t.is_finished());
+            threads.push(thread);
         }
-        self.turn.notify_all();
+    }
+
+    /// Wakes the background thread if it sleeps.
+    fn wake_background(&self, engine: &Engine) {
+        if engine.background.sleeping {
+            self.background_turn.notify_one();
+        }
+    }
+
+    /// One more task or stream is awaited: the background thread drives the engine whenever no
+    /// other thread does, until nothing is awaited any more, so an awaiting future never
+    /// blocks its runtime's thread.
+    pub fn await_one(&self, engine: &mut Engine) {
+        engine.background.awaited += 1;
+        self.start_background(engine);
+        self.wake_background(engine);
     }
 
     /// One awaited task or stream finished or was dropped.
     pub fn await_done(&self, engine: &mut Engine) {
-        engine.async_pending = engine.async_pending.saturating_sub(1);
-        if engine.async_pending == 0 {
-            self.turn.notify_all();
+        engine.background.awaited = engine.background.awaited.saturating_sub(1);
+        if engine.background.awaited == 0 {
             self.poke(engine);
         }
     }
 
-    /// The pool is being dropped: the async driver leaves; waits for it.
-    pub fn stop_async_driver(&self) {
-        {
+    /// The pool is being dropped: the background thread ends; waits for it. Unless it is
+    /// forking: then it may be waiting for stdio, which this thread may hold (a program that
+    /// drops a pool inside `let out = stdout().lock(); ..`), so it is left to end by itself once
+    /// it has stdio (it forks nothing: the pool is halted; it holds the hub until then).
+    pub fn stop_background(&self) {
+        let forking = {
             let mut engine = self.lock();
-            engine.closing = true;
-            self.turn.notify_all();
+            engine.background.closing = true;
+            self.wake_background(&engine);
             self.poke(&engine);
-        }
-        let thread = self
-            .async_thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(thread) = thread {
+            engine.background.forking
+        };
+        let mut threads = std::mem::take(
+            &mut *self
+                .background_threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        // Only the latest may still run (each starts after the one before left its loop).
+        let latest = threads.pop();
+        for thread in threads {
             let _ = thread.join();
         }
+        if let Some(thread) = latest.filter(|_| !forking) {
+            let _ = thread.join();
+        }
+    }
+
+    /// The background thread: while the engine has work it drives it when nobody else did for
+    /// a [`QUIET_TICK`] (at once while futures are awaited), and it forks the replacements
+    /// left pending (with `main`, holding no lock and not driving: the lock order of
+    /// `fork.rs`); it ends [`LINGER`] after the last work, or when the pool is dropped.
+    fn background(&self) {
+        let main = self.main.as_deref();
+        let mut engine = self.lock();
+        // The drives and submits seen when the current tick began.
+        let activity = |engine: &Engine| {
+            let submits = self.submits.load(Ordering::Relaxed);
+            (engine.background.drives, submits)
+        };
+        let (mut seen, mut since) = (activity(&engine), Instant::now());
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if engine.background.closing {
+                break;
+            }
+            let work = engine.needs_driving() || engine.background.awaited > 0;
+            if work {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
+                break;
+            }
+            if let Some(main) = main.filter(|_| engine.refill_pending()) {
+                engine.background.forking = true;
+                drop(engine);
+                engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
+                engine.background.forking = false;
+                continue;
+            }
+            if activity(&engine) != seen {
+                (seen, since) = (activity(&engine), Instant::now());
+            }
+            let quiet = since.elapsed() >= QUIET_TICK;
+            if engine.background.takes_turn(work, engine.driving, quiet) {
+                let rest;
+                (engine, rest) = self.drive_in_background(engine, main.is_some());
+                (seen, since) = (activity(&engine), Instant::now());
+                if !rest {
+                    continue;
+                }
+            }
+            let left = QUIET_TICK
+                .saturating_sub(since.elapsed())
+                .max(QUIET_TICK / 5);
+            engine = self.sleep_on(&self.background_turn, engine, Some(left), false);
+        }
+        engine.background.runs = false;
+        self.background_runs.store(false, Ordering::Release);
+    }
+
+    /// The background thread's turn as the driver: until a waiting thread asks for the role,
+    /// the pool is dropped, a fork is due that it can make (`forks`), there is nothing to
+    /// drive and nothing awaited, or (nothing awaited) a task is submitted. Returns the
+    /// engine, and whether to rest a tick before the next turn (it left for a thread that uses
+    /// the pool, or nothing could happen any more).
+    fn drive_in_background<'a>(&'a self, mut engine: Guard<'a>, forks: bool) -> (Guard<'a>, bool) {
+        engine.driving = true;
+        engine.background.driving = true;
+        engine.resume_clocks();
+        let submits = self.submits.load(Ordering::Relaxed);
+        let (mut stuck, mut submitted) = (false, false);
+        while !stuck {
+            let b = &engine.background;
+            let idle = b.awaited == 0 && !engine.needs_driving();
+            submitted = b.awaited == 0 && self.submits.load(Ordering::Relaxed) != submits;
+            if b.handoff || b.closing || idle || submitted || (forks && engine.refill_pending()) {
+                break;
+            }
+            (engine, stuck) = self.drive_once(engine, None, true);
+        }
+        let rest = engine.background.handoff || stuck || submitted;
+        engine.background.handoff = false;
+        engine.background.driving = false;
+        engine.driving = false;
+        if engine.clocks_matter() {
+            engine.undriven_since = Some(Instant::now());
+        }
+        if engine.idle_waiters > 0 {
+            self.turn.notify_all();
+        }
+        (engine, rest)
     }
 
     /// The engine, for a short look or change (never across user code).
@@ -175,31 +363,48 @@ impl Hub {
 
     /// Waits on the condition variable for a turn (until `until`, if given). The guard's
     /// wakers run first: a thread never sleeps owing a wake-up.
-    fn idle_wait<'a>(&'a self, mut engine: Guard<'a>, until: Option<Instant>) -> Guard<'a> {
+    fn idle_wait<'a>(&'a self, engine: Guard<'a>, until: Option<Instant>) -> Guard<'a> {
+        let left = until.map(|at| at.saturating_duration_since(Instant::now()));
+        self.sleep_on(&self.turn, engine, left, true)
+    }
+
+    /// Sleeps on `turn` (at most `left`, if given), counted among the idle waiters if
+    /// `counted`. The guard's wakers run first: a thread never sleeps owing a wake-up.
+    fn sleep_on<'a>(
+        &'a self,
+        turn: &Condvar,
+        mut engine: Guard<'a>,
+        left: Option<Duration>,
+        counted: bool,
+    ) -> Guard<'a> {
         if Due::any() {
             // Unlock (running them), and look again before sleeping.
             drop(engine);
             return self.lock();
         }
-        engine.idle_waiters += 1;
+        match counted {
+            true => engine.idle_waiters += 1,
+            false => engine.background.sleeping = true,
+        }
         let Guard {
             engine: locked,
             _due: due,
         } = engine;
         drop(due); // nothing is due (checked above): runs nothing
-        let locked = match until {
-            None => self.turn.wait(locked).unwrap_or_else(|p| p.into_inner()),
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                let (locked, _) = self
-                    .turn
+        let locked = match left {
+            None => turn.wait(locked).unwrap_or_else(|p| p.into_inner()),
+            Some(left) => {
+                let (locked, _) = turn
                     .wait_timeout(locked, left)
                     .unwrap_or_else(|p| p.into_inner());
                 locked
             }
         };
         let mut engine = Guard::new(locked);
-        engine.idle_waiters -= 1;
+        match counted {
+            true => engine.idle_waiters -= 1,
+            false => engine.background.sleeping = false,
+        }
         engine
     }
 
@@ -237,10 +442,11 @@ impl Hub {
             if !engine.driving {
                 // A deadline already past still gets one look (without waiting) at what arrived.
                 engine.driving = true;
+                engine.background.drives = engine.background.drives.wrapping_add(1);
                 engine.resume_clocks();
                 let waited = loop {
                     let stuck;
-                    (engine, stuck) = self.drive_once(engine, until, main);
+                    (engine, stuck) = self.drive_once(engine, until, false);
                     if main.is_some() && engine.refill_pending() {
                         break None; // leaves the driver's role to fork (above)
                     }
@@ -261,6 +467,10 @@ impl Hub {
                 if engine.idle_waiters > 0 {
                     self.turn.notify_all();
                 }
+                if engine.background.awaited > 0 {
+                    // Awaited futures need a driver now.
+                    self.wake_background(&engine);
+                }
                 match waited {
                     Some(waited) => return (engine, waited),
                     None => continue,
@@ -269,18 +479,24 @@ impl Hub {
             if past(until) {
                 return (engine, Waited::TimedOut);
             }
+            if engine.background.driving && !engine.background.handoff {
+                // This thread drives for itself: the background driver leaves at its next look.
+                engine.background.handoff = true;
+                self.poke(&engine);
+            }
             engine = self.idle_wait(engine, until);
         }
     }
 
     /// One step of driving: sends queued chunks, then acts on one event, waiting for it (without
     /// the lock) until the next deadline of a worker or `until`. Returns true if nothing can
-    /// happen any more (nothing to wait for, and no deadline).
+    /// happen any more (nothing to wait for, and no deadline); the background driver
+    /// (`background`) then waits for a knock on the wake pipe instead.
     fn drive_once<'a>(
         &'a self,
         mut engine: Guard<'a>,
         until: Option<Instant>,
-        main: Option<&WorkerMain<'_>>,
+        background: bool,
     ) -> (Guard<'a>, bool) {
         engine.dispatch_queued();
         engine.flush();
@@ -308,9 +524,9 @@ impl Hub {
                 }
                 return (engine, true);
             }
-            match (until, main) {
+            match (until, background) {
                 // A caller's wait that nothing can end.
-                (None, Some(_)) => return (engine, true),
+                (None, false) => return (engine, true),
                 // Only the caller's own deadline is left: nothing will arrive before it.
                 (Some(at), _) => {
                     let left = at.saturating_duration_since(Instant::now());
@@ -318,8 +534,9 @@ impl Hub {
                     std::thread::sleep(left.min(Duration::from_millis(10)));
                     return (self.lock(), false);
                 }
-                // The async driver with nothing to do: it waits for a knock on the wake pipe.
-                (None, None) => {}
+                // The background driver with futures awaited and nothing to do: it waits for a
+                // knock on the wake pipe.
+                (None, true) => {}
             }
         }
         let mut set = engine.inbox.poll_set();
@@ -364,5 +581,26 @@ impl Hub {
             engine.kill_retired();
             engine.forget_retired();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Background;
+
+    #[test]
+    fn the_background_driver_waits_a_quiet_tick_unless_futures_are_awaited() {
+        let mut background = Background::default();
+        // A caller that drove within the tick, or drives now, keeps the role.
+        assert!(!background.takes_turn(true, false, false));
+        assert!(!background.takes_turn(true, true, true));
+        // Nobody drove for a tick, and there is work.
+        assert!(background.takes_turn(true, false, true));
+        // Nothing to drive.
+        assert!(!background.takes_turn(false, false, true));
+        // Awaited futures are driven at once, but never from under another driver.
+        background.awaited = 1;
+        assert!(background.takes_turn(true, false, false));
+        assert!(!background.takes_turn(true, true, false));
     }
 }

@@ -11,8 +11,10 @@
 use crate::child_handle::ChildHandle;
 use crate::engine::{Engine, SHUTDOWN_GRACE};
 use crate::error::PoolError;
-use crate::hub::Hub;
+use crate::fn_pool::ClosureMain;
+use crate::hub::{BackgroundMain, Hub};
 use crate::owner::Owner;
+use crate::pool::PoolMain;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,8 @@ pub(crate) struct PoolState<M: ?Sized> {
     builder: Owner,
     /// Dropped only in `builder` (see the `Drop` impl).
     hub: ManuallyDrop<Arc<Hub>>,
+    /// Shared with the hub's background driver when `M` may fork from any thread (see
+    /// [`ForksAnywhere`]).
     main: Box<M>,
     /// The configured number of workers.
     size: usize,
@@ -38,19 +42,49 @@ pub(crate) struct PoolState<M: ?Sized> {
     halted: Arc<AtomicBool>,
 }
 
-impl<M: ?Sized> PoolState<M> {
+/// Whether a pool's worker function may be forked from any thread: then the hub's
+/// background driver holds it and forks replacements while nobody waits on the pool.
+pub(crate) trait ForksAnywhere {
+    /// The function for the pool, and a handle on it for the background driver (`None` if
+    /// only the calls made on the pool may fork with it).
+    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>);
+}
+
+impl ForksAnywhere for PoolMain {
+    /// A `Pool`'s worker function runs fn pointers on items that travel encoded: a fork from
+    /// any thread copies nothing it reads from the caller's memory.
+    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>) {
+        let shared: Arc<PoolMain> = Arc::from(main);
+        let background = Arc::clone(&shared);
+        (Box::new(move |end| shared(end)), Some(background))
+    }
+}
+
+impl ForksAnywhere for ClosureMain<'_> {
+    /// An `FnPool`'s closure is neither `Send` nor `Sync`, and a fork from another thread
+    /// would copy what it captured while its owner may be changing it: only the calls made on
+    /// the pool (from its owner's thread) fork.
+    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>) {
+        (main, None)
+    }
+}
+
+impl<M: ?Sized + ForksAnywhere> PoolState<M> {
     pub fn new(engine: Engine, main: Box<M>) -> PoolState<M> {
+        let (main, background) = M::share(main);
         PoolState {
             builder: Owner::here(),
             size: engine.size(),
             roster: engine.roster(),
             halted: engine.halted(),
             closed: AtomicBool::new(false),
-            hub: ManuallyDrop::new(Hub::new(engine)),
+            hub: ManuallyDrop::new(Hub::new(engine, background)),
             main,
         }
     }
+}
 
+impl<M: ?Sized> PoolState<M> {
     /// The configured number of workers.
     pub fn size(&self) -> usize {
         self.size
@@ -158,7 +192,7 @@ impl<M: ?Sized> Drop for PoolState<M> {
     fn drop(&mut self) {
         if self.check_process().is_ok() {
             self.halted.store(true, Ordering::Release);
-            self.hub.stop_async_driver();
+            self.hub.stop_background();
             self.hub.shut_down(SHUTDOWN_GRACE, None);
             // SAFETY: `hub` is dropped only here, once, and `self` is not used after.
             unsafe { ManuallyDrop::drop(&mut self.hub) };

@@ -4,7 +4,9 @@
 //! A task is a call of one item that starts sending at once: its item goes to a worker as soon
 //! as one has room, whether or not anybody waits. Any thread that waits on the pool (for a task,
 //! a `map`, an `imap` step) reads every worker's replies and files each under its call, so a
-//! task finishes even while nobody waits on it in particular.
+//! task finishes even while nobody waits on it in particular; while nobody waits at all, the
+//! pool's background driver does (and forks the replacement of a worker a cancel stopped or
+//! that died), see `hub.rs`.
 
 use crate::call::{Call, Step};
 use crate::engine::Engine;
@@ -219,7 +221,10 @@ impl<R> std::fmt::Debug for Task<'_, R> {
 }
 
 impl<'p, R> Task<'p, R> {
+    /// A task of `call`, whose item was sent (or queued) already: the pool's background driver
+    /// keeps it going while nobody waits (see `Hub::keep_driven`).
     pub(crate) fn new(call: Box<dyn TaskCall<R> + 'p>) -> Task<'p, R> {
+        call.hub().keep_driven();
         Task {
             state: State::Running(call),
         }

@@ -75,6 +75,19 @@ impl Engine {
         self.refill_pending
     }
 
+    /// Whether driving could change anything now, a due fork aside: chunks may be queued (a
+    /// cheap look: a call in the ring may have none left), a worker holds work, is starting or
+    /// stopping, or is retired and not yet reaped. What the background driver looks at (see
+    /// `hub.rs`).
+    pub fn needs_driving(&self) -> bool {
+        !self.ring.is_empty()
+            || !self.retired.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.in_flight.is_empty() || w.stopping.is_some() || !w.ready)
+    }
+
     /// Forks workers until the pool has its full size. Without `direct` (a thread that holds
     /// the engine's lock without stdio) only the zygote forks: what would need a fork from
     /// this process is left pending.
@@ -294,6 +307,17 @@ mod tests {
             init_timeout: crate::engine::DEFAULT_INIT_TIMEOUT,
             zygote: None,
         }
+    }
+
+    #[test]
+    fn a_pool_whose_fork_is_pending_has_nothing_to_drive() {
+        // The background driver forks it (or leaves it to the next call): driving reads
+        // nothing for it.
+        let mut engine = Engine::new(settings(1)).unwrap();
+        assert!(!engine.needs_driving());
+        engine.fill(None).unwrap();
+        assert!(engine.refill_pending());
+        assert!(!engine.needs_driving());
     }
 
     #[test]
