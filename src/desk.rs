@@ -17,6 +17,7 @@ use crate::outbox::SharedFrame;
 use crate::worker_handle::Verdict;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -147,6 +148,37 @@ pub(crate) enum Happened {
     },
 }
 
+/// The calls that got mail since an [`as_completed`](crate::as_completed) iterator last looked:
+/// each desk it watches adds its call's id whenever mail arrives, so the iterator looks only at
+/// those tasks, never at every pending one. An id may appear more than once (mail arrived
+/// twice). Its lock is a leaf: taken under the engine's lock or alone, never waited on for long.
+#[derive(Debug, Default)]
+pub(crate) struct Finished {
+    ids: Mutex<Vec<u64>>,
+}
+
+impl Finished {
+    fn ids(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Call `call` got mail (or ended).
+    pub fn push(&self, call: u64) {
+        self.ids().push(call);
+    }
+
+    /// Whether any call got mail since the last [`take`](Finished::take).
+    pub fn any(&self) -> bool {
+        !self.ids().is_empty()
+    }
+
+    /// Moves the ids gathered so far into `into` (emptied first), leaving the list empty.
+    pub fn take(&self, into: &mut Vec<u64>) {
+        into.clear();
+        std::mem::swap(&mut *self.ids(), into);
+    }
+}
+
 /// What a call takes from its desk at once.
 pub(crate) struct Mail {
     pub events: Vec<Happened>,
@@ -174,6 +206,8 @@ pub(crate) struct Desk {
     failure: Option<PoolError>,
     /// Woken when mail arrives (an awaited task).
     waker: Option<Waker>,
+    /// Told this call's id when mail arrives (a task in an `as_completed`).
+    watcher: Option<(Arc<Finished>, u64)>,
 }
 
 impl Desk {
@@ -189,6 +223,7 @@ impl Desk {
             mail: Vec::new(),
             failure: None,
             waker: None,
+            watcher: None,
         }
     }
 
@@ -265,7 +300,19 @@ impl Desk {
         self.waker.as_ref().is_some_and(|w| w.will_wake(waker))
     }
 
+    /// Tells `finished` this desk's id (`call`) whenever mail arrives, and at once if some is
+    /// here already.
+    pub fn watch(&mut self, finished: Arc<Finished>, call: u64) {
+        if self.has_mail() {
+            finished.push(call);
+        }
+        self.watcher = Some((finished, call));
+    }
+
     fn wake(&mut self) {
+        if let Some((finished, call)) = &self.watcher {
+            finished.push(*call);
+        }
         if let Some(waker) = self.waker.take() {
             Due::defer(waker, true);
         }
@@ -278,5 +325,47 @@ impl Drop for Desk {
         if let Some(waker) = self.waker.take() {
             Due::defer(waker, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn died() -> Happened {
+        Happened::Died {
+            pid: 1,
+            death: Death::Signal(9),
+            running: None,
+            unstarted: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_watched_desk_tells_its_id_each_time_mail_arrives_and_once_for_mail_already_there() {
+        let finished = Arc::new(Finished::default());
+        let (mut quiet, mut early) = (Desk::new(None, 1), Desk::new(None, 1));
+        early.post(died());
+        quiet.watch(Arc::clone(&finished), 7);
+        early.watch(Arc::clone(&finished), 8);
+        let mut ids = vec![99];
+        finished.take(&mut ids);
+        assert_eq!(ids, [8], "mail there before the watch is told at once");
+        assert!(!finished.any());
+        quiet.post(died());
+        quiet.fail(PoolError::Closed);
+        assert!(finished.any());
+        finished.take(&mut ids);
+        assert_eq!(ids, [7, 7]);
+        finished.take(&mut ids);
+        assert!(ids.is_empty());
+    }
+
+    #[test]
+    fn an_unwatched_desk_tells_nobody() {
+        let finished = Arc::new(Finished::default());
+        let mut desk = Desk::new(None, 1);
+        desk.post(died());
+        assert!(!finished.any());
     }
 }
