@@ -5,6 +5,9 @@
 //! - A desk exists from `Engine::begin_call` to `Engine::end_call`; mail for a call without a
 //!   desk is discarded.
 //! - Queued chunks leave in the order they were queued (retries are queued first by the call).
+//! - A desk keeps every chunk workers hold of its call until it is answered or lost, so the
+//!   engine itself sends again a chunk whose worker died before starting it: that work needs
+//!   no thread of the call to go on (a task nobody waits on, a pool being joined).
 //! - A pool failure posted to a desk is taken once, after the mail posted before it.
 //! - A waker is user code: a desk never wakes, clones or drops one itself. Waking and dropping
 //!   are left to the thread's [`Due`] list, which the hub's guard runs after it released the
@@ -13,6 +16,7 @@
 //!   stdout would wait for a thread that holds stdout and waits for the engine).
 
 use crate::error::{Death, PoolError};
+use crate::id_hash::IdMap;
 use crate::outbox::SharedFrame;
 use crate::worker_handle::Verdict;
 use std::cell::{Cell, RefCell};
@@ -137,14 +141,14 @@ pub(crate) enum Happened {
         busy_nanos: u64,
         frame: Vec<u8>,
     },
-    /// Worker `pid` died holding chunks of the call. `running` is the chunk of it the worker
-    /// was running (the front of its queue) and what it needs; `unstarted` are its chunks
-    /// queued behind, which the worker never read and which can be sent again.
+    /// Worker `pid` died running chunk `chunk` of the call, which needs what `verdict` says
+    /// (an item to blame, or the chunk's items to fail). (Chunks a dying worker had not begun
+    /// are queued again by the engine, with no mail.)
     Died {
         pid: u32,
         death: Death,
-        running: Option<(u64, Verdict)>,
-        unstarted: Vec<u64>,
+        chunk: u64,
+        verdict: Verdict,
     },
 }
 
@@ -199,9 +203,10 @@ pub(crate) struct Desk {
     pub context: Option<SharedFrame>,
     /// Its id is in the engine's ring of calls with queued chunks.
     pub in_ring: bool,
-    /// Chunks of it that workers hold (sent, not yet answered or lost with their worker).
-    pub out: usize,
     queue: VecDeque<Queued>,
+    /// Chunks of it that workers hold (sent, not yet answered or lost with their worker), by
+    /// wire number.
+    held: IdMap<Queued>,
     mail: Vec<Happened>,
     failure: Option<PoolError>,
     /// Woken when mail arrives (an awaited task).
@@ -218,8 +223,8 @@ impl Desk {
             timeout,
             context: None,
             in_ring: false,
-            out: 0,
             queue: VecDeque::new(),
+            held: IdMap::default(),
             mail: Vec::new(),
             failure: None,
             waker: None,
@@ -248,6 +253,21 @@ impl Desk {
 
     pub fn pop(&mut self) -> Option<Queued> {
         self.queue.pop_front()
+    }
+
+    /// Chunks of it that workers hold.
+    pub fn out(&self) -> usize {
+        self.held.len()
+    }
+
+    /// A worker took chunk `queued`: kept until it is answered or lost.
+    pub fn sent(&mut self, queued: Queued) {
+        self.held.insert(queued.chunk, queued);
+    }
+
+    /// Chunk `chunk` left its worker (answered, or lost with it): what it was, if it was held.
+    pub fn settled(&mut self, chunk: u64) -> Option<Queued> {
+        self.held.remove(&chunk)
     }
 
     /// Posts mail and wakes an awaiting task.
@@ -336,9 +356,36 @@ mod tests {
         Happened::Died {
             pid: 1,
             death: Death::Signal(9),
-            running: None,
-            unstarted: Vec::new(),
+            chunk: 0,
+            verdict: Verdict::Requeue,
         }
+    }
+
+    fn queued(chunk: u64) -> Queued {
+        Queued {
+            chunk,
+            count: 1,
+            frame: Arc::new(vec![chunk as u8]),
+        }
+    }
+
+    #[test]
+    fn a_desk_keeps_each_chunk_a_worker_holds_until_it_settles() {
+        let mut desk = Desk::new(None, 2);
+        desk.push(queued(1));
+        desk.push(queued(2));
+        for _ in 0..2 {
+            let chunk = desk.pop().unwrap();
+            desk.sent(chunk);
+        }
+        assert_eq!((desk.out(), desk.queued()), (2, 0));
+        let lost = desk.settled(2).unwrap();
+        assert_eq!((lost.chunk, lost.frame.as_slice()), (2, &[2u8][..]));
+        desk.push_front(lost);
+        assert_eq!((desk.out(), desk.queued()), (1, 1));
+        assert!(desk.settled(2).is_none(), "a chunk settles once");
+        assert!(desk.settled(1).is_some());
+        assert_eq!(desk.out(), 0);
     }
 
     #[test]

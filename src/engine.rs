@@ -283,7 +283,7 @@ impl Engine {
     /// `stop_running`, else after a short grace (see `WorkerHandle::check_deadlines`).
     /// Nothing is waited for here.
     pub fn end_call(&mut self, call: u64, stop_running: bool) {
-        let out = self.desks.remove(&call).map_or(0, |desk| desk.out);
+        let out = self.desks.remove(&call).map_or(0, |desk| desk.out());
         self.front_deaths.retain(|&(c, _)| c != call);
         if out == 0 {
             return; // no worker holds a chunk of it (a finished call): nothing to mark

@@ -42,13 +42,9 @@ where
             Happened::Died {
                 pid,
                 death,
-                running,
-                unstarted,
+                chunk: wire,
+                verdict,
             } => {
-                self.retry.extend(unstarted);
-                let Some((wire, verdict)) = running else {
-                    return;
-                };
                 let Some(part) = self.in_flight.remove(&wire) else {
                     return;
                 };
@@ -102,7 +98,8 @@ where
     pub(super) fn lost(&mut self, wire: u64, part: Part, verdict: Verdict, pid: u32, death: Death) {
         let pinpoint = self.pinpoint;
         let culprit = match verdict {
-            // (The engine never reports `Blameless`: it turns it into one of the others.)
+            // (The engine reports neither: it sends a `Requeue` chunk again itself, and turns
+            // `Blameless` into `Requeue` or `Unknown`.)
             Verdict::Requeue | Verdict::Blameless(_) => {
                 self.in_flight.insert(wire, part);
                 self.retry.push_front(wire);

@@ -7,6 +7,7 @@ use crate::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::{Sent, WorkerHandle};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it
@@ -169,10 +170,16 @@ impl Engine {
         let Some(queued) = desk.pop() else {
             return false;
         };
-        desk.out += 1;
         let (timeout, context) = (desk.timeout, desk.context.clone());
+        // The desk keeps the chunk until it is answered, to send it again if its worker dies
+        // before starting it.
+        let sending = Queued {
+            frame: Arc::clone(&queued.frame),
+            ..queued
+        };
+        desk.sent(queued);
         self.dispatches += 1;
-        self.send(slot, call, queued, timeout, context.as_ref(), hold.chunks);
+        self.send(slot, call, &sending, timeout, context.as_ref(), hold.chunks);
         true
     }
 
@@ -185,7 +192,7 @@ impl Engine {
         &mut self,
         slot: usize,
         call: u64,
-        queued: Queued,
+        queued: &Queued,
         timeout: Option<Duration>,
         context: Option<&SharedFrame>,
         window: usize,
