@@ -203,6 +203,10 @@ pub(crate) struct Desk {
     pub context: Option<SharedFrame>,
     /// Its id is in the engine's ring of calls with queued chunks.
     pub in_ring: bool,
+    /// The call queues no more chunks: its input is used up and nothing of it waits to be
+    /// sent again (cleared by a death, whose chunk the call may split and send again). With
+    /// nothing queued or held either, the call needs no worker (see `Engine::close`).
+    pub done_sending: bool,
     queue: VecDeque<Queued>,
     /// Chunks of it that workers hold (sent, not yet answered or lost with their worker), by
     /// wire number.
@@ -223,6 +227,7 @@ impl Desk {
             timeout,
             context: None,
             in_ring: false,
+            done_sending: false,
             queue: VecDeque::new(),
             held: IdMap::default(),
             mail: Vec::new(),
@@ -260,6 +265,12 @@ impl Desk {
         self.held.len()
     }
 
+    /// Whether the call needs no worker any more: it sends nothing more, and nothing of it is
+    /// queued or held by a worker.
+    pub fn needs_no_worker(&self) -> bool {
+        self.done_sending && self.queue.is_empty() && self.held.is_empty()
+    }
+
     /// A worker took chunk `queued`: kept until it is answered or lost.
     pub fn sent(&mut self, queued: Queued) {
         self.held.insert(queued.chunk, queued);
@@ -272,6 +283,9 @@ impl Desk {
 
     /// Posts mail and wakes an awaiting task.
     pub fn post(&mut self, happened: Happened) {
+        if let Happened::Died { .. } = happened {
+            self.done_sending = false; // the call may send parts of the chunk again
+        }
         self.mail.push(happened);
         self.wake();
     }
@@ -406,6 +420,25 @@ mod tests {
         assert_eq!(ids, [7, 7]);
         finished.take(&mut ids);
         assert!(ids.is_empty());
+    }
+
+    #[test]
+    fn a_call_done_sending_needs_a_worker_again_after_a_death_until_it_says_so_again() {
+        let mut desk = Desk::new(None, 1);
+        assert!(!desk.needs_no_worker(), "a new call may send");
+        desk.done_sending = true;
+        assert!(desk.needs_no_worker());
+        desk.sent(queued(1));
+        assert!(!desk.needs_no_worker(), "a worker holds a chunk of it");
+        desk.settled(1);
+        desk.post(died());
+        assert!(
+            !desk.needs_no_worker(),
+            "it may send parts of the dead chunk again"
+        );
+        desk.done_sending = true;
+        desk.push(queued(2));
+        assert!(!desk.needs_no_worker(), "a chunk is queued");
     }
 
     #[test]

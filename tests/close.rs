@@ -90,3 +90,60 @@ fn join_after_close_sends_again_every_chunk_a_dying_worker_held_unstarted() {
         assert_eq!(values, (1..=20u64).map(|x| x % 2).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn close_lets_idle_workers_exit_without_join() {
+    // CPython's test_shutdown_no_wait: closing with no work left lets the workers go at once.
+    common::within(Duration::from_secs(30), || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.map(nap, [1u64, 2])?, [1, 2]);
+        let pids = pool.pids();
+        assert_eq!(pids.len(), 2);
+        pool.close();
+        for pid in pids {
+            assert!(
+                common::ends_within(pid, Duration::from_secs(5)),
+                "worker {pid} still runs after close with no work"
+            );
+        }
+        assert!(pool.pids().is_empty());
+        pool.join()?;
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn close_lets_workers_exit_once_the_tasks_accepted_before_it_finished() {
+    common::within(Duration::from_secs(30), || {
+        let pool = Pool::new(2).unwrap();
+        let tasks: Vec<_> = [150u64, 100, 50].map(|ms| pool.submit(nap, ms)).into();
+        let pids = pool.pids();
+        pool.close();
+        let values: Vec<u64> = tasks.into_iter().map(|t| t.wait().unwrap()).collect();
+        assert_eq!(values, [150, 100, 50]);
+        for pid in pids {
+            assert!(
+                common::ends_within(pid, Duration::from_secs(5)),
+                "worker {pid} still runs after close once the accepted tasks finished"
+            );
+        }
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn a_lazy_call_started_before_close_runs_to_its_end_after_close() {
+    // Its input is pulled as workers have room: what it has not pulled yet is accepted work
+    // too, so the workers stay until it has sent its last chunk and had it answered.
+    common::within(Duration::from_secs(30), || {
+        let pool = Pool::new(2).unwrap();
+        let mut results = pool.chunksize(1).imap(|x: u64| x * 3, 0..200u64);
+        assert_eq!(results.next().unwrap().unwrap(), 0);
+        pool.close();
+        let rest: Vec<u64> = results.map(Result::unwrap).collect();
+        assert_eq!(rest, (1..200u64).map(|x| x * 3).collect::<Vec<_>>());
+        pool.join().unwrap();
+        assert!(pool.pids().is_empty());
+    });
+}

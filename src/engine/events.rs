@@ -67,7 +67,7 @@ impl Engine {
                         0
                     }
                 };
-                match self.desks.get_mut(&call) {
+                let mailed = match self.desks.get_mut(&call) {
                     Some(desk) => {
                         desk.settled(chunk);
                         desk.post(Happened::Reply {
@@ -80,7 +80,9 @@ impl Engine {
                         1 + requeued
                     }
                     None => requeued,
-                }
+                };
+                self.retire_if_closed_and_idle();
+                mailed
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
                 self.workers[slot].set_ready();
@@ -191,6 +193,9 @@ impl Engine {
         }
         if retired && mailed == 0 {
             return 0; // a spent worker's exit, or one at shutdown that held nothing
+        }
+        if self.retire_if_closed_and_idle() {
+            return mailed; // closed, and nothing accepted remains: no replacement
         }
         let mut failure = self.guard.death(cause);
         if let Some(trip) = &failure {
