@@ -356,6 +356,9 @@ where
             engine = hub.lock();
             self.queue_encoded(&mut engine);
         }
+        if self.input_done && self.encoded.is_empty() && self.retry.is_empty() {
+            engine.done_sending(call);
+        }
         engine.dispatch_queued();
         engine.flush();
         hub.poke(&engine);

@@ -5,6 +5,9 @@
 //! - A desk exists from `Engine::begin_call` to `Engine::end_call`; mail for a call without a
 //!   desk is discarded.
 //! - Queued chunks leave in the order they were queued (retries are queued first by the call).
+//! - A desk keeps every chunk workers hold of its call until it is answered or lost, so the
+//!   engine itself sends again a chunk whose worker died before starting it: that work needs
+//!   no thread of the call to go on (a task nobody waits on, a pool being joined).
 //! - A pool failure posted to a desk is taken once, after the mail posted before it.
 //! - A waker is user code: a desk never wakes, clones or drops one itself. Waking and dropping
 //!   are left to the thread's [`Due`] list, which the hub's guard runs after it released the
@@ -13,10 +16,12 @@
 //!   stdout would wait for a thread that holds stdout and waits for the engine).
 
 use crate::error::{Death, PoolError};
+use crate::id_hash::IdMap;
 use crate::outbox::SharedFrame;
 use crate::worker_handle::Verdict;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -136,15 +141,46 @@ pub(crate) enum Happened {
         busy_nanos: u64,
         frame: Vec<u8>,
     },
-    /// Worker `pid` died holding chunks of the call. `running` is the chunk of it the worker
-    /// was running (the front of its queue) and what it needs; `unstarted` are its chunks
-    /// queued behind, which the worker never read and which can be sent again.
+    /// Worker `pid` died running chunk `chunk` of the call, which needs what `verdict` says
+    /// (an item to blame, or the chunk's items to fail). (Chunks a dying worker had not begun
+    /// are queued again by the engine, with no mail.)
     Died {
         pid: u32,
         death: Death,
-        running: Option<(u64, Verdict)>,
-        unstarted: Vec<u64>,
+        chunk: u64,
+        verdict: Verdict,
     },
+}
+
+/// The calls that got mail since an [`as_completed`](crate::as_completed) iterator last looked:
+/// each desk it watches adds its call's id whenever mail arrives, so the iterator looks only at
+/// those tasks, never at every pending one. An id may appear more than once (mail arrived
+/// twice). Its lock is a leaf: taken under the engine's lock or alone, never waited on for long.
+#[derive(Debug, Default)]
+pub(crate) struct Finished {
+    ids: Mutex<Vec<u64>>,
+}
+
+impl Finished {
+    fn ids(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Call `call` got mail (or ended).
+    pub fn push(&self, call: u64) {
+        self.ids().push(call);
+    }
+
+    /// Whether any call got mail since the last [`take`](Finished::take).
+    pub fn any(&self) -> bool {
+        !self.ids().is_empty()
+    }
+
+    /// Moves the ids gathered so far into `into` (emptied first), leaving the list empty.
+    pub fn take(&self, into: &mut Vec<u64>) {
+        into.clear();
+        std::mem::swap(&mut *self.ids(), into);
+    }
 }
 
 /// What a call takes from its desk at once.
@@ -170,14 +206,23 @@ pub(crate) struct Desk {
     pub context: Option<SharedFrame>,
     /// Its id is in the engine's ring of calls with queued chunks.
     pub in_ring: bool,
-    /// Chunks of it that workers hold (sent, not yet answered or lost with their worker).
-    pub out: usize,
+    /// The call queues no more chunks: its input is used up and nothing of it waits to be
+    /// sent again (cleared by a death, whose chunk the call may split and send again). With
+    /// nothing queued or held either, the call needs no worker (see `Engine::close`).
+    pub done_sending: bool,
     queue: VecDeque<Queued>,
+    /// Chunks of it that workers hold (sent, not yet answered or lost with their worker), by
+    /// wire number.
+    held: IdMap<Queued>,
     mail: Vec<Happened>,
     failure: Option<PoolError>,
     running: Vec<u64>,
+    /// The pool failed the call: nothing of it is queued or sent again.
+    failed: bool,
     /// Woken when mail arrives (an awaited task).
     waker: Option<Waker>,
+    /// Told this call's id when mail arrives (a task in an `as_completed`).
+    watcher: Option<(Arc<Finished>, u64)>,
 }
 
 impl Desk {
@@ -188,12 +233,15 @@ impl Desk {
             timeout,
             context: None,
             in_ring: false,
-            out: 0,
+            done_sending: false,
             queue: VecDeque::new(),
+            held: IdMap::default(),
             mail: Vec::new(),
             failure: None,
             running: Vec::new(),
+            failed: false,
             waker: None,
+            watcher: None,
         }
     }
 
@@ -220,8 +268,32 @@ impl Desk {
         self.queue.pop_front()
     }
 
+    /// Chunks of it that workers hold.
+    pub fn out(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether the call needs no worker any more: it sends nothing more, and nothing of it is
+    /// queued or held by a worker.
+    pub fn needs_no_worker(&self) -> bool {
+        self.done_sending && self.queue.is_empty() && self.held.is_empty()
+    }
+
+    /// A worker took chunk `queued`: kept until it is answered or lost.
+    pub fn sent(&mut self, queued: Queued) {
+        self.held.insert(queued.chunk, queued);
+    }
+
+    /// Chunk `chunk` left its worker (answered, or lost with it): what it was, if it was held.
+    pub fn settled(&mut self, chunk: u64) -> Option<Queued> {
+        self.held.remove(&chunk)
+    }
+
     /// Posts mail and wakes an awaiting task.
     pub fn post(&mut self, happened: Happened) {
+        if let Happened::Died { .. } = happened {
+            self.done_sending = false; // the call may send parts of the chunk again
+        }
         self.mail.push(happened);
         self.wake();
     }
@@ -230,11 +302,17 @@ impl Desk {
     /// in `running` (running at a worker now) are answered or lost.
     pub fn fail(&mut self, failure: PoolError, running: Vec<u64>) {
         self.queue.clear();
-        if self.failure.is_none() {
+        if !self.failed {
+            self.failed = true;
             self.failure = Some(failure);
             self.running = running;
         }
         self.wake();
+    }
+
+    /// Whether the pool failed the call (its chunks are neither queued nor sent again).
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     pub fn has_mail(&self) -> bool {
@@ -275,7 +353,19 @@ impl Desk {
         self.waker.as_ref().is_some_and(|w| w.will_wake(waker))
     }
 
+    /// Tells `finished` this desk's id (`call`) whenever mail arrives, and at once if some is
+    /// here already.
+    pub fn watch(&mut self, finished: Arc<Finished>, call: u64) {
+        if self.has_mail() {
+            finished.push(call);
+        }
+        self.watcher = Some((finished, call));
+    }
+
     fn wake(&mut self) {
+        if let Some((finished, call)) = &self.watcher {
+            finished.push(*call);
+        }
         if let Some(waker) = self.waker.take() {
             Due::defer(waker, true);
         }
@@ -288,5 +378,93 @@ impl Drop for Desk {
         if let Some(waker) = self.waker.take() {
             Due::defer(waker, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn died() -> Happened {
+        Happened::Died {
+            pid: 1,
+            death: Death::Signal(9),
+            chunk: 0,
+            verdict: Verdict::Requeue,
+        }
+    }
+
+    fn queued(chunk: u64) -> Queued {
+        Queued {
+            chunk,
+            count: 1,
+            frame: Arc::new(vec![chunk as u8]),
+        }
+    }
+
+    #[test]
+    fn a_desk_keeps_each_chunk_a_worker_holds_until_it_settles() {
+        let mut desk = Desk::new(None, 2);
+        desk.push(queued(1));
+        desk.push(queued(2));
+        for _ in 0..2 {
+            let chunk = desk.pop().unwrap();
+            desk.sent(chunk);
+        }
+        assert_eq!((desk.out(), desk.queued()), (2, 0));
+        let lost = desk.settled(2).unwrap();
+        assert_eq!((lost.chunk, lost.frame.as_slice()), (2, &[2u8][..]));
+        desk.push_front(lost);
+        assert_eq!((desk.out(), desk.queued()), (1, 1));
+        assert!(desk.settled(2).is_none(), "a chunk settles once");
+        assert!(desk.settled(1).is_some());
+        assert_eq!(desk.out(), 0);
+    }
+
+    #[test]
+    fn a_watched_desk_tells_its_id_each_time_mail_arrives_and_once_for_mail_already_there() {
+        let finished = Arc::new(Finished::default());
+        let (mut quiet, mut early) = (Desk::new(None, 1), Desk::new(None, 1));
+        early.post(died());
+        quiet.watch(Arc::clone(&finished), 7);
+        early.watch(Arc::clone(&finished), 8);
+        let mut ids = vec![99];
+        finished.take(&mut ids);
+        assert_eq!(ids, [8], "mail there before the watch is told at once");
+        assert!(!finished.any());
+        quiet.post(died());
+        quiet.fail(PoolError::Closed, Vec::new());
+        assert!(finished.any());
+        finished.take(&mut ids);
+        assert_eq!(ids, [7, 7]);
+        finished.take(&mut ids);
+        assert!(ids.is_empty());
+    }
+
+    #[test]
+    fn a_call_done_sending_needs_a_worker_again_after_a_death_until_it_says_so_again() {
+        let mut desk = Desk::new(None, 1);
+        assert!(!desk.needs_no_worker(), "a new call may send");
+        desk.done_sending = true;
+        assert!(desk.needs_no_worker());
+        desk.sent(queued(1));
+        assert!(!desk.needs_no_worker(), "a worker holds a chunk of it");
+        desk.settled(1);
+        desk.post(died());
+        assert!(
+            !desk.needs_no_worker(),
+            "it may send parts of the dead chunk again"
+        );
+        desk.done_sending = true;
+        desk.push(queued(2));
+        assert!(!desk.needs_no_worker(), "a chunk is queued");
+    }
+
+    #[test]
+    fn an_unwatched_desk_tells_nobody() {
+        let finished = Arc::new(Finished::default());
+        let mut desk = Desk::new(None, 1);
+        desk.post(died());
+        assert!(!finished.any());
     }
 }

@@ -133,6 +133,8 @@ pub(crate) struct Engine {
     refill_pending: bool,
     /// The background driver's state and what the threads that wait tell it (see `hub.rs`).
     pub(crate) background: crate::hub::Background,
+    /// The pool takes no new calls: its workers are told to exit once no call needs one.
+    closed: bool,
 }
 
 impl Engine {
@@ -187,6 +189,7 @@ impl Engine {
             undriven_since: None,
             refill_pending: false,
             background: crate::hub::Background::default(),
+            closed: false,
         })
     }
 
@@ -281,10 +284,12 @@ impl Engine {
     /// `stop_running`, else after a short grace (see `WorkerHandle::check_deadlines`).
     /// Nothing is waited for here.
     pub fn end_call(&mut self, call: u64, stop_running: bool) {
-        let out = self.desks.remove(&call).map_or(0, |desk| desk.out);
+        let out = self.desks.remove(&call).map_or(0, |desk| desk.out());
         self.front_deaths.retain(|&(c, _)| c != call);
         if out == 0 {
-            return; // no worker holds a chunk of it (a finished call): nothing to mark
+            // No worker holds a chunk of it (a finished call): nothing to mark.
+            self.retire_if_closed_and_idle();
+            return;
         }
         let now = progress::now_nanos();
         for worker in &mut self.workers {
@@ -301,6 +306,40 @@ impl Engine {
                 worker.stop_for_cancel();
             }
         }
+    }
+
+    /// Call `call` queues no more chunks (its input is used up, nothing waits to go again).
+    pub fn done_sending(&mut self, call: u64) {
+        if let Some(desk) = self.desks.get_mut(&call) {
+            if !desk.done_sending {
+                desk.done_sending = true;
+                self.retire_if_closed_and_idle();
+            }
+        }
+    }
+
+    /// The pool takes no new calls: the calls already live keep their workers (replacements
+    /// included) until none of them needs one, then every worker is told to exit (Python's
+    /// `Pool.close`); `join` only reaps them.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.retire_if_closed_and_idle();
+    }
+
+    /// After [`close`](Engine::close): tells every worker to exit, and forks no more, if no
+    /// worker holds a chunk and no live call needs a worker (see `Desk::needs_no_worker`).
+    /// Returns whether it did. Reads one flag when the pool is open.
+    pub fn retire_if_closed_and_idle(&mut self) -> bool {
+        if !self.closed || (self.workers.is_empty() && !self.refill_pending) {
+            return false;
+        }
+        let idle = self.workers.iter().all(|w| w.in_flight.is_empty())
+            && self.desks.values().all(Desk::needs_no_worker);
+        if idle {
+            debug_unlocked!("forkpool: closed and nothing accepted remains: workers exit");
+            self.retire_all();
+        }
+        idle
     }
 
     /// The pid of the worker running an item of call `call`, if one is.

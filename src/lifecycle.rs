@@ -142,12 +142,16 @@ impl<M: ?Sized> PoolState<M> {
         &self.hub
     }
 
-    /// No new calls from now on; nothing in another process than the builder.
+    /// No new calls from now on; the workers exit once no call started before needs one (see
+    /// `Engine::close`). Nothing in another process than the builder.
     pub fn close(&self) {
         if self.check_process().is_err() {
             return;
         }
         self.closed.store(true, Ordering::Release);
+        let mut engine = self.hub.lock();
+        engine.close();
+        self.hub.poke(&engine);
     }
 }
 

@@ -270,15 +270,24 @@ impl Pool {
         self.options().timeout(limit)
     }
 
-    /// Takes no new work: every later call returns [`PoolError::Closed`]. A call already
-    /// running finishes. Python's `Pool.close`.
+    /// Takes no new work: every later call (and task) returns [`PoolError::Closed`]. Calls and
+    /// tasks started before it are accepted work: they run to their end, lazy ones pulling
+    /// their input as before, and a worker that dies meanwhile is replaced. Once none of them
+    /// needs a worker any more (everything sent has been answered and no input is left), the
+    /// workers exit on their own; [`join`](Pool::join) then only reaps them. Python's
+    /// `Pool.close`. (Replies are read by threads that wait on the pool: work nobody waits on
+    /// is noticed as finished at the next wait, or at `join`.)
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
     /// let pool = forkpool::Pool::new(2)?;
+    /// let task = pool.submit(|x: u8| x + 1, 1);
     /// pool.close();
     /// let err = pool.map(|x: u8| x, [1u8]).unwrap_err();
     /// assert!(matches!(err, forkpool::Error::Pool(forkpool::PoolError::Closed)));
+    /// assert_eq!(task.wait()?, 2);
+    /// assert!(pool.pids().is_empty()); // nothing accepted remains: the workers exited
+    /// # pool.join()?;
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {

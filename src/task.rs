@@ -9,6 +9,7 @@
 //! that died), see `hub.rs`.
 
 use crate::call::{Call, Step};
+use crate::desk::Finished;
 use crate::engine::Engine;
 use crate::error::{Error, PoolError};
 use crate::hub::Hub;
@@ -17,6 +18,8 @@ use crate::pool::Pool;
 use forkpool_worker::StarArgs;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Pool {
@@ -87,8 +90,8 @@ pub(crate) trait TaskCall<R> {
     fn running_pid(&self) -> Option<u32>;
     fn id(&self) -> u64;
     fn hub(&self) -> &Hub;
-    /// Waits until one of the calls `ids` has mail, or `until`; drives the engine meanwhile.
-    fn wait_any(&self, ids: &[u64], until: Option<Instant>);
+    /// Waits until `done` holds of the engine, or `until`; drives the engine meanwhile.
+    fn wait_until(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>);
     /// The outcome without blocking, or a wake-up of `waker` when it may be here.
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     fn poll_step(&mut self, waker: &std::task::Waker) -> std::task::Poll<Option<Result<R, Error>>>;
@@ -120,8 +123,8 @@ where
         Call::hub(self)
     }
 
-    fn wait_any(&self, ids: &[u64], until: Option<Instant>) {
-        self.wait_for(&|e: &Engine| ids.iter().any(|&id| e.has_mail(id)), until);
+    fn wait_until(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
+        self.wait_for(done, until);
     }
 
     fn poll_step(&mut self, waker: &std::task::Waker) -> std::task::Poll<Option<Result<R, Error>>> {
@@ -382,14 +385,6 @@ impl<'p, R> Task<'p, R> {
             _ => None,
         }
     }
-
-    /// The call id and hub while running (for [`as_completed`]).
-    fn running(&self) -> Option<(&Hub, u64)> {
-        match &self.state {
-            State::Running(call) => Some((call.hub(), call.id())),
-            _ => None,
-        }
-    }
 }
 
 /// Yields `tasks` as they finish (each one's [`Task::wait`] then returns at once), like Python's
@@ -411,8 +406,35 @@ impl<'p, R> Task<'p, R> {
 /// # Ok(()) }
 /// ```
 pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCompleted<'p, R> {
+    let tasks: Vec<Option<Task<'p, R>>> = tasks.into_iter().map(Some).collect();
+    let finished = Arc::new(Finished::default());
+    let mut ready = VecDeque::new();
+    let mut first_hub = None;
+    let mut mixed = false;
+    for (at, task) in tasks.iter().enumerate() {
+        let Some(State::Running(call)) = task.as_ref().map(|t| &t.state) else {
+            ready.push_back(at); // its outcome is here already
+            continue;
+        };
+        let hub = call.hub();
+        mixed |= first_hub.is_some_and(|first| !std::ptr::eq(first, hub));
+        first_hub.get_or_insert(hub);
+        let mut engine = hub.lock();
+        match engine.desk(call.id()) {
+            Some(desk) => desk.watch(Arc::clone(&finished), at as u64),
+            None => finished.push(at as u64), // ended: it has its outcome to take
+        }
+    }
     AsCompleted {
-        pending: tasks.into_iter().collect(),
+        left: tasks.len(),
+        tasks,
+        ready,
+        finished,
+        mail: Vec::new(),
+        cursor: 0,
+        mixed,
+        #[cfg(test)]
+        looked_at: 0,
     }
 }
 
@@ -431,15 +453,35 @@ pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Resu
     tasks.into_iter().map(Task::wait).collect()
 }
 
-/// The iterator of [`as_completed`].
+/// The iterator of [`as_completed`]. Each task's desk tells it when mail arrives for the task,
+/// so a step looks only at the tasks that got mail, never at every pending one: taking `n`
+/// tasks costs O(n) in all, plus the waits.
 pub struct AsCompleted<'p, R> {
-    pending: Vec<Task<'p, R>>,
+    /// The tasks in the order given; `None` once yielded.
+    tasks: Vec<Option<Task<'p, R>>>,
+    /// Tasks not yet yielded.
+    left: usize,
+    /// Positions in `tasks` of tasks whose outcome is here, in the order they finished (a
+    /// position may appear twice: the second is skipped).
+    ready: VecDeque<usize>,
+    /// Positions of the tasks that got mail since the last look, told by their desks.
+    finished: Arc<Finished>,
+    /// Those positions, taken from `finished` (a buffer kept between steps).
+    mail: Vec<u64>,
+    /// No task before this position is still pending: where a wait finds a task to wait with.
+    cursor: usize,
+    /// The tasks come from more than one pool.
+    mixed: bool,
+    /// How many times a step looked at a task (counts every task touched, for the test that
+    /// the cost is linear).
+    #[cfg(test)]
+    looked_at: usize,
 }
 
 impl<R> std::fmt::Debug for AsCompleted<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsCompleted")
-            .field("pending", &self.pending.len())
+            .field("pending", &self.left)
             .finish()
     }
 }
@@ -448,42 +490,90 @@ impl<R> std::fmt::Debug for AsCompleted<'_, R> {
 /// are read by waiting on that pool; the wait goes round them).
 const MIXED_POOLS_SLICE: Duration = Duration::from_millis(5);
 
+impl<'p, R> AsCompleted<'p, R> {
+    /// Settles the tasks whose desks got mail since the last look; those finished join `ready`.
+    fn look_at_mail(&mut self) {
+        self.finished.take(&mut self.mail);
+        for &at in &self.mail {
+            let Some(task) = self.tasks.get_mut(at as usize).and_then(Option::as_mut) else {
+                continue; // yielded already
+            };
+            #[cfg(test)]
+            {
+                self.looked_at += 1;
+            }
+            if task.is_finished() {
+                self.ready.push_back(at as usize);
+            }
+        }
+    }
+
+    /// The position of a pending task to wait with: the first one for tasks of one pool (each
+    /// position is passed once in all), the next one round for tasks of several pools.
+    fn waiter(&mut self) -> Option<usize> {
+        let len = self.tasks.len();
+        if self.mixed {
+            for step in 1..=len {
+                let at = (self.cursor + step) % len;
+                if self.tasks[at].is_some() {
+                    self.cursor = at;
+                    return Some(at);
+                }
+            }
+            return None;
+        }
+        while self.cursor < len && self.tasks[self.cursor].is_none() {
+            #[cfg(test)]
+            {
+                self.looked_at += 1;
+            }
+            self.cursor += 1;
+        }
+        (self.cursor < len).then_some(self.cursor)
+    }
+}
+
 impl<'p, R> Iterator for AsCompleted<'p, R> {
     type Item = Task<'p, R>;
 
     fn next(&mut self) -> Option<Task<'p, R>> {
         loop {
-            if self.pending.is_empty() {
+            while let Some(at) = self.ready.pop_front() {
+                if let Some(task) = self.tasks[at].take() {
+                    self.left -= 1;
+                    return Some(task);
+                }
+            }
+            if self.left == 0 {
                 return None;
             }
-            if let Some(at) = self.pending.iter_mut().position(|t| t.is_finished()) {
-                return Some(self.pending.remove(at));
+            self.look_at_mail();
+            if !self.ready.is_empty() {
+                continue;
             }
-            let running: Vec<(&Hub, u64)> =
-                self.pending.iter().filter_map(|t| t.running()).collect();
-            let Some(&(hub, _)) = running.first() else {
+            let at = self.waiter()?;
+            let until = match self.mixed {
+                true => Instant::now().checked_add(MIXED_POOLS_SLICE),
+                false => None,
+            };
+            let Some(task) = self.tasks[at].as_mut() else {
                 continue;
             };
-            let same_pool = running.iter().all(|(h, _)| std::ptr::eq(*h, hub));
-            let ids: Vec<u64> = running
-                .iter()
-                .filter(|(h, _)| std::ptr::eq(*h, hub))
-                .map(|&(_, id)| id)
-                .collect();
-            let until = match same_pool {
-                true => None,
-                false => Instant::now().checked_add(MIXED_POOLS_SLICE),
-            };
-            let first = self
-                .pending
-                .iter()
-                .find_map(|t| match &t.state {
-                    State::Running(call) if std::ptr::eq(call.hub(), hub) => Some(call),
-                    _ => None,
-                })
-                .expect("a running task of this pool");
-            first.wait_any(&ids, until);
+            if let State::Running(call) = &task.state {
+                let finished = &self.finished;
+                call.wait_until(&|_: &Engine| finished.any(), until);
+            }
+            if !self.finished.any() && task.is_finished() {
+                // The wait ended with no mail for any task (its slice passed, or the pool can
+                // do nothing more): this task's own look settled it (a pool that can do nothing
+                // more fails it).
+                self.ready.push_back(at);
+            }
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
@@ -493,5 +583,31 @@ impl<R> Drop for Task<'_, R> {
         if let State::Running(call) = &mut self.state {
             call.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_completed_looks_at_each_task_a_bounded_number_of_times() {
+        // Linear, not quadratic: how often `next` looks at a task does not grow with how many
+        // others are pending.
+        const N: usize = 3000;
+        let pool = Pool::new(2).unwrap();
+        let tasks: Vec<Task<'_, u64>> = (0..N as u64).map(|x| pool.submit(|x: u64| x, x)).collect();
+        let mut completed = as_completed(tasks);
+        let mut yielded = 0;
+        for task in completed.by_ref() {
+            task.wait().unwrap();
+            yielded += 1;
+        }
+        assert_eq!(yielded, N);
+        assert!(
+            completed.looked_at <= 3 * N,
+            "looked at tasks {} times for {N} tasks",
+            completed.looked_at
+        );
     }
 }

@@ -23,7 +23,7 @@
 
 use crate::channel::RegisteredPage;
 use crate::child_handle::ChildHandle;
-use crate::outbox::{Backlog, Outbox, SharedFrame};
+use crate::outbox::{Backlog, Outbox};
 use crate::reaper::Reaper;
 use crate::stats::{WorkerTally, saturating_nanos};
 use forkpool_worker::progress;
@@ -69,8 +69,6 @@ pub(crate) struct Sent {
     pub cancelled_at: Option<u64>,
     /// Its position in the worker's stream of tasks (set by [`WorkerHandle::took`]).
     pub pos: u32,
-    /// Its task frame, to send to another worker if it is taken back.
-    pub frame: SharedFrame,
 }
 
 /// Why the parent is stopping a worker.
@@ -590,7 +588,6 @@ mod tests {
             timeout,
             cancelled_at,
             pos: 0,
-            frame: SharedFrame::default(),
         }
     }
 

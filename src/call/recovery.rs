@@ -43,16 +43,11 @@ where
             Happened::Died {
                 pid,
                 death,
-                running,
-                unstarted,
+                chunk: wire,
+                verdict,
             } => {
-                if self.ending.is_none() {
-                    self.retry.extend(unstarted);
-                }
-                if let Some((wire, verdict)) = running {
-                    if let Some(part) = self.in_flight.remove(&wire) {
-                        self.lost(wire, part, verdict, pid, death);
-                    }
+                if let Some(part) = self.in_flight.remove(&wire) {
+                    self.lost(wire, part, verdict, pid, death);
                 }
             }
         }
@@ -166,7 +161,8 @@ where
         }
         let pinpoint = self.pinpoint;
         let culprit = match verdict {
-            // (The engine never reports `Blameless`: it turns it into one of the others.)
+            // (The engine reports neither: it sends a `Requeue` chunk again itself, and turns
+            // `Blameless` into `Requeue` or `Unknown`.)
             Verdict::Requeue | Verdict::Blameless(_) => {
                 self.in_flight.insert(wire, part);
                 self.retry.push_front(wire);

@@ -20,6 +20,7 @@ use crate::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it
@@ -99,8 +100,8 @@ impl Engine {
     /// Queues chunk `queued` of `call` for the workers: after its others, or before them (a
     /// retry). A call that had none queued joins the back of the ring.
     pub fn queue(&mut self, call: u64, queued: Queued, first: bool) {
-        let Some(desk) = self.desks.get_mut(&call) else {
-            return;
+        let Some(desk) = self.desks.get_mut(&call).filter(|d| !d.failed()) else {
+            return; // ended, or failed by the pool: nothing of it goes out again
         };
         match first {
             true => desk.push_front(queued),
@@ -192,10 +193,16 @@ impl Engine {
         let Some(queued) = desk.pop() else {
             return false;
         };
-        desk.out += 1;
         let (timeout, context) = (desk.timeout, desk.context.clone());
+        // The desk keeps the chunk until it is answered, to send it again if its worker dies
+        // before starting it.
+        let sending = Queued {
+            frame: Arc::clone(&queued.frame),
+            ..queued
+        };
+        desk.sent(queued);
         self.dispatches += 1;
-        self.send(slot, call, queued, timeout, context.as_ref(), hold.chunks);
+        self.send(slot, call, &sending, timeout, context.as_ref(), hold.chunks);
         true
     }
 
@@ -208,7 +215,7 @@ impl Engine {
         &mut self,
         slot: usize,
         call: u64,
-        queued: Queued,
+        queued: &Queued,
         timeout: Option<Duration>,
         context: Option<&SharedFrame>,
         window: usize,
@@ -232,7 +239,6 @@ impl Engine {
             timeout,
             cancelled_at: None,
             pos: 0, // set by `took`
-            frame: queued.frame,
         };
         worker.took(sent, window, served);
     }
@@ -277,16 +283,15 @@ impl Engine {
             }
         }
         let stole = !taken.is_empty();
-        // Queued first, in reverse, so each call's chunks keep their order.
+        // Queued first, in reverse, so each call's chunks keep their order. The desk held
+        // each chunk's frame since it was sent.
         for sent in taken.into_iter().rev() {
-            let Some(desk) = self.desks.get_mut(&sent.call) else {
+            let Some(queued) = self
+                .desks
+                .get_mut(&sent.call)
+                .and_then(|desk| desk.settled(sent.chunk))
+            else {
                 continue; // ended (cancelled, dropped): the worker skips it, nothing waits
-            };
-            desk.out = desk.out.saturating_sub(1);
-            let queued = Queued {
-                chunk: sent.chunk,
-                count: sent.count,
-                frame: sent.frame,
             };
             self.queue(sent.call, queued, true);
         }

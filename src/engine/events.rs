@@ -71,9 +71,9 @@ impl Engine {
                         0
                     }
                 };
-                match self.desks.get_mut(&call) {
+                let mailed = match self.desks.get_mut(&call) {
                     Some(desk) => {
-                        desk.out = desk.out.saturating_sub(1);
+                        desk.settled(chunk);
                         desk.post(Happened::Reply {
                             pid,
                             chunk,
@@ -84,7 +84,9 @@ impl Engine {
                         1 + requeued
                     }
                     None => requeued,
-                }
+                };
+                self.retire_if_closed_and_idle();
+                mailed
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
                 self.workers[slot].set_ready();
@@ -134,7 +136,12 @@ impl Engine {
                 verdict => verdict,
             };
             settled = settles(&verdict, front.count, self.desks.contains_key(&front.call));
-            cost.entry(front.call).or_default().0 = Some((front.chunk, verdict));
+            let cost = cost.entry(front.call).or_default();
+            match verdict {
+                // Sent again as it is, by the engine: no item of it began.
+                Verdict::Requeue => cost.1.push(front.chunk),
+                verdict => cost.0 = Some((front.chunk, verdict)),
+            }
         }
         for sent in queue {
             cost.entry(sent.call).or_default().1.push(sent.chunk);
@@ -179,21 +186,26 @@ impl Engine {
         self.publish_roster();
         let mut mailed = 0;
         for (call, (running, unstarted)) in cost {
-            if let Some(desk) = self.desks.get_mut(&call) {
-                desk.out = desk
-                    .out
-                    .saturating_sub(usize::from(running.is_some()) + unstarted.len());
+            if !self.desks.contains_key(&call) {
+                continue;
+            }
+            self.send_again(call, &unstarted);
+            if let Some(((chunk, verdict), desk)) = running.zip(self.desks.get_mut(&call)) {
+                desk.settled(chunk);
                 desk.post(Happened::Died {
                     pid,
                     death,
-                    running,
-                    unstarted,
+                    chunk,
+                    verdict,
                 });
-                mailed += 1;
             }
+            mailed += 1;
         }
         if retired && mailed == 0 {
             return 0; // a spent worker's exit, or one at shutdown that held nothing
+        }
+        if self.retire_if_closed_and_idle() {
+            return mailed; // closed, and nothing accepted remains: no replacement
         }
         let mut failure = match dropped {
             // Stopped because the call of its running item ended: the pool's doing.
@@ -260,27 +272,30 @@ impl Engine {
         for sent in std::mem::take(&mut worker.in_flight) {
             held.entry(sent.call).or_default().push(sent.chunk);
         }
-        let mut mailed = 0;
         for (call, unstarted) in held {
-            if let Some(desk) = self.desks.get_mut(&call) {
-                desk.out = desk.out.saturating_sub(unstarted.len());
-                desk.post(Happened::Died {
-                    pid,
-                    death: Death::Signal(libc::SIGKILL),
-                    running: None,
-                    unstarted,
-                });
-                mailed += 1;
-            }
+            self.send_again(call, &unstarted);
         }
         self.retired.push(worker);
         self.dispatch_blocked = false;
         self.publish_roster();
         if let Err(e) = self.fill(None) {
             self.fail_calls(&e);
-            mailed += self.desks.len();
+            return self.desks.len();
         }
-        mailed
+        0
+    }
+
+    /// Queues chunks `chunks` of call `call` again, before its others and in this order: their
+    /// worker ended before it began them. The engine does it, not the call, so they go out
+    /// again whether or not any thread of the call waits (a task nobody waits on yet, while the
+    /// pool is being joined).
+    fn send_again(&mut self, call: u64, chunks: &[u64]) {
+        for &chunk in chunks.iter().rev() {
+            let queued = self.desks.get_mut(&call).and_then(|d| d.settled(chunk));
+            if let Some(queued) = queued {
+                self.queue(call, queued, true);
+            }
+        }
     }
 
     /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
@@ -312,8 +327,8 @@ impl Engine {
     }
 }
 
-/// What a worker's death cost one call: the chunk it was running, if of that call, and what
-/// that chunk needs; the call's chunks it held unstarted.
+/// What a worker's death cost one call: the chunk it was running, if of that call and it needs
+/// the call (an item to blame); the call's chunks to send again as they are.
 type DeathCost = (Option<(u64, Verdict)>, Vec<u64>);
 
 /// What a death with `verdict` on its running chunk of `count` items settled: its item, when
