@@ -602,6 +602,43 @@ mod tests {
     }
 
     #[test]
+    fn an_end_read_without_the_zygote_is_posted_once_and_the_zygotes_report_of_it_dropped() {
+        let mut inbox = Inbox::new().unwrap();
+        let mut watched = Watched::default();
+        let segv = ExitStatus::Signal(libc::SIGSEGV);
+        watched.watch(1, worker(&inbox, 10), false);
+        watched.seen_ending(1, Instant::now());
+        watched.post_unreported(1, segv);
+        assert_eq!(end_in(&mut inbox), Some((10, segv)));
+        assert!(
+            watched.reports_due().is_some(),
+            "the zygote still owes its report"
+        );
+        watched.post_unreported(1, ExitStatus::Unknown);
+        watched.ended(1, ExitStatus::Signal(libc::SIGKILL));
+        assert_eq!(
+            end_in(&mut inbox),
+            None,
+            "posted once, with its first cause"
+        );
+        assert!(watched.workers.is_empty() && watched.early.is_empty());
+        assert_eq!(watched.reports_due(), None);
+        // A zygote gone posts nothing more for a worker whose end was posted.
+        watched.watch(2, worker(&inbox, 20), false);
+        watched.post_unreported(2, ExitStatus::Code(3));
+        watched.watch(3, worker(&inbox, 30), false);
+        watched.zygote_gone();
+        // Worker 3 had not been seen to end: it dies with the zygote.
+        let mut ends = [end_in(&mut inbox), end_in(&mut inbox), end_in(&mut inbox)];
+        ends.sort_by_key(|end| end.map(|(child, _)| child));
+        let killed = ExitStatus::Signal(libc::SIGKILL);
+        assert_eq!(
+            ends,
+            [None, Some((20, ExitStatus::Code(3))), Some((30, killed))]
+        );
+    }
+
+    #[test]
     fn a_report_is_due_a_limit_after_the_worker_is_seen_to_end_until_it_comes() {
         let inbox = Inbox::new().unwrap();
         let mut watched = Watched::default();

@@ -73,10 +73,54 @@ mod tests {
         format!("4242 ({name}) {state} {middle} {exit_code}\n")
     }
 
+    /// Runs `sh -c script` and waits (on its pidfd, without reaping it) until it has ended:
+    /// the child, a zombie now, and its pidfd.
+    #[cfg(target_os = "linux")]
+    fn zombie(script: &str) -> (std::process::Child, std::os::fd::OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        // SAFETY: the descriptor was just opened and belongs to nobody else.
+        let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        let mut polled = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        assert_eq!(crate::sys::poll(&mut polled, None).unwrap(), 1);
+        (child, pidfd)
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_zombie_shows_its_real_end_and_a_reaped_process_shows_none() {
+        let cases = [
+            ("kill -SEGV $$", ExitStatus::Signal(libc::SIGSEGV)),
+            ("exit 3", ExitStatus::Code(3)),
+            ("exit 0", ExitStatus::Code(0)),
+        ];
+        for (script, end) in cases {
+            let (mut child, pidfd) = zombie(script);
+            let pid = Pid::from_raw(child.id() as i32);
+            assert_eq!(of_zombie(pid, &pidfd), Some(end), "{script}");
+            child.wait().unwrap();
+            assert_eq!(of_zombie(pid, &pidfd), None, "{script}: reaped");
+        }
+    }
+
     #[test]
     fn the_stat_line_gives_the_state_and_the_wait_status_whatever_the_name() {
         for name in ["w", "a b) Z 1 (c", ")", "x\ny"] {
-            assert_eq!(parse_stat(&stat(name, 'Z', 139)), Some(('Z', 139)), "{name}");
+            assert_eq!(
+                parse_stat(&stat(name, 'Z', 139)),
+                Some(('Z', 139)),
+                "{name}"
+            );
         }
         assert_eq!(parse_stat("4242 (w) Z 1 2"), None, "cut short: no status");
         assert_eq!(parse_stat("4242 w Z"), None);
@@ -84,9 +128,15 @@ mod tests {
 
     #[test]
     fn a_raw_status_reads_as_the_signal_or_code_it_holds() {
-        assert_eq!(status_of(libc::SIGSEGV), Some(ExitStatus::Signal(libc::SIGSEGV)));
+        assert_eq!(
+            status_of(libc::SIGSEGV),
+            Some(ExitStatus::Signal(libc::SIGSEGV))
+        );
         // A core dump sets 0x80 besides the signal.
-        assert_eq!(status_of(0x80 | libc::SIGABRT), Some(ExitStatus::Signal(libc::SIGABRT)));
+        assert_eq!(
+            status_of(0x80 | libc::SIGABRT),
+            Some(ExitStatus::Signal(libc::SIGABRT))
+        );
         assert_eq!(status_of(3 << 8), Some(ExitStatus::Code(3)));
         assert_eq!(status_of(0), Some(ExitStatus::Code(0)));
         assert_eq!(status_of(0x137f), None, "stopped by SIGSTOP: no end");
