@@ -201,7 +201,11 @@ fn build_with_init_timeout_round() -> Round {
     forkpool::zygote().unwrap();
     let first = Pool::new(1).unwrap();
     let zygote = parent_of(first.pids()[0]);
-    assert_ne!(zygote, std::process::id(), "the first pool's worker is the zygote's");
+    assert_ne!(
+        zygote,
+        std::process::id(),
+        "the first pool's worker is the zygote's"
+    );
     let _continue = ContinueOnDrop::new(zygote);
     stop(zygote);
     let (started, cpu) = (Instant::now(), cpu_time());
