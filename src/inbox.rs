@@ -21,6 +21,10 @@
 //! - Frames of a child with a ring come out in the order it wrote them (see [`peer`](crate::peer)).
 //! - Before it polls, the inbox raises every ring's `parent_sleeping` and looks at the rings
 //!   once more (see [`reply_ring`](forkpool_worker::reply_ring) for why no wake-up is lost).
+//! - Nothing it polls stays ready for good: a socket at end-of-stream, and a doorbell that hung
+//!   up (the child is dead), are polled no more, so a wait for a dead child's end (posted late
+//!   when a zygote is slow to report it) sleeps until the end is posted. The ring of such a
+//!   child is still read, without being polled, until its end is taken.
 
 use crate::channel::{self, Registered, RegisteredPage};
 use crate::error::PoolError;
@@ -94,6 +98,10 @@ pub(crate) struct Inbox {
     poll_set: Vec<libc::pollfd>,
     poll_children: Vec<(u64, bool)>,
     poll_rings: Vec<RingWatch>,
+    /// Children whose doorbell hung up (no process holds its write end: the child is dead, its
+    /// end not posted yet): neither it nor their ring is watched any more, since a hung-up
+    /// pipe is always ready and a wait on it would spin until the end is posted.
+    hung_up: Vec<u64>,
 }
 
 impl Inbox {
@@ -113,6 +121,7 @@ impl Inbox {
             poll_set: Vec::new(),
             poll_children: Vec::new(),
             poll_rings: Vec::new(),
+            hung_up: Vec::new(),
         })
     }
 
@@ -212,7 +221,8 @@ impl Inbox {
                 set.fds.push(pollfd(socket.as_raw_fd()));
                 set.children.push((child, false));
             }
-            if let Some(watch) = peer.ring_watch() {
+            let rung = !self.hung_up.contains(&child);
+            if let Some(watch) = peer.ring_watch().filter(|_| rung) {
                 set.fds.push(pollfd(watch.doorbell()));
                 set.children.push((child, true));
                 set.rings.push(watch);
@@ -251,6 +261,9 @@ impl Inbox {
                     }
                     if doorbell {
                         drain_pipe(entry.fd);
+                        if entry.revents & libc::POLLHUP != 0 && !self.hung_up.contains(&child) {
+                            self.hung_up.push(child);
+                        }
                     }
                     if self.peers.contains_key(&child) {
                         self.ready.push_back(child);
@@ -301,6 +314,7 @@ impl Inbox {
             }
             self.peers.remove(&child);
             self.ready.retain(|&c| c != child);
+            self.hung_up.retain(|&c| c != child);
             self.pending.push_back(Event::Exited { child, status });
         }
     }
@@ -388,5 +402,64 @@ fn pollfd(fd: std::os::fd::RawFd) -> libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The CPU time the calling thread has used so far.
+    fn thread_cpu() -> Duration {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+            usage
+        };
+        let of = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        of(usage.ru_utime) + of(usage.ru_stime)
+    }
+
+    #[test]
+    fn a_wait_for_the_end_of_a_child_whose_socket_and_doorbell_hung_up_sleeps() {
+        let mut inbox = Inbox::new().unwrap();
+        let pair = channel::pair().unwrap();
+        let bell = channel::wake_pipe().unwrap();
+        let page = Arc::new(channel::progress_page().unwrap());
+        inbox.add(1, Arc::new(pair.parent), Some((page, bell.read)));
+        // The child died: every copy of its socket's end and of its doorbell's write end is
+        // closed; its end is not posted yet.
+        drop(pair.child);
+        drop(bell.write);
+        let wait = Duration::from_millis(300);
+        // On a thread of its own: a wait that spins may never see its deadline.
+        let (done, waited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (started, cpu) = (Instant::now(), thread_cpu());
+            let event = inbox.next(Some(started + wait)).unwrap();
+            let (took, cpu) = (started.elapsed(), thread_cpu() - cpu);
+            let _ = done.send((inbox, event.is_none(), took, cpu));
+        });
+        let Ok((mut inbox, timed_out, took, cpu)) = waited.recv_timeout(wait * 20) else {
+            panic!(
+                "a wait of {wait:?} still runs after {:?}: it spins",
+                wait * 20
+            );
+        };
+        assert!(timed_out && took >= wait, "{took:?}");
+        assert!(
+            cpu < took / 4,
+            "{cpu:?} of CPU over a wait of {took:?}: it spins"
+        );
+        // The end, once posted, comes out at once.
+        inbox.exits().post(1, ExitStatus::Signal(libc::SIGSEGV));
+        match inbox.next(Some(Instant::now() + wait)).unwrap() {
+            Some(Event::Exited { child: 1, status }) => {
+                assert_eq!(status, ExitStatus::Signal(libc::SIGSEGV));
+            }
+            other => panic!("not the end: {other:?}"),
+        }
+        assert!(inbox.hung_up.is_empty());
     }
 }

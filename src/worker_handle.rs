@@ -519,8 +519,13 @@ impl WorkerHandle {
     }
 
     /// Sends `SIGTERM` (and `SIGCONT`) to the worker's group, and `SIGKILL` after
-    /// [`TERM_GRACE`]: returns when.
+    /// [`TERM_GRACE`]: returns when. A worker that has ended already (its pidfd says so: its
+    /// death is on its way, late when its zygote is slow to report it) is not stopped: its end
+    /// is its own, and keeps its cause (see `verdict`).
     fn stop(&mut self, reason: StopReason, after: Duration, now: Instant) -> Option<Instant> {
+        if self.child.pidfd().is_some_and(|pidfd| has_ended(&***pidfd)) {
+            return None;
+        }
         let pid = self.pid();
         debug_unlocked!(pid, ?reason, ?after, "forkpool: stopping a worker");
         self.child.terminate();
@@ -545,6 +550,16 @@ impl WorkerHandle {
             *at = at.checked_add(away).unwrap_or(*at);
         }
     }
+}
+
+/// Whether the process of `pidfd` has ended (the pidfd is readable), without waiting.
+fn has_ended(pidfd: &impl std::os::fd::AsRawFd) -> bool {
+    let mut polled = [libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    crate::sys::poll(&mut polled, Some(Instant::now())).is_ok_and(|n| n > 0)
 }
 
 /// When ([`progress::now_nanos`]) the parent stops a worker whose front chunk is `front` and
@@ -592,6 +607,35 @@ mod tests {
     }
 
     const MS: u64 = 1_000_000;
+
+    /// A pidfd for `child` (Linux).
+    #[cfg(target_os = "linux")]
+    fn pidfd_of(child: &std::process::Child) -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        // SAFETY: the descriptor was just opened and belongs to nobody else.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_process_has_ended_once_it_exits_and_not_while_it_runs() {
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pidfd = pidfd_of(&running);
+        assert!(!has_ended(&pidfd), "it runs");
+        running.kill().unwrap();
+        running.wait().unwrap();
+        assert!(has_ended(&pidfd), "killed and reaped");
+        let mut exiting = std::process::Command::new("true").spawn().unwrap();
+        let pidfd = pidfd_of(&exiting);
+        exiting.wait().unwrap();
+        assert!(has_ended(&pidfd), "exited and reaped");
+    }
 
     #[test]
     fn the_parents_bound_is_items_times_timeout_plus_grace_from_when_the_worker_could_start() {

@@ -16,11 +16,17 @@
 //! - The zygote belongs to the process that started it; in any other (a forked child) no pool
 //!   uses it, and pools fork from the caller.
 //! - Every worker the zygote forked has its end posted exactly once, to its pool's inbox, by
-//!   this module's reader thread ([`Zygote::read`]), whether it ends before or after the pool
-//!   watches it. Ends are matched to workers by the number the program gave the fork, never by
-//!   pid (a pid can be reused).
-//! - A zygote that is gone fails nothing: each of its workers is reported dead (they die with
-//!   it), and pools fork their replacements from the caller.
+//!   this module (its reader thread, [`Zygote::read`], or the thread that gives the zygote up),
+//!   whether it ends before or after the pool watches it. Ends are matched to workers by the
+//!   number the program gave the fork, never by pid (a pid can be reused).
+//! - An end is posted with the worker's real cause, or as unknown, never with another: the
+//!   zygote's report, or, as soon as the worker's pidfd says it ended, the status of the zombie
+//!   it left while its zygote has not reaped it (so a stopped or stuck zygote delays no end,
+//!   and changes no cause; see `status`). The zygote's report of an end posted already is
+//!   dropped.
+//! - A zygote that is gone fails nothing: each of its workers is reported dead (the ones still
+//!   running die with it, of `SIGKILL`; the ones that had ended, with the status their zombie
+//!   shows, or unknown), and pools fork their replacements from the caller.
 //! - Nothing waits on the zygote without a deadline: a zygote that does not answer a fork
 //!   within [`ANSWER_LIMIT`] (stopped, or stuck) is killed and so gone, and the descriptors it
 //!   was sent are used for nothing more (the pool starts that worker again, from the caller).
@@ -35,6 +41,7 @@
 
 mod message;
 mod server;
+mod status;
 
 use crate::channel::{self, Registered};
 use crate::child_handle::ChildHandle;
@@ -210,8 +217,9 @@ struct Watched {
 
 /// A watched worker of the zygote.
 struct Worker {
-    /// Where its end goes.
-    report: DeathReport,
+    /// Where its end goes (`None`: posted already, read from the zombie it left; the zygote
+    /// still owes its report, which is then dropped).
+    report: Option<DeathReport>,
     pid: Pid,
     /// In the `deaths` set until its end is seen (shared with its `ChildHandle`).
     pidfd: Option<Arc<Registered<OwnedFd>>>,
@@ -223,14 +231,17 @@ impl Watched {
     /// Has the end of `worker` (fork `seq`) go to its report: at once if it was reported
     /// already (or the zygote is `gone`: it died with it), else when it is. `Some(worker)`: it
     /// is watched, and its pidfd must join the `deaths` set.
-    fn watch(&mut self, seq: u64, worker: Worker, gone: bool) -> Option<&Worker> {
-        match self.early.remove(&seq) {
-            Some(status) => worker.report.post(status),
-            None if gone => worker.report.post(ExitStatus::Signal(libc::SIGKILL)),
+    fn watch(&mut self, seq: u64, mut worker: Worker, gone: bool) -> Option<&Worker> {
+        let status = match self.early.remove(&seq) {
+            Some(status) => status,
+            None if gone => worker.end_without_zygote(),
             None => {
                 self.workers.insert(seq, worker);
                 return self.workers.get(&seq);
             }
+        };
+        if let Some(report) = worker.report.take() {
+            report.post(status);
         }
         None
     }
@@ -238,11 +249,13 @@ impl Watched {
     /// Posts the end of worker `seq`, or keeps it for the pool that will watch it. The pid and
     /// pidfd of the worker if its pidfd is still in the `deaths` set (its end not seen yet).
     fn ended(&mut self, seq: u64, status: ExitStatus) -> Option<(Pid, Arc<Registered<OwnedFd>>)> {
-        let Some(worker) = self.workers.remove(&seq) else {
+        let Some(mut worker) = self.workers.remove(&seq) else {
             self.early.insert(seq, status);
             return None;
         };
-        worker.report.post(status);
+        if let Some(report) = worker.report.take() {
+            report.post(status);
+        }
         match worker.ended_at {
             None => Some((worker.pid, worker.pidfd?)),
             Some(_) => None,
@@ -257,10 +270,51 @@ impl Watched {
         Some((worker.pid, worker.pidfd.clone()?))
     }
 
+    /// Posts the end of worker `seq`, read without the zygote, unless it was posted already.
+    /// The zygote's own report of it, when it comes, is dropped.
+    fn post_unreported(&mut self, seq: u64, status: ExitStatus) {
+        if let Some(report) = self.workers.get_mut(&seq).and_then(|w| w.report.take()) {
+            report.post(status);
+        }
+    }
+
+    /// The zygote is gone: posts the end of every worker whose end has not been posted (see
+    /// [`Worker::end_without_zygote`]), and forgets them all.
+    fn zygote_gone(&mut self) {
+        for (_, mut worker) in self.workers.drain() {
+            if let Some(report) = worker.report.take() {
+                report.post(worker.end_without_zygote());
+            }
+        }
+    }
+
     /// By when the zygote must have reported every end seen so far (`None`: none is owed).
     fn reports_due(&self) -> Option<Instant> {
         let seen = self.workers.values().filter_map(|w| w.ended_at).min()?;
         seen.checked_add(ANSWER_LIMIT)
+    }
+}
+
+impl Worker {
+    /// Its end, as far as it can be known without its zygote, which is gone (killed, so the
+    /// parent-death signal kills the worker's group with `SIGKILL`): its status read from the
+    /// zombie it left if it had ended on its own, [`ExitStatus::Unknown`] if it had ended and
+    /// that cannot be read (never a cause it may not have had), `SIGKILL` if it had not ended.
+    fn end_without_zygote(&self) -> ExitStatus {
+        let Some(pidfd) = self.pidfd.as_deref().map(|fd| &**fd) else {
+            return ExitStatus::Signal(libc::SIGKILL);
+        };
+        let mut polled = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ended = self.ended_at.is_some()
+            || crate::sys::poll(&mut polled, Some(Instant::now())).map_or(true, |n| n > 0);
+        match ended {
+            true => status::of_zombie(self.pid, pidfd).unwrap_or(ExitStatus::Unknown),
+            false => ExitStatus::Signal(libc::SIGKILL),
+        }
     }
 }
 
@@ -374,7 +428,7 @@ pub(crate) fn watch(seq: u64, child: &ChildHandle, id: u64, exits: Arc<Exits>) -
         return posted;
     };
     let worker = Worker {
-        report,
+        report: Some(report),
         pid: child.pid(),
         pidfd: child.pidfd().cloned(),
         ended_at: None,
@@ -404,8 +458,8 @@ pub(crate) fn signal_group(seq: u64, signal: i32) {
 
 impl Zygote {
     /// The reader thread: hands answers to the asking thread, posts ends, and notes when
-    /// watched workers end, until the zygote is gone; then reports every worker it had as dead,
-    /// and reaps it. A zygote that has not reported an end within [`ANSWER_LIMIT`] of the
+    /// watched workers end, until the zygote is gone (see [`Zygote::give_up`] for what its
+    /// workers are reported as), and reaps it. A zygote that has not reported an end within [`ANSWER_LIMIT`] of the
     /// worker's end is killed.
     fn read(&self, answers: &Sender<Answer>) {
         let control = self.control.as_raw_fd();
@@ -450,11 +504,6 @@ impl Zygote {
         }
         // Gone, or it broke the protocol: it is killed either way (its workers die with it).
         self.give_up();
-        let mut watched = self.lock_watched();
-        for (_, worker) in watched.workers.drain() {
-            worker.report.post(ExitStatus::Signal(libc::SIGKILL));
-        }
-        drop(watched);
         tracing::debug!(pid = self.pid.as_raw(), "forkpool: the zygote ended");
         crate::sys::wait_for_exit(self.pid, || ());
     }
@@ -464,6 +513,8 @@ impl Zygote {
     }
 
     /// Notes the watched workers whose pidfd says they ended: the zygote owes their reports.
+    /// The end of each that is still a zombie (its zygote has not reaped it: stopped, stuck,
+    /// or not there yet) is posted at once, read from the zombie.
     fn note_ends(&self) {
         let mut ended = [0u64; 64];
         let Ok(n) = crate::sys::wait_exits(&self.deaths, &mut ended) else {
@@ -474,6 +525,9 @@ impl Zygote {
         for &seq in &ended[..n] {
             if let Some((pid, pidfd)) = watched.seen_ending(seq, now) {
                 crate::sys::unwatch_exit(&self.deaths, pid, Some(&**pidfd));
+                if let Some(status) = status::of_zombie(pid, &**pidfd) {
+                    watched.post_unreported(seq, status);
+                }
             }
         }
     }
@@ -488,10 +542,13 @@ impl Zygote {
 
     /// Kills the zygote (its workers die with it: their parent-death signal) and marks it
     /// gone: no pool asks it for anything from now on, and every worker watched from now on is
-    /// reported dead at once.
+    /// reported dead at once. The ends of the workers it had are posted first, while those that
+    /// ended on their own are still zombies whose status can be read (once the zygote dies,
+    /// they are another process's to reap).
     fn give_up(&self) {
-        let _watched = self.lock_watched();
+        let mut watched = self.lock_watched();
         self.gone.store(true, Ordering::Release);
+        watched.zygote_gone();
         // Fails harmlessly once the zygote has been reaped (only the reader thread reaps it,
         // after this).
         let _ = crate::sys::pidfd_signal(&*self.pidfd, libc::SIGKILL);
@@ -515,7 +572,7 @@ mod tests {
     /// A worker (without a pidfd) whose end goes to `inbox` as its child `id`.
     fn worker(inbox: &Inbox, id: u64) -> Worker {
         Worker {
-            report: DeathReport::new(id, inbox.exits()),
+            report: Some(DeathReport::new(id, inbox.exits())),
             pid: Pid::from_raw(4242),
             pidfd: None,
             ended_at: None,
@@ -542,6 +599,43 @@ mod tests {
         assert_eq!(end_in(&mut inbox), Some((30, killed)));
         assert_eq!(end_in(&mut inbox), None);
         assert!(watched.workers.is_empty() && watched.early.is_empty());
+    }
+
+    #[test]
+    fn an_end_read_without_the_zygote_is_posted_once_and_the_zygotes_report_of_it_dropped() {
+        let mut inbox = Inbox::new().unwrap();
+        let mut watched = Watched::default();
+        let segv = ExitStatus::Signal(libc::SIGSEGV);
+        watched.watch(1, worker(&inbox, 10), false);
+        watched.seen_ending(1, Instant::now());
+        watched.post_unreported(1, segv);
+        assert_eq!(end_in(&mut inbox), Some((10, segv)));
+        assert!(
+            watched.reports_due().is_some(),
+            "the zygote still owes its report"
+        );
+        watched.post_unreported(1, ExitStatus::Unknown);
+        watched.ended(1, ExitStatus::Signal(libc::SIGKILL));
+        assert_eq!(
+            end_in(&mut inbox),
+            None,
+            "posted once, with its first cause"
+        );
+        assert!(watched.workers.is_empty() && watched.early.is_empty());
+        assert_eq!(watched.reports_due(), None);
+        // A zygote gone posts nothing more for a worker whose end was posted.
+        watched.watch(2, worker(&inbox, 20), false);
+        watched.post_unreported(2, ExitStatus::Code(3));
+        watched.watch(3, worker(&inbox, 30), false);
+        watched.zygote_gone();
+        // Worker 3 had not been seen to end: it dies with the zygote.
+        let mut ends = [end_in(&mut inbox), end_in(&mut inbox), end_in(&mut inbox)];
+        ends.sort_by_key(|end| end.map(|(child, _)| child));
+        let killed = ExitStatus::Signal(libc::SIGKILL);
+        assert_eq!(
+            ends,
+            [None, Some((20, ExitStatus::Code(3))), Some((30, killed))]
+        );
     }
 
     #[test]

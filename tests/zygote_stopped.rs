@@ -8,7 +8,7 @@
 mod common;
 
 use common::parent_of;
-use forkpool::{Pool, ReturnProcess};
+use forkpool::{Pool, ReturnProcess, TaskError};
 use std::time::{Duration, Instant};
 
 fn plus_one(x: u64) -> u64 {
@@ -151,4 +151,114 @@ fn an_item_whose_worker_dies_while_the_zygote_is_stopped_fails_within_a_bound() 
     assert!(outcome.contains("WorkerDied"), "{outcome}");
     assert!(took < Duration::from_secs(10), "the item took {took:?}");
     assert!(maps, "the pool maps afterwards");
+}
+
+/// The CPU time (user and system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let of = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
+/// What one round measured: how long the wait took, the CPU time this process used over it,
+/// and what came of it.
+type Round = (Duration, Duration, String);
+
+/// Runs `rounds` rounds of `round`, each in a process of its own (each stops its own zygote),
+/// `at_once` of them at a time; a round still running after 30 s is killed and fails.
+fn run_rounds(rounds: usize, at_once: usize, round: fn() -> Round) -> Vec<Round> {
+    let mut results = Vec::new();
+    while results.len() < rounds {
+        let batch = at_once.min(rounds - results.len());
+        let processes: Vec<_> = (0..batch)
+            .map(|_| ReturnProcess::spawn(round).unwrap())
+            .collect();
+        for process in processes {
+            results.push(process.join_or_kill(Duration::from_secs(30)).unwrap());
+        }
+    }
+    results
+}
+
+/// Asserts a round waited less than `limit`, and spent on the CPU at most half the time it
+/// waited (a wait that spins spends all of it).
+fn assert_bounded(round: usize, (took, cpu, outcome): &Round, limit: Duration) {
+    assert!(*took < limit, "round {round}: took {took:?}: {outcome}");
+    assert!(
+        *cpu < *took / 2 + Duration::from_millis(100),
+        "round {round}: {cpu:?} of CPU over a wait of {took:?} (it spins): {outcome}"
+    );
+}
+
+/// A round: a pool from the zygote, the zygote stopped, then a builder with an initializer
+/// timeout and an item timeout builds a pool of 2, which maps.
+fn build_with_init_timeout_round() -> Round {
+    forkpool::zygote().unwrap();
+    let first = Pool::new(1).unwrap();
+    let zygote = parent_of(first.pids()[0]);
+    assert_ne!(
+        zygote,
+        std::process::id(),
+        "the first pool's worker is the zygote's"
+    );
+    let _continue = ContinueOnDrop::new(zygote);
+    stop(zygote);
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let built = Pool::builder()
+        .workers(2)
+        .init_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .build();
+    let (took, cpu) = (started.elapsed(), cpu_time() - cpu);
+    let outcome = match built {
+        Ok(pool) => format!("{:?}", pool.map(plus_one, 0..4u64)),
+        Err(e) => format!("Err({e})"),
+    };
+    (took, cpu, outcome)
+}
+
+#[test]
+fn build_with_an_init_timeout_and_a_stopped_zygote_returns_within_a_bound_without_spinning() {
+    let rounds = run_rounds(8, 4, build_with_init_timeout_round);
+    for (round, result) in rounds.iter().enumerate() {
+        assert_bounded(round, result, Duration::from_secs(8));
+        assert_eq!(result.2, "Ok([1, 2, 3, 4])", "round {round}");
+    }
+}
+
+/// A round: a pool from the zygote with an item timeout, the zygote stopped, then an item that
+/// crashes its worker.
+fn segfault_with_a_timeout_round() -> Round {
+    forkpool::zygote().unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let zygote = parent_of(pool.pids()[0]);
+    assert_ne!(zygote, std::process::id(), "the worker is the zygote's");
+    let _continue = ContinueOnDrop::new(zygote);
+    stop(zygote);
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let outcome = pool.timeout(Duration::from_secs(2)).apply(crash, 0);
+    let (took, cpu) = (started.elapsed(), cpu_time() - cpu);
+    let outcome = match outcome {
+        Err(forkpool::Error::Task(TaskError::WorkerDied { death, .. })) => format!("{death:?}"),
+        other => format!("{other:?}"),
+    };
+    (took, cpu, outcome)
+}
+
+#[test]
+fn an_item_that_segfaults_while_the_zygote_is_stopped_fails_with_sigsegv_without_spinning() {
+    let rounds = run_rounds(12, 4, segfault_with_a_timeout_round);
+    for (round, result) in rounds.iter().enumerate() {
+        assert_bounded(round, result, Duration::from_secs(8));
+        assert_eq!(result.2, "Signal(11)", "round {round}");
+    }
 }
