@@ -256,7 +256,7 @@ fn segfault_with_a_timeout_round() -> Round {
 
 #[test]
 fn an_item_that_segfaults_while_the_zygote_is_stopped_fails_with_sigsegv_without_spinning() {
-    let rounds = run_rounds(12, 4, segfault_with_a_timeout_round);
+    let rounds = run_rounds(20, 4, segfault_with_a_timeout_round);
     for (round, result) in rounds.iter().enumerate() {
         assert_bounded(round, result, Duration::from_secs(8));
         assert_eq!(result.2, "Signal(11)", "round {round}");
