@@ -162,13 +162,16 @@ fn stolen_chunks_run_exactly_once_with_one_outcome_each_20_rounds() {
 }
 
 /// Items of the lying-worker test.
+#[cfg(target_os = "linux")]
 const LIE: u32 = 10;
 /// Where the lying-worker test counts runs (after the stress test's counters).
+#[cfg(target_os = "linux")]
 const LIE_BASE: usize = 2048;
 
 /// Item 0 runs long, then, as a lying worker would, writes its worker's claims word to take
 /// back nothing: the worker runs the chunks the parent took back from it. The others count
 /// their runs and take 20 ms.
+#[cfg(target_os = "linux")]
 fn lie_or_count(x: u32) -> u32 {
     if x == 0 {
         std::thread::sleep(Duration::from_millis(300));
