@@ -16,7 +16,6 @@
 //!   stdout would wait for a thread that holds stdout and waits for the engine).
 
 use crate::error::{Death, PoolError};
-use crate::id_hash::IdMap;
 use crate::outbox::SharedFrame;
 use crate::worker_handle::Verdict;
 use std::cell::{Cell, RefCell};
@@ -211,14 +210,24 @@ pub(crate) struct Desk {
     /// nothing queued or held either, the call needs no worker (see `Engine::close`).
     pub done_sending: bool,
     queue: VecDeque<Queued>,
-    /// Chunks of it that workers hold (sent, not yet answered or lost with their worker), by
-    /// wire number.
-    held: IdMap<Queued>,
+    /// Chunks of it that workers hold (sent, not yet answered or given back). Each worker's
+    /// `in_flight` queue holds the chunks themselves.
+    out: usize,
     mail: Vec<Happened>,
-    failure: Option<PoolError>,
-    running: Vec<u64>,
     /// The pool failed the call: nothing of it is queued or sent again.
     failed: bool,
+    /// What few calls have, boxed so the engine's table of desks stays small (it holds one
+    /// desk per live call, and a program may submit 100,000 tasks at once).
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a desk few calls use.
+#[derive(Default)]
+struct Rare {
+    /// Why the pool failed the call.
+    failure: Option<PoolError>,
+    /// With `failure`: its chunks running at a worker then.
+    running: Vec<u64>,
     /// Woken when mail arrives (an awaited task).
     waker: Option<Waker>,
     /// Told this call's id when mail arrives (a task in an `as_completed`).
@@ -235,13 +244,10 @@ impl Desk {
             in_ring: false,
             done_sending: false,
             queue: VecDeque::new(),
-            held: IdMap::default(),
+            out: 0,
             mail: Vec::new(),
-            failure: None,
-            running: Vec::new(),
             failed: false,
-            waker: None,
-            watcher: None,
+            rare: None,
         }
     }
 
@@ -270,23 +276,24 @@ impl Desk {
 
     /// Chunks of it that workers hold.
     pub fn out(&self) -> usize {
-        self.held.len()
+        self.out
     }
 
     /// Whether the call needs no worker any more: it sends nothing more, and nothing of it is
     /// queued or held by a worker.
     pub fn needs_no_worker(&self) -> bool {
-        self.done_sending && self.queue.is_empty() && self.held.is_empty()
+        self.done_sending && self.queue.is_empty() && self.out == 0
     }
 
-    /// A worker took chunk `queued`: kept until it is answered or lost.
-    pub fn sent(&mut self, queued: Queued) {
-        self.held.insert(queued.chunk, queued);
+    /// A worker took one of its chunks.
+    pub fn sent(&mut self) {
+        self.out += 1;
     }
 
-    /// Chunk `chunk` left its worker (answered, or lost with it): what it was, if it was held.
-    pub fn settled(&mut self, chunk: u64) -> Option<Queued> {
-        self.held.remove(&chunk)
+    /// A chunk of it left its worker's queue: answered, lost with the worker, or given back to
+    /// send again.
+    pub fn settled(&mut self) {
+        self.out = self.out.saturating_sub(1);
     }
 
     /// Posts mail and wakes an awaiting task.
@@ -304,8 +311,9 @@ impl Desk {
         self.queue.clear();
         if !self.failed {
             self.failed = true;
-            self.failure = Some(failure);
-            self.running = running;
+            let rare = self.rare();
+            rare.failure = Some(failure);
+            rare.running = running;
         }
         self.wake();
     }
@@ -316,7 +324,11 @@ impl Desk {
     }
 
     pub fn has_mail(&self) -> bool {
-        !self.mail.is_empty() || self.failure.is_some()
+        !self.mail.is_empty() || self.rare.as_ref().is_some_and(|r| r.failure.is_some())
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 
     /// Takes the mail, leaving `spare` (an empty buffer the caller keeps) in its place, so a
@@ -325,10 +337,14 @@ impl Desk {
         if !self.has_mail() {
             return None;
         }
+        let (failure, running) = match self.rare.as_mut() {
+            Some(rare) => (rare.failure.take(), std::mem::take(&mut rare.running)),
+            None => (None, Vec::new()),
+        };
         Some(Mail {
             events: std::mem::replace(&mut self.mail, spare),
-            failure: self.failure.take(),
-            running: std::mem::take(&mut self.running),
+            failure,
+            running,
         })
     }
 
@@ -337,10 +353,11 @@ impl Desk {
     /// released.
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub fn set_waker(&mut self, waker: Waker) {
-        match &self.waker {
+        let rare = self.rare();
+        match &rare.waker {
             Some(old) if old.will_wake(&waker) => Due::defer(waker, false),
             _ => {
-                if let Some(old) = self.waker.replace(waker) {
+                if let Some(old) = rare.waker.replace(waker) {
                     Due::defer(old, false);
                 }
             }
@@ -350,7 +367,10 @@ impl Desk {
     /// Whether `waker` is the one registered (comparing pointers: no user code runs).
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub fn has_waker(&self, waker: &Waker) -> bool {
-        self.waker.as_ref().is_some_and(|w| w.will_wake(waker))
+        self.rare
+            .as_ref()
+            .and_then(|r| r.waker.as_ref())
+            .is_some_and(|w| w.will_wake(waker))
     }
 
     /// Tells `finished` this desk's id (`call`) whenever mail arrives, and at once if some is
@@ -359,14 +379,17 @@ impl Desk {
         if self.has_mail() {
             finished.push(call);
         }
-        self.watcher = Some((finished, call));
+        self.rare().watcher = Some((finished, call));
     }
 
     fn wake(&mut self) {
-        if let Some((finished, call)) = &self.watcher {
+        let Some(rare) = self.rare.as_mut() else {
+            return;
+        };
+        if let Some((finished, call)) = &rare.watcher {
             finished.push(*call);
         }
-        if let Some(waker) = self.waker.take() {
+        if let Some(waker) = rare.waker.take() {
             Due::defer(waker, true);
         }
     }
@@ -375,7 +398,7 @@ impl Desk {
 impl Drop for Desk {
     /// A desk is dropped under the engine's lock (its call ended): its waker is dropped after.
     fn drop(&mut self) {
-        if let Some(waker) = self.waker.take() {
+        if let Some(waker) = self.rare.as_mut().and_then(|r| r.waker.take()) {
             Due::defer(waker, false);
         }
     }
@@ -403,22 +426,25 @@ mod tests {
     }
 
     #[test]
-    fn a_desk_keeps_each_chunk_a_worker_holds_until_it_settles() {
+    fn a_desk_counts_the_chunks_workers_hold_until_each_settles() {
         let mut desk = Desk::new(None, 2);
         desk.push(queued(1));
         desk.push(queued(2));
+        let mut sent = Vec::new();
         for _ in 0..2 {
-            let chunk = desk.pop().unwrap();
-            desk.sent(chunk);
+            sent.push(desk.pop().unwrap());
+            desk.sent();
         }
         assert_eq!((desk.out(), desk.queued()), (2, 0));
-        let lost = desk.settled(2).unwrap();
-        assert_eq!((lost.chunk, lost.frame.as_slice()), (2, &[2u8][..]));
-        desk.push_front(lost);
+        let given_back = sent.pop().unwrap();
+        desk.settled();
+        desk.push_front(given_back);
         assert_eq!((desk.out(), desk.queued()), (1, 1));
-        assert!(desk.settled(2).is_none(), "a chunk settles once");
-        assert!(desk.settled(1).is_some());
+        assert_eq!(desk.peek().map(|q| q.chunk), Some(2));
+        desk.settled();
         assert_eq!(desk.out(), 0);
+        desk.settled();
+        assert_eq!(desk.out(), 0, "the count never goes below nothing held");
     }
 
     #[test]
@@ -447,9 +473,9 @@ mod tests {
         assert!(!desk.needs_no_worker(), "a new call may send");
         desk.done_sending = true;
         assert!(desk.needs_no_worker());
-        desk.sent(queued(1));
+        desk.sent();
         assert!(!desk.needs_no_worker(), "a worker holds a chunk of it");
-        desk.settled(1);
+        desk.settled();
         desk.post(died());
         assert!(
             !desk.needs_no_worker(),

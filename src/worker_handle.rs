@@ -23,7 +23,7 @@
 
 use crate::channel::RegisteredPage;
 use crate::child_handle::ChildHandle;
-use crate::outbox::{Backlog, Outbox};
+use crate::outbox::{Backlog, Outbox, SharedFrame};
 use crate::reaper::Reaper;
 use crate::stats::{WorkerTally, saturating_nanos};
 use forkpool_worker::progress;
@@ -69,7 +69,11 @@ pub(crate) struct Sent {
     pub cancelled_at: Option<u64>,
     /// Its position in the worker's stream of tasks (set by [`WorkerHandle::took`]).
     pub pos: u32,
+    /// Its task frame, to send to another worker if this one gives it back unstarted (taken
+    /// back, or the worker ended before it began it).
+    pub frame: SharedFrame,
 }
+
 
 /// Why the parent is stopping a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,6 +607,7 @@ mod tests {
             timeout,
             cancelled_at,
             pos: 0,
+            frame: Arc::new(Vec::new()),
         }
     }
 

@@ -20,7 +20,6 @@ use crate::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::desk::{Desk, Queued};
 use crate::outbox::SharedFrame;
 use crate::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it
@@ -194,15 +193,9 @@ impl Engine {
             return false;
         };
         let (timeout, context) = (desk.timeout, desk.context.clone());
-        // The desk keeps the chunk until it is answered, to send it again if its worker dies
-        // before starting it.
-        let sending = Queued {
-            frame: Arc::clone(&queued.frame),
-            ..queued
-        };
-        desk.sent(queued);
+        desk.sent();
         self.dispatches += 1;
-        self.send(slot, call, &sending, timeout, context.as_ref(), hold.chunks);
+        self.send(slot, call, queued, timeout, context.as_ref(), hold.chunks);
         true
     }
 
@@ -215,7 +208,7 @@ impl Engine {
         &mut self,
         slot: usize,
         call: u64,
-        queued: &Queued,
+        queued: Queued,
         timeout: Option<Duration>,
         context: Option<&SharedFrame>,
         window: usize,
@@ -239,6 +232,7 @@ impl Engine {
             timeout,
             cancelled_at: None,
             pos: 0, // set by `took`
+            frame: queued.frame,
         };
         worker.took(sent, window, served);
     }
@@ -283,17 +277,13 @@ impl Engine {
             }
         }
         let stole = !taken.is_empty();
-        // Queued first, in reverse, so each call's chunks keep their order. The desk held
-        // each chunk's frame since it was sent.
+        // Queued first, in reverse, so each call's chunks keep their order.
         for sent in taken.into_iter().rev() {
-            let Some(queued) = self
-                .desks
-                .get_mut(&sent.call)
-                .and_then(|desk| desk.settled(sent.chunk))
-            else {
+            let Some(desk) = self.desks.get_mut(&sent.call) else {
                 continue; // ended (cancelled, dropped): the worker skips it, nothing waits
             };
-            self.queue(sent.call, queued, true);
+            desk.settled();
+            self.queue(sent.call, requeued(sent), true);
         }
         stole
     }
@@ -301,5 +291,14 @@ impl Engine {
     /// Whether any live call has chunks queued for the workers.
     pub fn has_queued(&self) -> bool {
         self.desks.values().any(|d| d.queued() > 0)
+    }
+}
+
+/// Chunk `sent`, given back unstarted by its worker, as queued to send again.
+pub(super) fn requeued(sent: Sent) -> Queued {
+    Queued {
+        chunk: sent.chunk,
+        count: sent.count,
+        frame: sent.frame,
     }
 }

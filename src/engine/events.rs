@@ -3,12 +3,13 @@
 //! not is killed.
 
 use super::Engine;
+use super::dispatch::requeued;
 use crate::crash_guard::Settled;
 use crate::desk::Happened;
 use crate::error::{Death, PoolError};
 use crate::inbox::Event;
 use crate::stats::WorkerEnd;
-use crate::worker_handle::{StopReason, Verdict};
+use crate::worker_handle::{Sent, StopReason, Verdict};
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,7 +74,7 @@ impl Engine {
                 };
                 let mailed = match self.desks.get_mut(&call) {
                     Some(desk) => {
-                        desk.settled(chunk);
+                        desk.settled();
                         desk.post(Happened::Reply {
                             pid,
                             chunk,
@@ -139,12 +140,12 @@ impl Engine {
             let cost = cost.entry(front.call).or_default();
             match verdict {
                 // Sent again as it is, by the engine: no item of it began.
-                Verdict::Requeue => cost.1.push(front.chunk),
+                Verdict::Requeue => cost.1.push(front.clone()),
                 verdict => cost.0 = Some((front.chunk, verdict)),
             }
         }
         for sent in queue {
-            cost.entry(sent.call).or_default().1.push(sent.chunk);
+            cost.entry(sent.call).or_default().1.push(sent.clone());
         }
         let dropped = worker
             .stopping
@@ -189,9 +190,9 @@ impl Engine {
             if !self.desks.contains_key(&call) {
                 continue;
             }
-            self.send_again(call, &unstarted);
+            self.send_again(call, unstarted);
             if let Some(((chunk, verdict), desk)) = running.zip(self.desks.get_mut(&call)) {
-                desk.settled(chunk);
+                desk.settled();
                 desk.post(Happened::Died {
                     pid,
                     death,
@@ -268,12 +269,12 @@ impl Engine {
         );
         self.inbox.silence(worker.id);
         worker.child.kill();
-        let mut held: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut held: HashMap<u64, Vec<Sent>> = HashMap::new();
         for sent in std::mem::take(&mut worker.in_flight) {
-            held.entry(sent.call).or_default().push(sent.chunk);
+            held.entry(sent.call).or_default().push(sent);
         }
         for (call, unstarted) in held {
-            self.send_again(call, &unstarted);
+            self.send_again(call, unstarted);
         }
         self.retired.push(worker);
         self.dispatch_blocked = false;
@@ -289,12 +290,13 @@ impl Engine {
     /// worker ended before it began them. The engine does it, not the call, so they go out
     /// again whether or not any thread of the call waits (a task nobody waits on yet, while the
     /// pool is being joined).
-    fn send_again(&mut self, call: u64, chunks: &[u64]) {
-        for &chunk in chunks.iter().rev() {
-            let queued = self.desks.get_mut(&call).and_then(|d| d.settled(chunk));
-            if let Some(queued) = queued {
-                self.queue(call, queued, true);
-            }
+    fn send_again(&mut self, call: u64, chunks: Vec<Sent>) {
+        for sent in chunks.into_iter().rev() {
+            let Some(desk) = self.desks.get_mut(&call) else {
+                return; // ended: nothing waits for them
+            };
+            desk.settled();
+            self.queue(call, requeued(sent), true);
         }
     }
 
@@ -329,7 +331,7 @@ impl Engine {
 
 /// What a worker's death cost one call: the chunk it was running, if of that call and it needs
 /// the call (an item to blame); the call's chunks to send again as they are.
-type DeathCost = (Option<(u64, Verdict)>, Vec<u64>);
+type DeathCost = (Option<(u64, Verdict)>, Vec<Sent>);
 
 /// What a death with `verdict` on its running chunk of `count` items settled: its item, when
 /// the item that ran is known and fails alone with its own cause (the chunk's call still
