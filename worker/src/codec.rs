@@ -30,6 +30,7 @@ fn config() -> bincode::config::Configuration {
 
 /// Appends the encoding of `value` to `buf`. On failure `buf` may hold a partial encoding:
 /// callers that keep going truncate it back.
+#[inline]
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
     bincode::serde::encode_into_std_write(value, buf, config())
         .map(|_| ())
@@ -55,6 +56,7 @@ pub fn decode_whole<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// Decodes one value from the front of `bytes`, returning it and the number of bytes it used.
 /// A value nested deeper than [`MAX_DEPTH`] levels is an error.
+#[inline]
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
     let seed = depth::Seed::new(PhantomData::<T>);
     bincode::serde::seed_decode_from_slice(seed, bytes, config()).map_err(describe)
