@@ -1,16 +1,16 @@
 //! [`PoolBuilder`]: a pool's (a [`Pool`]'s or an [`FnPool`]'s) size, timeouts, initializer, recycling, memory limit and crash-loop
 //! guard, set before its workers are forked.
 
-use crate::crash_guard::RestartLimit;
+use crate::child::zygote::ZygoteWorkers;
+use crate::engine::crash_guard::RestartLimit;
 use crate::engine::{DEFAULT_INIT_TIMEOUT, Engine, Fill, Settings};
 use crate::error::PoolError;
 use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::lifecycle::PoolState;
 use crate::pool::{Pool, PoolMain, default_workers};
-use crate::zygote::ZygoteWorkers;
+use forkpool_worker::InitFn;
 use forkpool_worker::child::ChildOptions;
-use forkpool_worker::{EntryRunner, InitFn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -310,11 +310,13 @@ impl PoolBuilder {
         let mut settings = self.settings()?;
         let init = self.init;
         settings.zygote = Some(ZygoteWorkers { init });
-        let main: Box<PoolMain> = Box::new(move |end| serve_pool_worker(end, init));
+        let main: Box<PoolMain> =
+            Box::new(move |end| crate::child::pool_worker::serve_pool_worker(end, init));
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
-            let (mut engine, filled) =
-                crate::engine::lock_filled(shared.hub_unchecked(), shared.main(), Fill::Missing);
+            let (mut engine, filled) = shared
+                .hub_unchecked()
+                .lock_filled(shared.main(), Fill::Missing);
             filled?;
             engine.wait_ready()?;
         }
@@ -377,18 +379,5 @@ impl PoolBuilder {
             zygote: None,
         };
         Ok(settings)
-    }
-}
-
-/// The life of a `Pool` worker, forked by this process or by the zygote: the worker loop with
-/// the pool's initializer and a runner of `job` entries. Returns the exit code.
-pub(crate) fn serve_pool_worker(end: forkpool_worker::ChildEnd, init: Option<InitFn>) -> i32 {
-    // SAFETY: this runs only in a worker forked for a `Pool` (see `Engine::spawn` and the
-    // zygote's `fork_worker`), whose task channel carries only frames `call` wrote for
-    // `EntryRunner`: entry addresses of `job` entries and fn pointers of the types each entry
-    // expects, which the worker checks against the code mapped in it.
-    unsafe {
-        let mut runner = EntryRunner::new();
-        forkpool_worker::serve(end, init, &mut runner)
     }
 }

@@ -1,15 +1,18 @@
 //! [`CallOptions`]: one call's chunksize and timeout, and every kind of call made with them.
 
-use crate::call::{CallSpec, Delivery, start_task};
-use crate::call_progress::{Progress, ProgressSink};
+use crate::call::progress::{Progress, ProgressSink};
+use crate::call::{CallSpec, Delivery};
 use crate::error::Error;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
+use crate::reduce::combine_in_order;
 use crate::task::Task;
+use crate::task::start_task;
 use forkpool_worker::StarArgs;
 use forkpool_worker::code_map;
-use forkpool_worker::job::{self, EntryFn};
+use forkpool_worker::codec;
+use forkpool_worker::job::{self, EntryFn, ReduceCode};
 use forkpool_worker::protocol::TaskCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -364,5 +367,71 @@ impl<'p> CallOptions<'p> {
             self.timeout,
             self.progress,
         )
+    }
+}
+
+impl<'p> CallOptions<'p> {
+    /// [`Pool::fold`] with these options (the chunksize sets how many items each partial
+    /// covers).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let sum = pool.chunksize(10).fold(|acc: u64, x: u64| acc + x, 0, |a, b| a + b, 1..=100u64)?;
+    /// assert_eq!(sum, 5050);
+    /// # Ok(()) }
+    /// ```
+    pub fn fold<T, A, I>(
+        self,
+        fold: fn(A, T) -> A,
+        init: A,
+        combine: fn(A, A) -> A,
+        items: I,
+    ) -> Result<A, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Item,
+        A: Serialize + DeserializeOwned + Clone + 'static,
+    {
+        let code = task_code(job::fold_entry::<A, T>, fold as usize as u64);
+        let mut encoded = Vec::new();
+        let context = codec::encode_into(&mut encoded, &init).map(|()| encoded);
+        let items = items.into_iter();
+        let partials = self.call(code, items, Delivery::Collected, Some(context));
+        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
+    }
+
+    /// [`Pool::map_reduce`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let longest = pool
+    ///     .chunksize(2)
+    ///     .map_reduce(|w: String| w.len(), usize::max, ["a", "abc", "ab"].map(String::from))?;
+    /// assert_eq!(longest, Some(3));
+    /// # Ok(()) }
+    /// ```
+    pub fn map_reduce<T, R, I>(
+        self,
+        map: fn(T) -> R,
+        reduce: fn(R, R) -> R,
+        items: I,
+    ) -> Result<Option<R>, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Item,
+        R: Serialize + DeserializeOwned,
+    {
+        let code = task_code(job::reduce_entry::<T, R>, map as usize as u64);
+        let reduce_code = ReduceCode {
+            function: reduce as usize as u64,
+            code_id: code_map::code_id(code.entry, reduce as usize as u64),
+        };
+        let mut encoded = Vec::new();
+        let context = codec::encode_into(&mut encoded, &reduce_code).map(|()| encoded);
+        let items = items.into_iter();
+        let partials = self.call(code, items, Delivery::Collected, Some(context));
+        combine_in_order(Imap::new(partials), reduce)
     }
 }

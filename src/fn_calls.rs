@@ -1,14 +1,15 @@
 //! [`FnCalls`]: one call's chunksize, timeout and progress on an [`FnPool`], and every kind of
 //! call made with them (what [`CallOptions`](crate::CallOptions) is to a `Pool`).
 
-use crate::call::{CallSpec, Delivery, start_task};
-use crate::call_progress::{Progress, ProgressSink};
+use crate::call::progress::{Progress, ProgressSink};
+use crate::call::{CallSpec, Delivery};
 use crate::error::Error;
 use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::reduce::combine_in_order;
 use crate::task::Task;
+use crate::task::start_task;
 use forkpool_worker::protocol::TaskCode;
 use forkpool_worker::{code_map, codec, job};
 use serde::Serialize;

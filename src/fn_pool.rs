@@ -5,17 +5,20 @@
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
 use crate::builder::PoolBuilder;
+use crate::engine::hub::BackgroundMain;
 use crate::engine::{Engine, Fill, Settings};
 use crate::error::{Error, PoolError};
 use crate::fn_calls::FnCalls;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered};
-use crate::lifecycle::PoolState;
+use crate::lifecycle::{ForksAnywhere, PoolState};
+use crate::stats::PoolStats;
 use crate::task::Task;
 use forkpool_worker::{ChildEnd, ClosureRunner, InitFn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
@@ -97,8 +100,9 @@ where
         });
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
-            let (mut engine, filled) =
-                crate::engine::lock_filled(shared.hub_unchecked(), shared.main(), Fill::Missing);
+            let (mut engine, filled) = shared
+                .hub_unchecked()
+                .lock_filled(shared.main(), Fill::Missing);
             filled?;
             engine.wait_ready()?;
         }
@@ -374,5 +378,33 @@ where
         I: IntoIterator<Item = T>,
     {
         self.calls().map_reduce(reduce, items)
+    }
+}
+
+impl<T, R> FnPool<'_, T, R>
+where
+    T: Item,
+    R: Serialize + DeserializeOwned,
+{
+    /// What the pool has done so far, as [`Pool::stats`](crate::Pool::stats).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u64| x * 2)?;
+    /// pool.map(0..100u64)?;
+    /// assert_eq!(pool.stats()?.workers.iter().map(|w| w.items).sum::<u64>(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Result<PoolStats, PoolError> {
+        self.shared.stats()
+    }
+}
+
+impl ForksAnywhere for ClosureMain<'_> {
+    /// An `FnPool`'s closure is neither `Send` nor `Sync`, and a fork from another thread
+    /// would copy what it captured while its owner may be changing it: only the calls made on
+    /// the pool (from its owner's thread) fork.
+    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>) {
+        (main, None)
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::call::{Call, CallSpec};
 use crate::engine::WorkerMain;
+use crate::engine::hub::Hub;
 use crate::error::{Error, PoolError};
-use crate::hub::Hub;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -66,55 +66,46 @@
 macro_rules! debug_unlocked {
     ($($event:tt)*) => {
         if tracing::enabled!(tracing::Level::DEBUG) {
-            crate::desk::Due::event(Box::new(move || tracing::debug!($($event)*)));
+            crate::engine::desk::Due::event(Box::new(move || tracing::debug!($($event)*)));
         }
     };
 }
 
+// The public API: one file per public noun (and `lifecycle`, `reduce`: the pools' shared state
+// and reductions), over the internals in folders, each layer using only the ones below it
+// (`.ci/layers` checks): `call` (one call, from input to one outcome per item) > `engine` (the
+// workers and the scheduler) > `transport` (frames to and from one child) > `child` (making,
+// signalling and reaping processes) > `sys` (the platform). `error`, `stats`, `item` and
+// `id_hash` are leaves any layer may use.
 mod builder;
 mod call;
 mod call_options;
-mod call_progress;
-mod channel;
-mod child_handle;
-mod chunking;
-mod crash_guard;
-mod desk;
+mod child;
 mod engine;
 mod error;
 mod fn_calls;
 mod fn_pool;
-mod fork;
-mod frame_stash;
 pub mod guide;
-mod hub;
 mod id_hash;
-mod inbox;
 mod item;
 mod iter;
 mod lifecycle;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod one_shot;
-mod outbox;
-mod outcome;
-mod owner;
-mod peer;
 mod pool;
 mod process;
-mod process_error;
-mod reaper;
 mod reduce;
 mod stats;
 mod sys;
 mod task;
-mod worker_handle;
-mod zygote;
+mod transport;
 
 pub use builder::PoolBuilder;
+pub use call::progress::Progress;
 pub use call_options::CallOptions;
-pub use call_progress::Progress;
-pub use error::{CodecStage, Death, Error, PoolError, TaskError};
+pub use child::zygote::zygote;
+pub use error::{CodecStage, Death, Error, PoolError, ProcessError, TaskError};
 pub use fn_calls::FnCalls;
 pub use fn_pool::FnPool;
 pub use forkpool_worker::StarArgs;
@@ -143,7 +134,6 @@ pub use iter::{Imap, ImapUnordered};
 pub use one_shot::{par_eval, parmap};
 pub use pool::Pool;
 pub use process::ReturnProcess;
-pub use process_error::ProcessError;
 /// The serde this crate uses: item and result types need `Serialize` and `Deserialize`, and
 /// `#[derive(forkpool::serde::Serialize, forkpool::serde::Deserialize)]` with
 /// `#[serde(crate = "forkpool::serde")]` works without a `serde` line of your own.
@@ -162,7 +152,6 @@ pub use process_error::ProcessError;
 pub use serde;
 pub use stats::{PoolStats, WorkerEnd, WorkerStats};
 pub use task::{AsCompleted, Task, as_completed, wait_all};
-pub use zygote::zygote;
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

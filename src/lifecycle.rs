@@ -8,13 +8,12 @@
 //! entry point checks the process id first, before touching any lock, and the child gets
 //! [`PoolError::ForeignProcess`]; dropping the copy in the child leaks the engine.
 
-use crate::child_handle::ChildHandle;
+use crate::child::child_handle::ChildHandle;
+use crate::child::owner::Owner;
+use crate::engine::hub::{BackgroundMain, Hub};
 use crate::engine::{Engine, SHUTDOWN_GRACE};
 use crate::error::PoolError;
-use crate::fn_pool::ClosureMain;
-use crate::hub::{BackgroundMain, Hub};
-use crate::owner::Owner;
-use crate::pool::PoolMain;
+use crate::stats::PoolStats;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,25 +47,6 @@ pub(crate) trait ForksAnywhere {
     /// The function for the pool, and a handle on it for the background driver (`None` if
     /// only the calls made on the pool may fork with it).
     fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>);
-}
-
-impl ForksAnywhere for PoolMain {
-    /// A `Pool`'s worker function runs fn pointers on items that travel encoded: a fork from
-    /// any thread copies nothing it reads from the caller's memory.
-    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>) {
-        let shared: Arc<PoolMain> = Arc::from(main);
-        let background = Arc::clone(&shared);
-        (Box::new(move |end| shared(end)), Some(background))
-    }
-}
-
-impl ForksAnywhere for ClosureMain<'_> {
-    /// An `FnPool`'s closure is neither `Send` nor `Sync`, and a fork from another thread
-    /// would copy what it captured while its owner may be changing it: only the calls made on
-    /// the pool (from its owner's thread) fork.
-    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>) {
-        (main, None)
-    }
 }
 
 impl<M: ?Sized + ForksAnywhere> PoolState<M> {
@@ -129,6 +109,12 @@ impl<M: ?Sized> PoolState<M> {
             return Err(PoolError::Closed);
         }
         Ok(&self.hub)
+    }
+
+    /// What the pool has done so far (see `Pool::stats`).
+    pub fn stats(&self) -> Result<PoolStats, PoolError> {
+        let hub = self.hub_even_closed()?;
+        Ok(hub.lock().stats(&hub.times))
     }
 
     /// The hub, closed or not, if this is the process that built the pool (for `stats`).

@@ -2,14 +2,19 @@
 //! `builder.rs`, one call's in `call_options.rs`, one task's in `task.rs`).
 
 use crate::builder::PoolBuilder;
+use crate::call::progress::Progress;
 use crate::call_options::CallOptions;
+use crate::engine::hub::BackgroundMain;
 use crate::error::{Error, PoolError};
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered};
-use crate::lifecycle::PoolState;
+use crate::lifecycle::{ForksAnywhere, PoolState};
+use crate::stats::PoolStats;
+use crate::task::Task;
 use forkpool_worker::StarArgs;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The function a pool worker runs after fork: the worker loop, calling entries by address.
@@ -499,5 +504,220 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         self.options().map_with(context, f, items)
+    }
+}
+
+/// Progress options.
+impl Pool {
+    /// A view of the pool whose calls report each finished item to `report` (see
+    /// [`CallOptions::on_progress`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let done = Arc::new(AtomicU64::new(0));
+    /// let seen = Arc::clone(&done);
+    /// pool.on_progress(move |p: forkpool::Progress| seen.store(p.done, Ordering::Relaxed))
+    ///     .map(|x: u8| x, 0..50u8)?;
+    /// assert_eq!(done.load(Ordering::Relaxed), 50);
+    /// # Ok(()) }
+    /// ```
+    pub fn on_progress(
+        &self,
+        report: impl Fn(Progress) + Send + Sync + 'static,
+    ) -> CallOptions<'_> {
+        self.options().on_progress(report)
+    }
+
+    /// A view of the pool whose calls draw a progress bar on the terminal (see
+    /// [`CallOptions::progress`]). Cargo feature `progress`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let total: u64 = pool.progress().imap(|x: u64| x, 0..100u64).map(|r| r.unwrap()).sum();
+    /// assert_eq!(total, 4950);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(&self) -> CallOptions<'_> {
+        self.options().progress()
+    }
+}
+
+impl Pool {
+    /// What the pool has done so far: per worker, items answered, time busy and idle; the
+    /// workers that ended and how; forks and replacements; the parent's time encoding items and
+    /// reading replies. Printable as a short table. Works after `close` too;
+    /// [`PoolError::ForeignProcess`] in a process forked from this one.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(2).max_tasks_per_worker(10).build()?;
+    /// pool.chunksize(1).map(|x: u32| x + 1, 0..40u32)?;
+    /// let stats = pool.stats()?;
+    /// // 40 tasks at 10 a worker need two replacements; an end is counted once it is reaped
+    /// // (after `close` and `join`, every end is).
+    /// assert!(stats.replacements >= 2);
+    /// assert_eq!(stats.forks, 2 + stats.replacements);
+    /// println!("{stats}");
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Result<PoolStats, PoolError> {
+        self.shared.stats()
+    }
+}
+
+impl Pool {
+    /// Submits one item to run on a worker and returns at once with its [`Task`] (Python's
+    /// `apply_async`, `ProcessPoolExecutor.submit`). Any number of tasks and calls may run at
+    /// once, from any number of threads; take the outcome with [`Task::wait`], or take finished
+    /// tasks in order with [`as_completed`](crate::as_completed).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let tasks: Vec<_> = (1..=3u64).map(|n| pool.submit(|n: u64| (1..=n).product::<u64>(), n)).collect();
+    /// let factorials: Vec<u64> = tasks.into_iter().map(|t| t.wait()).collect::<Result<_, _>>()?;
+    /// assert_eq!(factorials, [1, 2, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub fn submit<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Task<'p, R>
+    where
+        T: Item + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().submit(f, item)
+    }
+
+    /// Submits one tuple of arguments for a function of several (like [`Pool::starmap`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let task = pool.starsubmit(|a: String, n: usize| a.repeat(n), ("ab".to_string(), 3));
+    /// assert_eq!(task.wait()?, "ababab");
+    /// # Ok(()) }
+    /// ```
+    pub fn starsubmit<'p, Args, R>(
+        &'p self,
+        f: <Args as StarArgs<R>>::Fn,
+        args: Args,
+    ) -> Task<'p, R>
+    where
+        Args: StarArgs<R> + Item + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().starsubmit(f, args)
+    }
+
+    /// Runs one item on a worker and waits for its outcome (Python's `Pool.apply`): a crash,
+    /// panic or timeout is this call's error, and the pool lives on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(1)?;
+    /// assert_eq!(pool.apply(|s: String| s.to_uppercase(), "hi".to_string())?, "HI");
+    /// # Ok(()) }
+    /// ```
+    pub fn apply<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Result<R, Error>
+    where
+        T: Item + 'p,
+        R: Serialize + DeserializeOwned + 'p,
+    {
+        self.options().apply(f, item)
+    }
+}
+
+impl Pool {
+    /// Folds the items in parallel: each worker folds the items of each chunk it runs with
+    /// `fold`, starting from a clone of `init`, and sends back only that chunk's partial result;
+    /// the parent combines the partials with `combine`, in input order. No items: `init`.
+    ///
+    /// The same contract as toolz's `fold(binop, seq, default, combine=..)` and rayon's
+    /// `fold(..).reduce(..)`: the result equals a serial fold when `init` is an identity of
+    /// `combine` (0 for a sum, an empty map for counts) and `combine` is associative; `init`
+    /// is folded in once per chunk. Set the chunksize with
+    /// [`CallOptions::fold`] (the default is [`map`](Pool::map)'s).
+    ///
+    /// Like `map`, it returns the failure of the lowest-indexed item that failed (a panic, a
+    /// crash, a timeout), and cancels the rest; the other items' partials are discarded.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::collections::BTreeMap;
+    /// fn count(mut counts: BTreeMap<char, u32>, word: String) -> BTreeMap<char, u32> {
+    ///     for c in word.chars() {
+    ///         *counts.entry(c).or_default() += 1;
+    ///     }
+    ///     counts
+    /// }
+    /// fn merge(mut a: BTreeMap<char, u32>, b: BTreeMap<char, u32>) -> BTreeMap<char, u32> {
+    ///     for (c, n) in b {
+    ///         *a.entry(c).or_default() += n;
+    ///     }
+    ///     a
+    /// }
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let words = ["fork", "pool", "fold"].map(String::from);
+    /// let counts = pool.fold(count, BTreeMap::new(), merge, words)?;
+    /// assert_eq!(counts[&'o'], 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn fold<T, A, I>(
+        &self,
+        fold: fn(A, T) -> A,
+        init: A,
+        combine: fn(A, A) -> A,
+        items: I,
+    ) -> Result<A, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Item,
+        A: Serialize + DeserializeOwned + Clone + 'static,
+    {
+        CallOptions::new(self).fold(fold, init, combine, items)
+    }
+
+    /// Maps every item with `map` and reduces the results with `reduce`, both in the workers:
+    /// each worker reduces the results of each chunk it runs and sends back only that chunk's
+    /// partial; the parent reduces the partials, in input order. `None` for no items.
+    ///
+    /// `reduce` must be associative for the result to equal a serial
+    /// `items.map(map).reduce(reduce)`. Failures are as for [`map`](Pool::map): the lowest-indexed
+    /// item that failed is returned, and the rest cancelled.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let total = pool.map_reduce(|x: u64| x * x, |a, b| a + b, 1..=10u64)?;
+    /// assert_eq!(total, Some(385));
+    /// assert_eq!(pool.map_reduce(|x: u64| x, |a, b| a + b, Vec::new())?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_reduce<T, R, I>(
+        &self,
+        map: fn(T) -> R,
+        reduce: fn(R, R) -> R,
+        items: I,
+    ) -> Result<Option<R>, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Item,
+        R: Serialize + DeserializeOwned,
+    {
+        CallOptions::new(self).map_reduce(map, reduce, items)
+    }
+}
+
+impl ForksAnywhere for PoolMain {
+    /// A `Pool`'s worker function runs fn pointers on items that travel encoded: a fork from
+    /// any thread copies nothing it reads from the caller's memory.
+    fn share(main: Box<Self>) -> (Box<Self>, Option<Arc<BackgroundMain>>) {
+        let shared: Arc<PoolMain> = Arc::from(main);
+        let background = Arc::clone(&shared);
+        (Box::new(move |end| shared(end)), Some(background))
     }
 }

@@ -1,14 +1,14 @@
 //! [`ReturnProcess`]: one closure in one forked child, its value on `join`.
 
-use crate::channel;
-use crate::child_handle::ChildHandle;
+use crate::child::channel;
+use crate::child::child_handle::ChildHandle;
+use crate::child::fork;
+use crate::child::owner::Owner;
+use crate::child::reaper::Reaper;
+use crate::error::ProcessError;
 use crate::error::{Death, Error, PoolError, TaskError};
-use crate::fork;
-use crate::inbox::{Event, Inbox};
-use crate::outcome;
-use crate::owner::Owner;
-use crate::process_error::ProcessError;
-use crate::reaper::Reaper;
+use crate::transport::inbox::{Event, Inbox};
+use crate::transport::outcome;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::Message;
 use serde::Serialize;

@@ -9,13 +9,7 @@
 //! `insights(true)`: the clock is read twice per batch of chunks it encodes and per batch of
 //! replies it reads, never per item.
 
-use crate::error::{Death, PoolError};
-use crate::fn_pool::FnPool;
-use crate::item::Item;
-use crate::lifecycle::PoolState;
-use crate::pool::Pool;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use crate::error::Death;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,53 +161,6 @@ impl fmt::Display for PoolStats {
             )?;
         }
         Ok(())
-    }
-}
-
-fn stats_of<M: ?Sized>(shared: &PoolState<M>) -> Result<PoolStats, PoolError> {
-    let hub = shared.hub_even_closed()?;
-    Ok(hub.lock().stats(&hub.times))
-}
-
-impl Pool {
-    /// What the pool has done so far: per worker, items answered, time busy and idle; the
-    /// workers that ended and how; forks and replacements; the parent's time encoding items and
-    /// reading replies. Printable as a short table. Works after `close` too;
-    /// [`PoolError::ForeignProcess`] in a process forked from this one.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::builder().workers(2).max_tasks_per_worker(10).build()?;
-    /// pool.chunksize(1).map(|x: u32| x + 1, 0..40u32)?;
-    /// let stats = pool.stats()?;
-    /// // 40 tasks at 10 a worker need two replacements; an end is counted once it is reaped
-    /// // (after `close` and `join`, every end is).
-    /// assert!(stats.replacements >= 2);
-    /// assert_eq!(stats.forks, 2 + stats.replacements);
-    /// println!("{stats}");
-    /// # Ok(()) }
-    /// ```
-    pub fn stats(&self) -> Result<PoolStats, PoolError> {
-        stats_of(&self.shared)
-    }
-}
-
-impl<T, R> FnPool<'_, T, R>
-where
-    T: Item,
-    R: Serialize + DeserializeOwned,
-{
-    /// What the pool has done so far, as [`Pool::stats`].
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::FnPool::new(2, |x: u64| x * 2)?;
-    /// pool.map(0..100u64)?;
-    /// assert_eq!(pool.stats()?.workers.iter().map(|w| w.items).sum::<u64>(), 100);
-    /// # Ok(()) }
-    /// ```
-    pub fn stats(&self) -> Result<PoolStats, PoolError> {
-        stats_of(&self.shared)
     }
 }
 

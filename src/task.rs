@@ -8,78 +8,50 @@
 //! pool's background driver does (and forks the replacement of a worker a cancel stopped or
 //! that died), see `hub.rs`.
 
-use crate::call::{Call, Step};
-use crate::desk::Finished;
-use crate::engine::Engine;
+use crate::call::progress::ProgressSink;
+use crate::call::{Call, CallSpec, Delivery, Step};
+use crate::engine::desk::Finished;
+use crate::engine::hub::Hub;
+use crate::engine::{Engine, WorkerMain};
 use crate::error::{Error, PoolError};
-use crate::hub::Hub;
 use crate::item::Item;
-use crate::pool::Pool;
-use forkpool_worker::StarArgs;
+use forkpool_worker::protocol::TaskCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-impl Pool {
-    /// Submits one item to run on a worker and returns at once with its [`Task`] (Python's
-    /// `apply_async`, `ProcessPoolExecutor.submit`). Any number of tasks and calls may run at
-    /// once, from any number of threads; take the outcome with [`Task::wait`], or take finished
-    /// tasks in order with [`as_completed`](crate::as_completed).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::new(2)?;
-    /// let tasks: Vec<_> = (1..=3u64).map(|n| pool.submit(|n: u64| (1..=n).product::<u64>(), n)).collect();
-    /// let factorials: Vec<u64> = tasks.into_iter().map(|t| t.wait()).collect::<Result<_, _>>()?;
-    /// assert_eq!(factorials, [1, 2, 6]);
-    /// # Ok(()) }
-    /// ```
-    pub fn submit<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Task<'p, R>
-    where
-        T: Item + 'p,
-        R: Serialize + DeserializeOwned + 'p,
-    {
-        self.options().submit(f, item)
-    }
-
-    /// Submits one tuple of arguments for a function of several (like [`Pool::starmap`]).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::new(1)?;
-    /// let task = pool.starsubmit(|a: String, n: usize| a.repeat(n), ("ab".to_string(), 3));
-    /// assert_eq!(task.wait()?, "ababab");
-    /// # Ok(()) }
-    /// ```
-    pub fn starsubmit<'p, Args, R>(
-        &'p self,
-        f: <Args as StarArgs<R>>::Fn,
-        args: Args,
-    ) -> Task<'p, R>
-    where
-        Args: StarArgs<R> + Item + 'p,
-        R: Serialize + DeserializeOwned + 'p,
-    {
-        self.options().starsubmit(f, args)
-    }
-
-    /// Runs one item on a worker and waits for its outcome (Python's `Pool.apply`): a crash,
-    /// panic or timeout is this call's error, and the pool lives on.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::new(1)?;
-    /// assert_eq!(pool.apply(|s: String| s.to_uppercase(), "hi".to_string())?, "HI");
-    /// # Ok(()) }
-    /// ```
-    pub fn apply<'p, T, R>(&'p self, f: fn(T) -> R, item: T) -> Result<R, Error>
-    where
-        T: Item + 'p,
-        R: Serialize + DeserializeOwned + 'p,
-    {
-        self.options().apply(f, item)
+/// Starts one item as a task on `hub` (or a task that failed already, with the hub's error),
+/// its chunk sent at once.
+pub(crate) fn start_task<'p, T, R>(
+    hub: Result<&'p Hub, PoolError>,
+    main: &'p WorkerMain<'p>,
+    code: TaskCode,
+    item: T,
+    timeout: Option<Duration>,
+    progress: Option<ProgressSink>,
+) -> Task<'p, R>
+where
+    T: Item + 'p,
+    R: DeserializeOwned + 'p,
+{
+    let spec = CallSpec {
+        code,
+        chunksize: Some(1),
+        delivery: Delivery::Collected,
+        context: None,
+        timeout,
+        progress,
+    };
+    match hub {
+        Ok(hub) => {
+            let mut call = Call::start(hub, main, Some(item).into_iter(), spec);
+            call.input_hint_is_exact();
+            call.start_sending();
+            Task::new(Box::new(call))
+        }
+        Err(error) => Task::failed(error),
     }
 }
 
@@ -589,6 +561,7 @@ impl<R> Drop for Task<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::Pool;
 
     #[test]
     fn as_completed_looks_at_each_task_a_bounded_number_of_times() {

@@ -3,10 +3,10 @@
 //! outcomes known now at once (collected calls) and how many are left.
 
 use super::{Call, Step};
-use crate::desk::Mail;
 use crate::engine::Engine;
+use crate::engine::desk::Mail;
+use crate::engine::hub::Hub;
 use crate::error::{Error, TaskError};
-use crate::hub::Hub;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Instant;

@@ -6,10 +6,10 @@
 //! are still taken (an item that crashes keeps its own cause), and nothing is sent again.
 
 use super::{Call, Origin, Part};
-use crate::desk::Happened;
+use crate::engine::desk::Happened;
 use crate::engine::{Cause, Verdict};
 use crate::error::{Death, Error, PoolError, TaskError};
-use crate::outcome::{self, Outcome, failed};
+use crate::transport::outcome::{self, Outcome, failed};
 use forkpool_worker::protocol::{self, OutcomeReader};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

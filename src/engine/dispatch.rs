@@ -16,10 +16,10 @@
 //!   leaves one idle, and reads a clock only when some worker holds two chunks or more.
 
 use super::Engine;
-use crate::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
-use crate::desk::{Desk, Queued};
-use crate::outbox::SharedFrame;
-use crate::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
+use crate::engine::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
+use crate::engine::desk::{Desk, Queued};
+use crate::engine::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
+use crate::transport::outbox::SharedFrame;
 use std::time::{Duration, Instant};
 
 /// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it

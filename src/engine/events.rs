@@ -4,12 +4,12 @@
 
 use super::Engine;
 use super::dispatch::requeued;
-use crate::crash_guard::Settled;
-use crate::desk::Happened;
+use crate::engine::crash_guard::Settled;
+use crate::engine::desk::Happened;
+use crate::engine::worker_handle::{Sent, StopReason, Verdict};
 use crate::error::{Death, PoolError};
-use crate::inbox::Event;
 use crate::stats::WorkerEnd;
-use crate::worker_handle::{Sent, StopReason, Verdict};
+use crate::transport::inbox::Event;
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -358,7 +358,7 @@ pub(super) fn describe(frame: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker_handle::Cause;
+    use crate::engine::worker_handle::Cause;
 
     #[test]
     fn a_death_settles_its_item_only_when_the_item_is_known_and_its_call_lives() {

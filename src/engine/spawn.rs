@@ -7,16 +7,15 @@
 //! zygote if one runs, else left pending (`refill_pending`) for [`lock_filled`].
 
 use super::{Engine, WorkerMain};
-use crate::channel;
-use crate::child_handle::ChildHandle;
+use crate::child::channel;
+use crate::child::child_handle::ChildHandle;
+use crate::child::fork::{self, StdioHeld};
+use crate::child::reaper::Reaper;
+use crate::child::zygote;
+use crate::engine::worker_handle::WorkerHandle;
 use crate::error::{Death, PoolError};
-use crate::fork::{self, StdioHeld};
-use crate::hub::{Guard, Hub};
-use crate::inbox::Event;
-use crate::outbox::Outbox;
-use crate::reaper::Reaper;
-use crate::worker_handle::WorkerHandle;
-use crate::zygote;
+use crate::transport::inbox::Event;
+use crate::transport::outbox::Outbox;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::protocol::Message;
 use forkpool_worker::{progress, reply_ring};
@@ -35,37 +34,6 @@ pub(crate) enum Fill {
     /// The replacements left pending (see `Engine::refill_pending`); a failure ends the calls
     /// with work, and is returned too.
     Pending,
-}
-
-/// Locks `hub`'s engine, having forked the workers `fill` asks for, if any, in the lock order
-/// (see `fork.rs`): from the zygote under the lock if one runs; else the lock is let go, stdout
-/// and stderr are taken, and the engine is locked again to fork. The caller holds no lock of
-/// this crate and does not drive the engine: waiting for stdio, it holds neither.
-pub(crate) fn lock_filled<'h>(
-    hub: &'h Hub,
-    main: &WorkerMain<'_>,
-    fill: Fill,
-) -> (Guard<'h>, Result<(), PoolError>) {
-    let mut engine = hub.lock();
-    let lacking = match fill {
-        Fill::Missing => engine.workers.len() < engine.settings.size,
-        Fill::Pending => engine.refill_pending,
-    };
-    if !lacking {
-        return (engine, Ok(()));
-    }
-    let mut result = engine.fill(None);
-    if result.is_ok() && engine.refill_pending {
-        drop(engine);
-        let mut stdio = StdioHeld::take();
-        engine = hub.lock();
-        result = engine.fill(Some((main, &mut stdio)));
-        // `stdio` is let go under the engine's lock: letting go never waits.
-    }
-    if let (Fill::Pending, Err(e)) = (fill, &result) {
-        engine.fail_calls(e);
-    }
-    (engine, result)
 }
 
 impl Engine {
@@ -150,7 +118,12 @@ impl Engine {
             zygote::Fork::Forked(forked) => {
                 // The worker has its ends; the parent keeps none.
                 drop((pair.child, bell_write));
-                let child = ChildHandle::by_zygote(forked.seq, forked.pid, forked.pidfd);
+                let child = ChildHandle::by_zygote(
+                    forked.seq,
+                    forked.pid,
+                    forked.pidfd,
+                    zygote::signal_group,
+                );
                 (Arc::new(child), Some(forked.seq))
             }
             zygote::Fork::Failed(e) => return Err(e),
@@ -290,8 +263,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crash_guard::RestartLimit;
     use crate::engine::Settings;
+    use crate::engine::crash_guard::RestartLimit;
     use forkpool_worker::child::ChildOptions;
 
     fn settings(size: usize) -> Settings {

@@ -11,7 +11,7 @@
 //! [`TaskError::PoolFailed`] naming [`Error::NodeLost`], and the call goes on with the other
 //! nodes; with no node left, it ends as for a failed pool.
 
-use crate::mpi::cluster::{Code, Driver, Event};
+use crate::mpi::driver::{Code, Driver, Event};
 use crate::mpi::wire::{Chunk, Outcome, ToDriver, ToNode};
 use crate::mpi::{Error, Node};
 use crate::{CodecStage, TaskError};

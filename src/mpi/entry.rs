@@ -134,7 +134,7 @@ where
 /// every descriptor of this crate: a fork meanwhile closes it).
 fn read_registered(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let file = crate::channel::open_registered(|| std::fs::File::open(path))?;
+    let file = crate::child::channel::open_registered(|| std::fs::File::open(path))?;
     let mut bytes = Vec::new();
     (&*file).read_to_end(&mut bytes)?;
     Ok(bytes)

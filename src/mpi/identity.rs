@@ -31,7 +31,7 @@ pub(crate) fn this_program() -> std::io::Result<Identity> {
         std::env::current_exe()?
     };
     // Registered while open, as every descriptor of this crate: a fork meanwhile closes it.
-    let file = crate::channel::open_registered(|| std::fs::File::open(path))?;
+    let file = crate::child::channel::open_registered(|| std::fs::File::open(path))?;
     let mut file = &*file;
     // SipHash with fixed keys: the same bytes give the same hash in every rank of one build.
     let mut hasher = std::hash::DefaultHasher::new();

@@ -55,6 +55,7 @@
 
 mod call;
 mod cluster;
+mod driver;
 mod entry;
 mod error;
 mod guard;
@@ -69,7 +70,7 @@ pub use error::{Error, Node};
 pub use options::{ClusterCall, ClusterImap};
 
 use crate::{Pool, PoolBuilder, PoolError};
-use cluster::Driver;
+use driver::Driver;
 use guard::Guard;
 use identity::Identity;
 use std::time::{Duration, Instant};

@@ -262,7 +262,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);
     // Registered while open, as every descriptor of this crate: a fork meanwhile closes it.
-    let file = crate::channel::open_registered(|| {
+    let file = crate::child::channel::open_registered(|| {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

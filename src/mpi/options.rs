@@ -3,7 +3,8 @@
 
 use crate::mpi::Error;
 use crate::mpi::call::{Call, Spec};
-use crate::mpi::cluster::{ClusterPool, Code};
+use crate::mpi::cluster::ClusterPool;
+use crate::mpi::driver::Code;
 use crate::mpi::entry::{self, EntryFn};
 use crate::{PoolError, StarArgs};
 use serde::Serialize;

@@ -17,8 +17,8 @@
 //!   program as its parent, so the parent-death signal ends it); its workers then die with it.
 
 use super::message::{self, ForkRequest, ToZygote};
-use crate::channel::{self, Registered};
-use crate::fork;
+use crate::child::channel::{self, Registered};
+use crate::child::fork;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::code_map;
 use forkpool_worker::protocol::TaskCode;
@@ -115,7 +115,7 @@ fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Wo
         move |socket, doorbell| {
             // SAFETY: `address` is the page mapped above, before this process was forked.
             unsafe { progress::install(address) };
-            crate::builder::serve_pool_worker(ChildEnd { socket, doorbell }, init)
+            crate::child::pool_worker::serve_pool_worker(ChildEnd { socket, doorbell }, init)
         },
     )
     .map_err(pool_errno)?;

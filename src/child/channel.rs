@@ -18,8 +18,8 @@
 //!   forked child) closes nothing there.
 //! - All of them are close-on-exec: a program the parent or a task `exec`s inherits none.
 
+use crate::child::owner::Owner;
 use crate::error::PoolError;
-use crate::owner::Owner;
 use forkpool_worker::progress::ProgressPage;
 use forkpool_worker::wire::Socket;
 use std::mem::ManuallyDrop;

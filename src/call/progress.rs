@@ -6,7 +6,6 @@
 //! final (a result or an error: a failed item counts), in the order outcomes become final, and
 //! never after the call has ended.
 
-use crate::{CallOptions, Pool};
 use std::sync::Arc;
 
 /// How far a call has come: what an [`on_progress`](crate::CallOptions::on_progress) callback
@@ -142,45 +141,5 @@ fn bar(total: Option<u64>) -> indicatif::ProgressBar {
             }
             bar
         }
-    }
-}
-
-/// Progress options on a [`Pool`] (beside `chunksize` and `timeout` in `pool.rs`).
-impl Pool {
-    /// A view of the pool whose calls report each finished item to `report` (see
-    /// [`CallOptions::on_progress`]).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use std::sync::Arc;
-    /// let pool = forkpool::Pool::new(2)?;
-    /// let done = Arc::new(AtomicU64::new(0));
-    /// let seen = Arc::clone(&done);
-    /// pool.on_progress(move |p: forkpool::Progress| seen.store(p.done, Ordering::Relaxed))
-    ///     .map(|x: u8| x, 0..50u8)?;
-    /// assert_eq!(done.load(Ordering::Relaxed), 50);
-    /// # Ok(()) }
-    /// ```
-    pub fn on_progress(
-        &self,
-        report: impl Fn(Progress) + Send + Sync + 'static,
-    ) -> CallOptions<'_> {
-        self.options().on_progress(report)
-    }
-
-    /// A view of the pool whose calls draw a progress bar on the terminal (see
-    /// [`CallOptions::progress`]). Cargo feature `progress`.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::new(2)?;
-    /// let total: u64 = pool.progress().imap(|x: u64| x, 0..100u64).map(|r| r.unwrap()).sum();
-    /// assert_eq!(total, 4950);
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "progress")]
-    pub fn progress(&self) -> CallOptions<'_> {
-        self.options().progress()
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! A child is known by the socket its frames arrive on, never by anything a frame says: every
 //! child has a socket of its own, and a child holds no other child's (see
-//! [`channel`](crate::channel)). Every byte is untrusted: [`Assembler`] checks each datagram,
+//! [`channel`](crate::child::channel)). Every byte is untrusted: [`Assembler`] checks each datagram,
 //! and the first one that is out of turn ends what the inbox reads from that child (a
 //! [`Event::Violation`]; the engine kills it).
 //!
@@ -18,7 +18,7 @@
 //! - A deadline that has already passed still reads what has arrived (`poll` with no wait)
 //!   before it reports the time is up.
 //! - A wait interrupted by a signal goes on with the time that is left.
-//! - Frames of a child with a ring come out in the order it wrote them (see [`peer`](crate::peer)).
+//! - Frames of a child with a ring come out in the order it wrote them (see [`peer`](crate::transport::peer)).
 //! - Before it polls, the inbox raises every ring's `parent_sleeping` and looks at the rings
 //!   once more (see [`reply_ring`](forkpool_worker::reply_ring) for why no wake-up is lost).
 //! - Nothing it polls stays ready for good: a socket at end-of-stream, and a doorbell that hung
@@ -26,16 +26,16 @@
 //!   when a zygote is slow to report it) sleeps until the end is posted. The ring of such a
 //!   child is still read, without being polled, until its end is taken.
 
-use crate::channel::{self, Registered, RegisteredPage};
+use crate::child::channel::{self, Registered, RegisteredPage};
+use crate::child::reaper::Exits;
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::peer::{Peer, RingWatch, Step};
+use crate::transport::peer::{Peer, RingWatch, Step};
 use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The most datagrams read from a dead child's socket before its exit is posted (a grandchild
@@ -51,39 +51,6 @@ pub(crate) enum Event {
     Violation { child: u64, what: String },
     /// It is dead and reaped; nothing follows.
     Exited { child: u64, status: ExitStatus },
-}
-
-/// Where the reaper posts deaths, and the pipe that wakes the caller for them.
-pub(crate) struct Exits {
-    posted: Mutex<Vec<(u64, ExitStatus)>>,
-    flag: AtomicBool,
-    wake: Registered<OwnedFd>,
-}
-
-impl Exits {
-    /// Posts the death of child `child`, and wakes the caller if it waits.
-    pub fn post(&self, child: u64, status: ExitStatus) {
-        self.posted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((child, status));
-        self.flag.store(true, Ordering::Release);
-        self.wake();
-    }
-
-    /// Wakes the thread waiting on the inbox, if one is: it looks again at everything (another
-    /// thread sent work with a new deadline, or cancelled some).
-    pub fn wake(&self) {
-        let byte = 1u8;
-        loop {
-            // SAFETY: writes one byte from a live buffer to our own pipe; a full pipe (EAGAIN)
-            // is fine, since a wake-up is pending already.
-            let n = unsafe { libc::write(self.wake.as_raw_fd(), (&byte as *const u8).cast(), 1) };
-            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                break;
-            }
-        }
-    }
 }
 
 /// The sockets of one pool's children (or of one `ReturnProcess`), read by the caller.
@@ -112,11 +79,7 @@ impl Inbox {
             peers: IdMap::default(),
             ready: VecDeque::new(),
             pending: VecDeque::new(),
-            exits: Arc::new(Exits {
-                posted: Mutex::new(Vec::new()),
-                flag: AtomicBool::new(false),
-                wake: pipe.write,
-            }),
+            exits: Arc::new(Exits::new(pipe.write)),
             wake: pipe.read,
             poll_set: Vec::new(),
             poll_children: Vec::new(),
@@ -174,7 +137,7 @@ impl Inbox {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
-            if self.exits.flag.swap(false, Ordering::Acquire) {
+            if self.exits.take_flag() {
                 self.take_exits();
                 continue;
             }
@@ -304,8 +267,7 @@ impl Inbox {
 
     /// Posts the deaths the reapers reported, each after what its child left in its socket.
     fn take_exits(&mut self) {
-        let posted =
-            std::mem::take(&mut *self.exits.posted.lock().unwrap_or_else(|p| p.into_inner()));
+        let posted = self.exits.take_posted();
         for (child, status) in posted {
             for _ in 0..DRAIN_LIMIT {
                 if !self.read_one(child) {

@@ -2,7 +2,7 @@
 //! pool's workers and every `ReturnProcess` child) and posts each to its inbox.
 //!
 //! Invariant: every child's death is posted exactly once, after `waitpid` has reaped it, to the
-//! [`Inbox`](crate::inbox::Inbox) that reads its socket; the inbox reads what the child left in
+//! [`Inbox`](crate::transport::inbox::Inbox) that reads its socket; the inbox reads what the child left in
 //! its socket before it reports the death. Death is noticed even when another process (a
 //! grandchild a task started) still holds a copy of the socket and end-of-stream would never
 //! come.
@@ -25,18 +25,70 @@
 //! child that needs a reaper makes a watcher of its own. The parent's copy is left alone (its
 //! locks may have been held at the fork).
 
-use crate::channel::{self, Registered};
-use crate::child_handle::{ChildHandle, Unreaped};
+use crate::child::channel::{self, Registered};
+use crate::child::child_handle::{ChildHandle, Unreaped};
+use crate::child::owner::Owner;
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::inbox::Exits;
-use crate::owner::Owner;
 use forkpool_worker::protocol::ExitStatus;
 use nix::unistd::Pid;
+use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+
+/// Where the reaper posts deaths, and the pipe that wakes the caller for them.
+pub(crate) struct Exits {
+    posted: Mutex<Vec<(u64, ExitStatus)>>,
+    flag: AtomicBool,
+    wake: Registered<OwnedFd>,
+}
+
+impl Exits {
+    /// Exits that wake the reader through `wake`, the write end of its pipe.
+    pub fn new(wake: Registered<OwnedFd>) -> Exits {
+        Exits {
+            posted: Mutex::new(Vec::new()),
+            flag: AtomicBool::new(false),
+            wake,
+        }
+    }
+
+    /// Whether deaths were posted since the last look (clearing the flag).
+    pub fn take_flag(&self) -> bool {
+        self.flag.swap(false, Ordering::Acquire)
+    }
+
+    /// The deaths posted so far, in order.
+    pub fn take_posted(&self) -> Vec<(u64, ExitStatus)> {
+        std::mem::take(&mut *self.posted.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Posts the death of child `child`, and wakes the caller if it waits.
+    pub fn post(&self, child: u64, status: ExitStatus) {
+        self.posted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((child, status));
+        self.flag.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Wakes the thread waiting on the inbox, if one is: it looks again at everything (another
+    /// thread sent work with a new deadline, or cancelled some).
+    pub fn wake(&self) {
+        let byte = 1u8;
+        loop {
+            // SAFETY: writes one byte from a live buffer to our own pipe; a full pipe (EAGAIN)
+            // is fine, since a wake-up is pending already.
+            let n = unsafe { libc::write(self.wake.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
 
 /// The stack of a reaper thread: it only waits, reaps and posts.
 const REAPER_STACK: usize = 64 * 1024;
@@ -84,7 +136,7 @@ impl Reaper {
     }
 
     /// The reaping of a worker the zygote forked: the zygote reaps it, and the zygote's reader
-    /// thread posts its death and sets `posted` (see [`zygote`](crate::zygote)).
+    /// thread posts its death and sets `posted` (see [`zygote`](crate::child::zygote)).
     pub fn by_zygote(posted: Arc<Posted>) -> Reaper {
         Reaper {
             how: How::Watched(posted),
@@ -369,7 +421,7 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Event, Inbox};
+    use crate::transport::inbox::{Event, Inbox};
     use forkpool_worker::child::ChildOptions;
     use forkpool_worker::protocol::ExitStatus;
     use std::time::Instant;
@@ -378,10 +430,11 @@ mod tests {
     fn fork_child(inbox: &mut Inbox, id: u64, code: i32) -> ChildHandle {
         let pair = channel::pair().unwrap();
         let options = ChildOptions::default();
-        let mut stdio = crate::fork::StdioHeld::take();
-        let pid = crate::fork::spawn(&mut stdio, options, pair.child, None, None, move |_, _| {
-            code
-        });
+        let mut stdio = crate::child::fork::StdioHeld::take();
+        let pid =
+            crate::child::fork::spawn(&mut stdio, options, pair.child, None, None, move |_, _| {
+                code
+            });
         drop(stdio);
         let pid = pid.unwrap();
         inbox.add(id, Arc::new(pair.parent), None);

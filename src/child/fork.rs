@@ -35,7 +35,7 @@
 //! stderr while it waits for a call of another thread that needs a fork delays that fork until
 //! it lets go (forks from the zygote need no stdio in the program).
 
-use crate::channel::{self, Registered};
+use crate::child::channel::{self, Registered};
 use crate::error::PoolError;
 use forkpool_worker::child::{self, ChildOptions};
 use forkpool_worker::wire::Socket;

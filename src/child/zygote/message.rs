@@ -31,7 +31,7 @@
 //! until its deadline, and does not wait to send a signal: a zygote that does not read is not
 //! waited for.
 
-use crate::channel::{self, Registered};
+use crate::child::channel::{self, Registered};
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
@@ -364,7 +364,7 @@ mod tests {
             panic!("no fork request");
         };
         assert_eq!((got, fds.len()), (request, 2));
-        let registered = crate::channel::lock_register().holds(fds[0].as_raw_fd());
+        let registered = crate::child::channel::lock_register().holds(fds[0].as_raw_fd());
         assert!(registered, "a received descriptor is registered");
         assert!(matches!(
             receive_to_zygote(b.as_raw_fd()),
@@ -384,7 +384,7 @@ mod tests {
         else {
             panic!("no answer");
         };
-        assert!(crate::channel::lock_register().holds(pidfd.as_raw_fd()));
+        assert!(crate::child::channel::lock_register().holds(pidfd.as_raw_fd()));
         assert!(matches!(
             receive_from_zygote(a.as_raw_fd()),
             Some(FromZygote::Failed { seq: 10, errno: 11 })

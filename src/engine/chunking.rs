@@ -1,12 +1,32 @@
 //! How a call cuts its input into chunks and how many it keeps in flight per worker: the
 //! chunk-size policy and its tuned constants (each with the measurement behind it).
 
-use crate::call::Delivery;
+/// How a call hands its outcomes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// All at once, in input order (`map`, `starmap`, `map_with`): the caller waits for the
+    /// last anyway, so input of known length takes Python's chunks.
+    Collected,
+    /// One by one, in input order (`imap`, `istarmap`): the first must come soon, so chunks
+    /// start at one item and grow by their run time, whatever the input's length.
+    InOrder,
+    /// One by one, as they finish (`imap_unordered`): like `InOrder`, without reordering.
+    AsFinished,
+}
+
+impl Delivery {
+    pub fn ordered(self) -> bool {
+        self != Delivery::AsFinished
+    }
+}
 
 /// A chunk's frame stops growing past this many bytes of items when the chunksize is adaptive.
 pub(crate) const ADAPTIVE_MAX_BYTES: usize = 1 << 20;
 /// Whatever chunksize is asked for, a chunk holds at most this many items...
 pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 20;
+// A reply holds one outcome per item of its chunk: the inbox's bound on reply frames counts on
+// chunks of at most `MAX_REPLY_OUTCOMES` items.
+const _: () = assert!(MAX_CHUNK_ITEMS <= forkpool_worker::protocol::MAX_REPLY_OUTCOMES);
 /// ...and stops growing once its items take this many bytes: a chunk is encoded whole before it
 /// is sent, so without a cap `chunksize(usize::MAX)` over endless input fills memory.
 pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;

@@ -1,7 +1,7 @@
 //! Sending frames to one worker: small ones from the caller's thread, the rest through a courier
 //! thread, so the caller never waits in a send.
 //!
-//! The caller reads replies itself (see [`inbox`](crate::inbox)), so it must never block in a
+//! The caller reads replies itself (see [`inbox`](crate::transport::inbox)), so it must never block in a
 //! send that needs its worker to read first: the worker may itself be blocked sending a big
 //! reply that needs the caller to read first (the classic two-way deadlock; invariant 4 of the
 //! design, `docs/design.md`).
@@ -33,7 +33,7 @@
 //! - Task spans are written into the arena in the order their notices reach the worker: a frame
 //!   is copied in place only when the courier has sent everything given to it before.
 
-use crate::channel::{Registered, RegisteredPage};
+use crate::child::channel::{Registered, RegisteredPage};
 use forkpool_worker::arena::{self, ARENA_MIN};
 use forkpool_worker::protocol;
 use forkpool_worker::wire::Socket;

@@ -43,12 +43,12 @@ mod message;
 mod server;
 mod status;
 
-use crate::channel::{self, Registered};
-use crate::child_handle::ChildHandle;
+use crate::child::channel::{self, Registered};
+use crate::child::child_handle::ChildHandle;
+use crate::child::owner::Owner;
+use crate::child::reaper::Exits;
+use crate::child::reaper::{DeathReport, Posted};
 use crate::error::PoolError;
-use crate::inbox::Exits;
-use crate::owner::Owner;
-use crate::reaper::{DeathReport, Posted};
 use forkpool_worker::InitFn;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
@@ -93,7 +93,7 @@ use std::time::{Duration, Instant};
 pub fn zygote() -> Result<(), PoolError> {
     static STARTING: Mutex<()> = Mutex::new(());
     // Stdio before the start's lock: the lock order of `fork.rs`.
-    let mut stdio = crate::fork::StdioHeld::take();
+    let mut stdio = crate::child::fork::StdioHeld::take();
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     if ZYGOTE.get().is_some() {
         return Ok(());
@@ -107,9 +107,10 @@ pub fn zygote() -> Result<(), PoolError> {
         show_panics: false,
         memory_limit: None,
     };
-    let pid = crate::fork::spawn(&mut stdio, options, pair.child, None, None, |socket, _| {
-        server::serve(socket.into_fd())
-    })?;
+    let pid =
+        crate::child::fork::spawn(&mut stdio, options, pair.child, None, None, |socket, _| {
+            server::serve(socket.into_fd())
+        })?;
     let Some(pidfd) = channel::pidfd(pid) else {
         // No pidfds: the zygote could not give its workers' pidfds either. (Unreaped, so its
         // pid is still its own.)
@@ -558,7 +559,7 @@ impl Zygote {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Event, Inbox};
+    use crate::transport::inbox::{Event, Inbox};
 
     /// The end `inbox` has now, if any.
     fn end_in(inbox: &mut Inbox) -> Option<(u64, ExitStatus)> {

@@ -21,11 +21,11 @@
 //!   progress page, decided by one compare-and-swap on each side, so a chunk taken back never
 //!   runs there and `in_flight` keeps exactly the chunks the worker answers, in order.
 
-use crate::channel::RegisteredPage;
-use crate::child_handle::ChildHandle;
-use crate::outbox::{Backlog, Outbox, SharedFrame};
-use crate::reaper::Reaper;
+use crate::child::channel::RegisteredPage;
+use crate::child::child_handle::ChildHandle;
+use crate::child::reaper::Reaper;
 use crate::stats::{WorkerTally, saturating_nanos};
+use crate::transport::outbox::{Backlog, Outbox, SharedFrame};
 use forkpool_worker::progress;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -73,7 +73,6 @@ pub(crate) struct Sent {
     /// back, or the worker ended before it began it).
     pub frame: SharedFrame,
 }
-
 
 /// Why the parent is stopping a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,12 +25,14 @@
 //!   (the lock order of `fork.rs`). A thread that comes to wait while it drives asks it to
 //!   leave and drives itself, so a waiting caller is its own driver with no thread hop.
 
-use crate::desk::Due;
+use crate::child::fork::StdioHeld;
+use crate::child::reaper::Exits;
+use crate::engine::desk::Due;
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::PoolError;
-use crate::frame_stash::FrameStash;
-use crate::inbox::{Exits, Readiness};
 use crate::stats::ParentTimes;
+use crate::transport::frame_stash::FrameStash;
+use crate::transport::inbox::Readiness;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -50,39 +52,6 @@ pub(crate) const QUIET_TICK: Duration = Duration::from_millis(5);
 /// How long the background thread outlives the pool's last work: a pool used call after call
 /// (one `apply` a millisecond) keeps one thread, not one per call.
 const LINGER: Duration = Duration::from_millis(200);
-
-/// What the background driver and the threads that wait tell each other, under the engine's
-/// lock.
-#[derive(Debug, Default)]
-pub(crate) struct Background {
-    /// Tasks and streams awaited asynchronously, not yet finished.
-    pub awaited: usize,
-    /// The background thread runs (mirrored in `Hub::background_runs`, read without the lock).
-    runs: bool,
-    /// It drives the engine now.
-    driving: bool,
-    /// It sleeps on `Hub::background_turn`.
-    sleeping: bool,
-    /// A thread waits to drive: the background driver leaves the role at its next look.
-    handoff: bool,
-    /// Times a waiting thread took the driver's role: the background driver takes it only
-    /// after a [`QUIET_TICK`] in which this did not change.
-    drives: u64,
-    /// The pool is being dropped: the background thread ends.
-    closing: bool,
-    /// The background thread is forking: it may wait for stdio, which the thread dropping the
-    /// pool may hold (see [`Hub::stop_background`]).
-    forking: bool,
-}
-
-impl Background {
-    /// Whether the background driver takes the driver's role now: the engine has `work`,
-    /// nobody is `driving`, and futures are awaited (they have no thread of their own) or
-    /// nobody drove for a `quiet` tick (a caller that waits again within it drives itself).
-    fn takes_turn(&self, work: bool, driving: bool, quiet: bool) -> bool {
-        work && !driving && (self.awaited > 0 || quiet)
-    }
-}
 
 /// The engine, shared by the calls on one pool.
 pub(crate) struct Hub {
@@ -163,6 +132,38 @@ impl Drop for RunDue {
 }
 
 impl Hub {
+    /// Locks the engine, having forked the workers `fill` asks for, if any, in the lock order
+    /// (see `fork.rs`): from the zygote under the lock if one runs; else the lock is let go, stdout
+    /// and stderr are taken, and the engine is locked again to fork. The caller holds no lock of
+    /// this crate and does not drive the engine: waiting for stdio, it holds neither.
+    pub fn lock_filled<'h>(
+        &'h self,
+        main: &WorkerMain<'_>,
+        fill: Fill,
+    ) -> (Guard<'h>, Result<(), PoolError>) {
+        let hub = self;
+        let mut engine = hub.lock();
+        let lacking = match fill {
+            Fill::Missing => engine.workers.len() < engine.settings.size,
+            Fill::Pending => engine.refill_pending,
+        };
+        if !lacking {
+            return (engine, Ok(()));
+        }
+        let mut result = engine.fill(None);
+        if result.is_ok() && engine.refill_pending {
+            drop(engine);
+            let mut stdio = StdioHeld::take();
+            engine = hub.lock();
+            result = engine.fill(Some((main, &mut stdio)));
+            // `stdio` is let go under the engine's lock: letting go never waits.
+        }
+        if let (Fill::Pending, Err(e)) = (fill, &result) {
+            engine.fail_calls(e);
+        }
+        (engine, result)
+    }
+
     /// The hub of `engine`; with `main`, its background driver forks replacements.
     pub fn new(engine: Engine, main: Option<Arc<BackgroundMain>>) -> Arc<Hub> {
         let times = ParentTimes::new(engine.insights());
@@ -298,7 +299,7 @@ impl Hub {
             if let Some(main) = main.filter(|_| engine.refill_pending()) {
                 engine.background.forking = true;
                 drop(engine);
-                engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
+                engine = self.lock_filled(main, Fill::Pending).0;
                 engine.background.forking = false;
                 continue;
             }
@@ -433,7 +434,7 @@ impl Hub {
                 // workers ends with the pool whole), taking stdio without the engine's lock or
                 // the driver's role (the lock order of `fork.rs`).
                 drop(engine);
-                engine = crate::engine::lock_filled(self, main, Fill::Pending).0;
+                engine = self.lock_filled(main, Fill::Pending).0;
                 continue;
             }
             if done(&engine) {
@@ -586,7 +587,7 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
-    use super::Background;
+    use crate::engine::Background;
 
     #[test]
     fn the_background_driver_waits_a_quiet_tick_unless_futures_are_awaited() {

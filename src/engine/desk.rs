@@ -15,9 +15,9 @@
 //!   So are the pool's `tracing` events (a subscriber is user code too: one that prints to
 //!   stdout would wait for a thread that holds stdout and waits for the engine).
 
+use crate::engine::worker_handle::Verdict;
 use crate::error::{Death, PoolError};
-use crate::outbox::SharedFrame;
-use crate::worker_handle::Verdict;
+use crate::transport::outbox::SharedFrame;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -12,7 +12,7 @@
 //! - a worker the zygote forked is signalled through the pidfd the zygote opened before it
 //!   could end, and its group by the zygote, which reaps it in the same thread and so knows.
 
-use crate::channel::{self, Registered};
+use crate::child::channel::{self, Registered};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
@@ -33,8 +33,12 @@ pub(crate) struct ChildHandle {
 enum ReapedBy {
     /// This process's reaper, which lowers this flag before it reaps it.
     Here(Arc<Unreaped>),
-    /// The zygote: the child is its worker for the fork numbered `seq`.
-    Zygote { seq: u64 },
+    /// The zygote: the child is its worker for the fork numbered `seq`; `signal_group` asks
+    /// the zygote to signal the worker's process group (`seq`, signal).
+    Zygote {
+        seq: u64,
+        signal_group: fn(u64, i32),
+    },
 }
 
 /// Whether a child of this process has not been reaped yet, so that its pid and its process
@@ -76,12 +80,17 @@ impl ChildHandle {
     }
 
     /// The handle of a worker the zygote forked for fork number `seq`, signalled through the
-    /// pidfd the zygote opened before the worker could end.
-    pub fn by_zygote(seq: u64, pid: Pid, pidfd: Registered<OwnedFd>) -> ChildHandle {
+    /// pidfd the zygote opened before the worker could end, its group through `signal_group`.
+    pub fn by_zygote(
+        seq: u64,
+        pid: Pid,
+        pidfd: Registered<OwnedFd>,
+        signal_group: fn(u64, i32),
+    ) -> ChildHandle {
         ChildHandle {
             pid,
             pidfd: Some(Arc::new(pidfd)),
-            reaper: ReapedBy::Zygote { seq },
+            reaper: ReapedBy::Zygote { seq, signal_group },
         }
     }
 
@@ -135,9 +144,9 @@ impl ChildHandle {
                 });
                 sent
             }
-            ReapedBy::Zygote { seq } => {
+            ReapedBy::Zygote { seq, signal_group } => {
                 let sent = to_child();
-                crate::zygote::signal_group(*seq, signal as i32);
+                signal_group(*seq, signal as i32);
                 sent
             }
         }
@@ -147,8 +156,8 @@ impl ChildHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Event, Inbox};
-    use crate::reaper::Reaper;
+    use crate::child::reaper::Reaper;
+    use crate::transport::inbox::{Event, Inbox};
     use forkpool_worker::child::ChildOptions;
     use forkpool_worker::protocol::ExitStatus;
 
@@ -168,9 +177,9 @@ mod tests {
         let mut inbox = Inbox::new().unwrap();
         let pair = channel::pair().unwrap();
         let options = ChildOptions::default();
-        let mut stdio = crate::fork::StdioHeld::take();
-        let pid =
-            crate::fork::spawn(&mut stdio, options, pair.child, None, None, |_, _| 3).unwrap();
+        let mut stdio = crate::child::fork::StdioHeld::take();
+        let pid = crate::child::fork::spawn(&mut stdio, options, pair.child, None, None, |_, _| 3)
+            .unwrap();
         drop(stdio);
         inbox.add(0, Arc::new(pair.parent), None);
         let mut child = ChildHandle::new(pid);

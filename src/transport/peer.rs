@@ -27,17 +27,12 @@
 //! - [`Peer::ready`] is true exactly when [`Peer::read`] consumes something without the
 //!   socket: a waiter that trusts it neither spins nor sleeps through a reply.
 
-use crate::channel::{Registered, RegisteredPage};
+use crate::child::channel::{Registered, RegisteredPage};
 use forkpool_worker::protocol::{MAX_FRAME_TO_PARENT, is_last_reply};
 use forkpool_worker::reply_ring::{Cursor, Record};
 use forkpool_worker::wire::{Assembler, Received, Socket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-
-// A reply holds one outcome per item of its chunk: the bound on frames counts on chunks of at
-// most `MAX_REPLY_OUTCOMES` items.
-const _: () =
-    assert!(crate::chunking::MAX_CHUNK_ITEMS <= forkpool_worker::protocol::MAX_REPLY_OUTCOMES);
 
 /// What one read of a peer gave.
 #[derive(Debug)]

@@ -25,20 +25,20 @@
 //!   encoded (one `u32` per item after the first), which is all a split needs.
 
 mod control;
-mod one_item;
+pub(crate) mod progress;
 mod recovery;
 
-pub(crate) use one_item::start_task;
-
-use crate::call_progress::{ProgressSink, Ticker};
-use crate::chunking::{ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window};
-use crate::desk::{Happened, Queued};
+use crate::call::progress::{ProgressSink, Ticker};
+use crate::engine::chunking::{
+    ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window,
+};
+use crate::engine::desk::{Happened, Queued};
+use crate::engine::hub::{Hub, Waited};
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, PoolError, TaskError};
-use crate::hub::{Hub, Waited};
 use crate::id_hash::IdMap;
-use crate::outbox::SharedFrame;
-use crate::outcome::{Outcome, failed};
+use crate::transport::outbox::SharedFrame;
+use crate::transport::outcome::{Outcome, failed};
 use forkpool_worker::codec;
 use forkpool_worker::protocol::{self, TaskCode};
 use serde::Serialize;
@@ -67,24 +67,8 @@ pub(crate) struct CallSpec {
     pub progress: Option<ProgressSink>,
 }
 
-/// How a call hands its outcomes over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// All at once, in input order (`map`, `starmap`, `map_with`): the caller waits for the
-    /// last anyway, so input of known length takes Python's chunks.
-    Collected,
-    /// One by one, in input order (`imap`, `istarmap`): the first must come soon, so chunks
-    /// start at one item and grow by their run time, whatever the input's length.
-    InOrder,
-    /// One by one, as they finish (`imap_unordered`): like `InOrder`, without reordering.
-    AsFinished,
-}
-
-impl Delivery {
-    pub fn ordered(self) -> bool {
-        self != Delivery::AsFinished
-    }
-}
+/// How a call hands its outcomes over (chunk sizes follow it).
+pub(crate) use crate::engine::chunking::Delivery;
 
 /// Wire numbers of parts made by splitting a chunk start here; below it, a part's wire number
 /// is its origin's (a chunk's first dispatch).
@@ -214,7 +198,7 @@ where
             .progress
             .as_ref()
             .map(|sink| Ticker::start(sink, total));
-        let (mut engine, filled) = crate::engine::lock_filled(hub, main, Fill::Missing);
+        let (mut engine, filled) = hub.lock_filled(main, Fill::Missing);
         let pinpoint = engine.pinpoint();
         let fill_failure = filled.err();
         let mut failure = None;
@@ -305,7 +289,7 @@ where
             early = self.next_chunk_of_input(1);
             hub.times.encoded(encoding);
         }
-        let (mut engine, _) = crate::engine::lock_filled(hub, self.main, Fill::Pending);
+        let (mut engine, _) = hub.lock_filled(self.main, Fill::Pending);
         let call = self.call;
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)

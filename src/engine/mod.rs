@@ -19,22 +19,28 @@
 //!   the engine's lock (the lock order of `fork.rs`); one found due under the lock otherwise is
 //!   forked from the zygote, or left pending for such a thread (`engine/spawn.rs`).
 
+pub(crate) mod chunking;
+pub(crate) mod crash_guard;
+pub(crate) mod desk;
 mod dispatch;
 mod events;
+pub(crate) mod hub;
 mod spawn;
+pub(crate) mod worker_handle;
 
-pub(crate) use spawn::{Fill, lock_filled};
+pub(crate) use spawn::Fill;
 
-use crate::child_handle::ChildHandle;
-use crate::chunking::Window;
-use crate::crash_guard::{CrashGuard, RestartLimit};
-use crate::desk::{Desk, Happened, Mail};
+use crate::child::child_handle::ChildHandle;
+use crate::child::reaper::Exits;
+use crate::engine::chunking::Window;
+use crate::engine::crash_guard::{CrashGuard, RestartLimit};
+use crate::engine::desk::{Desk, Happened, Mail};
+use crate::engine::worker_handle::WorkerHandle;
+pub(crate) use crate::engine::worker_handle::{Cause, Verdict};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::inbox::{Exits, Inbox};
 use crate::stats::{Ledger, ParentTimes, PoolStats};
-use crate::worker_handle::WorkerHandle;
-pub(crate) use crate::worker_handle::{Cause, Verdict};
+use crate::transport::inbox::Inbox;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::ChildOptions;
 use forkpool_worker::progress;
@@ -42,6 +48,39 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What the background driver and the threads that wait tell each other, under the engine's
+/// lock.
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    /// Tasks and streams awaited asynchronously, not yet finished.
+    pub awaited: usize,
+    /// The background thread runs (mirrored in `Hub::background_runs`, read without the lock).
+    runs: bool,
+    /// It drives the engine now.
+    driving: bool,
+    /// It sleeps on `Hub::background_turn`.
+    sleeping: bool,
+    /// A thread waits to drive: the background driver leaves the role at its next look.
+    handoff: bool,
+    /// Times a waiting thread took the driver's role: the background driver takes it only
+    /// after a [`QUIET_TICK`](hub::QUIET_TICK) in which this did not change.
+    drives: u64,
+    /// The pool is being dropped: the background thread ends.
+    closing: bool,
+    /// The background thread is forking: it may wait for stdio, which the thread dropping the
+    /// pool may hold (see [`Hub::stop_background`](hub::Hub::stop_background)).
+    forking: bool,
+}
+
+impl Background {
+    /// Whether the background driver takes the driver's role now: the engine has `work`,
+    /// nobody is `driving`, and futures are awaited (they have no thread of their own) or
+    /// nobody drove for a `quiet` tick (a caller that waits again within it drives itself).
+    pub(crate) fn takes_turn(&self, work: bool, driving: bool, quiet: bool) -> bool {
+        work && !driving && (self.awaited > 0 || quiet)
+    }
+}
 
 /// What a forked worker runs: the worker loop with the pool's runner. Returns the exit code.
 pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
@@ -78,7 +117,7 @@ pub(crate) struct Settings {
     pub init_timeout: Duration,
     /// How to fork workers from the zygote, when one runs (`Pool`s; `None` for an `FnPool`,
     /// whose closure lives in the caller's memory).
-    pub zygote: Option<crate::zygote::ZygoteWorkers>,
+    pub zygote: Option<crate::child::zygote::ZygoteWorkers>,
 }
 
 /// The workers of one pool, the inbox of their frames, and the desks of the live calls.
@@ -132,7 +171,7 @@ pub(crate) struct Engine {
     /// a `Pool` does, see `hub.rs`).
     refill_pending: bool,
     /// The background driver's state and what the threads that wait tell it (see `hub.rs`).
-    pub(crate) background: crate::hub::Background,
+    pub(crate) background: Background,
     /// The pool takes no new calls: its workers are told to exit once no call needs one.
     closed: bool,
 }
@@ -188,7 +227,7 @@ impl Engine {
             idle_waiters: 0,
             undriven_since: None,
             refill_pending: false,
-            background: crate::hub::Background::default(),
+            background: Background::default(),
             closed: false,
         })
     }
