@@ -86,7 +86,6 @@ impl<'a> OutcomeReader<'a> {
     ///
     /// [`read`]: OutcomeReader::read
     #[inline]
-    #[inline]
     pub fn read_ok<R: DeserializeOwned>(&mut self) -> Option<R> {
         let (&OK, body) = self.rest.split_first()? else {
             return None;
