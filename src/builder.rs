@@ -10,7 +10,7 @@ use crate::item::Item;
 use crate::lifecycle::PoolState;
 use crate::pool::{Pool, PoolMain, default_workers};
 use forkpool_worker::InitFn;
-use forkpool_worker::child::ChildOptions;
+use forkpool_worker::child::setup::ChildOptions;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;

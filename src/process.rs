@@ -9,7 +9,7 @@ use crate::error::ProcessError;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::transport::inbox::{Event, Inbox};
 use crate::transport::outcome;
-use forkpool_worker::child::ChildOptions;
+use forkpool_worker::child::setup::ChildOptions;
 use forkpool_worker::protocol::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

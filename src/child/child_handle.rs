@@ -158,7 +158,7 @@ mod tests {
     use super::*;
     use crate::child::reaper::Reaper;
     use crate::transport::inbox::{Event, Inbox};
-    use forkpool_worker::child::ChildOptions;
+    use forkpool_worker::child::setup::ChildOptions;
     use forkpool_worker::protocol::ExitStatus;
 
     #[test]

@@ -37,7 +37,7 @@
 
 use crate::child::channel::{self, Registered};
 use crate::error::PoolError;
-use forkpool_worker::child::{self, ChildOptions};
+use forkpool_worker::child::setup::{self as child, ChildOptions};
 use forkpool_worker::wire::Socket;
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
 use std::io::{StderrLock, StdoutLock, Write};

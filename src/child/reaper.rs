@@ -422,7 +422,7 @@ impl Watcher {
 mod tests {
     use super::*;
     use crate::transport::inbox::{Event, Inbox};
-    use forkpool_worker::child::ChildOptions;
+    use forkpool_worker::child::setup::ChildOptions;
     use forkpool_worker::protocol::ExitStatus;
     use std::time::Instant;
 

@@ -42,7 +42,7 @@ use crate::id_hash::IdMap;
 use crate::stats::{Ledger, ParentTimes, PoolStats};
 use crate::transport::inbox::Inbox;
 use forkpool_worker::ChildEnd;
-use forkpool_worker::child::ChildOptions;
+use forkpool_worker::child::setup::ChildOptions;
 use forkpool_worker::progress;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;

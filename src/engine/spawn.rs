@@ -265,7 +265,7 @@ mod tests {
     use super::*;
     use crate::engine::Settings;
     use crate::engine::crash_guard::RestartLimit;
-    use forkpool_worker::child::ChildOptions;
+    use forkpool_worker::child::setup::ChildOptions;
 
     fn settings(size: usize) -> Settings {
         Settings {

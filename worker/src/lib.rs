@@ -8,7 +8,7 @@
 //! - [`codec`]: the item encoding (bincode 2, serde API).
 //! - [`job`]: entries that decode items, call the user's function, encode outcomes.
 //! - [`code_map`]: which code is mapped, so a worker calls only addresses valid in it.
-//! - [`child`]: what a child does right after `fork`.
+//! - [`child`]: what a child does right after `fork` ([`child::setup`]), and its serve loop.
 //!
 //! Invariant: a worker answers every task with exactly one reply of one outcome per item, and
 //! never lets a panic escape; a child leaves only through `_exit` in the parent crate's fork
@@ -26,18 +26,19 @@
 
 #![warn(missing_docs)]
 
-pub mod arena;
+// Layers, each using only the ones below it (`.ci/layers` checks): `child` (what a forked
+// child runs: set-up, the serve loop, jobs) > `proto` (frames, the wire, the item codec, the
+// code map) > `shared` (the memory a worker shares with its parent: item counters, reply
+// ring, arenas) > `sys` (the platform). `panic` (the hook and its report) is a leaf any layer
+// may use. The modules the parent crate uses are re-exported here by name.
 pub mod child;
-pub mod code_map;
-pub mod codec;
-pub mod job;
 mod panic;
-pub mod progress;
-pub mod protocol;
-pub mod reply_ring;
-mod serve;
+pub mod proto;
+pub mod shared;
 mod sys;
-pub mod wire;
 
+pub use child::job;
+pub use child::serve::{ChildEnd, InitFn, serve, serve_once};
 pub use job::{ClosureRunner, EntryRunner, Runner, StarArgs, WorkerState};
-pub use serve::{ChildEnd, InitFn, serve, serve_once};
+pub use proto::{code_map, codec, protocol, wire};
+pub use shared::{arena, progress, reply_ring};

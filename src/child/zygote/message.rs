@@ -32,7 +32,7 @@
 //! waited for.
 
 use crate::child::channel::{self, Registered};
-use forkpool_worker::child::ChildOptions;
+use forkpool_worker::child::setup::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use std::io::{self, IoSlice, IoSliceMut};

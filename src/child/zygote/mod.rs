@@ -50,7 +50,7 @@ use crate::child::reaper::Exits;
 use crate::child::reaper::{DeathReport, Posted};
 use crate::error::PoolError;
 use forkpool_worker::InitFn;
-use forkpool_worker::child::ChildOptions;
+use forkpool_worker::child::setup::ChildOptions;
 use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use message::{ForkRequest, FromZygote};

@@ -4,7 +4,7 @@
 use super::{StopReason, WorkerHandle};
 use crate::error::Death;
 use crate::stats::saturating_nanos;
-use forkpool_worker::child::EXIT_BAD_FRAME;
+use forkpool_worker::child::setup::EXIT_BAD_FRAME;
 use forkpool_worker::progress;
 use std::time::Duration;
 

@@ -40,7 +40,7 @@ pub(crate) fn die_with_parent(parent: u32) {
     }
     // The watcher starts with every signal blocked: signals sent to the worker are the task
     // thread's to handle.
-    let signals = crate::child::block_all_signals();
+    let signals = super::block_all_signals();
     let _ = std::thread::Builder::new()
         .name("forkpool-parent-watch".into())
         .stack_size(64 * 1024)
@@ -51,7 +51,7 @@ pub(crate) fn die_with_parent(parent: u32) {
             }
             kill_own_group();
         });
-    crate::child::restore_signals(&signals);
+    super::restore_signals(&signals);
 }
 
 /// Whether this child's parent is no longer `parent` (it ended: the child was re-parented).

@@ -13,11 +13,11 @@
 //!   stack, or returns `None` where the stack cannot grow and too little is left;
 //! - `loader_version() -> Option<(u64, u64)>` and `code_segments(identity) -> Vec<Segment>`: the
 //!   loader's (loads, unloads) counters and the executable code mapped now (see
-//!   [`crate::code_map`]); both take the loader's lock, so nothing calls them in a forked
+//!   [`crate::proto::code_map`]); both take the loader's lock, so nothing calls them in a forked
 //!   child (glibc does not reset that lock in a fork child);
 //! - `unread_by_peer(fd) -> Option<usize>`: bytes this end sent on a socket that its peer has
 //!   not read yet, where the platform can tell (`None` elsewhere: then no reply ring is used,
-//!   see [`crate::reply_ring::AVAILABLE`]);
+//!   see [`crate::shared::reply_ring::AVAILABLE`]);
 //! - `Threads::open() -> Option<Threads>` and `Threads::count(&self) -> Option<u64>`: a figure
 //!   that moves with the number of threads of this process (and only with it), read with one
 //!   system call;
@@ -61,7 +61,7 @@ pub(crate) struct Segment {
 }
 
 /// Kills this child's process group if it leads one (it always should: see
-/// [`crate::child::prepare`]), else only itself: what a child does when its parent is gone.
+/// [`crate::child::setup::prepare`]), else only itself: what a child does when its parent is gone.
 /// Async-signal-safe.
 fn kill_own_group() {
     // SAFETY: `getpid`, `getpgrp` and `kill` are async-signal-safe and touch no memory.
@@ -69,4 +69,35 @@ fn kill_own_group() {
         let me = libc::getpid();
         libc::kill(if libc::getpgrp() == me { 0 } else { me }, libc::SIGKILL);
     }
+}
+
+/// Blocks every signal in the calling thread; returns the mask it had, for
+/// [`restore_signals`]. The parent holds every signal across `fork` (a signal sent meanwhile
+/// waits until the child has reset the program's handlers), and a helper thread that must never
+/// run a handler starts with them blocked.
+///
+/// ```
+/// let old = forkpool_worker::child::setup::block_all_signals();
+/// forkpool_worker::child::setup::restore_signals(&old);
+/// ```
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: zeroed sigsets are valid out-parameters; this changes only this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+/// Gives the calling thread back the mask [`block_all_signals`] returned.
+///
+/// ```
+/// let old = forkpool_worker::child::setup::block_all_signals();
+/// forkpool_worker::child::setup::restore_signals(&old);
+/// ```
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is a mask this thread had; this changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }

@@ -10,7 +10,7 @@
 //!
 //! The addresses are valid in the worker because it is a fork of the parent, as long as the
 //! code they point to was loaded before the fork: [`EntryRunner`] checks that with
-//! [`crate::code_map`] before calling anything, and fails the items with
+//! [`crate::proto::code_map`] before calling anything, and fails the items with
 //! `CODE_NOT_LOADED` otherwise.
 //!
 //! Calling an address is unsafe: the entries, [`Runner::run`] and [`EntryRunner::new`] are
@@ -45,8 +45,8 @@ pub use fold::{
 };
 
 use crate::panic::take_report;
-use crate::protocol::{BAD_INPUT, ReplyWriter, Task, TaskCode};
-use crate::{code_map, codec};
+use crate::proto::protocol::{BAD_INPUT, ReplyWriter, Task, TaskCode};
+use crate::proto::{code_map, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
@@ -102,7 +102,7 @@ where
     R: Serialize,
 {
     let mut rest = task.items;
-    let progress = crate::progress::current();
+    let progress = crate::shared::progress::current();
     // Whether the call is cancelled changes only when the parent writes a cancel: look again
     // only then.
     let mut cancels = u64::MAX;
@@ -147,7 +147,7 @@ where
 /// Fails the begun item and the `left - 1` after it, and ends the begun item.
 fn fail_begun(out: &mut ReplyWriter, left: u32, message: &str) {
     fail_rest(out, left, message);
-    if let Some(p) = crate::progress::current() {
+    if let Some(p) = crate::shared::progress::current() {
         p.end_item();
     }
 }

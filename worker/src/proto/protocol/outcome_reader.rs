@@ -3,7 +3,7 @@
 //! cannot ([`OutcomeError`]).
 
 use super::{BAD_INPUT, BAD_OUTPUT, CODE_NOT_LOADED, OK, PANICKED, REPLY_HEADER_LEN};
-use crate::codec;
+use crate::proto::codec;
 use serde::de::DeserializeOwned;
 
 /// One item's outcome as a worker wrote it with [`ReplyWriter`](super::ReplyWriter) and the parent reads it back

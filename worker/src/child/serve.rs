@@ -5,7 +5,7 @@
 //! - Every `Task` the worker claims on its progress page gets exactly one reply of exactly
 //!   `count` outcomes, in item order (a runner that returns too few is topped up with
 //!   `BAD_INPUT` outcomes), and no panic escapes: tasks run under `catch_unwind` in
-//!   [`crate::job`]. A task the parent took back before the worker claimed it (work stealing,
+//!   [`crate::child::job`]. A task the parent took back before the worker claimed it (work stealing,
 //!   see [`progress`]) is skipped: no item of it runs, and no reply goes out. The loop returns
 //!   an exit code instead of exiting, for the parent crate's fork module to pass to `_exit`.
 //! - A worker serves a chunk only while it is alone: after each chunk's items ran, before its
@@ -18,10 +18,13 @@
 //!   are counted after chunks that ran long enough to start one, see [`THREAD_MIN`]; children
 //!   after a fork.)
 
-use crate::job::{Runner, WorkerState};
-use crate::protocol::{self, Command, ReplyWriter};
-use crate::reply_ring::{Pushed, Ring};
-use crate::{arena, child, panic, progress, wire};
+use crate::child::job::{Runner, WorkerState};
+use crate::child::setup as child;
+use crate::panic;
+use crate::proto::protocol::{self, Command, ReplyWriter};
+use crate::proto::wire;
+use crate::shared::reply_ring::{Pushed, Ring};
+use crate::shared::{arena, progress};
 use serde::Serialize;
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -37,7 +40,7 @@ pub struct ChildEnd {
     /// The worker's end of its socket pair.
     pub socket: wire::Socket,
     /// The write end of the pipe that wakes the parent for a reply in the ring (see
-    /// [`reply_ring`](crate::reply_ring)); without it the worker replies on its socket.
+    /// [`reply_ring`](crate::shared::reply_ring)); without it the worker replies on its socket.
     pub doorbell: Option<std::os::fd::OwnedFd>,
 }
 
@@ -56,7 +59,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
     let replies = Replies {
         socket: &end.socket,
         ring: progress::current_ring()
-            .filter(|_| crate::reply_ring::AVAILABLE)
+            .filter(|_| crate::shared::reply_ring::AVAILABLE)
             .zip(end.doorbell.as_ref().map(AsRawFd::as_raw_fd)),
         arena: Cell::new(arena::Writer::default()),
     };

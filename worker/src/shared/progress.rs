@@ -1,7 +1,7 @@
 //! A worker's progress, in a memory page shared with its parent: how many items it has begun and
 //! ended, and since when the current one runs. The same mapping holds the worker's reply ring
-//! ([`reply_ring`](crate::reply_ring)), right after the page, and its two arenas for big frames
-//! ([`arena`](crate::arena)) after the ring.
+//! ([`reply_ring`](crate::shared::reply_ring)), right after the page, and its two arenas for big frames
+//! ([`arena`](crate::shared::arena)) after the ring.
 //!
 //! The parent maps one page (and ring) per worker before the fork ([`ProgressPage::map_file`]
 //! of a size-sealed shared-memory file on Linux, [`ProgressPage::new`] on macOS); after the
@@ -37,8 +37,8 @@
 //! - `since_nanos` is written before `begun` is raised (release), so a reader that sees the new
 //!   `begun` (acquire) sees that item's start time.
 
-use crate::arena::{ARENA_BYTES, ARENA_WORDS, Arena, ArenaHeader};
-use crate::reply_ring::{RING_BYTES, RING_WORDS, Ring, RingHeader};
+use crate::shared::arena::{ARENA_BYTES, ARENA_WORDS, Arena, ArenaHeader};
+use crate::shared::reply_ring::{RING_BYTES, RING_WORDS, Ring, RingHeader};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 

@@ -16,7 +16,7 @@
 //! - It never trusts a length to allocate: it reserves with `try_reserve` (an impossible length
 //!   is a violation, not an abort), and at most [`RESERVE_AHEAD`] before the bytes arrive.
 //! - A frame longer than the reader's limit ([`Assembler::with_limit`]: the parent reads its
-//!   workers with [`MAX_FRAME_TO_PARENT`](crate::protocol::MAX_FRAME_TO_PARENT)) is a violation
+//!   workers with [`MAX_FRAME_TO_PARENT`](crate::proto::protocol::MAX_FRAME_TO_PARENT)) is a violation
 //!   at its first datagram: what a peer streams never makes the reader hold more than that.
 //! - Datagrams of one frame are sent back to back by one thread ([`Socket::send_frame`]), so
 //!   an honest peer never interleaves two frames.
@@ -58,7 +58,7 @@ pub enum Received {
 
 impl Socket {
     /// Wraps one end of a socket pair made by the parent. `fragment` is the most frame bytes
-    /// per datagram, measured by the parent for this pair (see `crate::wire` users).
+    /// per datagram, measured by the parent for this pair (see `crate::proto::wire` users).
     pub fn new(fd: OwnedFd, fragment: usize) -> Socket {
         Socket {
             fd,

@@ -6,7 +6,7 @@
 //! on Linux; `kqueue` and a watcher thread on macOS) and stores atomics, taking no lock another
 //! parent thread could have held at the fork. That includes the dynamic loader's lock: what the
 //! child needs to know of the loaded code was recorded before the fork ([`before_fork`]), and
-//! the child never asks the loader again ([`crate::code_map::in_forked_child`]).
+//! the child never asks the loader again ([`crate::proto::code_map::in_forked_child`]).
 
 use crate::sys;
 use nix::sys::signal::{SigHandler, Signal, signal};
@@ -52,9 +52,9 @@ impl Default for ChildOptions {
 /// default action back; it dies with its group when the parent dies (Linux: a parent-death
 /// signal; macOS: a `kqueue` watch on the parent's exit; both check `getppid`); its address
 /// space is capped if asked (Linux); its panics are captured; it keeps the code map it was
-/// forked with and never lists the loaded objects again (see [`crate::code_map`]).
+/// forked with and never lists the loaded objects again (see [`crate::proto::code_map`]).
 pub fn prepare(options: ChildOptions, parent: u32) {
-    crate::code_map::in_forked_child();
+    crate::proto::code_map::in_forked_child();
     reset_signals();
     // The parent makes the same call, so whichever runs first wins; failure only means the
     // parent did it already.
@@ -110,39 +110,10 @@ fn reset_signals() {
 
 /// What the parent does before each fork: wraps the panic hook once, so children can capture panics
 /// without touching the hook lock after the fork, and records which code is mapped, so a worker
-/// knows which addresses of the parent it may call ([`crate::code_map`]).
+/// knows which addresses of the parent it may call ([`crate::proto::code_map`]).
 pub fn before_fork() {
     crate::panic::install_hook();
-    crate::code_map::record();
+    crate::proto::code_map::record();
 }
 
-/// Blocks every signal in the calling thread; returns the mask it had, for
-/// [`restore_signals`]. The parent holds every signal across `fork` (a signal sent meanwhile
-/// waits until the child has reset the program's handlers), and a helper thread that must never
-/// run a handler starts with them blocked.
-///
-/// ```
-/// let old = forkpool_worker::child::block_all_signals();
-/// forkpool_worker::child::restore_signals(&old);
-/// ```
-pub fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: zeroed sigsets are valid out-parameters; this changes only this thread's mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        old
-    }
-}
-
-/// Gives the calling thread back the mask [`block_all_signals`] returned.
-///
-/// ```
-/// let old = forkpool_worker::child::block_all_signals();
-/// forkpool_worker::child::restore_signals(&old);
-/// ```
-pub fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: `old` is a mask this thread had; this changes only this thread's mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
-}
+pub use crate::sys::{block_all_signals, restore_signals};

@@ -1,20 +1,20 @@
 //! The wire protocol between the parent and a worker: frame layouts and their encoders/decoders.
 //!
-//! Every frame travels over the child's own socket (see [`wire`](crate::wire) for how frames
+//! Every frame travels over the child's own socket (see [`wire`](crate::proto::wire) for how frames
 //! become datagrams). Integers are little-endian, fixed width.
 //!
 //! Parent → worker:
 //! - `Task`: `[1][call u64][chunk u64][entry u64][function u64][code_id u64][first_index u64]
 //!   [count u32]` then `count` bincode items back to back. `entry` and `function` are code
 //!   addresses in the parent (0 for a closure pool), `code_id` a hash of the loaded objects that
-//!   hold them (see [`crate::code_map`]).
+//!   hold them (see [`crate::proto::code_map`]).
 //! - `Context`: `[2][call u64]` then one bincode value (the `map_with` context of that call).
 //! - `Shutdown`: `[3]`: finish nothing more, exit 0.
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
 //!   order, as if sent one by one (the parent sends several small frames in one message).
 //! - `InArena`: `[5][start u64][len u64][check u64]`: the frame is the span `(start, len)` of
-//!   the worker's task arena (see [`arena`](crate::arena)), whose words have the check `check`
-//!   (the value of an [`arena::SpanCheck`](crate::arena::SpanCheck)); any kind above but
+//!   the worker's task arena (see [`arena`](crate::shared::arena)), whose words have the check `check`
+//!   (the value of an [`arena::SpanCheck`](crate::shared::arena::SpanCheck)); any kind above but
 //!   `InArena`.
 //!
 //! Worker → parent (the parent knows the sender by the socket a frame came on; a frame names no
@@ -45,8 +45,8 @@
 //! Invariant: a worker answers every `Task` with exactly one `Reply` carrying exactly `count`
 //! outcomes, in item order, unless it dies first.
 
-use crate::arena::Span;
-use crate::codec;
+use crate::proto::codec;
+use crate::shared::arena::Span;
 use serde::Serialize;
 
 const TASK: u8 = 1;
@@ -63,7 +63,7 @@ const INIT_FAILED: u8 = 0xA2;
 pub const IN_ARENA_LEN: usize = 1 + 8 + 8 + 8;
 
 /// The frame that tells a worker its next frame lies in its task arena at `span`, whose words
-/// have the check `check` (an [`arena::SpanCheck`](crate::arena::SpanCheck)'s value).
+/// have the check `check` (an [`arena::SpanCheck`](crate::shared::arena::SpanCheck)'s value).
 pub fn in_arena_frame(span: Span, check: u64) -> [u8; IN_ARENA_LEN] {
     let mut frame = [0u8; IN_ARENA_LEN];
     frame[0] = IN_ARENA;
@@ -110,7 +110,7 @@ pub const BAD_INPUT: u8 = 2;
 /// Outcome tag: the worker could not encode the result; a message follows.
 pub const BAD_OUTPUT: u8 = 3;
 /// Outcome tag: the task names code that is not mapped in the worker as it is in the parent
-/// (see [`crate::code_map`]); the refused address follows, as a bincode `u64`.
+/// (see [`crate::proto::code_map`]); the refused address follows, as a bincode `u64`.
 pub const CODE_NOT_LOADED: u8 = 4;
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
@@ -138,7 +138,7 @@ pub enum Command<'a> {
     /// Several frames in one message; read them with [`Batch::next`].
     Batch(Batch<'a>),
     /// The frame lies in the worker's task arena, at `span`; `check` is the value of the
-    /// check of its words (see [`arena::SpanCheck`](crate::arena::SpanCheck)).
+    /// check of its words (see [`arena::SpanCheck`](crate::shared::arena::SpanCheck)).
     InArena {
         /// Where the frame lies.
         span: Span,
@@ -199,11 +199,11 @@ pub struct Task<'a> {
 
 /// The code a task runs, as its frame names it: addresses in the parent's address space, which
 /// a worker may call only after checking them against what is mapped in its own (see
-/// [`crate::code_map`]). All zero for a closure pool's maps, whose workers hold their closure; a
+/// [`crate::proto::code_map`]). All zero for a closure pool's maps, whose workers hold their closure; a
 /// closure pool's reduction names its entry and fold or reduce function.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct TaskCode {
-    /// The address of the entry that runs the chunk (see [`crate::job::EntryFn`]).
+    /// The address of the entry that runs the chunk (see [`crate::child::job::EntryFn`]).
     pub entry: u64,
     /// The address of the user's function the entry calls, a fn pointer.
     pub function: u64,

@@ -1,7 +1,7 @@
 //! Which code is mapped: recorded in the parent before each fork, checked in the worker before
 //! calling an address.
 //!
-//! A `Pool` task names its code by address (see [`crate::job`]). An address of the parent is
+//! A `Pool` task names its code by address (see [`crate::child::job`]). An address of the parent is
 //! valid in a worker only if the object holding it (the executable or a shared library) was
 //! loaded at the same place when the worker was forked: a library `dlopen`ed after the fork is
 //! not mapped in the worker, and another one may sit where it sits in the parent.
@@ -33,7 +33,7 @@
 //!   an allocation, as a forked child of a multi-threaded process must.
 //! - After [`in_forked_child`], nothing here calls into the loader.
 
-use crate::protocol::TaskCode;
+use crate::proto::protocol::TaskCode;
 use crate::sys::{self, Segment};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -101,7 +101,7 @@ fn published() -> Option<&'static Snapshot> {
 }
 
 /// Makes the published snapshot describe the code mapped now. The parent calls it before every
-/// fork (from [`crate::child::before_fork`]); [`code_id`] calls it when a call starts. In a
+/// fork (from [`crate::child::setup::before_fork`]); [`code_id`] calls it when a call starts. In a
 /// forked child it does nothing: the child keeps the snapshot it was forked with.
 ///
 /// Cheap when nothing was loaded or unloaded since the last time: on Linux it reads the loader's

@@ -1,11 +1,11 @@
 //! Big frames through shared memory: a worker's two arenas, one for the tasks its parent sends
 //! it and one for the replies it sends back, each a ring of contiguous spans in the memory the
-//! two processes share (after the reply ring, see [`progress`](crate::progress)).
+//! two processes share (after the reply ring, see [`progress`](crate::shared::progress)).
 //!
 //! A frame of at least [`ARENA_MIN`] bytes is copied into the arena once, where the other side
 //! reads it, and only a small notice travels: a task notice on the socket
-//! ([`protocol`](crate::protocol)'s `InArena`), a reply notice as a record in the reply ring
-//! ([`reply_ring`](crate::reply_ring)). No system call moves the bytes, and the arena is mapped
+//! ([`protocol`](crate::proto::protocol)'s `InArena`), a reply notice as a record in the reply ring
+//! ([`reply_ring`](crate::shared::reply_ring)). No system call moves the bytes, and the arena is mapped
 //! once, when the worker is forked, and reused for every frame. A frame the arena has no room
 //! for travels as before, on the socket.
 //!
@@ -32,7 +32,7 @@
 //!   code of the task runs, with no thread or child of an earlier task alive). A span written
 //!   over after it was written (a stray write by a task, which can write all of its worker's
 //!   memory) does not match: the parent calls such a reply a violation, the worker exits on
-//!   such a task ([`crate::child::EXIT_BAD_FRAME`]) and its chunks run elsewhere; never a
+//!   such a task ([`crate::child::setup::EXIT_BAD_FRAME`]) and its chunks run elsewhere; never a
 //!   wrong value.
 //! - A reader releases a span once it has copied it, or once it is done reading it in place:
 //!   nothing reads the span after that.

@@ -15,8 +15,8 @@
 //! every run ends with the one `Some` that holds it.
 
 use super::{WorkerState, fail_rest, run_items};
-use crate::code_map;
-use crate::protocol::{ReplyWriter, Task, TaskCode};
+use crate::proto::code_map;
+use crate::proto::protocol::{ReplyWriter, Task, TaskCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

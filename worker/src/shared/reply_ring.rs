@@ -1,5 +1,5 @@
 //! Replies through shared memory: a pool worker writes each reply into a ring in the memory it
-//! shares with its parent (beside its progress counters, see [`progress`](crate::progress)),
+//! shares with its parent (beside its progress counters, see [`progress`](crate::shared::progress)),
 //! and the parent copies it out without a system call. The socket carries only replies that do
 //! not fit and, when the parent sleeps, a doorbell.
 //!
@@ -35,7 +35,7 @@
 //! - Every access to the shared words is atomic (relaxed, between the acquire and release of
 //!   `written`): the other process may write at any moment, and atomics keep that defined.
 
-use crate::arena::{self, ARENA_MIN, Arena, Span};
+use crate::shared::arena::{self, ARENA_MIN, Arena, Span};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Whether workers reply through their rings on this platform: only where a worker can tell

@@ -1,7 +1,7 @@
 //! Unit tests of [`reply_ring`](super).
 use super::*;
 
-use crate::arena::{ARENA_BYTES, ARENA_WORDS, ArenaHeader, Writer};
+use crate::shared::arena::{ARENA_BYTES, ARENA_WORDS, ArenaHeader, Writer};
 
 /// A ring's memory and its arena's.
 struct Memory {
