@@ -1,5 +1,5 @@
 //! One lock order for the whole crate (stdout, stderr, a pool's engine, the descriptor
-//! register; see `src/fork.rs`): a thread that holds `io::stdout().lock()` while it uses pools
+//! register; see `src/child/fork.rs`): a thread that holds `io::stdout().lock()` while it uses pools
 //! never deadlocks with another thread that forks workers. Each test runs 20 rounds under a
 //! watchdog: a round that hangs ends the test process with a message (the hung thread holds
 //! stdout, which the test harness needs to report a failure).
