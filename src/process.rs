@@ -4,7 +4,7 @@ use crate::child::channel;
 use crate::child::child_handle::ChildHandle;
 use crate::child::fork;
 use crate::child::owner::Owner;
-use crate::child::reaper::Reaper;
+use crate::child::reaper::Reaping;
 use crate::error::ProcessError;
 use crate::error::{Death, Error, PoolError, TaskError};
 use crate::transport::inbox::{Event, Inbox};
@@ -47,7 +47,7 @@ pub struct ReturnProcess<R> {
     parent: Owner,
     /// Dropped only in `parent` (see the `Drop` impl).
     inbox: ManuallyDrop<Inbox>,
-    reaper: Option<Reaper>,
+    reaper: Option<Reaping>,
     outcome: Option<Result<R, Error>>,
     death: Option<Death>,
     joined: bool,
@@ -92,7 +92,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         let pid = pid?;
         inbox.add(0, Arc::new(pair.parent), None);
         let child = ChildHandle::new(pid);
-        let reaper = match Reaper::start(&child, 0, inbox.exits()) {
+        let reaper = match Reaping::start(&child, 0, inbox.exits()) {
             Ok(reaper) => reaper,
             Err(e) => {
                 child.kill();

@@ -10,7 +10,7 @@ use serde_bytes::ByteBuf;
 /// This process's shared mappings of workers' pages (how `/proc/self/maps` shows a worker's
 /// page, ring and arenas: its sealed shared-memory file), as long as a worker's.
 fn worker_mappings() -> usize {
-    let len = forkpool_worker::progress::ProgressPage::mapped_len();
+    let len = forkpool_worker::progress::SharedRegion::mapped_len();
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()

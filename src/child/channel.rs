@@ -20,7 +20,7 @@
 
 use crate::child::owner::Owner;
 use crate::error::PoolError;
-use forkpool_worker::progress::ProgressPage;
+use forkpool_worker::progress::SharedRegion;
 use forkpool_worker::wire::Socket;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
@@ -31,7 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 struct Entries {
     /// Open descriptors.
     fds: Vec<RawFd>,
-    /// Addresses of mapped progress pages (each `ProgressPage::mapped_len()` bytes).
+    /// Addresses of mapped progress pages (each `SharedRegion::mapped_len()` bytes).
     pages: Vec<usize>,
 }
 
@@ -72,7 +72,7 @@ impl Register {
             if Some(page) != keep_page {
                 // SAFETY: the page was mapped in the parent at the fork, with this length; the
                 // objects that own it are the parent's and are never used in the child.
-                unsafe { libc::munmap(page as *mut libc::c_void, ProgressPage::mapped_len()) };
+                unsafe { libc::munmap(page as *mut libc::c_void, SharedRegion::mapped_len()) };
             }
         }
         entries.pages.retain(|&page| Some(page) == keep_page);
@@ -206,8 +206,8 @@ pub(crate) fn wake_pipe() -> Result<WakePipe, PoolError> {
 
 /// A worker's progress page, registered so that other children unmap it at their fork.
 #[derive(Debug)]
-pub(crate) struct RegisteredPage {
-    page: ManuallyDrop<ProgressPage>,
+pub(crate) struct RegisteredRegion {
+    page: ManuallyDrop<SharedRegion>,
     owner: Owner,
 }
 
@@ -220,37 +220,37 @@ pub(crate) struct RegisteredPage {
 /// is refused. The file is closed here (the mapping keeps its memory): the child shares the
 /// page through the fork, and no descriptor is left for other children to close. macOS has no
 /// `/proc/self/map_files/`: its anonymous mapping cannot be reached as a file.
-pub(crate) fn progress_page() -> Result<RegisteredPage, PoolError> {
+pub(crate) fn progress_page() -> Result<RegisteredRegion, PoolError> {
     let mut register = lock_register();
-    let page = match crate::sys::shared_memory_file(ProgressPage::mapped_len()) {
+    let page = match crate::sys::shared_memory_file(SharedRegion::mapped_len()) {
         // Open only while the register is locked: no fork sees it.
-        Ok(file) => ProgressPage::map_file(&file),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => ProgressPage::new(),
+        Ok(file) => SharedRegion::map_file(&file),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => SharedRegion::new(),
         Err(e) => Err(e),
     };
     let page = page.map_err(PoolError::SharedMemory)?;
-    Ok(RegisteredPage::new(&mut register, page))
+    Ok(RegisteredRegion::new(&mut register, page))
 }
 
-impl RegisteredPage {
+impl RegisteredRegion {
     /// Registers `page`; the caller holds the register's lock since mapping it.
-    fn new(register: &mut Register, page: ProgressPage) -> RegisteredPage {
+    fn new(register: &mut Register, page: SharedRegion) -> RegisteredRegion {
         register.0.pages.push(page.address());
-        RegisteredPage {
+        RegisteredRegion {
             page: ManuallyDrop::new(page),
             owner: Owner::here(),
         }
     }
 }
 
-impl Deref for RegisteredPage {
-    type Target = ProgressPage;
-    fn deref(&self) -> &ProgressPage {
+impl Deref for RegisteredRegion {
+    type Target = SharedRegion;
+    fn deref(&self) -> &SharedRegion {
         &self.page
     }
 }
 
-impl Drop for RegisteredPage {
+impl Drop for RegisteredRegion {
     fn drop(&mut self) {
         if !self.owner.is_here() {
             return; // a copy in a forked child: unmapped at the fork
@@ -312,18 +312,19 @@ impl Registered<OwnedFd> {
 
 /// Maps a progress page for a new worker in a sealed shared-memory file, for a worker that
 /// another process (the zygote) forks: the page and the file, which travels to that process.
-pub(crate) fn progress_page_in_file() -> Result<(RegisteredPage, Registered<OwnedFd>), PoolError> {
+pub(crate) fn progress_page_in_file() -> Result<(RegisteredRegion, Registered<OwnedFd>), PoolError>
+{
     let mut register = lock_register();
-    let file = crate::sys::shared_memory_file(ProgressPage::mapped_len())
+    let file = crate::sys::shared_memory_file(SharedRegion::mapped_len())
         .map_err(PoolError::SharedMemory)?;
     let file = Registered::new(&mut register, file);
-    let page = ProgressPage::map_file(&*file).map_err(PoolError::SharedMemory)?;
-    Ok((RegisteredPage::new(&mut register, page), file))
+    let page = SharedRegion::map_file(&*file).map_err(PoolError::SharedMemory)?;
+    Ok((RegisteredRegion::new(&mut register, page), file))
 }
 
 /// Maps the progress page held by `file` (in the zygote, the file the program sent).
-pub(crate) fn progress_page_of_file(file: &OwnedFd) -> Result<RegisteredPage, PoolError> {
+pub(crate) fn progress_page_of_file(file: &OwnedFd) -> Result<RegisteredRegion, PoolError> {
     let mut register = lock_register();
-    let page = ProgressPage::map_file(file).map_err(PoolError::SharedMemory)?;
-    Ok(RegisteredPage::new(&mut register, page))
+    let page = SharedRegion::map_file(file).map_err(PoolError::SharedMemory)?;
+    Ok(RegisteredRegion::new(&mut register, page))
 }

@@ -156,7 +156,7 @@ impl ChildHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::child::reaper::Reaper;
+    use crate::child::reaper::Reaping;
     use crate::transport::inbox::{Event, Inbox};
     use forkpool_worker::child::setup::ChildOptions;
     use forkpool_worker::protocol::ExitStatus;
@@ -187,7 +187,7 @@ mod tests {
             // As on macOS, or a kernel without pidfds.
             child.pidfd = None;
         }
-        let reaper = Reaper::start(&child, 0, inbox.exits()).unwrap();
+        let reaper = Reaping::start(&child, 0, inbox.exits()).unwrap();
         loop {
             if let Some(Event::Exited { status, .. }) = inbox.next(None).unwrap() {
                 assert_eq!(status, ExitStatus::Code(3));

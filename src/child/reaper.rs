@@ -7,22 +7,22 @@
 //! grandchild a task started) still holds a copy of the socket and end-of-stream would never
 //! come.
 //!
-//! How: the [`Watcher`] of this process keeps an entry per child and a kernel queue that
+//! How: the [`Reaper`] of this process keeps an entry per child and a kernel queue that
 //! reports the children's ends (`sys::watch_exit`: the child's pidfd in an epoll set on Linux,
 //! `NOTE_EXIT` in a kqueue on macOS); its one thread waits on the queue. An entry enters the
-//! watcher's map before the child is watched, and whoever takes it out of the map (the thread,
-//! when the queue reports the end; [`Reaper::start`], when the watch failed; the thread again,
+//! reaper's map before the child is watched, and whoever takes it out of the map (the thread,
+//! when the queue reports the end; [`Reaping::start`], when the watch failed; the thread again,
 //! should its queue ever fail) reaps that child and posts its death: a map entry is taken once,
 //! so a death is posted once. Only the reaper waits for the child, so it is at worst a zombie
 //! when it is watched, and a pidfd reports a child that ended before the watch began. A child
-//! the watcher cannot take (no pidfds, a refused watch, no watcher thread) gets a reaper thread
-//! of its own, as every child did before: a thread's stack is one more mapping that every later
-//! fork copies, so n such children made forking O(n) and `Pool::new(n)` O(n²).
+//! the reaper cannot take (no pidfds, a refused watch, no reaper thread) gets a reaper thread
+//! of its own. That is the exception: a thread's stack is one more mapping that every later
+//! fork copies, so a thread per child would make forking O(n) and `Pool::new(n)` O(n²).
 //!
-//! The watcher belongs to the process that made it. A forked child has a copy of the pointer to
+//! The reaper belongs to the process that made it. A forked child has a copy of the pointer to
 //! it but not its thread (and its descriptors were closed at the fork, since they are
 //! registered): the pointer is checked against the process id before anything else, and a
-//! child that needs a reaper makes a watcher of its own. The parent's copy is left alone (its
+//! child that needs a reaper makes a reaper of its own. The parent's copy is left alone (its
 //! locks may have been held at the fork).
 
 use crate::child::channel::{self, Registered};
@@ -95,32 +95,32 @@ const REAPER_STACK: usize = 64 * 1024;
 
 /// The reaping of one child; dropping it waits until the child's death has been posted (the
 /// child must be dying by then, or the drop waits for its death).
-pub(crate) struct Reaper {
+pub(crate) struct Reaping {
     how: How,
     /// The process that started it: in any other (a forked copy) the drop waits for nothing.
     owner: Owner,
 }
 
 enum How {
-    /// The process's watcher reaps the child and sets this once the death is posted.
-    Watched(Arc<Posted>),
+    /// The process's reaper reaps the child and sets this once the death is posted.
+    Watchlist(Arc<Posted>),
     /// A thread of its own reaps the child; it ends once the death is posted.
     Thread(Option<JoinHandle<()>>),
 }
 
-impl Reaper {
+impl Reaping {
     /// Starts waiting for `child` (the inbox's child `id`), right after its fork; on its death,
     /// posts it to `exits`.
-    pub fn start(child: &ChildHandle, id: u64, exits: Arc<Exits>) -> Result<Reaper, PoolError> {
+    pub fn start(child: &ChildHandle, id: u64, exits: Arc<Exits>) -> Result<Reaping, PoolError> {
         let pid = child.pid();
         // Every child this process reaps has the flag (a zygote's worker, which has none, is
         // reaped by the zygote: `by_zygote`).
         let unreaped = child.unreaped().cloned().unwrap_or_default();
-        let exits = match Watcher::here() {
-            Some(watcher) => match watcher.watch(pid, child.pidfd(), &unreaped, id, exits) {
+        let exits = match Reaper::here() {
+            Some(reaper) => match reaper.watch(pid, child.pidfd(), &unreaped, id, exits) {
                 Ok(posted) => {
-                    return Ok(Reaper {
-                        how: How::Watched(posted),
+                    return Ok(Reaping {
+                        how: How::Watchlist(posted),
                         owner: Owner::here(),
                     });
                 }
@@ -129,7 +129,7 @@ impl Reaper {
             None => exits,
         };
         let thread = reap_on_thread(pid, unreaped, id, exits, None).map_err(PoolError::Thread)?;
-        Ok(Reaper {
+        Ok(Reaping {
             how: How::Thread(Some(thread)),
             owner: Owner::here(),
         })
@@ -137,18 +137,18 @@ impl Reaper {
 
     /// The reaping of a worker the zygote forked: the zygote reaps it, and the zygote's reader
     /// thread posts its death and sets `posted` (see [`zygote`](crate::child::zygote)).
-    pub fn by_zygote(posted: Arc<Posted>) -> Reaper {
-        Reaper {
-            how: How::Watched(posted),
+    pub fn by_zygote(posted: Arc<Posted>) -> Reaping {
+        Reaping {
+            how: How::Watchlist(posted),
             owner: Owner::here(),
         }
     }
 }
 
-impl Drop for Reaper {
+impl Drop for Reaping {
     fn drop(&mut self) {
         match &mut self.how {
-            How::Watched(posted) if self.owner.is_here() => posted.wait(),
+            How::Watchlist(posted) if self.owner.is_here() => posted.wait(),
             How::Thread(thread) if self.owner.is_here() => {
                 if let Some(thread) = thread.take() {
                     let _ = thread.join();
@@ -157,12 +157,12 @@ impl Drop for Reaper {
             // A copy in a forked child: the reaper is the parent's (its thread does not exist
             // here, and detaching the handle would touch the parent's thread record). Leak it.
             How::Thread(thread) => std::mem::forget(thread.take()),
-            How::Watched(_) => {}
+            How::Watchlist(_) => {}
         }
     }
 }
 
-/// Whether one child's death has been posted, for the drop of its [`Reaper`] to wait on.
+/// Whether one child's death has been posted, for the drop of its [`Reaping`] to wait on.
 #[derive(Default)]
 pub(crate) struct Posted {
     done: Mutex<bool>,
@@ -185,7 +185,7 @@ impl Posted {
 }
 
 /// Where one child's death goes once it is reaped: to the inbox that reads its socket (as the
-/// inbox's child `id`), then to the flag its [`Reaper`]'s drop waits on. The watcher's thread
+/// inbox's child `id`), then to the flag its [`Reaping`]'s drop waits on. The reaper's thread
 /// posts it, and so does the zygote's reader thread for the workers the zygote reaps.
 pub(crate) struct DeathReport {
     id: u64,
@@ -203,7 +203,7 @@ impl DeathReport {
         }
     }
 
-    /// The flag set once the death is posted, for a [`Reaper`] to wait on.
+    /// The flag set once the death is posted, for a [`Reaping`] to wait on.
     pub(crate) fn posted(&self) -> Arc<Posted> {
         Arc::clone(&self.posted)
     }
@@ -255,9 +255,9 @@ impl Entry {
     }
 }
 
-/// The children a watcher watches, by token.
+/// The children a reaper watches, by token.
 #[derive(Default)]
-struct Watched {
+struct Watchlist {
     entries: IdMap<Entry>,
     next_token: u64,
     /// The queue failed: the thread gave every entry a thread of its own and takes no more.
@@ -266,43 +266,43 @@ struct Watched {
 
 /// The reaper of one process: a kernel queue of its children's ends and the thread that waits
 /// on it (started with the first child).
-struct Watcher {
+struct Reaper {
     /// The process it belongs to.
     owner: Owner,
     queue: Registered<OwnedFd>,
-    watched: Mutex<Watched>,
+    watched: Mutex<Watchlist>,
     /// Its thread has been started.
     started: Mutex<bool>,
 }
 
-/// This process's watcher, or the one of the process this one was forked from (or null). Set
+/// This process's reaper, or the one of the process this one was forked from (or null). Set
 /// once per process; never freed.
-static WATCHER: AtomicPtr<Watcher> = AtomicPtr::new(std::ptr::null_mut());
+static REAPER: AtomicPtr<Reaper> = AtomicPtr::new(std::ptr::null_mut());
 
-impl Watcher {
-    /// This process's watcher with its thread running, made now if it has none; `None` if the
+impl Reaper {
+    /// This process's reaper with its thread running, made now if it has none; `None` if the
     /// queue or the thread cannot be made.
-    fn here() -> Option<&'static Watcher> {
+    fn here() -> Option<&'static Reaper> {
         loop {
-            let current = WATCHER.load(Ordering::Acquire);
-            // SAFETY: a pointer stored in WATCHER comes from `Box::into_raw` below and is never
+            let current = REAPER.load(Ordering::Acquire);
+            // SAFETY: a pointer stored in REAPER comes from `Box::into_raw` below and is never
             // freed, in this process or (as a copy of the memory) in a forked one.
-            if let Some(watcher) = unsafe { current.as_ref() } {
+            if let Some(reaper) = unsafe { current.as_ref() } {
                 // Only the process id is read before the check: the copy of another process's
-                // watcher may hold locks that stay locked here forever.
-                if watcher.owner.is_here() {
-                    return watcher.start().then_some(watcher);
+                // reaper may hold locks that stay locked here forever.
+                if reaper.owner.is_here() {
+                    return reaper.start().then_some(reaper);
                 }
             }
             let queue = channel::open_registered(crate::sys::exit_queue).ok()?;
-            let fresh = Box::into_raw(Box::new(Watcher {
+            let fresh = Box::into_raw(Box::new(Reaper {
                 owner: Owner::here(),
                 queue,
-                watched: Mutex::new(Watched::default()),
+                watched: Mutex::new(Watchlist::default()),
                 started: Mutex::new(false),
             }));
             let swapped =
-                WATCHER.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire);
+                REAPER.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire);
             if swapped.is_err() {
                 // Another thread of this process made one first: use that one.
                 // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
@@ -325,7 +325,7 @@ impl Watcher {
         *started
     }
 
-    fn lock(&self) -> MutexGuard<'_, Watched> {
+    fn lock(&self) -> MutexGuard<'_, Watchlist> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -475,7 +475,7 @@ mod tests {
                     for id in 0..24u64 {
                         let code = (t * 24 + id) as i32;
                         let child = fork_child(&mut inbox, id, code);
-                        reapers.push(Reaper::start(&child, id, inbox.exits()).unwrap());
+                        reapers.push(Reaping::start(&child, id, inbox.exits()).unwrap());
                     }
                     let seen = exits(&mut inbox, 24);
                     for id in 0..24u64 {
@@ -495,7 +495,7 @@ mod tests {
     fn dropping_the_reaper_waits_until_the_death_is_posted() {
         let mut inbox = Inbox::new().unwrap();
         let child = fork_child(&mut inbox, 7, 5);
-        let reaper = Reaper::start(&child, 7, inbox.exits()).unwrap();
+        let reaper = Reaping::start(&child, 7, inbox.exits()).unwrap();
         drop(reaper);
         let event = inbox.next(Some(Instant::now())).unwrap();
         assert!(matches!(
@@ -520,8 +520,8 @@ mod tests {
             WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
         )
         .unwrap();
-        let reaper = Reaper::start(&child, 1, inbox.exits()).unwrap();
-        assert!(matches!(reaper.how, How::Watched(_)));
+        let reaper = Reaping::start(&child, 1, inbox.exits()).unwrap();
+        assert!(matches!(reaper.how, How::Watchlist(_)));
         assert_eq!(exits(&mut inbox, 1)[&1], ExitStatus::Code(9));
         drop(reaper);
         assert_drained(&mut inbox);
@@ -532,10 +532,10 @@ mod tests {
     fn a_child_the_watcher_cannot_watch_is_handed_back_and_reaped_by_a_thread() {
         let mut inbox = Inbox::new().unwrap();
         let child = fork_child(&mut inbox, 2, 4);
-        let watcher = Watcher::here().unwrap();
+        let reaper = Reaper::here().unwrap();
         // Without a pidfd there is nothing to watch: the watch fails and gives the exits back.
         let unreaped = Arc::default();
-        let Err(handed_back) = watcher.watch(child.pid(), None, &unreaped, 2, inbox.exits()) else {
+        let Err(handed_back) = reaper.watch(child.pid(), None, &unreaped, 2, inbox.exits()) else {
             panic!("watched without a pidfd");
         };
         reap_on_thread(child.pid(), unreaped, 2, handed_back, None)

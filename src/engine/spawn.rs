@@ -10,7 +10,7 @@ use super::{Engine, WorkerMain};
 use crate::child::channel;
 use crate::child::child_handle::ChildHandle;
 use crate::child::fork::{self, StdioHeld};
-use crate::child::reaper::Reaper;
+use crate::child::reaper::Reaping;
 use crate::child::zygote;
 use crate::engine::worker_handle::WorkerHandle;
 use crate::error::{Death, PoolError};
@@ -153,12 +153,12 @@ impl Engine {
         let pid = child.pid();
         // The page is this worker's alone: children forked from now on need not copy it (the
         // child unmaps every registered page but its own, so it is left out, or unmapped).
-        crate::sys::keep_out_of_forks(address, progress::ProgressPage::mapped_len());
+        crate::sys::keep_out_of_forks(address, progress::SharedRegion::mapped_len());
         let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match zygote_child {
-            Some(seq) => Reaper::by_zygote(zygote::watch(seq, &child, id, self.inbox.exits())),
-            None => match Reaper::start(&child, id, self.inbox.exits()) {
+            Some(seq) => Reaping::by_zygote(zygote::watch(seq, &child, id, self.inbox.exits())),
+            None => match Reaping::start(&child, id, self.inbox.exits()) {
                 Ok(reaper) => reaper,
                 Err(e) => {
                     child.kill();

@@ -21,9 +21,9 @@
 //!   progress page, decided by one compare-and-swap on each side, so a chunk taken back never
 //!   runs there and `in_flight` keeps exactly the chunks the worker answers, in order.
 
-use crate::child::channel::RegisteredPage;
+use crate::child::channel::RegisteredRegion;
 use crate::child::child_handle::ChildHandle;
-use crate::child::reaper::Reaper;
+use crate::child::reaper::Reaping;
 use crate::stats::{WorkerTally, saturating_nanos};
 use crate::transport::outbox::{Backlog, Outbox, SharedFrame};
 use forkpool_worker::progress;
@@ -125,7 +125,7 @@ pub(crate) struct WorkerHandle {
     /// The call whose `map_with` context this worker holds (0: none).
     pub context_call: u64,
     /// The worker's item counters, shared with it.
-    pub progress: Arc<RegisteredPage>,
+    pub progress: Arc<RegisteredRegion>,
     /// Chunks it answered.
     replied_chunks: u64,
     /// Items sent to it (for `max_tasks`).
@@ -171,7 +171,7 @@ pub(crate) struct WorkerHandle {
     /// What it did, for `Pool::stats`.
     pub tally: WorkerTally,
     /// Dropped last: dropping the reaper waits until the worker's death has been posted.
-    pub _reaper: Reaper,
+    pub _reaper: Reaping,
 }
 
 impl WorkerHandle {
@@ -181,9 +181,9 @@ impl WorkerHandle {
         id: u64,
         child: Arc<ChildHandle>,
         outbox: Outbox,
-        progress: Arc<RegisteredPage>,
+        progress: Arc<RegisteredRegion>,
         init: Option<(Option<Instant>, Duration)>,
-        reaper: Reaper,
+        reaper: Reaping,
     ) -> WorkerHandle {
         WorkerHandle {
             id,

@@ -26,11 +26,11 @@
 //!   when a zygote is slow to report it) sleeps until the end is posted. The ring of such a
 //!   child is still read, without being polled, until its end is taken.
 
-use crate::child::channel::{self, Registered, RegisteredPage};
+use crate::child::channel::{self, Registered, RegisteredRegion};
 use crate::child::reaper::Exits;
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::transport::peer::{Peer, RingWatch, Step};
+use crate::transport::peer::{Peer, PeerRead, RingWatch};
 use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use std::collections::VecDeque;
@@ -99,7 +99,7 @@ impl Inbox {
         &mut self,
         child: u64,
         socket: Arc<Registered<Socket>>,
-        ring: Option<(Arc<RegisteredPage>, Registered<OwnedFd>)>,
+        ring: Option<(Arc<RegisteredRegion>, Registered<OwnedFd>)>,
     ) {
         let peer = Peer::new(socket, ring);
         self.peers.insert(child, peer);
@@ -252,12 +252,12 @@ impl Inbox {
             return false;
         };
         match peer.read() {
-            Ok(Step::Frame(frame)) => {
+            Ok(PeerRead::Frame(frame)) => {
                 self.pending.push_back(Event::Frame { child, frame });
                 true
             }
-            Ok(Step::Again) => true,
-            Ok(Step::Idle) => false,
+            Ok(PeerRead::Again) => true,
+            Ok(PeerRead::Idle) => false,
             Err(what) => {
                 self.pending.push_back(Event::Violation { child, what });
                 false

@@ -33,7 +33,7 @@
 //! - Task spans are written into the arena in the order their notices reach the worker: a frame
 //!   is copied in place only when the courier has sent everything given to it before.
 
-use crate::child::channel::{Registered, RegisteredPage};
+use crate::child::channel::{Registered, RegisteredRegion};
 use forkpool_worker::arena::{self, ARENA_MIN};
 use forkpool_worker::protocol;
 use forkpool_worker::wire::Socket;
@@ -99,7 +99,7 @@ enum Parcel {
 /// it, used by the caller's thread or the courier (one at a time: whoever sends in order).
 #[derive(Clone)]
 struct TaskArena {
-    page: Arc<RegisteredPage>,
+    page: Arc<RegisteredRegion>,
     writer: Arc<Mutex<arena::Writer>>,
 }
 
@@ -124,7 +124,7 @@ impl Outbox {
     pub fn new(
         socket: Arc<Registered<Socket>>,
         pid: Pid,
-        page: Option<Arc<RegisteredPage>>,
+        page: Option<Arc<RegisteredRegion>>,
     ) -> Outbox {
         Outbox {
             socket,

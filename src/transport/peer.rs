@@ -27,7 +27,7 @@
 //! - [`Peer::ready`] is true exactly when [`Peer::read`] consumes something without the
 //!   socket: a waiter that trusts it neither spins nor sleeps through a reply.
 
-use crate::child::channel::{Registered, RegisteredPage};
+use crate::child::channel::{Registered, RegisteredRegion};
 use forkpool_worker::protocol::{MAX_FRAME_TO_PARENT, is_last_reply};
 use forkpool_worker::reply_ring::{Cursor, Record};
 use forkpool_worker::wire::{Assembler, Received, Socket};
@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 /// What one read of a peer gave.
 #[derive(Debug)]
-pub(crate) enum Step {
+pub(crate) enum PeerRead {
     /// A complete frame.
     Frame(Vec<u8>),
     /// Something was read (part of a frame, a doorbell, an announcement): read again.
@@ -47,7 +47,7 @@ pub(crate) enum Step {
 
 /// A ring a waiter watches: it has something when the worker has written past `read`.
 pub(crate) struct RingWatch {
-    page: Arc<RegisteredPage>,
+    page: Arc<RegisteredRegion>,
     doorbell: Arc<Registered<OwnedFd>>,
     read: u64,
 }
@@ -75,7 +75,7 @@ pub(crate) struct Peer {
     socket: Arc<Registered<Socket>>,
     assembler: Assembler,
     /// Its reply ring (pool workers), and how far it has been read.
-    ring: Option<(Arc<RegisteredPage>, Cursor)>,
+    ring: Option<(Arc<RegisteredRegion>, Cursor)>,
     /// The read end of its doorbell pipe (with a ring).
     doorbell: Option<Arc<Registered<OwnedFd>>>,
     /// Socket frames the ring announced that have not arrived yet.
@@ -91,7 +91,7 @@ impl Peer {
     /// doorbell pipe's read end is given too.
     pub fn new(
         socket: Arc<Registered<Socket>>,
-        ring: Option<(Arc<RegisteredPage>, Registered<OwnedFd>)>,
+        ring: Option<(Arc<RegisteredRegion>, Registered<OwnedFd>)>,
     ) -> Peer {
         let (ring, doorbell) = ring.unzip();
         Peer {
@@ -150,20 +150,20 @@ impl Peer {
     /// Reads one record of the ring (while no announced frame is due) or else one datagram of
     /// the socket. `Err`: what the child did wrong, in its place among its frames; nothing more
     /// is read, nor after a frame that is the worker's last.
-    pub fn read(&mut self) -> Result<Step, String> {
+    pub fn read(&mut self) -> Result<PeerRead, String> {
         if !self.open {
-            return Ok(Step::Idle);
+            return Ok(PeerRead::Idle);
         }
         let step = self.read_open();
         match &step {
-            Ok(Step::Frame(frame)) if is_last_reply(frame) => self.open = false,
+            Ok(PeerRead::Frame(frame)) if is_last_reply(frame) => self.open = false,
             Err(_) => self.open = false,
             Ok(_) => {}
         }
         step
     }
 
-    fn read_open(&mut self) -> Result<Step, String> {
+    fn read_open(&mut self) -> Result<PeerRead, String> {
         let Some((page, cursor)) = &mut self.ring else {
             return self.take_datagram();
         };
@@ -174,15 +174,15 @@ impl Peer {
                 // Nothing in the ring: look at the socket without taking from it. If something
                 // waits there, the ring is read once more: what it holds now came before.
                 if !self.socket_open || !self.socket.has_datagram() {
-                    return Ok(Step::Idle);
+                    return Ok(PeerRead::Idle);
                 }
                 record = ring.read(cursor)?;
             }
             match record {
-                Some(Record::Frame(frame)) => return Ok(Step::Frame(frame)),
+                Some(Record::Frame(frame)) => return Ok(PeerRead::Frame(frame)),
                 Some(Record::OnSocket) => {
                     self.announced += 1;
-                    return Ok(Step::Again);
+                    return Ok(PeerRead::Again);
                 }
                 None => {}
             }
@@ -192,16 +192,16 @@ impl Peer {
 
     /// Takes one datagram of the socket: for a child with a ring, only what the ring announced
     /// may be a frame.
-    fn take_datagram(&mut self) -> Result<Step, String> {
+    fn take_datagram(&mut self) -> Result<PeerRead, String> {
         if !self.socket_open {
-            return Ok(Step::Idle);
+            return Ok(PeerRead::Idle);
         }
         let ringed = self.ring.is_some();
         match self.assembler.receive(&self.socket, false) {
-            Received::Frame(frame) if !ringed => Ok(Step::Frame(frame)),
+            Received::Frame(frame) if !ringed => Ok(PeerRead::Frame(frame)),
             Received::Frame(frame) if self.announced > 0 => {
                 self.announced -= 1;
-                Ok(Step::Frame(frame))
+                Ok(PeerRead::Frame(frame))
             }
             Received::Frame(_) => {
                 Err("a frame on its socket that its reply ring did not announce".into())
@@ -209,15 +209,15 @@ impl Peer {
             Received::Partial if ringed && self.announced == 0 => Err(
                 "the start of a frame on its socket that its reply ring did not announce".into(),
             ),
-            Received::Partial => Ok(Step::Again),
-            Received::Empty => Ok(Step::Idle),
+            Received::Partial => Ok(PeerRead::Again),
+            Received::Empty => Ok(PeerRead::Idle),
             Received::Closed => {
                 // The ring may still hold what the child wrote before it hung up.
                 self.socket_open = false;
                 Ok(if self.ready() {
-                    Step::Again
+                    PeerRead::Again
                 } else {
-                    Step::Idle
+                    PeerRead::Idle
                 })
             }
             Received::Violation(what) => Err(what),

@@ -73,7 +73,7 @@ pub fn own_shared_mapping() -> *mut u8 {
 /// `/proc/self/map_files/` name it) of its one shared mapping: the shared read-write mapping
 /// as long as a worker's page, ring and arenas (Linux).
 pub fn own_shared_mapping_range() -> String {
-    let len = forkpool_worker::progress::ProgressPage::mapped_len();
+    let len = forkpool_worker::progress::SharedRegion::mapped_len();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let range = maps
         .lines()

@@ -137,7 +137,7 @@ pub fn zygote() -> Result<(), PoolError> {
             answered,
             last_seq: 0,
         }),
-        watched: Mutex::new(Watched::default()),
+        watched: Mutex::new(EndListeners::default()),
         gone: AtomicBool::new(false),
     };
     let zygote = ZYGOTE.get_or_init(|| zygote);
@@ -182,7 +182,7 @@ struct Zygote {
     owner: Owner,
     /// Held by the one thread asking for a fork.
     asking: Mutex<Asking>,
-    watched: Mutex<Watched>,
+    watched: Mutex<EndListeners>,
     gone: AtomicBool,
 }
 
@@ -209,7 +209,7 @@ enum Answer {
 
 /// Who is told of each zygote worker's end, by the number of its fork.
 #[derive(Default)]
-struct Watched {
+struct EndListeners {
     /// The watched workers whose end the zygote has not reported.
     workers: HashMap<u64, Worker>,
     /// Ends reported before the pool watched the worker.
@@ -228,7 +228,7 @@ struct Worker {
     ended_at: Option<Instant>,
 }
 
-impl Watched {
+impl EndListeners {
     /// Has the end of `worker` (fork `seq`) go to its report: at once if it was reported
     /// already (or the zygote is `gone`: it died with it), else when it is. `Some(worker)`: it
     /// is watched, and its pidfd must join the `deaths` set.
@@ -509,7 +509,7 @@ impl Zygote {
         crate::sys::wait_for_exit(self.pid, || ());
     }
 
-    fn lock_watched(&self) -> MutexGuard<'_, Watched> {
+    fn lock_watched(&self) -> MutexGuard<'_, EndListeners> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn an_early_end_goes_to_the_fork_it_belongs_to_not_to_a_later_worker_with_the_same_pid() {
         let mut inbox = Inbox::new().unwrap();
-        let mut watched = Watched::default();
+        let mut watched = EndListeners::default();
         // Fork 1's worker (pid 4242) ended before any pool watched it; fork 2's worker has its
         // pid again.
         watched.ended(1, ExitStatus::Code(3));
@@ -594,7 +594,7 @@ mod tests {
         assert_eq!(end_in(&mut inbox), Some((20, segv)));
         assert!(watched.watch(1, worker(&inbox, 10), false).is_none());
         assert_eq!(end_in(&mut inbox), Some((10, ExitStatus::Code(3))));
-        // Watched once the zygote is gone: dead with it.
+        // EndListeners once the zygote is gone: dead with it.
         assert!(watched.watch(3, worker(&inbox, 30), true).is_none());
         let killed = ExitStatus::Signal(libc::SIGKILL);
         assert_eq!(end_in(&mut inbox), Some((30, killed)));
@@ -605,7 +605,7 @@ mod tests {
     #[test]
     fn an_end_read_without_the_zygote_is_posted_once_and_the_zygotes_report_of_it_dropped() {
         let mut inbox = Inbox::new().unwrap();
-        let mut watched = Watched::default();
+        let mut watched = EndListeners::default();
         let segv = ExitStatus::Signal(libc::SIGSEGV);
         watched.watch(1, worker(&inbox, 10), false);
         watched.seen_ending(1, Instant::now());
@@ -642,7 +642,7 @@ mod tests {
     #[test]
     fn a_report_is_due_a_limit_after_the_worker_is_seen_to_end_until_it_comes() {
         let inbox = Inbox::new().unwrap();
-        let mut watched = Watched::default();
+        let mut watched = EndListeners::default();
         watched.watch(1, worker(&inbox, 10), false);
         watched.watch(2, worker(&inbox, 20), false);
         assert_eq!(watched.reports_due(), None, "both run");

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// The executable code mapped in this process when it was taken.
 #[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
+struct LoadedCode {
     /// The loader's (loads, unloads) counters when it was taken, where the platform has them:
     /// the snapshot is current while they have not moved.
     version: Option<(u64, u64)>,
@@ -47,11 +47,11 @@ struct Snapshot {
     segments: Vec<Segment>,
 }
 
-impl Snapshot {
-    fn new(version: Option<(u64, u64)>, mut segments: Vec<Segment>) -> Snapshot {
+impl LoadedCode {
+    fn new(version: Option<(u64, u64)>, mut segments: Vec<Segment>) -> LoadedCode {
         segments.retain(|s| s.start < s.end);
         segments.sort_by_key(|s| s.start);
-        Snapshot { version, segments }
+        LoadedCode { version, segments }
     }
 
     /// The identity of the object whose executable code holds `address`.
@@ -72,7 +72,7 @@ impl Snapshot {
 }
 
 /// The snapshot forks copy: the latest one published by [`record`].
-static PUBLISHED: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
+static PUBLISHED: AtomicPtr<LoadedCode> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Set in a forked child (and so in every process forked from it): the snapshot is not taken
 /// again.
@@ -93,7 +93,7 @@ pub fn in_forked_child() {
 }
 
 /// The published snapshot, if any.
-fn published() -> Option<&'static Snapshot> {
+fn published() -> Option<&'static LoadedCode> {
     let snapshot = PUBLISHED.load(Ordering::Acquire);
     // SAFETY: only `record` stores to `PUBLISHED`, always a pointer from `Box::leak`, which is
     // never freed: valid and immutable for the rest of the process (and of its forks).
@@ -119,8 +119,8 @@ pub fn record() {
 
 /// [`record`], returning the snapshot it leaves published: in a forked child, the one it was
 /// forked with (an empty one if it had none).
-fn refreshed() -> &'static Snapshot {
-    static EMPTY: Snapshot = Snapshot {
+fn refreshed() -> &'static LoadedCode {
+    static EMPTY: LoadedCode = LoadedCode {
         version: None,
         segments: Vec::new(),
     };
@@ -134,13 +134,13 @@ fn refreshed() -> &'static Snapshot {
             return current;
         }
     }
-    let fresh = Snapshot::new(version, sys::code_segments(identity));
+    let fresh = LoadedCode::new(version, sys::code_segments(identity));
     if let Some(current) = current {
         if current == &fresh {
             return current;
         }
     }
-    let fresh: &'static Snapshot = Box::leak(Box::new(fresh));
+    let fresh: &'static LoadedCode = Box::leak(Box::new(fresh));
     // A snapshot replaced here is leaked, not freed: a child forked a moment ago may hold it.
     PUBLISHED.store(std::ptr::from_ref(fresh).cast_mut(), Ordering::Release);
     fresh
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn lookup_finds_the_segment_holding_an_address() {
-        let snapshot = Snapshot::new(
+        let snapshot = LoadedCode::new(
             None,
             vec![
                 segment(0x3000, 0x4000, 30),

@@ -3,8 +3,8 @@
 //! ([`reply_ring`](crate::shared::reply_ring)), right after the page, and its two arenas for big frames
 //! ([`arena`](crate::shared::arena)) after the ring.
 //!
-//! The parent maps one page (and ring) per worker before the fork ([`ProgressPage::map_file`]
-//! of a size-sealed shared-memory file on Linux, [`ProgressPage::new`] on macOS); after the
+//! The parent maps one page (and ring) per worker before the fork ([`SharedRegion::map_file`]
+//! of a size-sealed shared-memory file on Linux, [`SharedRegion::new`] on macOS); after the
 //! fork both processes see the same memory, and the child registers it with [`install`]. The
 //! worker writes two plain stores per item, no system call; the parent reads the page when it needs to
 //! know which item a worker is running: to stop an item that ran past its timeout, and, after a
@@ -57,7 +57,7 @@ struct Shared {
 const PAGE: usize = 4096;
 const _: () = assert!(std::mem::size_of::<Shared>() <= PAGE);
 
-/// A view of the shared memory at `base` (the start of a mapping made by `ProgressPage::new`).
+/// A view of the shared memory at `base` (the start of a mapping made by `SharedRegion::new`).
 ///
 /// # Safety
 /// `base` must be a live mapping of `mapped_len()` bytes that stays mapped for `'a`.
@@ -289,21 +289,21 @@ impl Progress {
 /// forked after it was made; owned by the parent, which unmaps it on drop (the worker's copy of
 /// the mapping lives until it exits).
 #[derive(Debug)]
-pub struct ProgressPage {
+pub struct SharedRegion {
     ptr: NonNull<Shared>,
 }
 
 // SAFETY: the page holds only atomics; it is as thread-safe as `&Progress`.
-unsafe impl Send for ProgressPage {}
+unsafe impl Send for SharedRegion {}
 // SAFETY: as above.
-unsafe impl Sync for ProgressPage {}
+unsafe impl Sync for SharedRegion {}
 
-impl ProgressPage {
+impl SharedRegion {
     /// Maps a fresh, zeroed shared page and ring, anonymous. Where a process can reach an
     /// anonymous shared mapping as a file (Linux: `/proc/self/map_files/`, open to root), a
     /// worker could truncate it and the parent would die of `SIGBUS` on its next read: the
-    /// parent maps a size-sealed file there instead ([`map_file`](ProgressPage::map_file)).
-    pub fn new() -> std::io::Result<ProgressPage> {
+    /// parent maps a size-sealed file there instead ([`map_file`](SharedRegion::map_file)).
+    pub fn new() -> std::io::Result<SharedRegion> {
         // SAFETY: an anonymous shared mapping at an address the kernel picks; the result is
         // checked before use. (No reserve: the arenas' pages are only paid for once a big
         // frame touches them.)
@@ -323,14 +323,14 @@ impl ProgressPage {
         // A fresh anonymous mapping is zero-filled, which is a valid `Shared` (all counters 0,
         // `timed` false); `mmap` returns page-aligned memory, aligned for `Shared`.
         let ptr = NonNull::new(ptr.cast::<Shared>()).ok_or_else(std::io::Error::last_os_error)?;
-        Ok(ProgressPage { ptr })
+        Ok(SharedRegion { ptr })
     }
 
     /// Maps the shared page (and ring and arenas) held by the file `fd`, which is at least
-    /// [`mapped_len`](ProgressPage::mapped_len) bytes long and zero-filled when first mapped:
+    /// [`mapped_len`](SharedRegion::mapped_len) bytes long and zero-filled when first mapped:
     /// how a worker shares its page with the parent that made the file (which seals its size),
     /// whether the parent forks it or the zygote does.
-    pub fn map_file(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<ProgressPage> {
+    pub fn map_file(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<SharedRegion> {
         // SAFETY: a shared mapping of the caller's file at an address the kernel picks; the
         // result is checked before use. (The parent seals the file's size, so no worker can
         // truncate it under the parent.)
@@ -349,7 +349,7 @@ impl ProgressPage {
         }
         // Zero-filled (a fresh file), page-aligned: a valid `Shared`, as in `new`.
         let ptr = NonNull::new(ptr.cast::<Shared>()).ok_or_else(std::io::Error::last_os_error)?;
-        Ok(ProgressPage { ptr })
+        Ok(SharedRegion { ptr })
     }
 
     /// The counters.
@@ -382,7 +382,7 @@ impl ProgressPage {
     }
 }
 
-impl Drop for ProgressPage {
+impl Drop for SharedRegion {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `new` with this length and is not used after drop.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), page_len()) };
@@ -397,10 +397,10 @@ fn page_len() -> usize {
 static CURRENT: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
 
 /// In a freshly forked worker: report progress to the page at `address`, which the parent made
-/// with [`ProgressPage::new`] before the fork.
+/// with [`SharedRegion::new`] before the fork.
 ///
 /// # Safety
-/// `address` must come from [`ProgressPage::address`] of a page that was mapped when this
+/// `address` must come from [`SharedRegion::address`] of a page that was mapped when this
 /// process was forked; the page then stays mapped in this process until it exits.
 pub unsafe fn install(address: usize) {
     CURRENT.store(address as *mut Shared, Ordering::Release);
@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn counters_say_which_item_runs() {
-        let page = ProgressPage::new().unwrap();
+        let page = SharedRegion::new().unwrap();
         let p = page.get();
         assert!(!p.snapshot().running());
         p.set_timed(true);
@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_revoked_task_is_skipped_and_tasks_sent_after_the_revoke_run() {
-        let page = ProgressPage::new().unwrap();
+        let page = SharedRegion::new().unwrap();
         let p = page.get();
         // Nothing started: the front (task 1) is not the worker's yet, nothing is taken.
         assert_eq!(p.revoke(1, 3), None);
@@ -498,7 +498,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_claims_what_was_never_sent_gives_nothing_back() {
-        let page = ProgressPage::new().unwrap();
+        let page = SharedRegion::new().unwrap();
         let p = page.get();
         for _ in 0..10 {
             assert!(p.claim());
