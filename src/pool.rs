@@ -276,8 +276,8 @@ impl Pool {
     }
 
     /// Takes no new work: every later call (and task) returns [`PoolError::Closed`]. Calls and
-    /// tasks started before it are accepted work: they run to their end, lazy ones pulling
-    /// their input as before, and a worker that dies meanwhile is replaced. Once none of them
+    /// tasks started before it are accepted work: they run to their end, lazy ones going on
+    /// pulling their input, and a worker that dies meanwhile is replaced. Once none of them
     /// needs a worker any more (everything sent has been answered and no input is left), the
     /// workers exit on their own; [`join`](Pool::join) then only reaps them. Python's
     /// `Pool.close`. (Replies are read by threads that wait on the pool: work nobody waits on

@@ -160,7 +160,7 @@ mod killed_while_writing {
                     ),
                 }
             }
-            // The replacements' arenas serve big replies as before.
+            // The replacements' arenas serve big replies too.
             let echoed = pool
                 .chunksize(1)
                 .map(flip, vec![pattern(1, 1 << 20); 8])

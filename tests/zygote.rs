@@ -1,4 +1,5 @@
-//! Pools whose workers the zygote forks (Linux): they serve every call as before, through
+//! Pools whose workers the zygote forks (Linux): they serve every call as directly forked
+//! workers do, through
 //! crashes, timeouts, recycling and initializers, while `FnPool` and `ReturnProcess` still fork
 //! from the program. (A test binary of its own: every `Pool` here forks from the zygote.)
 

@@ -60,7 +60,8 @@ const QUEUED_WORK_NANOS: u64 = 1_000_000;
 /// [`DEFAULT_WINDOW`] chunks): past one chunk running and one queued, big frames only fill
 /// memory, and fresh frame buffers cost page faults. (Measured with 64 buffers of 1 MiB at
 /// chunksize 1: the window learned by time alone kept 20 or more in flight per worker and ran
-/// at 3.8 GB/s, 25% under the version before many callers; with this cap, 4.7-5.1 GB/s.)
+/// at 3.8 GB/s; with this cap, 4.7-5.1 GB/s: row (e) of `cargo run --release --example
+/// compare -- --only e --no-python`.)
 pub(crate) const QUEUED_BYTES: usize = 2 << 20;
 /// Adaptive chunks grow while a chunk keeps a worker busy for less than this...
 const GROW_BELOW_NANOS: u64 = 2_000_000;

@@ -152,7 +152,7 @@ pub(crate) fn on_stack<R>(size: usize, run: impl FnOnce() -> R) -> Option<R> {
 /// a fork copies every mapping of the parent, so forking n workers, each with a shared page of
 /// its own, copied n² mappings, and `Pool::new(n)` and its drop grew quadratically. No child
 /// needs a sibling's page (it unmapped them right after the fork anyway). Best effort: `false`
-/// if the kernel refused, and then the child unmaps the page as before.
+/// if the kernel refused, and then the child unmaps the page itself.
 pub(crate) fn keep_out_of_forks(address: usize, len: usize) -> bool {
     // SAFETY: madvise only changes how the kernel treats the range at a fork; it neither
     // unmaps nor changes the memory, and a range that is not mapped is an error returned, not

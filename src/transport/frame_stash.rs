@@ -4,7 +4,7 @@
 //!
 //! A call encodes each chunk into a buffer it takes from its own spares, else from here, and
 //! recycles the buffer once the chunk is answered (see `call`); when the call ends, its spares
-//! come back here. Measured with 64 buffers of 1 MiB per call, before this stash: the end of
+//! come back here. Without it (measured with 64 buffers of 1 MiB per call), the end of
 //! every call freed its few 1 MiB frames, glibc then trimmed the heap's top (a fifth of the
 //! caller's time in `brk`), and the next call faulted 1,000-1,300 pages back in.
 //!

@@ -7,7 +7,7 @@
 //! ([`protocol`](crate::proto::protocol)'s `InArena`), a reply notice as a record in the reply ring
 //! ([`reply_ring`](crate::shared::reply_ring)). No system call moves the bytes, and the arena is mapped
 //! once, when the worker is forked, and reused for every frame. A frame the arena has no room
-//! for travels as before, on the socket.
+//! for travels on the socket.
 //!
 //! Layout: an [`ArenaHeader`] in the shared page and [`ARENA_WORDS`] 64-bit words. Positions
 //! count words since the worker started and only grow; a span is `(start, len)`, `len` bytes
