@@ -1,4 +1,4 @@
-//! Reductions: [`Pool::fold`] and [`Pool::map_reduce`] (and their [`CallOptions`] forms), which
+//! Reductions: [`Pool::fold`](crate::Pool::fold) and [`Pool::map_reduce`](crate::Pool::map_reduce) (and their [`CallOptions`](crate::CallOptions) forms), which
 //! reduce each chunk inside its worker so that only one partial result per chunk travels back,
 //! then combine the partials in the parent, in input order.
 //!

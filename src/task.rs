@@ -1,4 +1,4 @@
-//! One item submitted on its own: [`Pool::submit`] and its kin, [`Task`] (Python's `apply_async`, `concurrent.futures`'
+//! One item submitted on its own: [`Pool::submit`](crate::Pool::submit) and its kin, [`Task`] (Python's `apply_async`, `concurrent.futures`'
 //! `Future`), and [`as_completed`] to take tasks in the order they finish.
 //!
 //! A task is a call of one item that starts sending at once: its item goes to a worker as soon

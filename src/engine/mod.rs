@@ -18,6 +18,42 @@
 //! - A worker is forked from this process only by a thread that took stdout and stderr before
 //!   the engine's lock (the lock order of `fork.rs`); one found due under the lock otherwise is
 //!   forked from the zygote, or left pending for such a thread (`engine/spawn.rs`).
+//!
+//! The files:
+//! - `mod.rs`: the [`Engine`] (the worker table, the live calls, the ring of calls with
+//!   queued chunks) and the background driver's state.
+//! - `dispatch.rs`: which worker takes a queued chunk, fairly across calls; chunks taken back.
+//! - `events.rs`: a worker's reply or exit turned into mail; what a death cost each call.
+//! - `spawn.rs`: forking workers and replacements (from this process or the zygote).
+//! - `hub.rs`: the engine's lock and the driver role (one thread drives, the others sleep).
+//! - `desk.rs`: one call's desk: its queued chunks and the mail for it.
+//! - `worker_handle.rs`: one worker as the engine sees it; `worker_handle/verdict.rs`: what its
+//!   death means for the chunk it ran.
+//! - `crash_guard.rs`: the crash-loop guard; `chunking.rs`: chunk sizes and windows.
+//!
+//! Glossary (the nouns on one item's path, parent side):
+//! - item: one element of a call's input; its outcome is one result or one
+//!   [`TaskError`](crate::TaskError).
+//! - call: one `map`/`imap`/`submit`..., from input to one outcome per item (`call/`).
+//! - chunk: items of one call sent to a worker together, as one task frame; a part is a piece
+//!   of a chunk sent again after a death.
+//! - task: the public [`Task`](crate::Task) (one submitted item); "task frame" is a chunk's
+//!   frame on the wire, "task arena" the shared memory big task frames travel through.
+//! - worker: a forked child serving chunks; its handle is a [`WorkerHandle`].
+//! - window, hold: how many chunks (and bytes of frames) a worker may hold of one call.
+//! - desk: a live call's queue of chunks and its mail (replies and deaths) from the engine.
+//! - ring: the engine's round-robin of calls with queued chunks (not the reply ring).
+//! - reply ring: shared memory a worker writes small replies into (worker crate).
+//! - hub: the engine behind its lock, with the driver role and the background driver.
+//! - driver: the one thread that waits on the inbox and runs the engine; the others sleep.
+//! - inbox / outbox: what reads every worker's replies and exits / what sends one worker's
+//!   frames; the courier is the outbox's thread for frames too big to send inline.
+//! - peer: one worker's socket, doorbell and shared region as the inbox reads them.
+//! - shared region: the memory a worker shares with its parent (item counters, reply ring,
+//!   arenas); the counters are the worker's progress, not the public `Progress` report.
+//! - reaper / reaping: the one thread per process that reaps children / one child's place in it.
+//! - verdict: what a worker's death means for its running chunk (an item to blame, a resend).
+//! - zygote: a small process forked early that forks workers on request.
 
 pub(crate) mod chunking;
 pub(crate) mod crash_guard;

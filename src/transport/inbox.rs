@@ -3,7 +3,7 @@
 //!
 //! A child is known by the socket its frames arrive on, never by anything a frame says: every
 //! child has a socket of its own, and a child holds no other child's (see
-//! [`channel`](crate::child::channel)). Every byte is untrusted: [`Assembler`] checks each datagram,
+//! [`channel`](crate::child::channel)). Every byte is untrusted: [`Assembler`](forkpool_worker::wire::Assembler) checks each datagram,
 //! and the first one that is out of turn ends what the inbox reads from that child (a
 //! [`Event::Violation`]; the engine kills it).
 //!
