@@ -13,6 +13,7 @@ use crate::transport::outcome::{self, Outcome, failed};
 use forkpool_worker::protocol::{self, OutcomeReader};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::ops::Range;
 use std::sync::Arc;
 
 impl<I, R> Call<'_, I, R>
@@ -171,7 +172,7 @@ where
             Verdict::Culprit { offset, cause } => {
                 let index = part.first_index + u64::from(offset);
                 let error = cause_error(cause, index, pid, death);
-                let rest = [(0, offset), (offset + 1, part.count)];
+                let rest = innocent_ranges(Some(offset), part.count);
                 if pinpoint && self.resend(&part, &rest) {
                     self.settle_items(&part, offset, vec![failed(error)]);
                     self.recycle(part);
@@ -180,7 +181,7 @@ where
                 Some((offset, error))
             }
             Verdict::Unknown(cause) => {
-                let singles: Vec<(u32, u32)> = (0..part.count).map(|i| (i, i + 1)).collect();
+                let singles = innocent_ranges(None, part.count);
                 if pinpoint && part.count > 1 && self.resend(&part, &singles) {
                     self.recycle(part);
                     return;
@@ -220,12 +221,12 @@ where
             if a >= b {
                 continue;
             }
-            let (from, to) = (bounds.start(a), bounds.start(b));
+            let (bytes, their_starts) = bounds.cut(a, b);
             let mut frame = self.spare_frame();
             protocol::begin_task(&mut frame);
-            frame.extend_from_slice(&items[from..to]);
+            frame.extend_from_slice(&items[bytes]);
             let mut starts = self.spare_starts.pop().unwrap_or_default();
-            starts.extend((a + 1..b).map(|i| (bounds.start(i) - from) as u32));
+            starts.extend(their_starts);
             let wire = self.next_part;
             self.next_part += 1;
             let first_index = part.first_index + u64::from(a);
@@ -335,6 +336,19 @@ fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
     .into()
 }
 
+/// The items `a..b` of a part of `count` items that go out again as new parts after its
+/// worker died running it, in the order they go out: those before and after the item at
+/// `blamed`, or, with no item known to blame, each item alone. (Empty ranges are left out.)
+fn innocent_ranges(blamed: Option<u32>, count: u32) -> Vec<(u32, u32)> {
+    match blamed {
+        Some(offset) => [(0, offset), (offset + 1, count)]
+            .into_iter()
+            .filter(|&(a, b)| a < b)
+            .collect(),
+        None => (0..count).map(|i| (i, i + 1)).collect(),
+    }
+}
+
 /// Where the items of a part start within its item bytes, as recorded when it was encoded.
 #[derive(Debug, Clone, Copy)]
 struct ItemBounds<'a> {
@@ -354,6 +368,14 @@ impl<'a> ItemBounds<'a> {
         (whole && ordered && inside).then_some(ItemBounds { starts, len })
     }
 
+    /// Items `a..b` (`a < b <= count`) as a part of their own: where their bytes lie within the
+    /// item bytes, and where its items after the first start within those.
+    fn cut(&self, a: u32, b: u32) -> (Range<usize>, impl Iterator<Item = u32>) {
+        let from = self.start(a);
+        let starts = (a + 1..b).map(move |i| (self.start(i) - from) as u32);
+        (from..self.start(b), starts)
+    }
+
     /// Where item `i` starts (`i == count`: the end of the last item).
     fn start(&self, i: u32) -> usize {
         match i {
@@ -368,7 +390,58 @@ impl<'a> ItemBounds<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::ItemBounds;
+    use super::{ItemBounds, innocent_ranges};
+
+    #[test]
+    fn a_blamed_item_fails_alone_and_the_items_around_it_go_again_in_order() {
+        assert_eq!(innocent_ranges(Some(2), 5), [(0, 2), (3, 5)]);
+        assert_eq!(innocent_ranges(Some(0), 5), [(1, 5)]);
+        assert_eq!(innocent_ranges(Some(4), 5), [(0, 4)]);
+        assert_eq!(innocent_ranges(Some(0), 1), []);
+        // Every item but the blamed one goes again, once, in order.
+        for count in 1..=6 {
+            for blamed in 0..count {
+                let again: Vec<u32> = innocent_ranges(Some(blamed), count)
+                    .into_iter()
+                    .flat_map(|(a, b)| a..b)
+                    .collect();
+                let expected: Vec<u32> = (0..count).filter(|&i| i != blamed).collect();
+                assert_eq!(again, expected, "{blamed} of {count}");
+            }
+        }
+    }
+
+    #[test]
+    fn with_no_item_known_to_blame_each_item_goes_again_alone_in_order() {
+        assert_eq!(innocent_ranges(None, 3), [(0, 1), (1, 2), (2, 3)]);
+        assert_eq!(innocent_ranges(None, 1), [(0, 1)]);
+        assert_eq!(innocent_ranges(None, 0), []);
+    }
+
+    #[test]
+    fn the_parts_sent_again_hold_exactly_their_items_bytes_and_starts() {
+        // Five items: "abc", "de", "fghi", "j", "kl".
+        let items = b"abcdefghijkl";
+        let bounds = ItemBounds::of(5, &[3, 5, 9, 10], items.len()).unwrap();
+        let cut = |a, b| {
+            let (bytes, starts) = bounds.cut(a, b);
+            (&items[bytes], starts.collect::<Vec<u32>>())
+        };
+        let parts: Vec<_> = innocent_ranges(Some(2), 5)
+            .into_iter()
+            .map(|(a, b)| cut(a, b))
+            .collect();
+        assert_eq!(parts, [(&b"abcde"[..], vec![3]), (&b"jkl"[..], vec![1])]);
+        assert_eq!(cut(2, 3), (&b"fghi"[..], vec![]));
+        let singles: Vec<&[u8]> = innocent_ranges(None, 5)
+            .into_iter()
+            .map(|(a, b)| cut(a, b).0)
+            .collect();
+        assert_eq!(singles.concat(), items);
+        assert_eq!(singles[2], b"fghi");
+        // A part cut again keeps its items' places.
+        assert_eq!(cut(0, 5), (&items[..], vec![3, 5, 9, 10]));
+    }
 
     #[test]
     fn item_bounds_cut_at_the_recorded_starts() {

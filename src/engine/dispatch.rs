@@ -20,6 +20,7 @@ use crate::engine::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::engine::desk::{Desk, Queued};
 use crate::engine::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
 use crate::transport::outbox::SharedFrame;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What a worker may hold of one call's chunks: how many, and how many bytes of frames once it
@@ -47,8 +48,55 @@ fn hold_of(desk: &Desk, learned: Window) -> Hold {
     }
 }
 
+/// What dispatch reads of a worker: a trait, so its decisions are tested without processes.
+pub(super) trait Seat {
+    /// Chunks it holds.
+    fn held(&self) -> usize;
+    /// The parent is stopping it.
+    fn stopping(&self) -> bool;
+    /// It takes chunks until its window is full.
+    fn refilling(&self) -> bool;
+    /// Bytes it holds unanswered (see `WorkerHandle::backlog`).
+    fn backlog_bytes(&self) -> usize;
+    /// Items sent to it so far.
+    fn dispatched_items(&self) -> u64;
+    /// Its initializer returned.
+    fn ready(&self) -> bool;
+    /// Chunks were taken back from it while its front chunk runs.
+    fn robbed(&self) -> bool;
+    /// The engine's number of the latest chunk dispatched to it.
+    fn last_dispatch(&self) -> u64;
+}
+
+impl Seat for WorkerHandle {
+    fn held(&self) -> usize {
+        self.in_flight.len()
+    }
+    fn stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+    fn refilling(&self) -> bool {
+        WorkerHandle::refilling(self)
+    }
+    fn backlog_bytes(&self) -> usize {
+        self.backlog().bytes
+    }
+    fn dispatched_items(&self) -> u64 {
+        WorkerHandle::dispatched_items(self)
+    }
+    fn ready(&self) -> bool {
+        self.ready
+    }
+    fn robbed(&self) -> bool {
+        WorkerHandle::robbed(self)
+    }
+    fn last_dispatch(&self) -> u64 {
+        WorkerHandle::last_dispatch(self)
+    }
+}
+
 /// What worker `worker` may still take under `max_tasks` (items per worker).
-fn budget_of(worker: &WorkerHandle, max_tasks: Option<usize>) -> usize {
+fn budget_of(worker: &impl Seat, max_tasks: Option<usize>) -> usize {
     max_tasks.map_or(usize::MAX, |max| {
         max.saturating_sub(usize::try_from(worker.dispatched_items()).unwrap_or(usize::MAX))
     })
@@ -59,13 +107,105 @@ fn budget_of(worker: &WorkerHandle, max_tasks: Option<usize>) -> usize {
 /// full: at chunksize 1 that sends half a window of chunks in one message instead of one
 /// message per reply. A worker due for replacement after `max_tasks` items takes no more than
 /// its budget.
-fn takes(worker: &WorkerHandle, hold: Hold, count: usize, max_tasks: Option<usize>) -> bool {
-    let held = worker.in_flight.len();
-    worker.stopping.is_none()
+fn takes(worker: &impl Seat, hold: Hold, count: usize, max_tasks: Option<usize>) -> bool {
+    let held = worker.held();
+    !worker.stopping()
         && held < hold.chunks
         && (worker.refilling() || held <= hold.chunks / 2)
-        && (held < DEFAULT_WINDOW || worker.backlog().bytes < hold.bytes)
+        && (held < DEFAULT_WINDOW || worker.backlog_bytes() < hold.bytes)
         && budget_of(worker, max_tasks) >= count.max(1)
+}
+
+/// The worker (its slot) that gets a chunk of `count` items of a call it may `hold` so much
+/// of: among those that take it, a ready one before one whose initializer runs, one not busy
+/// with a long item (robbed) before one that is, the one holding fewest chunks, then the one
+/// whose latest chunk went out longest ago (the first of equals).
+fn pick(
+    workers: &[impl Seat],
+    hold: Hold,
+    count: usize,
+    max_tasks: Option<usize>,
+) -> Option<usize> {
+    workers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| takes(*w, hold, count, max_tasks))
+        .min_by_key(|(_, w)| (!w.ready(), w.robbed(), w.held(), w.last_dispatch()))
+        .map(|(slot, _)| slot)
+}
+
+/// What the ring of calls needs of the engine: a trait, so taking turns is tested without
+/// processes.
+trait Turns {
+    /// The calls with queued chunks, in the order they are served.
+    fn ring(&mut self) -> &mut VecDeque<u64>;
+    /// Call `call` leaves the ring: how many chunks it has queued (`None`: it ended).
+    fn leave_ring(&mut self, call: u64) -> Option<usize>;
+    /// Call `call` is in the ring again (if it still has chunks queued, when `if_queued`):
+    /// whether it is.
+    fn rejoin(&mut self, call: u64, if_queued: bool) -> bool;
+    /// Hands the oldest queued chunk of `call` to a worker that takes it: whether one did.
+    fn serve(&mut self, call: u64) -> bool;
+    /// How many workers there are.
+    fn workers(&self) -> usize;
+}
+
+impl Turns for Engine {
+    fn ring(&mut self) -> &mut VecDeque<u64> {
+        &mut self.ring
+    }
+    fn leave_ring(&mut self, call: u64) -> Option<usize> {
+        let desk = self.desks.get_mut(&call)?;
+        desk.in_ring = false;
+        Some(desk.queued())
+    }
+    fn rejoin(&mut self, call: u64, if_queued: bool) -> bool {
+        match self.desks.get_mut(&call) {
+            Some(desk) if !if_queued || desk.queued() > 0 => {
+                desk.in_ring = true;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn serve(&mut self, call: u64) -> bool {
+        self.dispatch_one(call)
+    }
+    fn workers(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+/// Serves the calls of the ring in turn, one chunk each (a call served goes to the back if it
+/// has more), until no queued chunk fits: it stops once more calls found no room
+/// than there are workers. Calls that found no room keep their turn, at the front in their
+/// order. Returns whether any call found no room.
+fn serve_ring(turns: &mut impl Turns) -> bool {
+    let mut missed = Vec::new();
+    while let Some(call) = turns.ring().pop_front() {
+        let Some(queued) = turns.leave_ring(call) else {
+            continue; // ended
+        };
+        if queued == 0 {
+            continue;
+        }
+        if turns.serve(call) {
+            if turns.rejoin(call, true) {
+                turns.ring().push_back(call);
+            }
+        } else {
+            turns.rejoin(call, false);
+            missed.push(call);
+            if missed.len() > turns.workers() {
+                break;
+            }
+        }
+    }
+    let blocked = !missed.is_empty();
+    for call in missed.into_iter().rev() {
+        turns.ring().push_front(call);
+    }
+    blocked
 }
 
 impl Engine {
@@ -131,36 +271,8 @@ impl Engine {
         if self.dispatch_blocked {
             return;
         }
-        let mut missed = Vec::new();
-        while let Some(call) = self.ring.pop_front() {
-            let Some(desk) = self.desks.get_mut(&call) else {
-                continue; // ended
-            };
-            desk.in_ring = false;
-            if desk.queued() == 0 {
-                continue;
-            }
-            if self.dispatch_one(call) {
-                if let Some(desk) = self.desks.get_mut(&call).filter(|d| d.queued() > 0) {
-                    desk.in_ring = true;
-                    self.ring.push_back(call);
-                }
-            } else {
-                if let Some(desk) = self.desks.get_mut(&call) {
-                    desk.in_ring = true;
-                }
-                missed.push(call);
-                if missed.len() > self.workers.len() {
-                    break;
-                }
-            }
-        }
-        // Calls that found no room keep their turn; until something makes room, looking again
-        // is pointless.
-        self.dispatch_blocked = !missed.is_empty();
-        for call in missed.into_iter().rev() {
-            self.ring.push_front(call);
-        }
+        // Until something makes room, looking again is pointless.
+        self.dispatch_blocked = serve_ring(self);
     }
 
     /// Sends the oldest queued chunk of `call` to the best worker that takes it, if any. (One
@@ -180,13 +292,7 @@ impl Engine {
             return false;
         };
         let (hold, count) = (hold_of(desk, *learned_window), next.count as usize);
-        let slot = workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| takes(w, hold, count, settings.max_tasks))
-            .min_by_key(|(_, w)| (!w.ready, w.robbed(), w.in_flight.len(), w.last_dispatch()))
-            .map(|(slot, _)| slot);
-        let Some(slot) = slot else {
+        let Some(slot) = pick(workers, hold, count, settings.max_tasks) else {
             return false;
         };
         let Some(queued) = desk.pop() else {
@@ -300,5 +406,327 @@ pub(super) fn requeued(sent: Sent) -> Queued {
         chunk: sent.chunk,
         count: sent.count,
         frame: sent.frame,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A worker as dispatch sees it.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Fake {
+        held: usize,
+        stopping: bool,
+        refilling: bool,
+        bytes: usize,
+        items: u64,
+        ready: bool,
+        robbed: bool,
+        last: u64,
+    }
+
+    impl Seat for Fake {
+        fn held(&self) -> usize {
+            self.held
+        }
+        fn stopping(&self) -> bool {
+            self.stopping
+        }
+        fn refilling(&self) -> bool {
+            self.refilling
+        }
+        fn backlog_bytes(&self) -> usize {
+            self.bytes
+        }
+        fn dispatched_items(&self) -> u64 {
+            self.items
+        }
+        fn ready(&self) -> bool {
+            self.ready
+        }
+        fn robbed(&self) -> bool {
+            self.robbed
+        }
+        fn last_dispatch(&self) -> u64 {
+            self.last
+        }
+    }
+
+    /// A ready worker holding `held` chunks, the latest dispatched as number `last`.
+    fn worker(held: usize, last: u64) -> Fake {
+        Fake {
+            held,
+            last,
+            ready: true,
+            ..Fake::default()
+        }
+    }
+
+    const WIDE: Hold = Hold {
+        chunks: 8,
+        bytes: usize::MAX,
+    };
+
+    #[test]
+    fn the_next_chunk_goes_to_a_ready_unrobbed_worker_holding_fewest_chunks_idle_longest() {
+        let starting = Fake {
+            ready: false,
+            ..worker(0, 0)
+        };
+        let robbed = Fake {
+            robbed: true,
+            ..worker(1, 0)
+        };
+        let stopping = Fake {
+            stopping: true,
+            ..worker(0, 0)
+        };
+        // (the workers, the slot that gets the chunk)
+        let cases = [
+            (vec![worker(2, 1), worker(1, 9)], Some(1)),
+            (vec![worker(1, 7), worker(1, 3), worker(1, 5)], Some(1)),
+            (vec![starting, worker(3, 9)], Some(1)),
+            (vec![starting, starting], Some(0)),
+            (vec![robbed, worker(3, 9)], Some(1)),
+            (vec![robbed, starting], Some(0)),
+            // The best by every measure takes nothing: it is being stopped.
+            (vec![stopping, worker(4, 9)], Some(1)),
+            (vec![worker(0, 0), worker(0, 0)], Some(0)),
+            (vec![worker(8, 0), stopping], None),
+            (vec![], None),
+        ];
+        for (at, (workers, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                pick(&workers, WIDE, 1, None),
+                expected,
+                "case {at}: {workers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_worker_at_its_hold_of_chunks_or_bytes_or_its_budget_takes_nothing() {
+        let refilling = |held| Fake {
+            refilling: true,
+            ..worker(held, 0)
+        };
+        let holding = |held, bytes| Fake {
+            bytes,
+            ..worker(held, 0)
+        };
+        let spent = |items| Fake {
+            items,
+            ..worker(0, 0)
+        };
+        let by_bytes = Hold {
+            chunks: 8,
+            bytes: 100,
+        };
+        // (the worker, its hold, items in the chunk, max_tasks, whether it takes the chunk)
+        let cases = [
+            (refilling(7), WIDE, 1, None, true),
+            (refilling(8), WIDE, 1, None, false),
+            (refilling(9), WIDE, 1, None, false),
+            // Full once: refilled only from half its window.
+            (worker(5, 0), WIDE, 1, None, false),
+            (worker(4, 0), WIDE, 1, None, true),
+            // Its bytes count once it holds the default window.
+            (holding(DEFAULT_WINDOW - 1, 500), by_bytes, 1, None, true),
+            (holding(DEFAULT_WINDOW, 99), by_bytes, 1, None, true),
+            (holding(DEFAULT_WINDOW, 100), by_bytes, 1, None, false),
+            // Its budget under max_tasks.
+            (spent(8), WIDE, 2, Some(10), true),
+            (spent(8), WIDE, 3, Some(10), false),
+            (spent(9), WIDE, 0, Some(10), true),
+            (spent(10), WIDE, 0, Some(10), false),
+            (spent(u64::MAX), WIDE, 1, None, true),
+            (
+                Fake {
+                    stopping: true,
+                    ..refilling(0)
+                },
+                WIDE,
+                1,
+                None,
+                false,
+            ),
+        ];
+        for (at, (worker, hold, count, max_tasks, expected)) in cases.into_iter().enumerate() {
+            let took = takes(&worker, hold, count, max_tasks);
+            assert_eq!(took, expected, "case {at}: {worker:?}, {hold:?}, {count}");
+        }
+    }
+
+    #[test]
+    fn a_call_following_the_pool_is_held_to_its_bytes_from_its_first_chunk() {
+        let mut desk = Desk::new(None, 3);
+        let own = hold_of(&desk, Window::small());
+        assert_eq!((own.chunks, own.bytes), (3, usize::MAX));
+        desk.follows_pool = true;
+        let learned = Window::small();
+        let pooled = hold_of(&desk, learned);
+        assert_eq!((pooled.chunks, pooled.bytes), (learned.now(), QUEUED_BYTES));
+        let full = Fake {
+            bytes: QUEUED_BYTES,
+            refilling: true,
+            ..worker(DEFAULT_WINDOW, 0)
+        };
+        assert!(takes(&full, own, 1, None));
+        assert!(!takes(&full, pooled, 1, None));
+    }
+
+    /// A call as the ring sees it.
+    #[derive(Debug)]
+    struct Call {
+        queued: usize,
+        in_ring: bool,
+        hold: Hold,
+    }
+
+    /// An engine's ring, desks and workers, without processes: a chunk served goes to the
+    /// worker [`pick`] names, which then holds it (and refills as `WorkerHandle::took` says).
+    #[derive(Debug, Default)]
+    struct Pool {
+        ring: VecDeque<u64>,
+        calls: BTreeMap<u64, Call>,
+        workers: Vec<Fake>,
+        /// (call, slot) of each chunk handed out, in order.
+        served: Vec<(u64, usize)>,
+        /// Times `serve` was asked.
+        asked: usize,
+    }
+
+    impl Pool {
+        /// Calls 1, 2, ... with `queued` chunks each and the hold `hold`, in the ring in that
+        /// order, and `workers` idle workers.
+        fn new(queued: &[(usize, Hold)], workers: usize) -> Pool {
+            let mut pool = Pool {
+                workers: vec![worker(0, 0); workers],
+                ..Pool::default()
+            };
+            for (call, &(queued, hold)) in (1..).zip(queued) {
+                let in_ring = true;
+                pool.calls.insert(
+                    call,
+                    Call {
+                        queued,
+                        in_ring,
+                        hold,
+                    },
+                );
+                pool.ring.push_back(call);
+            }
+            pool
+        }
+
+        fn calls_served(&self) -> Vec<u64> {
+            self.served.iter().map(|&(call, _)| call).collect()
+        }
+    }
+
+    impl Turns for Pool {
+        fn ring(&mut self) -> &mut VecDeque<u64> {
+            &mut self.ring
+        }
+        fn leave_ring(&mut self, call: u64) -> Option<usize> {
+            let call = self.calls.get_mut(&call)?;
+            call.in_ring = false;
+            Some(call.queued)
+        }
+        fn rejoin(&mut self, call: u64, if_queued: bool) -> bool {
+            match self.calls.get_mut(&call) {
+                Some(call) if !if_queued || call.queued > 0 => {
+                    call.in_ring = true;
+                    true
+                }
+                _ => false,
+            }
+        }
+        fn serve(&mut self, call: u64) -> bool {
+            self.asked += 1;
+            let Some(desk) = self.calls.get_mut(&call) else {
+                return false;
+            };
+            let Some(slot) = pick(&self.workers, desk.hold, 1, None) else {
+                return false;
+            };
+            desk.queued -= 1;
+            self.served.push((call, slot));
+            let worker = &mut self.workers[slot];
+            worker.held += 1;
+            worker.refilling = worker.held < desk.hold.chunks;
+            worker.last = self.served.len() as u64;
+            true
+        }
+        fn workers(&self) -> usize {
+            self.workers.len()
+        }
+    }
+
+    /// Whether, between two chunks of one call, no other call had two.
+    fn one_round_at_most(served: &[u64]) -> bool {
+        served.iter().enumerate().all(|(i, call)| {
+            let Some(next) = served[i + 1..].iter().position(|c| c == call) else {
+                return true; // its last chunk: it waits for nothing more
+            };
+            let between = &served[i + 1..i + 1 + next];
+            between
+                .iter()
+                .all(|c| between.iter().filter(|d| *d == c).count() == 1)
+        })
+    }
+
+    #[test]
+    fn calls_take_turns_so_none_waits_more_than_one_round_behind_another() {
+        let wide = Hold {
+            chunks: usize::MAX,
+            bytes: usize::MAX,
+        };
+        let mut pool = Pool::new(&[(6, wide), (1, wide), (3, wide), (2, wide)], 2);
+        pool.ring.insert(1, 9); // a call that ended: skipped
+        assert!(!serve_ring(&mut pool), "everything fitted");
+        assert_eq!(pool.calls_served(), [1, 2, 3, 4, 1, 3, 4, 1, 3, 1, 1, 1]);
+        assert!(one_round_at_most(&pool.calls_served()));
+        assert!(pool.ring.is_empty());
+        assert!(pool.calls.values().all(|c| c.queued == 0 && !c.in_ring));
+        // The workers share the chunks: each went to the one holding fewer.
+        let slots: Vec<usize> = pool.served.iter().map(|&(_, slot)| slot).collect();
+        assert_eq!(slots, [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn the_fairness_check_catches_a_call_served_twice_in_a_round() {
+        assert!(one_round_at_most(&[1, 2, 3, 1, 2, 3, 1, 3, 1]));
+        assert!(!one_round_at_most(&[1, 2, 2, 1]));
+        assert!(!one_round_at_most(&[1, 2, 3, 1, 3, 2]));
+    }
+
+    #[test]
+    fn a_call_that_finds_no_room_keeps_its_turn_while_the_others_go_on() {
+        let narrow = Hold {
+            chunks: DEFAULT_WINDOW,
+            bytes: usize::MAX,
+        };
+        let mut pool = Pool::new(&[(5, narrow), (5, WIDE)], 2);
+        assert!(serve_ring(&mut pool), "call 1 found no room");
+        // Call 1 fills both workers' windows of 2 with call 2; then call 2 goes on alone.
+        assert_eq!(pool.calls_served(), [1, 2, 1, 2, 2, 2, 2]);
+        assert_eq!(pool.ring, [1]);
+        assert!(pool.calls[&1].in_ring);
+        assert_eq!((pool.calls[&1].queued, pool.calls[&2].queued), (3, 0));
+    }
+
+    #[test]
+    fn when_nothing_fits_the_ring_stops_after_more_misses_than_workers_in_its_order() {
+        let mut pool = Pool::new(&[(1, WIDE); 6], 2);
+        for worker in &mut pool.workers {
+            worker.stopping = true;
+        }
+        assert!(serve_ring(&mut pool));
+        assert_eq!(pool.asked, 3, "asked the first three calls, then stopped");
+        assert_eq!(pool.ring, [1, 2, 3, 4, 5, 6]);
+        assert!(pool.calls.values().all(|c| c.in_ring && c.queued == 1));
     }
 }

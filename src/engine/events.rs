@@ -11,7 +11,7 @@ use crate::error::{Death, PoolError};
 use crate::stats::WorkerEnd;
 use crate::transport::inbox::Event;
 use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -119,34 +119,12 @@ impl Engine {
         self.dispatch_blocked = false;
         let pid = worker.pid();
         let verdict = worker.verdict(death, self.settings.child.memory_limit);
-        // A worker reads its next frame only after replying to the one before, so only
-        // the front of its queue can have started.
-        let mut cost: HashMap<u64, DeathCost> = HashMap::new();
-        let mut settled = Settled::Nothing;
-        let mut queue = worker.in_flight.iter();
-        if let Some(front) = queue.next() {
-            let verdict = match verdict {
-                // The first such death may be the worker's own bad luck; the second is the
-                // chunk's doing (a frame too big for the memory limit, say).
-                Verdict::Blameless(cause)
-                    if !self.front_deaths.insert((front.call, front.chunk)) =>
-                {
-                    Verdict::Unknown(cause)
-                }
-                Verdict::Blameless(_) => Verdict::Requeue,
-                verdict => verdict,
-            };
-            settled = settles(&verdict, front.count, self.desks.contains_key(&front.call));
-            let cost = cost.entry(front.call).or_default();
-            match verdict {
-                // Sent again as it is, by the engine: no item of it began.
-                Verdict::Requeue => cost.1.push(front.clone()),
-                verdict => cost.0 = Some((front.chunk, verdict)),
-            }
-        }
-        for sent in queue {
-            cost.entry(sent.call).or_default().1.push(sent.clone());
-        }
+        let (cost, settled) = death_costs(
+            &worker.in_flight,
+            verdict,
+            |front| self.front_deaths.insert((front.call, front.chunk)),
+            |call| self.desks.contains_key(&call),
+        );
         let dropped = worker
             .stopping
             .is_some_and(|s| s.reason == StopReason::Dropped);
@@ -333,6 +311,44 @@ impl Engine {
 /// the call (an item to blame); the call's chunks to send again as they are.
 type DeathCost = (Option<(u64, Verdict)>, Vec<Sent>);
 
+/// What the death of a worker that held `in_flight` (oldest first) cost each call, with
+/// `verdict` on its front chunk, and what that settled. `first_death(front)` records a death
+/// before any item of the front chunk began and says whether it is the first such (asked only
+/// then); `live(call)` says whether the front chunk's call still has a desk.
+///
+/// A worker reads its next frame only after replying to the one before, so only the front of
+/// its queue can have started: every other chunk is sent again as it is, in its order.
+fn death_costs(
+    in_flight: &VecDeque<Sent>,
+    verdict: Verdict,
+    mut first_death: impl FnMut(&Sent) -> bool,
+    live: impl FnOnce(u64) -> bool,
+) -> (HashMap<u64, DeathCost>, Settled) {
+    let mut cost: HashMap<u64, DeathCost> = HashMap::new();
+    let mut settled = Settled::Nothing;
+    let mut queue = in_flight.iter();
+    if let Some(front) = queue.next() {
+        let verdict = match verdict {
+            // The first such death may be the worker's own bad luck; the second is the
+            // chunk's doing (a frame too big for the memory limit, say).
+            Verdict::Blameless(cause) if !first_death(front) => Verdict::Unknown(cause),
+            Verdict::Blameless(_) => Verdict::Requeue,
+            verdict => verdict,
+        };
+        settled = settles(&verdict, front.count, live(front.call));
+        let cost = cost.entry(front.call).or_default();
+        match verdict {
+            // Sent again as it is, by the engine: no item of it began.
+            Verdict::Requeue => cost.1.push(front.clone()),
+            verdict => cost.0 = Some((front.chunk, verdict)),
+        }
+    }
+    for sent in queue {
+        cost.entry(sent.call).or_default().1.push(sent.clone());
+    }
+    (cost, settled)
+}
+
 /// What a death with `verdict` on its running chunk of `count` items settled: its item, when
 /// the item that ran is known and fails alone with its own cause (the chunk's call still
 /// wants it: `live`), else nothing.
@@ -358,7 +374,131 @@ pub(super) fn describe(frame: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Settings;
+    use crate::engine::crash_guard::RestartLimit;
+    use crate::engine::desk::Queued;
     use crate::engine::worker_handle::Cause;
+    use forkpool_worker::child::setup::ChildOptions;
+    use std::collections::HashSet;
+
+    /// Chunk `chunk` of call `call`, of `count` items.
+    fn sent(call: u64, chunk: u64, count: u32) -> Sent {
+        Sent {
+            call,
+            chunk,
+            count,
+            bytes: 10,
+            timeout: None,
+            cancelled_at: None,
+            pos: 0,
+            frame: Arc::new(vec![chunk as u8]),
+        }
+    }
+
+    /// The chunks of `cost` (a call's) sent again, by wire number.
+    fn again(cost: &DeathCost) -> Vec<u64> {
+        cost.1.iter().map(|s| s.chunk).collect()
+    }
+
+    #[test]
+    fn a_death_blames_only_the_front_chunk_and_sends_the_chunks_behind_it_again_in_order() {
+        let held: VecDeque<Sent> = [sent(1, 7, 4), sent(2, 3, 1), sent(1, 8, 2), sent(1, 9, 1)]
+            .into_iter()
+            .collect();
+        let culprit = Verdict::Culprit {
+            offset: 2,
+            cause: Cause::Died,
+        };
+        let no_first = |_: &Sent| -> bool { panic!("not a death before the chunk began") };
+        let (cost, settled) = death_costs(&held, culprit.clone(), no_first, |call| call == 1);
+        assert_eq!(settled, Settled::ItsItem);
+        assert_eq!(cost.len(), 2);
+        assert_eq!(cost[&1].0, Some((7, culprit.clone())));
+        assert_eq!(again(&cost[&1]), [8, 9]);
+        assert_eq!((&cost[&2].0, again(&cost[&2])), (&None, vec![3]));
+        // Its call ended: the death settles nothing, the costs are the same.
+        let (cost, settled) = death_costs(&held, culprit, no_first, |_| false);
+        assert_eq!((settled, again(&cost[&1])), (Settled::Nothing, vec![8, 9]));
+        // Nothing of it began: it is sent again first, before the others of its call.
+        let (cost, settled) = death_costs(&held, Verdict::Requeue, no_first, |_| true);
+        assert_eq!(settled, Settled::Nothing);
+        assert_eq!((&cost[&1].0, again(&cost[&1])), (&None, vec![7, 8, 9]));
+        // A worker that held nothing cost nothing.
+        let (cost, settled) = death_costs(&VecDeque::new(), Verdict::Requeue, no_first, |_| true);
+        assert_eq!((cost.len(), settled), (0, Settled::Nothing));
+    }
+
+    #[test]
+    fn a_front_chunk_killing_workers_before_it_begins_is_sent_again_once_then_blamed() {
+        let held: VecDeque<Sent> = [sent(1, 7, 1), sent(1, 8, 1)].into_iter().collect();
+        let mut deaths = HashSet::new();
+        let mut first = |front: &Sent| deaths.insert((front.call, front.chunk));
+        let blameless = Verdict::Blameless(Cause::OutOfMemory(64));
+        let (cost, settled) = death_costs(&held, blameless.clone(), &mut first, |_| true);
+        assert_eq!(settled, Settled::Nothing);
+        assert_eq!((&cost[&1].0, again(&cost[&1])), (&None, vec![7, 8]));
+        let (cost, settled) = death_costs(&held, blameless, &mut first, |_| true);
+        // The second time: a chunk of one item whose death names no item fails that item.
+        assert_eq!(settled, Settled::ItsItem);
+        let unknown = Verdict::Unknown(Cause::OutOfMemory(64));
+        assert_eq!(cost[&1].0, Some((7, unknown)));
+        assert_eq!(again(&cost[&1]), [8]);
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            size: 1,
+            window: None,
+            insights: false,
+            child: ChildOptions::default(),
+            has_init: false,
+            max_tasks: None,
+            pinpoint: true,
+            restarts: RestartLimit::default(),
+            init_timeout: crate::engine::DEFAULT_INIT_TIMEOUT,
+            zygote: None,
+        }
+    }
+
+    #[test]
+    fn chunks_sent_again_go_before_their_calls_other_queued_chunks_in_their_order() {
+        // An engine without workers: nothing is forked, nothing is dispatched.
+        let mut engine = Engine::new(settings()).unwrap();
+        let call = engine.begin_call(None, 2);
+        let other = engine.begin_call(None, 2);
+        for chunk in [20, 21] {
+            let frame = Arc::new(Vec::new());
+            engine.queue(
+                call,
+                Queued {
+                    chunk,
+                    count: 1,
+                    frame,
+                },
+                false,
+            );
+        }
+        let desk = engine.desk(call).unwrap();
+        for _ in 0..3 {
+            desk.sent(); // held by the worker that dies
+        }
+        engine.send_again(
+            call,
+            vec![sent(call, 7, 2), sent(call, 8, 1), sent(call, 9, 3)],
+        );
+        engine.send_again(other, Vec::new());
+        let desk = engine.desk(call).unwrap();
+        assert_eq!(desk.out(), 0, "each settled");
+        let order: Vec<(u64, u32)> = std::iter::from_fn(|| desk.pop())
+            .map(|q| (q.chunk, q.count))
+            .collect();
+        assert_eq!(order, [(7, 2), (8, 1), (9, 3), (20, 1), (21, 1)]);
+        assert_eq!(engine.ring, [call], "its turn in the ring, once");
+        // A call that ended gets nothing queued.
+        engine.end_call(call, false);
+        engine.send_again(call, vec![sent(call, 7, 2)]);
+        assert!(engine.desk(call).is_none() && !engine.has_queued());
+    }
 
     #[test]
     fn a_death_settles_its_item_only_when_the_item_is_known_and_its_call_lives() {

@@ -5,7 +5,7 @@ use super::{StopReason, WorkerHandle};
 use crate::error::Death;
 use crate::stats::saturating_nanos;
 use forkpool_worker::child::setup::EXIT_BAD_FRAME;
-use forkpool_worker::progress;
+use forkpool_worker::progress::{self, Snapshot};
 use std::time::Duration;
 
 /// What a dead worker's running chunk needs.
@@ -44,50 +44,93 @@ pub(crate) enum Cause {
 
 impl WorkerHandle {
     /// After the worker died of `death`: what the chunk it was running (the front of its
-    /// queue) needs, read from its progress page. A `SIGABRT` under a `memory_limit` is taken
-    /// for a failed allocation.
-    ///
-    /// A worker killed for breaking the protocol is not believed about anything, its progress
-    /// page included: its running chunk's items are run again one by one elsewhere (see
-    /// [`Verdict::Unknown`]), so the item that made it misbehave fails alone, with
-    /// [`Cause::Protocol`], once it misbehaves again as a chunk of one.
+    /// queue) needs, read from its progress page (see [`verdict_of`]). A `SIGABRT` under a
+    /// `memory_limit` is taken for a failed allocation.
     pub fn verdict(&self, death: Death, memory_limit: Option<u64>) -> Verdict {
-        let Some(front) = self.in_flight.front() else {
-            return Verdict::Requeue;
+        let record = Record {
+            front_count: self.in_flight.front().map(|front| front.count),
+            offense: self.offense.as_deref(),
+            ready: self.ready,
+            replied_chunks: self.replied_chunks,
+            stopping: self.stopping.map(|s| (s.reason, s.after)),
+            timed_since: self.timed_since,
         };
-        if let Some(what) = &self.offense {
-            return Verdict::Unknown(Cause::Protocol(what.clone()));
-        }
-        if !self.ready {
-            return Verdict::Requeue; // its initializer never returned: no item ran
-        }
-        let snap = self.progress.get().snapshot();
-        let begun = if snap.chunks <= self.replied_chunks {
-            0 // it never started the front chunk
-        } else {
-            snap.begun.saturating_sub(snap.chunk_base)
-        };
-        let stopped = self.stopping.map(|s| {
-            let overdue = match s.reason {
-                StopReason::Item { .. } => {
-                    let started = snap.since_nanos.max(self.timed_since);
-                    progress::now_nanos().saturating_sub(started) >= saturating_nanos(s.after)
-                }
-                _ => false,
-            };
-            let ticket_running =
-                matches!(s.reason, StopReason::Item { ticket } if ticket == snap.begun);
-            (s.reason, s.after, ticket_running || overdue)
-        });
-        judge(Facts {
-            count: front.count,
-            begun,
-            running: snap.running(),
-            stopped,
+        verdict_of(
+            record,
+            || self.progress.get().snapshot(),
+            progress::now_nanos,
             death,
             memory_limit,
-        })
+        )
     }
+}
+
+/// What the parent itself recorded of a dead worker (none of it written by the worker).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    /// Items in its front chunk (`None`: it held none).
+    pub front_count: Option<u32>,
+    /// What it sent that it may not, if the parent killed it for that.
+    pub offense: Option<&'a str>,
+    /// It reported that its initializer returned.
+    pub ready: bool,
+    /// Chunks it answered.
+    pub replied_chunks: u64,
+    /// Why the parent was stopping it, and the limit that passed.
+    pub stopping: Option<(StopReason, Duration)>,
+    /// Start times before this moment were not recorded on its page.
+    pub timed_since: u64,
+}
+
+/// The verdict on the front chunk of a dead worker of which the parent recorded `record`,
+/// whose progress page reads `snapshot()` (read once, only if the page is believed) at
+/// `now_nanos()` (read only for a worker stopped for an item past its timeout).
+///
+/// A worker killed for breaking the protocol is not believed about anything, its progress
+/// page included: its running chunk's items are run again one by one elsewhere (see
+/// [`Verdict::Unknown`]), so the item that made it misbehave fails alone, with
+/// [`Cause::Protocol`], once it misbehaves again as a chunk of one.
+pub(crate) fn verdict_of(
+    record: Record<'_>,
+    snapshot: impl FnOnce() -> Snapshot,
+    now_nanos: impl FnOnce() -> u64,
+    death: Death,
+    memory_limit: Option<u64>,
+) -> Verdict {
+    let Some(count) = record.front_count else {
+        return Verdict::Requeue;
+    };
+    if let Some(what) = record.offense {
+        return Verdict::Unknown(Cause::Protocol(what.to_string()));
+    }
+    if !record.ready {
+        return Verdict::Requeue; // its initializer never returned: no item ran
+    }
+    let snap = snapshot();
+    let begun = if snap.chunks <= record.replied_chunks {
+        0 // it never started the front chunk
+    } else {
+        snap.begun.saturating_sub(snap.chunk_base)
+    };
+    let stopped = record.stopping.map(|(reason, after)| {
+        let overdue = match reason {
+            StopReason::Item { .. } => {
+                let started = snap.since_nanos.max(record.timed_since);
+                now_nanos().saturating_sub(started) >= saturating_nanos(after)
+            }
+            _ => false,
+        };
+        let ticket_running = matches!(reason, StopReason::Item { ticket } if ticket == snap.begun);
+        (reason, after, ticket_running || overdue)
+    });
+    judge(Facts {
+        count,
+        begun,
+        running: snap.running(),
+        stopped,
+        death,
+        memory_limit,
+    })
 }
 
 /// What the parent knows of a dead worker's front chunk, its own records and what its page
@@ -283,5 +326,213 @@ mod tests {
             judge(facts(2, true, Some(StopReason::Dropped))),
             Verdict::Requeue
         );
+    }
+
+    /// A worker that answered 2 chunks and had begun 10 items before its front chunk of 4.
+    fn record() -> Record<'static> {
+        Record {
+            front_count: Some(4),
+            offense: None,
+            ready: true,
+            replied_chunks: 2,
+            stopping: None,
+            timed_since: 0,
+        }
+    }
+
+    /// Its page: `chunks` started, `begun` and `ended` items since the front chunk's base (10).
+    fn page(chunks: u64, begun: u64, ended: u64) -> Snapshot {
+        Snapshot {
+            chunks,
+            chunk_base: 10,
+            begun: 10 + begun,
+            ended: 10 + ended,
+            since_nanos: 1_000,
+        }
+    }
+
+    fn culprit(offset: u32, cause: Cause) -> Verdict {
+        Verdict::Culprit { offset, cause }
+    }
+
+    const SEGV: Death = Death::Signal(libc::SIGSEGV);
+    const ABRT: Death = Death::Signal(libc::SIGABRT);
+
+    #[test]
+    fn the_page_blames_the_running_item_of_the_front_chunk_and_nothing_when_it_lies() {
+        let oom = Some(1 << 20);
+        // (what it says on its page, its death, memory limit, the verdict)
+        let cases = [
+            // The item at offset 2 runs (begun 3, ended 2): it is to blame.
+            (page(3, 3, 2), SEGV, None, culprit(2, Cause::Died)),
+            (page(3, 1, 0), SEGV, None, culprit(0, Cause::Died)),
+            (page(3, 4, 3), SEGV, None, culprit(3, Cause::Died)),
+            // A failed allocation under the memory limit.
+            (
+                page(3, 2, 1),
+                ABRT,
+                oom,
+                culprit(1, Cause::OutOfMemory(1 << 20)),
+            ),
+            (page(3, 2, 1), ABRT, None, culprit(1, Cause::Died)),
+            // Between two items: none is known to be the one.
+            (page(3, 2, 2), SEGV, None, Verdict::Unknown(Cause::Died)),
+            // Its page counts no chunk past those it answered: it never started the front one,
+            // whatever its item counters say.
+            (page(2, 3, 2), SEGV, None, Verdict::Blameless(Cause::Died)),
+            (page(1, 9, 0), SEGV, None, Verdict::Blameless(Cause::Died)),
+            // Started the chunk, no item begun yet.
+            (page(3, 0, 0), SEGV, None, Verdict::Blameless(Cause::Died)),
+            // A frame it could not allocate under the limit, before any item.
+            (
+                page(3, 0, 0),
+                Death::Exit(EXIT_BAD_FRAME),
+                oom,
+                Verdict::Blameless(Cause::OutOfMemory(1 << 20)),
+            ),
+            (
+                page(3, 1, 0),
+                Death::Exit(EXIT_BAD_FRAME),
+                oom,
+                culprit(0, Cause::Died),
+            ),
+            // Lying counters: more begun than the chunk holds, or more ended than begun.
+            (page(3, 5, 4), SEGV, None, Verdict::Unknown(Cause::Died)),
+            (page(3, 1_000, 0), SEGV, None, Verdict::Unknown(Cause::Died)),
+            (page(3, 2, 3), SEGV, None, Verdict::Unknown(Cause::Died)),
+            (
+                page(3, 2, u64::MAX - 10),
+                SEGV,
+                None,
+                Verdict::Unknown(Cause::Died),
+            ),
+            // Begun below the chunk's base: nothing of it began.
+            (
+                Snapshot {
+                    chunk_base: 50,
+                    ..page(3, 2, 1)
+                },
+                SEGV,
+                None,
+                Verdict::Blameless(Cause::Died),
+            ),
+        ];
+        for (at, (snap, death, limit, expected)) in cases.into_iter().enumerate() {
+            let verdict = verdict_of(record(), || snap, || panic!("no clock"), death, limit);
+            assert_eq!(verdict, expected, "case {at}: {snap:?}, {death:?}");
+        }
+    }
+
+    #[test]
+    fn a_worker_stopped_for_an_item_blames_it_only_while_that_item_or_an_overdue_one_runs() {
+        let stopped = |ticket| Record {
+            stopping: Some((StopReason::Item { ticket }, LIMIT)),
+            ..record()
+        };
+        let limit = saturating_nanos(LIMIT);
+        let started = page(3, 3, 2).since_nanos;
+        // (the ticket it was stopped for, its page, now, the verdict)
+        let cases = [
+            // The item it was stopped for (begun 13 in all) still runs.
+            (
+                13,
+                page(3, 3, 2),
+                started,
+                culprit(2, Cause::TimedOut(LIMIT)),
+            ),
+            // That item ended before the signal, the next one runs within its limit.
+            (
+                12,
+                page(3, 3, 2),
+                started,
+                Verdict::Blameless(Cause::TimedOut(LIMIT)),
+            ),
+            (
+                12,
+                page(3, 3, 2),
+                started + limit - 1,
+                Verdict::Blameless(Cause::TimedOut(LIMIT)),
+            ),
+            // ... or has run past it too by now (a tiny limit).
+            (
+                12,
+                page(3, 3, 2),
+                started + limit,
+                culprit(2, Cause::TimedOut(LIMIT)),
+            ),
+            // Between items: the item it was stopped for ended.
+            (
+                13,
+                page(3, 3, 3),
+                started + limit,
+                Verdict::Blameless(Cause::TimedOut(LIMIT)),
+            ),
+            // Lying counters: more begun than the chunk holds.
+            (
+                15,
+                page(3, 5, 4),
+                started,
+                Verdict::Unknown(Cause::TimedOut(LIMIT)),
+            ),
+        ];
+        for (at, (ticket, snap, now, expected)) in cases.into_iter().enumerate() {
+            let verdict = verdict_of(stopped(ticket), || snap, || now, SEGV, None);
+            assert_eq!(
+                verdict, expected,
+                "case {at}: ticket {ticket}, {snap:?}, now {now}"
+            );
+        }
+        // Start times before `timed_since` were not recorded: the item is timed from then.
+        let late = Record {
+            timed_since: started + limit,
+            ..stopped(12)
+        };
+        let verdict = verdict_of(late, || page(3, 3, 2), || started + limit, SEGV, None);
+        assert_eq!(verdict, Verdict::Blameless(Cause::TimedOut(LIMIT)));
+    }
+
+    #[test]
+    fn a_protocol_breaker_or_a_worker_before_its_initializer_returned_is_not_read() {
+        let unread = || -> Snapshot { panic!("its page was read") };
+        let offended = Record {
+            offense: Some("a reply out of turn"),
+            stopping: Some((StopReason::Stalled, LIMIT)),
+            ..record()
+        };
+        assert_eq!(
+            verdict_of(offended, unread, || 0, SEGV, None),
+            Verdict::Unknown(Cause::Protocol("a reply out of turn".into()))
+        );
+        let starting = Record {
+            ready: false,
+            ..record()
+        };
+        assert_eq!(
+            verdict_of(starting, unread, || 0, SEGV, None),
+            Verdict::Requeue
+        );
+        let idle = Record {
+            front_count: None,
+            offense: Some("a frame it may not send"),
+            ..record()
+        };
+        assert_eq!(verdict_of(idle, unread, || 0, SEGV, None), Verdict::Requeue);
+    }
+
+    #[test]
+    fn a_worker_stopped_for_its_call_or_its_initializer_has_its_chunk_sent_again_unless_it_lies() {
+        for reason in [StopReason::Dropped, StopReason::Init] {
+            let stopped = Record {
+                stopping: Some((reason, LIMIT)),
+                ..record()
+            };
+            for snap in [page(3, 3, 2), page(3, 0, 0), page(3, 2, 7), page(2, 3, 2)] {
+                let verdict = verdict_of(stopped, || snap, || panic!("no clock"), SEGV, None);
+                assert_eq!(verdict, Verdict::Requeue, "{reason:?}, {snap:?}");
+            }
+            // More begun than the chunk holds: none of its items is believed.
+            let verdict = verdict_of(stopped, || page(3, 9, 1), || 0, SEGV, None);
+            assert_eq!(verdict, Verdict::Unknown(Cause::Died), "{reason:?}");
+        }
     }
 }
