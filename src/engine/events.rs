@@ -375,10 +375,8 @@ pub(super) fn describe(frame: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::engine::Settings;
-    use crate::engine::crash_guard::RestartLimit;
     use crate::engine::desk::Queued;
     use crate::engine::worker_handle::Cause;
-    use forkpool_worker::child::setup::ChildOptions;
     use std::collections::HashSet;
 
     /// Chunk `chunk` of call `call`, of `count` items.
@@ -445,25 +443,10 @@ mod tests {
         assert_eq!(again(&cost[&1]), [8]);
     }
 
-    fn settings() -> Settings {
-        Settings {
-            size: 1,
-            window: None,
-            insights: false,
-            child: ChildOptions::default(),
-            has_init: false,
-            max_tasks: None,
-            pinpoint: true,
-            restarts: RestartLimit::default(),
-            init_timeout: crate::engine::DEFAULT_INIT_TIMEOUT,
-            zygote: None,
-        }
-    }
-
     #[test]
     fn chunks_sent_again_go_before_their_calls_other_queued_chunks_in_their_order() {
         // An engine without workers: nothing is forked, nothing is dispatched.
-        let mut engine = Engine::new(settings()).unwrap();
+        let mut engine = Engine::new(Settings::for_tests(1)).unwrap();
         let call = engine.begin_call(None, 2);
         let other = engine.begin_call(None, 2);
         for chunk in [20, 21] {

@@ -156,6 +156,25 @@ pub(crate) struct Settings {
     pub zygote: Option<crate::child::zygote::ZygoteWorkers>,
 }
 
+#[cfg(test)]
+impl Settings {
+    /// Settings for `size` workers with every option at its default (unit tests).
+    pub(crate) fn for_tests(size: usize) -> Settings {
+        Settings {
+            size,
+            window: None,
+            insights: false,
+            child: forkpool_worker::child::setup::ChildOptions::default(),
+            has_init: false,
+            max_tasks: None,
+            pinpoint: true,
+            restarts: RestartLimit::default(),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            zygote: None,
+        }
+    }
+}
+
 /// The workers of one pool, the inbox of their frames, and the desks of the live calls.
 pub(crate) struct Engine {
     settings: Settings,

@@ -264,29 +264,12 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::engine::Settings;
-    use crate::engine::crash_guard::RestartLimit;
-    use forkpool_worker::child::setup::ChildOptions;
-
-    fn settings(size: usize) -> Settings {
-        Settings {
-            size,
-            window: None,
-            insights: false,
-            child: ChildOptions::default(),
-            has_init: false,
-            max_tasks: None,
-            pinpoint: true,
-            restarts: RestartLimit::default(),
-            init_timeout: crate::engine::DEFAULT_INIT_TIMEOUT,
-            zygote: None,
-        }
-    }
 
     #[test]
     fn a_pool_whose_fork_is_pending_has_nothing_to_drive() {
         // The background driver forks it (or leaves it to the next call): driving reads
         // nothing for it.
-        let mut engine = Engine::new(settings(1)).unwrap();
+        let mut engine = Engine::new(Settings::for_tests(1)).unwrap();
         assert!(!engine.needs_driving());
         engine.fill(None).unwrap();
         assert!(engine.refill_pending());
@@ -297,7 +280,7 @@ mod tests {
     fn a_fork_from_this_process_without_stdio_held_is_left_pending() {
         // What a thread holding the engine's lock does when a worker dies: it may not wait for
         // stdio there, so it forks nothing and leaves the fork to a thread that can.
-        let mut engine = Engine::new(settings(2)).unwrap();
+        let mut engine = Engine::new(Settings::for_tests(2)).unwrap();
         engine.fill(None).unwrap();
         assert!(engine.refill_pending());
         assert!(engine.workers.is_empty());
