@@ -330,19 +330,17 @@ where
         if self.pulls_input() && room > 0 {
             drop(engine);
             let encoding = hub.times.start();
-            let mut first = true;
             while room > 0 && self.pulls_input() {
                 room -= 1;
                 let Some(queued) = self.next_chunk_of_input(biggest) else {
                     continue;
                 };
-                // The first chunk, and every chunk of more than one item, goes out as soon as
-                // it is encoded: a worker may be idle, waiting for it, while the next one is
-                // encoded (1,000,000 trivial items: workers idle 40% of the time when a
-                // refill's chunks all waited for the last). One-item chunks after the first
-                // go together, one lock and one send for the lot.
-                let ship = first || queued.count > 1;
-                first = false;
+                // A chunk of more than one item goes out as soon as it is encoded: a worker
+                // may be idle, waiting for it, while the next one is encoded (1,000,000
+                // trivial items: workers slept waiting when a refill's chunks all waited for
+                // the last). One-item chunks encode in well under a microsecond each: they go
+                // together, one lock and one send (a batch) for the lot.
+                let ship = queued.count > 1;
                 self.encoded.push(queued);
                 if ship && room > 0 && self.pulls_input() {
                     let mut engine = hub.lock();
