@@ -23,6 +23,13 @@
 //!   again, as `input.map(f)` would.
 //! - The parent never decodes an item: each chunk records where its items start as it is
 //!   encoded (one `u32` per item after the first), which is all a split needs.
+//!
+//! The files:
+//! - `mod.rs`: the [`Call`]: its input, its chunks in flight, and the outcomes it hands over.
+//! - `recovery.rs`: what a call does with its mail (replies settled, a death's item blamed and
+//!   the rest sent again, a pool failure).
+//! - `control.rs`: what tasks and streams ask of a running call besides its next outcome.
+//! - `progress.rs`: the report of each finished item (callback or progress bar).
 
 mod control;
 pub(crate) mod progress;

@@ -38,6 +38,10 @@
 //!   reaps it and so knows whether the group id is still its own.
 //! - Every descriptor of the zygote's protocol is registered from the call that makes it: the
 //!   pidfds the program receives, the zygote's own pidfd, and in the zygote what it receives.
+//!
+//! The files: `mod.rs` the program's side (start, fork requests, watched ends); `message.rs`
+//! the messages on the control socket; `server.rs` the zygote process itself; `status.rs` a
+//! worker's end read from its zombie.
 
 mod message;
 mod server;
