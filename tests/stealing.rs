@@ -168,13 +168,19 @@ const LIE: u32 = 10;
 #[cfg(target_os = "linux")]
 const LIE_BASE: usize = 2048;
 
-/// Item 0 runs long, then, as a lying worker would, writes its worker's claims word to take
-/// back nothing: the worker runs the chunks the parent took back from it. The others count
-/// their runs and take 20 ms.
+/// Item 0 runs until every other item has run once (so each chunk its worker held behind it
+/// was taken back and ran on the other worker), then, as a lying worker would, writes its
+/// worker's claims word to take back nothing: the worker runs the chunks the parent took back
+/// from it. The others count their runs and take 20 ms.
 #[cfg(target_os = "linux")]
 fn lie_or_count(x: u32) -> u32 {
     if x == 0 {
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let all_ran =
+            || (1..LIE as usize).all(|x| shared()[LIE_BASE + x].load(Ordering::SeqCst) > 0);
+        while !all_ran() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // The layout of `forkpool_worker::progress::Progress` (repr(C)): the claims word is
         // the 16th u64 of the page (checked by a unit test of the worker crate): `claimed` in
         // its low half, `revoked` in its high half.
@@ -198,7 +204,9 @@ fn lie_or_count(x: u32) -> u32 {
 #[test]
 fn a_worker_that_runs_chunks_taken_back_from_it_gives_no_second_outcome() {
     shared();
-    let pool = Pool::new(2).unwrap();
+    // Each worker may hold 4 chunks: the one that runs item 0 holds more behind it, however
+    // the first chunks were spread.
+    let pool = Pool::builder().workers(2).window(4).build().unwrap();
     let start = Instant::now();
     let mut outcomes: Vec<Vec<Result<u32, forkpool::Error>>> =
         (0..LIE).map(|_| Vec::new()).collect();
