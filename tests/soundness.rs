@@ -165,6 +165,60 @@ fn a_child_process_gets_foreign_process_from_its_parents_pool() {
     assert_eq!(pool.map(square, [5u64]).unwrap(), [25]);
 }
 
+/// A child the program forks itself, with the C library's `fork` (not through forkpool), while
+/// another thread keeps calling the pool: its every call is `ForeignProcess` at once (the pool
+/// tells from a fork count, with no system call and no lock). 20 forks.
+#[test]
+fn a_child_forked_by_the_program_itself_gets_foreign_process_at_once() {
+    let pool = Pool::new(2).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (done, finished) = mpsc::channel();
+    std::thread::scope(|s| {
+        let looping = s.spawn(|| busy_loop(&pool, done, &stop));
+        finished.recv().unwrap();
+        for round in 0..20 {
+            // SAFETY: the child only calls the pool (which returns at once, taking no lock),
+            // then `_exit`s; it never returns into the test harness.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let foreign = matches!(
+                    pool.map(square, [2u64]),
+                    Err(Error::Pool(forkpool::PoolError::ForeignProcess { .. }))
+                ) && matches!(
+                    pool.submit(square, 3u64).wait(),
+                    Err(Error::Pool(forkpool::PoolError::ForeignProcess { .. }))
+                );
+                // SAFETY: ends the child at once, running nothing of the parent's.
+                unsafe { libc::_exit(if foreign { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                // SAFETY: looks at the child just forked, into a live integer.
+                let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if waited == pid {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    // SAFETY: the child is ours and not reaped yet.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    panic!("round {round}: the child's call did not return within 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "round {round}: the child's calls were not ForeignProcess (status {status:#x})"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        drop(finished);
+        looping.join().unwrap();
+    });
+    assert_eq!(pool.map(square, [5u64]).unwrap(), [25]);
+}
+
 #[test]
 fn an_fn_pool_worker_gets_foreign_process_per_item() {
     let pool = Pool::new(2).unwrap();
