@@ -289,8 +289,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::context_entry::<C, T, R>, f as usize as u64);
-        let mut encoded = Vec::new();
-        let context = forkpool_worker::codec::encode_into(&mut encoded, context).map(|()| encoded);
+        let context = forkpool_worker::codec::encode(context);
         let delivery = Delivery::Collected;
         let items = items.into_iter();
         let expected = items.size_hint().0;
@@ -394,8 +393,7 @@ impl<'p> CallOptions<'p> {
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         let code = task_code(job::fold_entry::<A, T>, fold as usize as u64);
-        let mut encoded = Vec::new();
-        let context = codec::encode_into(&mut encoded, &init).map(|()| encoded);
+        let context = codec::encode(&init);
         let items = items.into_iter();
         let partials = self.call(code, items, Delivery::Collected, Some(context));
         Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
@@ -428,8 +426,7 @@ impl<'p> CallOptions<'p> {
             function: reduce as usize as u64,
             code_id: code_map::code_id(code.entry, reduce as usize as u64),
         };
-        let mut encoded = Vec::new();
-        let context = codec::encode_into(&mut encoded, &reduce_code).map(|()| encoded);
+        let context = codec::encode(&reduce_code);
         let items = items.into_iter();
         let partials = self.call(code, items, Delivery::Collected, Some(context));
         combine_in_order(Imap::new(partials), reduce)

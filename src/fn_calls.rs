@@ -266,8 +266,7 @@ where
     {
         let entry = job::closure_entry_address(job::closure_fold_entry::<T, R, A>);
         let code = reduction_code(entry, fold as usize as u64);
-        let mut encoded = Vec::new();
-        let context = codec::encode_into(&mut encoded, &init).map(|()| encoded);
+        let context = codec::encode(&init);
         let partials = self.start(code, items.into_iter(), Delivery::Collected, Some(context));
         Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
     }

@@ -352,8 +352,7 @@ where
                 if ship && room > 0 && self.pulls_input() {
                     let mut engine = hub.lock();
                     self.queue_encoded(&mut engine);
-                    engine.dispatch_queued();
-                    engine.flush();
+                    send_queued(hub, &mut engine);
                 }
             }
             hub.times.encoded(encoding);
@@ -363,9 +362,7 @@ where
         if self.input_done && self.encoded.is_empty() && self.retry.is_empty() {
             engine.done_sending(call);
         }
-        engine.dispatch_queued();
-        engine.flush();
-        hub.poke(&engine);
+        send_queued(hub, &mut engine);
     }
 
     /// Whether the call takes more input now: the input has items left, no panic of it waits
@@ -555,6 +552,14 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
         let frames = answered.into_iter().chain(building).chain(unanswered);
         self.hub.frames.give(frames);
     }
+}
+
+/// Hands the queued chunks to workers with room and sends them, then tells a driver waiting
+/// in `poll` (it may need the new chunks' deadlines).
+fn send_queued(hub: &Hub, engine: &mut Engine) {
+    engine.dispatch_queued();
+    engine.flush();
+    hub.poke(engine);
 }
 
 /// Appends `item`'s encoding to `frame`, or says why it cannot be encoded: a `Serialize`
