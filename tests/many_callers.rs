@@ -268,3 +268,64 @@ fn a_task_timeout_fails_that_task_only() {
     ));
     assert_eq!(fine.wait().unwrap(), 5);
 }
+
+/// Items of mixed sizes (0 to 39 KB: a chunk's frame goes through the task arena from 32 KiB,
+/// else on the socket); the item `(7, 113)` segfaults its worker.
+fn sized(item: (u64, Vec<u8>)) -> u64 {
+    let (x, bytes) = item;
+    if x == 7_000_113 {
+        segfault();
+    }
+    x + bytes.iter().map(|&b| u64::from(b)).sum::<u64>()
+}
+
+fn sized_input(thread: u64) -> impl Iterator<Item = (u64, Vec<u8>)> {
+    (0..150u64).map(move |i| {
+        let x = thread * 1_000_000 + i;
+        let len = (i * 7919 % 40) as usize * 1_000;
+        (x, vec![(x % 251) as u8; len])
+    })
+}
+
+/// Two callers map chunks of several items each (each chunk is sent as soon as it is encoded,
+/// while the caller encodes the next) with mixed sizes, while one item kills its worker: every
+/// item of both gets its own value, and only the killer fails. 20 rounds.
+#[test]
+fn two_callers_of_multi_item_chunks_of_mixed_sizes_keep_every_value_across_a_death() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    for round in 0..20 {
+        let callers: Vec<_> = [7u64, 8]
+            .into_iter()
+            .map(|thread| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    common::within(Duration::from_secs(60), move || {
+                        let chunks = pool.chunksize(3 + thread as usize);
+                        let got: Vec<_> = chunks.imap(sized, sized_input(thread)).collect();
+                        (thread, got)
+                    })
+                })
+            })
+            .collect();
+        for caller in callers {
+            let (thread, got) = caller.join().unwrap();
+            let expected: Vec<(u64, Vec<u8>)> = sized_input(thread).collect();
+            assert_eq!(got.len(), expected.len(), "round {round}, thread {thread}");
+            for (i, (outcome, (x, bytes))) in got.iter().zip(&expected).enumerate() {
+                let sum = x + bytes.iter().map(|&b| u64::from(b)).sum::<u64>();
+                match outcome {
+                    Ok(value) => {
+                        assert_eq!(*value, sum, "round {round}, thread {thread}, item {i}")
+                    }
+                    Err(Error::Task(TaskError::WorkerDied { index, .. })) if *x == 7_000_113 => {
+                        assert_eq!(*index, i as u64)
+                    }
+                    Err(e) => panic!("round {round}, thread {thread}, item {i}: {e}"),
+                }
+            }
+            if thread == 7 {
+                assert!(got[113].is_err(), "round {round}: the killer's item failed");
+            }
+        }
+    }
+}
