@@ -71,7 +71,7 @@ mod streamed {
             )
         };
         assert_eq!(r, 0);
-        (granted.max(0) as usize / 2 / 4096 * 4096).clamp(4096, 256 << 10)
+        forkpool_worker::wire::fragment_for(granted.max(0) as usize)
     }
 
     /// Bytes the hostile task streams at most (before the fix, the parent held them all).

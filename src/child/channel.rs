@@ -40,8 +40,6 @@ static REGISTER: Mutex<Entries> = Mutex::new(Entries {
     pages: Vec::new(),
 });
 
-/// The most frame bytes per datagram: bigger datagrams need bigger contiguous kernel buffers.
-const MAX_FRAGMENT: usize = 256 * 1024;
 /// The send buffer asked for (the kernel may grant less; the fragment follows what it grants).
 const SEND_BUFFER: libc::c_int = 512 * 1024;
 
@@ -158,7 +156,7 @@ pub(crate) fn pair() -> Result<Pair, PoolError> {
 }
 
 /// The most frame bytes one datagram on `fd` can carry: half its send buffer (what the kernel
-/// grants after we ask for [`SEND_BUFFER`]), in whole pages, at most [`MAX_FRAGMENT`].
+/// grants after we ask for [`SEND_BUFFER`]), in whole pages, at most [`MAX_FRAGMENT`](forkpool_worker::wire::MAX_FRAGMENT).
 fn fragment_for(fd: &OwnedFd) -> usize {
     let fd = fd.as_raw_fd();
     let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -185,7 +183,7 @@ fn fragment_for(fd: &OwnedFd) -> usize {
         )
     } == 0;
     let granted = if ok { granted.max(0) as usize } else { 0 };
-    (granted / 2 / 4096 * 4096).clamp(4096, MAX_FRAGMENT)
+    forkpool_worker::wire::fragment_for(granted)
 }
 
 /// A pipe whose read end wakes a waiting caller when written to.

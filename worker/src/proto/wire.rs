@@ -26,6 +26,21 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Size of the header that starts every datagram.
 pub const HEADER_LEN: usize = 9;
+/// The most frame bytes per datagram: bigger datagrams need bigger contiguous kernel buffers.
+pub const MAX_FRAGMENT: usize = 256 * 1024;
+
+/// The frame bytes each datagram carries on a socket whose send buffer the kernel granted as
+/// `granted` bytes: half of it, in whole pages, from 4 KiB to [`MAX_FRAGMENT`].
+///
+/// ```
+/// use forkpool_worker::wire::fragment_for;
+/// assert_eq!(fragment_for(425_984), 208 * 1024);
+/// assert_eq!(fragment_for(0), 4096);
+/// assert_eq!(fragment_for(1 << 30), 256 * 1024);
+/// ```
+pub fn fragment_for(granted: usize) -> usize {
+    (granted / 2 / 4096 * 4096).clamp(4096, MAX_FRAGMENT)
+}
 /// The most bytes reserved for a frame before they have arrived.
 pub const RESERVE_AHEAD: usize = 1 << 30;
 
