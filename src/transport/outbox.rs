@@ -21,10 +21,8 @@
 //! has room, and only a notice naming its span and the check of its bytes travels on the socket
 //! (see [`arena`](forkpool_worker::arena)): no system call carries it, and the notice is small.
 //! The worker copies the span out and compares the checks before it reads a byte of it (a task
-//! can write its worker's arena). A frame of [`COURIER_COPY_MIN`] bytes or more is copied by the courier, not
-//! by the caller's thread: the caller then encodes the next chunk while the courier copies this
-//! one (the caller's thread is what bounds big payloads: measured with 1 MiB items, it was busy
-//! 100% of a call's time, workers a tenth); a smaller one costs less to copy than to hand over.
+//! can write its worker's arena). The caller's thread copies it, unless the courier holds
+//! frames given to it before (then the courier copies it, in order).
 //!
 //! Invariants:
 //! - Frames reach the worker in the order they were given to [`Outbox::stage`] or
@@ -54,9 +52,6 @@ pub(crate) const INLINE_FRAMES: usize = 128;
 
 /// Frames at most this big are staged for a batch; bigger ones go alone (no copy).
 const BATCH_FRAME_MAX: usize = 4 * 1024;
-
-/// Frames at least this big are copied into the task arena by the courier (see the module doc).
-const COURIER_COPY_MIN: usize = 256 * 1024;
 
 /// What a worker holds unanswered before a send.
 #[derive(Debug, Clone, Copy, Default)]
@@ -198,7 +193,7 @@ impl Outbox {
     fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
         let courier_idle = self.courier_idle();
         let arena_frame = self.arena.is_some() && frame.len() >= ARENA_MIN;
-        if arena_frame && (frame.len() >= COURIER_COPY_MIN || !courier_idle) {
+        if arena_frame && !courier_idle {
             self.hand_to_courier(Parcel::Big(Arc::clone(frame)));
             return;
         }
