@@ -1,8 +1,15 @@
-//! [`CallOptions`]: one call's chunksize and timeout, and every kind of call made with them.
+//! [`CallOptions`]: one call's chunksize, timeout and progress on a pool ([`Pool`],
+//! [`FnPool`], or [`ClusterPool`](crate::mpi::ClusterPool) with the feature `mpi`), and every
+//! kind of call made with them. The options are written once for every pool; the calls, once
+//! per kind of pool (a `Pool` and a cluster take a fn pointer per call, an `FnPool` runs its
+//! closure; the cluster's are in `mpi/options.rs`).
 
 use crate::call::progress::{Progress, ProgressSink};
 use crate::call::{CallSpec, Delivery};
-use crate::error::Error;
+use crate::engine::WorkerMain;
+use crate::engine::hub::Hub;
+use crate::error::{Error, PoolError};
+use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
@@ -23,7 +30,11 @@ use std::time::Duration;
 /// at `function`, by address, with the id of the loaded objects holding them (see
 /// [`code_map`]).
 pub(crate) fn task_code(entry: EntryFn, function: u64) -> TaskCode {
-    let entry = job::entry_address(entry);
+    task_code_at(job::entry_address(entry), function)
+}
+
+/// [`task_code`] of an entry given by address.
+fn task_code_at(entry: u64, function: u64) -> TaskCode {
     TaskCode {
         entry,
         function,
@@ -31,8 +42,48 @@ pub(crate) fn task_code(entry: EntryFn, function: u64) -> TaskCode {
     }
 }
 
-/// One call's options on a [`Pool`]: made by [`Pool::chunksize`], [`Pool::timeout`] or
-/// [`Pool::on_progress`]; cheap to clone for several calls.
+/// Sealed (a public trait in a private module: nameable and implementable only in this crate),
+/// so its methods, which name the engine's crate-private types, are not callable outside it.
+#[allow(private_interfaces)]
+mod local {
+    use super::*;
+
+    /// A pool of this process: its engine, the function its workers run, and its default
+    /// per-item time limit. Implemented by [`Pool`] and [`FnPool`].
+    pub trait LocalPool {
+        /// The engine to start a call on (an error once the pool is closed, or in another
+        /// process), and the workers' function, to fork replacements with.
+        fn engine(&self) -> (Result<&Hub, PoolError>, &WorkerMain<'_>);
+        /// The pool's default per-item time limit (its builder's).
+        fn default_timeout(&self) -> Option<Duration>;
+    }
+}
+use local::LocalPool;
+
+#[allow(private_interfaces)]
+impl LocalPool for Pool {
+    fn engine(&self) -> (Result<&Hub, PoolError>, &WorkerMain<'_>) {
+        (self.shared.hub(), self.shared.main())
+    }
+    fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+#[allow(private_interfaces)]
+impl<T, R> LocalPool for FnPool<'_, T, R> {
+    fn engine(&self) -> (Result<&Hub, PoolError>, &WorkerMain<'_>) {
+        (self.shared.hub(), self.shared.main())
+    }
+    fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+/// One call's options on a pool: made by a pool's `chunksize`, `timeout` or `on_progress`
+/// ([`Pool::chunksize`], [`FnPool::chunksize`], ...); the options combine, and a value is cheap
+/// to clone for several calls. `P` is the pool: [`Pool`] (the default), [`FnPool`], or
+/// [`ClusterPool`](crate::mpi::ClusterPool).
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
@@ -40,25 +91,125 @@ pub(crate) fn task_code(entry: EntryFn, function: u64) -> TaskCode {
 /// let by_four = pool.chunksize(4);
 /// assert_eq!(by_four.clone().map(|x: u8| x * 2, [1u8, 2, 3])?, [2, 4, 6]);
 /// assert_eq!(by_four.starmap(|a: u8, b: u8| a - b, [(3u8, 1u8)])?, [2]);
+///
+/// let squares = forkpool::FnPool::new(2, |x: u64| x * x)?;
+/// assert_eq!(squares.chunksize(2).map([3u64])?, [9]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
-pub struct CallOptions<'p> {
-    pool: &'p Pool,
+pub struct CallOptions<'p, P: ?Sized = Pool> {
+    pool: &'p P,
     chunksize: Option<usize>,
     timeout: Option<Duration>,
     progress: Option<ProgressSink>,
 }
 
-impl<'p> CallOptions<'p> {
-    /// The pool's own options: its timeout, the default chunksize.
-    pub(crate) fn new(pool: &'p Pool) -> CallOptions<'p> {
+/// Calls on an [`FnPool`] with options: [`CallOptions`] of an `FnPool`, under the name it had
+/// before every pool shared one options type.
+///
+/// ```
+/// # #![allow(deprecated)]
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::FnPool::new(2, |x: u8| x + 1)?;
+/// let calls: forkpool::FnCalls<'_, '_, u8, u8> = pool.chunksize(1);
+/// assert_eq!(calls.map([1u8])?, [2]);
+/// # Ok(()) }
+/// ```
+#[deprecated(since = "0.2.0", note = "use `CallOptions<'p, FnPool<'env, T, R>>`")]
+pub type FnCalls<'p, 'env, T, R> = CallOptions<'p, FnPool<'env, T, R>>;
+
+impl<P: ?Sized> Clone for CallOptions<'_, P> {
+    fn clone(&self) -> Self {
+        CallOptions {
+            pool: self.pool,
+            chunksize: self.chunksize,
+            timeout: self.timeout,
+            progress: self.progress.clone(),
+        }
+    }
+}
+
+impl<P: ?Sized> std::fmt::Debug for CallOptions<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("chunksize", &self.chunksize)
+            .field("timeout", &self.timeout)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p, P: ?Sized> CallOptions<'p, P> {
+    /// Options for calls on `pool`: per-item limit `timeout` (the pool's default), the default
+    /// chunksize, no progress report.
+    pub(crate) fn with_timeout(pool: &'p P, timeout: Option<Duration>) -> Self {
         CallOptions {
             pool,
             chunksize: None,
-            timeout: pool.timeout,
+            timeout,
             progress: None,
         }
+    }
+
+    /// The pool these options are for.
+    pub(crate) fn pool(&self) -> &'p P {
+        self.pool
+    }
+
+    /// The chunksize set, if any.
+    pub(crate) fn chosen_chunksize(&self) -> Option<usize> {
+        self.chunksize
+    }
+
+    /// The per-item time limit set, if any.
+    pub(crate) fn chosen_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Cut the input into chunks of `chunksize` items: one message per chunk to a worker
+    /// (see [`Pool::chunksize`] for the default). 0 makes the call return
+    /// [`PoolError::InvalidChunksize`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let v = pool.chunksize(100).chunksize(1).map(|x: u8| x, [7u8])?;
+    /// assert_eq!(v, [7]);
+    /// # Ok(()) }
+    /// ```
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// Stop any item of these calls that runs longer than `limit`: it fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut), its worker is replaced, the call
+    /// goes on (see [`PoolBuilder::timeout`](crate::PoolBuilder::timeout) for the pool's
+    /// default). A zero limit makes the call return [`PoolError::InvalidTimeout`];
+    /// `Duration::MAX` means no limit.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::Pool::new(1)?;
+    /// let outcomes: Vec<_> = pool
+    ///     .chunksize(1)
+    ///     .timeout(Duration::from_millis(200))
+    ///     .imap(|s: u64| { std::thread::sleep(Duration::from_secs(s)); s }, [0, 30, 0])
+    ///     .collect();
+    /// assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    /// assert!(outcomes[1].as_ref().unwrap_err().to_string().contains("timed out"));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+}
+
+impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
+    /// The pool's own options: its timeout, the default chunksize, no progress report.
+    pub(crate) fn new(pool: &'p P) -> Self {
+        CallOptions::with_timeout(pool, pool.default_timeout())
     }
 
     /// Calls `report` once per finished item, results and errors alike, in the order items
@@ -96,43 +247,8 @@ impl<'p> CallOptions<'p> {
         self
     }
 
-    /// Cut the input into chunks of `chunksize` items (see [`Pool::chunksize`]).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::new(2)?;
-    /// let v = pool.chunksize(100).chunksize(1).map(|x: u8| x, [7u8])?;
-    /// assert_eq!(v, [7]);
-    /// # Ok(()) }
-    /// ```
-    pub fn chunksize(mut self, chunksize: usize) -> Self {
-        self.chunksize = Some(chunksize);
-        self
-    }
-
-    /// Stop any item of these calls that runs longer than `limit` (see
-    /// [`PoolBuilder::timeout`](crate::PoolBuilder::timeout)). A zero limit makes the call return
-    /// [`PoolError::InvalidTimeout`](crate::PoolError::InvalidTimeout); `Duration::MAX` means no limit.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), forkpool::Error> {
-    /// use std::time::Duration;
-    /// let pool = forkpool::Pool::new(1)?;
-    /// let outcomes: Vec<_> = pool
-    ///     .chunksize(1)
-    ///     .timeout(Duration::from_millis(200))
-    ///     .imap(|s: u64| { std::thread::sleep(Duration::from_secs(s)); s }, [0, 30, 0])
-    ///     .collect();
-    /// assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
-    /// assert!(outcomes[1].as_ref().unwrap_err().to_string().contains("timed out"));
-    /// # Ok(()) }
-    /// ```
-    pub fn timeout(mut self, limit: Duration) -> Self {
-        self.timeout = Some(limit);
-        self
-    }
-
-    pub(crate) fn call<I, R>(
+    /// Starts a call of `code` on `items`.
+    fn stream<I, R>(
         self,
         code: TaskCode,
         items: I,
@@ -152,10 +268,38 @@ impl<'p> CallOptions<'p> {
             timeout: self.timeout,
             progress: self.progress,
         };
-        let shared = &self.pool.shared;
-        Stream::start(shared.hub(), shared.main(), items, spec)
+        let (hub, main) = self.pool.engine();
+        Stream::start(hub, main, items, spec)
     }
 
+    /// Starts a call of `code` on `items` whose outcomes are collected in input order.
+    fn collect<I, R>(
+        self,
+        code: TaskCode,
+        items: I,
+        context: Option<Result<Vec<u8>, String>>,
+    ) -> Result<Vec<R>, Error>
+    where
+        I: Iterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: DeserializeOwned,
+    {
+        let expected = items.size_hint().0;
+        Imap::new(self.stream(code, items, Delivery::Collected, context)).into_vec(expected)
+    }
+
+    /// Starts a task: one item of `code`.
+    fn task<T, R>(self, code: TaskCode, item: T) -> Task<'p, R>
+    where
+        T: Item + 'p,
+        R: DeserializeOwned + 'p,
+    {
+        let (hub, main) = self.pool.engine();
+        start_task(hub, main, code, item, self.timeout, self.progress)
+    }
+}
+
+impl<'p> CallOptions<'p, Pool> {
     /// [`Pool::map`] with these options.
     ///
     /// ```
@@ -171,9 +315,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
-        let items = items.into_iter();
-        let expected = items.size_hint().0;
-        Imap::new(self.call(code, items, Delivery::Collected, None)).into_vec(expected)
+        self.collect(code, items.into_iter(), None)
     }
 
     /// [`Pool::imap`] with these options.
@@ -192,7 +334,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
-        Imap::new(self.call(code, items.into_iter(), Delivery::InOrder, None))
+        Imap::new(self.stream(code, items.into_iter(), Delivery::InOrder, None))
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -215,7 +357,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
-        ImapUnordered::new(self.call(code, items.into_iter(), Delivery::AsFinished, None))
+        ImapUnordered::new(self.stream(code, items.into_iter(), Delivery::AsFinished, None))
     }
 
     /// [`Pool::starmap`] with these options.
@@ -238,9 +380,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
-        let items = items.into_iter();
-        let expected = items.size_hint().0;
-        Imap::new(self.call(code, items, Delivery::Collected, None)).into_vec(expected)
+        self.collect(code, items.into_iter(), None)
     }
 
     /// [`Pool::istarmap`] with these options.
@@ -263,7 +403,7 @@ impl<'p> CallOptions<'p> {
         R: Serialize + DeserializeOwned,
     {
         let code = task_code(job::star_entry::<Args, R>, Args::address(f));
-        Imap::new(self.call(code, items.into_iter(), Delivery::InOrder, None))
+        Imap::new(self.stream(code, items.into_iter(), Delivery::InOrder, None))
     }
 
     /// [`Pool::map_with`] with these options.
@@ -290,10 +430,7 @@ impl<'p> CallOptions<'p> {
     {
         let code = task_code(job::context_entry::<C, T, R>, f as usize as u64);
         let context = forkpool_worker::codec::encode(context);
-        let delivery = Delivery::Collected;
-        let items = items.into_iter();
-        let expected = items.size_hint().0;
-        Imap::new(self.call(code, items, delivery, Some(context))).into_vec(expected)
+        self.collect(code, items.into_iter(), Some(context))
     }
 
     /// Submits one item: [`Pool::submit`] with these options (a per-task timeout, say).
@@ -351,25 +488,6 @@ impl<'p> CallOptions<'p> {
     {
         self.submit(f, item).wait()
     }
-
-    fn task<T, R>(self, code: TaskCode, item: T) -> Task<'p, R>
-    where
-        T: Item + 'p,
-        R: DeserializeOwned + 'p,
-    {
-        let shared = &self.pool.shared;
-        start_task(
-            shared.hub(),
-            shared.main(),
-            code,
-            item,
-            self.timeout,
-            self.progress,
-        )
-    }
-}
-
-impl<'p> CallOptions<'p> {
     /// [`Pool::fold`] with these options (the chunksize sets how many items each partial
     /// covers).
     ///
@@ -395,7 +513,7 @@ impl<'p> CallOptions<'p> {
         let code = task_code(job::fold_entry::<A, T>, fold as usize as u64);
         let context = codec::encode(&init);
         let items = items.into_iter();
-        let partials = self.call(code, items, Delivery::Collected, Some(context));
+        let partials = self.stream(code, items, Delivery::Collected, Some(context));
         Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
     }
 
@@ -428,7 +546,135 @@ impl<'p> CallOptions<'p> {
         };
         let context = codec::encode(&reduce_code);
         let items = items.into_iter();
-        let partials = self.call(code, items, Delivery::Collected, Some(context));
+        let partials = self.stream(code, items, Delivery::Collected, Some(context));
+        combine_in_order(Imap::new(partials), reduce)
+    }
+}
+
+impl<'p, 'env, T, R> CallOptions<'p, FnPool<'env, T, R>>
+where
+    T: Item,
+    R: Serialize + DeserializeOwned,
+{
+    /// [`FnPool::map`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: i8| -x)?;
+    /// assert_eq!(pool.chunksize(1).map([1i8, 2])?, [-1, -2]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map<I: IntoIterator<Item = T>>(self, items: I) -> Result<Vec<R>, Error> {
+        self.collect(TaskCode::default(), items.into_iter(), None)
+    }
+
+    /// [`FnPool::imap`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
+    /// assert_eq!(pool.on_progress(|_| {}).imap(0..3u8).count(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn imap<I: IntoIterator<Item = T>>(self, items: I) -> Imap<'p, I::IntoIter, R> {
+        let items = items.into_iter();
+        Imap::new(self.stream(TaskCode::default(), items, Delivery::InOrder, None))
+    }
+
+    /// [`FnPool::imap_unordered`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u8| x)?;
+    /// assert_eq!(pool.on_progress(|_| {}).imap_unordered(0..3u8).count(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn imap_unordered<I: IntoIterator<Item = T>>(
+        self,
+        items: I,
+    ) -> ImapUnordered<'p, I::IntoIter, R> {
+        let items = items.into_iter();
+        ImapUnordered::new(self.stream(TaskCode::default(), items, Delivery::AsFinished, None))
+    }
+
+    /// [`FnPool::submit`] with these options (a per-task timeout, say; the chunksize does not
+    /// apply to one item).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = forkpool::FnPool::new(1, |s: u64| std::thread::sleep(Duration::from_secs(s)))?;
+    /// let task = pool.timeout(Duration::from_millis(100)).submit(60);
+    /// assert!(task.wait().unwrap_err().to_string().contains("timed out"));
+    /// # Ok(()) }
+    /// ```
+    pub fn submit(self, item: T) -> Task<'p, R>
+    where
+        T: 'p,
+        R: 'p,
+    {
+        self.task(TaskCode::default(), item)
+    }
+
+    /// [`FnPool::apply`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(1, |x: u8| x + 1)?;
+    /// assert_eq!(pool.chunksize(1).apply(41)?, 42);
+    /// # Ok(()) }
+    /// ```
+    pub fn apply(self, item: T) -> Result<R, Error>
+    where
+        T: 'p,
+        R: 'p,
+    {
+        self.submit(item).wait()
+    }
+
+    /// [`FnPool::fold`] with these options (the chunksize sets how many items each partial
+    /// covers).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u64| x * 2)?;
+    /// let sum = pool.chunksize(5).fold(|acc: u64, x: u64| acc + x, 0, |a, b| a + b, 1..=10u64)?;
+    /// assert_eq!(sum, 110);
+    /// # Ok(()) }
+    /// ```
+    pub fn fold<A, I>(
+        self,
+        fold: fn(A, R) -> A,
+        init: A,
+        combine: fn(A, A) -> A,
+        items: I,
+    ) -> Result<A, Error>
+    where
+        I: IntoIterator<Item = T>,
+        A: Serialize + DeserializeOwned + Clone + 'static,
+    {
+        let entry = job::closure_entry_address(job::closure_fold_entry::<T, R, A>);
+        let code = task_code_at(entry, fold as usize as u64);
+        let context = codec::encode(&init);
+        let partials = self.stream(code, items.into_iter(), Delivery::Collected, Some(context));
+        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
+    }
+
+    /// [`FnPool::map_reduce`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u64| x + 1)?;
+    /// assert_eq!(pool.chunksize(2).map_reduce(|a, b| a * b, [1u64, 2, 3])?, Some(24));
+    /// # Ok(()) }
+    /// ```
+    pub fn map_reduce<I>(self, reduce: fn(R, R) -> R, items: I) -> Result<Option<R>, Error>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        let entry = job::closure_entry_address(job::closure_reduce_entry::<T, R>);
+        let code = task_code_at(entry, reduce as usize as u64);
+        let partials = self.stream(code, items.into_iter(), Delivery::Collected, None);
         combine_in_order(Imap::new(partials), reduce)
     }
 }

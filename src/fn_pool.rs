@@ -1,14 +1,14 @@
 //! [`FnPool`]: workers forked holding one closure, with every option and lifecycle call of a
-//! [`Pool`](crate::Pool) (its builder is [`PoolBuilder`], its calls are in `fn_calls.rs`).
+//! [`Pool`](crate::Pool) (its builder is [`PoolBuilder`], its calls are in `call_options.rs`).
 //!
 //! The workers are forked after the closure exists, so it may capture anything (borrowed,
 //! non-`Send`, non-serializable data), shared copy-on-write and never serialized.
 
 use crate::builder::PoolBuilder;
+use crate::call_options::CallOptions;
 use crate::engine::hub::BackgroundMain;
 use crate::engine::{Engine, Fill, Settings};
 use crate::error::{Error, PoolError};
-use crate::fn_calls::FnCalls;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered};
 use crate::lifecycle::{ForksAnywhere, PoolState};
@@ -179,8 +179,8 @@ where
     }
 
     /// The pool's calls with its own options (its timeout, the default chunksize).
-    pub(crate) fn calls(&self) -> FnCalls<'_, 'env, T, R> {
-        FnCalls::new(self)
+    pub(crate) fn calls(&self) -> CallOptions<'_, Self> {
+        CallOptions::new(self)
     }
 
     /// A view of the pool whose calls cut their input into chunks of `chunksize` items, as
@@ -192,7 +192,7 @@ where
     /// assert_eq!(pool.chunksize(2).map([1u8, 2, 3])?, [2, 3, 4]);
     /// # Ok(()) }
     /// ```
-    pub fn chunksize(&self, chunksize: usize) -> FnCalls<'_, 'env, T, R> {
+    pub fn chunksize(&self, chunksize: usize) -> CallOptions<'_, Self> {
         self.calls().chunksize(chunksize)
     }
 
@@ -207,7 +207,7 @@ where
     /// assert!(error.to_string().contains("timed out"));
     /// # Ok(()) }
     /// ```
-    pub fn timeout(&self, limit: Duration) -> FnCalls<'_, 'env, T, R> {
+    pub fn timeout(&self, limit: Duration) -> CallOptions<'_, Self> {
         self.calls().timeout(limit)
     }
 
@@ -230,7 +230,7 @@ where
     pub fn on_progress(
         &self,
         report: impl Fn(crate::Progress) + Send + Sync + 'static,
-    ) -> FnCalls<'_, 'env, T, R> {
+    ) -> CallOptions<'_, Self> {
         self.calls().on_progress(report)
     }
 
@@ -244,7 +244,7 @@ where
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "progress")]
-    pub fn progress(&self) -> FnCalls<'_, 'env, T, R> {
+    pub fn progress(&self) -> CallOptions<'_, Self> {
         self.calls().progress()
     }
 

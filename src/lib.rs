@@ -83,7 +83,6 @@ mod call_options;
 mod child;
 mod engine;
 mod error;
-mod fn_calls;
 mod fn_pool;
 pub mod guide;
 mod id_hash;
@@ -104,9 +103,10 @@ mod transport;
 pub use builder::PoolBuilder;
 pub use call::progress::Progress;
 pub use call_options::CallOptions;
+#[allow(deprecated)]
+pub use call_options::FnCalls;
 pub use child::zygote::zygote;
 pub use error::{CodecStage, Death, Error, PoolError, ProcessError, TaskError};
-pub use fn_calls::FnCalls;
 pub use fn_pool::FnPool;
 pub use forkpool_worker::StarArgs;
 /// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,

@@ -1,8 +1,9 @@
 //! [`ClusterPool`]: the driver's pool-like handle on the nodes, and its per-call options.
 
+use crate::CallOptions;
 use crate::StarArgs;
 use crate::mpi::driver::Driver;
-use crate::mpi::options::{ClusterCall, ClusterImap};
+use crate::mpi::options::ClusterImap;
 use crate::mpi::{Error, Node};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,8 +87,8 @@ impl ClusterPool {
         self.nodes.iter().map(|n| n.workers).sum()
     }
 
-    fn options(&self) -> ClusterCall<'_> {
-        ClusterCall::new(self)
+    fn options(&self) -> CallOptions<'_, ClusterPool> {
+        CallOptions::with_timeout(self, None)
     }
 
     /// The driver, for one call; `None` while another call has it.
@@ -108,7 +109,7 @@ impl ClusterPool {
     /// assert_eq!(v[0], 1);
     /// # Ok(()) }
     /// ```
-    pub fn chunksize(&self, chunksize: usize) -> ClusterCall<'_> {
+    pub fn chunksize(&self, chunksize: usize) -> CallOptions<'_, ClusterPool> {
         self.options().chunksize(chunksize)
     }
 
@@ -126,7 +127,7 @@ impl ClusterPool {
     /// assert!(outcomes[1].as_ref().unwrap_err().to_string().contains("timed out"));
     /// # Ok(()) }
     /// ```
-    pub fn timeout(&self, limit: Duration) -> ClusterCall<'_> {
+    pub fn timeout(&self, limit: Duration) -> CallOptions<'_, ClusterPool> {
         self.options().timeout(limit)
     }
 

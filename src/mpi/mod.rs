@@ -67,7 +67,9 @@ mod wire;
 
 pub use cluster::ClusterPool;
 pub use error::{Error, Node};
-pub use options::{ClusterCall, ClusterImap};
+#[allow(deprecated)]
+pub use options::ClusterCall;
+pub use options::ClusterImap;
 
 use crate::{Pool, PoolBuilder, PoolError};
 use driver::Driver;

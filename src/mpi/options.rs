@@ -1,4 +1,4 @@
-//! [`ClusterCall`], one call's options on a [`ClusterPool`], and [`ClusterImap`], the outcomes
+//! The calls of a [`ClusterPool`] with their [`CallOptions`], and [`ClusterImap`], the outcomes
 //! of a lazy call.
 
 use crate::mpi::Error;
@@ -6,67 +6,29 @@ use crate::mpi::call::{Call, Spec};
 use crate::mpi::cluster::ClusterPool;
 use crate::mpi::driver::Code;
 use crate::mpi::entry::{self, EntryFn};
-use crate::{PoolError, StarArgs};
+use crate::{CallOptions, PoolError, StarArgs};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::time::Duration;
 
-/// One call's options on a [`ClusterPool`]: made by [`ClusterPool::chunksize`] and
-/// [`ClusterPool::timeout`], cheap to copy.
+/// One call's options on a [`ClusterPool`]: the pools' [`CallOptions`] (made by
+/// [`ClusterPool::chunksize`] and [`ClusterPool::timeout`]), under the name it had before every
+/// pool shared one options type.
 ///
 /// ```no_run
+/// # #![allow(deprecated)]
 /// # fn main() -> Result<(), forkpool::mpi::Error> {
 /// use std::time::Duration;
 /// let Some(cluster) = forkpool::mpi::init()? else { return Ok(()) };
-/// let options = cluster.chunksize(64).timeout(Duration::from_secs(5));
+/// let options: forkpool::mpi::ClusterCall<'_> = cluster.chunksize(64).timeout(Duration::from_secs(5));
 /// assert_eq!(options.map(|x: u8| x, [1u8, 2])?, [1, 2]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct ClusterCall<'c> {
-    cluster: &'c ClusterPool,
-    chunksize: Option<usize>,
-    timeout: Option<Duration>,
-}
+#[deprecated(since = "0.2.0", note = "use `CallOptions<'c, ClusterPool>`")]
+pub type ClusterCall<'c> = CallOptions<'c, ClusterPool>;
 
-impl<'c> ClusterCall<'c> {
-    pub(crate) fn new(cluster: &'c ClusterPool) -> Self {
-        ClusterCall {
-            cluster,
-            chunksize: None,
-            timeout: None,
-        }
-    }
-
-    /// See [`ClusterPool::chunksize`].
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), forkpool::mpi::Error> {
-    /// let Some(cluster) = forkpool::mpi::init()? else { return Ok(()) };
-    /// let err = cluster.chunksize(0).map(|x: u8| x, [1u8]).unwrap_err();
-    /// assert_eq!(err.to_string(), "chunksize must be at least 1, got 0");
-    /// # Ok(()) }
-    /// ```
-    pub fn chunksize(mut self, chunksize: usize) -> Self {
-        self.chunksize = Some(chunksize);
-        self
-    }
-
-    /// See [`ClusterPool::timeout`].
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), forkpool::mpi::Error> {
-    /// use std::time::Duration;
-    /// let Some(cluster) = forkpool::mpi::init()? else { return Ok(()) };
-    /// let err = cluster.timeout(Duration::ZERO).map(|x: u8| x, [1u8]).unwrap_err();
-    /// assert_eq!(err.to_string(), "a timeout must be more than zero, got 0ns");
-    /// # Ok(()) }
-    /// ```
-    pub fn timeout(mut self, limit: Duration) -> Self {
-        self.timeout = Some(limit);
-        self
-    }
-
+/// The calls of a cluster, with these options: the same calls as a [`Pool`](crate::Pool)'s,
+/// run on the nodes' pools (see [`ClusterPool`]).
+impl<'c> CallOptions<'c, ClusterPool> {
     fn call<I, R>(
         self,
         entry: EntryFn,
@@ -82,14 +44,14 @@ impl<'c> ClusterCall<'c> {
         R: DeserializeOwned,
     {
         let started = || -> Result<_, Error> {
-            if let Some(chunksize @ 0) = self.chunksize {
+            if let Some(chunksize @ 0) = self.chosen_chunksize() {
                 return Err(PoolError::InvalidChunksize { chunksize }.into());
             }
-            if let Some(timeout) = self.timeout.filter(|t| t.is_zero()) {
+            if let Some(timeout) = self.chosen_timeout().filter(|t| t.is_zero()) {
                 return Err(PoolError::InvalidTimeout { timeout }.into());
             }
             let code = Code::new(entry, function)?;
-            let driver = self.cluster.lend().ok_or(Error::Busy)?;
+            let driver = self.pool().lend().ok_or(Error::Busy)?;
             Ok((driver, code))
         };
         ClusterImap {
@@ -97,8 +59,8 @@ impl<'c> ClusterCall<'c> {
                 Ok((driver, code)) => {
                     let spec = Spec {
                         code,
-                        chunksize: self.chunksize,
-                        timeout: self.timeout,
+                        chunksize: self.chosen_chunksize(),
+                        timeout: self.chosen_timeout(),
                         ordered,
                         collected,
                         context,
