@@ -2,7 +2,7 @@
 //!
 //! A pool of 2 workers maps over 0..100 one item per chunk with a function that raises
 //! `SIGSEGV` on item 42. `Pool::imap` yields one `Result` per item, so the 99 other items
-//! succeed, item 42 reports `TaskError::WorkerDied` with the signal, the dead worker is replaced,
+//! succeed, item 42 reports `ItemError::WorkerDied` with the signal, the dead worker is replaced,
 //! and the same pool then runs another map on all its workers.
 //!
 //! Run it with:
@@ -11,7 +11,7 @@
 //! cargo run --example crash_isolation
 //! ```
 
-use forkpool::{Death, Error, Pool, TaskError};
+use forkpool::{Death, Error, ItemError, Pool};
 use std::collections::BTreeSet;
 
 /// The item whose task crashes its worker.
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     match failures.as_slice() {
         [
-            Error::Task(TaskError::WorkerDied {
+            Error::Task(ItemError::WorkerDied {
                 death: Death::Signal(11),
                 index: 42,
                 ..

@@ -10,7 +10,7 @@
 //! cargo run --example return_process
 //! ```
 
-use forkpool::{Error, ProcessError, ReturnProcess, TaskError};
+use forkpool::{Error, ItemError, ProcessError, ReturnProcess};
 use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,13 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 2. A closure that panics: `join` returns a ProcessError whose cause is
-    //    TaskError::Panicked, told of the process; the parent is unaffected.
+    //    ItemError::Panicked, told of the process; the parent is unaffected.
     let input = "forty-two";
     let child = ReturnProcess::spawn(|| -> u64 { input.parse().expect("the input is a number") })?;
     match child.join() {
         Err(Error::Process(
             e @ ProcessError {
-                cause: TaskError::Panicked { .. },
+                cause: ItemError::Panicked { .. },
                 ..
             },
         )) => {

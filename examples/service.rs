@@ -7,7 +7,7 @@
 //! cargo run --release --example service
 //! ```
 
-use forkpool::{Pool, TaskError};
+use forkpool::{ItemError, Pool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ fn main() -> Result<(), forkpool::Error> {
                             answered += 1;
                         }
                         Err(e) => {
-                            assert!(matches!(e.as_task(), Some(TaskError::WorkerDied { .. })));
+                            assert!(matches!(e.as_task(), Some(ItemError::WorkerDied { .. })));
                             failed.push((request, e.to_string()));
                         }
                     }

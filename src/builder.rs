@@ -91,7 +91,7 @@ impl PoolBuilder {
     }
 
     /// Also print task panics on the workers' stderr (default: they are only reported in the
-    /// item's [`TaskError::Panicked`](crate::TaskError::Panicked)).
+    /// item's [`ItemError::Panicked`](crate::ItemError::Panicked)).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -106,7 +106,7 @@ impl PoolBuilder {
 
     /// The default time limit of one item, for every call (a call can set its own with
     /// [`CallOptions::timeout`](crate::CallOptions::timeout)). An item still running after it fails with
-    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut); its worker gets `SIGTERM` (its whole
+    /// [`ItemError::TimedOut`](crate::ItemError::TimedOut); its worker gets `SIGTERM` (its whole
     /// process group, so processes the task started go too, and `SIGCONT` so a stopped one acts
     /// on it), then `SIGKILL` after 100 ms, and is replaced; the call goes on. Decoding the item
     /// counts as part of it.
@@ -125,7 +125,7 @@ impl PoolBuilder {
     /// use std::time::Duration;
     /// let pool = forkpool::Pool::builder().workers(1).timeout(Duration::from_millis(300)).build()?;
     /// let err = pool.map(|s: u64| std::thread::sleep(Duration::from_secs(s)), [0, 60]).unwrap_err();
-    /// assert!(matches!(err.as_task(), Some(forkpool::TaskError::TimedOut { index: 1, .. })));
+    /// assert!(matches!(err.as_task(), Some(forkpool::ItemError::TimedOut { index: 1, .. })));
     /// # Ok(()) }
     /// ```
     pub fn timeout(mut self, limit: Duration) -> Self {
@@ -180,25 +180,42 @@ impl PoolBuilder {
     }
 
     /// Replace each worker with a fresh one after it has been given `items` items (Python's
-    /// `maxtasksperchild`, counted in items): memory a task leaks goes with its worker. Chunks
+    /// `maxtasksperchild`, counted in items): memory an item leaks goes with its worker. Chunks
     /// are cut so that no worker gets more. Nothing fails or changes order. 0 is treated as 1.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
+    /// let pool = forkpool::Pool::builder().workers(1).max_items_per_worker(2).build()?;
     /// let pids = pool.map(|_: u8| std::process::id(), [0u8, 1, 2, 3])?;
     /// assert_eq!(pids[0], pids[1]);
     /// assert_ne!(pids[1], pids[2]);
     /// # Ok(()) }
     /// ```
-    pub fn max_tasks_per_worker(mut self, items: usize) -> Self {
+    pub fn max_items_per_worker(mut self, items: usize) -> Self {
         self.max_tasks = Some(items.max(1));
         self
     }
 
+    // old names: begin
+    /// [`max_items_per_worker`](PoolBuilder::max_items_per_worker) under the name it had: it
+    /// counts items, not tasks.
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
+    /// assert_eq!(pool.map(|x: u8| x, [1u8, 2, 3])?, [1, 2, 3]);
+    /// # Ok(()) }
+    /// ```
+    #[deprecated(since = "0.2.0", note = "use `max_items_per_worker`: it counts items")]
+    pub fn max_tasks_per_worker(self, items: usize) -> Self {
+        self.max_items_per_worker(items)
+    }
+    // old names: end
+
     /// Cap each worker's address space at `bytes` (`RLIMIT_AS`). An item whose allocation
     /// fails under it aborts its worker and fails with
-    /// [`TaskError::OutOfMemory`](crate::TaskError::OutOfMemory); the pool goes on. The cap
+    /// [`ItemError::OutOfMemory`](crate::ItemError::OutOfMemory); the pool goes on. The cap
     /// counts virtual memory, code and stacks included, so leave room above what items really
     /// use. (While a limit is set, a worker that dies of `SIGABRT` during an item is reported as
     /// out of memory: Rust aborts on a failed allocation, and std offers no stable hook to tell
@@ -219,7 +236,7 @@ impl PoolBuilder {
     /// Crash pinpointing (default on): when a worker dies running an item, only that item fails
     /// (the pool knows which item was running from a page of memory the worker shares with it);
     /// the other items of its chunk are sent again. Off, every item of the chunk fails with
-    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), as in pebble: use that if items
+    /// [`ItemError::WorkerDied`](crate::ItemError::WorkerDied), as in pebble: use that if items
     /// must never run twice (with pinpointing, items of the chunk that had finished before the
     /// crash run again).
     ///
@@ -245,7 +262,7 @@ impl PoolBuilder {
     /// Progress is a worker's reply (even for items that panicked), the death of a worker that
     /// had finished an item, and, once a reply has come since the guard last started afresh, a
     /// death whose running item is known and fails alone with its own cause
-    /// ([`TaskError::WorkerDied`](crate::TaskError::WorkerDied) and the like). So items that
+    /// ([`ItemError::WorkerDied`](crate::ItemError::WorkerDied) and the like). So items that
     /// each crash alone while others finish never trip it; code that crashes on every item
     /// with none finishing, an initializer that kills every replacement, and workers dying
     /// with no item begun do. A worker stopped because its call ended is not counted.
@@ -253,7 +270,7 @@ impl PoolBuilder {
     /// Ending the call loses no item: an item running when the guard trips keeps its own
     /// outcome (its result, or its own failure if it crashes too); every other item already
     /// taken from the input, and every item of an input of known length, gets
-    /// [`TaskError::PoolFailed`](crate::TaskError::PoolFailed) naming the crash loop; an input
+    /// [`ItemError::PoolFailed`](crate::ItemError::PoolFailed) naming the crash loop; an input
     /// of unknown length is left alone, and the call's last element is the
     /// [`PoolError::CrashLoop`] itself.
     ///
@@ -271,10 +288,10 @@ impl PoolBuilder {
     /// // Every item has its one outcome: the first four failed with their worker's death; then
     /// // the guard ended the call, and the others (the input has a known length) fail with it.
     /// assert_eq!(outcomes.len(), 100);
-    /// use forkpool::TaskError;
+    /// use forkpool::ItemError;
     /// let task = |i: usize| outcomes[i].as_ref().unwrap_err().as_task().unwrap();
-    /// assert!((0..4).all(|i| matches!(task(i), TaskError::WorkerDied { .. })));
-    /// assert!((4..100).all(|i| matches!(task(i), TaskError::PoolFailed { cause, .. }
+    /// assert!((0..4).all(|i| matches!(task(i), ItemError::WorkerDied { .. })));
+    /// assert!((4..100).all(|i| matches!(task(i), ItemError::PoolFailed { cause, .. }
     ///     if cause.starts_with("crash loop"))));
     /// # Ok(()) }
     /// ```
@@ -336,7 +353,7 @@ impl PoolBuilder {
     /// let pool = forkpool::Pool::builder()
     ///     .workers(2)
     ///     .timeout(Duration::from_secs(10))
-    ///     .max_tasks_per_worker(100)
+    ///     .max_items_per_worker(100)
     ///     .build_fn(|i: usize| names[i].len())?;
     /// assert_eq!(pool.map([0, 1, 2])?, [4, 3, 3]);
     /// # Ok(()) }

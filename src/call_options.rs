@@ -182,7 +182,7 @@ impl<'p, P: ?Sized> CallOptions<'p, P> {
     }
 
     /// Stop any item of these calls that runs longer than `limit`: it fails with
-    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut), its worker is replaced, the call
+    /// [`ItemError::TimedOut`](crate::ItemError::TimedOut), its worker is replaced, the call
     /// goes on (see [`PoolBuilder::timeout`](crate::PoolBuilder::timeout) for the pool's
     /// default). A zero limit makes the call return [`PoolError::InvalidTimeout`];
     /// `Duration::MAX` means no limit.

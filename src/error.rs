@@ -86,7 +86,7 @@ impl fmt::Display for CodecStage {
     }
 }
 
-/// [`TaskError::Codec`] as a sentence: what could not be encoded or decoded, where.
+/// [`ItemError::Codec`] as a sentence: what could not be encoded or decoded, where.
 fn codec_sentence(index: u64, pid: u32, stage: CodecStage, message: &str) -> String {
     match stage {
         CodecStage::EncodeItem => {
@@ -108,14 +108,14 @@ fn codec_sentence(index: u64, pid: u32, stage: CodecStage, message: &str) -> Str
 /// `pid` is the worker process that held the item (0 when no worker had it yet).
 ///
 /// ```
-/// use forkpool::{Death, TaskError};
-/// let e = TaskError::WorkerDied { index: 7, pid: 4242, death: Death::Signal(11) };
+/// use forkpool::{Death, ItemError};
+/// let e = ItemError::WorkerDied { index: 7, pid: 4242, death: Death::Signal(11) };
 /// assert_eq!(e.to_string(), "item 7: worker 4242 killed by SIGSEGV (signal 11)");
 /// assert_eq!(e.index(), 7);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TaskError {
+pub enum ItemError {
     /// The function panicked on this item; the worker lived on.
     #[error("item {index}: panicked in worker {pid} at {}: {message}", location.as_deref().unwrap_or("<unknown location>"))]
     Panicked {
@@ -168,8 +168,8 @@ pub enum TaskError {
     /// `skip_serializing_if` cause (bincode is not self-describing) says which to remove.
     ///
     /// ```
-    /// use forkpool::{CodecStage, TaskError};
-    /// let e = TaskError::Codec {
+    /// use forkpool::{CodecStage, ItemError};
+    /// let e = ItemError::Codec {
     ///     index: 3,
     ///     pid: 1234,
     ///     stage: CodecStage::EncodeResult,
@@ -226,8 +226,8 @@ pub enum TaskError {
     /// and the call's last element is then the pool's error itself.
     ///
     /// ```
-    /// use forkpool::TaskError;
-    /// let e = TaskError::PoolFailed { index: 6, cause: "the pool is closed".into() };
+    /// use forkpool::ItemError;
+    /// let e = ItemError::PoolFailed { index: 6, cause: "the pool is closed".into() };
     /// assert_eq!(e.to_string(), "item 6: not finished, the pool failed: the pool is closed");
     /// assert_eq!((e.index(), e.pid()), (6, 0));
     /// ```
@@ -242,8 +242,8 @@ pub enum TaskError {
     /// had not begun, it never ran; if it was running, its worker was stopped and replaced.
     ///
     /// ```
-    /// use forkpool::TaskError;
-    /// let e = TaskError::Cancelled { index: 0 };
+    /// use forkpool::ItemError;
+    /// let e = ItemError::Cancelled { index: 0 };
     /// assert_eq!(e.to_string(), "item 0: cancelled");
     /// ```
     #[error("item {index}: cancelled")]
@@ -253,48 +253,61 @@ pub enum TaskError {
     },
 }
 
-impl TaskError {
+// old names: begin
+/// [`ItemError`] under the name it had: it is one item's failure (a [`Task`](crate::Task) is
+/// one submitted item; a call's items fail with this too).
+///
+/// ```
+/// # #![allow(deprecated)]
+/// let e: forkpool::TaskError = forkpool::TaskError::Cancelled { index: 1 };
+/// assert_eq!(e.index(), 1);
+/// ```
+#[deprecated(since = "0.2.0", note = "use `ItemError`")]
+pub type TaskError = ItemError;
+// old names: end
+
+impl ItemError {
     /// The index of the item this error belongs to.
     pub fn index(&self) -> u64 {
         match self {
-            TaskError::Panicked { index, .. }
-            | TaskError::WorkerDied { index, .. }
-            | TaskError::TimedOut { index, .. }
-            | TaskError::OutOfMemory { index, .. }
-            | TaskError::Codec { index, .. }
-            | TaskError::Protocol { index, .. }
-            | TaskError::CodeNotLoaded { index, .. }
-            | TaskError::PoolFailed { index, .. }
-            | TaskError::Cancelled { index } => *index,
+            ItemError::Panicked { index, .. }
+            | ItemError::WorkerDied { index, .. }
+            | ItemError::TimedOut { index, .. }
+            | ItemError::OutOfMemory { index, .. }
+            | ItemError::Codec { index, .. }
+            | ItemError::Protocol { index, .. }
+            | ItemError::CodeNotLoaded { index, .. }
+            | ItemError::PoolFailed { index, .. }
+            | ItemError::Cancelled { index } => *index,
         }
     }
 
     /// The process id of the worker that held the item (0 if none did).
     pub fn pid(&self) -> u32 {
         match self {
-            TaskError::Panicked { pid, .. }
-            | TaskError::WorkerDied { pid, .. }
-            | TaskError::TimedOut { pid, .. }
-            | TaskError::OutOfMemory { pid, .. }
-            | TaskError::Codec { pid, .. }
-            | TaskError::Protocol { pid, .. }
-            | TaskError::CodeNotLoaded { pid, .. } => *pid,
-            TaskError::PoolFailed { .. } | TaskError::Cancelled { .. } => 0,
+            ItemError::Panicked { pid, .. }
+            | ItemError::WorkerDied { pid, .. }
+            | ItemError::TimedOut { pid, .. }
+            | ItemError::OutOfMemory { pid, .. }
+            | ItemError::Codec { pid, .. }
+            | ItemError::Protocol { pid, .. }
+            | ItemError::CodeNotLoaded { pid, .. } => *pid,
+            ItemError::PoolFailed { .. } | ItemError::Cancelled { .. } => 0,
         }
     }
 
     /// The same error, for the item at `index`.
-    pub(crate) fn at_index(mut self, new: u64) -> TaskError {
+    pub(crate) fn at_index(mut self, new: u64) -> ItemError {
         match &mut self {
-            TaskError::Panicked { index, .. }
-            | TaskError::WorkerDied { index, .. }
-            | TaskError::TimedOut { index, .. }
-            | TaskError::OutOfMemory { index, .. }
-            | TaskError::Codec { index, .. }
-            | TaskError::Protocol { index, .. }
-            | TaskError::CodeNotLoaded { index, .. }
-            | TaskError::PoolFailed { index, .. }
-            | TaskError::Cancelled { index } => *index = new,
+            ItemError::Panicked { index, .. }
+            | ItemError::WorkerDied { index, .. }
+            | ItemError::TimedOut { index, .. }
+            | ItemError::OutOfMemory { index, .. }
+            | ItemError::Codec { index, .. }
+            | ItemError::Protocol { index, .. }
+            | ItemError::CodeNotLoaded { index, .. }
+            | ItemError::PoolFailed { index, .. }
+            | ItemError::Cancelled { index } => *index = new,
         }
         self
     }
@@ -430,7 +443,7 @@ pub enum PoolError {
 pub enum Error {
     /// One item failed.
     #[error(transparent)]
-    Task(#[from] TaskError),
+    Task(#[from] ItemError),
     /// The pool failed or was misused.
     #[error(transparent)]
     Pool(#[from] PoolError),
@@ -442,7 +455,7 @@ pub enum Error {
 impl Error {
     /// The item failure, if this is one (or a [`ReturnProcess`](crate::ReturnProcess)
     /// child's failure: its [`cause`](ProcessError::cause)).
-    pub fn as_task(&self) -> Option<&TaskError> {
+    pub fn as_task(&self) -> Option<&ItemError> {
         match self {
             Error::Task(t) => Some(t),
             Error::Process(p) => Some(&p.cause),
@@ -496,16 +509,16 @@ impl PoolError {
 }
 
 /// A [`ReturnProcess`](crate::ReturnProcess) child failed: it panicked, died, ran past its
-/// time, or its value could not travel. `cause` says which, as the same [`TaskError`] an item
+/// time, or its value could not travel. `cause` says which, as the same [`ItemError`] an item
 /// of a pool would get (its index is 0); the message speaks of the process.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
-/// use forkpool::{Error, ProcessError, TaskError};
+/// use forkpool::{Error, ProcessError, ItemError};
 /// let p = forkpool::ReturnProcess::spawn(|| -> u8 { panic!("no value") })?;
 /// let pid = p.pid();
 /// match p.join() {
-///     Err(Error::Process(e @ ProcessError { cause: TaskError::Panicked { .. }, .. })) => {
+///     Err(Error::Process(e @ ProcessError { cause: ItemError::Panicked { .. }, .. })) => {
 ///         assert!(e.to_string().starts_with(&format!("the process {pid} panicked at ")));
 ///         assert!(e.to_string().ends_with(": no value"));
 ///     }
@@ -517,7 +530,7 @@ impl PoolError {
 #[non_exhaustive]
 pub struct ProcessError {
     /// What happened, as an item's failure would say it (index 0).
-    pub cause: TaskError,
+    pub cause: ItemError,
 }
 
 impl ProcessError {
@@ -539,8 +552,8 @@ impl ProcessError {
     }
 }
 
-impl From<TaskError> for ProcessError {
-    fn from(cause: TaskError) -> ProcessError {
+impl From<ItemError> for ProcessError {
+    fn from(cause: ItemError) -> ProcessError {
         ProcessError { cause }
     }
 }
@@ -550,7 +563,7 @@ impl std::error::Error for ProcessError {}
 impl fmt::Display for ProcessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cause {
-            TaskError::Panicked {
+            ItemError::Panicked {
                 pid,
                 message,
                 location,
@@ -559,24 +572,24 @@ impl fmt::Display for ProcessError {
                 let at = location.as_deref().unwrap_or("<unknown location>");
                 write!(f, "the process {pid} panicked at {at}: {message}")
             }
-            TaskError::WorkerDied { pid, death, .. } => {
+            ItemError::WorkerDied { pid, death, .. } => {
                 write!(
                     f,
                     "the process {pid} died before sending its value: {death}"
                 )
             }
-            TaskError::TimedOut { pid, after, .. } => {
+            ItemError::TimedOut { pid, after, .. } => {
                 write!(
                     f,
                     "the process {pid} did not send its value within {after:?}"
                 )
             }
-            TaskError::OutOfMemory { pid, limit, .. } => write!(
+            ItemError::OutOfMemory { pid, limit, .. } => write!(
                 f,
                 "the process {pid} ran out of memory: an allocation failed under the limit of {} MiB",
                 limit / (1 << 20)
             ),
-            TaskError::Codec {
+            ItemError::Codec {
                 pid,
                 stage,
                 message,
@@ -590,20 +603,20 @@ impl fmt::Display for ProcessError {
                     "the value of the process {pid} could not be decoded in the parent: {message}"
                 ),
             },
-            TaskError::Protocol { pid, what, .. } => {
+            ItemError::Protocol { pid, what, .. } => {
                 write!(
                     f,
                     "the process {pid} broke the protocol and was killed: {what}"
                 )
             }
-            TaskError::CodeNotLoaded { pid, address, .. } => write!(
+            ItemError::CodeNotLoaded { pid, address, .. } => write!(
                 f,
                 "the process {pid} refused to call the function at {address:#x}: it is not loaded there"
             ),
-            TaskError::PoolFailed { cause, .. } => {
+            ItemError::PoolFailed { cause, .. } => {
                 write!(f, "the process did not finish: {cause}")
             }
-            TaskError::Cancelled { .. } => f.write_str("the process was cancelled"),
+            ItemError::Cancelled { .. } => f.write_str("the process was cancelled"),
         }
     }
 }
@@ -618,7 +631,7 @@ mod process_error_tests {
     #[test]
     fn every_cause_speaks_of_the_process() {
         let (index, pid) = (0, 1234);
-        let codec = |stage| TaskError::Codec {
+        let codec = |stage| ItemError::Codec {
             index,
             pid,
             stage,
@@ -626,7 +639,7 @@ mod process_error_tests {
         };
         let cases = [
             (
-                TaskError::Panicked {
+                ItemError::Panicked {
                     index,
                     pid,
                     message: "boom".into(),
@@ -635,7 +648,7 @@ mod process_error_tests {
                 "the process 1234 panicked at src/main.rs:3:5: boom",
             ),
             (
-                TaskError::WorkerDied {
+                ItemError::WorkerDied {
                     index,
                     pid,
                     death: Death::Signal(11),
@@ -643,7 +656,7 @@ mod process_error_tests {
                 "the process 1234 died before sending its value: killed by SIGSEGV (signal 11)",
             ),
             (
-                TaskError::TimedOut {
+                ItemError::TimedOut {
                     index,
                     pid,
                     after: Duration::from_millis(20),
@@ -660,29 +673,29 @@ mod process_error_tests {
                  refuses to serialize",
             ),
             (
-                TaskError::PoolFailed {
+                ItemError::PoolFailed {
                     index,
                     cause: "the pool is closed".into(),
                 },
                 "the process did not finish: the pool is closed",
             ),
-            (TaskError::Cancelled { index }, "the process was cancelled"),
+            (ItemError::Cancelled { index }, "the process was cancelled"),
         ];
         for (cause, text) in cases {
             assert_eq!(ProcessError::from(cause).to_string(), text);
         }
         let others = [
-            TaskError::OutOfMemory {
+            ItemError::OutOfMemory {
                 index,
                 pid,
                 limit: 64 << 20,
             },
-            TaskError::Protocol {
+            ItemError::Protocol {
                 index,
                 pid,
                 what: "a stray frame".into(),
             },
-            TaskError::CodeNotLoaded {
+            ItemError::CodeNotLoaded {
                 index,
                 pid,
                 address: 0x1000,

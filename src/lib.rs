@@ -2,9 +2,9 @@
 //!
 //! The parent forks worker processes once, sends them chunks of items bincode-encoded over
 //! one socket per worker, and gets one outcome per item back. A panic, segfault, abort, timeout or
-//! allocation past the memory limit in a task costs that task (its item gets a [`TaskError`]),
+//! allocation past the memory limit in an item costs that item (its item gets an [`ItemError`]),
 //! never the program or the pool: a dead worker is noticed, the item it was running fails with
-//! the cause ([`TaskError::WorkerDied`], [`TaskError::TimedOut`], [`TaskError::OutOfMemory`]),
+//! the cause ([`ItemError::WorkerDied`], [`ItemError::TimedOut`], [`ItemError::OutOfMemory`]),
 //! the rest of its chunk is sent again, a replacement is forked, and the call goes on. Workers
 //! die with the program (even on `SIGKILL`), and a crash loop ends the call with
 //! [`PoolError::CrashLoop`] instead of forking forever.
@@ -49,7 +49,7 @@
 //! bincode is not self-describing: serde attributes that skip or reshape fields
 //! (`skip_serializing_if`, `untagged`, `flatten`, internally tagged enums) and types that ask the
 //! format what comes next (`serde_json::Value`) compile, then fail at run time with a
-//! [`TaskError::Codec`] that names them. Use plain `Option` fields and externally tagged enums in
+//! [`ItemError::Codec`] that names them. Use plain `Option` fields and externally tagged enums in
 //! item and result types. A borrowed item (`&String`) is a compile error that points to
 //! [`parmap`] (see [`Item`]).
 //!
@@ -106,12 +106,16 @@ pub use call_options::CallOptions;
 #[allow(deprecated)]
 pub use call_options::FnCalls;
 pub use child::zygote::zygote;
-pub use error::{CodecStage, Death, Error, PoolError, ProcessError, TaskError};
+pub use error::{CodecStage, Death, Error, ItemError, PoolError, ProcessError};
+// old names: begin
+#[allow(deprecated)]
+pub use error::TaskError;
+// old names: end
 pub use fn_pool::FnPool;
 pub use forkpool_worker::StarArgs;
 /// The deepest an item or result may nest, in serde levels (each `Option`, sequence, map,
 /// struct, enum and newtype struct is one; `Box` is free). A result nested deeper fails its
-/// item with [`TaskError::Codec`] ("nested deeper than 512 levels"); the program and the pool
+/// item with [`ItemError::Codec`] ("nested deeper than 512 levels"); the program and the pool
 /// live on. Decoding never overflows the calling thread's stack, and a value within the limit
 /// drops in under 64 KiB of stack.
 ///
@@ -121,7 +125,7 @@ pub use forkpool_worker::StarArgs;
 pub use forkpool_worker::codec::MAX_DEPTH;
 /// The most bytes the results of one chunk may take together, encoded (1 GiB): the parent holds
 /// a chunk's reply whole, so this bounds what a worker can make it hold. A result that would
-/// take its chunk past it fails its item alone with [`TaskError::Codec`] (stage
+/// take its chunk past it fails its item alone with [`ItemError::Codec`] (stage
 /// [`CodecStage::EncodeResult`], naming this limit); the other items keep their results. With
 /// results this big, use a small chunksize.
 ///

@@ -61,7 +61,7 @@ pub(crate) fn default_workers() -> usize {
 /// forked child) and the encoded items; nothing else of the function exists in the worker. The
 /// worker checks that the address points into code loaded at the same place as in the parent
 /// (a function of a library loaded after the workers were forked fails its items with
-/// [`TaskError::CodeNotLoaded`](crate::TaskError::CodeNotLoaded); a pool built after the load
+/// [`ItemError::CodeNotLoaded`](crate::ItemError::CodeNotLoaded); a pool built after the load
 /// runs it).
 ///
 /// A closure that captures anything, even a value of a zero-sized type, is a type error
@@ -319,8 +319,8 @@ impl Pool {
 
     /// Kills every worker now (`SIGKILL` to each worker's process group) and closes the pool.
     /// A call running on another thread ends: items that were running fail with
-    /// [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), the rest of its items (all of
-    /// an input of known length) with [`TaskError::PoolFailed`](crate::TaskError::PoolFailed)
+    /// [`ItemError::WorkerDied`](crate::ItemError::WorkerDied), the rest of its items (all of
+    /// an input of known length) with [`ItemError::PoolFailed`](crate::ItemError::PoolFailed)
     /// naming [`PoolError::Closed`]; an input of unknown length ends the call with
     /// [`PoolError::Closed`] itself. Reaps the workers before returning.
     ///
@@ -555,7 +555,7 @@ impl Pool {
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
-    /// let pool = forkpool::Pool::builder().workers(2).max_tasks_per_worker(10).build()?;
+    /// let pool = forkpool::Pool::builder().workers(2).max_items_per_worker(10).build()?;
     /// pool.chunksize(1).map(|x: u32| x + 1, 0..40u32)?;
     /// let stats = pool.stats()?;
     /// // 40 tasks at 10 a worker need two replacements; an end is counted once it is reaped

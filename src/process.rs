@@ -6,7 +6,7 @@ use crate::child::fork;
 use crate::child::owner::Owner;
 use crate::child::reaper::Reaping;
 use crate::error::ProcessError;
-use crate::error::{Death, Error, PoolError, TaskError};
+use crate::error::{Death, Error, ItemError, PoolError};
 use crate::transport::inbox::{Event, Inbox};
 use crate::transport::outcome;
 use forkpool_worker::child::setup::ChildOptions;
@@ -113,9 +113,9 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     }
 
     /// Waits for the child and returns its value, or [`Error::Process`] saying how the child
-    /// failed: its [`cause`](ProcessError::cause) is [`TaskError::Panicked`] if the closure
-    /// panicked, [`TaskError::WorkerDied`] if the child died before sending a value,
-    /// [`TaskError::Codec`] if the value could not be encoded in the child
+    /// failed: its [`cause`](ProcessError::cause) is [`ItemError::Panicked`] if the closure
+    /// panicked, [`ItemError::WorkerDied`] if the child died before sending a value,
+    /// [`ItemError::Codec`] if the value could not be encoded in the child
     /// ([`CodecStage::EncodeResult`](crate::CodecStage::EncodeResult)) or decoded in the parent
     /// ([`CodecStage::DecodeResult`](crate::CodecStage::DecodeResult)).
     ///
@@ -131,7 +131,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     }
 
     /// Waits at most `timeout` (`Duration::MAX`: no limit) for the child. On timeout returns
-    /// [`Error::Process`] with cause [`TaskError::TimedOut`] and
+    /// [`Error::Process`] with cause [`ItemError::TimedOut`] and
     /// leaves the child running: call `join_timeout` again, [`join`](ReturnProcess::join), or
     /// [`kill`](ReturnProcess::kill). After it has returned the value, further calls return
     /// [`PoolError::AlreadyJoined`].
@@ -149,7 +149,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
 
     /// Waits at most `limit` for the value; if it has not come by then, stops the child
     /// (`SIGTERM` to its process group, so processes it started go too; `SIGKILL` 100 ms later),
-    /// reaps it, and returns [`Error::Process`] with cause [`TaskError::TimedOut`].
+    /// reaps it, and returns [`Error::Process`] with cause [`ItemError::TimedOut`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -157,21 +157,21 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// let p = forkpool::ReturnProcess::spawn(|| std::thread::sleep(Duration::from_secs(60)))?;
     /// let pid = p.pid();
     /// let err = p.join_or_kill(Duration::from_millis(100)).unwrap_err();
-    /// assert!(matches!(err.as_task(), Some(forkpool::TaskError::TimedOut { .. })));
+    /// assert!(matches!(err.as_task(), Some(forkpool::ItemError::TimedOut { .. })));
     /// # let _ = pid;
     /// # Ok(()) }
     /// ```
     pub fn join_or_kill(mut self, limit: Duration) -> Result<R, Error> {
         let outcome = self.wait(deadline(limit));
         let Err(Error::Process(ProcessError {
-            cause: TaskError::TimedOut { .. },
+            cause: ItemError::TimedOut { .. },
         })) = outcome
         else {
             return outcome;
         };
         self.child.terminate();
         let grace = Duration::from_millis(100);
-        if let Err(Error::Task(TaskError::TimedOut { .. })) = self.wait_for_value(deadline(grace)) {
+        if let Err(Error::Task(ItemError::TimedOut { .. })) = self.wait_for_value(deadline(grace)) {
             self.child.kill();
             let _ = self.wait_for_value(None);
         }
@@ -213,7 +213,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         self.inbox.silence(0);
         self.child.kill();
         let pid = self.pid();
-        self.outcome = Some(Err(TaskError::Protocol {
+        self.outcome = Some(Err(ItemError::Protocol {
             index: 0,
             pid,
             what,
@@ -252,7 +252,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
                 Ok(Some(Event::Exited { status, .. })) => self.death = Some(status.into()),
                 Ok(None) => {
                     let after = deadline.map_or(Duration::ZERO, |(_, d)| d);
-                    return Err(TaskError::TimedOut {
+                    return Err(ItemError::TimedOut {
                         index: 0,
                         pid,
                         after,
@@ -265,7 +265,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
         self.joined = true;
         self.reaper = None;
         let death = self.death.unwrap_or(Death::Unknown);
-        self.outcome.take().unwrap_or(Err(TaskError::WorkerDied {
+        self.outcome.take().unwrap_or(Err(ItemError::WorkerDied {
             index: 0,
             pid,
             death,

@@ -101,7 +101,7 @@ impl WorkerStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WorkerEnd {
-    /// It answered its `max_tasks_per_worker` items and exited to be replaced.
+    /// It answered its `max_items_per_worker` items and exited to be replaced.
     Recycled,
     /// It exited when the pool was closed, joined or dropped.
     Shutdown,
@@ -110,7 +110,7 @@ pub enum WorkerEnd {
     /// The pool stopped it: an item ran past its timeout, a running task was cancelled or its
     /// call dropped, or its initializer did not return in time.
     Stopped,
-    /// The pool killed it for sending what it may not (see `TaskError::Protocol`).
+    /// The pool killed it for sending what it may not (see `ItemError::Protocol`).
     Offended,
 }
 

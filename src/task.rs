@@ -309,18 +309,18 @@ impl<'p, R> Task<'p, R> {
 
     /// Cancels the task. If its item has not begun, it never runs; if it is running, its
     /// worker is stopped now and replaced (other calls on the pool are not affected). Either
-    /// way [`wait`](Task::wait) then returns [`TaskError::Cancelled`](crate::TaskError).
+    /// way [`wait`](Task::wait) then returns [`ItemError::Cancelled`](crate::ItemError).
     /// Returns false if the outcome had already arrived (it is kept).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
-    /// use forkpool::TaskError;
+    /// use forkpool::ItemError;
     /// use std::time::Duration;
     /// let pool = forkpool::Pool::new(1)?;
     /// let mut task = pool.submit(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60);
     /// assert!(task.cancel());
     /// let error = task.wait().unwrap_err();
-    /// assert!(matches!(error.as_task(), Some(TaskError::Cancelled { index: 0 })));
+    /// assert!(matches!(error.as_task(), Some(ItemError::Cancelled { index: 0 })));
     /// # Ok(()) }
     /// ```
     pub fn cancel(&mut self) -> bool {

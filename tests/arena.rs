@@ -109,7 +109,7 @@ fn a_big_context_reaches_every_worker_whole() {
 #[cfg(target_os = "linux")]
 mod killed_while_writing {
     use super::*;
-    use forkpool::{Death, Error, TaskError};
+    use forkpool::{Death, Error, ItemError};
     use forkpool_worker::reply_ring::RING_BYTES;
 
     /// Sums a 1 MiB item into a small reply, except item `x % 9 == 4`: that makes its worker's
@@ -150,7 +150,7 @@ mod killed_while_writing {
                         let want = sum(&pattern(x as usize, 1 << 20)).to_le_bytes();
                         assert_eq!(reply[..], want, "item {x}");
                     }
-                    Err(Error::Task(TaskError::WorkerDied { index, death, .. })) if x % 9 == 4 => {
+                    Err(Error::Task(ItemError::WorkerDied { index, death, .. })) if x % 9 == 4 => {
                         assert_eq!(*index, x, "round {round}");
                         assert_eq!(*death, Death::Signal(libc::SIGSEGV), "round {round}");
                     }
@@ -204,7 +204,7 @@ mod killed_while_writing {
                     Ok(reply) => {
                         assert!(reply[..] == pattern(x as usize, 100_000)[..], "item {x}")
                     }
-                    Err(Error::Task(TaskError::Protocol { index, .. })) => {
+                    Err(Error::Task(ItemError::Protocol { index, .. })) => {
                         assert_eq!(*index, x, "round {round}");
                     }
                     Err(e) => panic!("round {round}, item {x}: {e}"),
@@ -229,7 +229,7 @@ mod killed_while_writing {
 #[cfg(target_os = "linux")]
 mod task_arena_scribbles {
     use super::*;
-    use forkpool::{Error, TaskError};
+    use forkpool::{Error, ItemError};
     use forkpool_worker::reply_ring::RING_BYTES;
 
     /// Flips 64 bytes every 64 KiB of this worker's task arena, as stray pointers would: over
@@ -270,7 +270,7 @@ mod task_arena_scribbles {
         for (i, (got, want)) in got.iter().zip(expected).enumerate() {
             match got {
                 Ok(value) => assert_eq!(value, want, "{what}, item {i}: a wrong value"),
-                Err(Error::Task(TaskError::WorkerDied { .. })) => errors += 1,
+                Err(Error::Task(ItemError::WorkerDied { .. })) => errors += 1,
                 Err(e) => panic!("{what}, item {i}: {e}"),
             }
         }

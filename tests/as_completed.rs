@@ -3,7 +3,7 @@
 
 mod common;
 
-use forkpool::{Pool, Task, TaskError, as_completed};
+use forkpool::{ItemError, Pool, Task, as_completed};
 use std::time::Duration;
 
 fn nap(ms: u64) -> u64 {
@@ -43,7 +43,7 @@ fn as_completed_yields_each_of_20k_tasks_exactly_once() {
                 }
                 Err(e) => {
                     assert!(
-                        matches!(e.as_task(), Some(TaskError::Panicked { .. })),
+                        matches!(e.as_task(), Some(ItemError::Panicked { .. })),
                         "{e}"
                     );
                     failed += 1;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::is_reaped;
-use forkpool::{Pool, TaskError};
+use forkpool::{ItemError, Pool};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -75,7 +75,7 @@ fn an_awaited_task_that_fails_gives_its_error() {
     assert!(
         matches!(
             outcome.as_ref().unwrap_err().as_task(),
-            Some(TaskError::TimedOut { index: 0, .. })
+            Some(ItemError::TimedOut { index: 0, .. })
         ),
         "{outcome:?}"
     );

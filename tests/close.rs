@@ -4,7 +4,7 @@
 
 mod common;
 
-use forkpool::{Error, Pool, PoolError, TaskError};
+use forkpool::{Error, ItemError, Pool, PoolError};
 use std::time::{Duration, Instant};
 
 fn nap(ms: u64) -> u64 {
@@ -21,7 +21,7 @@ fn work_accepted_before_close_gets_a_replacement_when_a_worker_times_out_before_
         pool.close();
         let error = long.wait().unwrap_err();
         assert!(
-            matches!(error.as_task(), Some(TaskError::TimedOut { .. })),
+            matches!(error.as_task(), Some(ItemError::TimedOut { .. })),
             "{error}"
         );
         assert_eq!(next.wait().unwrap(), 1);
@@ -41,7 +41,7 @@ fn join_after_close_runs_work_queued_behind_a_timed_out_task() {
         pool.join().unwrap();
         let error = long.wait().unwrap_err();
         assert!(
-            matches!(error.as_task(), Some(TaskError::TimedOut { .. })),
+            matches!(error.as_task(), Some(ItemError::TimedOut { .. })),
             "{error}"
         );
         assert_eq!(next.wait().unwrap(), 1);

@@ -1,6 +1,6 @@
 //! Workers forked holding a closure: `FnPool`, `parmap`, `par_eval`.
 
-use forkpool::{Error, FnPool, TaskError};
+use forkpool::{Error, FnPool, ItemError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -52,13 +52,13 @@ fn fn_pool_isolates_panics_and_crashes() {
     assert_eq!(outcomes.len(), 20);
     let panicked = outcomes
         .iter()
-        .filter(|o| matches!(o, Err(Error::Task(TaskError::Panicked { index: 5, .. }))))
+        .filter(|o| matches!(o, Err(Error::Task(ItemError::Panicked { index: 5, .. }))))
         .count();
     assert_eq!(panicked, 1);
     assert!(
         outcomes
             .iter()
-            .any(|o| matches!(o, Err(Error::Task(TaskError::WorkerDied { index: 9, .. }))))
+            .any(|o| matches!(o, Err(Error::Task(ItemError::WorkerDied { index: 9, .. }))))
     );
     assert_eq!(pool.map_chunked(0..4u32, 1).unwrap(), [0, 10, 20, 30]);
     assert_eq!(pool.pids().len(), 2);
@@ -122,7 +122,7 @@ fn par_eval_reports_a_failing_piece_by_its_first_index() {
     })
     .unwrap_err();
     match err {
-        Error::Task(TaskError::Panicked { index, message, .. }) => {
+        Error::Task(ItemError::Panicked { index, message, .. }) => {
             assert_eq!(index, 50);
             assert_eq!(message, "bad piece");
         }

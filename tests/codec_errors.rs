@@ -3,7 +3,7 @@
 //! self-describing) cannot decode, as items and as results, and a `flatten`ed result it cannot
 //! encode.
 
-use forkpool::{CodecStage, Error, Pool, TaskError};
+use forkpool::{CodecStage, Error, ItemError, Pool};
 use serde::{Deserialize, Serialize};
 
 /// Skips `note` when it is `None`: encodes without it, decodes expecting it.
@@ -44,7 +44,7 @@ impl Serialize for OddOnly {
 fn codec_error(outcome: &Result<impl std::fmt::Debug, Error>) -> (u64, CodecStage, String, String) {
     match outcome {
         Err(Error::Task(
-            e @ TaskError::Codec {
+            e @ ItemError::Codec {
                 index,
                 stage,
                 message,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{segfault, within};
-use forkpool::{Death, Pool, TaskError};
+use forkpool::{Death, ItemError, Pool};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,7 +30,7 @@ fn assert_odd_ok_even_segfaulted(outcomes: &[Result<u32, forkpool::Error>], roun
             ),
             Err(e) => assert!(
                 x % 2 == 0
-                    && matches!(e.as_task(), Some(TaskError::WorkerDied { index, death: Death::Signal(libc::SIGSEGV), .. })
+                    && matches!(e.as_task(), Some(ItemError::WorkerDied { index, death: Death::Signal(libc::SIGSEGV), .. })
                         if *index == u64::from(x)),
                 "round {round}: item {x}: {e}"
             ),
@@ -88,10 +88,10 @@ fn assert_crashed_items_keep_their_cause(outcomes: &[Result<u32, forkpool::Error
         let e = outcome.as_ref().unwrap_err();
         let crashed = begun & (1 << x) != 0;
         match e.as_task() {
-            Some(TaskError::WorkerDied { index, death, .. }) if crashed => {
+            Some(ItemError::WorkerDied { index, death, .. }) if crashed => {
                 assert_eq!((*index, *death), (x, Death::Signal(libc::SIGSEGV)), "{e}");
             }
-            Some(TaskError::PoolFailed { index, cause }) if !crashed => {
+            Some(ItemError::PoolFailed { index, cause }) if !crashed => {
                 assert_eq!(*index, x, "{e}");
                 assert!(cause.starts_with("crash loop"), "{e}");
             }
@@ -156,13 +156,13 @@ fn an_initializer_that_kills_every_replacement_still_trips_the_guard() {
     assert_eq!(outcomes.len(), 10);
     let e = outcomes[0].as_ref().unwrap_err();
     assert!(
-        matches!(e.as_task(), Some(TaskError::WorkerDied { index: 0, .. })),
+        matches!(e.as_task(), Some(ItemError::WorkerDied { index: 0, .. })),
         "{e}"
     );
     for (x, outcome) in (0u64..).zip(&outcomes).skip(1) {
         let e = outcome.as_ref().unwrap_err();
         assert!(
-            matches!(e.as_task(), Some(TaskError::PoolFailed { index, cause })
+            matches!(e.as_task(), Some(ItemError::PoolFailed { index, cause })
                 if *index == x && cause.starts_with("crash loop")),
             "{e}"
         );

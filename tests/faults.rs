@@ -3,7 +3,7 @@
 mod common;
 
 use common::segfault;
-use forkpool::{Death, Error, Pool, TaskError};
+use forkpool::{Death, Error, ItemError, Pool};
 
 fn panics_on_500(x: u64) -> u64 {
     if x == 500 {
@@ -21,7 +21,7 @@ fn a_panicking_item_fails_alone_and_the_same_workers_serve_the_next_call() {
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(v) => assert_eq!(v, i as u64 * 2),
-            Err(Error::Task(TaskError::Panicked {
+            Err(Error::Task(ItemError::Panicked {
                 index,
                 message,
                 location,
@@ -40,7 +40,7 @@ fn a_panicking_item_fails_alone_and_the_same_workers_serve_the_next_call() {
     let err = pool.map(panics_on_500, 0..1_000u64).unwrap_err();
     assert!(matches!(
         err,
-        Error::Task(TaskError::Panicked { index: 500, .. })
+        Error::Task(ItemError::Panicked { index: 500, .. })
     ));
     let mut after = pool.pids();
     let mut before = before;
@@ -79,7 +79,7 @@ fn segfault_and_abort_fail_only_their_items_and_the_pool_recovers() {
         let i = i as u64;
         match outcome {
             Ok(v) => assert_eq!(v, i + 1),
-            Err(Error::Task(TaskError::WorkerDied { index, death, .. })) => {
+            Err(Error::Task(ItemError::WorkerDied { index, death, .. })) => {
                 assert_eq!(index, i);
                 if chunk_of(i) == chunk_of(137) {
                     assert_eq!(death, Death::Signal(libc::SIGSEGV));
@@ -147,7 +147,7 @@ fn a_worker_that_exits_reports_its_exit_code() {
     for (i, o) in outcomes.iter().enumerate() {
         match o {
             Ok(v) => assert_eq!(*v, i as u32),
-            Err(Error::Task(TaskError::WorkerDied {
+            Err(Error::Task(ItemError::WorkerDied {
                 index: 4, death, ..
             })) => {
                 assert_eq!(*death, Death::Exit(9));
@@ -181,7 +181,7 @@ fn crashes_inside_batched_chunksize_1_refills_cost_only_their_items() {
             Err(e) => {
                 assert_eq!(x % 101, 100, "item {x} failed: {e}");
                 assert!(
-                    matches!(e.as_task(), Some(TaskError::WorkerDied { index, .. }) if *index == x),
+                    matches!(e.as_task(), Some(ItemError::WorkerDied { index, .. }) if *index == x),
                     "item {x}: {e}"
                 );
             }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{is_reaped, segfault};
-use forkpool::{Death, Error, FnPool, Pool, PoolError, TaskError};
+use forkpool::{Death, Error, FnPool, ItemError, Pool, PoolError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -30,7 +30,7 @@ fn pool_timeout_stops_a_slow_item_and_replaces_its_worker() {
     assert!(
         matches!(
             outcomes[1].as_ref().unwrap_err().as_task(),
-            Some(TaskError::TimedOut { index: 1, after, .. }) if *after == Duration::from_millis(300)
+            Some(ItemError::TimedOut { index: 1, after, .. }) if *after == Duration::from_millis(300)
         ),
         "{:?}",
         outcomes[1]
@@ -70,7 +70,7 @@ fn init_runs_in_every_worker_including_replacements() {
     let pool = Pool::builder()
         .workers(2)
         .init(mark)
-        .max_tasks_per_worker(3)
+        .max_items_per_worker(3)
         .build_fn(move |x: u32| INIT_MARK.load(Ordering::SeqCst) + x + extra)
         .unwrap();
     assert_eq!(
@@ -97,7 +97,7 @@ fn max_tasks_per_worker_recycles_workers_without_losing_or_reordering() {
     let scale = 2;
     let pool = Pool::builder()
         .workers(2)
-        .max_tasks_per_worker(10)
+        .max_items_per_worker(10)
         .build_fn(move |x: u64| (x * scale, std::process::id()))
         .unwrap();
     let results = pool.map(0..100u64).unwrap();
@@ -127,7 +127,7 @@ fn memory_limit_fails_the_item_that_blows_it_and_the_pool_goes_on() {
     assert_eq!(*outcomes[2].as_ref().unwrap(), 8 * 256);
     let err = outcomes[1].as_ref().unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::OutOfMemory { index: 1, limit, .. }) if *limit == 256 << 20),
+        matches!(err.as_task(), Some(ItemError::OutOfMemory { index: 1, limit, .. }) if *limit == 256 << 20),
         "{err}"
     );
 }
@@ -161,7 +161,7 @@ fn pinpointing_is_on_by_default_and_can_be_turned_off() {
             assert_eq!(e.index(), i as u64);
             assert!(matches!(
                 e,
-                TaskError::WorkerDied {
+                ItemError::WorkerDied {
                     death: Death::Signal(libc::SIGSEGV),
                     ..
                 }
@@ -187,19 +187,19 @@ fn max_restarts_ends_a_crash_loop_and_the_pool_stays_usable() {
         .unwrap();
     let outcomes: Vec<_> = pool.chunksize(1).imap(1..1000u64).collect();
     assert_eq!(outcomes.len(), 999);
-    let errors: Vec<&TaskError> = outcomes
+    let errors: Vec<&ItemError> = outcomes
         .iter()
         .map(|r| r.as_ref().unwrap_err().as_task().unwrap())
         .collect();
     let looped = errors
         .iter()
         .filter(
-            |e| matches!(e, TaskError::PoolFailed { cause, .. } if cause.starts_with("crash loop")),
+            |e| matches!(e, ItemError::PoolFailed { cause, .. } if cause.starts_with("crash loop")),
         )
         .count();
     let died = errors
         .iter()
-        .filter(|e| matches!(e, TaskError::WorkerDied { .. }))
+        .filter(|e| matches!(e, ItemError::WorkerDied { .. }))
         .count();
     assert_eq!(looped + died, 999);
     assert!(
@@ -296,7 +296,7 @@ fn fn_pool_fold_and_map_reduce_equal_their_serial_versions() {
     assert!(
         matches!(
             error.as_task(),
-            Some(TaskError::WorkerDied { index: 33, .. })
+            Some(ItemError::WorkerDied { index: 33, .. })
         ),
         "{error}"
     );

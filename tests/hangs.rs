@@ -6,7 +6,7 @@
 mod common;
 
 use common::{segfault, within};
-use forkpool::{Error, Pool, PoolError, ReturnProcess, TaskError};
+use forkpool::{Error, ItemError, Pool, PoolError, ReturnProcess};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -89,8 +89,8 @@ fn a_one_nanosecond_timeout_ends_every_call_instead_of_requeueing_forever() {
         for (i, outcome) in outcomes.iter().enumerate() {
             match outcome.as_ref().map_err(|e| e.as_task()) {
                 Ok(x) => assert_eq!(*x, i as u64),
-                Err(Some(TaskError::TimedOut { index, .. })) => assert_eq!(*index, i as u64),
-                Err(Some(TaskError::PoolFailed { index, cause })) => {
+                Err(Some(ItemError::TimedOut { index, .. })) => assert_eq!(*index, i as u64),
+                Err(Some(ItemError::PoolFailed { index, cause })) => {
                     assert_eq!(*index, i as u64);
                     assert!(cause.contains("crash loop"), "{cause}");
                 }
@@ -121,7 +121,7 @@ fn a_one_nanosecond_timeout_times_out_slow_items_without_the_parent_spinning() {
     assert_eq!(outcomes.len(), 6);
     for (i, outcome) in outcomes.iter().enumerate() {
         match outcome.as_ref().map_err(|e| e.as_task()) {
-            Err(Some(TaskError::TimedOut { index, .. })) => assert_eq!(*index, i as u64),
+            Err(Some(ItemError::TimedOut { index, .. })) => assert_eq!(*index, i as u64),
             other => panic!("item {i}: {other:?}"),
         }
     }
@@ -212,7 +212,7 @@ fn huge_windows_restart_limits_task_limits_memory_limits_and_chunksizes_just_wor
         assert_eq!(pool.map(|x: u32| x + 1, 0..20u32).unwrap(), expected);
         let pool = Pool::builder()
             .workers(2)
-            .max_tasks_per_worker(usize::MAX)
+            .max_items_per_worker(usize::MAX)
             .build()
             .unwrap();
         assert_eq!(pool.map(|x: u32| x + 1, 0..20u32).unwrap(), expected);
@@ -294,7 +294,7 @@ fn an_item_whose_decoding_kills_its_worker_fails_alone_with_worker_died() {
         if i == 5 {
             let e = outcome.as_ref().unwrap_err();
             assert!(
-                matches!(e.as_task(), Some(TaskError::WorkerDied { index: 5, .. })),
+                matches!(e.as_task(), Some(ItemError::WorkerDied { index: 5, .. })),
                 "{e}"
             );
             assert!(e.to_string().contains("SIGABRT"), "{e}");
@@ -327,7 +327,7 @@ fn an_item_too_big_for_the_memory_limit_fails_alone_with_out_of_memory() {
     assert_eq!(*outcomes[3].as_ref().unwrap(), 30);
     let e = outcomes[1].as_ref().unwrap_err();
     assert!(
-        matches!(e.as_task(), Some(TaskError::OutOfMemory { index: 1, .. })),
+        matches!(e.as_task(), Some(ItemError::OutOfMemory { index: 1, .. })),
         "{e}"
     );
 }
@@ -350,7 +350,7 @@ fn when_the_crash_loop_guard_ends_a_call_every_item_still_gets_exactly_one_outco
     }
     assert!(outcomes[..4].iter().all(|r| matches!(
         r.as_ref().unwrap_err().as_task(),
-        Some(TaskError::WorkerDied { .. })
+        Some(ItemError::WorkerDied { .. })
     )));
     for outcome in &outcomes[4..] {
         let e = outcome.as_ref().unwrap_err();
@@ -409,7 +409,7 @@ fn a_task_that_stops_its_worker_with_sigstop_times_out() {
         if i == 2 {
             let e = outcome.as_ref().unwrap_err();
             assert!(
-                matches!(e.as_task(), Some(TaskError::TimedOut { index: 2, .. })),
+                matches!(e.as_task(), Some(ItemError::TimedOut { index: 2, .. })),
                 "{e}"
             );
         } else {
@@ -537,7 +537,7 @@ fn a_replacement_whose_init_hangs_is_killed_and_its_chunks_run_elsewhere() {
     assert_eq!(outcomes.len(), 40);
     let e = outcomes[0].as_ref().unwrap_err();
     assert!(
-        matches!(e.as_task(), Some(TaskError::WorkerDied { index: 0, .. })),
+        matches!(e.as_task(), Some(ItemError::WorkerDied { index: 0, .. })),
         "{e}"
     );
     for (i, outcome) in outcomes.iter().enumerate().skip(1) {

@@ -1,10 +1,10 @@
 //! Workers that lie: tasks that write bytes of their own to every socket they can find. The
 //! parent must live, every call must end, and only the items whose tasks wrote fail, with
-//! `TaskError::Protocol`; every other item gets its own, correct result.
+//! `ItemError::Protocol`; every other item gets its own, correct result.
 
 mod common;
 
-use forkpool::{Error, FnPool, Pool, ReturnProcess, TaskError};
+use forkpool::{Error, FnPool, ItemError, Pool, ReturnProcess};
 
 /// The kinds of lie a hostile task tells.
 const LIES: u64 = 5;
@@ -107,7 +107,7 @@ fn check(outcomes: &[Result<u64, Error>], round: usize) {
     for (x, outcome) in (0u64..).zip(outcomes) {
         match outcome {
             Ok(v) if !is_liar(x) => assert_eq!(*v, x * 2, "round {round}, item {x}"),
-            Err(Error::Task(TaskError::Protocol { index, pid, what })) if is_liar(x) => {
+            Err(Error::Task(ItemError::Protocol { index, pid, what })) if is_liar(x) => {
                 assert_eq!(*index, x, "round {round}");
                 assert!(*pid > 0 && !what.is_empty(), "round {round}: {what}");
             }
@@ -143,7 +143,7 @@ fn imap_unordered_and_map_get_the_same_protocol_errors() {
     for outcome in pool.chunksize(8).imap_unordered(maybe_lie, 0..200u64) {
         let x = match &outcome {
             Ok(v) => v / 2,
-            Err(e) => e.as_task().map(TaskError::index).expect("an item's error"),
+            Err(e) => e.as_task().map(ItemError::index).expect("an item's error"),
         };
         outcomes.push((x, outcome));
     }
@@ -153,7 +153,7 @@ fn imap_unordered_and_map_get_the_same_protocol_errors() {
     check(&outcomes, 0);
     let err = pool.map(maybe_lie, 0..10u64).unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::Protocol { index: 5, .. })),
+        matches!(err.as_task(), Some(ItemError::Protocol { index: 5, .. })),
         "{err}"
     );
 }
@@ -168,7 +168,7 @@ fn a_return_process_that_lies_is_a_protocol_error_and_an_fn_pool_fails_only_liar
         .unwrap();
         let err = p.join().unwrap_err();
         assert!(
-            matches!(err.as_task(), Some(TaskError::Protocol { .. })),
+            matches!(err.as_task(), Some(ItemError::Protocol { .. })),
             "kind {kind}: {err}"
         );
     }
@@ -194,7 +194,7 @@ fn a_worker_sees_only_its_own_progress_page_and_socket() {
     // dropped all but its own at its fork, or a task could fake a sibling's progress.
     let pool = Pool::builder()
         .workers(3)
-        .max_tasks_per_worker(2)
+        .max_items_per_worker(2)
         .build()
         .unwrap();
     let counts = pool.chunksize(1).map(progress_pages, 0..30u32).unwrap();
@@ -205,7 +205,7 @@ fn a_worker_sees_only_its_own_progress_page_and_socket() {
     // An empty datagram is a lie too: every item fails, each on a worker with one socket.
     let err = sockets.unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::Protocol { .. })),
+        matches!(err.as_task(), Some(ItemError::Protocol { .. })),
         "{err}"
     );
 }
@@ -242,7 +242,7 @@ fn tasks_that_scribble_on_their_reply_ring_never_yield_a_wrong_value() {
         for (x, outcome) in (0u64..).zip(&outcomes) {
             match outcome {
                 Ok(v) if x % 10 != 3 => assert_eq!(*v, x * 2, "round {round}, item {x}"),
-                Err(Error::Task(TaskError::Protocol { index, .. })) => {
+                Err(Error::Task(ItemError::Protocol { index, .. })) => {
                     assert_eq!(*index, x, "round {round}");
                 }
                 other => panic!("round {round}, item {x}: {other:?}"),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{ends_within, is_reaped, segfault};
-use forkpool::{Death, Error, Pool, PoolError, TaskError};
+use forkpool::{Death, Error, ItemError, Pool, PoolError};
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,19 +45,19 @@ fn torture_10000_items_with_segfaults_panics_and_timeouts() {
                 );
                 assert_eq!(v, x * 3);
             }
-            Err(Error::Task(TaskError::WorkerDied { index, pid, death })) => {
+            Err(Error::Task(ItemError::WorkerDied { index, pid, death })) => {
                 assert_eq!((index, x % 97), (x, 0), "item {x}: unexpected death");
                 assert_eq!(death, Death::Signal(libc::SIGSEGV));
                 dead_workers.insert(pid);
                 segfaults += 1;
             }
-            Err(Error::Task(TaskError::Panicked { index, message, .. })) => {
+            Err(Error::Task(ItemError::Panicked { index, message, .. })) => {
                 assert!(x % 97 != 0 && x % 101 == 0, "item {x}: unexpected panic");
                 assert_eq!(index, x);
                 assert_eq!(message, format!("item {x} panics"));
                 panics += 1;
             }
-            Err(Error::Task(TaskError::TimedOut { index, pid, after })) => {
+            Err(Error::Task(ItemError::TimedOut { index, pid, after })) => {
                 assert!(
                     x % 97 != 0 && x % 101 != 0 && x % 89 == 0,
                     "item {x}: unexpected timeout"
@@ -128,7 +128,7 @@ fn without_pinpointing_the_whole_chunk_fails_and_the_culprit_is_named() {
             assert_eq!(e.index(), i as u64);
             assert!(matches!(
                 e,
-                TaskError::WorkerDied {
+                ItemError::WorkerDied {
                     death: Death::Signal(libc::SIGSEGV),
                     ..
                 }
@@ -164,7 +164,7 @@ fn a_timed_out_item_takes_its_worker_and_grandchild_with_it() {
         .timeout(Duration::from_millis(300))
         .map(start_grandchild_and_hang, [path.clone()])
         .unwrap_err();
-    let Some(TaskError::TimedOut { index: 0, pid, .. }) = err.as_task() else {
+    let Some(ItemError::TimedOut { index: 0, pid, .. }) = err.as_task() else {
         panic!("expected a timeout, got {err}");
     };
     assert_eq!(*pid, worker);
@@ -192,7 +192,7 @@ fn return_process_join_or_kill_stops_the_child() {
     let pid = p.pid();
     let err = p.join_or_kill(Duration::from_millis(100)).unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::TimedOut { .. })),
+        matches!(err.as_task(), Some(ItemError::TimedOut { .. })),
         "{err}"
     );
     assert!(is_reaped(pid));
@@ -229,7 +229,7 @@ fn double_with_pid(x: u64) -> (u64, u32) {
 fn max_tasks_per_worker_recycles_workers_without_losing_or_reordering() {
     let pool = Pool::builder()
         .workers(2)
-        .max_tasks_per_worker(10)
+        .max_items_per_worker(10)
         .build()
         .unwrap();
     let results = pool.map(double_with_pid, 0..100u64).unwrap();
@@ -269,7 +269,7 @@ fn memory_limit_fails_the_item_that_blows_it_and_the_pool_goes_on() {
     assert_eq!(*outcomes[3].as_ref().unwrap(), 8 * 256);
     let err = outcomes[2].as_ref().unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::OutOfMemory { index: 2, limit, .. }) if *limit == 256 << 20),
+        matches!(err.as_task(), Some(ItemError::OutOfMemory { index: 2, limit, .. }) if *limit == 256 << 20),
         "{err}"
     );
     assert!(err.to_string().contains("out of memory"), "{err}");
@@ -290,7 +290,7 @@ fn a_crash_loop_ends_the_call_with_crash_loop() {
     // Every item has its one outcome: those that ran died with their worker, then the guard
     // ended the call and the rest (the input has a known length) fail with the crash loop.
     assert_eq!(outcomes.len(), 10_000);
-    let errors: Vec<&TaskError> = outcomes
+    let errors: Vec<&ItemError> = outcomes
         .iter()
         .map(|r| r.as_ref().unwrap_err().as_task().unwrap())
         .collect();
@@ -305,8 +305,8 @@ fn a_crash_loop_ends_the_call_with_crash_loop() {
     let mut died = 0;
     for e in &errors {
         match e {
-            TaskError::WorkerDied { .. } => died += 1,
-            TaskError::PoolFailed { cause, .. } => {
+            ItemError::WorkerDied { .. } => died += 1,
+            ItemError::PoolFailed { cause, .. } => {
                 assert!(cause.starts_with("crash loop"), "{cause}");
                 assert!(cause.contains("SIGSEGV"), "{cause}");
             }
@@ -334,7 +334,7 @@ fn init_runs_in_every_worker_including_replacements() {
     let pool = Pool::builder()
         .workers(2)
         .init(mark)
-        .max_tasks_per_worker(3)
+        .max_items_per_worker(3)
         .build()
         .unwrap();
     assert_eq!(
@@ -415,7 +415,7 @@ fn terminate_from_another_thread_ends_a_running_call() {
     assert_eq!(rest.len(), 9);
     let last = rest.last().unwrap().as_ref().unwrap_err();
     assert!(
-        matches!(last.as_task(), Some(TaskError::PoolFailed { index: 9, cause }) if cause.contains("closed")),
+        matches!(last.as_task(), Some(ItemError::PoolFailed { index: 9, cause }) if cause.contains("closed")),
         "{last}"
     );
     assert!(pool.pids().is_empty());

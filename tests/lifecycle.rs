@@ -100,7 +100,7 @@ fn a_timeout_is_enforced_while_big_replies_are_relayed() {
                 "item {x}"
             ),
             Err(e) => assert!(
-                x == 5 && matches!(e.as_task(), Some(forkpool::TaskError::TimedOut { .. })),
+                x == 5 && matches!(e.as_task(), Some(forkpool::ItemError::TimedOut { .. })),
                 "item {x}: {e}"
             ),
         }

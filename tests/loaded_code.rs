@@ -1,7 +1,7 @@
 //! Soundness of sending functions by address: a worker calls only code that is mapped in it as
 //! it is in the parent (issue 9).
 
-use forkpool::{Error, Pool, TaskError};
+use forkpool::{Error, ItemError, Pool};
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,7 +80,7 @@ fn a_function_loaded_after_the_fork_is_refused_and_a_later_pool_runs_it() {
     assert_eq!(outcomes.len(), 6);
     for (i, outcome) in outcomes.iter().enumerate() {
         match outcome {
-            Err(Error::Task(TaskError::CodeNotLoaded {
+            Err(Error::Task(ItemError::CodeNotLoaded {
                 index,
                 pid,
                 address: refused,
@@ -106,7 +106,7 @@ fn a_function_loaded_after_the_fork_is_refused_and_a_later_pool_runs_it() {
     let again = old.map(triple, [1u64]).unwrap_err();
     assert!(matches!(
         again.as_task(),
-        Some(TaskError::CodeNotLoaded { index: 0, .. })
+        Some(ItemError::CodeNotLoaded { index: 0, .. })
     ));
     let _ = std::fs::remove_dir_all(library.parent().unwrap());
 }
@@ -134,7 +134,7 @@ fn an_address_outside_loaded_code_is_refused_by_every_kind_of_call() {
     let with_fn = unsafe { std::mem::transmute::<*const u8, fn(&u64, u64) -> u64>(bogus) };
     let address = bogus as usize as u64;
     let refused = |error: Error| match error.as_task() {
-        Some(TaskError::CodeNotLoaded { address: a, .. }) => *a == address,
+        Some(ItemError::CodeNotLoaded { address: a, .. }) => *a == address,
         _ => false,
     };
     assert!(refused(pool.map(map_fn, [1u64, 2]).unwrap_err()));

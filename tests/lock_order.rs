@@ -4,7 +4,7 @@
 //! watchdog: a round that hangs ends the test process with a message (the hung thread holds
 //! stdout, which the test harness needs to report a failure).
 
-use forkpool::{Error, FnPool, Pool, TaskError};
+use forkpool::{Error, FnPool, ItemError, Pool};
 use std::io::Write;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
@@ -122,7 +122,7 @@ fn stdout_holder_iterates_while_another_call_forks_replacements(_: usize) {
             for (x, outcome) in (0u64..).zip(outcomes) {
                 match outcome {
                     Ok(value) => assert!(x % 5 != 4 && value == x, "item {x}: {value}"),
-                    Err(Error::Task(TaskError::WorkerDied { index, .. })) => {
+                    Err(Error::Task(ItemError::WorkerDied { index, .. })) => {
                         assert!(x % 5 == 4 && index == x, "item {x}")
                     }
                     Err(other) => panic!("item {x}: {other}"),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{is_reaped, segfault};
-use forkpool::{Error, Pool, Task, TaskError, as_completed};
+use forkpool::{Error, ItemError, Pool, Task, as_completed};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,9 +137,9 @@ fn four_threads_of_crashing_panicking_and_hanging_maps_each_get_exactly_their_ow
                     for (i, outcome) in outcomes.into_iter().enumerate() {
                         let x = base + i as u64;
                         match (x % 50, outcome) {
-                            (7, Err(Error::Task(TaskError::WorkerDied { index, .. })))
-                            | (13, Err(Error::Task(TaskError::Panicked { index, .. })))
-                            | (29, Err(Error::Task(TaskError::TimedOut { index, .. }))) => {
+                            (7, Err(Error::Task(ItemError::WorkerDied { index, .. })))
+                            | (13, Err(Error::Task(ItemError::Panicked { index, .. })))
+                            | (29, Err(Error::Task(ItemError::TimedOut { index, .. }))) => {
                                 assert_eq!(index, i as u64, "thread {t}: item {x}")
                             }
                             (_, Ok(v)) => assert_eq!(v, x * 2, "thread {t}: item {x}"),
@@ -177,7 +177,7 @@ fn cancel_stops_a_running_task_and_replaces_its_worker_and_other_calls_go_on() {
     let error = task.wait().unwrap_err();
     let took = start.elapsed();
     assert!(
-        matches!(error.as_task(), Some(TaskError::Cancelled { index: 0 })),
+        matches!(error.as_task(), Some(ItemError::Cancelled { index: 0 })),
         "{error}"
     );
     assert!(took < Duration::from_secs(2), "cancel took {took:?}");
@@ -209,7 +209,7 @@ fn a_cancelled_queued_task_never_runs() {
     assert!(queued.cancel());
     assert!(matches!(
         queued.wait().unwrap_err().as_task(),
-        Some(TaskError::Cancelled { .. })
+        Some(ItemError::Cancelled { .. })
     ));
     busy.wait().unwrap();
     // The worker has run everything it was given by now: a later item proves it is free.
@@ -264,7 +264,7 @@ fn a_task_timeout_fails_that_task_only() {
     let fine = pool.submit(|x: u64| x, 5);
     assert!(matches!(
         hung.wait().unwrap_err().as_task(),
-        Some(TaskError::TimedOut { index: 0, .. })
+        Some(ItemError::TimedOut { index: 0, .. })
     ));
     assert_eq!(fine.wait().unwrap(), 5);
 }
@@ -317,7 +317,7 @@ fn two_callers_of_multi_item_chunks_of_mixed_sizes_keep_every_value_across_a_dea
                     Ok(value) => {
                         assert_eq!(*value, sum, "round {round}, thread {thread}, item {i}")
                     }
-                    Err(Error::Task(TaskError::WorkerDied { index, .. })) if *x == 7_000_113 => {
+                    Err(Error::Task(ItemError::WorkerDied { index, .. })) if *x == 7_000_113 => {
                         assert_eq!(*index, i as u64)
                     }
                     Err(e) => panic!("round {round}, thread {thread}, item {i}: {e}"),

@@ -6,7 +6,7 @@
 mod common;
 
 use forkpool::mpi::{ClusterBuilder, ClusterPool, Error};
-use forkpool::{Death, Pool, TaskError};
+use forkpool::{Death, ItemError, Pool};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -289,19 +289,19 @@ fn segfaults_panics_and_timeouts_on_different_ranks_fail_alone_naming_the_rank()
                     .contains(&format!("on rank {rank} ({on})"))
             );
             match task {
-                TaskError::WorkerDied {
+                ItemError::WorkerDied {
                     death: Death::Signal(11),
                     ..
                 } if x % 20 == 7 => {
                     assert_eq!(*rank, 1, "only rank 1 segfaults: {error}");
                     segfaults += 1;
                 }
-                TaskError::Panicked { message, .. } if x % 20 == 7 => {
+                ItemError::Panicked { message, .. } if x % 20 == 7 => {
                     assert_eq!(*rank, 2, "only rank 2 panics: {error}");
                     assert_eq!(message, &format!("item {x} on rank 2"));
                     panics += 1;
                 }
-                TaskError::TimedOut { after, .. } if x == 555 || x == 1_234 => {
+                ItemError::TimedOut { after, .. } if x == 555 || x == 1_234 => {
                     assert!([1, 2].contains(rank));
                     assert_eq!(*after, Duration::from_millis(500));
                     timeouts += 1;
@@ -402,14 +402,14 @@ fn a_rank_whose_pool_crash_loops_ends_the_call_with_crash_loop() {
                 Ok(v) => assert_eq!(*v, x),
                 Err(Error::Task {
                     rank: 2,
-                    error: TaskError::WorkerDied { death, .. },
+                    error: ItemError::WorkerDied { death, .. },
                     ..
                 }) => {
                     assert_eq!(*death, Death::Signal(6));
                 }
                 Err(Error::Task {
                     rank: 2,
-                    error: TaskError::PoolFailed { cause, .. },
+                    error: ItemError::PoolFailed { cause, .. },
                     ..
                 }) => {
                     assert!(cause.contains("crash loop"), "{cause}");
@@ -539,7 +539,7 @@ fn decode_failure(outcome: Result<usize, Error>) -> String {
     match outcome {
         Err(Error::Task {
             error:
-                TaskError::Codec {
+                ItemError::Codec {
                     index: 0,
                     stage: forkpool::CodecStage::DecodeResult,
                     message,
@@ -620,7 +620,7 @@ fn a_node_that_stops_answering_fails_its_items_within_the_bound_and_the_rest_go_
                 Ok(v) => assert_eq!(*v, x),
                 Err(Error::Task {
                     rank: 2,
-                    error: TaskError::PoolFailed { index, cause },
+                    error: ItemError::PoolFailed { index, cause },
                     ..
                 }) => {
                     assert_eq!(*index, x);

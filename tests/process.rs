@@ -2,7 +2,7 @@
 
 mod common;
 
-use forkpool::{Death, Error, PoolError, ProcessError, ReturnProcess, TaskError};
+use forkpool::{Death, Error, ItemError, PoolError, ProcessError, ReturnProcess};
 use std::time::Duration;
 
 /// A child whose closure never returns.
@@ -31,7 +31,7 @@ fn a_panic_is_an_error_with_its_message() {
     match &err {
         Error::Process(ProcessError {
             cause:
-                TaskError::Panicked {
+                ItemError::Panicked {
                     message,
                     location,
                     pid: reported,
@@ -65,7 +65,7 @@ fn a_child_killed_by_sigkill_is_an_error_naming_the_signal() {
     match &err {
         Error::Process(e) => {
             assert!(
-                matches!(e.cause, TaskError::WorkerDied { death, .. } if death == Death::Signal(libc::SIGKILL))
+                matches!(e.cause, ItemError::WorkerDied { death, .. } if death == Death::Signal(libc::SIGKILL))
             );
             assert_eq!(e.pid(), p.pid());
         }
@@ -91,7 +91,7 @@ fn join_timeout_leaves_a_slow_child_running_until_killed() {
     let mut p = never_finishes();
     let err = p.join_timeout(Duration::from_millis(20)).unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::TimedOut { index: 0, .. })),
+        matches!(err.as_task(), Some(ItemError::TimedOut { index: 0, .. })),
         "{err}"
     );
     assert!(
@@ -106,7 +106,7 @@ fn join_timeout_leaves_a_slow_child_running_until_killed() {
     assert_eq!(unsafe { libc::kill(p.pid() as i32, 0) }, 0);
     p.kill();
     match p.join().unwrap_err().as_task() {
-        Some(TaskError::WorkerDied { death, .. }) => {
+        Some(ItemError::WorkerDied { death, .. }) => {
             assert_eq!(death.signal_name(), Some("SIGKILL"))
         }
         other => panic!("unexpected {other:?}"),
@@ -173,7 +173,7 @@ fn join_timeout_says_the_child_still_runs_and_a_later_join_gets_the_value() {
     .unwrap();
     let err = p.join_timeout(Duration::ZERO).unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::TimedOut { .. })),
+        matches!(err.as_task(), Some(ItemError::TimedOut { .. })),
         "{err}"
     );
     assert!(!err.to_string().contains("SIGTERM"), "{err}");
@@ -199,7 +199,7 @@ fn a_value_that_cannot_be_encoded_is_the_processs_codec_error_in_its_own_words()
     match &err {
         Error::Process(ProcessError {
             cause:
-                TaskError::Codec {
+                ItemError::Codec {
                     stage: forkpool::CodecStage::EncodeResult,
                     message,
                     ..
@@ -234,7 +234,7 @@ fn a_value_that_cannot_be_decoded_names_skip_serializing_if() {
     assert!(
         matches!(
             err.as_task(),
-            Some(TaskError::Codec {
+            Some(ItemError::Codec {
                 stage: forkpool::CodecStage::DecodeResult,
                 ..
             })

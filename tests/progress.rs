@@ -2,7 +2,7 @@
 //! included, in order of completion, with the total when the input states its length; and the
 //! lazy calls' `size_hint` is exact for such inputs.
 
-use forkpool::{Error, Pool, Progress, TaskError};
+use forkpool::{Error, ItemError, Pool, Progress};
 use std::sync::{Arc, Mutex};
 
 /// Records every report a call makes.
@@ -48,8 +48,8 @@ fn every_item_ticks_once_failed_and_crashed_ones_included() {
         for (x, outcome) in (0u64..).zip(&outcomes) {
             match outcome {
                 Ok(v) => assert_eq!(*v, x * 2),
-                Err(Error::Task(TaskError::Panicked { index, .. })) => assert_eq!(*index % 10, 7),
-                Err(Error::Task(TaskError::WorkerDied { index, .. })) => assert_eq!(*index, 13),
+                Err(Error::Task(ItemError::Panicked { index, .. })) => assert_eq!(*index % 10, 7),
+                Err(Error::Task(ItemError::WorkerDied { index, .. })) => assert_eq!(*index, 13),
                 other => panic!("item {x} at chunksize {chunksize}: {other:?}"),
             }
         }

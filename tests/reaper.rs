@@ -5,7 +5,7 @@
 
 mod common;
 
-use forkpool::{Pool, ReturnProcess, TaskError};
+use forkpool::{ItemError, Pool, ReturnProcess};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ fn churn(round: u64) {
     for _ in 0..2 {
         let err = pool.map(exit_on_three, 0..6u64).unwrap_err();
         assert!(
-            matches!(err.as_task(), Some(TaskError::WorkerDied { .. })),
+            matches!(err.as_task(), Some(ItemError::WorkerDied { .. })),
             "{err}"
         );
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use forkpool::{Error, Pool, TaskError};
+use forkpool::{Error, ItemError, Pool};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::collections::BTreeMap;
@@ -148,7 +148,7 @@ fn a_panicking_item_fails_the_reduction_with_its_own_error() {
         let (folded, reduced) = first_failure(&pool, &items, chunksize);
         for error in [folded, reduced] {
             match error {
-                Error::Task(TaskError::Panicked { index, message, .. }) => {
+                Error::Task(ItemError::Panicked { index, message, .. }) => {
                     assert_eq!(index, 57);
                     assert!(message.contains("item value 1000 refuses"), "{message}");
                 }
@@ -174,7 +174,7 @@ fn a_crashing_item_costs_its_worker_and_fails_the_reduction_with_its_index() {
     let (folded, reduced) = first_failure(&pool, &items, 16);
     for error in [folded, reduced] {
         match error {
-            Error::Task(TaskError::WorkerDied { index, .. }) => assert_eq!(index, 90),
+            Error::Task(ItemError::WorkerDied { index, .. }) => assert_eq!(index, 90),
             other => panic!("expected item 90's crash, got {other}"),
         }
     }
@@ -193,7 +193,7 @@ fn a_timed_out_item_fails_the_reduction_and_the_rest_is_cancelled() {
         .fold(hazard, 0, add, items)
         .unwrap_err();
     match error {
-        Error::Task(TaskError::TimedOut { index, .. }) => assert_eq!(index, 5),
+        Error::Task(ItemError::TimedOut { index, .. }) => assert_eq!(index, 5),
         other => panic!("expected item 5's timeout, got {other}"),
     }
     assert_eq!(

@@ -2,7 +2,7 @@
 //! without the engine's lock: such code may call the same pool, block or panic, and other
 //! callers go on meanwhile (invariant 10 of the design).
 
-use forkpool::{CodecStage, Pool, TaskError};
+use forkpool::{CodecStage, ItemError, Pool};
 use serde::{Serialize, Serializer};
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -270,7 +270,7 @@ fn an_item_whose_serialize_panics_gets_an_encode_error_and_the_rest_their_values
                     Ok(value) => assert_eq!(value, x * 10),
                     Err(error) => {
                         assert_eq!(x, panic_at, "{error}");
-                        let Some(TaskError::Codec {
+                        let Some(ItemError::Codec {
                             index,
                             stage,
                             message,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use forkpool::{CodecStage, Error, MAX_REPLY_BYTES, Pool, TaskError};
+use forkpool::{CodecStage, Error, ItemError, MAX_REPLY_BYTES, Pool};
 use serde_bytes::ByteBuf;
 
 /// Item 2 returns a buffer one byte past `MAX_REPLY_BYTES` (zeroed by the allocator: only its
@@ -28,7 +28,7 @@ fn a_result_past_max_reply_bytes_fails_its_item_alone_with_a_codec_error_naming_
         for (x, outcome) in (0u64..).zip(&outcomes) {
             match outcome {
                 Ok(b) if x != 2 => assert_eq!(b[..], [x as u8; 100][..], "item {x}"),
-                Err(Error::Task(TaskError::Codec {
+                Err(Error::Task(ItemError::Codec {
                     index: 2,
                     stage: CodecStage::EncodeResult,
                     message,
@@ -136,7 +136,7 @@ mod streamed {
             for (x, outcome) in (0u64..).zip(outcomes) {
                 match outcome {
                     Ok(v) if x != 3 => assert_eq!(*v, x * 2),
-                    Err(Error::Task(TaskError::Protocol { index: 3, what, .. })) => {
+                    Err(Error::Task(ItemError::Protocol { index: 3, what, .. })) => {
                         assert!(
                             what.contains("1099511627776 bytes"),
                             "round {round}: {what}"

@@ -9,7 +9,7 @@
 // Per-thread timers (`SIGEV_THREAD_ID`) are Linux-only.
 #![cfg(target_os = "linux")]
 
-use forkpool::{Pool, ReturnProcess, TaskError};
+use forkpool::{ItemError, Pool, ReturnProcess};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -195,7 +195,7 @@ fn workers_start_with_no_signal_blocked_and_none_of_the_programs_handlers() {
         }
         let pool = Pool::builder()
             .workers(2)
-            .max_tasks_per_worker(1)
+            .max_items_per_worker(1)
             .build()
             .unwrap();
         pool.chunksize(1).map(signal_state, 0..6u32).unwrap()
@@ -214,7 +214,7 @@ fn workers_start_with_no_signal_blocked_and_none_of_the_programs_handlers() {
         .map(|_: u8| std::thread::sleep(Duration::from_secs(60)), [0u8])
         .unwrap_err();
     assert!(
-        matches!(err.as_task(), Some(TaskError::TimedOut { .. })),
+        matches!(err.as_task(), Some(ItemError::TimedOut { .. })),
         "{err}"
     );
 }
@@ -231,7 +231,7 @@ fn a_resumed_unwind_is_reported_with_its_own_payload() {
     let pool = Pool::new(1).unwrap();
     let err = pool.map(resume_someone_elses_panic, [0u8]).unwrap_err();
     match err.as_task() {
-        Some(TaskError::Panicked { message, .. }) => {
+        Some(ItemError::Panicked { message, .. }) => {
             assert_eq!(message, "the second panic, resumed")
         }
         other => panic!("{other:?}"),

@@ -1,7 +1,7 @@
 //! Soundness against results that would overflow the parent's stack, and against a pool or
 //! process handle used from a forked child.
 
-use forkpool::{CodecStage, Error, FnPool, MAX_DEPTH, Pool, ReturnProcess, TaskError};
+use forkpool::{CodecStage, Error, FnPool, ItemError, MAX_DEPTH, Pool, ReturnProcess};
 use serde::{Deserialize, Serialize, Serializer};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ fn lengths(outcomes: impl Iterator<Item = Result<Node, Error>>) -> Vec<Result<u3
 
 fn is_too_deep(outcome: &Result<u32, Error>) -> bool {
     match outcome {
-        Err(Error::Task(TaskError::Codec { stage, message, .. })) => {
+        Err(Error::Task(ItemError::Codec { stage, message, .. })) => {
             *stage == CodecStage::DecodeResult
                 && message.contains(&format!("nested deeper than {MAX_DEPTH} levels"))
         }

@@ -85,7 +85,7 @@ fn each_crash_is_one_died_worker_and_one_replacement() {
 fn recycled_workers_and_shutdown_are_told_apart() {
     let pool = Pool::builder()
         .workers(2)
-        .max_tasks_per_worker(10)
+        .max_items_per_worker(10)
         .build()
         .unwrap();
     pool.chunksize(1).map(|x: u32| x, 0..100u32).unwrap();

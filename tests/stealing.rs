@@ -223,7 +223,7 @@ fn a_worker_that_runs_chunks_taken_back_from_it_gives_no_second_outcome() {
         match &got[0] {
             Ok(value) => assert_eq!(*value, x as u32 * 3 + 1, "item {x}"),
             // The lying worker's own items may be blamed for its lie.
-            Err(forkpool::Error::Task(forkpool::TaskError::Protocol { .. })) => {}
+            Err(forkpool::Error::Task(forkpool::ItemError::Protocol { .. })) => {}
             Err(e) => panic!("item {x}: {e}"),
         }
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::within;
-use forkpool::{Error, Pool, TaskError};
+use forkpool::{Error, ItemError, Pool};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ fn leave_a_counter_writer_behind(writer: Writer) -> u64 {
 fn assert_timed_out(outcome: &Result<u64, Error>, index: u64, what: &str) {
     let error = outcome.as_ref().expect_err(what);
     assert!(
-        matches!(error.as_task(), Some(TaskError::TimedOut { index: i, after, .. }) if *i == index && *after == LIMIT),
+        matches!(error.as_task(), Some(ItemError::TimedOut { index: i, after, .. }) if *i == index && *after == LIMIT),
         "{what}: {error}"
     );
 }

@@ -62,7 +62,7 @@ fn forks_deaths_replacements_recycling_and_stops_are_logged() {
     let lines = logged(|| {
         let pool = Pool::builder()
             .workers(1)
-            .max_tasks_per_worker(5)
+            .max_items_per_worker(5)
             .timeout(Duration::from_millis(200))
             .build()
             .unwrap();

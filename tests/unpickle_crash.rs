@@ -5,7 +5,7 @@
 
 mod common;
 
-use forkpool::{Death, Pool, TaskError};
+use forkpool::{Death, ItemError, Pool};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Decoding it segfaults (wherever that happens).
@@ -58,7 +58,7 @@ fn only_the_killer_fails(job: fn() -> Job, killer: u64, death: Death) {
                 continue;
             }
             match outcome.unwrap_err().as_task() {
-                Some(TaskError::WorkerDied {
+                Some(ItemError::WorkerDied {
                     index, death: d, ..
                 }) => {
                     assert_eq!((*index, *d), (killer, death));
@@ -96,7 +96,7 @@ fn every_item_of_a_chunk_whose_decoding_kills_fails_alone() {
     for (x, outcome) in (0..8u64).zip(outcomes) {
         match (x, outcome) {
             (4 | 6, Err(error)) => {
-                let Some(TaskError::WorkerDied { index, death, .. }) = error.as_task() else {
+                let Some(ItemError::WorkerDied { index, death, .. }) = error.as_task() else {
                     panic!("item {x}: {error}");
                 };
                 let expected = if x == 4 {

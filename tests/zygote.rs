@@ -8,7 +8,7 @@
 mod common;
 
 use common::parent_of;
-use forkpool::{Death, Error, FnPool, Pool, ReturnProcess, TaskError};
+use forkpool::{Death, Error, FnPool, ItemError, Pool, ReturnProcess};
 use std::time::Duration;
 
 /// This worker's pid and its parent's.
@@ -59,7 +59,7 @@ fn crashes_cost_their_items_and_replacements_come_from_the_zygote() {
         for (x, outcome) in (0u64..).zip(&outcomes) {
             match outcome {
                 Ok(v) => assert_eq!((*v, x % 10 != 5), (x * 3, true), "round {round}"),
-                Err(Error::Task(TaskError::WorkerDied { index, death, .. })) => {
+                Err(Error::Task(ItemError::WorkerDied { index, death, .. })) => {
                     assert_eq!((*index, *death), (x, Death::Signal(libc::SIGSEGV)));
                 }
                 Err(e) => panic!("round {round}, item {x}: {e}"),
@@ -105,7 +105,7 @@ fn timeouts_recycling_and_initializers_work_on_zygote_workers() {
             Ok(v) => assert_eq!(v, x),
             Err(e) => assert!(
                 x % 2 == 1
-                    && matches!(e.as_task(), Some(TaskError::TimedOut { index, .. }) if *index == x),
+                    && matches!(e.as_task(), Some(ItemError::TimedOut { index, .. }) if *index == x),
                 "{e}"
             ),
         }
@@ -113,7 +113,7 @@ fn timeouts_recycling_and_initializers_work_on_zygote_workers() {
     // Recycled workers are replaced from the zygote, with the pool's initializer run.
     let pool = Pool::builder()
         .workers(2)
-        .max_tasks_per_worker(3)
+        .max_items_per_worker(3)
         .init(init)
         .build()
         .unwrap();

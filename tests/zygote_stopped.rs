@@ -8,7 +8,7 @@
 mod common;
 
 use common::parent_of;
-use forkpool::{Pool, ReturnProcess, TaskError};
+use forkpool::{ItemError, Pool, ReturnProcess};
 use std::time::{Duration, Instant};
 
 fn plus_one(x: u64) -> u64 {
@@ -248,7 +248,7 @@ fn segfault_with_a_timeout_round() -> Round {
     let outcome = pool.timeout(Duration::from_secs(2)).apply(crash, 0);
     let (took, cpu) = (started.elapsed(), cpu_time() - cpu);
     let outcome = match outcome {
-        Err(forkpool::Error::Task(TaskError::WorkerDied { death, .. })) => format!("{death:?}"),
+        Err(forkpool::Error::Task(ItemError::WorkerDied { death, .. })) => format!("{death:?}"),
         other => format!("{other:?}"),
     };
     (took, cpu, outcome)

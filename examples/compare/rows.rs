@@ -2,7 +2,7 @@
 
 use crate::primality::is_prime;
 use crate::workloads::{Ctx, MIB, Report, m_items_per_s, millis_each, thousands};
-use forkpool::{Pool, ReturnProcess, TaskError};
+use forkpool::{ItemError, Pool, ReturnProcess};
 use rayon::prelude::*;
 use serde_bytes::ByteBuf;
 use std::hint::black_box;
@@ -299,7 +299,7 @@ pub fn row_i(ctx: &Ctx, out: &mut Report) {
             match outcome {
                 Ok(x) => assert_eq!(x as usize, i),
                 Err(e) => assert!(
-                    matches!(e.as_task(), Some(TaskError::WorkerDied { .. })),
+                    matches!(e.as_task(), Some(ItemError::WorkerDied { .. })),
                     "item {i}: {e}"
                 ),
             }

@@ -6,7 +6,7 @@ use super::{Call, Step};
 use crate::engine::Engine;
 use crate::engine::desk::Mail;
 use crate::engine::hub::Hub;
-use crate::error::{Error, TaskError};
+use crate::error::{Error, ItemError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Instant;
@@ -78,7 +78,7 @@ where
 
     /// Cancels the call: what has not run never runs, and a worker running an item of it is
     /// stopped now and replaced. Outcomes already here are kept; every other item gets
-    /// [`TaskError::Cancelled`]. Returns whether any item was still without an outcome.
+    /// [`ItemError::Cancelled`]. Returns whether any item was still without an outcome.
     pub fn cancel(&mut self) -> bool {
         self.take_mail_now();
         let mut engine = self.hub.lock();
@@ -87,7 +87,7 @@ where
         drop(engine);
         let pending = !self.in_flight.is_empty() || !self.input_done;
         if pending {
-            self.fail_in_flight(|index| TaskError::Cancelled { index });
+            self.fail_in_flight(|index| ItemError::Cancelled { index });
             self.input_done = true;
             self.finished = true; // once `ready` is drained
         }

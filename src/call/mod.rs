@@ -15,7 +15,7 @@
 //! - No user code runs under the engine's lock: the input's `next` and `size_hint`, the items'
 //!   `Serialize` and `Drop`, progress callbacks and the results' `Deserialize` all run between
 //!   two looks at the engine (see [`Call::feed`]), so they may call the same pool, block or
-//!   panic. A panic in an item's `Serialize` is that item's [`TaskError::Codec`].
+//!   panic. A panic in an item's `Serialize` is that item's [`ItemError::Codec`].
 //! - A panic in the input's `next` surfaces in input order: it is caught and kept, the items
 //!   encoded before it go out, no input is pulled while it is kept, and it is resumed (no lock
 //!   held) once every item pulled before it has had its outcome handed over (see
@@ -42,7 +42,7 @@ use crate::engine::chunking::{
 use crate::engine::desk::{Happened, Queued};
 use crate::engine::hub::{Hub, Waited};
 use crate::engine::{Engine, Fill, WorkerMain};
-use crate::error::{CodecStage, Error, PoolError, TaskError};
+use crate::error::{CodecStage, Error, ItemError, PoolError};
 use crate::id_hash::IdMap;
 use crate::transport::outbox::SharedFrame;
 use crate::transport::outcome::{Outcome, failed};
@@ -173,7 +173,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     input_done: bool,
     failure: Option<PoolError>,
     /// The pool failed with this (in words) and the input has a known length: each of its
-    /// remaining items gets [`TaskError::PoolFailed`].
+    /// remaining items gets [`ItemError::PoolFailed`].
     abandoned: Option<String>,
     /// The pool failed, and parts running at workers then are still out: the call ends as
     /// `abandon` says once they are answered or lost (see `abandon_after`).
@@ -412,7 +412,7 @@ where
             let seq = self.next_chunk;
             self.next_chunk += 1;
             self.next_index += 1;
-            let error = TaskError::Codec {
+            let error = ItemError::Codec {
                 index,
                 pid: 0,
                 stage: CodecStage::EncodeItem,
@@ -635,7 +635,7 @@ where
                     ticker.tick(1);
                 }
                 self.yielded += 1;
-                return Step::Outcome(Err(TaskError::PoolFailed { index, cause }.into()));
+                return Step::Outcome(Err(ItemError::PoolFailed { index, cause }.into()));
             }
             self.feed();
             if !self.ready.is_empty() || self.input_panic_due() {

@@ -8,7 +8,7 @@
 use super::{Call, Origin, Part};
 use crate::engine::desk::Happened;
 use crate::engine::{Cause, Verdict};
-use crate::error::{Death, Error, PoolError, TaskError};
+use crate::error::{Death, Error, ItemError, PoolError};
 use crate::transport::outcome::{self, Outcome, failed};
 use forkpool_worker::protocol::{self, OutcomeReader};
 use serde::Serialize;
@@ -72,7 +72,7 @@ where
             return self.abandon(failure);
         }
         let cause = failure.to_string();
-        self.fail_in_flight(|index| TaskError::PoolFailed {
+        self.fail_in_flight(|index| ItemError::PoolFailed {
             index,
             cause: cause.clone(),
         });
@@ -88,7 +88,7 @@ where
     }
 
     /// The pool failed (`failure`): the call ends, and loses no item. Every item taken from
-    /// the input gets [`TaskError::PoolFailed`] (in order, for ordered calls); an input of
+    /// the input gets [`ItemError::PoolFailed`] (in order, for ordered calls); an input of
     /// known length (exact `size_hint`) is drained, each of its items getting the same, one
     /// per `next`; an input of unknown length is left alone and the call ends with `failure`.
     pub(super) fn abandon(&mut self, failure: PoolError) {
@@ -97,7 +97,7 @@ where
             self.input_done = !ending.input_left;
         }
         let cause = failure.to_string();
-        self.fail_in_flight(|index| TaskError::PoolFailed {
+        self.fail_in_flight(|index| ItemError::PoolFailed {
             index,
             cause: cause.clone(),
         });
@@ -116,7 +116,7 @@ where
     /// Gives every item out with the workers (or waiting to go again) the error `error(index)`,
     /// in input order, and forgets what was to be sent again: how a call that ends early (a
     /// pool failure, a cancel) loses no item it took.
-    pub(super) fn fail_in_flight(&mut self, error: impl Fn(u64) -> TaskError) {
+    pub(super) fn fail_in_flight(&mut self, error: impl Fn(u64) -> ItemError) {
         self.retry.clear();
         // Items pulled into a chunk not yet sealed fail too (a feed seals every chunk it
         // begins, so there are none between feeds).
@@ -151,7 +151,7 @@ where
                         Some((at, blame)) if *at == i => {
                             Err(Box::new(cause_error(blame.clone(), index, pid, death)))
                         }
-                        _ => failed(TaskError::PoolFailed {
+                        _ => failed(ItemError::PoolFailed {
                             index,
                             cause: cause.clone(),
                         }),
@@ -202,7 +202,7 @@ where
                 Some((_, error)) => failed(error),
                 None => {
                     let index = part.first_index + u64::from(i);
-                    failed(TaskError::WorkerDied { index, pid, death })
+                    failed(ItemError::WorkerDied { index, pid, death })
                 }
             })
             .collect();
@@ -328,10 +328,10 @@ pub(super) struct Ending {
 /// The error of the item that was running when its worker ended.
 fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
     match cause {
-        Cause::Died => TaskError::WorkerDied { index, pid, death },
-        Cause::TimedOut(after) => TaskError::TimedOut { index, pid, after },
-        Cause::OutOfMemory(limit) => TaskError::OutOfMemory { index, pid, limit },
-        Cause::Protocol(what) => TaskError::Protocol { index, pid, what },
+        Cause::Died => ItemError::WorkerDied { index, pid, death },
+        Cause::TimedOut(after) => ItemError::TimedOut { index, pid, after },
+        Cause::OutOfMemory(limit) => ItemError::OutOfMemory { index, pid, limit },
+        Cause::Protocol(what) => ItemError::Protocol { index, pid, what },
     }
     .into()
 }

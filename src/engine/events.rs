@@ -218,7 +218,7 @@ impl Engine {
         let pid = worker.pid();
         debug_unlocked!(
             pid,
-            "forkpool: recycling a worker after its max_tasks_per_worker items"
+            "forkpool: recycling a worker after its max_items_per_worker items"
         );
         let backlog = worker.backlog();
         worker

@@ -8,7 +8,7 @@
 //!   belongs to (if it is still live) gets exactly one piece of mail about it.
 //! - A worker that sends anything but the frames it may send, when it may send them, is killed
 //!   at once and believed in nothing more (see `WorkerHandle::verdict`); its items fail with
-//!   `TaskError::Protocol` or run again elsewhere, never with what it sent.
+//!   `ItemError::Protocol` or run again elsewhere, never with what it sent.
 //! - A worker answers chunks in the order it got them, so a reply always matches the front of
 //!   its worker's queue.
 //! - Mail for a call that ended (finished, dropped or cancelled) is discarded: only its window
@@ -33,7 +33,7 @@
 //!
 //! Glossary (the nouns on one item's path, parent side):
 //! - item: one element of a call's input; its outcome is one result or one
-//!   [`TaskError`](crate::TaskError).
+//!   [`ItemError`](crate::ItemError).
 //! - call: one `map`/`imap`/`submit`..., from input to one outcome per item (`call/`).
 //! - chunk: items of one call sent to a worker together, as one task frame; a part is a piece
 //!   of a chunk sent again after a death.

@@ -5,16 +5,16 @@
 //! are done fastest and a slow node gets fewer. Input is pulled only to fill a free slot, and
 //! never more than a bounded number of items past the last one yielded, so an endless input
 //! works in bounded memory. When a node's pool fails, the call ends: every item without an
-//! outcome gets [`TaskError::PoolFailed`], and so does the rest of an input of known length;
+//! outcome gets [`ItemError::PoolFailed`], and so does the rest of an input of known length;
 //! an input of unknown length ends with the failure itself. When a node is lost (it said
 //! nothing for the node timeout while it held chunks), only its items fail, with
-//! [`TaskError::PoolFailed`] naming [`Error::NodeLost`], and the call goes on with the other
+//! [`ItemError::PoolFailed`] naming [`Error::NodeLost`], and the call goes on with the other
 //! nodes; with no node left, it ends as for a failed pool.
 
 use crate::mpi::driver::{Code, Driver, Event};
 use crate::mpi::wire::{Chunk, Outcome, ToDriver, ToNode};
 use crate::mpi::{Error, Node};
-use crate::{CodecStage, TaskError};
+use crate::{CodecStage, ItemError};
 use forkpool_worker::codec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -194,7 +194,7 @@ where
                 }
                 Err(message) => {
                     // This item fails here; the chunk ends before it, the next starts after.
-                    let error = TaskError::Codec {
+                    let error = ItemError::Codec {
                         index,
                         pid: 0,
                         stage: CodecStage::EncodeItem,
@@ -373,7 +373,7 @@ where
                 };
                 for index in flight.first..flight.first + flight.count {
                     let cause = cause.clone();
-                    let error = TaskError::PoolFailed { index, cause };
+                    let error = ItemError::PoolFailed { index, cause };
                     let host = host.clone();
                     self.put(index, Err(Error::Task { rank, host, error }));
                 }
@@ -391,7 +391,7 @@ where
         let flights: Vec<Flight> = self.flights.drain().map(|(_, f)| f).collect();
         for flight in flights {
             for index in flight.first..flight.first + flight.count {
-                let error = TaskError::PoolFailed {
+                let error = ItemError::PoolFailed {
                     index,
                     cause: cause.clone(),
                 };
@@ -421,7 +421,7 @@ where
         let (node, bytes) = slot?;
         codec::decode_whole(&bytes).map_err(|message| {
             let Node { rank, host, .. } = self.node(node).clone();
-            let error = TaskError::Codec {
+            let error = ItemError::Codec {
                 index,
                 pid: 0,
                 stage: CodecStage::DecodeResult,
@@ -451,7 +451,7 @@ where
                 self.pulled += 1;
                 self.next_out = self.pulled;
                 self.yielded += 1;
-                let error = TaskError::PoolFailed {
+                let error = ItemError::PoolFailed {
                     index,
                     cause: ended.cause.clone(),
                 };

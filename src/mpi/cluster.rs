@@ -114,7 +114,7 @@ impl ClusterPool {
     }
 
     /// Stop any item of these calls that runs longer than `limit` on its node: it fails with
-    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut), its worker is replaced, the call
+    /// [`ItemError::TimedOut`](crate::ItemError::TimedOut), its worker is replaced, the call
     /// goes on (as [`CallOptions::timeout`](crate::CallOptions::timeout)). Without it, the
     /// nodes' pools apply their own default ([`ClusterBuilder::pool`](crate::mpi::ClusterBuilder::pool)).
     ///

@@ -1,6 +1,6 @@
 //! The errors of a cluster: what failed, for which item, on which rank, host and process.
 
-use crate::{PoolError, TaskError};
+use crate::{ItemError, PoolError};
 
 /// A rank that serves chunks: where it runs and how many local workers it has.
 ///
@@ -28,14 +28,14 @@ pub struct Node {
 /// What a cluster call, or [`init`](crate::mpi::init), can return.
 ///
 /// An item's failure names the item (its index in the input), the rank and host that ran it,
-/// and the worker process (in the [`TaskError`]):
+/// and the worker process (in the [`ItemError`]):
 ///
 /// ```
-/// use forkpool::{Death, TaskError};
+/// use forkpool::{Death, ItemError};
 /// let e = forkpool::mpi::Error::Task {
 ///     rank: 2,
 ///     host: "node-b".into(),
-///     error: TaskError::WorkerDied { index: 17, pid: 4242, death: Death::Signal(11) },
+///     error: ItemError::WorkerDied { index: 17, pid: 4242, death: Death::Signal(11) },
 /// };
 /// assert_eq!(
 ///     e.to_string(),
@@ -50,17 +50,17 @@ pub enum Error {
     /// One item failed, on the rank named (rank 0 for an item the driver could not encode).
     #[error("{error}, on rank {rank} ({host})")]
     Task {
-        /// The rank whose pool held the item (for [`TaskError::PoolFailed`], the rank whose
+        /// The rank whose pool held the item (for [`ItemError::PoolFailed`], the rank whose
         /// pool failed).
         rank: i32,
         /// That rank's host.
         host: String,
         /// What happened to the item; its index counts from 0 in the call's input.
-        error: TaskError,
+        error: ItemError,
     },
     /// The local pool of a rank failed (a crash loop, a replacement that could not be forked,
     /// an initializer that failed at start-up): the call ended. The items it had not finished
-    /// got [`TaskError::PoolFailed`]; an input of unknown length ends with this error.
+    /// got [`ItemError::PoolFailed`]; an input of unknown length ends with this error.
     #[error("the pool of rank {rank} ({host}, process {pid}) failed: {error}")]
     NodePool {
         /// The rank.
@@ -130,7 +130,7 @@ pub enum Error {
     Identity(#[source] std::io::Error),
     /// A node that held work (or was to say hello, or goodbye) said nothing for the cluster's
     /// [`node_timeout`](crate::mpi::ClusterBuilder::node_timeout): it is stopped, hung or cut
-    /// off. Its items failed with [`TaskError::PoolFailed`] naming this error, it gets no more
+    /// off. Its items failed with [`ItemError::PoolFailed`] naming this error, it gets no more
     /// work, and the driver does not finalize MPI when the cluster is dropped (MPI's finalize
     /// would wait for that node): the launcher ends the job's other ranks when rank 0 exits.
     /// A call ends with this error when no node is left.
@@ -197,7 +197,7 @@ impl Error {
     /// let e = forkpool::mpi::Error::TooFewRanks { size: 1 };
     /// assert!(e.as_task().is_none());
     /// ```
-    pub fn as_task(&self) -> Option<&TaskError> {
+    pub fn as_task(&self) -> Option<&ItemError> {
         match self {
             Error::Task { error, .. } => Some(error),
             _ => None,

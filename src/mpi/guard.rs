@@ -6,7 +6,7 @@
 //! the chunks of one cluster call, cleared by any outcome that is not a death, with the limit
 //! of [`ClusterBuilder::max_restarts`](crate::mpi::ClusterBuilder::max_restarts).
 
-use crate::{PoolError, TaskError};
+use crate::{ItemError, PoolError};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -34,15 +34,15 @@ impl Guard {
     }
 
     /// Counts one outcome of `call`: the crash loop, if it was one death too many.
-    pub fn outcome(&mut self, call: u64, failure: Option<&TaskError>) -> Option<PoolError> {
+    pub fn outcome(&mut self, call: u64, failure: Option<&ItemError>) -> Option<PoolError> {
         if call != self.call {
             self.call = call;
             self.clear();
         }
         let cause = match failure {
-            Some(TaskError::WorkerDied { pid, death, .. }) => format!("worker {pid} {death}"),
-            Some(TaskError::OutOfMemory { pid, .. }) => format!("worker {pid} ran out of memory"),
-            Some(TaskError::TimedOut { pid, after, .. }) => {
+            Some(ItemError::WorkerDied { pid, death, .. }) => format!("worker {pid} {death}"),
+            Some(ItemError::OutOfMemory { pid, .. }) => format!("worker {pid} ran out of memory"),
+            Some(ItemError::TimedOut { pid, after, .. }) => {
                 format!("worker {pid} timed out after {after:?}")
             }
             _ => {
@@ -86,8 +86,8 @@ mod tests {
     use super::*;
     use crate::Death;
 
-    fn died(pid: u32) -> TaskError {
-        TaskError::WorkerDied {
+    fn died(pid: u32) -> ItemError {
+        ItemError::WorkerDied {
             index: 0,
             pid,
             death: Death::Signal(6),

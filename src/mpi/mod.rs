@@ -175,7 +175,7 @@ impl ClusterBuilder {
     /// A node running a chunk says it is alive every quarter of this, however long its items
     /// take (bound them with [`ClusterPool::timeout`]), so only a node that is stopped, hung or
     /// cut off says nothing that long: it is lost ([`Error::NodeLost`]), its items fail with
-    /// [`TaskError::PoolFailed`](crate::TaskError::PoolFailed), and it gets no more work.
+    /// [`ItemError::PoolFailed`](crate::ItemError::PoolFailed), and it gets no more work.
     /// Default: 60 s. `Duration::MAX` waits as long as it takes; zero makes
     /// [`init`](Self::init) fail with [`PoolError::InvalidTimeout`].
     ///

@@ -213,7 +213,7 @@ enum State<'c, I, R> {
 ///
 /// One `Result` per input item, so one failing item does not end the stream. A failure of a
 /// node's pool ends it: the items without an outcome fail with
-/// [`TaskError::PoolFailed`](crate::TaskError::PoolFailed), and an input of unknown length ends
+/// [`ItemError::PoolFailed`](crate::ItemError::PoolFailed), and an input of unknown length ends
 /// with [`Error::NodePool`]. Dropping the iterator cancels the rest of its work.
 ///
 /// ```no_run

@@ -1,7 +1,7 @@
 //! The messages between the driver and the nodes, and the encodable forms of the local pool's
-//! errors (a [`TaskError`] or [`PoolError`] that happened on a node crosses to the driver).
+//! errors (an [`ItemError`] or [`PoolError`] that happened on a node crosses to the driver).
 
-use crate::{CodecStage, Death, PoolError, TaskError};
+use crate::{CodecStage, Death, ItemError, PoolError};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub(crate) enum Outcome {
     Failed(WireTaskError),
 }
 
-/// A [`TaskError`], encodable.
+/// An [`ItemError`], encodable.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WireTaskError {
     Panicked {
@@ -149,10 +149,10 @@ const STAGES: [CodecStage; 4] = [
 
 impl WireTaskError {
     /// The encodable form of `error`.
-    pub fn from_task(error: &TaskError) -> Self {
+    pub fn from_task(error: &ItemError) -> Self {
         use WireTaskError as W;
         match error.clone() {
-            TaskError::Panicked {
+            ItemError::Panicked {
                 index,
                 pid,
                 message,
@@ -163,7 +163,7 @@ impl WireTaskError {
                 message,
                 location,
             },
-            TaskError::WorkerDied { index, pid, death } => W::WorkerDied {
+            ItemError::WorkerDied { index, pid, death } => W::WorkerDied {
                 index,
                 pid,
                 death: match death {
@@ -172,9 +172,9 @@ impl WireTaskError {
                     Death::Unknown => WireDeath::Unknown,
                 },
             },
-            TaskError::TimedOut { index, pid, after } => W::TimedOut { index, pid, after },
-            TaskError::OutOfMemory { index, pid, limit } => W::OutOfMemory { index, pid, limit },
-            TaskError::Codec {
+            ItemError::TimedOut { index, pid, after } => W::TimedOut { index, pid, after },
+            ItemError::OutOfMemory { index, pid, limit } => W::OutOfMemory { index, pid, limit },
+            ItemError::Codec {
                 index,
                 pid,
                 stage,
@@ -185,8 +185,8 @@ impl WireTaskError {
                 stage: STAGES.iter().position(|s| *s == stage).unwrap_or(1) as u8,
                 message,
             },
-            TaskError::Protocol { index, pid, what } => W::Protocol { index, pid, what },
-            TaskError::CodeNotLoaded {
+            ItemError::Protocol { index, pid, what } => W::Protocol { index, pid, what },
+            ItemError::CodeNotLoaded {
                 index,
                 pid,
                 address,
@@ -195,14 +195,14 @@ impl WireTaskError {
                 pid,
                 address,
             },
-            TaskError::PoolFailed { index, cause } => W::PoolFailed { index, cause },
-            TaskError::Cancelled { index } => W::Cancelled { index },
+            ItemError::PoolFailed { index, cause } => W::PoolFailed { index, cause },
+            ItemError::Cancelled { index } => W::Cancelled { index },
         }
     }
 
-    /// The [`TaskError`] again, its index moved by `first` (a node counts items from the
+    /// The [`ItemError`] again, its index moved by `first` (a node counts items from the
     /// start of its chunk, the caller from the start of the call).
-    pub fn into_task(self, first: u64) -> TaskError {
+    pub fn into_task(self, first: u64) -> ItemError {
         use WireTaskError as W;
         match self {
             W::Panicked {
@@ -210,13 +210,13 @@ impl WireTaskError {
                 pid,
                 message,
                 location,
-            } => TaskError::Panicked {
+            } => ItemError::Panicked {
                 index: first + index,
                 pid,
                 message,
                 location,
             },
-            W::WorkerDied { index, pid, death } => TaskError::WorkerDied {
+            W::WorkerDied { index, pid, death } => ItemError::WorkerDied {
                 index: first + index,
                 pid,
                 death: match death {
@@ -225,12 +225,12 @@ impl WireTaskError {
                     WireDeath::Unknown => Death::Unknown,
                 },
             },
-            W::TimedOut { index, pid, after } => TaskError::TimedOut {
+            W::TimedOut { index, pid, after } => ItemError::TimedOut {
                 index: first + index,
                 pid,
                 after,
             },
-            W::OutOfMemory { index, pid, limit } => TaskError::OutOfMemory {
+            W::OutOfMemory { index, pid, limit } => ItemError::OutOfMemory {
                 index: first + index,
                 pid,
                 limit,
@@ -240,7 +240,7 @@ impl WireTaskError {
                 pid,
                 stage,
                 message,
-            } => TaskError::Codec {
+            } => ItemError::Codec {
                 index: first + index,
                 pid,
                 stage: STAGES
@@ -249,7 +249,7 @@ impl WireTaskError {
                     .unwrap_or(CodecStage::DecodeItem),
                 message,
             },
-            W::Protocol { index, pid, what } => TaskError::Protocol {
+            W::Protocol { index, pid, what } => ItemError::Protocol {
                 index: first + index,
                 pid,
                 what,
@@ -258,16 +258,16 @@ impl WireTaskError {
                 index,
                 pid,
                 address,
-            } => TaskError::CodeNotLoaded {
+            } => ItemError::CodeNotLoaded {
                 index: first + index,
                 pid,
                 address,
             },
-            W::PoolFailed { index, cause } => TaskError::PoolFailed {
+            W::PoolFailed { index, cause } => ItemError::PoolFailed {
                 index: first + index,
                 cause,
             },
-            W::Cancelled { index } => TaskError::Cancelled {
+            W::Cancelled { index } => ItemError::Cancelled {
                 index: first + index,
             },
         }
@@ -366,39 +366,39 @@ mod tests {
     #[test]
     fn task_errors_cross_with_their_index_moved_and_their_words_kept() {
         let errors = [
-            TaskError::Panicked {
+            ItemError::Panicked {
                 index: 3,
                 pid: 10,
                 message: "boom".into(),
                 location: Some("a.rs:1:2".into()),
             },
-            TaskError::WorkerDied {
+            ItemError::WorkerDied {
                 index: 3,
                 pid: 10,
                 death: Death::Signal(11),
             },
-            TaskError::TimedOut {
+            ItemError::TimedOut {
                 index: 3,
                 pid: 10,
                 after: Duration::from_millis(300),
             },
-            TaskError::OutOfMemory {
+            ItemError::OutOfMemory {
                 index: 3,
                 pid: 10,
                 limit: 1 << 30,
             },
-            TaskError::Codec {
+            ItemError::Codec {
                 index: 3,
                 pid: 10,
                 stage: CodecStage::EncodeResult,
                 message: "no".into(),
             },
-            TaskError::CodeNotLoaded {
+            ItemError::CodeNotLoaded {
                 index: 3,
                 pid: 10,
                 address: 0x1000,
             },
-            TaskError::PoolFailed {
+            ItemError::PoolFailed {
                 index: 3,
                 cause: "crash loop".into(),
             },

@@ -1,12 +1,12 @@
 //! An item's outcome as the parent holds it, and how the outcomes a worker wrote in a reply
-//! become item outcomes: results, or [`TaskError`]s naming the item and the worker.
+//! become item outcomes: results, or [`ItemError`]s naming the item and the worker.
 //!
 //! Invariants 1 and 6 of the design, here: a reply read for a chunk of `count` items gives
 //! exactly `count` outcomes, whatever its bytes. A reply that holds another count, ends early,
-//! or holds an outcome that cannot be read gives each item from there on a `TaskError::Codec`
+//! or holds an outcome that cannot be read gives each item from there on an `ItemError::Codec`
 //! that says why; nothing a worker sends makes the parent panic.
 
-use crate::error::{CodecStage, Error, TaskError};
+use crate::error::{CodecStage, Error, ItemError};
 use forkpool_worker::protocol::{OutcomeReader, RawOutcome};
 use serde::de::DeserializeOwned;
 
@@ -39,7 +39,7 @@ pub(crate) fn decode<R: DeserializeOwned>(
     for i in 0..u64::from(count) {
         let index = first_index + i;
         let codec_error = |stage, message| -> Outcome<R> {
-            failed(TaskError::Codec {
+            failed(ItemError::Codec {
                 index,
                 pid,
                 stage,
@@ -56,7 +56,7 @@ pub(crate) fn decode<R: DeserializeOwned>(
         }
         let outcome = match outcomes.read::<R>() {
             Ok(RawOutcome::Ok(value)) => Ok(value),
-            Ok(RawOutcome::Panicked { message, location }) => failed(TaskError::Panicked {
+            Ok(RawOutcome::Panicked { message, location }) => failed(ItemError::Panicked {
                 index,
                 pid,
                 message,
@@ -64,7 +64,7 @@ pub(crate) fn decode<R: DeserializeOwned>(
             }),
             Ok(RawOutcome::BadInput(message)) => codec_error(CodecStage::DecodeItem, message),
             Ok(RawOutcome::BadOutput(message)) => codec_error(CodecStage::EncodeResult, message),
-            Ok(RawOutcome::CodeNotLoaded(address)) => failed(TaskError::CodeNotLoaded {
+            Ok(RawOutcome::CodeNotLoaded(address)) => failed(ItemError::CodeNotLoaded {
                 index,
                 pid,
                 address,

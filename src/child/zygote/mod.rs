@@ -75,7 +75,7 @@ use std::time::{Duration, Instant};
 /// writes to its heap cost no copy-on-write. Without it a fork copies the page tables of the
 /// whole program. `FnPool`, `parmap`, `par_eval` and `ReturnProcess` still fork from the
 /// caller (their closures live in its memory). Functions of a library loaded after the zygote
-/// started are not mapped in its workers: calls of them fail with `TaskError::CodeNotLoaded`.
+/// started are not mapped in its workers: calls of them fail with `ItemError::CodeNotLoaded`.
 ///
 /// The zygote ends with the program, and its workers with it.
 ///

@@ -84,14 +84,14 @@ proptest! {
             let task = outcome.as_ref().err().and_then(|e| e.as_task());
             match (wrote, outcome, task) {
                 (Written::Ok(v), Ok(got), _) => prop_assert_eq!(got, v),
-                (Written::Panicked(m, l), _, Some(TaskError::Panicked { message, location, .. })) => {
+                (Written::Panicked(m, l), _, Some(ItemError::Panicked { message, location, .. })) => {
                     prop_assert_eq!((message, location), (m, l));
                 }
-                (Written::Failed(tag, m), _, Some(TaskError::Codec { stage, message, .. })) => {
+                (Written::Failed(tag, m), _, Some(ItemError::Codec { stage, message, .. })) => {
                     let want = if *tag == BAD_INPUT { CodecStage::DecodeItem } else { CodecStage::EncodeResult };
                     prop_assert_eq!((stage, message), (&want, m));
                 }
-                (Written::CodeNotLoaded(a), _, Some(TaskError::CodeNotLoaded { address, .. })) => {
+                (Written::CodeNotLoaded(a), _, Some(ItemError::CodeNotLoaded { address, .. })) => {
                     prop_assert_eq!(address, a);
                 }
                 (wrote, got, _) => prop_assert!(false, "wrote {:?}, decoded {:?}", wrote, got),
