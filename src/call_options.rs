@@ -151,16 +151,19 @@ impl<'p, P: ?Sized> CallOptions<'p, P> {
     }
 
     /// The pool these options are for.
+    #[cfg(feature = "mpi")]
     pub(crate) fn pool(&self) -> &'p P {
         self.pool
     }
 
     /// The chunksize set, if any.
+    #[cfg(feature = "mpi")]
     pub(crate) fn chosen_chunksize(&self) -> Option<usize> {
         self.chunksize
     }
 
     /// The per-item time limit set, if any.
+    #[cfg(feature = "mpi")]
     pub(crate) fn chosen_timeout(&self) -> Option<Duration> {
         self.timeout
     }
