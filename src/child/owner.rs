@@ -57,7 +57,9 @@ impl Owner {
     /// `ForeignProcess` unless the calling process is the owner. The check of every call of a
     /// pool: it reads the fork count only (`getpid` is a system call, about 10% of a submitted
     /// trivial task's cost: 100,000 `submit`s then `wait`s, 1.57 -> 1.41 µs a task without
-    /// it), so a child made by a raw fork system call, which runs no fork handler, passes it;
+    /// it, alternating builds with a scratch program; the same workload is row (l) of `cargo
+    /// run --release --example compare -- --only l --no-python`), so a child made by a raw
+    /// fork system call, which runs no fork handler, passes it;
     /// every safe way to fork runs the handlers.
     pub fn check(self) -> Result<(), PoolError> {
         if FORKS.load(Ordering::Acquire) == self.forks {

@@ -21,6 +21,8 @@ impl Delivery {
 }
 
 /// A chunk's frame stops growing past this many bytes of items when the chunksize is adaptive.
+/// (Not measured against other values: two such frames fill [`QUEUED_BYTES`], four the 4 MiB
+/// task arena.)
 pub(crate) const ADAPTIVE_MAX_BYTES: usize = 1 << 20;
 /// Whatever chunksize is asked for, a chunk holds at most this many items...
 pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 20;
@@ -31,43 +33,61 @@ const _: () = assert!(MAX_CHUNK_ITEMS <= forkpool_worker::protocol::MAX_REPLY_OU
 /// is sent, so without a cap `chunksize(usize::MAX)` over endless input fills memory.
 pub(crate) const MAX_CHUNK_BYTES: usize = 16 << 20;
 /// The largest adaptive chunk, in items: the cap of default chunks. (Measured over 1M trivial
-/// items: 15 M items/s with a cap of 65,536, 25-30 M/s with 8,192, against 26-27 M/s for the
-/// default chunksize: past a few thousand items, bigger chunks only unbalance the end.)
+/// items with an `imap`, 2 workers: 15 M items/s with a cap of 65,536, 25-30 M/s with 8,192,
+/// against 26-27 M/s for the default chunksize: past a few thousand items, bigger chunks only
+/// unbalance the end. Measured with a scratch program; the harness row that shows it is row
+/// (a)'s "without an input length (adaptive chunks)" line of `cargo run --release --example
+/// compare -- --only a --no-python --repeat 3`, against a build with this cap changed.)
 const ADAPTIVE_MAX_ITEMS: usize = DEFAULT_MAX_CHUNK;
 /// The default chunksize for input of known length is Python's ceil(len / (4 × workers)), but
 /// at most this: past a few thousand items a bigger chunk only delays the first results and
-/// fills memory (measured: 1M trivial items run at 22 M/s in chunks of 4,096 to 16,384 and
-/// 14 M/s in Python-sized chunks of 125,000; an `imap` of 10M items peaked at 218 MB).
+/// fills memory (measured, 2 workers, medians of 5: 1M trivial items run at 22 M/s in chunks of
+/// 4,096 to 16,384 and 14 M/s in Python-sized chunks of 125,000; an `imap` of 10M items peaked
+/// at 218 MB of parent memory, its chunk sizes not recorded. Measured with a scratch program;
+/// the same workloads are rows (a) and (g) of `cargo run --release --example compare -- --only
+/// a,g --no-python --repeat 3`, against a build with this cap changed).
 const DEFAULT_MAX_CHUNK: usize = 8192;
 /// Chunks of at most this many items are small: a worker is kept busy with more of them.
 const SMALL_CHUNK: usize = 16;
 /// The window small chunks start with: 8 in flight per worker hide the ~70 µs round trip
-/// (measured at chunksize 1, one message per chunk: 14.6 µs per item with 2 in flight, 6.3
-/// with 4, 4.9 with 8, 5.1 with 16).
+/// (measured at chunksize 1, 2 workers, medians of 5, with one message per chunk and replies on
+/// the socket: 14.6 µs per item with 2 in flight, 6.3 with 4, 4.9 with 8, 5.1 with 16. Measured
+/// with a scratch program; the same workload is row (b) of `cargo run --release --example
+/// compare -- --only b --no-python --repeat 3`, against a build with this window changed).
 const SMALL_CHUNK_WINDOW: usize = 8;
 /// The most small chunks in flight per worker. With refills batched (half a window per
 /// message), bigger windows mean fewer messages and fewer wake-ups: chunksize 1 measured
-/// 4.7/3.7 µs per item with 8, 3.8/3.4 with 16, 3.0/3.2 with 32; with replies through the ring,
-/// 100,000 submitted trivial tasks took 2.1 µs each with 32 and 1.75 with 128 (alternating).
+/// 4.7/3.7 µs per item with 8, 3.8/3.4 with 16, 3.0/3.2 with 32 (replies on the socket; the
+/// workload of row (b)); with replies through the ring, 100,000 submitted trivial tasks took
+/// 2.1 µs each with 32 and 1.75 with 128 (alternating builds; the workload of row (l)). Both
+/// measured with scratch programs; the rows: `cargo run --release --example compare -- --only
+/// b,l --no-python --repeat 3`, against a build with this window changed.
 const SMALL_CHUNK_MAX_WINDOW: usize = 128;
 /// The window otherwise, and the least for small chunks: one chunk running, the next queued.
 pub(crate) const DEFAULT_WINDOW: usize = 2;
 /// Small chunks are kept in flight to cover about this much worker time per worker: enough to
 /// hide the round trip, little enough that slow items do not pile up behind one worker at the
-/// end of a call while another idles.
+/// end of a call while another idles. (Not measured against other values: 1 ms is about 14
+/// round trips of ~70 µs.)
 const QUEUED_WORK_NANOS: u64 = 1_000_000;
 /// ...and to hold at most about this many bytes of frames per worker (never fewer than
 /// [`DEFAULT_WINDOW`] chunks): past one chunk running and one queued, big frames only fill
 /// memory, and fresh frame buffers cost page faults. (Measured with 64 buffers of 1 MiB at
 /// chunksize 1: the window learned by time alone kept 20 or more in flight per worker and ran
-/// at 3.8 GB/s; with this cap, 4.7-5.1 GB/s: row (e) of `cargo run --release --example
-/// compare -- --only e --no-python`.)
+/// at 3.8 GB/s; with this cap, 4.7-5.1 GB/s, alternating builds: row (e) "in" of `cargo run
+/// --release --example compare -- --only e --no-python`.)
 pub(crate) const QUEUED_BYTES: usize = 2 << 20;
-/// Adaptive chunks grow while a chunk keeps a worker busy for less than this...
+/// Adaptive chunks grow while a chunk keeps a worker busy for less than this... (Not measured
+/// against other values: at 2 ms a chunk's ~70 µs round trip is under 4% of it.)
 const GROW_BELOW_NANOS: u64 = 2_000_000;
-/// ...and shrink when it keeps it busy for more than this.
+/// ...and shrink when it keeps it busy for more than this. (Not measured against other
+/// values.)
 const SHRINK_ABOVE_NANOS: u64 = 20_000_000;
 /// The most an adaptive chunk grows in one step (by how far under [`GROW_BELOW_NANOS`] it ran).
+/// (Measured: trivial items reach the 8,192-item cap in 5 replies instead of 13 with steps of 2,
+/// at 18.6-25.1 M items/s adaptive against 18.3-23.8 default, with a scratch program beside a
+/// test loop; the harness row is row (a)'s adaptive line of `cargo run --release --example
+/// compare -- --only a --no-python --repeat 3`.)
 const MAX_GROWTH: u64 = 8;
 
 /// How a call cuts its input into chunks.

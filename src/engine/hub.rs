@@ -46,11 +46,12 @@ pub(crate) type BackgroundMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send
 /// How long the engine must sit undriven, with work and no task submitted, before the
 /// background driver takes it (at once while futures are awaited): a caller that waits or
 /// submits again within it stays its own driver, so its waits cost no thread hop and its
-/// submits no wake-up of the background thread.
+/// submits no wake-up of the background thread. (Not measured against other values.)
 pub(crate) const QUIET_TICK: Duration = Duration::from_millis(5);
 
 /// How long the background thread outlives the pool's last work: a pool used call after call
-/// (one `apply` a millisecond) keeps one thread, not one per call.
+/// (one `apply` a millisecond) keeps one thread, not one per call. (Not measured against other
+/// values.)
 const LINGER: Duration = Duration::from_millis(200);
 
 /// The engine, shared by the calls on one pool.

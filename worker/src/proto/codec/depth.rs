@@ -21,10 +21,10 @@ use std::fmt;
 ///
 /// Why this figure: decoding itself never overflows at any depth (see `RED_ZONE`), but the
 /// decoded value is later dropped, and drop glue recurses once per level on the caller's own
-/// stack. Measured (test `a_level_costs_little_stack`), dropping costs 128 bytes per level in a
-/// debug build for a chain of one level per `Box`, the worst case, so a value 512 levels deep
-/// drops in 64 KiB: well within a 256 KiB thread. 512 levels still hold any legitimate parse
-/// tree (serde_json's default limit is 128).
+/// stack. Measured (`cargo test -p forkpool-worker a_level_costs_little_stack -- --nocapture`
+/// prints it), dropping costs 128 bytes per level in a debug build for a chain of one level per
+/// `Box`, the worst case, so a value 512 levels deep drops in 64 KiB: well within a 256 KiB
+/// thread. 512 levels still hold any legitimate parse tree (serde_json's default limit is 128).
 pub const MAX_DEPTH: usize = 512;
 
 /// Decoding continues on a new stack segment when less than this much stack is left. One level
@@ -35,7 +35,8 @@ pub const MAX_DEPTH: usize = 512;
 /// Growing rather than failing when the stack runs low (`stacker::remaining_stack`) was chosen
 /// so that whether a value decodes never depends on which thread decodes it: a value within
 /// [`MAX_DEPTH`] decodes on a 256 KiB thread as on the main thread. The check is a read of a
-/// thread-local and of the stack pointer, once per level, never per scalar.
+/// thread-local and of the stack pointer, once every [`CHECK_STACK_EVERY`] levels, never per
+/// scalar.
 const RED_ZONE: usize = 64 * 1024;
 
 /// The error past [`MAX_DEPTH`].
@@ -72,8 +73,9 @@ struct Wrap<X> {
 
 /// The stack is checked on entering every this many levels, not every level: the check (a
 /// thread-local and an out-of-line read of the stack pointer) measurably slowed the decoding of
-/// shallow values such as `Option<Vec<u32>>` (17 → 29 ns each in a release build), and
-/// [`RED_ZONE`] is far more than 16 levels use.
+/// shallow values such as `Option<Vec<u32>>` (29 ns each in a release build with a check
+/// every level, 17 without; a scratch program, not kept), and [`RED_ZONE`] is far more than 16
+/// levels use.
 const CHECK_STACK_EVERY: usize = 16;
 
 /// Enters one level: fails past the limit, grows the stack when it runs low.
