@@ -332,7 +332,7 @@ impl PoolBuilder {
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
             let (mut engine, filled) = shared
-                .hub_unchecked()
+                .registry_unchecked()
                 .lock_filled(shared.main(), Fill::Missing);
             filled?;
             engine.wait_ready()?;

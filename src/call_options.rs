@@ -7,7 +7,7 @@
 use crate::call::progress::{Progress, ProgressSink};
 use crate::call::{CallSpec, Delivery};
 use crate::engine::WorkerMain;
-use crate::engine::hub::Hub;
+use crate::engine::registry::Registry;
 use crate::error::{Error, PoolError};
 use crate::fn_pool::FnPool;
 use crate::item::Item;
@@ -53,7 +53,7 @@ mod local {
     pub trait LocalPool {
         /// The engine to start a call on (an error once the pool is closed, or in another
         /// process), and the workers' function, to fork replacements with.
-        fn engine(&self) -> (Result<&Hub, PoolError>, &WorkerMain<'_>);
+        fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>);
         /// The pool's default per-item time limit (its builder's).
         fn default_timeout(&self) -> Option<Duration>;
     }
@@ -62,8 +62,8 @@ use local::LocalPool;
 
 #[allow(private_interfaces)]
 impl LocalPool for Pool {
-    fn engine(&self) -> (Result<&Hub, PoolError>, &WorkerMain<'_>) {
-        (self.shared.hub(), self.shared.main())
+    fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>) {
+        (self.shared.registry(), self.shared.main())
     }
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout
@@ -72,8 +72,8 @@ impl LocalPool for Pool {
 
 #[allow(private_interfaces)]
 impl<T, R> LocalPool for FnPool<'_, T, R> {
-    fn engine(&self) -> (Result<&Hub, PoolError>, &WorkerMain<'_>) {
-        (self.shared.hub(), self.shared.main())
+    fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>) {
+        (self.shared.registry(), self.shared.main())
     }
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout
@@ -271,8 +271,8 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
             timeout: self.timeout,
             progress: self.progress,
         };
-        let (hub, main) = self.pool.engine();
-        Stream::start(hub, main, items, spec)
+        let (registry, main) = self.pool.engine();
+        Stream::start(registry, main, items, spec)
     }
 
     /// Starts a call of `code` on `items` whose outcomes are collected in input order.
@@ -297,8 +297,8 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         T: Item + 'p,
         R: DeserializeOwned + 'p,
     {
-        let (hub, main) = self.pool.engine();
-        start_task(hub, main, code, item, self.timeout, self.progress)
+        let (registry, main) = self.pool.engine();
+        start_task(registry, main, code, item, self.timeout, self.progress)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::builder::PoolBuilder;
 use crate::call_options::CallOptions;
-use crate::engine::hub::BackgroundMain;
+use crate::engine::registry::BackgroundMain;
 use crate::engine::{Engine, Fill, Settings};
 use crate::error::{Error, PoolError};
 use crate::item::Item;
@@ -101,7 +101,7 @@ where
         let shared = PoolState::new(Engine::new(settings)?, main);
         {
             let (mut engine, filled) = shared
-                .hub_unchecked()
+                .registry_unchecked()
                 .lock_filled(shared.main(), Fill::Missing);
             filled?;
             engine.wait_ready()?;

@@ -2,7 +2,7 @@
 
 use crate::call::{Call, CallSpec};
 use crate::engine::WorkerMain;
-use crate::engine::hub::Hub;
+use crate::engine::registry::Registry;
 use crate::error::{Error, PoolError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,13 +22,13 @@ where
     /// Starts a call on the engine if the pool takes calls; the one way both kinds of pool start
     /// a call.
     pub fn start(
-        hub: Result<&'p Hub, PoolError>,
+        registry: Result<&'p Registry, PoolError>,
         main: &'p WorkerMain<'p>,
         input: I,
         spec: CallSpec,
     ) -> Self {
-        match hub {
-            Ok(hub) => Stream::Running(Box::new(Call::start(hub, main, input, spec))),
+        match registry {
+            Ok(registry) => Stream::Running(Box::new(Call::start(registry, main, input, spec))),
             Err(error) => Stream::Failed(Some(error)),
         }
     }

@@ -1,4 +1,4 @@
-//! A pool's shared state and its life: the engine's hub and the function workers run, who may
+//! A pool's shared state and its life: the engine's registry and the function workers run, who may
 //! use them (only the process that built the pool), and close, join and terminate.
 //!
 //! A pool belongs to the process that built it. A forked child (a `ReturnProcess` or `FnPool`
@@ -10,7 +10,7 @@
 
 use crate::child::child_handle::ChildHandle;
 use crate::child::owner::Owner;
-use crate::engine::hub::{BackgroundMain, Hub};
+use crate::engine::registry::{BackgroundMain, Registry};
 use crate::engine::{Engine, SHUTDOWN_GRACE};
 use crate::error::PoolError;
 use crate::stats::PoolStats;
@@ -24,11 +24,11 @@ const JOIN_GRACE: Duration = Duration::from_millis(500);
 
 /// A pool's engine and the function `M` its workers run, shared by the calls made on it.
 pub(crate) struct PoolState<M: ?Sized> {
-    /// The process that built the pool: the only one that may use `hub`.
+    /// The process that built the pool: the only one that may use `registry`.
     builder: Owner,
     /// Dropped only in `builder` (see the `Drop` impl).
-    hub: ManuallyDrop<Arc<Hub>>,
-    /// Shared with the hub's background driver when `M` may fork from any thread (see
+    registry: ManuallyDrop<Arc<Registry>>,
+    /// Shared with the registry's background driver when `M` may fork from any thread (see
     /// [`ForksAnywhere`]).
     main: Box<M>,
     /// The configured number of workers.
@@ -41,7 +41,7 @@ pub(crate) struct PoolState<M: ?Sized> {
     halted: Arc<AtomicBool>,
 }
 
-/// Whether a pool's worker function may be forked from any thread: then the hub's
+/// Whether a pool's worker function may be forked from any thread: then the registry's
 /// background driver holds it and forks replacements while nobody waits on the pool.
 pub(crate) trait ForksAnywhere {
     /// The function for the pool, and a handle on it for the background driver (`None` if
@@ -58,7 +58,7 @@ impl<M: ?Sized + ForksAnywhere> PoolState<M> {
             roster: engine.roster(),
             halted: engine.halted(),
             closed: AtomicBool::new(false),
-            hub: ManuallyDrop::new(Hub::new(engine, background)),
+            registry: ManuallyDrop::new(Registry::new(engine, background)),
             main,
         }
     }
@@ -101,31 +101,31 @@ impl<M: ?Sized> PoolState<M> {
         &self.main
     }
 
-    /// The hub, to start a call on: `Closed` after close or terminate, `ForeignProcess` in
+    /// The registry, to start a call on: `Closed` after close or terminate, `ForeignProcess` in
     /// another process than the builder. Any number of calls may run at once.
-    pub fn hub(&self) -> Result<&Hub, PoolError> {
+    pub fn registry(&self) -> Result<&Registry, PoolError> {
         self.check_process()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        Ok(&self.hub)
+        Ok(&self.registry)
     }
 
     /// What the pool has done so far (see `Pool::stats`).
     pub fn stats(&self) -> Result<PoolStats, PoolError> {
-        let hub = self.hub_even_closed()?;
-        Ok(hub.lock().stats(&hub.times))
+        let registry = self.registry_even_closed()?;
+        Ok(registry.lock().stats(&registry.times))
     }
 
-    /// The hub, closed or not, if this is the process that built the pool (for `stats`).
-    pub fn hub_even_closed(&self) -> Result<&Hub, PoolError> {
+    /// The registry, closed or not, if this is the process that built the pool (for `stats`).
+    pub fn registry_even_closed(&self) -> Result<&Registry, PoolError> {
         self.check_process()?;
-        Ok(&self.hub)
+        Ok(&self.registry)
     }
 
-    /// The hub whatever the pool's state (for its own set-up).
-    pub fn hub_unchecked(&self) -> &Hub {
-        &self.hub
+    /// The registry whatever the pool's state (for its own set-up).
+    pub fn registry_unchecked(&self) -> &Registry {
+        &self.registry
     }
 
     /// No new calls from now on; the workers exit once no call started before needs one (see
@@ -135,9 +135,9 @@ impl<M: ?Sized> PoolState<M> {
             return;
         }
         self.closed.store(true, Ordering::Release);
-        let mut engine = self.hub.lock();
+        let mut engine = self.registry.lock();
         engine.close();
-        self.hub.poke(&engine);
+        self.registry.poke(&engine);
     }
 }
 
@@ -150,11 +150,11 @@ impl<M: ?Sized + Fn(forkpool_worker::ChildEnd) -> i32> PoolState<M> {
         if !self.closed.load(Ordering::Acquire) {
             return Err(PoolError::NotClosed);
         }
-        let engine = self.hub.lock();
+        let engine = self.registry.lock();
         let idle = |e: &Engine| !e.any_call_busy();
-        let (engine, _) = self.hub.wait(engine, &idle, None, Some(&self.main));
+        let (engine, _) = self.registry.wait(engine, &idle, None, Some(&self.main));
         drop(engine);
-        self.hub.shut_down(JOIN_GRACE, Some(&self.main));
+        self.registry.shut_down(JOIN_GRACE, Some(&self.main));
         Ok(())
     }
 
@@ -170,7 +170,7 @@ impl<M: ?Sized + Fn(forkpool_worker::ChildEnd) -> i32> PoolState<M> {
         for child in self.roster() {
             child.kill();
         }
-        self.hub.shut_down(Duration::ZERO, Some(&self.main));
+        self.registry.shut_down(Duration::ZERO, Some(&self.main));
     }
 }
 
@@ -182,10 +182,10 @@ impl<M: ?Sized> Drop for PoolState<M> {
     fn drop(&mut self) {
         if self.check_process().is_ok() {
             self.halted.store(true, Ordering::Release);
-            self.hub.stop_background();
-            self.hub.shut_down(SHUTDOWN_GRACE, None);
-            // SAFETY: `hub` is dropped only here, once, and `self` is not used after.
-            unsafe { ManuallyDrop::drop(&mut self.hub) };
+            self.registry.stop_background();
+            self.registry.shut_down(SHUTDOWN_GRACE, None);
+            // SAFETY: `registry` is dropped only here, once, and `self` is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.registry) };
         }
     }
 }

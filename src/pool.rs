@@ -4,7 +4,7 @@
 use crate::builder::PoolBuilder;
 use crate::call::progress::Progress;
 use crate::call_options::CallOptions;
-use crate::engine::hub::BackgroundMain;
+use crate::engine::registry::BackgroundMain;
 use crate::error::{Error, PoolError};
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered};

@@ -6,12 +6,12 @@
 //! a `map`, an `imap` step) reads every worker's replies and files each under its call, so a
 //! task finishes even while nobody waits on it in particular; while nobody waits at all, the
 //! pool's background driver does (and forks the replacement of a worker a cancel stopped or
-//! that died), see `hub.rs`.
+//! that died), see `registry.rs`.
 
 use crate::call::progress::ProgressSink;
 use crate::call::{Call, CallSpec, Delivery, Step};
 use crate::engine::desk::Finished;
-use crate::engine::hub::Hub;
+use crate::engine::registry::Registry;
 use crate::engine::{Engine, WorkerMain};
 use crate::error::{Error, PoolError};
 use crate::item::Item;
@@ -22,10 +22,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Starts one item as a task on `hub` (or a task that failed already, with the hub's error),
+/// Starts one item as a task on `registry` (or a task that failed already, with the registry's error),
 /// its chunk sent at once.
 pub(crate) fn start_task<'p, T, R>(
-    hub: Result<&'p Hub, PoolError>,
+    registry: Result<&'p Registry, PoolError>,
     main: &'p WorkerMain<'p>,
     code: TaskCode,
     item: T,
@@ -44,9 +44,9 @@ where
         timeout,
         progress,
     };
-    match hub {
-        Ok(hub) => {
-            let mut call = Call::start(hub, main, Some(item).into_iter(), spec);
+    match registry {
+        Ok(registry) => {
+            let mut call = Call::start(registry, main, Some(item).into_iter(), spec);
             call.input_hint_is_exact();
             call.start_sending();
             Task::new(Box::new(call))
@@ -61,7 +61,7 @@ pub(crate) trait TaskCall<R> {
     fn cancel(&mut self) -> bool;
     fn running_pid(&self) -> Option<u32>;
     fn id(&self) -> u64;
-    fn hub(&self) -> &Hub;
+    fn registry(&self) -> &Registry;
     /// Waits until `done` holds of the engine, or `until`; drives the engine meanwhile.
     fn wait_until(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>);
     /// The outcome without blocking, or a wake-up of `waker` when it may be here.
@@ -91,8 +91,8 @@ where
         Call::id(self)
     }
 
-    fn hub(&self) -> &Hub {
-        Call::hub(self)
+    fn registry(&self) -> &Registry {
+        Call::registry(self)
     }
 
     fn wait_until(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
@@ -197,9 +197,9 @@ impl<R> std::fmt::Debug for Task<'_, R> {
 
 impl<'p, R> Task<'p, R> {
     /// A task of `call`, whose item was sent (or queued) already: the pool's background driver
-    /// keeps it going while nobody waits (see `Hub::keep_driven`).
+    /// keeps it going while nobody waits (see `Registry::keep_driven`).
     pub(crate) fn new(call: Box<dyn TaskCall<R> + 'p>) -> Task<'p, R> {
-        call.hub().keep_driven();
+        call.registry().keep_driven();
         Task {
             state: State::Running(call),
         }
@@ -381,17 +381,17 @@ pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCo
     let tasks: Vec<Option<Task<'p, R>>> = tasks.into_iter().map(Some).collect();
     let finished = Arc::new(Finished::default());
     let mut ready = VecDeque::new();
-    let mut first_hub = None;
+    let mut first_registry = None;
     let mut mixed = false;
     for (at, task) in tasks.iter().enumerate() {
         let Some(State::Running(call)) = task.as_ref().map(|t| &t.state) else {
             ready.push_back(at); // its outcome is here already
             continue;
         };
-        let hub = call.hub();
-        mixed |= first_hub.is_some_and(|first| !std::ptr::eq(first, hub));
-        first_hub.get_or_insert(hub);
-        let mut engine = hub.lock();
+        let registry = call.registry();
+        mixed |= first_registry.is_some_and(|first| !std::ptr::eq(first, registry));
+        first_registry.get_or_insert(registry);
+        let mut engine = registry.lock();
         match engine.desk(call.id()) {
             Some(desk) => desk.watch(Arc::clone(&finished), at as u64),
             None => finished.push(at as u64), // ended: it has its outcome to take

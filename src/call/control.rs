@@ -5,7 +5,7 @@
 use super::{Call, Step};
 use crate::engine::Engine;
 use crate::engine::desk::Mail;
-use crate::engine::hub::Hub;
+use crate::engine::registry::Registry;
 use crate::error::{Error, ItemError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,9 +56,9 @@ where
         self.call
     }
 
-    /// The hub the call runs on.
-    pub fn hub(&self) -> &Hub {
-        self.hub
+    /// The registry the call runs on.
+    pub fn registry(&self) -> &Registry {
+        self.registry
     }
 
     /// Declares the input the pool's own, whose `size_hint` is exact (a task's one item): its
@@ -81,9 +81,9 @@ where
     /// [`ItemError::Cancelled`]. Returns whether any item was still without an outcome.
     pub fn cancel(&mut self) -> bool {
         self.take_mail_now();
-        let mut engine = self.hub.lock();
+        let mut engine = self.registry.lock();
         engine.end_call(self.call, true);
-        self.hub.poke(&engine);
+        self.registry.poke(&engine);
         drop(engine);
         let pending = !self.in_flight.is_empty() || !self.input_done;
         if pending {
@@ -96,7 +96,7 @@ where
 
     /// The next outcome for an async waiter (feature `async`): never blocks. When nothing is here yet, `waker`
     /// is woken when mail arrives for the call, and the pool's async driver reads the workers'
-    /// replies meanwhile (see `Hub::await_one`).
+    /// replies meanwhile (see `Registry::await_one`).
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub fn poll_step(
         &mut self,
@@ -109,10 +109,10 @@ where
         // Registered before looking, so mail that arrives after the look wakes us. Cloning a
         // waker is user code: done without the lock, and only when another one is registered.
         let registered = {
-            let mut engine = self.hub.lock();
+            let mut engine = self.registry.lock();
             if !self.awaited {
                 self.awaited = true;
-                self.hub.await_one(&mut engine);
+                self.registry.await_one(&mut engine);
             }
             engine
                 .desk(self.call)
@@ -120,7 +120,7 @@ where
         };
         if !registered {
             let fresh = waker.clone();
-            let mut engine = self.hub.lock();
+            let mut engine = self.registry.lock();
             match engine.desk(self.call) {
                 Some(desk) => desk.set_waker(fresh),
                 None => {
@@ -137,8 +137,8 @@ where
         };
         if done && self.awaited {
             self.awaited = false;
-            let mut engine = self.hub.lock();
-            self.hub.await_done(&mut engine);
+            let mut engine = self.registry.lock();
+            self.registry.await_done(&mut engine);
         }
         match step {
             Step::Outcome(outcome) => Poll::Ready(Some(outcome)),
@@ -149,26 +149,26 @@ where
 
     /// The pid of the worker running an item of this call now, if one is.
     pub fn running_pid(&self) -> Option<u32> {
-        self.hub.lock().running_pid(self.call)
+        self.registry.lock().running_pid(self.call)
     }
 
     /// Waits until `done` holds of the engine or `until` passes, driving it meanwhile.
     pub fn wait_for(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
-        let engine = self.hub.lock();
-        let _ = self.hub.wait(engine, done, until, Some(self.main));
+        let engine = self.registry.lock();
+        let _ = self.registry.wait(engine, done, until, Some(self.main));
     }
 
     /// Absorbs whatever mail is already here, without waiting or driving.
     pub(super) fn take_mail_now(&mut self) {
         let spare = std::mem::take(&mut self.mail_spare);
-        let mail = self.hub.lock().take_mail(self.call, spare);
+        let mail = self.registry.lock().take_mail(self.call, spare);
         if let Some(mail) = mail {
             self.absorb_mail(mail);
         }
     }
 
     pub(super) fn absorb_mail(&mut self, mail: Mail) {
-        let reading = self.hub.times.start();
+        let reading = self.registry.times.start();
         let Mail {
             mut events,
             failure,
@@ -181,6 +181,6 @@ where
         if let Some(failure) = failure {
             self.abandon_after(failure, &running);
         }
-        self.hub.times.read(reading);
+        self.registry.times.read(reading);
     }
 }

@@ -1,6 +1,6 @@
 //! One call on a pool: pulls input lazily into chunks, queues them while the workers have
 //! room, and turns replies and deaths into one outcome per item, in input order or as they
-//! finish. Any number of calls run on one pool at once (see [`Hub`]).
+//! finish. Any number of calls run on one pool at once (see [`Registry`]).
 //!
 //! Invariants:
 //! - Every item pulled from the input gets exactly one outcome: its result, or an error naming
@@ -40,7 +40,7 @@ use crate::engine::chunking::{
     ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window,
 };
 use crate::engine::desk::{Happened, Queued};
-use crate::engine::hub::{Hub, Waited};
+use crate::engine::registry::{Registry, Waited};
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, ItemError, PoolError};
 use crate::id_hash::IdMap;
@@ -118,11 +118,11 @@ struct Origin<R> {
 
 /// A call in progress: an iterator of `Result<R, Error>`, one per input item.
 pub(crate) struct Call<'p, I: Iterator, R> {
-    hub: &'p Hub,
+    registry: &'p Registry,
     main: &'p WorkerMain<'p>,
     /// Whether the chunk-mates of a killing item are run again (the pool's setting).
     pinpoint: bool,
-    /// Awaited asynchronously and not finished: counted in `hub::Background::awaited`.
+    /// Awaited asynchronously and not finished: counted in `registry::Background::awaited`.
     awaited: bool,
     /// An empty buffer to swap for the desk's mail (see `Desk::take_mail`).
     mail_spare: Vec<Happened>,
@@ -188,9 +188,9 @@ where
     I::Item: Serialize,
     R: DeserializeOwned,
 {
-    /// Starts a call on the pool's hub; forks missing workers first.
+    /// Starts a call on the pool's registry; forks missing workers first.
     pub fn start(
-        hub: &'p Hub,
+        registry: &'p Registry,
         main: &'p WorkerMain<'p>,
         input: I,
         spec: CallSpec,
@@ -205,7 +205,7 @@ where
             .progress
             .as_ref()
             .map(|sink| Ticker::start(sink, total));
-        let (mut engine, filled) = hub.lock_filled(main, Fill::Missing);
+        let (mut engine, filled) = registry.lock_filled(main, Fill::Missing);
         let pinpoint = engine.pinpoint();
         let fill_failure = filled.err();
         let mut failure = None;
@@ -232,7 +232,7 @@ where
             None => None,
         };
         let mut started = Call {
-            hub,
+            registry,
             main,
             pinpoint,
             awaited: false,
@@ -286,17 +286,17 @@ where
     /// free slot (the engine sends it, in turn with other calls, without this thread), and the
     /// room counted next time is that much less: input is pulled only for room the workers had.
     fn feed(&mut self) {
-        let hub = self.hub;
+        let registry = self.registry;
         let mut early = None;
         if self.in_flight.is_empty() && self.chunking.items() == 1 && self.pulls_input() {
             // A call with nothing out sends one chunk whatever the room (see below), and a
             // chunk of one item fits any worker's budget: it is encoded before the first look,
             // which then has it queued and counts the room past it (a task takes one look).
-            let encoding = hub.times.start();
+            let encoding = registry.times.start();
             early = self.next_chunk_of_input(1);
-            hub.times.encoded(encoding);
+            registry.times.encoded(encoding);
         }
-        let (mut engine, _) = hub.lock_filled(self.main, Fill::Pending);
+        let (mut engine, _) = registry.lock_filled(self.main, Fill::Pending);
         let call = self.call;
         let Some(desk) = engine.desk(call) else {
             return; // ended (cancelled)
@@ -336,7 +336,7 @@ where
         }
         if self.pulls_input() && room > 0 {
             drop(engine);
-            let encoding = hub.times.start();
+            let encoding = registry.times.start();
             while room > 0 && self.pulls_input() {
                 room -= 1;
                 let Some(queued) = self.next_chunk_of_input(biggest) else {
@@ -350,19 +350,19 @@ where
                 let ship = queued.count > 1;
                 self.encoded.push(queued);
                 if ship && room > 0 && self.pulls_input() {
-                    let mut engine = hub.lock();
+                    let mut engine = registry.lock();
                     self.queue_encoded(&mut engine);
-                    send_queued(hub, &mut engine);
+                    send_queued(registry, &mut engine);
                 }
             }
-            hub.times.encoded(encoding);
-            engine = hub.lock();
+            registry.times.encoded(encoding);
+            engine = registry.lock();
             self.queue_encoded(&mut engine);
         }
         if self.input_done && self.encoded.is_empty() && self.retry.is_empty() {
             engine.done_sending(call);
         }
-        send_queued(hub, &mut engine);
+        send_queued(registry, &mut engine);
     }
 
     /// Whether the call takes more input now: the input has items left, no panic of it waits
@@ -534,15 +534,15 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
     /// and an item of it still running is stopped after a short grace (see
     /// [`Engine::end_call`]). Nothing is waited for.
     fn drop(&mut self) {
-        let mut engine = self.hub.lock();
+        let mut engine = self.registry.lock();
         if self.learned && self.window.adapts() {
             engine.learned_window = self.window;
         }
         engine.end_call(self.call, false);
         if self.awaited {
-            self.hub.await_done(&mut engine);
+            self.registry.await_done(&mut engine);
         }
-        self.hub.poke(&engine);
+        self.registry.poke(&engine);
         drop(engine);
         // The frame buffers go to the pool for its next call (see `frame_stash`).
         let answered = std::mem::take(&mut self.spare);
@@ -550,16 +550,16 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
         let unanswered = self.in_flight.drain().map(|(_, part)| part.frame);
         let unanswered = unanswered.filter_map(|frame| Arc::try_unwrap(frame).ok());
         let frames = answered.into_iter().chain(building).chain(unanswered);
-        self.hub.frames.give(frames);
+        self.registry.frames.give(frames);
     }
 }
 
 /// Hands the queued chunks to workers with room and sends them, then tells a driver waiting
 /// in `poll` (it may need the new chunks' deadlines).
-fn send_queued(hub: &Hub, engine: &mut Engine) {
+fn send_queued(registry: &Registry, engine: &mut Engine) {
     engine.dispatch_queued();
     engine.flush();
-    hub.poke(engine);
+    registry.poke(engine);
 }
 
 /// Appends `item`'s encoding to `frame`, or says why it cannot be encoded: a `Serialize`
@@ -649,8 +649,8 @@ where
             // With nothing out, no mail can come: wait for room for new input instead.
             let needs_room = self.in_flight.is_empty();
             let done = |e: &Engine| e.has_mail(call) || (needs_room && e.room(call).0 > 0);
-            let engine = self.hub.lock();
-            let (mut engine, waited) = self.hub.wait(engine, &done, until, Some(self.main));
+            let engine = self.registry.lock();
+            let (mut engine, waited) = self.registry.wait(engine, &done, until, Some(self.main));
             let mail = engine.take_mail(call, std::mem::take(&mut self.mail_spare));
             drop(engine);
             match (mail, waited) {

@@ -275,7 +275,7 @@ where
     pub(super) fn spare_frame(&mut self) -> Vec<u8> {
         self.spare
             .pop()
-            .or_else(|| self.hub.frames.take())
+            .or_else(|| self.registry.frames.take())
             .unwrap_or_default()
     }
 

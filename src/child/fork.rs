@@ -15,9 +15,9 @@
 //!    block on its first print), and the first a program's own thread holds while it calls
 //!    into a pool (`let out = stdout().lock(); for r in pool.imap(..) { writeln!(out, ..) }`);
 //! 3. the zygote's start (`zygote::zygote`, which forks the zygote);
-//! 4. a pool's engine (`Hub::engine`; a thread holds one engine at a time);
+//! 4. a pool's engine (`Registry::engine`; a thread holds one engine at a time);
 //! 5. short sections: the zygote's answer queue (held while the zygote answers a fork request)
-//!    and its watch list, the reaper's start flag and watch list, the hub's list of
+//!    and its watch list, the reaper's start flag and watch list, the registry's list of
 //!    background-driver threads, the roster, a worker's task-arena writer, the frame stash, an
 //!    `as_completed`'s list of finished tasks (a leaf);
 //! 6. the inbox's posted exits, then a reaper's posted flag (a death's report takes them, under
@@ -31,7 +31,7 @@
 //! (`Engine::refill_pending`, forked from the zygote at once if one runs), and a thread that can
 //! fork does it where it may wait for stdio: holding no lock of this crate and not driving the
 //! engine (a thread that holds stdout and waits for its own call needs someone else to drive;
-//! see `engine::lock_filled` and `Hub::wait`). A thread of the program that holds stdout or
+//! see `engine::lock_filled` and `Registry::wait`). A thread of the program that holds stdout or
 //! stderr while it waits for a call of another thread that needs a fork delays that fork until
 //! it lets go (forks from the zygote need no stdio in the program).
 

@@ -10,7 +10,7 @@
 //!   no thread of the call to go on (a task nobody waits on, a pool being joined).
 //! - A pool failure posted to a desk is taken once, after the mail posted before it.
 //! - A waker is user code: a desk never wakes, clones or drops one itself. Waking and dropping
-//!   are left to the thread's [`Due`] list, which the hub's guard runs after it released the
+//!   are left to the thread's [`Due`] list, which the registry's guard runs after it released the
 //!   engine's lock (a waker that polls or calls the pool inline would otherwise deadlock it).
 //!   So are the pool's `tracing` events (a subscriber is user code too: one that prints to
 //!   stdout would wait for a thread that holds stdout and waits for the engine).

@@ -279,7 +279,7 @@ impl Engine {
     }
 
     /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
-    /// for (see `Hub::shut_down`). Nothing is forked from then on: a replacement forked now
+    /// for (see `Registry::shut_down`). Nothing is forked from then on: a replacement forked now
     /// would never be retired, and the wait for every worker's exit would never end.
     pub fn retire_all(&mut self) {
         self.halted.store(true, Ordering::Release);

@@ -25,7 +25,7 @@
 //! - `dispatch.rs`: which worker takes a queued chunk, fairly across calls; chunks taken back.
 //! - `events.rs`: a worker's reply or exit turned into mail; what a death cost each call.
 //! - `spawn.rs`: forking workers and replacements (from this process or the zygote).
-//! - `hub.rs`: the engine's lock and the driver role (one thread drives, the others sleep).
+//! - `registry.rs`: the engine's lock and the driver role (one thread drives, the others sleep).
 //! - `desk.rs`: one call's desk: its queued chunks and the mail for it.
 //! - `worker_handle.rs`: one worker as the engine sees it; `worker_handle/verdict.rs`: what its
 //!   death means for the chunk it ran.
@@ -44,7 +44,7 @@
 //! - desk: a live call's queue of chunks and its mail (replies and deaths) from the engine.
 //! - ring: the engine's round-robin of calls with queued chunks (not the reply ring).
 //! - reply ring: shared memory a worker writes small replies into (worker crate).
-//! - hub: the engine behind its lock, with the driver role and the background driver.
+//! - registry: the engine behind its lock, with the driver role and the background driver.
 //! - driver: the one thread that waits on the inbox and runs the engine; the others sleep.
 //! - inbox / outbox: what reads every worker's replies and exits / what sends one worker's
 //!   frames; the courier is the outbox's thread for frames too big to send inline.
@@ -60,7 +60,7 @@ pub(crate) mod crash_guard;
 pub(crate) mod desk;
 mod dispatch;
 mod events;
-pub(crate) mod hub;
+pub(crate) mod registry;
 mod spawn;
 pub(crate) mod worker_handle;
 
@@ -91,21 +91,21 @@ use std::time::{Duration, Instant};
 pub(crate) struct Background {
     /// Tasks and streams awaited asynchronously, not yet finished.
     pub awaited: usize,
-    /// The background thread runs (mirrored in `Hub::background_runs`, read without the lock).
+    /// The background thread runs (mirrored in `Registry::background_runs`, read without the lock).
     runs: bool,
     /// It drives the engine now.
     driving: bool,
-    /// It sleeps on `Hub::background_turn`.
+    /// It sleeps on `Registry::background_turn`.
     sleeping: bool,
     /// A thread waits to drive: the background driver leaves the role at its next look.
     handoff: bool,
     /// Times a waiting thread took the driver's role: the background driver takes it only
-    /// after a [`QUIET_TICK`](hub::QUIET_TICK) in which this did not change.
+    /// after a [`QUIET_TICK`](registry::QUIET_TICK) in which this did not change.
     drives: u64,
     /// The pool is being dropped: the background thread ends.
     closing: bool,
     /// The background thread is forking: it may wait for stdio, which the thread dropping the
-    /// pool may hold (see [`Hub::stop_background`](hub::Hub::stop_background)).
+    /// pool may hold (see [`Registry::stop_background`](registry::Registry::stop_background)).
     forking: bool,
 }
 
@@ -212,7 +212,7 @@ pub(crate) struct Engine {
     dispatches: u64,
     /// The live workers' pids, readable without the engine's lock.
     roster: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
-    /// Some thread is waiting on the inbox for everyone (see `Hub`).
+    /// Some thread is waiting on the inbox for everyone (see `Registry`).
     pub(crate) driving: bool,
     /// That thread is in `poll` without the lock: work queued meanwhile must wake it.
     pub(crate) polling: bool,
@@ -223,9 +223,9 @@ pub(crate) struct Engine {
     /// The pool lacks workers that must be forked from this process, which the thread that
     /// found them due could not do (it held the engine's lock, so it may not wait for stdio):
     /// the next thread that can fork does (see `engine::lock_filled`; the background driver of
-    /// a `Pool` does, see `hub.rs`).
+    /// a `Pool` does, see `registry.rs`).
     refill_pending: bool,
-    /// The background driver's state and what the threads that wait tell it (see `hub.rs`).
+    /// The background driver's state and what the threads that wait tell it (see `registry.rs`).
     pub(crate) background: Background,
     /// The pool takes no new calls: its workers are told to exit once no call needs one.
     closed: bool,
@@ -539,7 +539,7 @@ impl Engine {
 }
 
 impl Drop for Engine {
-    /// Kills what is left (a pool's drop asks workers to exit first, see `Hub::shut_down`);
+    /// Kills what is left (a pool's drop asks workers to exit first, see `Registry::shut_down`);
     /// dropping each worker waits until its reaper has reaped it.
     fn drop(&mut self) {
         for worker in self.workers.iter().chain(&self.retired) {

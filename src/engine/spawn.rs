@@ -4,7 +4,7 @@
 //! A fork from this process needs the worker function and stdio held ([`StdioHeld`], taken
 //! before the engine's lock: the lock order of `fork.rs`); a fork from the zygote needs
 //! neither. So a replacement found due under the engine's lock is forked there from the
-//! zygote if one runs, else left pending (`refill_pending`) for [`Hub::lock_filled`](crate::engine::hub::Hub::lock_filled).
+//! zygote if one runs, else left pending (`refill_pending`) for [`Registry::lock_filled`](crate::engine::registry::Registry::lock_filled).
 
 use super::{Engine, WorkerMain};
 use crate::child::channel;
@@ -26,7 +26,7 @@ use std::time::Instant;
 /// What a fork from this process needs: the worker function, and stdio held by this thread.
 pub(crate) type Direct<'a, 'm> = (&'a WorkerMain<'m>, &'a mut StdioHeld);
 
-/// Which workers a thread forks before it goes on (see [`Hub::lock_filled`](crate::engine::hub::Hub::lock_filled)).
+/// Which workers a thread forks before it goes on (see [`Registry::lock_filled`](crate::engine::registry::Registry::lock_filled)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fill {
     /// Every worker the pool lacks (its build, a call's start); a failure is returned.
@@ -38,7 +38,7 @@ pub(crate) enum Fill {
 
 impl Engine {
     /// Replacements are due that need a fork from this process: a thread that can take stdio
-    /// forks them (see [`Hub::lock_filled`](crate::engine::hub::Hub::lock_filled)).
+    /// forks them (see [`Registry::lock_filled`](crate::engine::registry::Registry::lock_filled)).
     pub fn refill_pending(&self) -> bool {
         self.refill_pending
     }
@@ -46,7 +46,7 @@ impl Engine {
     /// Whether driving could change anything now, a due fork aside: chunks may be queued (a
     /// cheap look: a call in the ring may have none left), a worker holds work, is starting or
     /// stopping, or is retired and not yet reaped. What the background driver looks at (see
-    /// `hub.rs`).
+    /// `registry.rs`).
     pub fn needs_driving(&self) -> bool {
         !self.ring.is_empty()
             || !self.retired.is_empty()

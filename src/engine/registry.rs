@@ -55,12 +55,12 @@ pub(crate) const QUIET_TICK: Duration = Duration::from_millis(5);
 const LINGER: Duration = Duration::from_millis(200);
 
 /// The engine, shared by the calls on one pool.
-pub(crate) struct Hub {
+pub(crate) struct Registry {
     engine: Mutex<Engine>,
     turn: Condvar,
     exits: Arc<Exits>,
-    /// This hub, for the background thread to hold.
-    this: Weak<Hub>,
+    /// This registry, for the background thread to hold.
+    this: Weak<Registry>,
     /// The worker function the background driver forks replacements with (`None`: it forks
     /// none; the next call or wait does).
     main: Option<Arc<BackgroundMain>>,
@@ -132,7 +132,7 @@ impl Drop for RunDue {
     }
 }
 
-impl Hub {
+impl Registry {
     /// Locks the engine, having forked the workers `fill` asks for, if any, in the lock order
     /// (see `fork.rs`): from the zygote under the lock if one runs; else the lock is let go, stdout
     /// and stderr are taken, and the engine is locked again to fork. The caller holds no lock of
@@ -142,8 +142,8 @@ impl Hub {
         main: &WorkerMain<'_>,
         fill: Fill,
     ) -> (Guard<'h>, Result<(), PoolError>) {
-        let hub = self;
-        let mut engine = hub.lock();
+        let registry = self;
+        let mut engine = registry.lock();
         let lacking = match fill {
             Fill::Missing => engine.workers.len() < engine.settings.size,
             Fill::Pending => engine.refill_pending,
@@ -155,7 +155,7 @@ impl Hub {
         if result.is_ok() && engine.refill_pending {
             drop(engine);
             let mut stdio = StdioHeld::take();
-            engine = hub.lock();
+            engine = registry.lock();
             result = engine.fill(Some((main, &mut stdio)));
             // `stdio` is let go under the engine's lock: letting go never waits.
         }
@@ -165,10 +165,10 @@ impl Hub {
         (engine, result)
     }
 
-    /// The hub of `engine`; with `main`, its background driver forks replacements.
-    pub fn new(engine: Engine, main: Option<Arc<BackgroundMain>>) -> Arc<Hub> {
+    /// The registry of `engine`; with `main`, its background driver forks replacements.
+    pub fn new(engine: Engine, main: Option<Arc<BackgroundMain>>) -> Arc<Registry> {
         let times = ParentTimes::new(engine.insights());
-        Arc::new_cyclic(|this| Hub {
+        Arc::new_cyclic(|this| Registry {
             exits: engine.exits(),
             engine: Mutex::new(engine),
             turn: Condvar::new(),
@@ -196,18 +196,18 @@ impl Hub {
         self.start_background(&mut engine);
     }
 
-    /// Starts the background thread if none runs (see the module's doc and [`Hub::background`]).
+    /// Starts the background thread if none runs (see the module's doc and [`Registry::background`]).
     fn start_background(&self, engine: &mut Engine) {
         if engine.background.runs || engine.background.closing {
             return;
         }
-        let Some(hub) = self.this.upgrade() else {
+        let Some(registry) = self.this.upgrade() else {
             return;
         };
         let spawned = std::thread::Builder::new()
             .name("forkpool-driver".into())
             .stack_size(256 * 1024)
-            .spawn(move || hub.background());
+            .spawn(move || registry.background());
         if let Ok(thread) = spawned {
             engine.background.runs = true;
             self.background_runs.store(true, Ordering::Release);
@@ -248,7 +248,7 @@ impl Hub {
     /// The pool is being dropped: the background thread ends; waits for it. Unless it is
     /// forking: then it may be waiting for stdio, which this thread may hold (a program that
     /// drops a pool inside `let out = stdout().lock(); ..`), so it is left to end by itself once
-    /// it has stdio (it forks nothing: the pool is halted; it holds the hub until then).
+    /// it has stdio (it forks nothing: the pool is halted; it holds the registry until then).
     pub fn stop_background(&self) {
         let forking = {
             let mut engine = self.lock();
