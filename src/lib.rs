@@ -62,11 +62,11 @@
 #![warn(missing_docs)]
 
 /// A `tracing::debug!` event emitted once this thread holds no lock of the crate: a subscriber
-/// is user code (see `desk::Due`). Costs one check of the level when debug events are off.
+/// is user code (see `call_queue::Due`). Costs one check of the level when debug events are off.
 macro_rules! debug_unlocked {
     ($($event:tt)*) => {
         if tracing::enabled!(tracing::Level::DEBUG) {
-            crate::engine::desk::Due::event(Box::new(move || tracing::debug!($($event)*)));
+            crate::engine::call_queue::Due::event(Box::new(move || tracing::debug!($($event)*)));
         }
     };
 }

@@ -10,7 +10,7 @@
 
 use crate::call::progress::ProgressSink;
 use crate::call::{Call, CallSpec, Delivery, Step};
-use crate::engine::desk::Finished;
+use crate::engine::call_queue::Finished;
 use crate::engine::registry::Registry;
 use crate::engine::{Engine, WorkerMain};
 use crate::error::{Error, PoolError};
@@ -392,8 +392,8 @@ pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCo
         mixed |= first_registry.is_some_and(|first| !std::ptr::eq(first, registry));
         first_registry.get_or_insert(registry);
         let mut engine = registry.lock();
-        match engine.desk(call.id()) {
-            Some(desk) => desk.watch(Arc::clone(&finished), at as u64),
+        match engine.call_queue(call.id()) {
+            Some(call_queue) => call_queue.watch(Arc::clone(&finished), at as u64),
             None => finished.push(at as u64), // ended: it has its outcome to take
         }
     }
@@ -425,7 +425,7 @@ pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Resu
     tasks.into_iter().map(Task::wait).collect()
 }
 
-/// The iterator of [`as_completed`]. Each task's desk tells it when mail arrives for the task,
+/// The iterator of [`as_completed`]. Each task's call queue tells it when mail arrives for the task,
 /// so a step looks only at the tasks that got mail, never at every pending one: taking `n`
 /// tasks costs O(n) in all, plus the waits.
 pub struct AsCompleted<'p, R> {
@@ -436,7 +436,7 @@ pub struct AsCompleted<'p, R> {
     /// Positions in `tasks` of tasks whose outcome is here, in the order they finished (a
     /// position may appear twice: the second is skipped).
     ready: VecDeque<usize>,
-    /// Positions of the tasks that got mail since the last look, told by their desks.
+    /// Positions of the tasks that got mail since the last look, told by their call queues.
     finished: Arc<Finished>,
     /// Those positions, taken from `finished` (a buffer kept between steps).
     mail: Vec<u64>,
@@ -463,7 +463,7 @@ impl<R> std::fmt::Debug for AsCompleted<'_, R> {
 const MIXED_POOLS_SLICE: Duration = Duration::from_millis(5);
 
 impl<'p, R> AsCompleted<'p, R> {
-    /// Settles the tasks whose desks got mail since the last look; those finished join `ready`.
+    /// Settles the tasks whose call queues got mail since the last look; those finished join `ready`.
     fn look_at_mail(&mut self) {
         self.finished.take(&mut self.mail);
         for &at in &self.mail {

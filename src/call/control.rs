@@ -4,7 +4,7 @@
 
 use super::{Call, Step};
 use crate::engine::Engine;
-use crate::engine::desk::Mail;
+use crate::engine::call_queue::Mail;
 use crate::engine::registry::Registry;
 use crate::error::{Error, ItemError};
 use serde::Serialize;
@@ -115,14 +115,14 @@ where
                 self.registry.await_one(&mut engine);
             }
             engine
-                .desk(self.call)
-                .is_none_or(|desk| desk.has_waker(waker))
+                .call_queue(self.call)
+                .is_none_or(|call_queue| call_queue.has_waker(waker))
         };
         if !registered {
             let fresh = waker.clone();
             let mut engine = self.registry.lock();
-            match engine.desk(self.call) {
-                Some(desk) => desk.set_waker(fresh),
+            match engine.call_queue(self.call) {
+                Some(call_queue) => call_queue.set_waker(fresh),
                 None => {
                     drop(engine);
                     drop(fresh);

@@ -39,7 +39,7 @@ use crate::call::progress::{ProgressSink, Ticker};
 use crate::engine::chunking::{
     ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window,
 };
-use crate::engine::desk::{Happened, Queued};
+use crate::engine::call_queue::{Happened, Queued};
 use crate::engine::registry::{Registry, Waited};
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, ItemError, PoolError};
@@ -124,7 +124,7 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     pinpoint: bool,
     /// Awaited asynchronously and not finished: counted in `registry::Background::awaited`.
     awaited: bool,
-    /// An empty buffer to swap for the desk's mail (see `Desk::take_mail`).
+    /// An empty buffer to swap for the call queue's mail (see `CallQueue::take_mail`).
     mail_spare: Vec<Happened>,
     input: I,
     spec: CallSpec,
@@ -149,12 +149,12 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     spare_starts: Vec<Vec<u32>>,
     /// The chunk being encoded.
     building: Building,
-    /// Chunks encoded and not yet queued on the desk (queued by the same feed).
+    /// Chunks encoded and not yet queued on the call queue (queued by the same feed).
     encoded: Vec<Queued>,
     /// The input's `next` panicked with this: no input is pulled while it is kept, and it is
     /// resumed once every item pulled before it has had its outcome handed over.
     input_panic: Option<Box<dyn Any + Send>>,
-    /// The `map_with` context frame, until the first feed puts it on the desk.
+    /// The `map_with` context frame, until the first feed puts it on the call queue.
     context: Option<SharedFrame>,
     /// Parts to send again (their worker died): sent before any new input.
     retry: VecDeque<u64>,
@@ -213,8 +213,8 @@ where
         let window = chunking.window(engine.window(), engine.learned_window);
         let call = engine.begin_call(spec.timeout.filter(|t| !t.is_zero()), window.now());
         let max_ahead = engine.size().saturating_mul(window.max()).saturating_mul(2) as u64;
-        if let Some(desk) = engine.desk(call) {
-            desk.follows_pool = window.adapts();
+        if let Some(call_queue) = engine.call_queue(call) {
+            call_queue.follows_pool = window.adapts();
         }
         drop(engine);
         if let Chunking::Fixed(0) = chunking {
@@ -282,7 +282,7 @@ where
     /// Two looks at the engine, and the input pulled between them, without the lock: the input's
     /// `next`, the items' `Serialize` and `Drop` are user code, which may call this pool, block
     /// or panic. The first look counts the room; the second queues every chunk encoded. If
-    /// another call took some of that room meanwhile, a chunk waits on the desk for the next
+    /// another call took some of that room meanwhile, a chunk waits on the call queue for the next
     /// free slot (the engine sends it, in turn with other calls, without this thread), and the
     /// room counted next time is that much less: input is pulled only for room the workers had.
     fn feed(&mut self) {
@@ -298,15 +298,15 @@ where
         }
         let (mut engine, _) = registry.lock_filled(self.main, Fill::Pending);
         let call = self.call;
-        let Some(desk) = engine.desk(call) else {
+        let Some(call_queue) = engine.call_queue(call) else {
             return; // ended (cancelled)
         };
         if let Some(context) = self.context.take() {
-            desk.context = Some(context);
+            call_queue.context = Some(context);
         }
-        if self.learned && (desk.window != self.window.now() || desk.follows_pool) {
-            desk.window = self.window.now();
-            desk.follows_pool = false;
+        if self.learned && (call_queue.window != self.window.now() || call_queue.follows_pool) {
+            call_queue.window = self.window.now();
+            call_queue.follows_pool = false;
             engine.dispatch_blocked = false;
         }
         if self.learned && self.window.adapts() {

@@ -6,7 +6,7 @@
 //! are still taken (an item that crashes keeps its own cause), and nothing is sent again.
 
 use super::{Call, Origin, Part};
-use crate::engine::desk::Happened;
+use crate::engine::call_queue::Happened;
 use crate::engine::{Cause, Verdict};
 use crate::error::{Death, Error, ItemError, PoolError};
 use crate::transport::outcome::{self, Outcome, failed};

@@ -10,14 +10,14 @@
 //!   says, for a worker that holds chunks behind a front it has been seen holding for
 //!   [`STEAL_AFTER`], takes back those the worker has not started (`WorkerHandle::take_back`:
 //!   exact, one compare-and-swap on each side) and queues them again first on their calls'
-//!   desks. A chunk taken back is no longer in flight there: the worker skips it without a
+//!   call queues. A chunk taken back is no longer in flight there: the worker skips it without a
 //!   reply, and a reply for it would be out of turn (a violation).
 //! - Looking costs nothing while no worker is idle: the look is armed by the event that
 //!   leaves one idle, and reads a clock only when some worker holds two chunks or more.
 
 use super::Engine;
 use crate::engine::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
-use crate::engine::desk::{Desk, Queued};
+use crate::engine::call_queue::{CallQueue, Queued};
 use crate::engine::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
 use crate::transport::outbox::SharedFrame;
 use std::collections::VecDeque;
@@ -31,18 +31,18 @@ struct Hold {
     bytes: usize,
 }
 
-/// What a worker may hold for a call with `desk`, when the pool learned `learned`: a call whose
+/// What a worker may hold for a call with `call_queue`, when the pool learned `learned`: a call whose
 /// window adapts is held to [`QUEUED_BYTES`] from its first chunk, not only once its window
 /// learned the frames' size (a first call of 1 MiB items otherwise sent 8 per worker, more than
 /// its task arena holds, and their replies overflowed the reply arena onto the socket).
-fn hold_of(desk: &Desk, learned: Window) -> Hold {
-    match desk.follows_pool {
+fn hold_of(call_queue: &CallQueue, learned: Window) -> Hold {
+    match call_queue.follows_pool {
         true => Hold {
             chunks: learned.now(),
             bytes: QUEUED_BYTES,
         },
         false => Hold {
-            chunks: desk.window,
+            chunks: call_queue.window,
             bytes: usize::MAX,
         },
     }
@@ -155,14 +155,14 @@ impl Turns for Engine {
         &mut self.ring
     }
     fn leave_ring(&mut self, call: u64) -> Option<usize> {
-        let desk = self.desks.get_mut(&call)?;
-        desk.in_ring = false;
-        Some(desk.queued())
+        let call_queue = self.call_queues.get_mut(&call)?;
+        call_queue.in_ring = false;
+        Some(call_queue.queued())
     }
     fn rejoin(&mut self, call: u64, if_queued: bool) -> bool {
-        match self.desks.get_mut(&call) {
-            Some(desk) if !if_queued || desk.queued() > 0 => {
-                desk.in_ring = true;
+        match self.call_queues.get_mut(&call) {
+            Some(call_queue) if !if_queued || call_queue.queued() > 0 => {
+                call_queue.in_ring = true;
                 true
             }
             _ => false,
@@ -217,10 +217,10 @@ impl Engine {
     /// most items one of them may hold (a worker due for replacement takes no more than its
     /// budget; with no worker taking any, what a fresh worker takes).
     pub fn room(&self, call: u64) -> (usize, usize) {
-        let Some(desk) = self.desks.get(&call) else {
+        let Some(call_queue) = self.call_queues.get(&call) else {
             return (0, 0);
         };
-        let (hold, max_tasks) = (hold_of(desk, self.learned_window), self.settings.max_tasks);
+        let (hold, max_tasks) = (hold_of(call_queue, self.learned_window), self.settings.max_tasks);
         let mut slots = 0usize;
         let mut biggest = 0usize;
         for worker in &self.workers {
@@ -233,21 +233,21 @@ impl Engine {
             // Nobody takes a chunk now: size it for a fresh worker.
             biggest = self.settings.max_tasks.unwrap_or(usize::MAX);
         }
-        (slots.saturating_sub(desk.queued()), biggest)
+        (slots.saturating_sub(call_queue.queued()), biggest)
     }
 
     /// Queues chunk `queued` of `call` for the workers: after its others, or before them (a
     /// retry). A call that had none queued joins the back of the ring.
     pub fn queue(&mut self, call: u64, queued: Queued, first: bool) {
-        let Some(desk) = self.desks.get_mut(&call).filter(|d| !d.failed()) else {
+        let Some(call_queue) = self.call_queues.get_mut(&call).filter(|d| !d.failed()) else {
             return; // ended, or failed by the pool: nothing of it goes out again
         };
         match first {
-            true => desk.push_front(queued),
-            false => desk.push(queued),
+            true => call_queue.push_front(queued),
+            false => call_queue.push(queued),
         }
-        if !desk.in_ring {
-            desk.in_ring = true;
+        if !call_queue.in_ring {
+            call_queue.in_ring = true;
             self.ring.push_back(call);
         }
         self.dispatch_blocked = false;
@@ -276,30 +276,30 @@ impl Engine {
     }
 
     /// Sends the oldest queued chunk of `call` to the best worker that takes it, if any. (One
-    /// look-up of the call's desk: with many calls queued, each is a cache miss.)
+    /// look-up of the call's queue: with many calls queued, each is a cache miss.)
     fn dispatch_one(&mut self, call: u64) -> bool {
         let Engine {
-            desks,
+            call_queues,
             workers,
             settings,
             learned_window,
             ..
         } = self;
-        let Some(desk) = desks.get_mut(&call) else {
+        let Some(call_queue) = call_queues.get_mut(&call) else {
             return false;
         };
-        let Some(next) = desk.peek() else {
+        let Some(next) = call_queue.peek() else {
             return false;
         };
-        let (hold, count) = (hold_of(desk, *learned_window), next.count as usize);
+        let (hold, count) = (hold_of(call_queue, *learned_window), next.count as usize);
         let Some(slot) = pick(workers, hold, count, settings.max_tasks) else {
             return false;
         };
-        let Some(queued) = desk.pop() else {
+        let Some(queued) = call_queue.pop() else {
             return false;
         };
-        let (timeout, context) = (desk.timeout, desk.context.clone());
-        desk.sent();
+        let (timeout, context) = (call_queue.timeout, call_queue.context.clone());
+        call_queue.sent();
         self.dispatches += 1;
         self.send(slot, call, queued, timeout, context.as_ref(), hold.chunks);
         true
@@ -355,7 +355,7 @@ impl Engine {
 
     /// Takes back, for an idle worker, the chunks other workers hold unstarted behind a front
     /// chunk the parent has seen them hold for [`STEAL_AFTER`], and queues them first on their
-    /// calls' desks (a chunk of a call that ended is dropped: nothing waits for it). Keeps
+    /// calls' call queues (a chunk of a call that ended is dropped: nothing waits for it). Keeps
     /// looking (`steal_wanted`) while a worker is idle and another holds chunks behind its
     /// front; the driver's deadline includes when to look again (`WorkerHandle::check_deadlines`).
     /// Returns whether it queued any.
@@ -385,10 +385,10 @@ impl Engine {
         let stole = !taken.is_empty();
         // Queued first, in reverse, so each call's chunks keep their order.
         for sent in taken.into_iter().rev() {
-            let Some(desk) = self.desks.get_mut(&sent.call) else {
+            let Some(call_queue) = self.call_queues.get_mut(&sent.call) else {
                 continue; // ended (cancelled, dropped): the worker skips it, nothing waits
             };
-            desk.settled();
+            call_queue.settled();
             self.queue(sent.call, requeued(sent), true);
         }
         stole
@@ -396,7 +396,7 @@ impl Engine {
 
     /// Whether any live call has chunks queued for the workers.
     pub fn has_queued(&self) -> bool {
-        self.desks.values().any(|d| d.queued() > 0)
+        self.call_queues.values().any(|d| d.queued() > 0)
     }
 }
 
@@ -561,12 +561,12 @@ mod tests {
 
     #[test]
     fn a_call_following_the_pool_is_held_to_its_bytes_from_its_first_chunk() {
-        let mut desk = Desk::new(None, 3);
-        let own = hold_of(&desk, Window::small());
+        let mut call_queue = CallQueue::new(None, 3);
+        let own = hold_of(&call_queue, Window::small());
         assert_eq!((own.chunks, own.bytes), (3, usize::MAX));
-        desk.follows_pool = true;
+        call_queue.follows_pool = true;
         let learned = Window::small();
-        let pooled = hold_of(&desk, learned);
+        let pooled = hold_of(&call_queue, learned);
         assert_eq!((pooled.chunks, pooled.bytes), (learned.now(), QUEUED_BYTES));
         let full = Fake {
             bytes: QUEUED_BYTES,
@@ -585,7 +585,7 @@ mod tests {
         hold: Hold,
     }
 
-    /// An engine's ring, desks and workers, without processes: a chunk served goes to the
+    /// An engine's ring, call queues and workers, without processes: a chunk served goes to the
     /// worker [`pick`] names, which then holds it (and refills as `WorkerHandle::took` says).
     #[derive(Debug, Default)]
     struct Pool {
@@ -646,17 +646,17 @@ mod tests {
         }
         fn serve(&mut self, call: u64) -> bool {
             self.asked += 1;
-            let Some(desk) = self.calls.get_mut(&call) else {
+            let Some(call_queue) = self.calls.get_mut(&call) else {
                 return false;
             };
-            let Some(slot) = pick(&self.workers, desk.hold, 1, None) else {
+            let Some(slot) = pick(&self.workers, call_queue.hold, 1, None) else {
                 return false;
             };
-            desk.queued -= 1;
+            call_queue.queued -= 1;
             self.served.push((call, slot));
             let worker = &mut self.workers[slot];
             worker.held += 1;
-            worker.refilling = worker.held < desk.hold.chunks;
+            worker.refilling = worker.held < call_queue.hold.chunks;
             worker.last = self.served.len() as u64;
             true
         }

@@ -5,7 +5,7 @@
 use super::Engine;
 use super::dispatch::requeued;
 use crate::engine::crash_guard::Settled;
-use crate::engine::desk::Happened;
+use crate::engine::call_queue::Happened;
 use crate::engine::worker_handle::{Sent, StopReason, Verdict};
 use crate::error::{Death, PoolError};
 use crate::stats::WorkerEnd;
@@ -72,10 +72,10 @@ impl Engine {
                         0
                     }
                 };
-                let mailed = match self.desks.get_mut(&call) {
-                    Some(desk) => {
-                        desk.settled();
-                        desk.post(Happened::Reply {
+                let mailed = match self.call_queues.get_mut(&call) {
+                    Some(call_queue) => {
+                        call_queue.settled();
+                        call_queue.post(Happened::Reply {
                             pid,
                             chunk,
                             count,
@@ -123,7 +123,7 @@ impl Engine {
             &worker.in_flight,
             verdict,
             |front| self.front_deaths.insert((front.call, front.chunk)),
-            |call| self.desks.contains_key(&call),
+            |call| self.call_queues.contains_key(&call),
         );
         let dropped = worker
             .stopping
@@ -165,13 +165,13 @@ impl Engine {
         self.publish_roster();
         let mut mailed = 0;
         for (call, (running, unstarted)) in cost {
-            if !self.desks.contains_key(&call) {
+            if !self.call_queues.contains_key(&call) {
                 continue;
             }
             self.send_again(call, unstarted);
-            if let Some(((chunk, verdict), desk)) = running.zip(self.desks.get_mut(&call)) {
-                desk.settled();
-                desk.post(Happened::Died {
+            if let Some(((chunk, verdict), call_queue)) = running.zip(self.call_queues.get_mut(&call)) {
+                call_queue.settled();
+                call_queue.post(Happened::Died {
                     pid,
                     death,
                     chunk,
@@ -202,7 +202,7 @@ impl Engine {
         }
         if let Some(failure) = failure {
             self.fail_calls(&failure);
-            mailed += self.desks.len();
+            mailed += self.call_queues.len();
         }
         mailed
     }
@@ -259,7 +259,7 @@ impl Engine {
         self.publish_roster();
         if let Err(e) = self.fill(None) {
             self.fail_calls(&e);
-            return self.desks.len();
+            return self.call_queues.len();
         }
         0
     }
@@ -270,10 +270,10 @@ impl Engine {
     /// pool is being joined).
     fn send_again(&mut self, call: u64, chunks: Vec<Sent>) {
         for sent in chunks.into_iter().rev() {
-            let Some(desk) = self.desks.get_mut(&call) else {
+            let Some(call_queue) = self.call_queues.get_mut(&call) else {
                 return; // ended: nothing waits for them
             };
-            desk.settled();
+            call_queue.settled();
             self.queue(call, requeued(sent), true);
         }
     }
@@ -314,7 +314,7 @@ type DeathCost = (Option<(u64, Verdict)>, Vec<Sent>);
 /// What the death of a worker that held `in_flight` (oldest first) cost each call, with
 /// `verdict` on its front chunk, and what that settled. `first_death(front)` records a death
 /// before any item of the front chunk began and says whether it is the first such (asked only
-/// then); `live(call)` says whether the front chunk's call still has a desk.
+/// then); `live(call)` says whether the front chunk's call still has a call queue.
 ///
 /// A worker reads its next frame only after replying to the one before, so only the front of
 /// its queue can have started: every other chunk is sent again as it is, in its order.
@@ -375,7 +375,7 @@ pub(super) fn describe(frame: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::engine::Settings;
-    use crate::engine::desk::Queued;
+    use crate::engine::call_queue::Queued;
     use crate::engine::worker_handle::Cause;
     use std::collections::HashSet;
 
@@ -461,18 +461,18 @@ mod tests {
                 false,
             );
         }
-        let desk = engine.desk(call).unwrap();
+        let call_queue = engine.call_queue(call).unwrap();
         for _ in 0..3 {
-            desk.sent(); // held by the worker that dies
+            call_queue.sent(); // held by the worker that dies
         }
         engine.send_again(
             call,
             vec![sent(call, 7, 2), sent(call, 8, 1), sent(call, 9, 3)],
         );
         engine.send_again(other, Vec::new());
-        let desk = engine.desk(call).unwrap();
-        assert_eq!(desk.out(), 0, "each settled");
-        let order: Vec<(u64, u32)> = std::iter::from_fn(|| desk.pop())
+        let call_queue = engine.call_queue(call).unwrap();
+        assert_eq!(call_queue.out(), 0, "each settled");
+        let order: Vec<(u64, u32)> = std::iter::from_fn(|| call_queue.pop())
             .map(|q| (q.chunk, q.count))
             .collect();
         assert_eq!(order, [(7, 2), (8, 1), (9, 3), (20, 1), (21, 1)]);
@@ -480,7 +480,7 @@ mod tests {
         // A call that ended gets nothing queued.
         engine.end_call(call, false);
         engine.send_again(call, vec![sent(call, 7, 2)]);
-        assert!(engine.desk(call).is_none() && !engine.has_queued());
+        assert!(engine.call_queue(call).is_none() && !engine.has_queued());
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! - `events.rs`: a worker's reply or exit turned into mail; what a death cost each call.
 //! - `spawn.rs`: forking workers and replacements (from this process or the zygote).
 //! - `registry.rs`: the engine's lock and the driver role (one thread drives, the others sleep).
-//! - `desk.rs`: one call's desk: its queued chunks and the mail for it.
+//! - `call_queue.rs`: one call's queue: its queued chunks and the mail for it.
 //! - `worker_handle.rs`: one worker as the engine sees it; `worker_handle/verdict.rs`: what its
 //!   death means for the chunk it ran.
 //! - `crash_guard.rs`: the crash-loop guard; `chunking.rs`: chunk sizes and windows.
@@ -41,7 +41,7 @@
 //!   frame on the wire, "task arena" the shared memory big task frames travel through.
 //! - worker: a forked child serving chunks; its handle is a [`WorkerHandle`].
 //! - window, hold: how many chunks (and bytes of frames) a worker may hold of one call.
-//! - desk: a live call's queue of chunks and its mail (replies and deaths) from the engine.
+//! - call queue: a live call's queue of chunks and its mail (replies and deaths) from the engine.
 //! - ring: the engine's round-robin of calls with queued chunks (not the reply ring).
 //! - reply ring: shared memory a worker writes small replies into (worker crate).
 //! - registry: the engine behind its lock, with the driver role and the background driver.
@@ -57,7 +57,7 @@
 
 pub(crate) mod chunking;
 pub(crate) mod crash_guard;
-pub(crate) mod desk;
+pub(crate) mod call_queue;
 mod dispatch;
 mod events;
 pub(crate) mod registry;
@@ -70,7 +70,7 @@ use crate::child::child_handle::ChildHandle;
 use crate::child::reaper::Exits;
 use crate::engine::chunking::Window;
 use crate::engine::crash_guard::{CrashGuard, RestartLimit};
-use crate::engine::desk::{Desk, Happened, Mail};
+use crate::engine::call_queue::{CallQueue, Happened, Mail};
 use crate::engine::worker_handle::WorkerHandle;
 pub(crate) use crate::engine::worker_handle::{Cause, Verdict};
 use crate::error::PoolError;
@@ -175,7 +175,7 @@ impl Settings {
     }
 }
 
-/// The workers of one pool, the inbox of their frames, and the desks of the live calls.
+/// The workers of one pool, the inbox of their frames, and the call queues of the live calls.
 pub(crate) struct Engine {
     settings: Settings,
     workers: Vec<WorkerHandle>,
@@ -187,7 +187,7 @@ pub(crate) struct Engine {
     next_worker_id: u64,
     next_call: u64,
     /// The live calls, by id.
-    desks: IdMap<Desk>,
+    call_queues: IdMap<CallQueue>,
     /// Calls with queued chunks, in the order they are served (round robin: a call served
     /// goes to the back if it has more).
     ring: VecDeque<u64>,
@@ -268,7 +268,7 @@ impl Engine {
             inbox,
             next_worker_id: 1,
             next_call: 1,
-            desks: IdMap::default(),
+            call_queues: IdMap::default(),
             ring: VecDeque::new(),
             dispatch_blocked: false,
             steal_wanted: false,
@@ -353,23 +353,23 @@ impl Engine {
 
     // ---- calls ----
 
-    /// Opens a desk for a new call whose items may each run for at most `timeout`, with
+    /// Opens a call queue for a new call whose items may each run for at most `timeout`, with
     /// `window` chunks in flight per worker: returns its id. Ids are never reused, so replies
     /// to ended calls are recognised as stale.
     pub fn begin_call(&mut self, timeout: Option<Duration>, window: usize) -> u64 {
         let call = self.next_call;
         self.next_call += 1;
-        self.desks.insert(call, Desk::new(timeout, window));
-        if self.desks.len() == 1 {
+        self.call_queues.insert(call, CallQueue::new(timeout, window));
+        if self.call_queues.len() == 1 {
             // A fresh start: earlier deaths and replies say nothing about this call's items.
             self.guard.fresh();
         }
         call
     }
 
-    /// The desk of live call `call`.
-    pub fn desk(&mut self, call: u64) -> Option<&mut Desk> {
-        self.desks.get_mut(&call)
+    /// The call queue of live call `call`.
+    pub fn call_queue(&mut self, call: u64) -> Option<&mut CallQueue> {
+        self.call_queues.get_mut(&call)
     }
 
     /// Call `call` ends (finished, dropped or cancelled): its queued chunks are dropped, its
@@ -378,7 +378,7 @@ impl Engine {
     /// `stop_running`, else after a short grace (see `WorkerHandle::check_deadlines`).
     /// Nothing is waited for here.
     pub fn end_call(&mut self, call: u64, stop_running: bool) {
-        let out = self.desks.remove(&call).map_or(0, |desk| desk.out());
+        let out = self.call_queues.remove(&call).map_or(0, |call_queue| call_queue.out());
         self.front_deaths.retain(|&(c, _)| c != call);
         if out == 0 {
             // No worker holds a chunk of it (a finished call): nothing to mark.
@@ -404,9 +404,9 @@ impl Engine {
 
     /// Call `call` queues no more chunks (its input is used up, nothing waits to go again).
     pub fn done_sending(&mut self, call: u64) {
-        if let Some(desk) = self.desks.get_mut(&call) {
-            if !desk.done_sending {
-                desk.done_sending = true;
+        if let Some(call_queue) = self.call_queues.get_mut(&call) {
+            if !call_queue.done_sending {
+                call_queue.done_sending = true;
                 self.retire_if_closed_and_idle();
             }
         }
@@ -421,14 +421,14 @@ impl Engine {
     }
 
     /// After [`close`](Engine::close): tells every worker to exit, and forks no more, if no
-    /// worker holds a chunk and no live call needs a worker (see `Desk::needs_no_worker`).
+    /// worker holds a chunk and no live call needs a worker (see `CallQueue::needs_no_worker`).
     /// Returns whether it did. Reads one flag when the pool is open.
     pub fn retire_if_closed_and_idle(&mut self) -> bool {
         if !self.closed || (self.workers.is_empty() && !self.refill_pending) {
             return false;
         }
         let idle = self.workers.iter().all(|w| w.in_flight.is_empty())
-            && self.desks.values().all(Desk::needs_no_worker);
+            && self.call_queues.values().all(CallQueue::needs_no_worker);
         if idle {
             debug_unlocked!("forkpool: closed and nothing accepted remains: workers exit");
             self.retire_all();
@@ -457,11 +457,11 @@ impl Engine {
 
     /// Whether any live call has chunks queued or at workers.
     pub fn any_call_busy(&self) -> bool {
-        self.desks.values().any(|d| d.queued() > 0)
+        self.call_queues.values().any(|d| d.queued() > 0)
             || self.workers.iter().any(|w| {
                 w.in_flight
                     .iter()
-                    .any(|s| s.cancelled_at.is_none() && self.desks.contains_key(&s.call))
+                    .any(|s| s.cancelled_at.is_none() && self.call_queues.contains_key(&s.call))
             })
     }
 
@@ -518,23 +518,23 @@ impl Engine {
                 }
             }
         }
-        for (call, desk) in &mut self.desks {
+        for (call, call_queue) in &mut self.call_queues {
             // A call that just got mail (a death) has work to redo even if none is out now.
-            if desk.queued() > 0 || busy.contains(call) || desk.has_mail() {
+            if call_queue.queued() > 0 || busy.contains(call) || call_queue.has_mail() {
                 let running = running.remove(call).unwrap_or_default();
-                desk.fail(failure.duplicate(), running);
+                call_queue.fail(failure.duplicate(), running);
             }
         }
     }
 
     /// Whether call `call` has mail waiting (or is gone: its owner must look).
     pub fn has_mail(&self, call: u64) -> bool {
-        self.desks.get(&call).is_none_or(|d| d.has_mail())
+        self.call_queues.get(&call).is_none_or(|d| d.has_mail())
     }
 
     /// Takes call `call`'s mail, if any.
     pub fn take_mail(&mut self, call: u64, spare: Vec<Happened>) -> Option<Mail> {
-        self.desks.get_mut(&call).and_then(|d| d.take_mail(spare))
+        self.call_queues.get_mut(&call).and_then(|d| d.take_mail(spare))
     }
 }
 

@@ -14,9 +14,9 @@
 //!   driver sends it and waits with the new deadline.
 //! - Every waiter is woken when the driver leaves, so the engine never sits undriven while a
 //!   thread waits.
-//! - No user code runs under the engine's lock: an async task's waker that a desk wakes or
+//! - No user code runs under the engine's lock: an async task's waker that a call queue wakes or
 //!   drops is woken or dropped by the same thread right after it releases the lock (see
-//!   [`Guard`] and `desk::Due`).
+//!   [`Guard`] and `call_queue::Due`).
 //! - Accepted work makes progress with nobody waiting: once a task was submitted or a future
 //!   awaited, a background thread drives the engine whenever it has work (chunks queued or at
 //!   workers, workers starting or stopping) and nobody else drove for a tick ([`QUIET_TICK`]),
@@ -27,7 +27,7 @@
 
 use crate::child::fork::StdioHeld;
 use crate::child::reaper::Exits;
-use crate::engine::desk::Due;
+use crate::engine::call_queue::Due;
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::PoolError;
 use crate::stats::ParentTimes;

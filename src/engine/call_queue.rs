@@ -2,14 +2,14 @@
 //! engine posted it (replies and deaths), and how it wants its chunks sent.
 //!
 //! Invariants:
-//! - A desk exists from `Engine::begin_call` to `Engine::end_call`; mail for a call without a
-//!   desk is discarded.
+//! - A call queue exists from `Engine::begin_call` to `Engine::end_call`; mail for a call without a
+//!   call queue are discarded.
 //! - Queued chunks leave in the order they were queued (retries are queued first by the call).
-//! - A desk keeps every chunk workers hold of its call until it is answered or lost, so the
+//! - A call queue keeps every chunk workers hold of its call until it is answered or lost, so the
 //!   engine itself sends again a chunk whose worker died before starting it: that work needs
 //!   no thread of the call to go on (a task nobody waits on, a pool being joined).
-//! - A pool failure posted to a desk is taken once, after the mail posted before it.
-//! - A waker is user code: a desk never wakes, clones or drops one itself. Waking and dropping
+//! - A pool failure posted to a call queue is taken once, after the mail posted before it.
+//! - A waker is user code: a call queue never wakes, clones or drops one itself. Waking and dropping
 //!   are left to the thread's [`Due`] list, which the registry's guard runs after it released the
 //!   engine's lock (a waker that polls or calls the pool inline would otherwise deadlock it).
 //!   So are the pool's `tracing` events (a subscriber is user code too: one that prints to
@@ -152,7 +152,7 @@ pub(crate) enum Happened {
 }
 
 /// The calls that got mail since an [`as_completed`](crate::as_completed) iterator last looked:
-/// each desk it watches adds its call's id whenever mail arrives, so the iterator looks only at
+/// each call queue it watches adds its call's id whenever mail arrives, so the iterator looks only at
 /// those tasks, never at every pending one. An id may appear more than once (mail arrived
 /// twice). Its lock is a leaf: taken under the engine's lock or alone, never waited on for long.
 #[derive(Debug, Default)]
@@ -182,7 +182,7 @@ impl Finished {
     }
 }
 
-/// What a call takes from its desk at once.
+/// What a call takes from its call queue at once.
 pub(crate) struct Mail {
     pub events: Vec<Happened>,
     /// The pool failed (a replacement could not be forked, a crash loop): the call ends.
@@ -192,8 +192,8 @@ pub(crate) struct Mail {
     pub running: Vec<u64>,
 }
 
-/// A live call's desk.
-pub(crate) struct Desk {
+/// A live call's queue.
+pub(crate) struct CallQueue {
     /// Chunks in flight per worker.
     pub window: usize,
     /// Its window adapts but has learned nothing of its own yet: it follows the pool's learned
@@ -216,12 +216,12 @@ pub(crate) struct Desk {
     mail: Vec<Happened>,
     /// The pool failed the call: nothing of it is queued or sent again.
     failed: bool,
-    /// What few calls have, boxed so the engine's table of desks stays small (it holds one
-    /// desk per live call, and a program may submit 100,000 tasks at once).
+    /// What few calls have, boxed so the engine's table of call queues stays small (it holds one
+    /// call queue per live call, and a program may submit 100,000 tasks at once).
     rare: Option<Box<Rare>>,
 }
 
-/// The parts of a desk few calls use.
+/// The parts of a call queue few calls use.
 #[derive(Default)]
 struct Rare {
     /// Why the pool failed the call.
@@ -234,9 +234,9 @@ struct Rare {
     watcher: Option<(Arc<Finished>, u64)>,
 }
 
-impl Desk {
-    pub fn new(timeout: Option<Duration>, window: usize) -> Desk {
-        Desk {
+impl CallQueue {
+    pub fn new(timeout: Option<Duration>, window: usize) -> CallQueue {
+        CallQueue {
             window: window.max(1),
             follows_pool: false,
             timeout,
@@ -373,7 +373,7 @@ impl Desk {
             .is_some_and(|w| w.will_wake(waker))
     }
 
-    /// Tells `finished` this desk's id (`call`) whenever mail arrives, and at once if some is
+    /// Tells `finished` this call queue's id (`call`) whenever mail arrives, and at once if some is
     /// here already.
     pub fn watch(&mut self, finished: Arc<Finished>, call: u64) {
         if self.has_mail() {
@@ -395,8 +395,8 @@ impl Desk {
     }
 }
 
-impl Drop for Desk {
-    /// A desk is dropped under the engine's lock (its call ended): its waker is dropped after.
+impl Drop for CallQueue {
+    /// A call queue is dropped under the engine's lock (its call ended): its waker is dropped after.
     fn drop(&mut self) {
         if let Some(waker) = self.rare.as_mut().and_then(|r| r.waker.take()) {
             Due::defer(waker, false);
@@ -426,31 +426,31 @@ mod tests {
     }
 
     #[test]
-    fn a_desk_counts_the_chunks_workers_hold_until_each_settles() {
-        let mut desk = Desk::new(None, 2);
-        desk.push(queued(1));
-        desk.push(queued(2));
+    fn a_call_queue_counts_the_chunks_workers_hold_until_each_settles() {
+        let mut call_queue = CallQueue::new(None, 2);
+        call_queue.push(queued(1));
+        call_queue.push(queued(2));
         let mut sent = Vec::new();
         for _ in 0..2 {
-            sent.push(desk.pop().unwrap());
-            desk.sent();
+            sent.push(call_queue.pop().unwrap());
+            call_queue.sent();
         }
-        assert_eq!((desk.out(), desk.queued()), (2, 0));
+        assert_eq!((call_queue.out(), call_queue.queued()), (2, 0));
         let given_back = sent.pop().unwrap();
-        desk.settled();
-        desk.push_front(given_back);
-        assert_eq!((desk.out(), desk.queued()), (1, 1));
-        assert_eq!(desk.peek().map(|q| q.chunk), Some(2));
-        desk.settled();
-        assert_eq!(desk.out(), 0);
-        desk.settled();
-        assert_eq!(desk.out(), 0, "the count never goes below nothing held");
+        call_queue.settled();
+        call_queue.push_front(given_back);
+        assert_eq!((call_queue.out(), call_queue.queued()), (1, 1));
+        assert_eq!(call_queue.peek().map(|q| q.chunk), Some(2));
+        call_queue.settled();
+        assert_eq!(call_queue.out(), 0);
+        call_queue.settled();
+        assert_eq!(call_queue.out(), 0, "the count never goes below nothing held");
     }
 
     #[test]
-    fn a_watched_desk_tells_its_id_each_time_mail_arrives_and_once_for_mail_already_there() {
+    fn a_watched_call_queue_tells_its_id_each_time_mail_arrives_and_once_for_mail_already_there() {
         let finished = Arc::new(Finished::default());
-        let (mut quiet, mut early) = (Desk::new(None, 1), Desk::new(None, 1));
+        let (mut quiet, mut early) = (CallQueue::new(None, 1), CallQueue::new(None, 1));
         early.post(died());
         quiet.watch(Arc::clone(&finished), 7);
         early.watch(Arc::clone(&finished), 8);
@@ -469,28 +469,28 @@ mod tests {
 
     #[test]
     fn a_call_done_sending_needs_a_worker_again_after_a_death_until_it_says_so_again() {
-        let mut desk = Desk::new(None, 1);
-        assert!(!desk.needs_no_worker(), "a new call may send");
-        desk.done_sending = true;
-        assert!(desk.needs_no_worker());
-        desk.sent();
-        assert!(!desk.needs_no_worker(), "a worker holds a chunk of it");
-        desk.settled();
-        desk.post(died());
+        let mut call_queue = CallQueue::new(None, 1);
+        assert!(!call_queue.needs_no_worker(), "a new call may send");
+        call_queue.done_sending = true;
+        assert!(call_queue.needs_no_worker());
+        call_queue.sent();
+        assert!(!call_queue.needs_no_worker(), "a worker holds a chunk of it");
+        call_queue.settled();
+        call_queue.post(died());
         assert!(
-            !desk.needs_no_worker(),
+            !call_queue.needs_no_worker(),
             "it may send parts of the dead chunk again"
         );
-        desk.done_sending = true;
-        desk.push(queued(2));
-        assert!(!desk.needs_no_worker(), "a chunk is queued");
+        call_queue.done_sending = true;
+        call_queue.push(queued(2));
+        assert!(!call_queue.needs_no_worker(), "a chunk is queued");
     }
 
     #[test]
-    fn an_unwatched_desk_tells_nobody() {
+    fn an_unwatched_call_queue_tells_nobody() {
         let finished = Arc::new(Finished::default());
-        let mut desk = Desk::new(None, 1);
-        desk.post(died());
+        let mut call_queue = CallQueue::new(None, 1);
+        call_queue.post(died());
         assert!(!finished.any());
     }
 }
