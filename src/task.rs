@@ -402,7 +402,7 @@ pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCo
         tasks,
         ready,
         finished,
-        mail: Vec::new(),
+        with_events: Vec::new(),
         cursor: 0,
         mixed,
         #[cfg(test)]
@@ -425,8 +425,8 @@ pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Resu
     tasks.into_iter().map(Task::wait).collect()
 }
 
-/// The iterator of [`as_completed`]. Each task's call queue tells it when mail arrives for the task,
-/// so a step looks only at the tasks that got mail, never at every pending one: taking `n`
+/// The iterator of [`as_completed`]. Each task's call queue tells it when an event arrives for the task,
+/// so a step looks only at the tasks that got events, never at every pending one: taking `n`
 /// tasks costs O(n) in all, plus the waits.
 pub struct AsCompleted<'p, R> {
     /// The tasks in the order given; `None` once yielded.
@@ -436,10 +436,10 @@ pub struct AsCompleted<'p, R> {
     /// Positions in `tasks` of tasks whose outcome is here, in the order they finished (a
     /// position may appear twice: the second is skipped).
     ready: VecDeque<usize>,
-    /// Positions of the tasks that got mail since the last look, told by their call queues.
+    /// Positions of the tasks that got events since the last look, told by their call queues.
     finished: Arc<Finished>,
     /// Those positions, taken from `finished` (a buffer kept between steps).
-    mail: Vec<u64>,
+    with_events: Vec<u64>,
     /// No task before this position is still pending: where a wait finds a task to wait with.
     cursor: usize,
     /// The tasks come from more than one pool.
@@ -463,10 +463,10 @@ impl<R> std::fmt::Debug for AsCompleted<'_, R> {
 const MIXED_POOLS_SLICE: Duration = Duration::from_millis(5);
 
 impl<'p, R> AsCompleted<'p, R> {
-    /// Settles the tasks whose call queues got mail since the last look; those finished join `ready`.
-    fn look_at_mail(&mut self) {
-        self.finished.take(&mut self.mail);
-        for &at in &self.mail {
+    /// Settles the tasks whose call queues got events since the last look; those finished join `ready`.
+    fn look_at_events(&mut self) {
+        self.finished.take(&mut self.with_events);
+        for &at in &self.with_events {
             let Some(task) = self.tasks.get_mut(at as usize).and_then(Option::as_mut) else {
                 continue; // yielded already
             };
@@ -519,7 +519,7 @@ impl<'p, R> Iterator for AsCompleted<'p, R> {
             if self.left == 0 {
                 return None;
             }
-            self.look_at_mail();
+            self.look_at_events();
             if !self.ready.is_empty() {
                 continue;
             }
@@ -536,7 +536,7 @@ impl<'p, R> Iterator for AsCompleted<'p, R> {
                 call.wait_until(&|_: &Engine| finished.any(), until);
             }
             if !self.finished.any() && task.is_finished() {
-                // The wait ended with no mail for any task (its slice passed, or the pool can
+                // The wait ended with no event for any task (its slice passed, or the pool can
                 // do nothing more): this task's own look settled it (a pool that can do nothing
                 // more fails it).
                 self.ready.push_back(at);

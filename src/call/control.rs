@@ -1,10 +1,10 @@
 //! What tasks and streams ask of a running call besides its next outcome: its id, cancelling
-//! it, the pid running it, a wait on other calls' mail, a step that never blocks (async), the
+//! it, the pid running it, a wait on other calls' events, a step that never blocks (async), the
 //! outcomes known now at once (collected calls) and how many are left.
 
 use super::{Call, Step};
 use crate::engine::Engine;
-use crate::engine::call_queue::Mail;
+use crate::engine::call_queue::EventBatch;
 use crate::engine::registry::Registry;
 use crate::error::{Error, ItemError};
 use serde::Serialize;
@@ -80,7 +80,7 @@ where
     /// stopped now and replaced. Outcomes already here are kept; every other item gets
     /// [`ItemError::Cancelled`]. Returns whether any item was still without an outcome.
     pub fn cancel(&mut self) -> bool {
-        self.take_mail_now();
+        self.take_events_now();
         let mut engine = self.registry.lock();
         engine.end_call(self.call, true);
         self.registry.poke(&engine);
@@ -95,7 +95,7 @@ where
     }
 
     /// The next outcome for an async waiter (feature `async`): never blocks. When nothing is here yet, `waker`
-    /// is woken when mail arrives for the call, and the pool's async driver reads the workers'
+    /// is woken when an event arrives for the call, and the pool's async driver reads the workers'
     /// replies meanwhile (see `Registry::await_one`).
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub fn poll_step(
@@ -106,7 +106,7 @@ where
         I::Item: Serialize,
     {
         use std::task::Poll;
-        // Registered before looking, so mail that arrives after the look wakes us. Cloning a
+        // Registered before looking, so events that arrive after the look wake us. Cloning a
         // waker is user code: done without the lock, and only when another one is registered.
         let registered = {
             let mut engine = self.registry.lock();
@@ -158,26 +158,26 @@ where
         let _ = self.registry.wait(engine, done, until, Some(self.main));
     }
 
-    /// Absorbs whatever mail is already here, without waiting or driving.
-    pub(super) fn take_mail_now(&mut self) {
-        let spare = std::mem::take(&mut self.mail_spare);
-        let mail = self.registry.lock().take_mail(self.call, spare);
-        if let Some(mail) = mail {
-            self.absorb_mail(mail);
+    /// Absorbs whatever events are already here, without waiting or driving.
+    pub(super) fn take_events_now(&mut self) {
+        let spare = std::mem::take(&mut self.events_spare);
+        let batch = self.registry.lock().take_events(self.call, spare);
+        if let Some(batch) = batch {
+            self.absorb_events(batch);
         }
     }
 
-    pub(super) fn absorb_mail(&mut self, mail: Mail) {
+    pub(super) fn absorb_events(&mut self, batch: EventBatch) {
         let reading = self.registry.times.start();
-        let Mail {
+        let EventBatch {
             mut events,
             failure,
             running,
-        } = mail;
-        for happened in events.drain(..) {
-            self.absorb(happened);
+        } = batch;
+        for event in events.drain(..) {
+            self.absorb(event);
         }
-        self.mail_spare = events; // empty, its buffer kept for the next mail
+        self.events_spare = events; // empty, its buffer kept for the next batch
         if let Some(failure) = failure {
             self.abandon_after(failure, &running);
         }

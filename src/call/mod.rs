@@ -26,7 +26,7 @@
 //!
 //! The files:
 //! - `mod.rs`: the [`Call`]: its input, its chunks in flight, and the outcomes it hands over.
-//! - `recovery.rs`: what a call does with its mail (replies settled, a death's item blamed and
+//! - `recovery.rs`: what a call does with its events (replies settled, a death's item blamed and
 //!   the rest sent again, a pool failure).
 //! - `control.rs`: what tasks and streams ask of a running call besides its next outcome.
 //! - `progress.rs`: the report of each finished item (callback or progress bar).
@@ -39,7 +39,7 @@ use crate::call::progress::{ProgressSink, Ticker};
 use crate::engine::chunking::{
     ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window,
 };
-use crate::engine::call_queue::{Happened, Queued};
+use crate::engine::call_queue::{CallEvent, Queued};
 use crate::engine::registry::{Registry, Waited};
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, ItemError, PoolError};
@@ -124,8 +124,8 @@ pub(crate) struct Call<'p, I: Iterator, R> {
     pinpoint: bool,
     /// Awaited asynchronously and not finished: counted in `registry::Background::awaited`.
     awaited: bool,
-    /// An empty buffer to swap for the call queue's mail (see `CallQueue::take_mail`).
-    mail_spare: Vec<Happened>,
+    /// An empty buffer to swap for the call queue's events (see `CallQueue::take_events`).
+    events_spare: Vec<CallEvent>,
     input: I,
     spec: CallSpec,
     chunking: Chunking,
@@ -236,7 +236,7 @@ where
             main,
             pinpoint,
             awaited: false,
-            mail_spare: Vec::new(),
+            events_spare: Vec::new(),
             input,
             spec,
             chunking,
@@ -646,15 +646,15 @@ where
                 return Step::End;
             }
             let call = self.call;
-            // With nothing out, no mail can come: wait for room for new input instead.
+            // With nothing out, no event can come: wait for room for new input instead.
             let needs_room = self.in_flight.is_empty();
-            let done = |e: &Engine| e.has_mail(call) || (needs_room && e.room(call).0 > 0);
+            let done = |e: &Engine| e.has_events(call) || (needs_room && e.room(call).0 > 0);
             let engine = self.registry.lock();
             let (mut engine, waited) = self.registry.wait(engine, &done, until, Some(self.main));
-            let mail = engine.take_mail(call, std::mem::take(&mut self.mail_spare));
+            let batch = engine.take_events(call, std::mem::take(&mut self.events_spare));
             drop(engine);
-            match (mail, waited) {
-                (Some(mail), _) => self.absorb_mail(mail),
+            match (batch, waited) {
+                (Some(batch), _) => self.absorb_events(batch),
                 (None, Waited::Done) => {} // room: feed
                 (None, Waited::TimedOut) => return Step::TimedOut,
                 (None, _) => self.abandon(PoolError::Channel(std::io::Error::other(

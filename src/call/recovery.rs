@@ -1,4 +1,4 @@
-//! What a call does with its mail: a reply's outcomes are settled in their chunk; a death
+//! What a call does with its events: a reply's outcomes are settled in their chunk; a death
 //! fails the item to blame (or the whole part) and sends the innocent rest again as new parts,
 //! cut at the item starts recorded when the chunk was encoded (no item is decoded in the
 //! parent: an item whose decoding killed its worker would kill the parent too); a pool failure
@@ -6,7 +6,7 @@
 //! are still taken (an item that crashes keeps its own cause), and nothing is sent again.
 
 use super::{Call, Origin, Part};
-use crate::engine::call_queue::Happened;
+use crate::engine::call_queue::CallEvent;
 use crate::engine::{Cause, Verdict};
 use crate::error::{Death, Error, ItemError, PoolError};
 use crate::transport::outcome::{self, Outcome, failed};
@@ -22,9 +22,9 @@ where
     I::Item: Serialize,
     R: DeserializeOwned,
 {
-    pub(super) fn absorb(&mut self, happened: Happened) {
-        match happened {
-            Happened::Reply {
+    pub(super) fn absorb(&mut self, event: CallEvent) {
+        match event {
+            CallEvent::Reply {
                 pid,
                 chunk,
                 count,
@@ -41,7 +41,7 @@ where
                 let outcomes = outcome::decode(outcomes, count, part.first_index, part.count, pid);
                 self.settle(part, outcomes);
             }
-            Happened::Died {
+            CallEvent::Died {
                 pid,
                 death,
                 chunk: wire,

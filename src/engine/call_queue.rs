@@ -1,14 +1,14 @@
-//! One live call as the engine sees it: the chunks it queued for the workers, the mail the
+//! One live call as the engine sees it: the chunks it queued for the workers, the events the
 //! engine posted it (replies and deaths), and how it wants its chunks sent.
 //!
 //! Invariants:
-//! - A call queue exists from `Engine::begin_call` to `Engine::end_call`; mail for a call without a
+//! - A call queue exists from `Engine::begin_call` to `Engine::end_call`; events for a call without a
 //!   call queue are discarded.
 //! - Queued chunks leave in the order they were queued (retries are queued first by the call).
 //! - A call queue keeps every chunk workers hold of its call until it is answered or lost, so the
 //!   engine itself sends again a chunk whose worker died before starting it: that work needs
 //!   no thread of the call to go on (a task nobody waits on, a pool being joined).
-//! - A pool failure posted to a call queue is taken once, after the mail posted before it.
+//! - A pool failure posted to a call queue is taken once, after the events posted before it.
 //! - A waker is user code: a call queue never wakes, clones or drops one itself. Waking and dropping
 //!   are left to the thread's [`Due`] list, which the registry's guard runs after it released the
 //!   engine's lock (a waker that polls or calls the pool inline would otherwise deadlock it).
@@ -130,7 +130,7 @@ pub(crate) struct Queued {
 }
 
 /// What happened to a chunk of a call.
-pub(crate) enum Happened {
+pub(crate) enum CallEvent {
     /// Chunk `chunk` was answered by worker `pid`. `frame` is the whole reply frame; its header
     /// has been read into the other fields.
     Reply {
@@ -142,7 +142,7 @@ pub(crate) enum Happened {
     },
     /// Worker `pid` died running chunk `chunk` of the call, which needs what `verdict` says
     /// (an item to blame, or the chunk's items to fail). (Chunks a dying worker had not begun
-    /// are queued again by the engine, with no mail.)
+    /// are queued again by the engine, with no event.)
     Died {
         pid: u32,
         death: Death,
@@ -151,9 +151,9 @@ pub(crate) enum Happened {
     },
 }
 
-/// The calls that got mail since an [`as_completed`](crate::as_completed) iterator last looked:
-/// each call queue it watches adds its call's id whenever mail arrives, so the iterator looks only at
-/// those tasks, never at every pending one. An id may appear more than once (mail arrived
+/// The calls that got events since an [`as_completed`](crate::as_completed) iterator last looked:
+/// each call queue it watches adds its call's id whenever an event arrives, so the iterator looks only at
+/// those tasks, never at every pending one. An id may appear more than once (an event arrived
 /// twice). Its lock is a leaf: taken under the engine's lock or alone, never waited on for long.
 #[derive(Debug, Default)]
 pub(crate) struct Finished {
@@ -165,12 +165,12 @@ impl Finished {
         self.ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Call `call` got mail (or ended).
+    /// Call `call` got events (or ended).
     pub fn push(&self, call: u64) {
         self.ids().push(call);
     }
 
-    /// Whether any call got mail since the last [`take`](Finished::take).
+    /// Whether any call got events since the last [`take`](Finished::take).
     pub fn any(&self) -> bool {
         !self.ids().is_empty()
     }
@@ -183,8 +183,8 @@ impl Finished {
 }
 
 /// What a call takes from its call queue at once.
-pub(crate) struct Mail {
-    pub events: Vec<Happened>,
+pub(crate) struct EventBatch {
+    pub events: Vec<CallEvent>,
     /// The pool failed (a replacement could not be forked, a crash loop): the call ends.
     pub failure: Option<PoolError>,
     /// With `failure`: the chunks of the call running at a worker when the pool failed,
@@ -213,7 +213,7 @@ pub(crate) struct CallQueue {
     /// Chunks of it that workers hold (sent, not yet answered or given back). Each worker's
     /// `in_flight` queue holds the chunks themselves.
     out: usize,
-    mail: Vec<Happened>,
+    events: Vec<CallEvent>,
     /// The pool failed the call: nothing of it is queued or sent again.
     failed: bool,
     /// What few calls have, boxed so the engine's table of call queues stays small (it holds one
@@ -228,9 +228,9 @@ struct Rare {
     failure: Option<PoolError>,
     /// With `failure`: its chunks running at a worker then.
     running: Vec<u64>,
-    /// Woken when mail arrives (an awaited task).
+    /// Woken when an event arrives (an awaited task).
     waker: Option<Waker>,
-    /// Told this call's id when mail arrives (a task in an `as_completed`).
+    /// Told this call's id when an event arrives (a task in an `as_completed`).
     watcher: Option<(Arc<Finished>, u64)>,
 }
 
@@ -245,7 +245,7 @@ impl CallQueue {
             done_sending: false,
             queue: VecDeque::new(),
             out: 0,
-            mail: Vec::new(),
+            events: Vec::new(),
             failed: false,
             rare: None,
         }
@@ -296,12 +296,12 @@ impl CallQueue {
         self.out = self.out.saturating_sub(1);
     }
 
-    /// Posts mail and wakes an awaiting task.
-    pub fn post(&mut self, happened: Happened) {
-        if let Happened::Died { .. } = happened {
+    /// Posts an event and wakes an awaiting task.
+    pub fn post(&mut self, event: CallEvent) {
+        if let CallEvent::Died { .. } = event {
             self.done_sending = false; // the call may send parts of the chunk again
         }
-        self.mail.push(happened);
+        self.events.push(event);
         self.wake();
     }
 
@@ -323,32 +323,32 @@ impl CallQueue {
         self.failed
     }
 
-    pub fn has_mail(&self) -> bool {
-        !self.mail.is_empty() || self.rare.as_ref().is_some_and(|r| r.failure.is_some())
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty() || self.rare.as_ref().is_some_and(|r| r.failure.is_some())
     }
 
     fn rare(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
     }
 
-    /// Takes the mail, leaving `spare` (an empty buffer the caller keeps) in its place, so a
+    /// Takes the events, leaving `spare` (an empty buffer the caller keeps) in its place, so a
     /// call's steady stream of replies allocates no buffer per reply.
-    pub fn take_mail(&mut self, spare: Vec<Happened>) -> Option<Mail> {
-        if !self.has_mail() {
+    pub fn take_events(&mut self, spare: Vec<CallEvent>) -> Option<EventBatch> {
+        if !self.has_events() {
             return None;
         }
         let (failure, running) = match self.rare.as_mut() {
             Some(rare) => (rare.failure.take(), std::mem::take(&mut rare.running)),
             None => (None, Vec::new()),
         };
-        Some(Mail {
-            events: std::mem::replace(&mut self.mail, spare),
+        Some(EventBatch {
+            events: std::mem::replace(&mut self.events, spare),
             failure,
             running,
         })
     }
 
-    /// Wakes `waker` when mail arrives (replacing an earlier one). The waker is cloned by the
+    /// Wakes `waker` when an event arrives (replacing an earlier one). The waker is cloned by the
     /// caller, before it took the engine's lock; one it replaces is dropped after the lock is
     /// released.
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
@@ -373,10 +373,10 @@ impl CallQueue {
             .is_some_and(|w| w.will_wake(waker))
     }
 
-    /// Tells `finished` this call queue's id (`call`) whenever mail arrives, and at once if some is
+    /// Tells `finished` this call queue's id (`call`) whenever an event arrives, and at once if some is
     /// here already.
     pub fn watch(&mut self, finished: Arc<Finished>, call: u64) {
-        if self.has_mail() {
+        if self.has_events() {
             finished.push(call);
         }
         self.rare().watcher = Some((finished, call));
@@ -408,8 +408,8 @@ impl Drop for CallQueue {
 mod tests {
     use super::*;
 
-    fn died() -> Happened {
-        Happened::Died {
+    fn died() -> CallEvent {
+        CallEvent::Died {
             pid: 1,
             death: Death::Signal(9),
             chunk: 0,
@@ -448,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn a_watched_call_queue_tells_its_id_each_time_mail_arrives_and_once_for_mail_already_there() {
+    fn a_watched_call_queue_tells_its_id_each_time_an_event_arrives_and_once_for_events_already_there() {
         let finished = Arc::new(Finished::default());
         let (mut quiet, mut early) = (CallQueue::new(None, 1), CallQueue::new(None, 1));
         early.post(died());
@@ -456,7 +456,7 @@ mod tests {
         early.watch(Arc::clone(&finished), 8);
         let mut ids = vec![99];
         finished.take(&mut ids);
-        assert_eq!(ids, [8], "mail there before the watch is told at once");
+        assert_eq!(ids, [8], "batch there before the watch is told at once");
         assert!(!finished.any());
         quiet.post(died());
         quiet.fail(PoolError::Closed, Vec::new());

@@ -1,11 +1,11 @@
-//! What arrives from the workers: a reply becomes mail for its call; a death becomes mail for
+//! What arrives from the workers: a reply becomes events for its call; a death becomes events for
 //! every call whose chunks the worker held, and a replacement; a worker that sends what it may
 //! not is killed.
 
 use super::Engine;
 use super::dispatch::requeued;
 use crate::engine::crash_guard::Settled;
-use crate::engine::call_queue::Happened;
+use crate::engine::call_queue::CallEvent;
 use crate::engine::worker_handle::{Sent, StopReason, Verdict};
 use crate::error::{Death, PoolError};
 use crate::stats::WorkerEnd;
@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 impl Engine {
-    /// Acts on one event from the inbox: mail for the call it concerns, a replacement for a
+    /// Acts on one event from the inbox: events for the call it concerns, a replacement for a
     /// dead worker (forked from the zygote if one runs, else left pending: see
-    /// `Engine::refill_pending`). Returns how many calls got mail.
+    /// `Engine::refill_pending`). Returns how many calls got events.
     pub fn interpret(&mut self, event: Event) -> usize {
         match event {
             Event::Frame { child, frame } => self.on_frame(child, frame),
@@ -72,10 +72,10 @@ impl Engine {
                         0
                     }
                 };
-                let mailed = match self.call_queues.get_mut(&call) {
+                let notified = match self.call_queues.get_mut(&call) {
                     Some(call_queue) => {
                         call_queue.settled();
-                        call_queue.post(Happened::Reply {
+                        call_queue.post(CallEvent::Reply {
                             pid,
                             chunk,
                             count,
@@ -87,7 +87,7 @@ impl Engine {
                     None => requeued,
                 };
                 self.retire_if_closed_and_idle();
-                mailed
+                notified
             }
             Some(Message::Ready) if !self.workers[slot].ready => {
                 self.workers[slot].set_ready();
@@ -163,7 +163,7 @@ impl Engine {
         self.ledger.ended(worker.tally.stats(pid, Some(end)));
         drop(worker); // its reaper posted its death already
         self.publish_roster();
-        let mut mailed = 0;
+        let mut notified = 0;
         for (call, (running, unstarted)) in cost {
             if !self.call_queues.contains_key(&call) {
                 continue;
@@ -171,20 +171,20 @@ impl Engine {
             self.send_again(call, unstarted);
             if let Some(((chunk, verdict), call_queue)) = running.zip(self.call_queues.get_mut(&call)) {
                 call_queue.settled();
-                call_queue.post(Happened::Died {
+                call_queue.post(CallEvent::Died {
                     pid,
                     death,
                     chunk,
                     verdict,
                 });
             }
-            mailed += 1;
+            notified += 1;
         }
-        if retired && mailed == 0 {
+        if retired && notified == 0 {
             return 0; // a spent worker's exit, or one at shutdown that held nothing
         }
         if self.retire_if_closed_and_idle() {
-            return mailed; // closed, and nothing accepted remains: no replacement
+            return notified; // closed, and nothing accepted remains: no replacement
         }
         let mut failure = match dropped {
             // Stopped because the call of its running item ended: the pool's doing.
@@ -202,9 +202,9 @@ impl Engine {
         }
         if let Some(failure) = failure {
             self.fail_calls(&failure);
-            mailed += self.call_queues.len();
+            notified += self.call_queues.len();
         }
-        mailed
+        notified
     }
 
     /// Replaces the worker in `slot` if it has taken its `max_tasks` items and answered them all.
@@ -236,7 +236,7 @@ impl Engine {
     /// a recycled worker, not a dead one. Nothing more is read from it (its inbox stopped at
     /// that reply), it is killed, and the chunks it still held, which it never started, go to
     /// the other workers as they are: no item fails, no death is counted. Returns how many
-    /// calls got mail.
+    /// calls got events.
     fn retire_after_last_reply(&mut self, slot: usize) -> usize {
         let mut worker = self.workers.swap_remove(slot);
         worker.tally.recycled = true;

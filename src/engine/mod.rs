@@ -1,17 +1,17 @@
 //! The worker table of one pool: forks workers, hands the chunks the calls queued to workers
-//! with room (fairly across calls), and turns what arrives in the inbox into mail for the call
+//! with room (fairly across calls), and turns what arrives in the inbox into events for the call
 //! it concerns (a reply, or a death with the chunks it cost), forking replacements.
 //!
 //! Invariants:
 //! - Every chunk sent to a worker is in that worker's `in_flight` queue until its reply arrives
 //!   or the worker's exit does; so each chunk ends in exactly one of the two, and the call it
-//!   belongs to (if it is still live) gets exactly one piece of mail about it.
+//!   belongs to (if it is still live) gets exactly one event about it.
 //! - A worker that sends anything but the frames it may send, when it may send them, is killed
 //!   at once and believed in nothing more (see `WorkerHandle::verdict`); its items fail with
 //!   `ItemError::Protocol` or run again elsewhere, never with what it sent.
 //! - A worker answers chunks in the order it got them, so a reply always matches the front of
 //!   its worker's queue.
-//! - Mail for a call that ended (finished, dropped or cancelled) is discarded: only its window
+//! - Events for a call that ended (finished, dropped or cancelled) are discarded: only its window
 //!   slot is freed.
 //! - Chunks go out in the order each call queued them; among calls, in turn (a ring: a call
 //!   just served goes to the back), so a one-item call is not stuck behind a long one.
@@ -23,10 +23,10 @@
 //! - `mod.rs`: the [`Engine`] (the worker table, the live calls, the ring of calls with
 //!   queued chunks) and the background driver's state.
 //! - `dispatch.rs`: which worker takes a queued chunk, fairly across calls; chunks taken back.
-//! - `events.rs`: a worker's reply or exit turned into mail; what a death cost each call.
+//! - `events.rs`: a worker's reply or exit turned into events; what a death cost each call.
 //! - `spawn.rs`: forking workers and replacements (from this process or the zygote).
 //! - `registry.rs`: the engine's lock and the driver role (one thread drives, the others sleep).
-//! - `call_queue.rs`: one call's queue: its queued chunks and the mail for it.
+//! - `call_queue.rs`: one call's queue: its queued chunks and the events for it.
 //! - `worker_handle.rs`: one worker as the engine sees it; `worker_handle/verdict.rs`: what its
 //!   death means for the chunk it ran.
 //! - `crash_guard.rs`: the crash-loop guard; `chunking.rs`: chunk sizes and windows.
@@ -41,7 +41,7 @@
 //!   frame on the wire, "task arena" the shared memory big task frames travel through.
 //! - worker: a forked child serving chunks; its handle is a [`WorkerHandle`].
 //! - window, hold: how many chunks (and bytes of frames) a worker may hold of one call.
-//! - call queue: a live call's queue of chunks and its mail (replies and deaths) from the engine.
+//! - call queue: a live call's queue of chunks and its events (replies and deaths) from the engine.
 //! - ring: the engine's round-robin of calls with queued chunks (not the reply ring).
 //! - reply ring: shared memory a worker writes small replies into (worker crate).
 //! - registry: the engine behind its lock, with the driver role and the background driver.
@@ -70,7 +70,7 @@ use crate::child::child_handle::ChildHandle;
 use crate::child::reaper::Exits;
 use crate::engine::chunking::Window;
 use crate::engine::crash_guard::{CrashGuard, RestartLimit};
-use crate::engine::call_queue::{CallQueue, Happened, Mail};
+use crate::engine::call_queue::{CallQueue, CallEvent, EventBatch};
 use crate::engine::worker_handle::WorkerHandle;
 pub(crate) use crate::engine::worker_handle::{Cause, Verdict};
 use crate::error::PoolError;
@@ -216,7 +216,7 @@ pub(crate) struct Engine {
     pub(crate) driving: bool,
     /// That thread is in `poll` without the lock: work queued meanwhile must wake it.
     pub(crate) polling: bool,
-    /// Threads waiting for mail without driving.
+    /// Threads waiting for events without driving.
     pub(crate) idle_waiters: usize,
     /// Since when nobody drove: time the workers' clocks do not count (frames sat unread).
     pub(crate) undriven_since: Option<Instant>,
@@ -498,7 +498,7 @@ impl Engine {
         }
     }
 
-    /// Gives every live call with work outstanding (or mail to act on) its share of pool
+    /// Gives every live call with work outstanding (or events to act on) its share of pool
     /// failure `failure`. After a crash loop, a call still takes the outcomes of its chunks at
     /// the front of a worker's queue (the one it runs, or runs first once its initializer
     /// returns): an item that crashes then fails with its own cause, one that finishes keeps
@@ -519,22 +519,22 @@ impl Engine {
             }
         }
         for (call, call_queue) in &mut self.call_queues {
-            // A call that just got mail (a death) has work to redo even if none is out now.
-            if call_queue.queued() > 0 || busy.contains(call) || call_queue.has_mail() {
+            // A call that just got events (a death) has work to redo even if none is out now.
+            if call_queue.queued() > 0 || busy.contains(call) || call_queue.has_events() {
                 let running = running.remove(call).unwrap_or_default();
                 call_queue.fail(failure.duplicate(), running);
             }
         }
     }
 
-    /// Whether call `call` has mail waiting (or is gone: its owner must look).
-    pub fn has_mail(&self, call: u64) -> bool {
-        self.call_queues.get(&call).is_none_or(|d| d.has_mail())
+    /// Whether call `call` has events waiting (or is gone: its owner must look).
+    pub fn has_events(&self, call: u64) -> bool {
+        self.call_queues.get(&call).is_none_or(|d| d.has_events())
     }
 
-    /// Takes call `call`'s mail, if any.
-    pub fn take_mail(&mut self, call: u64, spare: Vec<Happened>) -> Option<Mail> {
-        self.call_queues.get_mut(&call).and_then(|d| d.take_mail(spare))
+    /// Takes call `call`'s events, if any.
+    pub fn take_events(&mut self, call: u64, spare: Vec<CallEvent>) -> Option<EventBatch> {
+        self.call_queues.get_mut(&call).and_then(|d| d.take_events(spare))
     }
 }
 

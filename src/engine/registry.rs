@@ -1,10 +1,10 @@
 //! Many callers, one engine: whichever thread waits drives the engine for everyone.
 //!
-//! A pool's engine sits behind one mutex. Calls queue chunks and take their mail under it and
+//! A pool's engine sits behind one mutex. Calls queue chunks and take their events under it and
 //! never hold it while user code runs. A thread that needs something to happen (its call's next
 //! reply, the pool's shutdown) waits here: if nobody drives, it becomes the driver: it hands
 //! queued chunks to workers, waits on the inbox *without* the lock, and turns each event into
-//! mail for the call it concerns, waking the threads that wait for it; when what it waited for
+//! events for the call it concerns, waking the threads that wait for it; when what it waited for
 //! has happened, it hands the engine on (the next waiter becomes the driver). A single caller is
 //! always its own driver and reads replies itself, with no thread hop.
 //!
