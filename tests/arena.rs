@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Sizes at and around the arena's bounds: under the smallest frame it takes, at it, around
-/// the smallest the courier copies (256 KiB: the frame's header and the item's length prefix
+/// the smallest the send thread copies (256 KiB: the frame's header and the item's length prefix
 /// make a 256 KiB - 40 item a frame just under or over it), well inside it, and over the whole
 /// arena (which travels on the socket).
 fn sizes() -> Vec<usize> {
@@ -343,8 +343,8 @@ fn a_worker_stuck_on_a_big_item_holds_at_most_one_more() {
     assert_eq!(outcomes, expected);
 }
 
-/// Frames the courier copies (1 MiB) and frames copied in place (40 KiB), interleaved, so a
-/// small one often comes while the courier still holds a big one: every reply is its own item
+/// Frames the send thread copies (1 MiB) and frames copied in place (40 KiB), interleaved, so a
+/// small one often comes while the send thread still holds a big one: every reply is its own item
 /// flipped, so a span written out of its notice's order (and overwritten before the worker read
 /// it) would show as a wrong reply.
 #[test]

@@ -279,7 +279,7 @@ where
             .unwrap_or_default()
     }
 
-    /// Keeps a finished part's buffers for a later chunk (its frame, unless a courier still
+    /// Keeps a finished part's buffers for a later chunk (its frame, unless a send thread still
     /// holds it).
     pub(super) fn recycle(&mut self, part: Part) {
         if let Ok(buffer) = Arc::try_unwrap(part.frame) {

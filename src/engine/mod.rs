@@ -47,7 +47,7 @@
 //! - registry: the engine behind its lock, with the driver role and the background driver.
 //! - driver: the one thread that waits on the inbox and runs the engine; the others sleep.
 //! - inbox / outbox: what reads every worker's replies and exits / what sends one worker's
-//!   frames; the courier is the outbox's thread for frames too big to send inline.
+//!   frames; the send thread is the outbox's thread for frames too big to send inline.
 //! - peer: one worker's socket, doorbell and shared region as the inbox reads them.
 //! - shared region: the memory a worker shares with its parent (item counters, reply ring,
 //!   arenas); the counters are the worker's progress, not the public `Progress` report.

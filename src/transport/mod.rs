@@ -2,7 +2,7 @@
 //! the parent.
 //!
 //! - `outbox`: sends task frames to one worker (small ones at once, big ones through its
-//!   task arena, the rest by a courier thread).
+//!   task arena, the rest by a send thread).
 //! - `inbox`: reads every worker's replies and exits in one wait (socket frames, reply ring,
 //!   reply arena).
 //! - `peer`: one worker's end as the inbox sees it (its socket, doorbell and shared memory).

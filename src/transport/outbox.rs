@@ -1,4 +1,4 @@
-//! Sending frames to one worker: small ones from the caller's thread, the rest through a courier
+//! Sending frames to one worker: small ones from the caller's thread, the rest through a send thread
 //! thread, so the caller never waits in a send.
 //!
 //! The caller reads replies itself (see [`inbox`](crate::transport::inbox)), so it must never block in a
@@ -9,9 +9,9 @@
 //! What sits in the worker's socket is at most what the worker has not answered yet, so a frame
 //! goes out from the caller's thread when it and the unanswered frames before it stay within
 //! [`INLINE_BYTES`] and [`INLINE_FRAMES`] (well inside the 208 KiB socket buffer of a Linux
-//! default), it fits in one datagram, and the courier holds nothing. Even then the send does not
-//! wait: if the socket has no room after all, the frame goes to the courier. Anything else goes
-//! to the worker's courier thread (started on first need), which sends in order and may block as
+//! default), it fits in one datagram, and the send thread holds nothing. Even then the send does not
+//! wait: if the socket has no room after all, the frame goes to the send thread. Anything else goes
+//! to the worker's send thread (started on first need), which sends in order and may block as
 //! long as the worker takes to read.
 //!
 //! Small frames staged between two flushes travel as one batch message (at chunksize 1 the
@@ -21,15 +21,15 @@
 //! has room, and only a notice naming its span and the check of its bytes travels on the socket
 //! (see [`arena`](forkpool_worker::arena)): no system call carries it, and the notice is small.
 //! The worker copies the span out and compares the checks before it reads a byte of it (a task
-//! can write its worker's arena). The caller's thread copies it, unless the courier holds
-//! frames given to it before (then the courier copies it, in order).
+//! can write its worker's arena). The caller's thread copies it, unless the send thread holds
+//! frames given to it before (then the send thread copies it, in order).
 //!
 //! Invariants:
 //! - Frames reach the worker in the order they were given to [`Outbox::stage`] or
-//!   [`Outbox::send`]: a message is sent in place only when the courier has sent everything
+//!   [`Outbox::send`]: a message is sent in place only when the send thread has sent everything
 //!   given to it before.
 //! - Task spans are written into the arena in the order their notices reach the worker: a frame
-//!   is copied in place only when the courier has sent everything given to it before.
+//!   is copied in place only when the send thread has sent everything given to it before.
 
 use crate::child::channel::{Registered, RegisteredRegion};
 use forkpool_worker::arena::{self, ARENA_MIN};
@@ -40,14 +40,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 
-/// A frame that may be handed to the courier without copying; the scheduler keeps its own
+/// A frame that may be handed to the send thread without copying; the scheduler keeps its own
 /// reference to resend it if the worker dies.
 pub(crate) type SharedFrame = Arc<Vec<u8>>;
 
 /// The most bytes of unanswered frames (the new one included) for an in-place send. (Not
 /// measured against other values: it rests on the socket's send buffer, 208 KiB by Linux's
 /// default, which it stays well inside; an in-place send that finds no room goes to the
-/// courier anyway.)
+/// send thread anyway.)
 pub(crate) const INLINE_BYTES: usize = 64 * 1024;
 /// The most unanswered frames (the new one included) for an in-place send: a full window of
 /// small chunks (they travel batched, a few datagrams for all of them), so it equals the
@@ -77,7 +77,7 @@ pub(crate) struct Outbox {
     pid: Pid,
     /// The worker's task arena, which takes big frames.
     arena: Option<TaskArena>,
-    courier: Option<Courier>,
+    send_thread: Option<SendThread>,
     /// Frames given to `stage` and not yet flushed, and their bytes.
     staged: Vec<SharedFrame>,
     staged_bytes: usize,
@@ -86,14 +86,14 @@ pub(crate) struct Outbox {
 /// A thread that sends frames to one worker in order; it ends when its queue is dropped and
 /// emptied. It is not joined: a send to a worker whose socket a stopped grandchild still holds
 /// could block until that grandchild dies.
-struct Courier {
-    queue: Sender<Parcel>,
-    /// Parcels given to it and not yet sent.
+struct SendThread {
+    queue: Sender<Outgoing>,
+    /// Outgoing frames given to it and not yet sent.
     pending: Arc<AtomicUsize>,
 }
 
-/// What the courier is given to send.
-enum Parcel {
+/// What the send thread is given to send.
+enum Outgoing {
     /// A message, sent as it is.
     Message(SharedFrame),
     /// A big frame: copied into the task arena, with a notice sent for it, if the arena has
@@ -102,7 +102,7 @@ enum Parcel {
 }
 
 /// A worker's task arena as the parent writes it: its shared page and the parent's count of
-/// it, used by the caller's thread or the courier (one at a time: whoever sends in order).
+/// it, used by the caller's thread or the send thread (one at a time: whoever sends in order).
 #[derive(Clone)]
 struct TaskArena {
     page: Arc<RegisteredRegion>,
@@ -139,7 +139,7 @@ impl Outbox {
                 page,
                 writer: Arc::new(Mutex::new(arena::Writer::default())),
             }),
-            courier: None,
+            send_thread: None,
             staged: Vec::new(),
             staged_bytes: 0,
         }
@@ -194,18 +194,18 @@ impl Outbox {
     }
 
     /// Sends one message: a big one through the task arena if it has room, the rest in place or
-    /// through the courier. A failed send is not reported: it means the worker is dying, and
+    /// through the send thread. A failed send is not reported: it means the worker is dying, and
     /// its death is reported by its reaper.
     ///
-    /// An arena frame is copied by whoever sends its notice: in place only while the courier
+    /// An arena frame is copied by whoever sends its notice: in place only while the send thread
     /// holds nothing, so spans are written in the order their notices reach the worker (it
     /// releases everything up to the end of the span it read; a span written out of order would
     /// be released before it was read).
     fn send_now(&mut self, frame: &SharedFrame, backlog: Backlog) {
-        let courier_idle = self.courier_idle();
+        let send_thread_idle = self.send_thread_idle();
         let arena_frame = self.arena.is_some() && frame.len() >= ARENA_MIN;
-        if arena_frame && !courier_idle {
-            self.hand_to_courier(Parcel::Big(Arc::clone(frame)));
+        if arena_frame && !send_thread_idle {
+            self.hand_to_send_thread(Outgoing::Big(Arc::clone(frame)));
             return;
         }
         if let Some(notice) = self.arena.as_ref().and_then(|arena| arena.copy_in(frame)) {
@@ -217,51 +217,51 @@ impl Outbox {
         self.deliver(frame, fits);
     }
 
-    /// Whether the courier has sent everything given to it (or there is none).
-    fn courier_idle(&self) -> bool {
-        self.courier
+    /// Whether the send thread has sent everything given to it (or there is none).
+    fn send_thread_idle(&self) -> bool {
+        self.send_thread
             .as_ref()
             .is_none_or(|c| c.pending.load(Ordering::Acquire) == 0)
     }
 
-    /// Sends one message, in place if `fits` and nothing waits for the courier, else through
-    /// the courier.
+    /// Sends one message, in place if `fits` and nothing waits for the send thread, else through
+    /// the send thread.
     fn deliver(&mut self, frame: &SharedFrame, fits: bool) {
-        if fits && self.courier_idle() {
+        if fits && self.send_thread_idle() {
             match self.socket.try_send_whole(frame) {
-                Ok(false) => {} // no room after all: the courier waits for it
+                Ok(false) => {} // no room after all: the send thread waits for it
                 // Sent; or failed because the worker is dying (its death is reported).
                 Ok(true) | Err(_) => return,
             }
         }
-        self.hand_to_courier(Parcel::Message(Arc::clone(frame)));
+        self.hand_to_send_thread(Outgoing::Message(Arc::clone(frame)));
     }
 
-    /// Gives `parcel` to the courier (started on first need), which sends it after everything
+    /// Gives `outgoing` to the send thread (started on first need), which sends it after everything
     /// given to it before.
-    fn hand_to_courier(&mut self, parcel: Parcel) {
-        if self.courier.is_none() {
-            self.courier = self.start_courier();
+    fn hand_to_send_thread(&mut self, outgoing: Outgoing) {
+        if self.send_thread.is_none() {
+            self.send_thread = self.start_send_thread();
         }
-        let parcel = match &self.courier {
-            Some(courier) => {
-                courier.pending.fetch_add(1, Ordering::AcqRel);
-                match courier.queue.send(parcel) {
+        let outgoing = match &self.send_thread {
+            Some(send_thread) => {
+                send_thread.pending.fetch_add(1, Ordering::AcqRel);
+                match send_thread.queue.send(outgoing) {
                     Ok(()) => return,
-                    Err(mpsc::SendError(parcel)) => {
-                        courier.pending.fetch_sub(1, Ordering::AcqRel);
-                        parcel
+                    Err(mpsc::SendError(outgoing)) => {
+                        send_thread.pending.fetch_sub(1, Ordering::AcqRel);
+                        outgoing
                     }
                 }
             }
-            None => parcel,
+            None => outgoing,
         };
-        // No courier: send in place (blocking) as the last resort.
-        send_parcel(&self.socket, self.arena.as_ref(), parcel);
+        // No send thread: send in place (blocking) as the last resort.
+        send_outgoing(&self.socket, self.arena.as_ref(), outgoing);
     }
 
-    fn start_courier(&self) -> Option<Courier> {
-        let (queue, parcels) = mpsc::channel::<Parcel>();
+    fn start_send_thread(&self) -> Option<SendThread> {
+        let (queue, outgoing) = mpsc::channel::<Outgoing>();
         let pending = Arc::new(AtomicUsize::new(0));
         let socket = Arc::clone(&self.socket);
         let arena = self.arena.clone();
@@ -270,27 +270,27 @@ impl Outbox {
             .name(format!("forkpool-send-{}", self.pid))
             .stack_size(64 * 1024)
             .spawn(move || {
-                for parcel in parcels {
-                    // The parcel is dropped before it is counted sent, so the scheduler can
+                for outgoing in outgoing {
+                    // The outgoing frame is dropped before it is counted sent, so the scheduler can
                     // reuse its buffer.
-                    send_parcel(&socket, arena.as_ref(), parcel);
+                    send_outgoing(&socket, arena.as_ref(), outgoing);
                     sent.fetch_sub(1, Ordering::AcqRel);
                 }
             })
             .ok()?;
-        Some(Courier { queue, pending })
+        Some(SendThread { queue, pending })
     }
 }
 
-/// Sends `parcel` on `socket`, blocking until the worker has room; a big frame through `arena`
+/// Sends `outgoing` on `socket`, blocking until the worker has room; a big frame through `arena`
 /// if it has room. A failed send is not reported (see [`Outbox::send`]).
-fn send_parcel(socket: &Socket, arena: Option<&TaskArena>, parcel: Parcel) {
-    let frame = match parcel {
-        Parcel::Big(frame) => match arena.and_then(|arena| arena.copy_in(&frame)) {
+fn send_outgoing(socket: &Socket, arena: Option<&TaskArena>, outgoing: Outgoing) {
+    let frame = match outgoing {
+        Outgoing::Big(frame) => match arena.and_then(|arena| arena.copy_in(&frame)) {
             Some(notice) => notice,
             None => frame,
         },
-        Parcel::Message(frame) => frame,
+        Outgoing::Message(frame) => frame,
     };
     let _ = socket.send_frame(&frame);
 }
