@@ -121,7 +121,7 @@ fn a_task_in_one_zygote_pool_holds_no_descriptor_of_another_pools_workers() {
             let pidfds: Vec<_> = seen.iter().filter(|(_, t)| is_pidfd(t)).collect();
             assert!(pidfds.is_empty(), "round {round}: pidfds {pidfds:?}");
             // Besides what the program had before the zygote started: its own socket and the
-            // write end of its doorbell pipe, no more.
+            // write end of its notify pipe, no more.
             let own: Vec<_> = seen
                 .iter()
                 .filter(|fd| !baseline.contains(fd))

@@ -70,19 +70,19 @@ impl StdioHeld {
 }
 
 /// Forks a child that runs `child_main` on its end of a socket pair, `socket` (and the write
-/// end of its doorbell pipe, if it has one), and exits with the code it returns. Returns the
+/// end of its notify pipe, if it has one), and exits with the code it returns. Returns the
 /// child's pid. `stdio` is held across the fork (another thread of the parent may be printing
 /// at this moment).
 ///
-/// In the child, every descriptor this crate has open except `socket` and `doorbell`, and every
+/// In the child, every descriptor this crate has open except `socket` and `notify_pipe`, and every
 /// progress page except the one at `page` (if any), is closed or unmapped before anything else
-/// runs (see [`channel`]); in the parent, `socket` and `doorbell` are closed once the child has
+/// runs (see [`channel`]); in the parent, `socket` and `notify_pipe` are closed once the child has
 /// them. The child is the leader of its own process group.
 pub(crate) fn spawn(
     stdio: &mut StdioHeld,
     options: ChildOptions,
     socket: Registered<Socket>,
-    doorbell: Option<Registered<OwnedFd>>,
+    notify_pipe: Option<Registered<OwnedFd>>,
     page: Option<usize>,
     child_main: impl FnOnce(Socket, Option<OwnedFd>) -> i32,
 ) -> Result<Pid, PoolError> {
@@ -114,16 +114,16 @@ pub(crate) fn spawn(
             drop(stdio.locks.take());
             let kept = [
                 Some(socket.as_raw_fd()),
-                doorbell.as_ref().map(|d| d.as_raw_fd()),
+                notify_pipe.as_ref().map(|d| d.as_raw_fd()),
             ];
             register.keep_only(&kept.into_iter().flatten().collect::<Vec<_>>(), page);
             drop(register);
             let socket = socket.into_inner();
-            let doorbell = doorbell.map(Registered::into_inner);
+            let notify_pipe = notify_pipe.map(Registered::into_inner);
             let run = move || {
                 catch_unwind(AssertUnwindSafe(|| {
                     child::prepare(options, parent);
-                    child_main(socket, doorbell)
+                    child_main(socket, notify_pipe)
                 }))
                 .unwrap_or(child::EXIT_CHILD_PANICKED)
             };
@@ -138,7 +138,7 @@ pub(crate) fn spawn(
             child::restore_signals(&signals);
             drop(register);
             drop(socket);
-            drop(doorbell);
+            drop(notify_pipe);
             // Also done by the child; doing it here too closes the race with an early killpg.
             let _ = setpgid(child, child);
             Ok(child)

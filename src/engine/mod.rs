@@ -48,7 +48,7 @@
 //! - driver: the one thread that waits on the inbox and runs the engine; the others sleep.
 //! - inbox / outbox: what reads every worker's replies and exits / what sends one worker's
 //!   frames; the send thread is the outbox's thread for frames too big to send inline.
-//! - peer: one worker's socket, doorbell and shared region as the inbox reads them.
+//! - peer: one worker's socket, notify pipe and shared region as the inbox reads them.
 //! - shared region: the memory a worker shares with its parent (item counters, reply ring,
 //!   arenas); the counters are the worker's progress, not the public `Progress` report.
 //! - reaper / reaping: the one thread per process that reaps children / one child's place in it.

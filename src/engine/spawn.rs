@@ -87,13 +87,13 @@ impl Engine {
         self.next_worker_id += 1;
         let pair = channel::pair()?;
         let socket = Arc::new(pair.parent);
-        // Workers reply through their rings where the platform allows it; a doorbell pipe
+        // Workers reply through their rings where the platform allows it; a notify pipe
         // wakes the parent for a reply in the ring (see `reply_ring`).
-        let doorbell = match reply_ring::AVAILABLE {
+        let notify_pipe = match reply_ring::AVAILABLE {
             true => Some(channel::wake_pipe()?),
             false => None,
         };
-        let (bell_read, bell_write) = doorbell.map(|pipe| (pipe.read, pipe.write)).unzip();
+        let (notify_read, notify_write) = notify_pipe.map(|pipe| (pipe.read, pipe.write)).unzip();
         let (page, page_file) = match zygote {
             Some(_) => {
                 let (page, file) = channel::progress_page_in_file()?;
@@ -109,7 +109,7 @@ impl Engine {
                 self.settings.child,
                 &pair.child,
                 file,
-                bell_write.as_ref(),
+                notify_write.as_ref(),
             ),
             None => zygote::Fork::Here,
         };
@@ -117,7 +117,7 @@ impl Engine {
         let (child, zygote_child) = match from_zygote {
             zygote::Fork::Forked(forked) => {
                 // The worker has its ends; the parent keeps none.
-                drop((pair.child, bell_write));
+                drop((pair.child, notify_write));
                 let child = ChildHandle::by_zygote(
                     forked.seq,
                     forked.pid,
@@ -138,13 +138,13 @@ impl Engine {
                     stdio,
                     self.settings.child,
                     pair.child,
-                    bell_write,
+                    notify_write,
                     Some(address),
-                    |socket, doorbell| {
+                    |socket, notify_pipe| {
                         // SAFETY: `address` is the page made above, mapped before this process
                         // was forked.
                         unsafe { progress::install(address) };
-                        main(ChildEnd { socket, doorbell })
+                        main(ChildEnd { socket, notify_pipe })
                     },
                 )?;
                 (Arc::new(ChildHandle::new(pid)), None)
@@ -154,7 +154,7 @@ impl Engine {
         // The page is this worker's alone: children forked from now on need not copy it (the
         // child unmaps every registered page but its own, so it is left out, or unmapped).
         crate::sys::keep_out_of_forks(address, progress::SharedRegion::mapped_len());
-        let ring = bell_read.map(|bell| (Arc::clone(&page), bell));
+        let ring = notify_read.map(|bell| (Arc::clone(&page), bell));
         self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match zygote_child {
             Some(seq) => Reaping::by_zygote(zygote::watch(seq, &child, id, self.inbox.exits())),

@@ -8,7 +8,7 @@
 //! [`Event::Violation`]; the engine kills it).
 //!
 //! A pool worker replies through the ring in its shared page ([`reply_ring`](forkpool_worker::reply_ring)), read here with
-//! no system call, and on its socket only what the ring announces (or a doorbell). The ring is
+//! no system call, and on its socket only what the ring announces (or its notify pipe). The ring is
 //! as untrusted as the socket: a ring that breaks its invariants is a violation too.
 //!
 //! Invariants:
@@ -21,7 +21,7 @@
 //! - Frames of a child with a ring come out in the order it wrote them (see [`peer`](crate::transport::peer)).
 //! - Before it polls, the inbox raises every ring's `parent_sleeping` and looks at the rings
 //!   once more (see [`reply_ring`](forkpool_worker::reply_ring) for why no wake-up is lost).
-//! - Nothing it polls stays ready for good: a socket at end-of-stream, and a doorbell that hung
+//! - Nothing it polls stays ready for good: a socket at end-of-stream, and a notify pipe that hung
 //!   up (the child is dead), are polled no more, so a wait for a dead child's end (posted late
 //!   when a zygote is slow to report it) sleeps until the end is posted. The ring of such a
 //!   child is still read, without being polled, until its end is taken.
@@ -65,7 +65,7 @@ pub(crate) struct Inbox {
     poll_set: Vec<libc::pollfd>,
     poll_children: Vec<(u64, bool)>,
     poll_rings: Vec<RingWatch>,
-    /// Children whose doorbell hung up (no process holds its write end: the child is dead, its
+    /// Children whose notify pipe hung up (no process holds its write end: the child is dead, its
     /// end not posted yet): neither it nor their ring is watched any more, since a hung-up
     /// pipe is always ready and a wait on it would spin until the end is posted.
     hung_up: Vec<u64>,
@@ -94,7 +94,7 @@ impl Inbox {
     }
 
     /// Starts reading child `child` on `socket` (the parent's end of its pair) and, for a pool
-    /// worker, on the reply ring in its page, with the read end of its doorbell pipe.
+    /// worker, on the reply ring in its page, with the read end of its notify pipe.
     pub fn add(
         &mut self,
         child: u64,
@@ -186,7 +186,7 @@ impl Inbox {
             }
             let rung = !self.hung_up.contains(&child);
             if let Some(watch) = peer.ring_watch().filter(|_| rung) {
-                set.fds.push(pollfd(watch.doorbell()));
+                set.fds.push(pollfd(watch.notify_pipe()));
                 set.children.push((child, true));
                 set.rings.push(watch);
             }
@@ -217,12 +217,12 @@ impl Inbox {
                 if fds[0].revents != 0 {
                     self.drain_wake_pipe();
                 }
-                for (entry, &(child, doorbell)) in fds[1..].iter().zip(&children) {
+                for (entry, &(child, notify_pipe)) in fds[1..].iter().zip(&children) {
                     // A child dropped meanwhile (its exit was taken) is not read again.
                     if entry.revents == 0 {
                         continue;
                     }
-                    if doorbell {
+                    if notify_pipe {
                         drain_pipe(entry.fd);
                         if entry.revents & libc::POLLHUP != 0 && !self.hung_up.contains(&child) {
                             self.hung_up.push(child);
@@ -282,7 +282,7 @@ impl Inbox {
     }
 }
 
-/// Reads everything waiting in the non-blocking pipe `fd` (a wake pipe, a doorbell): what was
+/// Reads everything waiting in the non-blocking pipe `fd` (a wake pipe, a notify pipe): what was
 /// written only says "look".
 fn drain_pipe(fd: std::os::fd::RawFd) {
     let mut sink = [0u8; 64];
@@ -303,7 +303,7 @@ fn drain_pipe(fd: std::os::fd::RawFd) {
 /// when its exit is taken, which needs the inbox).
 pub(crate) struct PollSet {
     fds: Vec<libc::pollfd>,
-    /// The child of each entry after the first (the wake pipe), and whether it is its doorbell.
+    /// The child of each entry after the first (the wake pipe), and whether it is its notify pipe.
     children: Vec<(u64, bool)>,
     /// The rings to watch while waiting.
     rings: Vec<RingWatch>,
@@ -312,7 +312,7 @@ pub(crate) struct PollSet {
 }
 
 /// How long a waiter watches the rings before it sleeps in `poll`: a worker answering within
-/// this costs no sleep, no wake-up and no doorbell (a reply every few microseconds otherwise
+/// this costs no sleep, no wake-up and no write to the notify pipe (a reply every few microseconds otherwise
 /// paid both; the watch yields the processor between looks, so a worker on the same core runs).
 /// (Measured only together with the window of 128 small chunks and `INLINE_FRAMES`: 100,000
 /// submitted trivial tasks, 2.1 -> 1.55 µs each, the workload of row (l) of `cargo run
@@ -388,13 +388,13 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_for_the_end_of_a_child_whose_socket_and_doorbell_hung_up_sleeps() {
+    fn a_wait_for_the_end_of_a_child_whose_socket_and_notify_pipe_hung_up_sleeps() {
         let mut inbox = Inbox::new().unwrap();
         let pair = channel::pair().unwrap();
         let bell = channel::wake_pipe().unwrap();
         let page = Arc::new(channel::progress_page().unwrap());
         inbox.add(1, Arc::new(pair.parent), Some((page, bell.read)));
-        // The child died: every copy of its socket's end and of its doorbell's write end is
+        // The child died: every copy of its socket's end and of its notify pipe's write end is
         // closed; its end is not posted yet.
         drop(pair.child);
         drop(bell.write);

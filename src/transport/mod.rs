@@ -5,7 +5,7 @@
 //!   task arena, the rest by a send thread).
 //! - `inbox`: reads every worker's replies and exits in one wait (socket frames, reply ring,
 //!   reply arena).
-//! - `peer`: one worker's end as the inbox sees it (its socket, doorbell and shared memory).
+//! - `peer`: one worker's end as the inbox sees it (its socket, notify pipe and shared memory).
 //! - `outcome`: a reply's outcomes decoded into one result or error per item.
 //! - `frame_stash`: frame buffers a pool keeps between calls.
 

@@ -3,8 +3,8 @@
 //!
 //! A pool worker writes each reply into its ring ([`reply_ring`](forkpool_worker::reply_ring)) unless the ring has no room
 //! for it or its socket holds bytes the parent has not read; then it announces the reply in the
-//! ring and sends it on the socket. It rings its doorbell (a pipe of its own, not the socket,
-//! so a doorbell never stands between a task's lie and the parent) when the parent may be
+//! ring and sends it on the socket. It writes its notify pipe (a pipe of its own, not the socket,
+//! so a notify pipe never stands between a task's lie and the parent) when the parent may be
 //! asleep. Besides, a task may write anything to its worker's socket.
 //!
 //! Why the order can be read back exactly: a reply enters the ring only while the socket holds
@@ -39,7 +39,7 @@ use std::sync::Arc;
 pub(crate) enum PeerRead {
     /// A complete frame.
     Frame(Vec<u8>),
-    /// Something was read (part of a frame, a doorbell, an announcement): read again.
+    /// Something was read (part of a frame, a byte on the notify pipe, an announcement): read again.
     Again,
     /// Nothing to read now.
     Idle,
@@ -48,14 +48,14 @@ pub(crate) enum PeerRead {
 /// A ring a waiter watches: it has something when the worker has written past `read`.
 pub(crate) struct RingWatch {
     page: Arc<RegisteredRegion>,
-    doorbell: Arc<Registered<OwnedFd>>,
+    notify_pipe: Arc<Registered<OwnedFd>>,
     read: u64,
 }
 
 impl RingWatch {
-    /// The doorbell to poll while the waiter sleeps.
-    pub fn doorbell(&self) -> RawFd {
-        self.doorbell.as_raw_fd()
+    /// The notify pipe to poll while the waiter sleeps.
+    pub fn notify_pipe(&self) -> RawFd {
+        self.notify_pipe.as_raw_fd()
     }
 
     /// Whether the worker wrote past where the inbox had read.
@@ -76,8 +76,8 @@ pub(crate) struct Peer {
     assembler: Assembler,
     /// Its reply ring (pool workers), and how far it has been read.
     ring: Option<(Arc<RegisteredRegion>, Cursor)>,
-    /// The read end of its doorbell pipe (with a ring).
-    doorbell: Option<Arc<Registered<OwnedFd>>>,
+    /// The read end of its notify pipe (with a ring).
+    notify_pipe: Option<Arc<Registered<OwnedFd>>>,
     /// Socket frames the ring announced that have not arrived yet.
     announced: usize,
     /// Still read (false after a violation).
@@ -88,17 +88,17 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// A child read on `socket` and, for a pool worker, on the reply ring in its page, whose
-    /// doorbell pipe's read end is given too.
+    /// notify pipe's read end is given too.
     pub fn new(
         socket: Arc<Registered<Socket>>,
         ring: Option<(Arc<RegisteredRegion>, Registered<OwnedFd>)>,
     ) -> Peer {
-        let (ring, doorbell) = ring.unzip();
+        let (ring, notify_pipe) = ring.unzip();
         Peer {
             socket,
             assembler: Assembler::with_limit(MAX_FRAME_TO_PARENT),
             ring: ring.map(|page| (page, Cursor::default())),
-            doorbell: doorbell.map(Arc::new),
+            notify_pipe: notify_pipe.map(Arc::new),
             announced: 0,
             open: true,
             socket_open: true,
@@ -132,7 +132,7 @@ impl Peer {
             .filter(|_| self.open && self.announced == 0)?;
         Some(RingWatch {
             page: Arc::clone(page),
-            doorbell: Arc::clone(self.doorbell.as_ref()?),
+            notify_pipe: Arc::clone(self.notify_pipe.as_ref()?),
             read: cursor.position(),
         })
     }

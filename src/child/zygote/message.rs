@@ -7,8 +7,8 @@
 //!
 //! Program → zygote:
 //! - `Fork`: `[1][seq u64][fragment u64][ignore_sigint u8][show_panics u8][memory_limit u64]
-//!   [init u64][init_code_id u64][doorbell u8]` with the descriptors `[socket, page]` or
-//!   `[socket, page, doorbell]`: fork a pool worker on the child's end of `socket`, sharing the
+//!   [init u64][init_code_id u64][notify pipe u8]` with the descriptors `[socket, page]` or
+//!   `[socket, page, notify_pipe]`: fork a pool worker on the child's end of `socket`, sharing the
 //!   memory of the file `page`; `memory_limit` is `u64::MAX` for none, `init` the address of
 //!   the pool's initializer (0: none) and `init_code_id` its code id in the program (see
 //!   `forkpool_worker::code_map`), which the zygote checks before it takes the address.
@@ -76,8 +76,8 @@ pub(crate) struct ForkRequest {
     pub init: usize,
     /// Its code id in the program (see `forkpool_worker::code_map::code_id`).
     pub init_code_id: u64,
-    /// Whether a doorbell pipe's write end comes with the request.
-    pub doorbell: bool,
+    /// Whether a notify pipe's write end comes with the request.
+    pub notify_pipe: bool,
 }
 
 /// A message from the program, to the zygote.
@@ -224,7 +224,7 @@ pub(crate) fn send_fork(
     bytes.extend_from_slice(&limit.to_le_bytes());
     bytes.extend_from_slice(&(request.init as u64).to_le_bytes());
     bytes.extend_from_slice(&request.init_code_id.to_le_bytes());
-    bytes.push(u8::from(request.doorbell));
+    bytes.push(u8::from(request.notify_pipe));
     send(socket, &bytes, fds, Some(deadline))
 }
 
@@ -254,7 +254,7 @@ pub(crate) fn receive_to_zygote(socket: RawFd) -> Option<ToZygote> {
                 },
                 init: usize::try_from(u64_at(&bytes, 27)?).ok()?,
                 init_code_id: u64_at(&bytes, 35)?,
-                doorbell: bytes[43] != 0,
+                notify_pipe: bytes[43] != 0,
             };
             Some(ToZygote::Fork(request, fds))
         }
@@ -348,7 +348,7 @@ mod tests {
             },
             init: 0x5555_1234,
             init_code_id: 77,
-            doorbell: true,
+            notify_pipe: true,
         };
         let [p, q] = crate::sys::pipe().unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(5);

@@ -4,7 +4,7 @@
 //!
 //! `fork` copies the forking process's page tables, and a program that later writes its heap
 //! while workers share it pays copy-on-write on every page. A worker forked from the zygote
-//! shares nothing with the program but the memory made for it: its socket, its doorbell and its
+//! shares nothing with the program but the memory made for it: its socket, its notify pipe and its
 //! shared page (sent to the zygote as descriptors, the page as a sealed shared-memory file).
 //! A `Pool` names its functions by address, and the zygote is a fork of the program, so the
 //! addresses are valid in its workers, which check them as any worker does (a library loaded
@@ -367,7 +367,7 @@ pub(crate) fn fork_worker(
     options: ChildOptions,
     socket: &Registered<Socket>,
     page_file: &Registered<OwnedFd>,
-    doorbell: Option<&Registered<OwnedFd>>,
+    notify_pipe: Option<&Registered<OwnedFd>>,
 ) -> Fork {
     let Some(zygote) = ZYGOTE.get().filter(|z| z.owner.is_here()) else {
         return Fork::Here;
@@ -386,10 +386,10 @@ pub(crate) fn fork_worker(
         options,
         init,
         init_code_id: forkpool_worker::code_map::code_id(init as u64, init as u64),
-        doorbell: doorbell.is_some(),
+        notify_pipe: notify_pipe.is_some(),
     };
     let mut fds = vec![socket.as_raw_fd(), page_file.as_raw_fd()];
-    fds.extend(doorbell.map(|d| d.as_raw_fd()));
+    fds.extend(notify_pipe.map(|d| d.as_raw_fd()));
     let deadline = Instant::now() + ANSWER_LIMIT;
     if message::send_fork(zygote.control.as_raw_fd(), request, &fds, deadline).is_err() {
         // Not sent: the zygote is gone, or has not read in time (its socket stayed full).

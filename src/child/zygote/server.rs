@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - A worker is forked through `fork::spawn`, as every child of this crate: it keeps only its
-//!   own socket, doorbell and shared page, and leaves through `_exit`. Every descriptor the
+//!   own socket, notify pipe and shared page, and leaves through `_exit`. Every descriptor the
 //!   zygote holds is in its register from the call that makes it (the descriptors it receives,
 //!   its workers' pidfds), so a worker holds none of another worker's.
 //! - Every worker the zygote forked is watched through its pidfd, reaped once it ends (with
@@ -93,7 +93,7 @@ pub(super) fn serve(control: OwnedFd) -> i32 {
 /// returns, the zygote holds none of the request's descriptors.
 fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Worker, i32> {
     let init = init_function(&request)?;
-    let expected = 2 + usize::from(request.doorbell);
+    let expected = 2 + usize::from(request.notify_pipe);
     if fds.len() != expected {
         return Err(libc::EINVAL);
     }
@@ -101,7 +101,7 @@ fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Wo
     let (Some(socket), Some(page_file)) = (fds.next(), fds.next()) else {
         return Err(libc::EINVAL);
     };
-    let doorbell = fds.next();
+    let notify_pipe = fds.next();
     let page = channel::progress_page_of_file(&page_file).map_err(pool_errno)?;
     drop(page_file);
     let socket = socket.into_socket(request.fragment);
@@ -110,12 +110,12 @@ fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Wo
         &mut fork::StdioHeld::take(),
         request.options,
         socket,
-        doorbell,
+        notify_pipe,
         Some(address),
-        move |socket, doorbell| {
+        move |socket, notify_pipe| {
             // SAFETY: `address` is the page mapped above, before this process was forked.
             unsafe { progress::install(address) };
-            crate::child::pool_worker::serve_pool_worker(ChildEnd { socket, doorbell }, init)
+            crate::child::pool_worker::serve_pool_worker(ChildEnd { socket, notify_pipe }, init)
         },
     )
     .map_err(pool_errno)?;

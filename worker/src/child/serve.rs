@@ -34,14 +34,14 @@ use std::time::{Duration, Instant};
 
 /// What a pool worker keeps after fork: its end of the socket pair it shares with the parent
 /// (tasks arrive on it, replies go back on it) and, where it replies through its ring, the
-/// write end of its doorbell pipe.
+/// write end of its notify pipe.
 #[derive(Debug)]
 pub struct ChildEnd {
     /// The worker's end of its socket pair.
     pub socket: wire::Socket,
     /// The write end of the pipe that wakes the parent for a reply in the ring (see
     /// [`reply_ring`](crate::shared::reply_ring)); without it the worker replies on its socket.
-    pub doorbell: Option<std::os::fd::OwnedFd>,
+    pub notify_pipe: Option<std::os::fd::OwnedFd>,
 }
 
 /// A pool's initializer, run once in every worker before its first task: a fn pointer the
@@ -60,7 +60,7 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
         socket: &end.socket,
         ring: progress::current_ring()
             .filter(|_| crate::shared::reply_ring::AVAILABLE)
-            .zip(end.doorbell.as_ref().map(AsRawFd::as_raw_fd)),
+            .zip(end.notify_pipe.as_ref().map(AsRawFd::as_raw_fd)),
         arena: Cell::new(arena::Writer::default()),
     };
     if let Some(init) = init {
@@ -345,7 +345,7 @@ impl Company {
 /// the parent sleeps), else, or when the ring has no room for one, on its socket.
 struct Replies<'a> {
     socket: &'a wire::Socket,
-    /// The ring and the doorbell pipe's write end.
+    /// The ring and the notify pipe's write end.
     ring: Option<(Ring<'static>, std::os::fd::RawFd)>,
     /// Where the next big reply goes in the ring's arena.
     arena: Cell<arena::Writer>,
@@ -357,7 +357,7 @@ const FULL_RING_NAP_MAX: Duration = Duration::from_millis(16);
 impl Replies<'_> {
     /// Sends one reply. `Err`: the parent is gone.
     fn send(&self, frame: &[u8]) -> std::io::Result<()> {
-        let Some((ring, doorbell)) = self.ring else {
+        let Some((ring, notify_pipe)) = self.ring else {
             return self.socket.send_frame(frame);
         };
         // Bytes on the socket the parent has not read (what a task wrote there, an earlier
@@ -371,7 +371,7 @@ impl Replies<'_> {
             match pushed {
                 Pushed::Frame => {
                     if ring.take_parent_sleeping() {
-                        ring_doorbell(doorbell);
+                        write_notify_pipe(notify_pipe);
                     }
                     return Ok(());
                 }
@@ -379,7 +379,7 @@ impl Replies<'_> {
                 Pushed::Full => {
                     // The parent reads the ring whenever it reads anything: ring, then nap
                     // until it has (or it hangs up).
-                    ring_doorbell(doorbell);
+                    write_notify_pipe(notify_pipe);
                     if self.socket.hung_up_within(nap) {
                         return Err(std::io::ErrorKind::BrokenPipe.into());
                     }
@@ -390,14 +390,14 @@ impl Replies<'_> {
     }
 }
 
-/// Wakes a parent asleep in `poll`: one byte into the doorbell pipe. Never waits: a full pipe
+/// Wakes a parent asleep in `poll`: one byte into the notify pipe. Never waits: a full pipe
 /// holds unread bytes already, which wake the parent as well; a parent that is gone is found
 /// on the socket.
-fn ring_doorbell(doorbell: std::os::fd::RawFd) {
+fn write_notify_pipe(notify_pipe: std::os::fd::RawFd) {
     let byte = 1u8;
     loop {
         // SAFETY: writes one byte from a live buffer to this worker's own non-blocking pipe.
-        let n = unsafe { libc::write(doorbell, (&byte as *const u8).cast(), 1) };
+        let n = unsafe { libc::write(notify_pipe, (&byte as *const u8).cast(), 1) };
         if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return;
         }

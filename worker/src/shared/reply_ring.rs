@@ -1,7 +1,7 @@
 //! Replies through shared memory: a pool worker writes each reply into a ring in the memory it
 //! shares with its parent (beside its progress counters, see [`progress`](crate::shared::progress)),
 //! and the parent copies it out without a system call. The socket carries only replies that do
-//! not fit and, when the parent sleeps, a doorbell.
+//! not fit and, when the parent sleeps, a byte on its notify pipe.
 //!
 //! Layout: a [`RingHeader`] and [`RING_WORDS`] 64-bit words, used as a ring of records. A record
 //! is a head word `(kind << 32) | len`, a check word, and `ceil(len / 8)` words of bytes
@@ -27,7 +27,7 @@
 //!   the frame was read.
 //! - No wake-up is lost: the parent raises `parent_sleeping` before it polls and then looks at
 //!   `written` once more; the worker moves `written` and then takes `parent_sleeping` down,
-//!   ringing the doorbell (a datagram) if it was up. Both sides use sequentially consistent
+//!   writing the notify pipe (a datagram) if it was up. Both sides use sequentially consistent
 //!   order, so at least one of them sees the other's write.
 //! - The parent trusts nothing it reads here (a task may scribble on its worker's ring): a
 //!   `written` more than a ring ahead or behind, a record longer than what is written, an
@@ -221,7 +221,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Worker, after a push: whether the parent may be asleep (then it must be rung). Takes the
-    /// flag down, so one doorbell serves one sleep.
+    /// flag down, so one byte on the notify pipe serves one sleep.
     pub fn take_parent_sleeping(&self) -> bool {
         self.header.parent_sleeping.swap(0, Ordering::SeqCst) != 0
     }

@@ -98,7 +98,7 @@ fn a_full_ring_announces_then_refuses() {
 }
 
 #[test]
-fn the_doorbell_flag_is_taken_once() {
+fn the_sleeping_flag_is_taken_once() {
     let memory = ring_memory();
     let ring = memory.ring();
     assert!(!ring.take_parent_sleeping());
