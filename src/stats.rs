@@ -166,7 +166,7 @@ impl fmt::Display for PoolStats {
 
 /// One worker's counters, kept in its handle.
 #[derive(Debug)]
-pub(crate) struct WorkerTally {
+pub(crate) struct WorkerCounters {
     /// It was told to exit after its `max_tasks` items.
     pub recycled: bool,
     born: Instant,
@@ -175,9 +175,9 @@ pub(crate) struct WorkerTally {
     busy_nanos: u64,
 }
 
-impl WorkerTally {
-    pub fn new() -> WorkerTally {
-        WorkerTally {
+impl WorkerCounters {
+    pub fn new() -> WorkerCounters {
+        WorkerCounters {
             recycled: false,
             born: Instant::now(),
             items: 0,
@@ -210,7 +210,7 @@ impl WorkerTally {
 
 /// A pool's counters across its workers' lives, kept in its engine.
 #[derive(Debug, Default)]
-pub(crate) struct Ledger {
+pub(crate) struct PoolCounters {
     pub forks: u64,
     ended: VecDeque<WorkerStats>,
     recycled: u64,
@@ -218,7 +218,7 @@ pub(crate) struct Ledger {
     stopped: u64,
 }
 
-impl Ledger {
+impl PoolCounters {
     /// Records a worker's end.
     pub fn ended(&mut self, stats: WorkerStats) {
         match stats.end {

@@ -58,7 +58,7 @@ impl Engine {
                     return 0;
                 }
                 worker.answered();
-                worker.tally.answered(reply.count, reply.busy_nanos);
+                worker.counters.answered(reply.count, reply.busy_nanos);
                 self.dispatch_blocked = false;
                 // Left idle: it may take chunks waiting behind a long item elsewhere.
                 self.steal_wanted |= worker.in_flight.is_empty();
@@ -154,13 +154,13 @@ impl Engine {
         let end = match (&worker.offense, worker.stopping, retired) {
             (Some(_), _, _) => WorkerEnd::Offended,
             (None, Some(_), _) => WorkerEnd::Stopped,
-            (None, None, true) if worker.tally.recycled => WorkerEnd::Recycled,
+            (None, None, true) if worker.counters.recycled => WorkerEnd::Recycled,
             (None, None, true) => WorkerEnd::Shutdown,
             (None, None, false) => WorkerEnd::Died(death),
         };
         let (shown_end, shown_cause) = (end.to_string(), cause.to_string());
         debug_unlocked!(pid, end = %shown_end, cause = %shown_cause, "forkpool: a worker ended");
-        self.ledger.ended(worker.tally.stats(pid, Some(end)));
+        self.pool_counters.ended(worker.counters.stats(pid, Some(end)));
         drop(worker); // its reaper posted its death already
         self.publish_roster();
         let mut notified = 0;
@@ -214,7 +214,7 @@ impl Engine {
             return;
         }
         let mut worker = self.workers.swap_remove(slot);
-        worker.tally.recycled = true;
+        worker.counters.recycled = true;
         let pid = worker.pid();
         debug_unlocked!(
             pid,
@@ -239,7 +239,7 @@ impl Engine {
     /// calls got events.
     fn retire_after_last_reply(&mut self, slot: usize) -> usize {
         let mut worker = self.workers.swap_remove(slot);
-        worker.tally.recycled = true;
+        worker.counters.recycled = true;
         let pid = worker.pid();
         debug_unlocked!(
             pid,

@@ -75,7 +75,7 @@ use crate::engine::worker_handle::WorkerHandle;
 pub(crate) use crate::engine::worker_handle::{Cause, Verdict};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::stats::{Ledger, ParentTimes, PoolStats};
+use crate::stats::{PoolCounters, ParentTimes, PoolStats};
 use crate::transport::inbox::Inbox;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::setup::ChildOptions;
@@ -201,7 +201,7 @@ pub(crate) struct Engine {
     pub(crate) learned_window: Window,
     guard: CrashGuard,
     /// What the workers did and how they ended, for `Pool::stats`.
-    pub(crate) ledger: Ledger,
+    pub(crate) pool_counters: PoolCounters,
     /// Set by `terminate`: fork nothing more.
     halted: Arc<AtomicBool>,
     /// Chunks (call, wire number) whose worker already died once before beginning any of their
@@ -243,9 +243,9 @@ impl Engine {
         let live = self
             .workers
             .iter()
-            .map(|w| w.tally.stats(w.pid(), None))
+            .map(|w| w.counters.stats(w.pid(), None))
             .collect();
-        self.ledger.stats(live, self.settings.size, parent)
+        self.pool_counters.stats(live, self.settings.size, parent)
     }
 
     /// An engine with these settings; forks no worker yet.
@@ -262,7 +262,7 @@ impl Engine {
             workers: Vec::with_capacity(settings.size.min(RESERVE_AT_MOST)),
             retired: Vec::new(),
             guard: CrashGuard::new(settings.restarts),
-            ledger: Ledger::default(),
+            pool_counters: PoolCounters::default(),
             settings,
             exits: inbox.exits(),
             inbox,

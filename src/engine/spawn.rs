@@ -180,8 +180,8 @@ impl Engine {
         self.add_to_roster(&child);
         let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
         self.workers.push(worker);
-        self.ledger.forks += 1;
-        let replacement = self.ledger.forks > self.settings.size as u64;
+        self.pool_counters.forks += 1;
+        let replacement = self.pool_counters.forks > self.settings.size as u64;
         let (pid, from_zygote) = (pid.as_raw(), zygote_child.is_some());
         debug_unlocked!(pid, replacement, from_zygote, "forkpool: forked a worker");
         self.dispatch_blocked = false;
@@ -284,6 +284,6 @@ mod tests {
         engine.fill(None).unwrap();
         assert!(engine.refill_pending());
         assert!(engine.workers.is_empty());
-        assert_eq!(engine.ledger.forks, 0);
+        assert_eq!(engine.pool_counters.forks, 0);
     }
 }

@@ -24,7 +24,7 @@
 use crate::child::channel::RegisteredRegion;
 use crate::child::child_handle::ChildHandle;
 use crate::child::reaper::Reaping;
-use crate::stats::{WorkerTally, saturating_nanos};
+use crate::stats::{WorkerCounters, saturating_nanos};
 use crate::transport::outbox::{Backlog, Outbox, SharedFrame};
 use forkpool_worker::progress;
 use std::collections::VecDeque;
@@ -169,7 +169,7 @@ pub(crate) struct WorkerHandle {
     unread: Backlog,
     unread_until: u32,
     /// What it did, for `Pool::stats`.
-    pub tally: WorkerTally,
+    pub counters: WorkerCounters,
     /// Dropped last: dropping the reaper waits until the worker's death has been posted.
     pub _reaper: Reaping,
 }
@@ -212,7 +212,7 @@ impl WorkerHandle {
             robbed: None,
             unread: Backlog::default(),
             unread_until: 0,
-            tally: WorkerTally::new(),
+            counters: WorkerCounters::new(),
             _reaper: reaper,
         }
     }
