@@ -34,7 +34,7 @@ pub(crate) struct PoolState<M: ?Sized> {
     /// The configured number of workers.
     size: usize,
     /// The live workers' pids, published by the engine.
-    roster: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
+    live_workers: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
     /// No new calls (set by close and terminate).
     closed: AtomicBool,
     /// The engine forks nothing more (set by terminate).
@@ -55,7 +55,7 @@ impl<M: ?Sized + ForksAnywhere> PoolState<M> {
         PoolState {
             builder: Owner::here(),
             size: engine.size(),
-            roster: engine.roster(),
+            live_workers: engine.live_workers(),
             halted: engine.halted(),
             closed: AtomicBool::new(false),
             registry: ManuallyDrop::new(Registry::new(engine, background)),
@@ -76,21 +76,21 @@ impl<M: ?Sized> PoolState<M> {
     }
 
     /// The live workers' pids, without waiting for a running call; empty in another process
-    /// than the builder (the workers are not its children, and the roster's lock may have been
+    /// than the builder (the workers are not its children, and the live-worker list's lock may have been
     /// held at the fork).
     pub fn pids(&self) -> Vec<u32> {
         if self.check_process().is_err() {
             return Vec::new();
         }
-        self.roster()
+        self.live_workers()
             .iter()
             .map(|child| child.pid().as_raw() as u32)
             .collect()
     }
 
     /// The live workers, as of the engine's last change.
-    fn roster(&self) -> Vec<Arc<ChildHandle>> {
-        self.roster
+    fn live_workers(&self) -> Vec<Arc<ChildHandle>> {
+        self.live_workers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -167,7 +167,7 @@ impl<M: ?Sized + Fn(forkpool_worker::ChildEnd) -> i32> PoolState<M> {
         }
         self.close();
         self.halted.store(true, Ordering::Release);
-        for child in self.roster() {
+        for child in self.live_workers() {
             child.kill();
         }
         self.registry.shut_down(Duration::ZERO, Some(&self.main));

@@ -60,7 +60,7 @@ fn a_worker_that_dies_while_nobody_waits_is_replaced_and_the_next_task_runs() {
                 panic!("round {round}: {:?}", pool.pids())
             };
             let dying = pool.submit(die, 7);
-            // `pids` reads the roster the engine publishes, without waiting or driving.
+            // `pids` reads the list of live workers the engine publishes, without waiting or driving.
             let deadline = Instant::now() + Duration::from_secs(5);
             let new = loop {
                 match pool.pids()[..] {
@@ -95,7 +95,7 @@ fn a_pool_dropped_by_a_thread_holding_stdout_while_its_replacement_is_due_does_n
             let mut long = pool.submit(nap, 5000);
             pid_within(&long, Duration::from_secs(5)).expect("the long task runs");
             assert!(long.cancel());
-            // The stopped worker's end was taken in (it left the roster): its replacement is
+            // The stopped worker's end was taken in (it left the list of live workers): its replacement is
             // due, and waits for stdout.
             let deadline = Instant::now() + Duration::from_secs(5);
             while !pool.pids().is_empty() {

@@ -162,7 +162,7 @@ impl Engine {
         debug_unlocked!(pid, end = %shown_end, cause = %shown_cause, "forkpool: a worker ended");
         self.pool_counters.ended(worker.counters.stats(pid, Some(end)));
         drop(worker); // its reaper posted its death already
-        self.publish_roster();
+        self.publish_live_workers();
         let mut notified = 0;
         for (call, (running, unstarted)) in cost {
             if !self.call_queues.contains_key(&call) {
@@ -225,7 +225,7 @@ impl Engine {
             .outbox
             .send(&Arc::new(shutdown_frame().to_vec()), backlog);
         self.retired.push(worker);
-        self.publish_roster();
+        self.publish_live_workers();
         if let Err(e) = self.fill(None) {
             self.fail_calls(&e);
         }
@@ -256,7 +256,7 @@ impl Engine {
         }
         self.retired.push(worker);
         self.dispatch_blocked = false;
-        self.publish_roster();
+        self.publish_live_workers();
         if let Err(e) = self.fill(None) {
             self.fail_calls(&e);
             return self.call_queues.len();
@@ -290,7 +290,7 @@ impl Engine {
             worker.outbox.send(&shutdown, backlog);
         }
         self.retired.append(&mut self.workers);
-        self.publish_roster();
+        self.publish_live_workers();
     }
 
     /// Kills every retired worker now (their exits still have to be taken).

@@ -211,7 +211,7 @@ pub(crate) struct Engine {
     /// worker idle longest gets the next chunk among those with equal room.
     dispatches: u64,
     /// The live workers' pids, readable without the engine's lock.
-    roster: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
+    live_workers: Arc<Mutex<Vec<Arc<ChildHandle>>>>,
     /// Some thread is waiting on the inbox for everyone (see `Registry`).
     pub(crate) driving: bool,
     /// That thread is in `poll` without the lock: work queued meanwhile must wake it.
@@ -276,7 +276,7 @@ impl Engine {
             halted: Arc::default(),
             front_deaths: HashSet::new(),
             dispatches: 0,
-            roster: Arc::default(),
+            live_workers: Arc::default(),
             driving: false,
             polling: false,
             idle_waiters: 0,
@@ -303,8 +303,8 @@ impl Engine {
     }
 
     /// The live workers' pids, kept up to date by the engine and readable at any time.
-    pub fn roster(&self) -> Arc<Mutex<Vec<Arc<ChildHandle>>>> {
-        Arc::clone(&self.roster)
+    pub fn live_workers(&self) -> Arc<Mutex<Vec<Arc<ChildHandle>>>> {
+        Arc::clone(&self.live_workers)
     }
 
     /// The flag that stops the engine from forking (set by `terminate`).
@@ -317,17 +317,17 @@ impl Engine {
         Arc::clone(&self.exits)
     }
 
-    /// Adds one new worker to the published roster: O(1), where rebuilding it per fork made
+    /// Adds one new worker to the published list of live workers: O(1), where rebuilding it per fork made
     /// `Pool::new(n)` touch every worker's handle n times (each touch a copy-on-write fault
     /// after a fork).
-    fn add_to_roster(&self, child: &Arc<ChildHandle>) {
-        let mut roster = self.roster.lock().unwrap_or_else(|p| p.into_inner());
-        roster.push(Arc::clone(child));
+    fn add_live_worker(&self, child: &Arc<ChildHandle>) {
+        let mut live_workers = self.live_workers.lock().unwrap_or_else(|p| p.into_inner());
+        live_workers.push(Arc::clone(child));
     }
 
-    fn publish_roster(&self) {
+    fn publish_live_workers(&self) {
         let children = self.workers.iter().map(|w| Arc::clone(&w.child)).collect();
-        *self.roster.lock().unwrap_or_else(|p| p.into_inner()) = children;
+        *self.live_workers.lock().unwrap_or_else(|p| p.into_inner()) = children;
     }
 
     fn slot_of(&self, child: u64) -> Option<usize> {

@@ -177,7 +177,7 @@ impl Engine {
             false => None,
         };
         let outbox = Outbox::new(socket, pid, Some(Arc::clone(&page)));
-        self.add_to_roster(&child);
+        self.add_live_worker(&child);
         let worker = WorkerHandle::new(id, child, outbox, page, init, reaper);
         self.workers.push(worker);
         self.pool_counters.forks += 1;
@@ -251,7 +251,7 @@ impl Engine {
                         ),
                     };
                     drop(worker);
-                    self.publish_roster();
+                    self.publish_live_workers();
                     return Err(PoolError::Init { pid, message });
                 }
             }
