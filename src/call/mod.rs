@@ -544,7 +544,7 @@ impl<I: Iterator, R> Drop for Call<'_, I, R> {
         }
         self.registry.poke(&engine);
         drop(engine);
-        // The frame buffers go to the pool for its next call (see `frame_stash`).
+        // The frame buffers go to the pool for its next call (see `frame_buffers`).
         let answered = std::mem::take(&mut self.spare);
         let building = Some(std::mem::take(&mut self.building.frame)).filter(|f| f.capacity() > 0);
         let unanswered = self.in_flight.drain().map(|(_, part)| part.frame);

@@ -31,7 +31,7 @@ use crate::engine::call_queue::Due;
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::PoolError;
 use crate::stats::ParentTimes;
-use crate::transport::frame_stash::FrameStash;
+use crate::transport::frame_buffers::FrameBuffers;
 use crate::transport::inbox::Readiness;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -78,7 +78,7 @@ pub(crate) struct Registry {
     /// The calling threads' own time in calls (for `Pool::stats`).
     pub times: ParentTimes,
     /// Frame buffers kept between calls.
-    pub frames: FrameStash,
+    pub frames: FrameBuffers,
 }
 
 /// How a wait ended.
@@ -179,7 +179,7 @@ impl Registry {
             submits: AtomicU64::new(0),
             background_threads: Mutex::new(Vec::new()),
             times,
-            frames: FrameStash::default(),
+            frames: FrameBuffers::default(),
         })
     }
 

@@ -7,9 +7,9 @@
 //!   reply arena).
 //! - `peer`: one worker's end as the inbox sees it (its socket, notify pipe and shared memory).
 //! - `outcome`: a reply's outcomes decoded into one result or error per item.
-//! - `frame_stash`: frame buffers a pool keeps between calls.
+//! - `frame_buffers`: frame buffers a pool keeps between calls.
 
-pub(crate) mod frame_stash;
+pub(crate) mod frame_buffers;
 pub(crate) mod inbox;
 pub(crate) mod outbox;
 pub(crate) mod outcome;

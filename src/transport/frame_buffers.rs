@@ -31,7 +31,7 @@ const MAX_BUFFER_BYTES: usize = 8 << 20;
 
 /// The buffers kept (see the module doc).
 #[derive(Debug, Default)]
-pub(crate) struct FrameStash {
+pub(crate) struct FrameBuffers {
     kept: Mutex<Kept>,
 }
 
@@ -41,7 +41,7 @@ struct Kept {
     bytes: usize,
 }
 
-impl FrameStash {
+impl FrameBuffers {
     /// A kept buffer (empty), if there is one.
     pub fn take(&self) -> Option<Vec<u8>> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,24 +75,24 @@ mod tests {
 
     #[test]
     fn keeps_within_its_limits_and_gives_back_empty_buffers() {
-        let stash = FrameStash::default();
-        assert!(stash.take().is_none());
-        stash.give([vec![1u8; 100], Vec::new(), vec![0u8; MAX_BUFFER_BYTES + 1]]);
-        let back = stash.take().expect("the 100-byte buffer was kept");
+        let buffers = FrameBuffers::default();
+        assert!(buffers.take().is_none());
+        buffers.give([vec![1u8; 100], Vec::new(), vec![0u8; MAX_BUFFER_BYTES + 1]]);
+        let back = buffers.take().expect("the 100-byte buffer was kept");
         assert!(back.is_empty() && back.capacity() >= 100);
         assert!(
-            stash.take().is_none(),
+            buffers.take().is_none(),
             "empty and oversized buffers are not kept"
         );
-        stash.give((0..MAX_BUFFERS + 5).map(|_| Vec::with_capacity(1024)));
+        buffers.give((0..MAX_BUFFERS + 5).map(|_| Vec::with_capacity(1024)));
         let mut count = 0;
-        while stash.take().is_some() {
+        while buffers.take().is_some() {
             count += 1;
         }
         assert_eq!(count, MAX_BUFFERS);
-        stash.give((0..MAX_BUFFERS).map(|_| Vec::with_capacity(MAX_BUFFER_BYTES)));
+        buffers.give((0..MAX_BUFFERS).map(|_| Vec::with_capacity(MAX_BUFFER_BYTES)));
         let mut bytes = 0;
-        while let Some(buffer) = stash.take() {
+        while let Some(buffer) = buffers.take() {
             bytes += buffer.capacity();
         }
         assert!((MAX_BYTES - MAX_BUFFER_BYTES..=MAX_BYTES).contains(&bytes));
