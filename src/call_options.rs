@@ -20,7 +20,7 @@ use forkpool_worker::StarArgs;
 use forkpool_worker::code_map;
 use forkpool_worker::codec;
 use forkpool_worker::job::{self, EntryFn, ReduceCode};
-use forkpool_worker::protocol::TaskCode;
+use forkpool_worker::protocol::CallCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -29,13 +29,13 @@ use std::time::Duration;
 /// What a call runs: `entry` (instantiated for the call's types) and the user's fn pointer
 /// at `function`, by address, with the id of the loaded objects holding them (see
 /// [`code_map`]).
-pub(crate) fn task_code(entry: EntryFn, function: u64) -> TaskCode {
+pub(crate) fn call_code(entry: EntryFn, function: u64) -> CallCode {
     task_code_at(job::entry_address(entry), function)
 }
 
-/// [`task_code`] of an entry given by address.
-fn task_code_at(entry: u64, function: u64) -> TaskCode {
-    TaskCode {
+/// [`call_code`] of an entry given by address.
+fn task_code_at(entry: u64, function: u64) -> CallCode {
+    CallCode {
         entry,
         function,
         code_id: code_map::code_id(entry, function),
@@ -253,7 +253,7 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
     /// Starts a call of `code` on `items`.
     fn stream<I, R>(
         self,
-        code: TaskCode,
+        code: CallCode,
         items: I,
         delivery: Delivery,
         context: Option<Result<Vec<u8>, String>>,
@@ -278,7 +278,7 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
     /// Starts a call of `code` on `items` whose outcomes are collected in input order.
     fn collect<I, R>(
         self,
-        code: TaskCode,
+        code: CallCode,
         items: I,
         context: Option<Result<Vec<u8>, String>>,
     ) -> Result<Vec<R>, Error>
@@ -292,7 +292,7 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
     }
 
     /// Starts a task: one item of `code`.
-    fn task<T, R>(self, code: TaskCode, item: T) -> Task<'p, R>
+    fn task<T, R>(self, code: CallCode, item: T) -> Task<'p, R>
     where
         T: Item + 'p,
         R: DeserializeOwned + 'p,
@@ -317,7 +317,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        let code = call_code(job::plain_entry::<T, R>, f as usize as u64);
         self.collect(code, items.into_iter(), None)
     }
 
@@ -336,7 +336,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        let code = call_code(job::plain_entry::<T, R>, f as usize as u64);
         Imap::new(self.stream(code, items.into_iter(), Delivery::InOrder, None))
     }
 
@@ -359,7 +359,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        let code = call_code(job::plain_entry::<T, R>, f as usize as u64);
         ImapUnordered::new(self.stream(code, items.into_iter(), Delivery::AsFinished, None))
     }
 
@@ -382,7 +382,7 @@ impl<'p> CallOptions<'p, Pool> {
         Args: StarArgs<R> + Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::star_entry::<Args, R>, Args::address(f));
+        let code = call_code(job::star_entry::<Args, R>, Args::address(f));
         self.collect(code, items.into_iter(), None)
     }
 
@@ -405,7 +405,7 @@ impl<'p> CallOptions<'p, Pool> {
         Args: StarArgs<R> + Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::star_entry::<Args, R>, Args::address(f));
+        let code = call_code(job::star_entry::<Args, R>, Args::address(f));
         Imap::new(self.stream(code, items.into_iter(), Delivery::InOrder, None))
     }
 
@@ -431,7 +431,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::context_entry::<C, T, R>, f as usize as u64);
+        let code = call_code(job::context_entry::<C, T, R>, f as usize as u64);
         let context = forkpool_worker::codec::encode(context);
         self.collect(code, items.into_iter(), Some(context))
     }
@@ -454,7 +454,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
-        let code = task_code(job::plain_entry::<T, R>, f as usize as u64);
+        let code = call_code(job::plain_entry::<T, R>, f as usize as u64);
         self.task(code, item)
     }
 
@@ -472,7 +472,7 @@ impl<'p> CallOptions<'p, Pool> {
         Args: StarArgs<R> + Item + 'p,
         R: Serialize + DeserializeOwned + 'p,
     {
-        let code = task_code(job::star_entry::<Args, R>, Args::address(f));
+        let code = call_code(job::star_entry::<Args, R>, Args::address(f));
         self.task(code, args)
     }
 
@@ -513,7 +513,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item,
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
-        let code = task_code(job::fold_entry::<A, T>, fold as usize as u64);
+        let code = call_code(job::fold_entry::<A, T>, fold as usize as u64);
         let context = codec::encode(&init);
         let items = items.into_iter();
         let partials = self.stream(code, items, Delivery::Collected, Some(context));
@@ -542,7 +542,7 @@ impl<'p> CallOptions<'p, Pool> {
         T: Item,
         R: Serialize + DeserializeOwned,
     {
-        let code = task_code(job::reduce_entry::<T, R>, map as usize as u64);
+        let code = call_code(job::reduce_entry::<T, R>, map as usize as u64);
         let reduce_code = ReduceCode {
             function: reduce as usize as u64,
             code_id: code_map::code_id(code.entry, reduce as usize as u64),
@@ -568,7 +568,7 @@ where
     /// # Ok(()) }
     /// ```
     pub fn map<I: IntoIterator<Item = T>>(self, items: I) -> Result<Vec<R>, Error> {
-        self.collect(TaskCode::default(), items.into_iter(), None)
+        self.collect(CallCode::default(), items.into_iter(), None)
     }
 
     /// [`FnPool::imap`] with these options.
@@ -581,7 +581,7 @@ where
     /// ```
     pub fn imap<I: IntoIterator<Item = T>>(self, items: I) -> Imap<'p, I::IntoIter, R> {
         let items = items.into_iter();
-        Imap::new(self.stream(TaskCode::default(), items, Delivery::InOrder, None))
+        Imap::new(self.stream(CallCode::default(), items, Delivery::InOrder, None))
     }
 
     /// [`FnPool::imap_unordered`] with these options.
@@ -597,7 +597,7 @@ where
         items: I,
     ) -> ImapUnordered<'p, I::IntoIter, R> {
         let items = items.into_iter();
-        ImapUnordered::new(self.stream(TaskCode::default(), items, Delivery::AsFinished, None))
+        ImapUnordered::new(self.stream(CallCode::default(), items, Delivery::AsFinished, None))
     }
 
     /// [`FnPool::submit`] with these options (a per-task timeout, say; the chunksize does not
@@ -616,7 +616,7 @@ where
         T: 'p,
         R: 'p,
     {
-        self.task(TaskCode::default(), item)
+        self.task(CallCode::default(), item)
     }
 
     /// [`FnPool::apply`] with these options.

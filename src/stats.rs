@@ -48,7 +48,7 @@ pub struct PoolStats {
     pub died: u64,
     /// Workers stopped by the pool (a timeout, a cancel, an initializer that did not return).
     pub stopped: u64,
-    /// Time the parent spent encoding items into task frames; `None` unless the pool was built
+    /// Time the parent spent encoding items into chunk frames; `None` unless the pool was built
     /// with [`PoolBuilder::insights`](crate::PoolBuilder::insights).
     pub encoding: Option<Duration>,
     /// Time the parent spent reading replies (decoding results, filing outcomes); `None`

@@ -15,7 +15,7 @@ use crate::engine::registry::Registry;
 use crate::engine::{Engine, WorkerMain};
 use crate::error::{Error, PoolError};
 use crate::item::Item;
-use forkpool_worker::protocol::TaskCode;
+use forkpool_worker::protocol::CallCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub(crate) fn start_task<'p, T, R>(
     registry: Result<&'p Registry, PoolError>,
     main: &'p WorkerMain<'p>,
-    code: TaskCode,
+    code: CallCode,
     item: T,
     timeout: Option<Duration>,
     progress: Option<ProgressSink>,

@@ -223,23 +223,23 @@ mod killed_while_writing {
     }
 }
 
-/// Stray writes into a worker's task arena (Linux: the test finds the arena through
+/// Stray writes into a worker's chunk arena (Linux: the test finds the arena through
 /// `/proc/self/maps`): a frame whose span was written over before the worker read it is never
 /// run.
 #[cfg(target_os = "linux")]
-mod task_arena_scribbles {
+mod chunk_arena_scribbles {
     use super::*;
     use forkpool::{Error, ItemError};
     use forkpool_worker::reply_ring::RING_BYTES;
 
-    /// Flips 64 bytes every 64 KiB of this worker's task arena, as stray pointers would: over
+    /// Flips 64 bytes every 64 KiB of this worker's chunk arena, as stray pointers would: over
     /// the frames the parent sent it after this one, and over the rest of this frame.
-    fn flip_task_arena(seed: u64) {
+    fn flip_chunk_arena(seed: u64) {
         let arena = common::own_shared_mapping().wrapping_add(4096 + RING_BYTES);
         let shift = (seed as usize * 8) % 4096;
         for at in (shift..ARENA_BYTES - 64).step_by(64 << 10) {
             for byte in 0..64 {
-                // SAFETY: the task arena is mapped read-write in this worker for its whole
+                // SAFETY: the chunk arena is mapped read-write in this worker for its whole
                 // life, `ARENA_BYTES` long; writing it is the stray write under test.
                 unsafe {
                     let p = arena.add(at + byte);
@@ -253,7 +253,7 @@ mod task_arena_scribbles {
     /// arena.
     fn digest_or_flip(item: (u64, ByteBuf)) -> (u64, u64) {
         if item.0 % 10 == 3 {
-            flip_task_arena(item.0);
+            flip_chunk_arena(item.0);
         }
         digest(item)
     }
@@ -277,14 +277,14 @@ mod task_arena_scribbles {
         errors
     }
 
-    /// The task arena is memory a task can write: each task span carries a check the worker
+    /// The chunk arena is memory a task can write: each task span carries a check the worker
     /// verifies on its own copy before it reads a byte of it, and a span that does not match is
     /// never run (the worker exits, its chunks run again elsewhere). One caller's items flip
-    /// bytes all over their worker's task arena, another caller submits tasks meanwhile; every
+    /// bytes all over their worker's chunk arena, another caller submits tasks meanwhile; every
     /// `Ok` value of both is exact. (Before, the flipped bytes were decoded as items: wrong
     /// `Ok` values.)
     #[test]
-    fn stray_writes_into_the_task_arena_never_give_a_wrong_value_20_rounds() {
+    fn stray_writes_into_the_chunk_arena_never_give_a_wrong_value_20_rounds() {
         let pool = Pool::new(2).unwrap();
         let mut errors = 0;
         for round in 0..20u64 {
@@ -452,7 +452,7 @@ fn check_values(
     );
 }
 
-/// A batch of small frames copied into the task arena is one span holding many tasks: it must
+/// A batch of small frames copied into the chunk arena is one span holding many tasks: it must
 /// not be released (its room given back to the parent) while tasks in it are still to be read.
 /// Under a large window, one caller's 16 slow small items travel as one batch (48 KiB, through
 /// the arena: the worker's only chunks); once the batch's second item runs, another caller maps

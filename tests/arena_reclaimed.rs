@@ -25,7 +25,7 @@ fn worker_mappings() -> usize {
 }
 
 /// Echoes a 1 MiB buffer through the arenas; item 3 of every 8 aborts after it has read its
-/// item from the task arena.
+/// item from the chunk arena.
 fn echo_or_abort(x: u64) -> ByteBuf {
     let reply = ByteBuf::from(vec![x as u8; 1 << 20]);
     if x % 8 == 3 {

@@ -14,7 +14,7 @@ use forkpool_worker::progress::current_ring;
 use forkpool_worker::protocol::ReplyWriter;
 use std::time::{Duration, Instant};
 
-/// The call and chunk of the task frame waiting to be read on this worker's socket, if one is
+/// The call and chunk of the chunk frame waiting to be read on this worker's socket, if one is
 /// (a datagram `[0x57][len u64]` holding a task `[1][call][chunk]..`, or a batch of them).
 fn task_waiting(fd: i32) -> Option<(u64, u64)> {
     let mut buf = [0u8; 64];
@@ -48,7 +48,7 @@ enum Forgery {
     Socket,
 }
 
-/// Waits (up to 5 s) for the next task frame to reach this worker's socket, then answers it
+/// Waits (up to 5 s) for the next chunk frame to reach this worker's socket, then answers it
 /// with `Ok(666)`, as the worker would: what a thread or child a task left behind can do.
 fn forge_the_next_reply(how: Forgery) {
     let fd = own_socket();

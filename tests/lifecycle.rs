@@ -30,7 +30,7 @@ fn items_and_results_of_64_mib_flow_both_ways_without_deadlock() {
 
 #[test]
 fn frames_near_the_in_place_send_limit_arrive_whole_and_in_order() {
-    // Items of 20 to 100 KiB with 8 chunks in flight per worker: some task frames go out from
+    // Items of 20 to 100 KiB with 8 chunks in flight per worker: some chunk frames go out from
     // the caller's thread, some through a send thread, interleaved for the same worker.
     let pool = Pool::builder().workers(2).window(8).build().unwrap();
     let sizes: Vec<usize> = (0..96)

@@ -269,7 +269,7 @@ fn a_task_timeout_fails_that_task_only() {
     assert_eq!(fine.wait().unwrap(), 5);
 }
 
-/// Items of mixed sizes (0 to 39 KB: a chunk's frame goes through the task arena from 32 KiB,
+/// Items of mixed sizes (0 to 39 KB: a chunk's frame goes through the chunk arena from 32 KiB,
 /// else on the socket); the item `(7, 113)` segfaults its worker.
 fn sized(item: (u64, Vec<u8>)) -> u64 {
     let (x, bytes) = item;

@@ -47,7 +47,7 @@ use crate::id_hash::IdMap;
 use crate::transport::outbox::SharedFrame;
 use crate::transport::outcome::{Outcome, failed};
 use forkpool_worker::codec;
-use forkpool_worker::protocol::{self, TaskCode};
+use forkpool_worker::protocol::{self, CallCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct CallSpec {
     /// The code `Pool` workers run: entry and function addresses and their code id (all 0 for
     /// `FnPool`, whose workers hold their closure).
-    pub code: TaskCode,
+    pub code: CallCode,
     /// Items per chunk, if the caller chose (`None`: see [`Chunking::choose`]).
     pub chunksize: Option<usize>,
     /// Who waits for the outcomes, and in which order.
@@ -89,7 +89,7 @@ struct Part {
     first_index: u64,
     /// How many items it holds.
     count: u32,
-    /// Its task frame, kept to send it again (whole or split) if its worker dies; the buffer
+    /// Its chunk frame, kept to send it again (whole or split) if its worker dies; the buffer
     /// is recycled for a later chunk once the reply is in.
     frame: SharedFrame,
     /// Where each item after the first starts, counted from the first: `count - 1` offsets,
@@ -101,7 +101,7 @@ struct Part {
 /// are sealed and sent as they are (see [`Call::next_chunk_of_input`]).
 #[derive(Default)]
 struct Building {
-    /// The task frame, begun (its header reserved) once it is not empty.
+    /// The chunk frame, begun (its header reserved) once it is not empty.
     frame: Vec<u8>,
     /// Where each item after the first starts (see [`Part::starts`]).
     starts: Vec<u32>,
@@ -439,7 +439,7 @@ where
             return None;
         }
         let (chunk, first_index) = (self.next_chunk, self.next_index);
-        protocol::seal_task(
+        protocol::seal_chunk_frame(
             &mut frame,
             self.call,
             chunk,
@@ -476,7 +476,7 @@ where
         };
         if self.building.frame.is_empty() {
             let mut frame = self.spare_frame();
-            protocol::begin_task(&mut frame);
+            protocol::begin_chunk_frame(&mut frame);
             self.building.frame = frame;
             if self.building.starts.capacity() == 0 {
                 self.building.starts = self.spare_starts.pop().unwrap_or_default();
@@ -500,7 +500,7 @@ where
             }
             if building.count > 0 {
                 // An offset past `u32::MAX` is not recorded: the part cannot be split.
-                if let Ok(start) = u32::try_from(mark - protocol::TASK_HEADER_LEN) {
+                if let Ok(start) = u32::try_from(mark - protocol::CHUNK_HEADER_LEN) {
                     building.starts.push(start);
                 }
             }

@@ -212,7 +212,7 @@ where
     /// Sends the items `a..b` of `part`, for each range, again as new parts (before any new
     /// input). Returns false if the part's item starts were not recorded (nothing is sent).
     pub(super) fn resend(&mut self, part: &Part, ranges: &[(u32, u32)]) -> bool {
-        let items = &part.frame[protocol::TASK_HEADER_LEN..];
+        let items = &part.frame[protocol::CHUNK_HEADER_LEN..];
         let Some(bounds) = ItemBounds::of(part.count, &part.starts, items.len()) else {
             return false;
         };
@@ -223,14 +223,14 @@ where
             }
             let (bytes, their_starts) = bounds.cut(a, b);
             let mut frame = self.spare_frame();
-            protocol::begin_task(&mut frame);
+            protocol::begin_chunk_frame(&mut frame);
             frame.extend_from_slice(&items[bytes]);
             let mut starts = self.spare_starts.pop().unwrap_or_default();
             starts.extend(their_starts);
             let wire = self.next_part;
             self.next_part += 1;
             let first_index = part.first_index + u64::from(a);
-            protocol::seal_task(
+            protocol::seal_chunk_frame(
                 &mut frame,
                 self.call,
                 wire,

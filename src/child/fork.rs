@@ -18,7 +18,7 @@
 //! 4. a pool's engine (`Registry::engine`; a thread holds one engine at a time);
 //! 5. short sections: the zygote's answer queue (held while the zygote answers a fork request)
 //!    and its watch list, the reaper's start flag and watch list, the registry's list of
-//!    background-driver threads, the list of live workers, a worker's task-arena writer, the frame buffers, an
+//!    background-driver threads, the list of live workers, a worker's chunk-arena writer, the frame buffers, an
 //!    `as_completed`'s list of finished tasks (a leaf);
 //! 6. the inbox's posted exits, then a reaper's posted flag (a death's report takes them, under
 //!    the zygote's watch list);

@@ -125,7 +125,7 @@ pub(crate) struct Queued {
     pub chunk: u64,
     /// Items in it.
     pub count: u32,
-    /// The sealed task frame.
+    /// The sealed chunk frame.
     pub frame: SharedFrame,
 }
 

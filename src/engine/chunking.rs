@@ -22,7 +22,7 @@ impl Delivery {
 
 /// A chunk's frame stops growing past this many bytes of items when the chunksize is adaptive.
 /// (Not measured against other values: two such frames fill [`QUEUED_BYTES`], four the 4 MiB
-/// task arena.)
+/// chunk arena.)
 pub(crate) const ADAPTIVE_MAX_BYTES: usize = 1 << 20;
 /// Whatever chunksize is asked for, a chunk holds at most this many items...
 pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 20;

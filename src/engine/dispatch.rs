@@ -34,7 +34,7 @@ struct Hold {
 /// What a worker may hold for a call with `call_queue`, when the pool learned `learned`: a call whose
 /// window adapts is held to [`QUEUED_BYTES`] from its first chunk, not only once its window
 /// learned the frames' size (a first call of 1 MiB items otherwise sent 8 per worker, more than
-/// its task arena holds, and their replies overflowed the reply arena onto the socket).
+/// its chunk arena holds, and their replies overflowed the reply arena onto the socket).
 fn hold_of(call_queue: &CallQueue, learned: Window) -> Hold {
     match call_queue.follows_pool {
         true => Hold {

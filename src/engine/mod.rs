@@ -35,10 +35,10 @@
 //! - item: one element of a call's input; its outcome is one result or one
 //!   [`ItemError`](crate::ItemError).
 //! - call: one `map`/`imap`/`submit`..., from input to one outcome per item (`call/`).
-//! - chunk: items of one call sent to a worker together, as one task frame; a part is a piece
+//! - chunk: items of one call sent to a worker together, as one chunk frame; a part is a piece
 //!   of a chunk sent again after a death.
-//! - task: the public [`Task`](crate::Task) (one submitted item); "task frame" is a chunk's
-//!   frame on the wire, "task arena" the shared memory big task frames travel through.
+//! - task: the public [`Task`](crate::Task) (one submitted item); "chunk frame" is a chunk's
+//!   frame on the wire, "chunk arena" the shared memory big chunk frames travel through.
 //! - worker: a forked child serving chunks; its handle is a [`WorkerHandle`].
 //! - window, hold: how many chunks (and bytes of frames) a worker may hold of one call.
 //! - call queue: a live call's queue of chunks and its events (replies and deaths) from the engine.

@@ -69,7 +69,7 @@ pub(crate) struct Sent {
     pub cancelled_at: Option<u64>,
     /// Its position in the worker's stream of tasks (set by [`WorkerHandle::took`]).
     pub pos: u32,
-    /// Its task frame, to send to another worker if this one gives it back unstarted (taken
+    /// Its chunk frame, to send to another worker if this one gives it back unstarted (taken
     /// back, or the worker ended before it began it).
     pub frame: SharedFrame,
 }

@@ -17,7 +17,7 @@
 //! Small frames staged between two flushes travel as one batch message (at chunksize 1 the
 //! scheduler refills a worker four chunks at a time: one `sendmsg` and one wake-up for four).
 //!
-//! A big frame (at least [`ARENA_MIN`] bytes) is copied into the worker's task arena, when it
+//! A big frame (at least [`ARENA_MIN`] bytes) is copied into the worker's chunk arena, when it
 //! has room, and only a notice naming its span and the check of its bytes travels on the socket
 //! (see [`arena`](forkpool_worker::arena)): no system call carries it, and the notice is small.
 //! The worker copies the span out and compares the checks before it reads a byte of it (a task
@@ -75,8 +75,8 @@ pub(crate) struct Backlog {
 pub(crate) struct Outbox {
     socket: Arc<Registered<Socket>>,
     pid: Pid,
-    /// The worker's task arena, which takes big frames.
-    arena: Option<TaskArena>,
+    /// The worker's chunk arena, which takes big frames.
+    arena: Option<ChunkArena>,
     send_thread: Option<SendThread>,
     /// Frames given to `stage` and not yet flushed, and their bytes.
     staged: Vec<SharedFrame>,
@@ -96,20 +96,20 @@ struct SendThread {
 enum Outgoing {
     /// A message, sent as it is.
     Message(SharedFrame),
-    /// A big frame: copied into the task arena, with a notice sent for it, if the arena has
+    /// A big frame: copied into the chunk arena, with a notice sent for it, if the arena has
     /// room then; else sent as it is.
     Big(SharedFrame),
 }
 
-/// A worker's task arena as the parent writes it: its shared page and the parent's count of
+/// A worker's chunk arena as the parent writes it: its shared page and the parent's count of
 /// it, used by the caller's thread or the send thread (one at a time: whoever sends in order).
 #[derive(Clone)]
-struct TaskArena {
+struct ChunkArena {
     page: Arc<RegisteredRegion>,
     writer: Arc<Mutex<arena::Writer>>,
 }
 
-impl TaskArena {
+impl ChunkArena {
     /// Copies a big `frame` into the arena, if it has room now; returns the notice to send in
     /// its place.
     fn copy_in(&self, frame: &[u8]) -> Option<SharedFrame> {
@@ -117,7 +117,7 @@ impl TaskArena {
             return None;
         }
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let (span, check) = self.page.task_arena().write(&mut writer, frame)?;
+        let (span, check) = self.page.chunk_arena().write(&mut writer, frame)?;
         Some(Arc::new(
             protocol::in_arena_frame(span, check.value()).to_vec(),
         ))
@@ -135,7 +135,7 @@ impl Outbox {
         Outbox {
             socket,
             pid,
-            arena: page.map(|page| TaskArena {
+            arena: page.map(|page| ChunkArena {
                 page,
                 writer: Arc::new(Mutex::new(arena::Writer::default())),
             }),
@@ -193,7 +193,7 @@ impl Outbox {
         self.send_now(frame, backlog);
     }
 
-    /// Sends one message: a big one through the task arena if it has room, the rest in place or
+    /// Sends one message: a big one through the chunk arena if it has room, the rest in place or
     /// through the send thread. A failed send is not reported: it means the worker is dying, and
     /// its death is reported by its reaper.
     ///
@@ -284,7 +284,7 @@ impl Outbox {
 
 /// Sends `outgoing` on `socket`, blocking until the worker has room; a big frame through `arena`
 /// if it has room. A failed send is not reported (see [`Outbox::send`]).
-fn send_outgoing(socket: &Socket, arena: Option<&TaskArena>, outgoing: Outgoing) {
+fn send_outgoing(socket: &Socket, arena: Option<&ChunkArena>, outgoing: Outgoing) {
     let frame = match outgoing {
         Outgoing::Big(frame) => match arena.and_then(|arena| arena.copy_in(&frame)) {
             Some(notice) => notice,

@@ -21,7 +21,7 @@ use crate::child::channel::{self, Registered};
 use crate::child::fork;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::code_map;
-use forkpool_worker::protocol::TaskCode;
+use forkpool_worker::protocol::CallCode;
 use forkpool_worker::{InitFn, progress};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -141,7 +141,7 @@ fn init_function(request: &ForkRequest) -> Result<Option<InitFn>, i32> {
     if request.init == 0 {
         return Ok(None);
     }
-    let code = TaskCode {
+    let code = CallCode {
         entry: request.init as u64,
         function: request.init as u64,
         code_id: request.init_code_id,

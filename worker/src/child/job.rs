@@ -1,7 +1,7 @@
 //! Jobs: how a worker turns the items of a task into outcomes.
 //!
 //! A [`Pool`](https://docs.rs/forkpool) worker was forked before the function it runs was
-//! chosen, so a task frame carries two code addresses of the parent: the user's function, a fn
+//! chosen, so a chunk frame carries two code addresses of the parent: the user's function, a fn
 //! pointer such as `fn(T) -> R` (what `Pool::map` takes: a fn item or a closure that captures
 //! nothing, coerced), and an *entry*: a function monomorphised only on the types, such as
 //! [`plain_entry::<T, R>`](plain_entry), that decodes items of type `T`, turns the address back
@@ -18,8 +18,8 @@
 //!
 //! ```compile_fail,E0133
 //! // An entry cannot be called from safe code.
-//! use forkpool_worker::{WorkerState, job::plain_entry, protocol::{ReplyWriter, Task, TaskCode}};
-//! let task = Task { call: 0, chunk: 0, code: TaskCode::default(), first_index: 0, count: 0, items: &[] };
+//! use forkpool_worker::{WorkerState, job::plain_entry, protocol::{ReplyWriter, Chunk, CallCode}};
+//! let task = Chunk { call: 0, chunk: 0, code: CallCode::default(), first_index: 0, count: 0, items: &[] };
 //! plain_entry::<u64, u64>(&mut WorkerState::default(), &task, &mut ReplyWriter::new(0));
 //! ```
 //!
@@ -30,8 +30,8 @@
 //!
 //! ```compile_fail,E0133
 //! // Nor can a runner be run in safe code.
-//! use forkpool_worker::{ClosureRunner, Runner, WorkerState, protocol::{ReplyWriter, Task, TaskCode}};
-//! let task = Task { call: 0, chunk: 0, code: TaskCode::default(), first_index: 0, count: 0, items: &[] };
+//! use forkpool_worker::{ClosureRunner, Runner, WorkerState, protocol::{ReplyWriter, Chunk, CallCode}};
+//! let task = Chunk { call: 0, chunk: 0, code: CallCode::default(), first_index: 0, count: 0, items: &[] };
 //! let double = |x: u64| x * 2;
 //! let mut runner = ClosureRunner::new(&double);
 //! runner.run(&mut WorkerState::default(), &task, &mut ReplyWriter::new(0));
@@ -45,7 +45,7 @@ pub use fold::{
 };
 
 use crate::panic::take_report;
-use crate::proto::protocol::{BAD_INPUT, ReplyWriter, Task, TaskCode};
+use crate::proto::protocol::{BAD_INPUT, ReplyWriter, Chunk, CallCode};
 use crate::proto::{code_map, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,12 +91,12 @@ impl WorkerState {
 /// # Safety
 /// See [`plain_entry`]: `task.code.function` must be the address of a function of the type the
 /// entry expects, callable in this process.
-pub type EntryFn = unsafe fn(&mut WorkerState, &Task<'_>, &mut ReplyWriter);
+pub type EntryFn = unsafe fn(&mut WorkerState, &Chunk<'_>, &mut ReplyWriter);
 
 /// Decodes the task's items one by one, calls `call` on each under `catch_unwind`, and appends
 /// one outcome per item. An item that cannot be decoded fails with `BAD_INPUT`, and so does
 /// every item after it in the chunk (their boundaries are unknown).
-pub fn run_items<T, R>(task: &Task<'_>, out: &mut ReplyWriter, mut call: impl FnMut(T) -> R)
+pub fn run_items<T, R>(task: &Chunk<'_>, out: &mut ReplyWriter, mut call: impl FnMut(T) -> R)
 where
     T: DeserializeOwned,
     R: Serialize,
@@ -164,7 +164,7 @@ fn fail_rest(out: &mut ReplyWriter, left: u32, message: &str) {
 /// `task.code.function` must be the address of a `fn(T) -> R` (this very `T` and `R`) that can
 /// be called in this process: the parent took it from such a fn pointer, and the code it points
 /// to is mapped here as it was in the parent (checked with [`code_map::check`]).
-pub unsafe fn plain_entry<T, R>(_: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
+pub unsafe fn plain_entry<T, R>(_: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter)
 where
     T: DeserializeOwned,
     R: Serialize,
@@ -180,7 +180,7 @@ where
 ///
 /// # Safety
 /// As for [`plain_entry`], with `Args::Fn` for `fn(T) -> R`.
-pub unsafe fn star_entry<Args, R>(_: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
+pub unsafe fn star_entry<Args, R>(_: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter)
 where
     Args: StarArgs<R> + DeserializeOwned,
     R: Serialize,
@@ -197,7 +197,7 @@ where
 /// As for [`plain_entry`], with `fn(&C, T) -> R` for `fn(T) -> R`.
 pub unsafe fn context_entry<C, T, R>(
     state: &mut WorkerState,
-    task: &Task<'_>,
+    task: &Chunk<'_>,
     out: &mut ReplyWriter,
 ) where
     C: DeserializeOwned + 'static,
@@ -236,7 +236,7 @@ pub trait StarArgs<R>: Sized + sealed::Sealed {
     /// Calls `f` with the fields of `args`.
     fn call(f: Self::Fn, args: Self) -> R;
 
-    /// The address of `f`, as a task frame carries it.
+    /// The address of `f`, as a chunk frame carries it.
     fn address(f: Self::Fn) -> u64;
 
     /// The function at `address`.
@@ -286,7 +286,7 @@ pub trait Runner {
     /// `task` must have been read from a frame that this process's forkpool parent wrote for
     /// this kind of runner (for [`EntryRunner`]: its code addresses are the parent's entry and
     /// fn pointer of matching types; see [`plain_entry`]).
-    unsafe fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter);
+    unsafe fn run(&mut self, state: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter);
 }
 
 /// The runner of a `Pool` worker: checks the code a task names, then calls its entry.
@@ -294,7 +294,7 @@ pub trait Runner {
 pub struct EntryRunner {
     /// The code of the last task that passed [`code_map::check`]: later chunks of the same call
     /// cost one comparison.
-    checked: Option<TaskCode>,
+    checked: Option<CallCode>,
 }
 
 impl EntryRunner {
@@ -309,7 +309,7 @@ impl EntryRunner {
 }
 
 impl Runner for EntryRunner {
-    unsafe fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
+    unsafe fn run(&mut self, state: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter) {
         if self.checked != Some(task.code) {
             if let Err(address) = code_map::check(&task.code) {
                 for _ in 0..task.count {
@@ -346,8 +346,8 @@ impl<T: DeserializeOwned, R: Serialize> Runner for ClosureRunner<'_, T, R> {
     /// A task with no code maps the closure over its items; a task with code (a reduction) is
     /// run by its entry, a [`ClosureEntryFn`] given the closure, once the code is checked as
     /// [`EntryRunner`] checks it.
-    unsafe fn run(&mut self, state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter) {
-        if task.code == TaskCode::default() {
+    unsafe fn run(&mut self, state: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter) {
+        if task.code == CallCode::default() {
             return run_items(task, out, |item: T| (self.f)(item));
         }
         if let Err(address) = code_map::check(&task.code) {
@@ -368,7 +368,7 @@ impl<T: DeserializeOwned, R: Serialize> Runner for ClosureRunner<'_, T, R> {
     }
 }
 
-/// The address of `entry`, as a task frame carries it.
+/// The address of `entry`, as a chunk frame carries it.
 pub fn entry_address(entry: EntryFn) -> u64 {
     entry as usize as u64
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`setup`]: what a child does right after `fork` (process group, signals, parent-death
 //!   signal, memory limit, panic capture, exit codes).
-//! - `serve`: the worker loop: read a task frame, run its items, reply.
+//! - `serve`: the worker loop: read a chunk frame, run its items, reply.
 //! - [`job`]: entries that decode items, call the user's function, encode outcomes.
 
 pub mod job;

@@ -2,7 +2,7 @@
 //! loop of a `ReturnProcess` child.
 //!
 //! Invariants:
-//! - Every `Task` the worker claims on its progress page gets exactly one reply of exactly
+//! - Every `Chunk` the worker claims on its progress page gets exactly one reply of exactly
 //!   `count` outcomes, in item order (a runner that returns too few is topped up with
 //!   `BAD_INPUT` outcomes), and no panic escapes: tasks run under `catch_unwind` in
 //!   [`crate::child::job`]. A task the parent took back before the worker claimed it (work stealing,
@@ -81,8 +81,8 @@ pub unsafe fn serve(end: ChildEnd, init: Option<InitFn>, runner: &mut dyn Runner
     let mut state = WorkerState::default();
     let mut out = ReplyWriter::new();
     let mut reader = wire::Assembler::new();
-    let mut tasks = TaskArena {
-        arena: progress::current_task_arena(),
+    let mut tasks = ChunkArena {
+        arena: progress::current_chunk_arena(),
         reader: arena::Reader::default(),
         copy: Vec::new(),
     };
@@ -117,14 +117,14 @@ struct Server<'a, 'r> {
     state: &'a mut WorkerState,
     out: &'a mut ReplyWriter,
     progress: Option<&'static progress::Progress>,
-    tasks: &'a mut TaskArena,
+    tasks: &'a mut ChunkArena,
     company: &'a Company,
 }
 
-/// The task arena as the worker reads it: each frame the parent writes there is copied out
+/// The chunk arena as the worker reads it: each frame the parent writes there is copied out
 /// (and its room released) before any byte of it is read, and read only from the copy (see
 /// [`arena`]).
-struct TaskArena {
+struct ChunkArena {
     /// The arena, if this worker has one.
     arena: Option<arena::Arena<'static>>,
     /// How far it has been read.
@@ -171,9 +171,9 @@ impl Server<'_, '_> {
                     if read.value() != check {
                         return Some(child::EXIT_BAD_FRAME);
                     }
-                    if let Some(Command::Task(task)) = Command::parse(bytes) {
+                    if let Some(Command::Chunk(task)) = Command::parse(bytes) {
                         if task.count == 1 {
-                            let code = self.run(Command::Task(task));
+                            let code = self.run(Command::Chunk(task));
                             arena.release(&mut self.tasks.reader, span);
                             return code;
                         }
@@ -204,7 +204,7 @@ impl Server<'_, '_> {
     /// to leave.
     fn run(&mut self, command: Command<'_>) -> Option<i32> {
         match command {
-            Command::Task(task) => {
+            Command::Chunk(task) => {
                 if let Some(p) = self.progress {
                     if !p.claim() {
                         // Taken back by the parent, which sent it to another worker and
@@ -290,7 +290,7 @@ impl Company {
     /// began with, and no child process since a task forked one (a fork through the C
     /// library's `fork`; a double fork's grandchild too, on Linux, where the worker adopts
     /// orphans). Threads are counted only after a chunk that ran for [`THREAD_MIN`] or more:
-    /// task code starts threads only while its chunk runs (starting one is not
+    /// call code starts threads only while its chunk runs (starting one is not
     /// async-signal-safe), and starting one takes longer than that.
     fn alone(&self, ran: Duration) -> bool {
         (ran < THREAD_MIN || self.no_new_threads()) && self.no_child()

@@ -33,7 +33,7 @@
 //!   an allocation, as a forked child of a multi-threaded process must.
 //! - After [`in_forked_child`], nothing here calls into the loader.
 
-use crate::proto::protocol::TaskCode;
+use crate::proto::protocol::CallCode;
 use crate::sys::{self, Segment};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -172,16 +172,16 @@ pub fn code_id(entry: u64, function: u64) -> u64 {
 /// Allocates nothing and takes no lock.
 ///
 /// ```
-/// use forkpool_worker::{code_map, protocol::TaskCode};
+/// use forkpool_worker::{code_map, protocol::CallCode};
 /// fn double(x: u64) -> u64 { x * 2 }
 /// let address = double as fn(u64) -> u64 as usize as u64;
 /// let code_id = code_map::code_id(address, address);
-/// assert_eq!(code_map::check(&TaskCode { entry: address, function: address, code_id }), Ok(()));
-/// let wrong = TaskCode { entry: address, function: address, code_id: code_id ^ 2 };
+/// assert_eq!(code_map::check(&CallCode { entry: address, function: address, code_id }), Ok(()));
+/// let wrong = CallCode { entry: address, function: address, code_id: code_id ^ 2 };
 /// assert_eq!(code_map::check(&wrong), Err(address));
-/// assert_eq!(code_map::check(&TaskCode { entry: address, function: 8, code_id }), Err(8));
+/// assert_eq!(code_map::check(&CallCode { entry: address, function: 8, code_id }), Err(8));
 /// ```
-pub fn check(code: &TaskCode) -> Result<(), u64> {
+pub fn check(code: &CallCode) -> Result<(), u64> {
     let Some(snapshot) = published() else {
         return Err(code.entry);
     };
@@ -286,12 +286,12 @@ mod tests {
             let data = std::ptr::from_ref(&*heap) as usize as u64;
             assert_eq!(snapshot.identity_of(data), None, "the heap is not code");
         }
-        let code = TaskCode {
+        let code = CallCode {
             entry: local,
             function: write,
             code_id: code_id(local, write),
         };
         assert_eq!(check(&code), Ok(()));
-        assert_eq!(check(&TaskCode { code_id: 0, ..code }), Err(write));
+        assert_eq!(check(&CallCode { code_id: 0, ..code }), Err(write));
     }
 }

@@ -4,7 +4,7 @@
 //! become datagrams). Integers are little-endian, fixed width.
 //!
 //! Parent → worker:
-//! - `Task`: `[1][call u64][chunk u64][entry u64][function u64][code_id u64][first_index u64]
+//! - `Chunk`: `[1][call u64][chunk u64][entry u64][function u64][code_id u64][first_index u64]
 //!   [count u32]` then `count` bincode items back to back. `entry` and `function` are code
 //!   addresses in the parent (0 for a closure pool), `code_id` a hash of the loaded objects that
 //!   hold them (see [`crate::proto::code_map`]).
@@ -13,7 +13,7 @@
 //! - `Batch`: `[4]` then frames of the kinds above, each as `[len u32][frame]`: handled in
 //!   order, as if sent one by one (the parent sends several small frames in one message).
 //! - `InArena`: `[5][start u64][len u64][check u64]`: the frame is the span `(start, len)` of
-//!   the worker's task arena (see [`arena`](crate::shared::arena)), whose words have the check `check`
+//!   the worker's chunk arena (see [`arena`](crate::shared::arena)), whose words have the check `check`
 //!   (the value of an [`arena::SpanCheck`](crate::shared::arena::SpanCheck)); any kind above but
 //!   `InArena`.
 //!
@@ -42,14 +42,14 @@
 //! A worker's death is no frame: the parent's reaper thread reaps it and tells the parent's
 //! inbox in-process, which reads what is left in the dead worker's socket first.
 //!
-//! Invariant: a worker answers every `Task` with exactly one `Reply` carrying exactly `count`
+//! Invariant: a worker answers every `Chunk` with exactly one `Reply` carrying exactly `count`
 //! outcomes, in item order, unless it dies first.
 
 use crate::proto::codec;
 use crate::shared::arena::Span;
 use serde::Serialize;
 
-const TASK: u8 = 1;
+const CHUNK: u8 = 1;
 const CONTEXT: u8 = 2;
 const SHUTDOWN: u8 = 3;
 const BATCH: u8 = 4;
@@ -62,7 +62,7 @@ const INIT_FAILED: u8 = 0xA2;
 /// Size of an `InArena` frame.
 pub const IN_ARENA_LEN: usize = 1 + 8 + 8 + 8;
 
-/// The frame that tells a worker its next frame lies in its task arena at `span`, whose words
+/// The frame that tells a worker its next frame lies in its chunk arena at `span`, whose words
 /// have the check `check` (an [`arena::SpanCheck`](crate::shared::arena::SpanCheck)'s value).
 pub fn in_arena_frame(span: Span, check: u64) -> [u8; IN_ARENA_LEN] {
     let mut frame = [0u8; IN_ARENA_LEN];
@@ -73,8 +73,8 @@ pub fn in_arena_frame(span: Span, check: u64) -> [u8; IN_ARENA_LEN] {
     frame
 }
 
-/// Size of a task frame's header; the items follow it.
-pub const TASK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
+/// Size of a chunk frame's header; the items follow it.
+pub const CHUNK_HEADER_LEN: usize = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
 /// Size of a reply frame's header; the outcomes follow it.
 pub const REPLY_HEADER_LEN: usize = 1 + 8 + 8 + 4 + 8;
 
@@ -125,7 +125,7 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// Run a chunk of items.
-    Task(Task<'a>),
+    Chunk(Chunk<'a>),
     /// Keep this context for the tasks of `call`.
     Context {
         /// The call the context belongs to.
@@ -137,7 +137,7 @@ pub enum Command<'a> {
     Shutdown,
     /// Several frames in one message; read them with [`Batch::next`].
     Batch(Batch<'a>),
-    /// The frame lies in the worker's task arena, at `span`; `check` is the value of the
+    /// The frame lies in the worker's chunk arena, at `span`; `check` is the value of the
     /// check of its words (see [`arena::SpanCheck`](crate::shared::arena::SpanCheck)).
     InArena {
         /// Where the frame lies.
@@ -182,13 +182,13 @@ pub fn push_to_batch(buf: &mut Vec<u8>, frame: &[u8]) {
 
 /// A chunk of items to run, as the worker sees it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Task<'a> {
+pub struct Chunk<'a> {
     /// Which call of the pool this chunk belongs to.
     pub call: u64,
     /// The chunk's sequence number within its call.
     pub chunk: u64,
     /// The code that runs the chunk.
-    pub code: TaskCode,
+    pub code: CallCode,
     /// The index, within the call, of the chunk's first item.
     pub first_index: u64,
     /// How many items the chunk holds.
@@ -202,7 +202,7 @@ pub struct Task<'a> {
 /// [`crate::proto::code_map`]). All zero for a closure pool's maps, whose workers hold their closure; a
 /// closure pool's reduction names its entry and fold or reduce function.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TaskCode {
+pub struct CallCode {
     /// The address of the entry that runs the chunk (see [`crate::child::job::EntryFn`]).
     pub entry: u64,
     /// The address of the user's function the entry calls, a fn pointer.
@@ -216,17 +216,17 @@ impl<'a> Command<'a> {
     /// Reads a frame; `None` if it is malformed.
     pub fn parse(frame: &'a [u8]) -> Option<Command<'a>> {
         match *frame.first()? {
-            TASK => Some(Command::Task(Task {
+            CHUNK => Some(Command::Chunk(Chunk {
                 call: u64_at(frame, 1)?,
                 chunk: u64_at(frame, 9)?,
-                code: TaskCode {
+                code: CallCode {
                     entry: u64_at(frame, 17)?,
                     function: u64_at(frame, 25)?,
                     code_id: u64_at(frame, 33)?,
                 },
                 first_index: u64_at(frame, 41)?,
                 count: u32_at(frame, 49)?,
-                items: frame.get(TASK_HEADER_LEN..)?,
+                items: frame.get(CHUNK_HEADER_LEN..)?,
             })),
             CONTEXT => Some(Command::Context {
                 call: u64_at(frame, 1)?,
@@ -246,23 +246,23 @@ impl<'a> Command<'a> {
     }
 }
 
-/// Starts a task frame in `buf` (reusing its allocation): the caller appends the items with
-/// [`codec::encode_into`], then calls [`seal_task`].
-pub fn begin_task(buf: &mut Vec<u8>) {
+/// Starts a chunk frame in `buf` (reusing its allocation): the caller appends the items with
+/// [`codec::encode_into`], then calls [`seal_chunk_frame`].
+pub fn begin_chunk_frame(buf: &mut Vec<u8>) {
     buf.clear();
-    buf.resize(TASK_HEADER_LEN, 0);
+    buf.resize(CHUNK_HEADER_LEN, 0);
 }
 
-/// Writes the header of a task frame begun with [`begin_task`].
-pub fn seal_task(
+/// Writes the header of a chunk frame begun with [`begin_chunk_frame`].
+pub fn seal_chunk_frame(
     buf: &mut [u8],
     call: u64,
     chunk: u64,
-    code: &TaskCode,
+    code: &CallCode,
     first_index: u64,
     count: u32,
 ) {
-    buf[0] = TASK;
+    buf[0] = CHUNK;
     buf[1..9].copy_from_slice(&call.to_le_bytes());
     buf[9..17].copy_from_slice(&chunk.to_le_bytes());
     buf[17..25].copy_from_slice(&code.entry.to_le_bytes());

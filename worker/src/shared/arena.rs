@@ -36,7 +36,7 @@
 //!   wrong value.
 //! - A reader releases a span once it has copied it, or once it is done reading it in place:
 //!   nothing reads the span after that.
-//! - The parent trusts nothing in the reply arena or in the task arena's `released`. A
+//! - The parent trusts nothing in the reply arena or in the chunk arena's `released`. A
 //!   `released` beyond what the parent wrote only harms the worker that lies: the parent may
 //!   then overwrite a task before the worker copies it, which its check then catches.
 //! - Every access to the shared words from the parent is atomic: the worker may write to them
@@ -55,7 +55,7 @@ pub const ARENA_WORDS: usize = ARENA_BYTES / 8;
 /// off alone, each row the median of 6 runs alternating with main (`cargo run --release
 /// --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`, then 6 more on rows
 /// a, e, j; row (a)'s default chunks of 8,192 ints make frames over this threshold):
-/// - without the task arena, row (a) ran 1.26× and 1.22× slower, (e) in 1.07× and 1.10×, (e)
+/// - without the chunk arena, row (a) ran 1.26× and 1.22× slower, (e) in 1.07× and 1.10×, (e)
 ///   echoed 1.17× and 1.06×, (j) 1.16× and 1.02×, (b) 1.03×, (l) 1.08×;
 /// - without the reply arena, row (a) 1.21× and 1.35×, (e) in 0.92× and 1.13×, (e) echoed
 ///   1.00× and 1.05×, (j) 0.96× and 1.00×, (b) 0.91×, (l) 0.97×;

@@ -43,13 +43,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// What the first page of the mapping holds; the ring's words follow at [`PAGE`], then the
-/// task arena's words, then the reply arena's.
+/// chunk arena's words, then the reply arena's.
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Shared {
     progress: Progress,
     ring: RingHeader,
-    task_arena: ArenaHeader,
+    chunk_arena: ArenaHeader,
     reply_arena: ArenaHeader,
 }
 
@@ -72,7 +72,7 @@ unsafe fn view<'a>(base: *mut Shared) -> View<'a> {
             std::slice::from_raw_parts(base.cast::<u8>().add(offset).cast::<AtomicU64>(), count)
         };
         let ring_words = words_at(PAGE, RING_WORDS);
-        let task_words = words_at(PAGE + RING_BYTES, ARENA_WORDS);
+        let chunk_words = words_at(PAGE + RING_BYTES, ARENA_WORDS);
         let reply_words = words_at(PAGE + RING_BYTES + ARENA_BYTES, ARENA_WORDS);
         View {
             progress: &shared.progress,
@@ -81,7 +81,7 @@ unsafe fn view<'a>(base: *mut Shared) -> View<'a> {
                 ring_words,
                 Arena::new(&shared.reply_arena, reply_words),
             ),
-            tasks: Arena::new(&shared.task_arena, task_words),
+            chunks: Arena::new(&shared.chunk_arena, chunk_words),
         }
     }
 }
@@ -91,7 +91,7 @@ unsafe fn view<'a>(base: *mut Shared) -> View<'a> {
 struct View<'a> {
     progress: &'a Progress,
     ring: Ring<'a>,
-    tasks: Arena<'a>,
+    chunks: Arena<'a>,
 }
 
 /// The shared counters of one worker.
@@ -364,10 +364,10 @@ impl SharedRegion {
         unsafe { view(self.ptr.as_ptr()).ring }
     }
 
-    /// The worker's task arena, which the parent writes.
-    pub fn task_arena(&self) -> Arena<'_> {
+    /// The worker's chunk arena, which the parent writes.
+    pub fn chunk_arena(&self) -> Arena<'_> {
         // SAFETY: the mapping is live until `drop` (see `new`).
-        unsafe { view(self.ptr.as_ptr()).tasks }
+        unsafe { view(self.ptr.as_ptr()).chunks }
     }
 
     /// The address to hand to the child, which passes it to [`install`] after the fork.
@@ -417,8 +417,8 @@ pub fn current_ring() -> Option<Ring<'static>> {
 }
 
 /// The arena this worker's parent writes big tasks into, if it has a page.
-pub fn current_task_arena() -> Option<Arena<'static>> {
-    current_view().map(|view| view.tasks)
+pub fn current_chunk_arena() -> Option<Arena<'static>> {
+    current_view().map(|view| view.chunks)
 }
 
 fn current_view() -> Option<View<'static>> {
@@ -479,7 +479,7 @@ mod tests {
             !p.claim() && !p.claim() && !p.claim() && !p.claim(),
             "2 to 5 skipped"
         );
-        // Task 6, sent later, runs; the worker had passed 5, so nothing is left to take.
+        // Chunk 6, sent later, runs; the worker had passed 5, so nothing is left to take.
         assert!(p.claim(), "task 6 runs");
         assert_eq!(p.revoke(6, 6), None);
         // The worker started 7 while 6 was still unanswered: only 8 is taken.

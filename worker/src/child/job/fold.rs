@@ -16,7 +16,7 @@
 
 use super::{WorkerState, fail_rest, run_items};
 use crate::proto::code_map;
-use crate::proto::protocol::{ReplyWriter, Task, TaskCode};
+use crate::proto::protocol::{ReplyWriter, Chunk, CallCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -36,12 +36,12 @@ pub struct ReduceCode {
 /// # Safety
 /// As for [`EntryFn`](super::EntryFn).
 pub type ClosureEntryFn<T, R> =
-    unsafe fn(&mut WorkerState, &Task<'_>, &mut ReplyWriter, &dyn Fn(T) -> R);
+    unsafe fn(&mut WorkerState, &Chunk<'_>, &mut ReplyWriter, &dyn Fn(T) -> R);
 
 /// Folds the items of a chunk into partial results: `next` takes the accumulator so far (`None`
 /// at the start of a run) and an item, and returns the accumulator after it. Wraps
 /// [`run_items`], so decoding, cancels, panics and progress are handled as for a map.
-fn fold_items<T, A>(task: &Task<'_>, out: &mut ReplyWriter, mut next: impl FnMut(Option<A>, T) -> A)
+fn fold_items<T, A>(task: &Chunk<'_>, out: &mut ReplyWriter, mut next: impl FnMut(Option<A>, T) -> A)
 where
     T: DeserializeOwned,
     A: Serialize,
@@ -67,7 +67,7 @@ where
 /// # Safety
 /// As for [`plain_entry`](super::plain_entry), with `fn(A, T) -> A` for `fn(T) -> R`, and the
 /// call's context an encoded `A`.
-pub unsafe fn fold_entry<A, T>(state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
+pub unsafe fn fold_entry<A, T>(state: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter)
 where
     A: Serialize + DeserializeOwned + Clone + 'static,
     T: DeserializeOwned,
@@ -89,7 +89,7 @@ where
 /// As for [`plain_entry`](super::plain_entry), and the call's context an encoded
 /// [`ReduceCode`] that the parent made from a `fn(R, R) -> R` (its code is checked with
 /// [`code_map::check`] before it is called).
-pub unsafe fn reduce_entry<T, R>(state: &mut WorkerState, task: &Task<'_>, out: &mut ReplyWriter)
+pub unsafe fn reduce_entry<T, R>(state: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter)
 where
     T: DeserializeOwned,
     R: Serialize,
@@ -100,7 +100,7 @@ where
         Ok(reduce) => *reduce,
         Err(message) => return fail_rest(out, task.count, &message),
     };
-    let code = TaskCode {
+    let code = CallCode {
         entry: task.code.entry,
         function: reduce.function,
         code_id: reduce.code_id,
@@ -133,7 +133,7 @@ where
 /// call's context an encoded `A`.
 pub unsafe fn closure_fold_entry<T, R, A>(
     state: &mut WorkerState,
-    task: &Task<'_>,
+    task: &Chunk<'_>,
     out: &mut ReplyWriter,
     map: &dyn Fn(T) -> R,
 ) where
@@ -157,7 +157,7 @@ pub unsafe fn closure_fold_entry<T, R, A>(
 /// As for [`plain_entry`](super::plain_entry), with `fn(R, R) -> R` for `fn(T) -> R`.
 pub unsafe fn closure_reduce_entry<T, R>(
     _: &mut WorkerState,
-    task: &Task<'_>,
+    task: &Chunk<'_>,
     out: &mut ReplyWriter,
     map: &dyn Fn(T) -> R,
 ) where
@@ -176,7 +176,7 @@ pub unsafe fn closure_reduce_entry<T, R>(
     });
 }
 
-/// The address of `entry`, as a task frame carries it.
+/// The address of `entry`, as a chunk frame carries it.
 pub fn closure_entry_address<T, R>(entry: ClosureEntryFn<T, R>) -> u64 {
     entry as usize as u64
 }

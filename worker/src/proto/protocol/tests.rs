@@ -3,19 +3,19 @@
 use super::*;
 
 #[test]
-fn task_frame_round_trips() {
+fn chunk_frame_round_trips() {
     let mut bytes = Vec::new();
-    begin_task(&mut bytes);
+    begin_chunk_frame(&mut bytes);
     codec::encode_into(&mut bytes, &5u32).unwrap();
-    let code = TaskCode {
+    let code = CallCode {
         entry: 0xdead,
         function: 0xbeef,
         code_id: 0xc0de,
     };
-    seal_task(&mut bytes, 3, 4, &code, 100, 1);
-    assert_eq!(bytes.len(), TASK_HEADER_LEN + 1);
+    seal_chunk_frame(&mut bytes, 3, 4, &code, 100, 1);
+    assert_eq!(bytes.len(), CHUNK_HEADER_LEN + 1);
     match Command::parse(&bytes).unwrap() {
-        Command::Task(task) => {
+        Command::Chunk(task) => {
             assert_eq!((task.call, task.chunk, task.code), (3, 4, code));
             assert_eq!((task.first_index, task.count), (100, 1));
             assert_eq!(codec::decode::<u32>(task.items).unwrap().0, 5);
@@ -97,7 +97,7 @@ fn a_batch_yields_its_frames_in_order() {
 #[test]
 fn malformed_frames_are_rejected() {
     assert_eq!(Command::parse(&[]), None);
-    assert_eq!(Command::parse(&[TASK, 1, 2]), None);
+    assert_eq!(Command::parse(&[CHUNK, 1, 2]), None);
     assert_eq!(Message::parse(&[42]), None);
     assert_eq!(Message::parse(&[REPLY, 0, 0]), None);
     assert_eq!(Message::parse(&[READY, 0]), None);
