@@ -7,7 +7,7 @@
 
 use super::{Call, Origin, Part};
 use crate::engine::call_queue::CallEvent;
-use crate::engine::{Cause, Verdict};
+use crate::engine::{FailCause, Verdict};
 use crate::error::{Death, Error, ItemError, PoolError};
 use crate::transport::outcome::{self, Outcome, failed};
 use forkpool_worker::protocol::{self, OutcomeReader};
@@ -326,12 +326,12 @@ pub(super) struct Ending {
 }
 
 /// The error of the item that was running when its worker ended.
-fn cause_error(cause: Cause, index: u64, pid: u32, death: Death) -> Error {
+fn cause_error(cause: FailCause, index: u64, pid: u32, death: Death) -> Error {
     match cause {
-        Cause::Died => ItemError::WorkerDied { index, pid, death },
-        Cause::TimedOut(after) => ItemError::TimedOut { index, pid, after },
-        Cause::OutOfMemory(limit) => ItemError::OutOfMemory { index, pid, limit },
-        Cause::Protocol(what) => ItemError::Protocol { index, pid, what },
+        FailCause::Died => ItemError::WorkerDied { index, pid, death },
+        FailCause::TimedOut(after) => ItemError::TimedOut { index, pid, after },
+        FailCause::OutOfMemory(limit) => ItemError::OutOfMemory { index, pid, limit },
+        FailCause::Protocol(what) => ItemError::Protocol { index, pid, what },
     }
     .into()
 }

@@ -376,7 +376,7 @@ mod tests {
     use super::*;
     use crate::engine::Settings;
     use crate::engine::call_queue::Queued;
-    use crate::engine::worker_handle::Cause;
+    use crate::engine::worker_handle::FailCause;
     use std::collections::HashSet;
 
     /// Chunk `chunk` of call `call`, of `count` items.
@@ -405,7 +405,7 @@ mod tests {
             .collect();
         let culprit = Verdict::Culprit {
             offset: 2,
-            cause: Cause::Died,
+            cause: FailCause::Died,
         };
         let no_first = |_: &Sent| -> bool { panic!("not a death before the chunk began") };
         let (cost, settled) = death_costs(&held, culprit.clone(), no_first, |call| call == 1);
@@ -431,14 +431,14 @@ mod tests {
         let held: VecDeque<Sent> = [sent(1, 7, 1), sent(1, 8, 1)].into_iter().collect();
         let mut deaths = HashSet::new();
         let mut first = |front: &Sent| deaths.insert((front.call, front.chunk));
-        let blameless = Verdict::Blameless(Cause::OutOfMemory(64));
+        let blameless = Verdict::Blameless(FailCause::OutOfMemory(64));
         let (cost, settled) = death_costs(&held, blameless.clone(), &mut first, |_| true);
         assert_eq!(settled, Settled::Nothing);
         assert_eq!((&cost[&1].0, again(&cost[&1])), (&None, vec![7, 8]));
         let (cost, settled) = death_costs(&held, blameless, &mut first, |_| true);
         // The second time: a chunk of one item whose death names no item fails that item.
         assert_eq!(settled, Settled::ItsItem);
-        let unknown = Verdict::Unknown(Cause::OutOfMemory(64));
+        let unknown = Verdict::Unknown(FailCause::OutOfMemory(64));
         assert_eq!(cost[&1].0, Some((7, unknown)));
         assert_eq!(again(&cost[&1]), [8]);
     }
@@ -487,9 +487,9 @@ mod tests {
     fn a_death_settles_its_item_only_when_the_item_is_known_and_its_call_lives() {
         let culprit = Verdict::Culprit {
             offset: 2,
-            cause: Cause::Died,
+            cause: FailCause::Died,
         };
-        let unknown = Verdict::Unknown(Cause::Died);
+        let unknown = Verdict::Unknown(FailCause::Died);
         assert_eq!(settles(&culprit, 4, true), Settled::ItsItem);
         assert_eq!(settles(&culprit, 1, true), Settled::ItsItem);
         // A chunk of one item whose death names no item: that item is the one.
@@ -499,7 +499,7 @@ mod tests {
         // No item had begun: sent again.
         assert_eq!(settles(&Verdict::Requeue, 1, true), Settled::Nothing);
         assert_eq!(
-            settles(&Verdict::Blameless(Cause::Died), 1, true),
+            settles(&Verdict::Blameless(FailCause::Died), 1, true),
             Settled::Nothing
         );
         // Its call ended: the death settles nothing a call waits for.

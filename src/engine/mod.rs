@@ -72,7 +72,7 @@ use crate::engine::chunking::Window;
 use crate::engine::crash_guard::{CrashGuard, RestartLimit};
 use crate::engine::call_queue::{CallQueue, CallEvent, EventBatch};
 use crate::engine::worker_handle::WorkerHandle;
-pub(crate) use crate::engine::worker_handle::{Cause, Verdict};
+pub(crate) use crate::engine::worker_handle::{FailCause, Verdict};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
 use crate::stats::{PoolCounters, ParentTimes, PoolStats};

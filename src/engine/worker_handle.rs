@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 mod verdict;
 
-pub(crate) use verdict::{Cause, Verdict};
+pub(crate) use verdict::{FailCause, Verdict};
 
 /// How long a worker stopped with `SIGTERM` has before `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_millis(100);

@@ -20,18 +20,18 @@ pub(crate) enum Verdict {
     /// itself to blame (its frame may be what kills workers; a tiny timeout may catch its items
     /// only between them): then it is [`Verdict::Unknown`] with this cause. The engine turns
     /// this into one of the two; the scheduler never sees it.
-    Blameless(Cause),
+    Blameless(FailCause),
     /// The item at `offset` (within the chunk) was running: it gets `cause`, the others of the
     /// chunk are innocent.
-    Culprit { offset: u32, cause: Cause },
+    Culprit { offset: u32, cause: FailCause },
     /// Which item, if any, is to blame is unknown (the worker died between items, or broke
     /// the protocol): items that fail get `cause`.
-    Unknown(Cause),
+    Unknown(FailCause),
 }
 
 /// What an item that was running when its worker ended gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Cause {
+pub(crate) enum FailCause {
     /// The worker died.
     Died,
     /// The parent stopped it after the item ran for this long.
@@ -89,7 +89,7 @@ pub(crate) struct Record<'a> {
 /// A worker killed for breaking the protocol is not believed about anything, its progress
 /// page included: its running chunk's items are run again one by one elsewhere (see
 /// [`Verdict::Unknown`]), so the item that made it misbehave fails alone, with
-/// [`Cause::Protocol`], once it misbehaves again as a chunk of one.
+/// [`FailCause::Protocol`], once it misbehaves again as a chunk of one.
 pub(crate) fn verdict_of(
     record: Record<'_>,
     snapshot: impl FnOnce() -> Snapshot,
@@ -101,7 +101,7 @@ pub(crate) fn verdict_of(
         return Verdict::Requeue;
     };
     if let Some(what) = record.offense {
-        return Verdict::Unknown(Cause::Protocol(what.to_string()));
+        return Verdict::Unknown(FailCause::Protocol(what.to_string()));
     }
     if !record.ready {
         return Verdict::Requeue; // its initializer never returned: no item ran
@@ -152,7 +152,7 @@ struct Facts {
 
 /// The verdict on a dead worker's front chunk. A worker the parent stopped for a timeout
 /// (an item past it, a stall, its chunk past the parent's own bound) fails what it fails with
-/// [`Cause::TimedOut`], whatever signal ended it: the parent sent it. The page only says which
+/// [`FailCause::TimedOut`], whatever signal ended it: the parent sent it. The page only says which
 /// item to blame, and is not believed when it says more items began than the chunk has.
 fn judge(facts: Facts) -> Verdict {
     let Facts {
@@ -169,49 +169,49 @@ fn judge(facts: Facts) -> Verdict {
     };
     let timed_out = stopped.and_then(|(reason, after, _)| match reason {
         StopReason::Item { .. } | StopReason::Stalled | StopReason::Overran => {
-            Some(Cause::TimedOut(after))
+            Some(FailCause::TimedOut(after))
         }
         StopReason::Dropped | StopReason::Init => None,
     });
     if begun > u64::from(count) {
-        return Verdict::Unknown(timed_out.unwrap_or(Cause::Died));
+        return Verdict::Unknown(timed_out.unwrap_or(FailCause::Died));
     }
     match stopped {
         Some((StopReason::Item { .. }, after, item_to_blame)) => {
             if begun > 0 && running && item_to_blame {
                 // The item it was stopped for, or one that began after it and has run past
                 // the limit too by now (a tiny limit).
-                culprit(begun - 1, Cause::TimedOut(after))
+                culprit(begun - 1, FailCause::TimedOut(after))
             } else {
                 // Stopped for an item that finished just before the signal: this chunk is
                 // innocent this time (twice, and it is the chunk's doing: a tiny limit).
-                Verdict::Blameless(Cause::TimedOut(after))
+                Verdict::Blameless(FailCause::TimedOut(after))
             }
         }
         Some((StopReason::Stalled, after, _)) => {
             if begun > 0 && running {
-                culprit(begun - 1, Cause::TimedOut(after))
+                culprit(begun - 1, FailCause::TimedOut(after))
             } else if begun == 0 {
                 // It never began the chunk (stopped from outside, or too slow to start on a
                 // loaded machine): no item of it is to blame this time (twice, and it is).
-                Verdict::Blameless(Cause::TimedOut(after))
+                Verdict::Blameless(FailCause::TimedOut(after))
             } else if begun < u64::from(count) {
                 // Stuck between two items: the next one is the one that waited too long.
-                culprit(begun, Cause::TimedOut(after))
+                culprit(begun, FailCause::TimedOut(after))
             } else {
-                Verdict::Unknown(Cause::TimedOut(after))
+                Verdict::Unknown(FailCause::TimedOut(after))
             }
         }
         Some((StopReason::Overran, after, _)) => {
             if begun == 0 {
                 // By its page it never began the chunk: as for a stall (twice, and the chunk
                 // is to blame).
-                Verdict::Blameless(Cause::TimedOut(after))
+                Verdict::Blameless(FailCause::TimedOut(after))
             } else {
                 // Honest counters stop an item past its timeout, or a stalled worker, long
                 // before this bound: these lied. Its items run again one by one, each under
                 // its own bound, and the one that overruns alone fails.
-                Verdict::Unknown(Cause::TimedOut(after))
+                Verdict::Unknown(FailCause::TimedOut(after))
             }
         }
         Some((StopReason::Dropped | StopReason::Init, _, _)) => Verdict::Requeue,
@@ -222,11 +222,11 @@ fn judge(facts: Facts) -> Verdict {
                 (Some(limit), Death::Exit(EXIT_BAD_FRAME)) if begun == 0 => Some(limit),
                 _ => None,
             };
-            let cause = out_of_memory.map_or(Cause::Died, Cause::OutOfMemory);
+            let cause = out_of_memory.map_or(FailCause::Died, FailCause::OutOfMemory);
             if begun == 0 {
                 Verdict::Blameless(cause)
             } else if !running {
-                Verdict::Unknown(Cause::Died)
+                Verdict::Unknown(FailCause::Died)
             } else {
                 culprit(begun - 1, cause)
             }
@@ -267,7 +267,7 @@ mod tests {
                         Verdict::Culprit { cause, .. } => cause,
                         Verdict::Requeue => panic!("{reason:?}, {begun} begun: requeued"),
                     };
-                    assert_eq!(cause, &Cause::TimedOut(LIMIT), "{reason:?}, {begun} begun");
+                    assert_eq!(cause, &FailCause::TimedOut(LIMIT), "{reason:?}, {begun} begun");
                 }
             }
         }
@@ -276,10 +276,10 @@ mod tests {
     #[test]
     fn more_items_begun_than_the_chunk_holds_blames_none_of_them() {
         let stalled = judge(facts(5, true, Some(StopReason::Stalled)));
-        assert_eq!(stalled, Verdict::Unknown(Cause::TimedOut(LIMIT)));
+        assert_eq!(stalled, Verdict::Unknown(FailCause::TimedOut(LIMIT)));
         let item = judge(facts(7, true, Some(StopReason::Item { ticket: 7 })));
-        assert_eq!(item, Verdict::Unknown(Cause::TimedOut(LIMIT)));
-        assert_eq!(judge(facts(5, true, None)), Verdict::Unknown(Cause::Died));
+        assert_eq!(item, Verdict::Unknown(FailCause::TimedOut(LIMIT)));
+        assert_eq!(judge(facts(5, true, None)), Verdict::Unknown(FailCause::Died));
     }
 
     #[test]
@@ -287,10 +287,10 @@ mod tests {
         for running in [false, true] {
             for begun in 1..=4 {
                 let verdict = judge(facts(begun, running, Some(StopReason::Overran)));
-                assert_eq!(verdict, Verdict::Unknown(Cause::TimedOut(LIMIT)));
+                assert_eq!(verdict, Verdict::Unknown(FailCause::TimedOut(LIMIT)));
             }
             let verdict = judge(facts(0, running, Some(StopReason::Overran)));
-            assert_eq!(verdict, Verdict::Blameless(Cause::TimedOut(LIMIT)));
+            assert_eq!(verdict, Verdict::Blameless(FailCause::TimedOut(LIMIT)));
         }
     }
 
@@ -301,12 +301,12 @@ mod tests {
             verdict,
             Verdict::Culprit {
                 offset: 1,
-                cause: Cause::TimedOut(LIMIT)
+                cause: FailCause::TimedOut(LIMIT)
             }
         );
         let mut finished = facts(2, false, Some(StopReason::Item { ticket: 2 }));
         finished.stopped = Some((StopReason::Item { ticket: 2 }, LIMIT, false));
-        assert_eq!(judge(finished), Verdict::Blameless(Cause::TimedOut(LIMIT)));
+        assert_eq!(judge(finished), Verdict::Blameless(FailCause::TimedOut(LIMIT)));
     }
 
     #[test]
@@ -315,12 +315,12 @@ mod tests {
             judge(facts(3, true, None)),
             Verdict::Culprit {
                 offset: 2,
-                cause: Cause::Died
+                cause: FailCause::Died
             }
         );
         assert_eq!(
             judge(facts(0, false, None)),
-            Verdict::Blameless(Cause::Died)
+            Verdict::Blameless(FailCause::Died)
         );
         assert_eq!(
             judge(facts(2, true, Some(StopReason::Dropped))),
@@ -351,7 +351,7 @@ mod tests {
         }
     }
 
-    fn culprit(offset: u32, cause: Cause) -> Verdict {
+    fn culprit(offset: u32, cause: FailCause) -> Verdict {
         Verdict::Culprit { offset, cause }
     }
 
@@ -364,47 +364,47 @@ mod tests {
         // (what it says on its page, its death, memory limit, the verdict)
         let cases = [
             // The item at offset 2 runs (begun 3, ended 2): it is to blame.
-            (page(3, 3, 2), SEGV, None, culprit(2, Cause::Died)),
-            (page(3, 1, 0), SEGV, None, culprit(0, Cause::Died)),
-            (page(3, 4, 3), SEGV, None, culprit(3, Cause::Died)),
+            (page(3, 3, 2), SEGV, None, culprit(2, FailCause::Died)),
+            (page(3, 1, 0), SEGV, None, culprit(0, FailCause::Died)),
+            (page(3, 4, 3), SEGV, None, culprit(3, FailCause::Died)),
             // A failed allocation under the memory limit.
             (
                 page(3, 2, 1),
                 ABRT,
                 oom,
-                culprit(1, Cause::OutOfMemory(1 << 20)),
+                culprit(1, FailCause::OutOfMemory(1 << 20)),
             ),
-            (page(3, 2, 1), ABRT, None, culprit(1, Cause::Died)),
+            (page(3, 2, 1), ABRT, None, culprit(1, FailCause::Died)),
             // Between two items: none is known to be the one.
-            (page(3, 2, 2), SEGV, None, Verdict::Unknown(Cause::Died)),
+            (page(3, 2, 2), SEGV, None, Verdict::Unknown(FailCause::Died)),
             // Its page counts no chunk past those it answered: it never started the front one,
             // whatever its item counters say.
-            (page(2, 3, 2), SEGV, None, Verdict::Blameless(Cause::Died)),
-            (page(1, 9, 0), SEGV, None, Verdict::Blameless(Cause::Died)),
+            (page(2, 3, 2), SEGV, None, Verdict::Blameless(FailCause::Died)),
+            (page(1, 9, 0), SEGV, None, Verdict::Blameless(FailCause::Died)),
             // Started the chunk, no item begun yet.
-            (page(3, 0, 0), SEGV, None, Verdict::Blameless(Cause::Died)),
+            (page(3, 0, 0), SEGV, None, Verdict::Blameless(FailCause::Died)),
             // A frame it could not allocate under the limit, before any item.
             (
                 page(3, 0, 0),
                 Death::Exit(EXIT_BAD_FRAME),
                 oom,
-                Verdict::Blameless(Cause::OutOfMemory(1 << 20)),
+                Verdict::Blameless(FailCause::OutOfMemory(1 << 20)),
             ),
             (
                 page(3, 1, 0),
                 Death::Exit(EXIT_BAD_FRAME),
                 oom,
-                culprit(0, Cause::Died),
+                culprit(0, FailCause::Died),
             ),
             // Lying counters: more begun than the chunk holds, or more ended than begun.
-            (page(3, 5, 4), SEGV, None, Verdict::Unknown(Cause::Died)),
-            (page(3, 1_000, 0), SEGV, None, Verdict::Unknown(Cause::Died)),
-            (page(3, 2, 3), SEGV, None, Verdict::Unknown(Cause::Died)),
+            (page(3, 5, 4), SEGV, None, Verdict::Unknown(FailCause::Died)),
+            (page(3, 1_000, 0), SEGV, None, Verdict::Unknown(FailCause::Died)),
+            (page(3, 2, 3), SEGV, None, Verdict::Unknown(FailCause::Died)),
             (
                 page(3, 2, u64::MAX - 10),
                 SEGV,
                 None,
-                Verdict::Unknown(Cause::Died),
+                Verdict::Unknown(FailCause::Died),
             ),
             // Begun below the chunk's base: nothing of it began.
             (
@@ -414,7 +414,7 @@ mod tests {
                 },
                 SEGV,
                 None,
-                Verdict::Blameless(Cause::Died),
+                Verdict::Blameless(FailCause::Died),
             ),
         ];
         for (at, (snap, death, limit, expected)) in cases.into_iter().enumerate() {
@@ -438,41 +438,41 @@ mod tests {
                 13,
                 page(3, 3, 2),
                 started,
-                culprit(2, Cause::TimedOut(LIMIT)),
+                culprit(2, FailCause::TimedOut(LIMIT)),
             ),
             // That item ended before the signal, the next one runs within its limit.
             (
                 12,
                 page(3, 3, 2),
                 started,
-                Verdict::Blameless(Cause::TimedOut(LIMIT)),
+                Verdict::Blameless(FailCause::TimedOut(LIMIT)),
             ),
             (
                 12,
                 page(3, 3, 2),
                 started + limit - 1,
-                Verdict::Blameless(Cause::TimedOut(LIMIT)),
+                Verdict::Blameless(FailCause::TimedOut(LIMIT)),
             ),
             // ... or has run past it too by now (a tiny limit).
             (
                 12,
                 page(3, 3, 2),
                 started + limit,
-                culprit(2, Cause::TimedOut(LIMIT)),
+                culprit(2, FailCause::TimedOut(LIMIT)),
             ),
             // Between items: the item it was stopped for ended.
             (
                 13,
                 page(3, 3, 3),
                 started + limit,
-                Verdict::Blameless(Cause::TimedOut(LIMIT)),
+                Verdict::Blameless(FailCause::TimedOut(LIMIT)),
             ),
             // Lying counters: more begun than the chunk holds.
             (
                 15,
                 page(3, 5, 4),
                 started,
-                Verdict::Unknown(Cause::TimedOut(LIMIT)),
+                Verdict::Unknown(FailCause::TimedOut(LIMIT)),
             ),
         ];
         for (at, (ticket, snap, now, expected)) in cases.into_iter().enumerate() {
@@ -488,7 +488,7 @@ mod tests {
             ..stopped(12)
         };
         let verdict = verdict_of(late, || page(3, 3, 2), || started + limit, SEGV, None);
-        assert_eq!(verdict, Verdict::Blameless(Cause::TimedOut(LIMIT)));
+        assert_eq!(verdict, Verdict::Blameless(FailCause::TimedOut(LIMIT)));
     }
 
     #[test]
@@ -501,7 +501,7 @@ mod tests {
         };
         assert_eq!(
             verdict_of(offended, unread, || 0, SEGV, None),
-            Verdict::Unknown(Cause::Protocol("a reply out of turn".into()))
+            Verdict::Unknown(FailCause::Protocol("a reply out of turn".into()))
         );
         let starting = Record {
             ready: false,
@@ -532,7 +532,7 @@ mod tests {
             }
             // More begun than the chunk holds: none of its items is believed.
             let verdict = verdict_of(stopped, || page(3, 9, 1), || 0, SEGV, None);
-            assert_eq!(verdict, Verdict::Unknown(Cause::Died), "{reason:?}");
+            assert_eq!(verdict, Verdict::Unknown(FailCause::Died), "{reason:?}");
         }
     }
 }
