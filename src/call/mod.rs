@@ -36,10 +36,10 @@ pub(crate) mod progress;
 mod recovery;
 
 use crate::call::progress::{ProgressSink, Ticker};
+use crate::engine::call_queue::{CallEvent, Queued};
 use crate::engine::chunking::{
     ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window,
 };
-use crate::engine::call_queue::{CallEvent, Queued};
 use crate::engine::registry::{Registry, Waited};
 use crate::engine::{Engine, Fill, WorkerMain};
 use crate::error::{CodecStage, Error, ItemError, PoolError};

@@ -444,11 +444,16 @@ mod tests {
         call_queue.settled();
         assert_eq!(call_queue.out(), 0);
         call_queue.settled();
-        assert_eq!(call_queue.out(), 0, "the count never goes below nothing held");
+        assert_eq!(
+            call_queue.out(),
+            0,
+            "the count never goes below nothing held"
+        );
     }
 
     #[test]
-    fn a_watched_call_queue_tells_its_id_each_time_an_event_arrives_and_once_for_events_already_there() {
+    fn a_watched_call_queue_tells_its_id_each_time_an_event_arrives_and_once_for_events_already_there()
+     {
         let finished = Arc::new(Finished::default());
         let (mut quiet, mut early) = (CallQueue::new(None, 1), CallQueue::new(None, 1));
         early.post(died());
@@ -474,7 +479,10 @@ mod tests {
         call_queue.done_sending = true;
         assert!(call_queue.needs_no_worker());
         call_queue.sent();
-        assert!(!call_queue.needs_no_worker(), "a worker holds a chunk of it");
+        assert!(
+            !call_queue.needs_no_worker(),
+            "a worker holds a chunk of it"
+        );
         call_queue.settled();
         call_queue.post(died());
         assert!(

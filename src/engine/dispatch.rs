@@ -16,8 +16,8 @@
 //!   leaves one idle, and reads a clock only when some worker holds two chunks or more.
 
 use super::Engine;
-use crate::engine::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::engine::call_queue::{CallQueue, Queued};
+use crate::engine::chunking::{DEFAULT_WINDOW, QUEUED_BYTES, Window};
 use crate::engine::worker_handle::{STEAL_AFTER, Sent, WorkerHandle};
 use crate::transport::outbox::SharedFrame;
 use std::collections::VecDeque;
@@ -220,7 +220,10 @@ impl Engine {
         let Some(call_queue) = self.call_queues.get(&call) else {
             return (0, 0);
         };
-        let (hold, max_tasks) = (hold_of(call_queue, self.learned_window), self.settings.max_tasks);
+        let (hold, max_tasks) = (
+            hold_of(call_queue, self.learned_window),
+            self.settings.max_tasks,
+        );
         let mut slots = 0usize;
         let mut biggest = 0usize;
         for worker in &self.workers {

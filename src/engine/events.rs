@@ -4,8 +4,8 @@
 
 use super::Engine;
 use super::dispatch::requeued;
-use crate::engine::crash_guard::Settled;
 use crate::engine::call_queue::CallEvent;
+use crate::engine::crash_guard::Settled;
 use crate::engine::worker_handle::{Sent, StopReason, Verdict};
 use crate::error::{Death, PoolError};
 use crate::stats::WorkerEnd;
@@ -160,7 +160,8 @@ impl Engine {
         };
         let (shown_end, shown_cause) = (end.to_string(), cause.to_string());
         debug_unlocked!(pid, end = %shown_end, cause = %shown_cause, "forkpool: a worker ended");
-        self.pool_counters.ended(worker.counters.stats(pid, Some(end)));
+        self.pool_counters
+            .ended(worker.counters.stats(pid, Some(end)));
         drop(worker); // its reaper posted its death already
         self.publish_live_workers();
         let mut notified = 0;
@@ -169,7 +170,9 @@ impl Engine {
                 continue;
             }
             self.send_again(call, unstarted);
-            if let Some(((chunk, verdict), call_queue)) = running.zip(self.call_queues.get_mut(&call)) {
+            if let Some(((chunk, verdict), call_queue)) =
+                running.zip(self.call_queues.get_mut(&call))
+            {
                 call_queue.settled();
                 call_queue.post(CallEvent::Died {
                     pid,

@@ -55,9 +55,9 @@
 //! - verdict: what a worker's death means for its running chunk (an item to blame, a resend).
 //! - zygote: a small process forked early that forks workers on request.
 
+pub(crate) mod call_queue;
 pub(crate) mod chunking;
 pub(crate) mod crash_guard;
-pub(crate) mod call_queue;
 mod dispatch;
 mod events;
 pub(crate) mod registry;
@@ -68,14 +68,14 @@ pub(crate) use spawn::Fill;
 
 use crate::child::child_handle::ChildHandle;
 use crate::child::reaper::Exits;
+use crate::engine::call_queue::{CallEvent, CallQueue, EventBatch};
 use crate::engine::chunking::Window;
 use crate::engine::crash_guard::{CrashGuard, RestartLimit};
-use crate::engine::call_queue::{CallQueue, CallEvent, EventBatch};
 use crate::engine::worker_handle::WorkerHandle;
 pub(crate) use crate::engine::worker_handle::{FailCause, Verdict};
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use crate::stats::{PoolCounters, ParentTimes, PoolStats};
+use crate::stats::{ParentTimes, PoolCounters, PoolStats};
 use crate::transport::inbox::Inbox;
 use forkpool_worker::ChildEnd;
 use forkpool_worker::child::setup::ChildOptions;
@@ -359,7 +359,8 @@ impl Engine {
     pub fn begin_call(&mut self, timeout: Option<Duration>, window: usize) -> u64 {
         let call = self.next_call;
         self.next_call += 1;
-        self.call_queues.insert(call, CallQueue::new(timeout, window));
+        self.call_queues
+            .insert(call, CallQueue::new(timeout, window));
         if self.call_queues.len() == 1 {
             // A fresh start: earlier deaths and replies say nothing about this call's items.
             self.guard.fresh();
@@ -378,7 +379,10 @@ impl Engine {
     /// `stop_running`, else after a short grace (see `WorkerHandle::check_deadlines`).
     /// Nothing is waited for here.
     pub fn end_call(&mut self, call: u64, stop_running: bool) {
-        let out = self.call_queues.remove(&call).map_or(0, |call_queue| call_queue.out());
+        let out = self
+            .call_queues
+            .remove(&call)
+            .map_or(0, |call_queue| call_queue.out());
         self.front_deaths.retain(|&(c, _)| c != call);
         if out == 0 {
             // No worker holds a chunk of it (a finished call): nothing to mark.
@@ -534,7 +538,9 @@ impl Engine {
 
     /// Takes call `call`'s events, if any.
     pub fn take_events(&mut self, call: u64, spare: Vec<CallEvent>) -> Option<EventBatch> {
-        self.call_queues.get_mut(&call).and_then(|d| d.take_events(spare))
+        self.call_queues
+            .get_mut(&call)
+            .and_then(|d| d.take_events(spare))
     }
 }
 

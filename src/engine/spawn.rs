@@ -144,7 +144,10 @@ impl Engine {
                         // SAFETY: `address` is the page made above, mapped before this process
                         // was forked.
                         unsafe { progress::install(address) };
-                        main(ChildEnd { socket, notify_pipe })
+                        main(ChildEnd {
+                            socket,
+                            notify_pipe,
+                        })
                     },
                 )?;
                 (Arc::new(ChildHandle::new(pid)), None)

@@ -115,7 +115,13 @@ fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Wo
         move |socket, notify_pipe| {
             // SAFETY: `address` is the page mapped above, before this process was forked.
             unsafe { progress::install(address) };
-            crate::child::pool_worker::serve_pool_worker(ChildEnd { socket, notify_pipe }, init)
+            crate::child::pool_worker::serve_pool_worker(
+                ChildEnd {
+                    socket,
+                    notify_pipe,
+                },
+                init,
+            )
         },
     )
     .map_err(pool_errno)?;

@@ -267,7 +267,11 @@ mod tests {
                         Verdict::Culprit { cause, .. } => cause,
                         Verdict::Requeue => panic!("{reason:?}, {begun} begun: requeued"),
                     };
-                    assert_eq!(cause, &FailCause::TimedOut(LIMIT), "{reason:?}, {begun} begun");
+                    assert_eq!(
+                        cause,
+                        &FailCause::TimedOut(LIMIT),
+                        "{reason:?}, {begun} begun"
+                    );
                 }
             }
         }
@@ -279,7 +283,10 @@ mod tests {
         assert_eq!(stalled, Verdict::Unknown(FailCause::TimedOut(LIMIT)));
         let item = judge(facts(7, true, Some(StopReason::Item { ticket: 7 })));
         assert_eq!(item, Verdict::Unknown(FailCause::TimedOut(LIMIT)));
-        assert_eq!(judge(facts(5, true, None)), Verdict::Unknown(FailCause::Died));
+        assert_eq!(
+            judge(facts(5, true, None)),
+            Verdict::Unknown(FailCause::Died)
+        );
     }
 
     #[test]
@@ -306,7 +313,10 @@ mod tests {
         );
         let mut finished = facts(2, false, Some(StopReason::Item { ticket: 2 }));
         finished.stopped = Some((StopReason::Item { ticket: 2 }, LIMIT, false));
-        assert_eq!(judge(finished), Verdict::Blameless(FailCause::TimedOut(LIMIT)));
+        assert_eq!(
+            judge(finished),
+            Verdict::Blameless(FailCause::TimedOut(LIMIT))
+        );
     }
 
     #[test]
@@ -379,10 +389,25 @@ mod tests {
             (page(3, 2, 2), SEGV, None, Verdict::Unknown(FailCause::Died)),
             // Its page counts no chunk past those it answered: it never started the front one,
             // whatever its item counters say.
-            (page(2, 3, 2), SEGV, None, Verdict::Blameless(FailCause::Died)),
-            (page(1, 9, 0), SEGV, None, Verdict::Blameless(FailCause::Died)),
+            (
+                page(2, 3, 2),
+                SEGV,
+                None,
+                Verdict::Blameless(FailCause::Died),
+            ),
+            (
+                page(1, 9, 0),
+                SEGV,
+                None,
+                Verdict::Blameless(FailCause::Died),
+            ),
             // Started the chunk, no item begun yet.
-            (page(3, 0, 0), SEGV, None, Verdict::Blameless(FailCause::Died)),
+            (
+                page(3, 0, 0),
+                SEGV,
+                None,
+                Verdict::Blameless(FailCause::Died),
+            ),
             // A frame it could not allocate under the limit, before any item.
             (
                 page(3, 0, 0),
@@ -398,7 +423,12 @@ mod tests {
             ),
             // Lying counters: more begun than the chunk holds, or more ended than begun.
             (page(3, 5, 4), SEGV, None, Verdict::Unknown(FailCause::Died)),
-            (page(3, 1_000, 0), SEGV, None, Verdict::Unknown(FailCause::Died)),
+            (
+                page(3, 1_000, 0),
+                SEGV,
+                None,
+                Verdict::Unknown(FailCause::Died),
+            ),
             (page(3, 2, 3), SEGV, None, Verdict::Unknown(FailCause::Died)),
             (
                 page(3, 2, u64::MAX - 10),

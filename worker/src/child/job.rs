@@ -45,7 +45,7 @@ pub use fold::{
 };
 
 use crate::panic::take_report;
-use crate::proto::protocol::{BAD_INPUT, ReplyWriter, Chunk, CallCode};
+use crate::proto::protocol::{BAD_INPUT, CallCode, Chunk, ReplyWriter};
 use crate::proto::{code_map, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

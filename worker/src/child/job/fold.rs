@@ -16,7 +16,7 @@
 
 use super::{WorkerState, fail_rest, run_items};
 use crate::proto::code_map;
-use crate::proto::protocol::{ReplyWriter, Chunk, CallCode};
+use crate::proto::protocol::{CallCode, Chunk, ReplyWriter};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +41,11 @@ pub type ClosureEntryFn<T, R> =
 /// Folds the items of a chunk into partial results: `next` takes the accumulator so far (`None`
 /// at the start of a run) and an item, and returns the accumulator after it. Wraps
 /// [`run_items`], so decoding, cancels, panics and progress are handled as for a map.
-fn fold_items<T, A>(task: &Chunk<'_>, out: &mut ReplyWriter, mut next: impl FnMut(Option<A>, T) -> A)
-where
+fn fold_items<T, A>(
+    task: &Chunk<'_>,
+    out: &mut ReplyWriter,
+    mut next: impl FnMut(Option<A>, T) -> A,
+) where
     T: DeserializeOwned,
     A: Serialize,
 {
