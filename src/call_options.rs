@@ -1,5 +1,5 @@
 //! [`CallOptions`]: one call's chunksize, timeout and progress on a pool ([`Pool`],
-//! [`FnPool`], or [`ClusterPool`](crate::mpi::ClusterPool) with the feature `mpi`), and every
+//! [`FnPool`], or `mpi::ClusterPool` with the feature `mpi`), and every
 //! kind of call made with them. The options are written once for every pool; the calls, once
 //! per kind of pool (a `Pool` and a cluster take a fn pointer per call, an `FnPool` runs its
 //! closure; the cluster's are in `mpi/options.rs`).
@@ -83,7 +83,7 @@ impl<T, R> LocalPool for FnPool<'_, T, R> {
 /// One call's options on a pool: made by a pool's `chunksize`, `timeout` or `on_progress`
 /// ([`Pool::chunksize`], [`FnPool::chunksize`], ...); the options combine, and a value is cheap
 /// to clone for several calls. `P` is the pool: [`Pool`] (the default), [`FnPool`], or
-/// [`ClusterPool`](crate::mpi::ClusterPool).
+/// `mpi::ClusterPool` (feature `mpi`).
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {

@@ -52,7 +52,15 @@
 //! - shared region: the memory a worker shares with its parent (item counters, reply ring,
 //!   arenas); the counters are the worker's progress, not the public `Progress` report.
 //! - reaper / reaping: the one thread per process that reaps children / one child's place in it.
-//! - verdict: what a worker's death means for its running chunk (an item to blame, a resend).
+//! - How a worker ends, one noun per question:
+//!   - `ExitStatus` (worker crate): what `waitpid` said of a child, exit code or signal;
+//!     [`Death`](crate::Death) is the same fact in the public errors.
+//!   - `StopReason`: why the parent stops a worker (an item past its timeout, a stall, an
+//!     overrun, a dropped call, a slow initializer); `Stopping` is that stop under way, with
+//!     its deadline.
+//!   - [`WorkerEnd`](crate::WorkerEnd): the public line of `stats` saying why a worker ended.
+//!   - verdict (`Verdict`): what the end means for the chunk the worker ran (an item to blame,
+//!     a resend); `FailCause`: what the item blamed fails with.
 //! - zygote: a small process forked early that forks workers on request.
 
 pub(crate) mod call_queue;
