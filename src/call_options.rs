@@ -30,11 +30,11 @@ use std::time::Duration;
 /// at `function`, by address, with the id of the loaded objects holding them (see
 /// [`code_map`]).
 pub(crate) fn call_code(entry: EntryFn, function: u64) -> CallCode {
-    task_code_at(job::entry_address(entry), function)
+    call_code_at(job::entry_address(entry), function)
 }
 
 /// [`call_code`] of an entry given by address.
-fn task_code_at(entry: u64, function: u64) -> CallCode {
+fn call_code_at(entry: u64, function: u64) -> CallCode {
     CallCode {
         entry,
         function,
@@ -291,6 +291,25 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         Imap::new(self.stream(code, items, Delivery::Collected, context)).into_vec(expected)
     }
 
+    /// Runs a fold (`code`, whose context is `init`) over `items`: each chunk's partial comes
+    /// back, and they are combined with `combine` in input order; `init` for no items.
+    fn fold_chunks<I, A>(
+        self,
+        code: CallCode,
+        items: I,
+        init: A,
+        combine: fn(A, A) -> A,
+    ) -> Result<A, Error>
+    where
+        I: Iterator,
+        I::Item: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned,
+    {
+        let context = codec::encode(&init);
+        let partials = self.stream(code, items, Delivery::Collected, Some(context));
+        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
+    }
+
     /// Starts a task: one item of `code`.
     fn task<T, R>(self, code: CallCode, item: T) -> Task<'p, R>
     where
@@ -514,10 +533,7 @@ impl<'p> CallOptions<'p, Pool> {
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         let code = call_code(job::fold_entry::<A, T>, fold as usize as u64);
-        let context = codec::encode(&init);
-        let items = items.into_iter();
-        let partials = self.stream(code, items, Delivery::Collected, Some(context));
-        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
+        self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
     /// [`Pool::map_reduce`] with these options.
@@ -657,10 +673,8 @@ where
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         let entry = job::closure_entry_address(job::closure_fold_entry::<T, R, A>);
-        let code = task_code_at(entry, fold as usize as u64);
-        let context = codec::encode(&init);
-        let partials = self.stream(code, items.into_iter(), Delivery::Collected, Some(context));
-        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
+        let code = call_code_at(entry, fold as usize as u64);
+        self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
     /// [`FnPool::map_reduce`] with these options.
@@ -676,7 +690,7 @@ where
         I: IntoIterator<Item = T>,
     {
         let entry = job::closure_entry_address(job::closure_reduce_entry::<T, R>);
-        let code = task_code_at(entry, reduce as usize as u64);
+        let code = call_code_at(entry, reduce as usize as u64);
         let partials = self.stream(code, items.into_iter(), Delivery::Collected, None);
         combine_in_order(Imap::new(partials), reduce)
     }
