@@ -1,7 +1,6 @@
 //! Error types: what went wrong, with which item, in which worker; and [`ProcessError`], how a
 //! [`ReturnProcess`](crate::ReturnProcess) child failed (an item's causes, without the item).
 
-use forkpool_worker::protocol::ExitStatus;
 use std::fmt;
 use std::time::Duration;
 
@@ -33,16 +32,6 @@ impl Death {
                     .unwrap_or("an unknown signal"),
             ),
             _ => None,
-        }
-    }
-}
-
-impl From<ExitStatus> for Death {
-    fn from(status: ExitStatus) -> Self {
-        match status {
-            ExitStatus::Code(c) => Death::Exit(c),
-            ExitStatus::Signal(s) => Death::Signal(s),
-            ExitStatus::Unknown => Death::Unknown,
         }
     }
 }

@@ -249,7 +249,7 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
                     _ => self.offend(describe_frame(&frame)),
                 },
                 Ok(Some(Event::Violation { what, .. })) => self.offend(what),
-                Ok(Some(Event::Exited { status, .. })) => self.death = Some(status.into()),
+                Ok(Some(Event::Exited { status, .. })) => self.death = Some(status),
                 Ok(None) => {
                     let after = deadline.map_or(Duration::ZERO, |(_, d)| d);
                     return Err(ItemError::TimedOut {

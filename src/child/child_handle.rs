@@ -157,9 +157,9 @@ impl ChildHandle {
 mod tests {
     use super::*;
     use crate::child::reaper::Reaping;
+    use crate::error::Death;
     use crate::transport::inbox::{Event, Inbox};
     use forkpool_worker::child::setup::ChildOptions;
-    use forkpool_worker::protocol::ExitStatus;
 
     #[test]
     fn a_signal_by_pid_is_sent_only_until_the_reaper_starts_reaping() {
@@ -190,7 +190,7 @@ mod tests {
         let reaper = Reaping::start(&child, 0, inbox.exits()).unwrap();
         loop {
             if let Some(Event::Exited { status, .. }) = inbox.next(None).unwrap() {
-                assert_eq!(status, ExitStatus::Code(3));
+                assert_eq!(status, Death::Exit(3));
                 break;
             }
         }

@@ -28,9 +28,9 @@
 use crate::child::channel::{self, Registered};
 use crate::child::child_handle::{ChildHandle, Unreaped};
 use crate::child::owner::Owner;
+use crate::error::Death;
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
-use forkpool_worker::protocol::ExitStatus;
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 
 /// Where the reaper posts deaths, and the pipe that wakes the caller for them.
 pub(crate) struct Exits {
-    posted: Mutex<Vec<(u64, ExitStatus)>>,
+    posted: Mutex<Vec<(u64, Death)>>,
     flag: AtomicBool,
     wake: Registered<OwnedFd>,
 }
@@ -61,12 +61,12 @@ impl Exits {
     }
 
     /// The deaths posted so far, in order.
-    pub fn take_posted(&self) -> Vec<(u64, ExitStatus)> {
+    pub fn take_posted(&self) -> Vec<(u64, Death)> {
         std::mem::take(&mut *self.posted.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Posts the death of child `child`, and wakes the caller if it waits.
-    pub fn post(&self, child: u64, status: ExitStatus) {
+    pub fn post(&self, child: u64, status: Death) {
         self.posted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -209,7 +209,7 @@ impl DeathReport {
     }
 
     /// Posts the death, then sets the flag.
-    pub(crate) fn post(self, status: ExitStatus) {
+    pub(crate) fn post(self, status: Death) {
         self.exits.post(self.id, status);
         self.posted.set();
     }
@@ -421,9 +421,9 @@ impl Reaper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Death;
     use crate::transport::inbox::{Event, Inbox};
     use forkpool_worker::child::setup::ChildOptions;
-    use forkpool_worker::protocol::ExitStatus;
     use std::time::Instant;
 
     /// Forks a child that exits with `code` at once, read by `inbox` as child `id`.
@@ -442,7 +442,7 @@ mod tests {
     }
 
     /// Reads `inbox` until `n` children have exited; fails on a second exit of one child.
-    fn exits(inbox: &mut Inbox, n: usize) -> IdMap<ExitStatus> {
+    fn exits(inbox: &mut Inbox, n: usize) -> IdMap<Death> {
         let mut seen = IdMap::default();
         while seen.len() < n {
             if let Some(Event::Exited { child, status }) = inbox.next(None).unwrap() {
@@ -479,7 +479,7 @@ mod tests {
                     }
                     let seen = exits(&mut inbox, 24);
                     for id in 0..24u64 {
-                        assert_eq!(seen[&id], ExitStatus::Code((t * 24 + id) as i32));
+                        assert_eq!(seen[&id], Death::Exit((t * 24 + id) as i32));
                     }
                     drop(reapers);
                     assert_drained(&mut inbox);
@@ -502,7 +502,7 @@ mod tests {
             event,
             Some(Event::Exited {
                 child: 7,
-                status: ExitStatus::Code(5)
+                status: Death::Exit(5)
             })
         ));
         assert_drained(&mut inbox);
@@ -522,7 +522,7 @@ mod tests {
         .unwrap();
         let reaper = Reaping::start(&child, 1, inbox.exits()).unwrap();
         assert!(matches!(reaper.how, How::Watchlist(_)));
-        assert_eq!(exits(&mut inbox, 1)[&1], ExitStatus::Code(9));
+        assert_eq!(exits(&mut inbox, 1)[&1], Death::Exit(9));
         drop(reaper);
         assert_drained(&mut inbox);
     }
@@ -542,7 +542,7 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
-        assert_eq!(exits(&mut inbox, 1)[&2], ExitStatus::Code(4));
+        assert_eq!(exits(&mut inbox, 1)[&2], Death::Exit(4));
         assert_drained(&mut inbox);
     }
 }

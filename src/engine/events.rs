@@ -10,7 +10,7 @@ use crate::engine::worker_handle::{Sent, StopReason, Verdict};
 use crate::error::{Death, PoolError};
 use crate::stats::WorkerEnd;
 use crate::transport::inbox::Event;
-use forkpool_worker::protocol::{ExitStatus, Message, shutdown_frame};
+use forkpool_worker::protocol::{Message, shutdown_frame};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -106,7 +106,7 @@ impl Engine {
     }
 
     /// Child `child` died: tells each call what it cost them, and forks its replacement.
-    fn on_exit(&mut self, child: u64, status: ExitStatus) -> usize {
+    fn on_exit(&mut self, child: u64, status: Death) -> usize {
         let (worker, retired) = match self.slot_of(child) {
             Some(slot) => (self.workers.swap_remove(slot), false),
             None => match self.retired.iter().position(|w| w.id == child) {
@@ -115,7 +115,7 @@ impl Engine {
                 None => return 0,
             },
         };
-        let death = Death::from(status);
+        let death = status;
         self.dispatch_blocked = false;
         let pid = worker.pid();
         let verdict = worker.verdict(death, self.settings.child.memory_limit);

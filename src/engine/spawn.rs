@@ -13,7 +13,7 @@ use crate::child::fork::{self, StdioHeld};
 use crate::child::reaper::Reaping;
 use crate::child::zygote;
 use crate::engine::worker_handle::WorkerHandle;
-use crate::error::{Death, PoolError};
+use crate::error::PoolError;
 use crate::transport::inbox::Event;
 use crate::transport::outbox::Outbox;
 use forkpool_worker::ChildEnd;
@@ -248,10 +248,7 @@ impl Engine {
                     let pid = worker.pid();
                     let message = match &worker.offense {
                         Some(what) => format!("worker broke the protocol: {what}"),
-                        None => format!(
-                            "worker {} before its initializer returned",
-                            Death::from(status)
-                        ),
+                        None => format!("worker {} before its initializer returned", status),
                     };
                     drop(worker);
                     self.publish_live_workers();

@@ -38,7 +38,7 @@
 //! Everything else in this crate is plain POSIX and calls `crate::sys::…` without `cfg`. Other
 //! platforms do not build: forkpool runs on Linux and macOS only.
 
-use forkpool_worker::protocol::ExitStatus;
+use crate::error::Death;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -67,7 +67,7 @@ pub(crate) use os::{
 /// grandchildren a task may have started), reaps it, and says how it ended. `reaping` runs
 /// once the child has ended and before it is reaped: the last moment its pid, and its process
 /// group id, are surely its own (see `child_handle::Unreaped`).
-pub(crate) fn wait_for_exit(pid: Pid, reaping: impl FnOnce()) -> ExitStatus {
+pub(crate) fn wait_for_exit(pid: Pid, reaping: impl FnOnce()) -> Death {
     wait_without_reaping(pid);
     reaping();
     // The child is a zombie now, so its pid, which is also its process group id, cannot have
@@ -76,13 +76,13 @@ pub(crate) fn wait_for_exit(pid: Pid, reaping: impl FnOnce()) -> ExitStatus {
     reap(pid)
 }
 
-fn reap(pid: Pid) -> ExitStatus {
+fn reap(pid: Pid) -> Death {
     loop {
         match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return ExitStatus::Code(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitStatus::Signal(signal as i32),
+            Ok(WaitStatus::Exited(_, code)) => return Death::Exit(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Death::Signal(signal as i32),
             Ok(_) | Err(Errno::EINTR) => continue,
-            Err(_) => return ExitStatus::Unknown,
+            Err(_) => return Death::Unknown,
         }
     }
 }

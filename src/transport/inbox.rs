@@ -28,10 +28,10 @@
 
 use crate::child::channel::{self, Registered, RegisteredRegion};
 use crate::child::reaper::Exits;
+use crate::error::Death;
 use crate::error::PoolError;
 use crate::id_hash::IdMap;
 use crate::transport::peer::{Peer, PeerRead, RingWatch};
-use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -50,7 +50,7 @@ pub(crate) enum Event {
     /// It sent bytes that are not a frame it may send; nothing more is read from it.
     Violation { child: u64, what: String },
     /// It is dead and reaped; nothing follows.
-    Exited { child: u64, status: ExitStatus },
+    Exited { child: u64, status: Death },
 }
 
 /// The sockets of one pool's children (or of one `ReturnProcess`), read by the caller.
@@ -419,10 +419,10 @@ mod tests {
             "{cpu:?} of CPU over a wait of {took:?}: it spins"
         );
         // The end, once posted, comes out at once.
-        inbox.exits().post(1, ExitStatus::Signal(libc::SIGSEGV));
+        inbox.exits().post(1, Death::Signal(libc::SIGSEGV));
         match inbox.next(Some(Instant::now() + wait)).unwrap() {
             Some(Event::Exited { child: 1, status }) => {
-                assert_eq!(status, ExitStatus::Signal(libc::SIGSEGV));
+                assert_eq!(status, Death::Signal(libc::SIGSEGV));
             }
             other => panic!("not the end: {other:?}"),
         }

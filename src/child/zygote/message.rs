@@ -32,8 +32,8 @@
 //! waited for.
 
 use crate::child::channel::{self, Registered};
+use crate::error::Death;
 use forkpool_worker::child::setup::ChildOptions;
-use forkpool_worker::protocol::ExitStatus;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -101,7 +101,7 @@ pub(crate) enum FromZygote {
     },
     Exited {
         seq: u64,
-        status: ExitStatus,
+        status: Death,
     },
 }
 
@@ -288,11 +288,11 @@ pub(crate) fn send_failed(socket: RawFd, seq: u64, errno: i32) -> io::Result<()>
 }
 
 /// Zygote: tells the program worker `seq` ended and was reaped.
-pub(crate) fn send_exited(socket: RawFd, seq: u64, status: ExitStatus) -> io::Result<()> {
+pub(crate) fn send_exited(socket: RawFd, seq: u64, status: Death) -> io::Result<()> {
     let (kind, value) = match status {
-        ExitStatus::Code(code) => (0u8, code),
-        ExitStatus::Signal(signal) => (1, signal),
-        ExitStatus::Unknown => (2, 0),
+        Death::Exit(code) => (0u8, code),
+        Death::Signal(signal) => (1, signal),
+        Death::Unknown => (2, 0),
     };
     let mut bytes = vec![EXITED];
     bytes.extend_from_slice(&seq.to_le_bytes());
@@ -318,9 +318,9 @@ pub(crate) fn receive_from_zygote(socket: RawFd) -> Option<FromZygote> {
         EXITED if bytes.len() == 14 && fds.is_empty() => {
             let value = i32_at(&bytes, 10)?;
             let status = match bytes[9] {
-                0 => ExitStatus::Code(value),
-                1 => ExitStatus::Signal(value),
-                _ => ExitStatus::Unknown,
+                0 => Death::Exit(value),
+                1 => Death::Signal(value),
+                _ => Death::Unknown,
             };
             Some(FromZygote::Exited {
                 seq: u64_at(&bytes, 1)?,
@@ -375,7 +375,7 @@ mod tests {
         ));
         send_forked(b.as_raw_fd(), 9, 42, &p).unwrap();
         send_failed(b.as_raw_fd(), 10, 11).unwrap();
-        send_exited(b.as_raw_fd(), 9, ExitStatus::Signal(9)).unwrap();
+        send_exited(b.as_raw_fd(), 9, Death::Signal(9)).unwrap();
         let Some(FromZygote::Forked {
             seq: 9,
             pid: 42,
@@ -393,7 +393,7 @@ mod tests {
             receive_from_zygote(a.as_raw_fd()),
             Some(FromZygote::Exited {
                 seq: 9,
-                status: ExitStatus::Signal(9)
+                status: Death::Signal(9)
             })
         ));
         drop(b);

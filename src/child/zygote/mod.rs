@@ -52,10 +52,10 @@ use crate::child::child_handle::ChildHandle;
 use crate::child::owner::Owner;
 use crate::child::reaper::Exits;
 use crate::child::reaper::{DeathReport, Posted};
+use crate::error::Death;
 use crate::error::PoolError;
 use forkpool_worker::InitFn;
 use forkpool_worker::child::setup::ChildOptions;
-use forkpool_worker::protocol::ExitStatus;
 use forkpool_worker::wire::Socket;
 use message::{ForkRequest, FromZygote};
 use nix::unistd::Pid;
@@ -217,7 +217,7 @@ struct EndListeners {
     /// The watched workers whose end the zygote has not reported.
     workers: HashMap<u64, Worker>,
     /// Ends reported before the pool watched the worker.
-    early: HashMap<u64, ExitStatus>,
+    early: HashMap<u64, Death>,
 }
 
 /// A watched worker of the zygote.
@@ -253,7 +253,7 @@ impl EndListeners {
 
     /// Posts the end of worker `seq`, or keeps it for the pool that will watch it. The pid and
     /// pidfd of the worker if its pidfd is still in the `deaths` set (its end not seen yet).
-    fn ended(&mut self, seq: u64, status: ExitStatus) -> Option<(Pid, Arc<Registered<OwnedFd>>)> {
+    fn ended(&mut self, seq: u64, status: Death) -> Option<(Pid, Arc<Registered<OwnedFd>>)> {
         let Some(mut worker) = self.workers.remove(&seq) else {
             self.early.insert(seq, status);
             return None;
@@ -277,7 +277,7 @@ impl EndListeners {
 
     /// Posts the end of worker `seq`, read without the zygote, unless it was posted already.
     /// The zygote's own report of it, when it comes, is dropped.
-    fn post_unreported(&mut self, seq: u64, status: ExitStatus) {
+    fn post_unreported(&mut self, seq: u64, status: Death) {
         if let Some(report) = self.workers.get_mut(&seq).and_then(|w| w.report.take()) {
             report.post(status);
         }
@@ -303,11 +303,11 @@ impl EndListeners {
 impl Worker {
     /// Its end, as far as it can be known without its zygote, which is gone (killed, so the
     /// parent-death signal kills the worker's group with `SIGKILL`): its status read from the
-    /// zombie it left if it had ended on its own, [`ExitStatus::Unknown`] if it had ended and
+    /// zombie it left if it had ended on its own, [`Death::Unknown`] if it had ended and
     /// that cannot be read (never a cause it may not have had), `SIGKILL` if it had not ended.
-    fn end_without_zygote(&self) -> ExitStatus {
+    fn end_without_zygote(&self) -> Death {
         let Some(pidfd) = self.pidfd.as_deref().map(|fd| &**fd) else {
-            return ExitStatus::Signal(libc::SIGKILL);
+            return Death::Signal(libc::SIGKILL);
         };
         let mut polled = [libc::pollfd {
             fd: pidfd.as_raw_fd(),
@@ -317,8 +317,8 @@ impl Worker {
         let ended = self.ended_at.is_some()
             || crate::sys::poll(&mut polled, Some(Instant::now())).map_or(true, |n| n > 0);
         match ended {
-            true => status::of_zombie(self.pid, pidfd).unwrap_or(ExitStatus::Unknown),
-            false => ExitStatus::Signal(libc::SIGKILL),
+            true => status::of_zombie(self.pid, pidfd).unwrap_or(Death::Unknown),
+            false => Death::Signal(libc::SIGKILL),
         }
     }
 }
@@ -429,7 +429,7 @@ pub(crate) fn watch(seq: u64, child: &ChildHandle, id: u64, exits: Arc<Exits>) -
     let report = DeathReport::new(id, exits);
     let posted = report.posted();
     let Some(zygote) = ZYGOTE.get() else {
-        report.post(ExitStatus::Unknown);
+        report.post(Death::Unknown);
         return posted;
     };
     let worker = Worker {
@@ -538,7 +538,7 @@ impl Zygote {
     }
 
     /// Posts the end of worker `seq`, or keeps it for its pool to watch.
-    fn ended(&self, seq: u64, status: ExitStatus) {
+    fn ended(&self, seq: u64, status: Death) {
         let mut watched = self.lock_watched();
         if let Some((pid, pidfd)) = watched.ended(seq, status) {
             crate::sys::unwatch_exit(&self.deaths, pid, Some(&**pidfd));
@@ -566,7 +566,7 @@ mod tests {
     use crate::transport::inbox::{Event, Inbox};
 
     /// The end `inbox` has now, if any.
-    fn end_in(inbox: &mut Inbox) -> Option<(u64, ExitStatus)> {
+    fn end_in(inbox: &mut Inbox) -> Option<(u64, Death)> {
         match inbox.next(Some(Instant::now())).unwrap() {
             Some(Event::Exited { child, status }) => Some((child, status)),
             None => None,
@@ -590,17 +590,17 @@ mod tests {
         let mut watched = EndListeners::default();
         // Fork 1's worker (pid 4242) ended before any pool watched it; fork 2's worker has its
         // pid again.
-        watched.ended(1, ExitStatus::Code(3));
+        watched.ended(1, Death::Exit(3));
         assert!(watched.watch(2, worker(&inbox, 20), false).is_some());
         assert_eq!(end_in(&mut inbox), None, "fork 2's worker has not ended");
-        watched.ended(2, ExitStatus::Signal(libc::SIGSEGV));
-        let segv = ExitStatus::Signal(libc::SIGSEGV);
+        watched.ended(2, Death::Signal(libc::SIGSEGV));
+        let segv = Death::Signal(libc::SIGSEGV);
         assert_eq!(end_in(&mut inbox), Some((20, segv)));
         assert!(watched.watch(1, worker(&inbox, 10), false).is_none());
-        assert_eq!(end_in(&mut inbox), Some((10, ExitStatus::Code(3))));
+        assert_eq!(end_in(&mut inbox), Some((10, Death::Exit(3))));
         // EndListeners once the zygote is gone: dead with it.
         assert!(watched.watch(3, worker(&inbox, 30), true).is_none());
-        let killed = ExitStatus::Signal(libc::SIGKILL);
+        let killed = Death::Signal(libc::SIGKILL);
         assert_eq!(end_in(&mut inbox), Some((30, killed)));
         assert_eq!(end_in(&mut inbox), None);
         assert!(watched.workers.is_empty() && watched.early.is_empty());
@@ -610,7 +610,7 @@ mod tests {
     fn an_end_read_without_the_zygote_is_posted_once_and_the_zygotes_report_of_it_dropped() {
         let mut inbox = Inbox::new().unwrap();
         let mut watched = EndListeners::default();
-        let segv = ExitStatus::Signal(libc::SIGSEGV);
+        let segv = Death::Signal(libc::SIGSEGV);
         watched.watch(1, worker(&inbox, 10), false);
         watched.seen_ending(1, Instant::now());
         watched.post_unreported(1, segv);
@@ -619,8 +619,8 @@ mod tests {
             watched.reports_due().is_some(),
             "the zygote still owes its report"
         );
-        watched.post_unreported(1, ExitStatus::Unknown);
-        watched.ended(1, ExitStatus::Signal(libc::SIGKILL));
+        watched.post_unreported(1, Death::Unknown);
+        watched.ended(1, Death::Signal(libc::SIGKILL));
         assert_eq!(
             end_in(&mut inbox),
             None,
@@ -630,17 +630,14 @@ mod tests {
         assert_eq!(watched.reports_due(), None);
         // A zygote gone posts nothing more for a worker whose end was posted.
         watched.watch(2, worker(&inbox, 20), false);
-        watched.post_unreported(2, ExitStatus::Code(3));
+        watched.post_unreported(2, Death::Exit(3));
         watched.watch(3, worker(&inbox, 30), false);
         watched.zygote_gone();
         // Worker 3 had not been seen to end: it dies with the zygote.
         let mut ends = [end_in(&mut inbox), end_in(&mut inbox), end_in(&mut inbox)];
         ends.sort_by_key(|end| end.map(|(child, _)| child));
-        let killed = ExitStatus::Signal(libc::SIGKILL);
-        assert_eq!(
-            ends,
-            [None, Some((20, ExitStatus::Code(3))), Some((30, killed))]
-        );
+        let killed = Death::Signal(libc::SIGKILL);
+        assert_eq!(ends, [None, Some((20, Death::Exit(3))), Some((30, killed))]);
     }
 
     #[test]
@@ -656,10 +653,10 @@ mod tests {
         assert_eq!(watched.reports_due(), Some(seen + ANSWER_LIMIT));
         watched.seen_ending(1, seen + Duration::from_secs(1));
         assert_eq!(watched.reports_due(), Some(seen + ANSWER_LIMIT));
-        watched.ended(2, ExitStatus::Code(0));
+        watched.ended(2, Death::Exit(0));
         let one = seen + Duration::from_secs(1) + ANSWER_LIMIT;
         assert_eq!(watched.reports_due(), Some(one));
-        watched.ended(1, ExitStatus::Code(0));
+        watched.ended(1, Death::Exit(0));
         assert_eq!(watched.reports_due(), None, "every report came");
     }
 }

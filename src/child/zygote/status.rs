@@ -12,13 +12,13 @@
 //!   shows a status of 0 to anyone it does not let see the real one. Anything else unreadable is
 //!   `None`: the caller says "unknown" rather than guess.
 
-use forkpool_worker::protocol::ExitStatus;
+use crate::error::Death;
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 
 /// The end of zygote worker `pid` (its pidfd `pidfd`) if it is a zombie whose status can be
 /// read; `None` otherwise (running, reaped already, or not readable).
-pub(super) fn of_zombie(pid: Pid, pidfd: &impl AsRawFd) -> Option<ExitStatus> {
+pub(super) fn of_zombie(pid: Pid, pidfd: &impl AsRawFd) -> Option<Death> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw())).ok()?;
     let (state, raw) = parse_stat(&stat)?;
     let own = raw != 0 || owned_by_us(pid);
@@ -44,11 +44,11 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
 }
 
 /// The end a raw wait status says (`None`: not an end, such as a stop).
-fn status_of(raw: i32) -> Option<ExitStatus> {
+fn status_of(raw: i32) -> Option<Death> {
     if libc::WIFEXITED(raw) {
-        Some(ExitStatus::Code(libc::WEXITSTATUS(raw)))
+        Some(Death::Exit(libc::WEXITSTATUS(raw)))
     } else if libc::WIFSIGNALED(raw) {
-        Some(ExitStatus::Signal(libc::WTERMSIG(raw)))
+        Some(Death::Signal(libc::WTERMSIG(raw)))
     } else {
         None
     }
@@ -100,9 +100,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn a_zombie_shows_its_real_end_and_a_reaped_process_shows_none() {
         let cases = [
-            ("kill -SEGV $$", ExitStatus::Signal(libc::SIGSEGV)),
-            ("exit 3", ExitStatus::Code(3)),
-            ("exit 0", ExitStatus::Code(0)),
+            ("kill -SEGV $$", Death::Signal(libc::SIGSEGV)),
+            ("exit 3", Death::Exit(3)),
+            ("exit 0", Death::Exit(0)),
         ];
         for (script, end) in cases {
             let (mut child, pidfd) = zombie(script);
@@ -128,17 +128,14 @@ mod tests {
 
     #[test]
     fn a_raw_status_reads_as_the_signal_or_code_it_holds() {
-        assert_eq!(
-            status_of(libc::SIGSEGV),
-            Some(ExitStatus::Signal(libc::SIGSEGV))
-        );
+        assert_eq!(status_of(libc::SIGSEGV), Some(Death::Signal(libc::SIGSEGV)));
         // A core dump sets 0x80 besides the signal.
         assert_eq!(
             status_of(0x80 | libc::SIGABRT),
-            Some(ExitStatus::Signal(libc::SIGABRT))
+            Some(Death::Signal(libc::SIGABRT))
         );
-        assert_eq!(status_of(3 << 8), Some(ExitStatus::Code(3)));
-        assert_eq!(status_of(0), Some(ExitStatus::Code(0)));
+        assert_eq!(status_of(3 << 8), Some(Death::Exit(3)));
+        assert_eq!(status_of(0), Some(Death::Exit(0)));
         assert_eq!(status_of(0x137f), None, "stopped by SIGSTOP: no end");
     }
 }

@@ -286,17 +286,6 @@ pub fn shutdown_frame() -> [u8; 1] {
     [SHUTDOWN]
 }
 
-/// How a child process ended, as the parent's reaper thread learned it from `waitpid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExitStatus {
-    /// It called `exit`/`_exit` with this code.
-    Code(i32),
-    /// A signal with this number ended it.
-    Signal(i32),
-    /// It could not be waited for (for example `SIGCHLD` is ignored and the kernel reaped it).
-    Unknown,
-}
-
 /// The frame a worker sends when its initializer returned.
 pub fn ready_frame() -> Vec<u8> {
     vec![READY]
