@@ -53,8 +53,8 @@
 //!   arenas); the counters are the worker's progress, not the public `Progress` report.
 //! - reaper / reaping: the one thread per process that reaps children / one child's place in it.
 //! - How a worker ends, one noun per question:
-//!   - `Death` (worker crate): what `waitpid` said of a child, exit code or signal;
-//!     [`Death`](crate::Death) is the same fact in the public errors.
+//!   - [`Death`](crate::Death): how the process exited (exit code or signal), as `waitpid`
+//!     said; one type for the reaper and the public errors.
 //!   - `StopReason`: why the parent stops a worker (an item past its timeout, a stall, an
 //!     overrun, a dropped call, a slow initializer); `Stopping` is that stop under way, with
 //!     its deadline.
