@@ -218,7 +218,7 @@ pub(crate) struct RegisteredRegion {
 /// is refused. The file is closed here (the mapping keeps its memory): the child shares the
 /// page through the fork, and no descriptor is left for other children to close. macOS has no
 /// `/proc/self/map_files/`: its anonymous mapping cannot be reached as a file.
-pub(crate) fn progress_page() -> Result<RegisteredRegion, PoolError> {
+pub(crate) fn shared_region() -> Result<RegisteredRegion, PoolError> {
     let mut register = lock_register();
     let page = match crate::sys::shared_memory_file(SharedRegion::mapped_len()) {
         // Open only while the register is locked: no fork sees it.
@@ -310,7 +310,7 @@ impl Registered<OwnedFd> {
 
 /// Maps a progress page for a new worker in a sealed shared-memory file, for a worker that
 /// another process (the zygote) forks: the page and the file, which travels to that process.
-pub(crate) fn progress_page_in_file() -> Result<(RegisteredRegion, Registered<OwnedFd>), PoolError>
+pub(crate) fn shared_region_in_file() -> Result<(RegisteredRegion, Registered<OwnedFd>), PoolError>
 {
     let mut register = lock_register();
     let file = crate::sys::shared_memory_file(SharedRegion::mapped_len())
@@ -321,7 +321,7 @@ pub(crate) fn progress_page_in_file() -> Result<(RegisteredRegion, Registered<Ow
 }
 
 /// Maps the progress page held by `file` (in the zygote, the file the program sent).
-pub(crate) fn progress_page_of_file(file: &OwnedFd) -> Result<RegisteredRegion, PoolError> {
+pub(crate) fn shared_region_of_file(file: &OwnedFd) -> Result<RegisteredRegion, PoolError> {
     let mut register = lock_register();
     let page = SharedRegion::map_file(file).map_err(PoolError::SharedMemory)?;
     Ok(RegisteredRegion::new(&mut register, page))

@@ -96,10 +96,10 @@ impl Engine {
         let (notify_read, notify_write) = notify_pipe.map(|pipe| (pipe.read, pipe.write)).unzip();
         let (page, page_file) = match zygote {
             Some(_) => {
-                let (page, file) = channel::progress_page_in_file()?;
+                let (page, file) = channel::shared_region_in_file()?;
                 (page, Some(file))
             }
-            None => (channel::progress_page()?, None),
+            None => (channel::shared_region()?, None),
         };
         let page = Arc::new(page);
         let address = page.address();
@@ -157,7 +157,7 @@ impl Engine {
         // The page is this worker's alone: children forked from now on need not copy it (the
         // child unmaps every registered page but its own, so it is left out, or unmapped).
         crate::sys::keep_out_of_forks(address, progress::SharedRegion::mapped_len());
-        let ring = notify_read.map(|bell| (Arc::clone(&page), bell));
+        let ring = notify_read.map(|read| (Arc::clone(&page), read));
         self.inbox.add(id, Arc::clone(&socket), ring);
         let reaper = match zygote_child {
             Some(seq) => Reaping::by_zygote(zygote::watch(seq, &child, id, self.inbox.exits())),

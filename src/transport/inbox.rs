@@ -391,13 +391,13 @@ mod tests {
     fn a_wait_for_the_end_of_a_child_whose_socket_and_notify_pipe_hung_up_sleeps() {
         let mut inbox = Inbox::new().unwrap();
         let pair = channel::pair().unwrap();
-        let bell = channel::wake_pipe().unwrap();
-        let page = Arc::new(channel::progress_page().unwrap());
-        inbox.add(1, Arc::new(pair.parent), Some((page, bell.read)));
+        let notify_pipe = channel::wake_pipe().unwrap();
+        let page = Arc::new(channel::shared_region().unwrap());
+        inbox.add(1, Arc::new(pair.parent), Some((page, notify_pipe.read)));
         // The child died: every copy of its socket's end and of its notify pipe's write end is
         // closed; its end is not posted yet.
         drop(pair.child);
-        drop(bell.write);
+        drop(notify_pipe.write);
         let wait = Duration::from_millis(300);
         // On a thread of its own: a wait that spins may never see its deadline.
         let (done, waited) = std::sync::mpsc::channel();

@@ -102,7 +102,7 @@ fn fork_worker(request: ForkRequest, fds: Vec<Registered<OwnedFd>>) -> Result<Wo
         return Err(libc::EINVAL);
     };
     let notify_pipe = fds.next();
-    let page = channel::progress_page_of_file(&page_file).map_err(pool_errno)?;
+    let page = channel::shared_region_of_file(&page_file).map_err(pool_errno)?;
     drop(page_file);
     let socket = socket.into_socket(request.fragment);
     let address = page.address();
