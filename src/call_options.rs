@@ -8,21 +8,24 @@ use crate::call::progress::{Progress, ProgressSink};
 use crate::call::{CallSpec, Delivery};
 use crate::engine::WorkerMain;
 use crate::engine::registry::Registry;
+use crate::error::{CodecStage, ItemError};
 use crate::error::{Error, PoolError};
 use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
-use crate::reduce::combine_in_order;
+use crate::reduce::{combine_error, group_partials};
 use crate::task::Task;
 use crate::task::start_task;
 use forkpool_worker::StarArgs;
 use forkpool_worker::code_map;
 use forkpool_worker::codec;
-use forkpool_worker::job::{self, EntryFn, ReduceCode};
+use forkpool_worker::job::{self, Encoded, EntryFn, KeyedCode, ReduceCode};
 use forkpool_worker::protocol::CallCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,146 @@ fn call_code_at(entry: u64, function: u64) -> CallCode {
     }
 }
 
+/// Combines `partials` (encoded, in input order) in the workers of `pool`, one combine step
+/// after another (each a call of chunksize 1 running `combine` on groups of partials, with the
+/// per-item limit `timeout`), until one is left. See [`crate::reduce`].
+fn combine_partials<P: LocalPool + ?Sized>(
+    pool: &P,
+    timeout: Option<Duration>,
+    combine: CallCode,
+    mut partials: Vec<Encoded>,
+) -> Result<Option<Encoded>, Error> {
+    while partials.len() > 1 {
+        let (groups, alone) = group_partials(partials, pool.worker_count());
+        let step = CallOptions {
+            pool,
+            chunksize: Some(1),
+            timeout,
+            progress: None,
+        };
+        partials = step
+            .collect(combine, groups.into_iter(), None)
+            .map_err(combine_error)?;
+        partials.extend(alone);
+    }
+    Ok(partials.pop())
+}
+
+/// The final value of a reduction, decoded from the one partial left.
+fn decode_total<A: DeserializeOwned>(total: &Encoded) -> Result<A, Error> {
+    total.decode().map_err(|message| {
+        Error::Combine(ItemError::Codec {
+            index: 0,
+            pid: 0,
+            stage: CodecStage::DecodeResult,
+            message,
+        })
+    })
+}
+
+/// How many partitions a keyed reduction splits each table into for `workers` workers: two per
+/// worker, so that the merge step keeps every worker busy even when partitions differ in size.
+fn keyed_partitions(workers: usize) -> u32 {
+    u32::try_from(workers.max(1).saturating_mul(2)).unwrap_or(u32::MAX)
+}
+
+/// The chunks' tables (each split into `partitions` pieces, in order) regrouped by partition.
+/// A chunk that answered another number of pieces fails the call.
+fn by_partition(
+    tables: impl Iterator<Item = Vec<Encoded>>,
+    partitions: u32,
+) -> Result<Vec<Vec<Encoded>>, Error> {
+    let count = partitions as usize;
+    let mut pieces: Vec<Vec<Encoded>> = (0..count).map(|_| Vec::new()).collect();
+    for table in tables {
+        if table.len() != count {
+            return Err(Error::Combine(ItemError::Codec {
+                index: 0,
+                pid: 0,
+                stage: CodecStage::DecodeResult,
+                message: format!(
+                    "a chunk's table came back in {} partitions, not {count}",
+                    table.len()
+                ),
+            }));
+        }
+        for (partition, piece) in pieces.iter_mut().zip(table) {
+            partition.push(piece);
+        }
+    }
+    Ok(pieces)
+}
+
+/// Merges each partition's pieces into one table in the workers (one item per partition of
+/// more than one piece, running `combine`): the merged tables, encoded, one per partition.
+fn merge_partitions<P: LocalPool + ?Sized>(
+    pool: &P,
+    timeout: Option<Duration>,
+    combine: CallCode,
+    pieces: Vec<Vec<Encoded>>,
+) -> Result<Vec<Encoded>, Error> {
+    let (many, single): (Vec<_>, Vec<_>) = pieces.into_iter().partition(|p| p.len() > 1);
+    let mut merged: Vec<Encoded> = single.into_iter().flatten().collect();
+    if !many.is_empty() {
+        let step = CallOptions {
+            pool,
+            chunksize: Some(1),
+            timeout,
+            progress: None,
+        };
+        let tables: Vec<Encoded> = step
+            .collect(combine, many.into_iter(), None)
+            .map_err(combine_error)?;
+        merged.extend(tables);
+    }
+    Ok(merged)
+}
+
+/// Encoded tables of at least this many bytes in all are decoded on one thread per table: a
+/// thread costs tens of µs to start, the decoding of a table of 1 MiB about a millisecond.
+const THREADED_DECODE_MIN: usize = 1 << 20;
+
+/// The merged partitions (disjoint in their keys) decoded (on one thread each when they are
+/// large) and joined into one table. A table's encoding is that of its `(key, value)` pairs in
+/// sequence, so each decodes as a `Vec` of pairs, and the pairs are inserted once.
+fn join_partitions<K, V>(merged: Vec<Encoded>) -> Result<HashMap<K, V>, Error>
+where
+    K: Hash + Eq + DeserializeOwned + Send,
+    V: DeserializeOwned + Send,
+{
+    let bytes: usize = merged.iter().map(|table| table.0.len()).sum();
+    let decoded: Vec<Result<Vec<(K, V)>, Error>> = if bytes < THREADED_DECODE_MIN {
+        merged.iter().map(decode_total).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let decoding: Vec<_> = merged
+                .iter()
+                .map(|table| {
+                    // A thread that cannot be started leaves its table to this one.
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, move || decode_total::<Vec<(K, V)>>(table))
+                        .map_err(|_| table)
+                })
+                .collect();
+            decoding
+                .into_iter()
+                .map(|thread| match thread {
+                    Ok(thread) => thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    Err(table) => decode_total(table),
+                })
+                .collect()
+        })
+    };
+    let decoded = decoded.into_iter().collect::<Result<Vec<_>, Error>>()?;
+    let mut total = HashMap::with_capacity(decoded.iter().map(Vec::len).sum());
+    for pairs in decoded {
+        total.extend(pairs);
+    }
+    Ok(total)
+}
+
 /// Sealed (a public trait in a private module: nameable and implementable only in this crate),
 /// so its methods, which name the engine's crate-private types, are not callable outside it.
 #[allow(private_interfaces)]
@@ -56,6 +199,8 @@ mod local {
         fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>);
         /// The pool's default per-item time limit (its builder's).
         fn default_timeout(&self) -> Option<Duration>;
+        /// How many workers the pool keeps.
+        fn worker_count(&self) -> usize;
     }
 }
 use local::LocalPool;
@@ -68,6 +213,9 @@ impl LocalPool for Pool {
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout
     }
+    fn worker_count(&self) -> usize {
+        self.shared.size()
+    }
 }
 
 #[allow(private_interfaces)]
@@ -77,6 +225,9 @@ impl<T, R> LocalPool for FnPool<'_, T, R> {
     }
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+    fn worker_count(&self) -> usize {
+        self.shared.size()
     }
 }
 
@@ -291,14 +442,35 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         Imap::new(self.stream(code, items, Delivery::Collected, context)).into_vec(expected)
     }
 
-    /// Runs a fold (`code`, whose context is `init`) over `items`: each chunk's partial comes
-    /// back, and they are combined with `combine` in input order; `init` for no items.
+    /// Runs a reduction (`code`, with `context`) over `items` and combines its partials in the
+    /// workers with `combine` (a combine entry): the one partial left, encoded, or `None` for
+    /// no items. See [`crate::reduce`].
+    fn reduce_chunks<I>(
+        self,
+        code: CallCode,
+        items: I,
+        context: Option<Result<Vec<u8>, String>>,
+        combine: CallCode,
+    ) -> Result<Option<Encoded>, Error>
+    where
+        I: Iterator,
+        I::Item: Serialize + DeserializeOwned,
+    {
+        let (pool, timeout) = (self.pool, self.timeout);
+        let partials: Vec<Option<Encoded>> = self.collect(code, items, context)?;
+        let partials: Vec<Encoded> = partials.into_iter().flatten().collect();
+        combine_partials(pool, timeout, combine, partials)
+    }
+
+    /// Runs a fold (`code`, whose context is `init`) over `items`: each chunk's partial is
+    /// combined with the others in the workers by `combine` (a combine entry of `A`), and the
+    /// parent decodes the one value left; `init` for no items.
     fn fold_chunks<I, A>(
         self,
         code: CallCode,
         items: I,
         init: A,
-        combine: fn(A, A) -> A,
+        combine: CallCode,
     ) -> Result<A, Error>
     where
         I: Iterator,
@@ -306,8 +478,10 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         A: Serialize + DeserializeOwned,
     {
         let context = codec::encode(&init);
-        let partials = self.stream(code, items, Delivery::Collected, Some(context));
-        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
+        match self.reduce_chunks(code, items, Some(context), combine)? {
+            Some(total) => decode_total(&total),
+            None => Ok(init),
+        }
     }
 
     /// Starts a task: one item of `code`.
@@ -533,6 +707,7 @@ impl<'p> CallOptions<'p, Pool> {
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         let code = call_code(job::fold_entry::<A, T>, fold as usize as u64);
+        let combine = call_code(job::combine_entry::<A>, combine as usize as u64);
         self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
@@ -564,9 +739,53 @@ impl<'p> CallOptions<'p, Pool> {
             code_id: code_map::code_id(code.entry, reduce as usize as u64),
         };
         let context = codec::encode(&reduce_code);
-        let items = items.into_iter();
-        let partials = self.stream(code, items, Delivery::Collected, Some(context));
-        combine_in_order(Imap::new(partials), reduce)
+        let combine = call_code(job::combine_entry::<R>, reduce as usize as u64);
+        self.reduce_chunks(code, items.into_iter(), Some(context), combine)?
+            .map(|total| decode_total(&total))
+            .transpose()
+    }
+
+    /// [`Pool::reduce_by_key`] with these options (the chunksize sets how many items each
+    /// worker's table covers before it is split and sent).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let parity = pool
+    ///     .chunksize(3)
+    ///     .reduce_by_key(|x: u32| [(x % 2, 1u32)], |a, b| a + b, 0..10u32)?;
+    /// assert_eq!(parity[&0], 5);
+    /// # Ok(()) }
+    /// ```
+    pub fn reduce_by_key<T, M, K, V, I>(
+        self,
+        map: fn(T) -> M,
+        reduce: fn(V, V) -> V,
+        items: I,
+    ) -> Result<HashMap<K, V>, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Item,
+        M: IntoIterator<Item = (K, V)>,
+        K: Hash + Eq + Serialize + DeserializeOwned + Send,
+        V: Serialize + DeserializeOwned + Send,
+    {
+        let code = call_code(job::keyed_entry::<T, M, K, V>, map as usize as u64);
+        let partitions = keyed_partitions(self.pool.worker_count());
+        let keyed = KeyedCode {
+            reduce: ReduceCode {
+                function: reduce as usize as u64,
+                code_id: code_map::code_id(code.entry, reduce as usize as u64),
+            },
+            partitions,
+        };
+        let (pool, timeout) = (self.pool, self.timeout);
+        let context = Some(codec::encode(&keyed));
+        let tables: Vec<Option<Vec<Encoded>>> = self.collect(code, items.into_iter(), context)?;
+        let pieces = by_partition(tables.into_iter().flatten(), partitions)?;
+        let combine = call_code(job::keyed_combine_entry::<K, V>, reduce as usize as u64);
+        let merged = merge_partitions(pool, timeout, combine, pieces)?;
+        join_partitions(merged)
     }
 }
 
@@ -674,6 +893,8 @@ where
     {
         let entry = job::closure_entry_address(job::closure_fold_entry::<T, R, A>);
         let code = call_code_at(entry, fold as usize as u64);
+        let entry = job::closure_entry_address(job::closure_combine_entry::<T, R, A>);
+        let combine = call_code_at(entry, combine as usize as u64);
         self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
@@ -691,7 +912,10 @@ where
     {
         let entry = job::closure_entry_address(job::closure_reduce_entry::<T, R>);
         let code = call_code_at(entry, reduce as usize as u64);
-        let partials = self.stream(code, items.into_iter(), Delivery::Collected, None);
-        combine_in_order(Imap::new(partials), reduce)
+        let entry = job::closure_entry_address(job::closure_combine_entry::<T, R, R>);
+        let combine = call_code_at(entry, reduce as usize as u64);
+        self.reduce_chunks(code, items.into_iter(), None, combine)?
+            .map(|total| decode_total(&total))
+            .transpose()
     }
 }

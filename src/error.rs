@@ -439,6 +439,25 @@ pub enum Error {
     /// A [`ReturnProcess`](crate::ReturnProcess) child failed.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// A reduction's combine function failed while a worker combined partial results (every
+    /// item had succeeded): it panicked, killed its worker or ran past the timeout. The
+    /// [`ItemError`]'s index counts the groups of partials of that combine step, not the
+    /// call's items.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// fn fussy(a: u64, b: u64) -> u64 {
+    ///     assert!(a + b < 10, "too big");
+    ///     a + b
+    /// }
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let err = pool.chunksize(1).map_reduce(|x: u64| x, fussy, [5u64, 6]).unwrap_err();
+    /// assert!(matches!(err, forkpool::Error::Combine(_)));
+    /// assert!(err.to_string().contains("too big"));
+    /// # Ok(()) }
+    /// ```
+    #[error("combining partial results: {0}")]
+    Combine(ItemError),
 }
 
 impl Error {
@@ -446,7 +465,7 @@ impl Error {
     /// child's failure: its [`cause`](ProcessError::cause)).
     pub fn as_task(&self) -> Option<&ItemError> {
         match self {
-            Error::Task(t) => Some(t),
+            Error::Task(t) | Error::Combine(t) => Some(t),
             Error::Process(p) => Some(&p.cause),
             Error::Pool(_) => None,
         }

@@ -14,6 +14,8 @@ use crate::task::Task;
 use forkpool_worker::StarArgs;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -634,7 +636,9 @@ impl Pool {
 impl Pool {
     /// Folds the items in parallel: each worker folds the items of each chunk it runs with
     /// `fold`, starting from a clone of `init`, and sends back only that chunk's partial result;
-    /// the parent combines the partials with `combine`, in input order. No items: `init`.
+    /// the partials are combined with `combine`, in input order, in the workers too (groups of
+    /// partials handed to a worker as bytes), so the parent decodes only the final value. No
+    /// items: `init`.
     ///
     /// The same contract as toolz's `fold(binop, seq, default, combine=..)` and rayon's
     /// `fold(..).reduce(..)`: the result equals a serial fold when `init` is an identity of
@@ -643,7 +647,8 @@ impl Pool {
     /// [`CallOptions::fold`] (the default is [`map`](Pool::map)'s).
     ///
     /// Like `map`, it returns the failure of the lowest-indexed item that failed (a panic, a
-    /// crash, a timeout), and cancels the rest; the other items' partials are discarded.
+    /// crash, a timeout), and cancels the rest; the other items' partials are discarded. A
+    /// failure of `combine` (a panic, a crash, a timeout) is [`Error::Combine`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -683,11 +688,13 @@ impl Pool {
 
     /// Maps every item with `map` and reduces the results with `reduce`, both in the workers:
     /// each worker reduces the results of each chunk it runs and sends back only that chunk's
-    /// partial; the parent reduces the partials, in input order. `None` for no items.
+    /// partial, and the partials are reduced, in input order, in the workers too (see
+    /// [`fold`](Pool::fold)); the parent decodes only the final value. `None` for no items.
     ///
     /// `reduce` must be associative for the result to equal a serial
     /// `items.map(map).reduce(reduce)`. Failures are as for [`map`](Pool::map): the lowest-indexed
-    /// item that failed is returned, and the rest cancelled.
+    /// item that failed is returned, and the rest cancelled; a failure of `reduce` while
+    /// reducing partials is [`Error::Combine`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -709,6 +716,52 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         CallOptions::new(self).map_reduce(map, reduce, items)
+    }
+
+    /// Maps every item to `(key, value)` pairs with `map` and combines the values of each key
+    /// with `reduce`, all in the workers: Spark's `reduceByKey`, toolz's `reduceby`. Each
+    /// worker combines the pairs of each chunk it runs into a table, split by key into
+    /// partitions; each partition's tables are then merged in one worker, and the parent only
+    /// joins the merged partitions into the returned map. A word count is its example: `map`
+    /// counts one file's words, `reduce` adds counts.
+    ///
+    /// `reduce` must be associative and commutative: the values of a key are combined in no
+    /// particular order. Failures are as for [`map`](Pool::map): the lowest-indexed item that
+    /// failed is returned and the rest cancelled; a failure while merging partitions is
+    /// [`Error::Combine`]. Set the chunksize with [`CallOptions::reduce_by_key`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// use std::collections::HashMap;
+    /// fn words(line: String) -> HashMap<String, u64> {
+    ///     let mut counts = HashMap::new();
+    ///     for word in line.split_whitespace() {
+    ///         *counts.entry(word.to_string()).or_default() += 1;
+    ///     }
+    ///     counts
+    /// }
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let lines = ["a rose is a rose", "is a rose"].map(String::from);
+    /// let counts = pool.reduce_by_key(words, |a, b| a + b, lines)?;
+    /// assert_eq!(counts["rose"], 3);
+    /// assert_eq!(counts["a"], 3);
+    /// assert_eq!(counts.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn reduce_by_key<T, M, K, V, I>(
+        &self,
+        map: fn(T) -> M,
+        reduce: fn(V, V) -> V,
+        items: I,
+    ) -> Result<HashMap<K, V>, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Item,
+        M: IntoIterator<Item = (K, V)>,
+        K: Hash + Eq + Serialize + DeserializeOwned + Send,
+        V: Serialize + DeserializeOwned + Send,
+    {
+        CallOptions::new(self).reduce_by_key(map, reduce, items)
     }
 }
 

@@ -37,8 +37,13 @@
 //! runner.run(&mut WorkerState::default(), &task, &mut ReplyWriter::new(0));
 //! ```
 
+mod combine;
 mod fold;
 
+pub use combine::{
+    AsEncoded, Encoded, KeyedCode, closure_combine_entry, combine_entry, keyed_combine_entry,
+    keyed_entry, partition_of,
+};
 pub use fold::{
     ClosureEntryFn, ReduceCode, closure_entry_address, closure_fold_entry, closure_reduce_entry,
     fold_entry, reduce_entry,
