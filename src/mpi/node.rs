@@ -199,9 +199,11 @@ impl Node<'_> {
                     outcomes.push(failed(outcomes.len() as u64, failure));
                     None
                 }
-                // (A pool call never fails with a process error; were it to, it is the item's.)
+                // (A map never fails with a process or combine error; were it to, it is the
+                // item's.)
                 Err(
                     crate::Error::Task(error)
+                    | crate::Error::Combine(error)
                     | crate::Error::Process(crate::ProcessError { cause: error, .. }),
                 ) => {
                     outcomes.push(Outcome::Failed(WireTaskError::from_task(&error)));
