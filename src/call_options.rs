@@ -484,6 +484,39 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         }
     }
 
+    /// Runs a keyed reduction (`code`, whose reduce function is at `reduce`) over `items`:
+    /// each chunk's table comes back split into partitions, each partition's tables are merged
+    /// in the workers by `combine` (a keyed combine entry), and the parent joins the merged
+    /// partitions.
+    fn keyed_chunks<I, K, V>(
+        self,
+        code: CallCode,
+        reduce: u64,
+        combine: CallCode,
+        items: I,
+    ) -> Result<HashMap<K, V>, Error>
+    where
+        I: Iterator,
+        I::Item: Serialize + DeserializeOwned,
+        K: Hash + Eq + DeserializeOwned + Send,
+        V: DeserializeOwned + Send,
+    {
+        let partitions = keyed_partitions(self.pool.worker_count());
+        let keyed = KeyedCode {
+            reduce: ReduceCode {
+                function: reduce,
+                code_id: code_map::code_id(code.entry, reduce),
+            },
+            partitions,
+        };
+        let (pool, timeout) = (self.pool, self.timeout);
+        let context = Some(codec::encode(&keyed));
+        let tables: Vec<Option<Vec<Encoded>>> = self.collect(code, items, context)?;
+        let pieces = by_partition(tables.into_iter().flatten(), partitions)?;
+        let merged = merge_partitions(pool, timeout, combine, pieces)?;
+        join_partitions(merged)
+    }
+
     /// Starts a task: one item of `code`.
     fn task<T, R>(self, code: CallCode, item: T) -> Task<'p, R>
     where
@@ -771,21 +804,8 @@ impl<'p> CallOptions<'p, Pool> {
         V: Serialize + DeserializeOwned + Send,
     {
         let code = call_code(job::keyed_entry::<T, M, K, V>, map as usize as u64);
-        let partitions = keyed_partitions(self.pool.worker_count());
-        let keyed = KeyedCode {
-            reduce: ReduceCode {
-                function: reduce as usize as u64,
-                code_id: code_map::code_id(code.entry, reduce as usize as u64),
-            },
-            partitions,
-        };
-        let (pool, timeout) = (self.pool, self.timeout);
-        let context = Some(codec::encode(&keyed));
-        let tables: Vec<Option<Vec<Encoded>>> = self.collect(code, items.into_iter(), context)?;
-        let pieces = by_partition(tables.into_iter().flatten(), partitions)?;
         let combine = call_code(job::keyed_combine_entry::<K, V>, reduce as usize as u64);
-        let merged = merge_partitions(pool, timeout, combine, pieces)?;
-        join_partitions(merged)
+        self.keyed_chunks(code, reduce as usize as u64, combine, items.into_iter())
     }
 }
 
@@ -917,5 +937,32 @@ where
         self.reduce_chunks(code, items.into_iter(), None, combine)?
             .map(|total| decode_total(&total))
             .transpose()
+    }
+
+    /// [`FnPool::reduce_by_key`] with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u32| [(x % 3, 1u32)])?;
+    /// let counts = pool.chunksize(4).reduce_by_key(|a, b| a + b, 0..30u32)?;
+    /// assert_eq!(counts[&2], 10);
+    /// # Ok(()) }
+    /// ```
+    pub fn reduce_by_key<K, V, I>(
+        self,
+        reduce: fn(V, V) -> V,
+        items: I,
+    ) -> Result<HashMap<K, V>, Error>
+    where
+        I: IntoIterator<Item = T>,
+        R: IntoIterator<Item = (K, V)>,
+        K: Hash + Eq + Serialize + DeserializeOwned + Send,
+        V: Serialize + DeserializeOwned + Send,
+    {
+        let entry = job::closure_entry_address(job::closure_keyed_entry::<T, R, K, V>);
+        let code = call_code_at(entry, reduce as usize as u64);
+        let entry = job::closure_entry_address(job::closure_keyed_combine_entry::<T, R, K, V>);
+        let combine = call_code_at(entry, reduce as usize as u64);
+        self.keyed_chunks(code, reduce as usize as u64, combine, items.into_iter())
     }
 }

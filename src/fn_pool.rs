@@ -17,6 +17,8 @@ use crate::task::Task;
 use forkpool_worker::{ChildEnd, ClosureRunner, InitFn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -378,6 +380,39 @@ where
         I: IntoIterator<Item = T>,
     {
         self.calls().map_reduce(reduce, items)
+    }
+
+    /// Maps every item with the closure, whose results are `(key, value)` pairs, and combines
+    /// the values of each key with `reduce`, all in the workers: see
+    /// [`Pool::reduce_by_key`](crate::Pool::reduce_by_key).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let stop_words = ["a", "is"];
+    /// let pool = forkpool::FnPool::new(2, |line: String| {
+    ///     line.split_whitespace()
+    ///         .filter(|w| !stop_words.contains(w))
+    ///         .map(|w| (w.to_string(), 1u64))
+    ///         .collect::<Vec<_>>()
+    /// })?;
+    /// let lines = ["a rose is a rose", "is a rose"].map(String::from);
+    /// let counts = pool.reduce_by_key(|a, b| a + b, lines)?;
+    /// assert_eq!(counts["rose"], 3);
+    /// assert_eq!(counts.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn reduce_by_key<K, V, I>(
+        &self,
+        reduce: fn(V, V) -> V,
+        items: I,
+    ) -> Result<HashMap<K, V>, Error>
+    where
+        I: IntoIterator<Item = T>,
+        R: IntoIterator<Item = (K, V)>,
+        K: Hash + Eq + Serialize + DeserializeOwned + Send,
+        V: Serialize + DeserializeOwned + Send,
+    {
+        self.calls().reduce_by_key(reduce, items)
     }
 }
 

@@ -272,3 +272,28 @@ fn reduce_by_key_failures_name_the_item_or_the_merge() {
 fn big_pairs(n: u64) -> Vec<(String, u64)> {
     vec![("x".to_string(), n)]
 }
+
+#[test]
+fn fn_pool_reduce_by_key_runs_its_closure_and_names_a_crashing_item() {
+    let modulus = 7u32;
+    let pool = FnPool::new(2, move |x: u32| {
+        if x == 9_999 {
+            common::segfault();
+        }
+        vec![(x % modulus, u64::from(x)), (100, 1)]
+    })
+    .unwrap();
+    let got = pool.chunksize(6).reduce_by_key(add, 0..500u32).unwrap();
+    let mut expected: HashMap<u32, u64> = HashMap::new();
+    for x in 0..500u32 {
+        *expected.entry(x % modulus).or_default() += u64::from(x);
+    }
+    expected.insert(100, 500);
+    assert_eq!(got, expected);
+    let items: Vec<u32> = (0..50).map(|i| if i == 33 { 9_999 } else { i }).collect();
+    match pool.chunksize(4).reduce_by_key(add, items).unwrap_err() {
+        Error::Task(ItemError::WorkerDied { index, .. }) => assert_eq!(index, 33),
+        other => panic!("expected item 33's crash, got {other}"),
+    }
+    assert_eq!(pool.reduce_by_key(add, [1u32, 8]).unwrap()[&1], 9);
+}

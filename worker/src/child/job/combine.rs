@@ -196,10 +196,7 @@ impl<K: Serialize, V: Serialize> Serialize for Table<K, V> {
 }
 
 /// Entry of a keyed reduction: maps each item with the `fn(T) -> M` at `task.code.function`
-/// (`M` yields `(K, V)` pairs), combines the values of each key with the context's
-/// `fn(V, V) -> V` over each run of items, in one table per partition ([`partition_of`]), and
-/// answers the run's last item with those tables, each encoded (the others answer `None`, as
-/// in a fold).
+/// (`M` yields `(K, V)` pairs) and combines the values of each key as [`keyed_items`] does.
 ///
 /// # Safety
 /// As for [`plain_entry`](super::plain_entry), and the call's context an encoded
@@ -216,6 +213,50 @@ pub unsafe fn keyed_entry<T, M, K, V>(
 {
     // SAFETY: the caller promises the address is that of a callable `fn(T) -> M`.
     let map = unsafe { std::mem::transmute::<usize, fn(T) -> M>(task.code.function as usize) };
+    // SAFETY: as the caller promises.
+    unsafe { keyed_items(state, task, out, map) }
+}
+
+/// Entry of an `FnPool`'s keyed reduction: maps each item with the worker's closure (whose
+/// results yield `(K, V)` pairs) and combines the values of each key as [`keyed_items`] does.
+///
+/// # Safety
+/// As for [`keyed_entry`], with the closure for the `fn(T) -> M`.
+pub unsafe fn closure_keyed_entry<T, R, K, V>(
+    state: &mut WorkerState,
+    task: &Chunk<'_>,
+    out: &mut ReplyWriter,
+    map: &dyn Fn(T) -> R,
+) where
+    T: DeserializeOwned,
+    R: IntoIterator<Item = (K, V)>,
+    K: Hash + Eq + Serialize,
+    V: Serialize,
+{
+    // SAFETY: as the caller promises.
+    unsafe { keyed_items(state, task, out, map) }
+}
+
+/// Maps each item with `map` and combines the values of each key with the context's
+/// `fn(V, V) -> V` over each run of items, in one table per partition ([`partition_of`]), and
+/// answers the run's last item with those tables, each encoded (the others answer `None`, as
+/// in a fold).
+///
+/// # Safety
+/// The call's context must be an encoded [`KeyedCode`] that the parent made from a
+/// `fn(V, V) -> V` of these types (its code is checked with [`code_map::check`] before it is
+/// called).
+unsafe fn keyed_items<T, M, K, V>(
+    state: &mut WorkerState,
+    task: &Chunk<'_>,
+    out: &mut ReplyWriter,
+    map: impl Fn(T) -> M,
+) where
+    T: DeserializeOwned,
+    M: IntoIterator<Item = (K, V)>,
+    K: Hash + Eq + Serialize,
+    V: Serialize,
+{
     let keyed = match state.context::<KeyedCode>(task.call) {
         Ok(keyed) => *keyed,
         Err(message) => return fail_rest(out, task.count, &message),
@@ -293,6 +334,24 @@ pub unsafe fn keyed_combine_entry<K, V>(
         }
         AsEncoded(merged)
     });
+}
+
+/// [`keyed_combine_entry`] for an `FnPool`'s workers: its signature is a
+/// [`ClosureEntryFn`](super::ClosureEntryFn); the worker's closure is not called.
+///
+/// # Safety
+/// As for [`keyed_combine_entry`].
+pub unsafe fn closure_keyed_combine_entry<T, R, K, V>(
+    state: &mut WorkerState,
+    task: &Chunk<'_>,
+    out: &mut ReplyWriter,
+    _: &dyn Fn(T) -> R,
+) where
+    K: Hash + Eq + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    // SAFETY: as the caller promises.
+    unsafe { keyed_combine_entry::<K, V>(state, task, out) }
 }
 
 #[cfg(test)]
