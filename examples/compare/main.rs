@@ -48,10 +48,12 @@
 //! `workloads::list` with its runner and, for the Python peers, one function in `peers.py`'s
 //! `ROWS`.
 
+mod cpu;
 mod many;
 #[path = "../shared/primality.rs"]
 mod primality;
 mod python;
+mod realdata;
 mod reduce;
 mod rows;
 mod table;
@@ -165,7 +167,7 @@ fn main() {
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|w| match &cfg.only {
-            None => true,
+            None => !w.only_when_named,
             Some(keys) => keys.iter().any(|k| w.key.starts_with(k.as_str())),
         })
         .collect();
@@ -228,4 +230,8 @@ fn main() {
         cfg.budget
     );
     results.print(&rows);
+    if results.mismatched() {
+        eprintln!("compare: two processes computed different results (MISMATCH above)");
+        std::process::exit(1);
+    }
 }
