@@ -10,8 +10,9 @@
 //! forked them, where `RUSAGE_CHILDREN` sees only the parent's reaped children. Linux only:
 //! elsewhere there is no reading and no share.
 
+use crate::workloads::Timer;
 use forkpool::Pool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// CPU time so far: of this process, of its calling thread, of each of a pool's workers.
 #[derive(Clone, Debug)]
@@ -110,20 +111,67 @@ impl Spent {
     }
 }
 
-/// This process's CPU time (user + system), or its calling thread's.
+/// Calls timed by `timed_calls`.
+pub struct Calls {
+    /// The median seconds of a call.
+    pub secs: f64,
+    /// The CPU time of one call, on average; `None` when it could not be read.
+    pub each: Option<Spent>,
+    pub runs: u32,
+}
+
+/// Times calls on `pool` (`call` makes one, `check` checks its result, untimed) and reads
+/// their CPU time.
+pub fn timed_calls<R>(
+    timer: &Timer,
+    pool: &Pool,
+    mut call: impl FnMut() -> R,
+    mut check: impl FnMut(R),
+) -> Calls {
+    let mut spent = Some(Spent::default());
+    let mut runs = 0;
+    let secs = timer.median_measured(|| {
+        let before = Reading::now(pool);
+        let t = Instant::now();
+        let result = call();
+        let secs = t.elapsed().as_secs_f64();
+        let during = before
+            .zip(Reading::now(pool))
+            .and_then(|(b, a)| a.since(&b));
+        spent = spent.zip(during).map(|(mut sum, s)| {
+            sum += s;
+            sum
+        });
+        runs += 1;
+        check(result);
+        secs
+    });
+    let each = spent.map(|s| Spent {
+        parent: s.parent / runs,
+        caller: s.caller / runs,
+        workers: s.workers / runs,
+    });
+    Calls { secs, each, runs }
+}
+
+/// The CPU time of this process's children that ended and were reaped (`RUSAGE_CHILDREN`).
+pub fn children_time() -> Option<Duration> {
+    usage(libc::RUSAGE_CHILDREN)
+}
+
+/// This process's CPU time (user + system), or its calling thread's (Linux only).
 pub fn own_time(thread: bool) -> Option<Duration> {
+    if !thread {
+        return usage(libc::RUSAGE_SELF);
+    }
     #[cfg(target_os = "linux")]
-    let who = if thread {
-        libc::RUSAGE_THREAD
-    } else {
-        libc::RUSAGE_SELF
-    };
+    return usage(libc::RUSAGE_THREAD);
     #[cfg(not(target_os = "linux"))]
-    let who = if thread {
-        return None;
-    } else {
-        libc::RUSAGE_SELF
-    };
+    return None;
+}
+
+/// `getrusage(who)`: user + system time.
+fn usage(who: libc::c_int) -> Option<Duration> {
     // SAFETY: `getrusage` writes one `rusage` into the zeroed value it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

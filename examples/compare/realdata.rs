@@ -9,7 +9,7 @@
 //! table must equal the serial one, and each side prints a `check` line of the serial table's
 //! totals and checksum (see `fingerprint`): the table fails loudly when two differ.
 
-use crate::cpu::{Reading, Spent};
+use crate::cpu::{children_time, own_time, timed_calls};
 use crate::workloads::{Ctx, Report, thousands};
 use flate2::read::MultiGzDecoder;
 use forkpool::Pool;
@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const WORKERS: usize = 2;
 
@@ -204,78 +204,78 @@ pub fn row_s(ctx: &Ctx, out: &mut Report) {
         return;
     }
     let serial_count = || paths.iter().cloned().fold(Counts::new(), count_into);
-    let expected = serial_count();
-    let sum = fingerprint(paths.len(), &expected);
-    out.check(&format!("words of {}", corpus.root), &sum);
-    eprintln!("{}: {sum}", corpus.key);
-    let mut serial_cpu = std::time::Duration::ZERO;
+    // The first serial run makes the reference table; the others must equal it.
+    let mut expected = None;
+    let mut serial_cpu = Duration::ZERO;
     let serial = ctx.timer.median_measured(|| {
-        let cpu = crate::cpu::own_time(false);
+        let cpu = own_time(false);
         let t = Instant::now();
         let total = serial_count();
         let secs = t.elapsed().as_secs_f64();
-        if let (Some(before), Some(after)) = (cpu, crate::cpu::own_time(false)) {
-            serial_cpu = after - before;
+        serial_cpu = own_time(false)
+            .zip(cpu)
+            .map_or(Duration::ZERO, |(a, b)| a - b);
+        match &expected {
+            None => expected = Some(total),
+            Some(first) => assert!(total == *first, "the serial count differs between runs"),
         }
-        assert!(total == expected, "the serial count differs between runs");
         secs
     });
+    let expected = expected.expect("one serial run");
     out.cell("serial", serial, 1.0, "");
+    let sum = fingerprint(paths.len(), &expected);
+    out.check(&format!("words of {}", corpus.root), &sum);
+    eprintln!("{}: {sum}", corpus.key);
 
-    let pool = Pool::new(WORKERS).unwrap();
-    let mut spent = Spent::default();
-    let mut runs = 0u32;
-    let mut read = true;
-    let secs = ctx.timer.median_measured(|| {
-        let before = Reading::now(&pool);
-        let t = Instant::now();
-        let total = (variant.count)(&pool, paths.clone());
-        let secs = t.elapsed().as_secs_f64();
-        match (before, Reading::now(&pool)) {
-            (Some(before), Some(after)) => match after.since(&before) {
-                Some(s) => {
-                    spent += s;
-                    runs += 1;
-                }
-                None => read = false,
-            },
-            _ => read = false,
-        }
-        assert!(
-            total == expected,
-            "{} with {} counted {} where the serial count has {}",
-            corpus.key,
-            variant.key,
-            fingerprint(paths.len(), &total),
-            fingerprint(paths.len(), &expected)
-        );
-        secs
-    });
     let label = format!("({}) forkpool {}", corpus.key, variant.key);
-    if read && runs > 0 {
-        out.cell("forkpool", secs, 1.0, &spent.note());
-        out.also(
-            &format!("{label}: parent CPU share"),
-            100.0 * spent.parent_share(),
-            "%",
-        );
-        // The workers' CPU is read from /proc: parent + workers ≈ serial + the pool's overhead
-        // checks that none of it went unseen.
-        let per_run = spent.total().as_secs_f64() / f64::from(runs);
-        out.also(
-            &format!("{label}: CPU of parent + workers / serial CPU"),
-            per_run / serial_cpu.as_secs_f64(),
-            "×",
-        );
-    } else {
-        out.cell(
+    let children_before = children_time();
+    let pool = Pool::new(WORKERS).unwrap();
+    let calls = timed_calls(
+        &ctx.timer,
+        &pool,
+        || (variant.count)(&pool, paths.clone()),
+        |total| {
+            assert!(
+                total == expected,
+                "{label} counted {} where the serial count has {sum}",
+                fingerprint(paths.len(), &total),
+            )
+        },
+    );
+    let secs = calls.secs;
+    match calls.each {
+        Some(spent) => {
+            out.cell("forkpool", secs, 1.0, &spent.note());
+            out.also(
+                &format!("{label}: parent CPU share"),
+                100.0 * spent.parent_share(),
+                "%",
+            );
+            out.also(
+                &format!("{label}: CPU of parent + workers / serial CPU"),
+                spent.total().as_secs_f64() / serial_cpu.as_secs_f64(),
+                "×",
+            );
+        }
+        None => out.cell(
             "forkpool",
             secs,
             1.0,
             "CPU not read (not Linux, or a worker died)",
-        );
+        ),
     }
     drop(pool);
+    // The workers are this process's children (no zygote here): once reaped, RUSAGE_CHILDREN
+    // has their whole lives, which the readings from /proc during the calls must nearly make
+    // up (the rest: their start, and their idle time between calls).
+    let reaped = children_time().zip(children_before).map(|(a, b)| a - b);
+    if let Some((spent, reaped)) = calls.each.zip(reaped) {
+        out.also(
+            &format!("{label}: workers' CPU read from /proc during the calls / RUSAGE_CHILDREN once reaped"),
+            (spent.workers * calls.runs).as_secs_f64() / reaped.as_secs_f64(),
+            "×",
+        );
+    }
 
     if variant_index == 0 {
         let threads = rayon::ThreadPoolBuilder::new()
@@ -362,33 +362,24 @@ where
     });
     out.cell("serial", s, n as f64, "");
     let pool = Pool::new(WORKERS).unwrap();
-    let mut spent = Spent::default();
-    let mut read = true;
-    let s = ctx.timer.median_measured(|| {
-        let before = Reading::now(&pool);
-        let t = Instant::now();
-        let v = pool.map(f, 0..n).unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        match (before, Reading::now(&pool)) {
-            (Some(before), Some(after)) => match after.since(&before) {
-                Some(s) => spent += s,
-                None => read = false,
-            },
-            _ => read = false,
+    let calls = timed_calls(
+        &ctx.timer,
+        &pool,
+        || pool.map(f, 0..n).unwrap(),
+        |v| assert_eq!(weight(&v), expected, "forkpool's results differ"),
+    );
+    let s = calls.secs;
+    match calls.each {
+        Some(spent) => {
+            out.cell("forkpool", s, n as f64, &spent.note());
+            let label = format!("(t) forkpool `map`, {} results", T_RESULTS[ctx.param]);
+            out.also(
+                &format!("{label}: parent CPU share"),
+                100.0 * spent.parent_share(),
+                "%",
+            );
         }
-        assert_eq!(weight(&v), expected, "forkpool's results differ");
-        secs
-    });
-    if read {
-        out.cell("forkpool", s, n as f64, &spent.note());
-        let label = format!("(t) forkpool `map`, {} results", T_RESULTS[ctx.param]);
-        out.also(
-            &format!("{label}: parent CPU share"),
-            100.0 * spent.parent_share(),
-            "%",
-        );
-    } else {
-        out.cell("forkpool", s, n as f64, "CPU not read");
+        None => out.cell("forkpool", s, n as f64, "CPU not read"),
     }
     drop(pool);
     let threads = rayon::ThreadPoolBuilder::new()
