@@ -25,8 +25,6 @@ const WORKERS: usize = 2;
 pub struct Corpus {
     pub key: &'static str,
     pub root: &'static str,
-    /// What its files are, for the row's name.
-    pub shape: &'static str,
 }
 
 /// The corpora of rows (s), in table order; `peers.py` gets the roots from the sizes.
@@ -34,12 +32,10 @@ pub const CORPORA: [Corpus; 2] = [
     Corpus {
         key: "s_doc",
         root: "/usr/share/doc",
-        shape: "changelogs and manuals, some large",
     },
     Corpus {
         key: "s_man",
         root: "/usr/share/man",
-        shape: "man pages, many small",
     },
 ];
 
@@ -51,6 +47,8 @@ pub struct Variant {
     pub key: &'static str,
     /// The row's name for it.
     pub label: &'static str,
+    /// How it counts, for the cell's note.
+    pub how: &'static str,
     pub count: fn(&Pool, Vec<String>) -> Counts,
 }
 
@@ -59,17 +57,20 @@ pub struct Variant {
 pub const VARIANTS: &[Variant] = &[
     Variant {
         key: "imap",
-        label: "`imap_unordered` (one table per file back) + merge in the caller",
+        label: "`imap_unordered` + merge in the caller",
+        how: "one table per file back",
         count: by_imap_unordered,
     },
     Variant {
         key: "fold",
-        label: "`fold` (tables merged in the workers: one per chunk back)",
+        label: "`fold`",
+        how: "tables merged in the workers, one per chunk back",
         count: by_fold,
     },
     Variant {
         key: "mr",
-        label: "`map_reduce` (one table per file, merged in the workers)",
+        label: "`map_reduce`",
+        how: "a table per file, merged in the workers, one per chunk back",
         count: by_map_reduce,
     },
 ];
@@ -245,7 +246,8 @@ pub fn row_s(ctx: &Ctx, out: &mut Report) {
     let secs = calls.secs;
     match calls.each {
         Some(spent) => {
-            out.cell("forkpool", secs, 1.0, &spent.note());
+            let note = format!("{}; {}", variant.how, spent.note());
+            out.cell("forkpool", secs, 1.0, &note);
             out.also(
                 &format!("{label}: parent CPU share"),
                 100.0 * spent.parent_share(),
@@ -303,8 +305,8 @@ pub fn s_name(corpus: &Corpus, variant: &Variant, limit: usize) -> String {
         String::new()
     };
     format!(
-        "(s) word count, {files}`*.gz` under {} ({}): forkpool {}",
-        corpus.root, corpus.shape, variant.label
+        "(s) word count, {files}`*.gz` under {}: forkpool {}",
+        corpus.root, variant.label
     )
 }
 

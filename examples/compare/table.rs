@@ -202,7 +202,7 @@ impl Results {
         if !self.checks.is_empty() {
             let mut checks: Vec<_> = self.checks.iter().collect();
             checks.sort();
-            println!("\nChecked (each side and variant computed the same):");
+            println!("\nChecked (the value every process reported; a MISMATCH below if not):");
             for (label, (value, _)) in checks {
                 println!("- {label}: {value}");
             }
