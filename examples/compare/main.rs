@@ -10,7 +10,7 @@
 //! cargo run --release --example compare                  # one repeat, about 5 minutes
 //! cargo run --release --example compare -- --repeat 3    # median (min–max) of 3 repeats
 //! cargo run --release --example compare -- --quick       # small inputs: a smoke run
-//! cargo run --release --example compare -- --only s      # the word counts, about 10 minutes
+//! cargo run --release --example compare -- --only s      # the word counts, about 8 minutes
 //! ```
 //!
 //! Flags: `--repeat N` repeats the whole run N times (every row, every system, in the same
