@@ -97,8 +97,10 @@ impl Results {
                         self.checks.insert(label.to_string(), first);
                     }
                     Some((first, at)) if first != value => {
-                        let what =
-                            format!("{}: {label}: {value}, where {at} reported {first}", row.key);
+                        let what = format!(
+                            "{}: {label}: {value}, the first report (row {at}) was {first}",
+                            row.key
+                        );
                         eprintln!("MISMATCH {what}");
                         self.mismatches.push(what);
                     }
