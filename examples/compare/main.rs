@@ -10,6 +10,7 @@
 //! cargo run --release --example compare                  # one repeat, about 5 minutes
 //! cargo run --release --example compare -- --repeat 3    # median (min–max) of 3 repeats
 //! cargo run --release --example compare -- --quick       # small inputs: a smoke run
+//! cargo run --release --example compare -- --only s      # the word counts, about 8 minutes
 //! ```
 //!
 //! Flags: `--repeat N` repeats the whole run N times (every row, every system, in the same
@@ -18,7 +19,9 @@
 //! heap for row (h) (default 1024); `--curve-1000` adds n = 1,000 to the `Pool::new(n)`
 //! curve; `--only a,e,k` runs the rows whose key starts with one of those (the keys: `a`, `b`,
 //! `c`, `d`, `e_in`, `e_echo`, `f`, `g`, `h`, `i`, `j`, `k2`, `k16`, ... for the curve, `l`,
-//! `m`, `n_med`, `n_max`, `o`, `p`);
+//! `m`, `n_med`, `n_max`, `o`, `p`, `s_doc_imap`, `s_doc_fold`, `s_doc_mr`, `s_man_imap`, ...,
+//! `t_vec`, `t_map`); the rows (s) run only when `--only` names them (`--only s`, `--only
+//! s_man`, `--only s_doc_fold`): each takes one to several minutes;
 //! `--no-python` skips the Python peers. Within one repeat a cell is the median of up to 5
 //! runs, fewer once its runs have taken 3 s (so a cell of several seconds runs once).
 //!
@@ -36,7 +39,18 @@
 //! 1,000,000 trivial items, median and max of 20; (o) a 10-item `map` of 1 ms items while
 //! another thread holds an unconsumed `imap` of 20 ms items; (p) a word count over 200 files
 //! with `Pool::fold` (tables merged in the workers) against `map` + merge in the parent
-//! (runner in `reduce.rs`). A system
+//! (runner in `reduce.rs`); and the rows over real data (issue 26; runners in `realdata.rs`):
+//! (s) a word count over every `*.gz` under `/usr/share/doc` (about 1,800 files, 25 M words)
+//! and under `/usr/share/man` (about 24,000 small files, 18 M words), decompressed and split as
+//! Python's `str.split()` does, one row per forkpool variant (`imap_unordered` + merge in the
+//! caller, `fold`, `map_reduce`; `realdata::VARIANTS`), each beside a serial count; the first
+//! variant's row also holds rayon (`par_iter().fold().reduce()`) and Python's `Pool` (fork:
+//! `imap_unordered` + `Counter.update`, the tutorials' code; the other Python peers are not
+//! run, and serial Python is a line under the table); every count is checked against the
+//! serial one, and both sides' totals against each other (`check` lines); (t) `map` over
+//! 2,000 items each returning 1,000 short strings, as a `Vec<String>` and as a `HashMap<String,
+//! u64>`. Each forkpool cell of (s) and (t) notes the parent's share of the call's CPU time
+//! and the speedup limit it implies (how it is read: `cpu.rs`). A system
 //! without a counterpart of a row shows `n/a` (with a note when there is something to say);
 //! peers too slow for the full input run a smaller one and are reported per item (noted).
 //!
@@ -48,10 +62,12 @@
 //! `workloads::list` with its runner and, for the Python peers, one function in `peers.py`'s
 //! `ROWS`.
 
+mod cpu;
 mod many;
 #[path = "../shared/primality.rs"]
 mod primality;
 mod python;
+mod realdata;
 mod reduce;
 mod rows;
 mod table;
@@ -165,7 +181,7 @@ fn main() {
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|w| match &cfg.only {
-            None => true,
+            None => !w.only_when_named,
             Some(keys) => keys.iter().any(|k| w.key.starts_with(k.as_str())),
         })
         .collect();
@@ -228,4 +244,8 @@ fn main() {
         cfg.budget
     );
     results.print(&rows);
+    if results.mismatched() {
+        eprintln!("compare: two processes computed different results (MISMATCH above)");
+        std::process::exit(1);
+    }
 }

@@ -11,8 +11,10 @@ A new row is one function in ROWS: it gets a peer and returns (value, count, not
 NoCounterpart.
 """
 
+import collections
 import concurrent.futures
 import contextlib
+import gzip
 import json
 import multiprocessing as mp
 import os
@@ -22,6 +24,7 @@ import statistics
 import sys
 import threading
 import time
+import zlib
 
 WORKERS = 2
 START = 1_000_000_000_001
@@ -593,6 +596,149 @@ def row_k(peer, sizes, timer, n):
     return timer.median(lambda: peer.start_stop(n)), n, ""
 
 
+# Rows (s) and (t): the real-data rows (see `realdata.rs`).
+
+
+def gz_files(root, limit):
+    """Every `*.gz` file under root, sorted, as `realdata.rs` lists them: symbolic links to
+    directories not entered, links to files counted, broken ones not; the first `limit` (0: all).
+    """
+    paths = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if name.endswith(".gz") and os.path.isfile(path):
+                paths.append(path)
+    paths.sort()
+    return paths[:limit] if limit else paths
+
+
+def count_file(path):
+    """The words of one file: the tutorials' `Counter(text.split())`, the text decoded as
+    UTF-8 with invalid sequences replaced (as `realdata.rs` does)."""
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        return collections.Counter(f.read().split())
+
+
+def fingerprint(files, counts):
+    """The totals and checksum `realdata.rs`'s `fingerprint` prints for the same table."""
+    text = "".join(f"{w}\t{n}\n" for w, n in sorted(counts.items()))
+    crc = zlib.crc32(text.encode("utf-8"))
+    words = sum(counts.values())
+    return f"{files} files, {words} words, {len(counts)} distinct, crc32 {crc:08x}"
+
+
+def process_cpu(pid):
+    """A process's CPU seconds: the run time of each of its threads, as `cpu.rs` reads it."""
+    nanos = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            nanos += int(f.read().split()[0])
+    return nanos / 1e9
+
+
+class CpuShare:
+    """The parent's share of a Pool's calls' CPU time (all its threads, `os.times`), against
+    its workers' (`cpu.rs` measures forkpool's the same way)."""
+
+    def __init__(self, pool):
+        self.pids = [p.pid for p in pool._pool]  # noqa: SLF001 - the workers' pids
+        self.parent = self.workers = 0.0
+
+    def reading(self):
+        t = os.times()
+        return t.user + t.system, sum(process_cpu(pid) for pid in self.pids)
+
+    def measure(self, f):
+        before = self.reading()
+        f()
+        after = self.reading()
+        self.parent += after[0] - before[0]
+        self.workers += after[1] - before[1]
+
+    def note(self):
+        share = self.parent / (self.parent + self.workers)
+        return f"parent CPU {100 * share:.1f}% of parent + workers: speedup limit ×{1 / share:.1f}"
+
+
+def fork_pool_only(peer):
+    if not isinstance(peer, PoolPeer) or peer.ctx.get_start_method() != "fork":
+        raise NoCounterpart("not measured (compared with Python's Pool, fork)")
+
+
+def row_s(peer, sizes, timer, param):
+    fork_pool_only(peer)
+    root = sizes["corpora"][param % len(sizes["corpora"])]
+    paths = gz_files(root, sizes["s_files"])
+    if not paths:
+        raise NoCounterpart(f"no *.gz files under {root}")
+
+    def serial():
+        total = collections.Counter()
+        for path in paths:
+            total.update(count_file(path))
+        return total
+
+    # The first serial run makes the reference table; the others must equal it.
+    first = []
+
+    def serial_run():
+        total = serial()
+        if first:
+            check_equal(total, first[0])
+        else:
+            first.append(total)
+
+    s = timer.median(serial_run)
+    expected = first[0]
+    emit("check", f"words of {root}", fingerprint(len(paths), expected))
+    emit("also", f"(s) serial Python, {root}", s, "s")
+    with opened(peer, WORKERS) as pool:
+        cpu = CpuShare(pool)
+
+        def run():
+            total = collections.Counter()
+            for counts in pool.imap_unordered(count_file, paths):
+                total.update(counts)
+            check_equal(total, expected)
+
+        s = timer.median(lambda: cpu.measure(run))
+    return s, 1, f"imap_unordered + Counter.update; {cpu.note()}"
+
+
+def check_equal(total, expected):
+    assert total == expected, "the word counts differ from the serial count"
+
+
+# Strings per result of rows (t): `realdata.rs`'s T_STRINGS (`row_t` checks they agree).
+T_STRINGS = 1_000
+
+
+def strings(item):
+    return [f"{item}-{j}" for j in range(T_STRINGS)]
+
+
+def table(item):
+    return {f"{item}-{j}": j for j in range(T_STRINGS)}
+
+
+def row_t(peer, sizes, timer, param):
+    assert sizes["t_strings"] == T_STRINGS, (sizes["t_strings"], T_STRINGS)
+    n = sizes["t_items"]
+    f = strings if param == 0 else table
+    if isinstance(peer, PoolPeer) and peer.ctx.get_start_method() == "fork":
+        s = timer.median(lambda: check(map(f, range(n)), n))
+        emit("also", f"(t) serial Python, {'list of str' if param == 0 else 'dict'} results",
+             n / s / 1e3, "k items/s")
+        with opened(peer, WORKERS) as pool:
+            cpu = CpuShare(pool)
+            s = timer.median(lambda: cpu.measure(lambda: check(peer.map(pool, f, range(n)), n)))
+        return s, n, cpu.note()
+    with opened(peer, WORKERS) as pool:
+        s = timer.median(lambda: check(peer.map(pool, f, range(n)), n))
+    return s, n, "default chunksize 1" if peer.per_message else ""
+
+
 ROWS = {
     "a": row_a,
     "b": row_b,
@@ -610,6 +756,10 @@ ROWS = {
     "n_med": row_n,
     "n_max": row_n,
     "o": row_o,
+    "s_doc_imap": row_s,
+    "s_man_imap": row_s,
+    "t_vec": row_t,
+    "t_map": row_t,
 }
 
 

@@ -31,6 +31,10 @@ pub struct Results {
     also: Vec<(String, String, Vec<f64>)>,
     /// Python and the peers' versions, as `peers.py` imported them.
     versions: Vec<(String, String)>,
+    /// The values of `check` lines by label: the first one reported, and where.
+    checks: HashMap<String, (String, String)>,
+    /// The `check` lines that differ from the first of their label.
+    mismatches: Vec<String>,
 }
 
 impl Results {
@@ -42,6 +46,8 @@ impl Results {
             skipped: Vec::new(),
             also: Vec::new(),
             versions: Vec::new(),
+            checks: HashMap::new(),
+            mismatches: Vec::new(),
         }
     }
 
@@ -49,8 +55,9 @@ impl Results {
     /// `cell SYSTEM VALUE COUNT NOTE` (a measurement: the row's figure of VALUE and COUNT),
     /// `none SYSTEM WHY` (no counterpart on this row), `fail SYSTEM WHY` (it failed here),
     /// `skip SYSTEM WHY` (not run at all: not installed, not importable), `also LABEL FIGURE
-    /// UNIT` (a figure for under the table) and `version NAME VERSION`. Other lines are
-    /// ignored.
+    /// UNIT` (a figure for under the table), `check LABEL VALUE` (a value every line of that
+    /// label must repeat: a mismatch fails the run) and `version NAME VERSION`. Other lines
+    /// are ignored.
     pub fn read(&mut self, row: &Workload, text: &str) {
         for line in text.lines() {
             let fields: Vec<&str> = line.split('\t').collect();
@@ -84,12 +91,32 @@ impl Results {
                             .push((label.to_string(), unit.to_string(), vec![figure])),
                     }
                 }
+                ["check", label, value] => match self.checks.get(*label) {
+                    None => {
+                        let first = (value.to_string(), row.key.clone());
+                        self.checks.insert(label.to_string(), first);
+                    }
+                    Some((first, at)) if first != value => {
+                        let what = format!(
+                            "{}: {label}: {value}, the first report (row {at}) was {first}",
+                            row.key
+                        );
+                        eprintln!("MISMATCH {what}");
+                        self.mismatches.push(what);
+                    }
+                    Some(_) => {}
+                },
                 ["version", name, version] if !self.versions.iter().any(|(n, _)| n == name) => {
                     self.versions.push((name.to_string(), version.to_string()));
                 }
                 _ => {}
             }
         }
+    }
+
+    /// Whether two `check` lines of one label differed.
+    pub fn mismatched(&self) -> bool {
+        !self.mismatches.is_empty()
     }
 
     /// `system` was not run at all (kept: the first reason).
@@ -173,6 +200,17 @@ impl Results {
                     Spread::of(figures).show(self.repeats)
                 );
             }
+        }
+        if !self.checks.is_empty() {
+            let mut checks: Vec<_> = self.checks.iter().collect();
+            checks.sort();
+            println!("\nChecked (the value every process reported; a MISMATCH below if not):");
+            for (label, (value, _)) in checks {
+                println!("- {label}: {value}");
+            }
+        }
+        for what in &self.mismatches {
+            println!("\nMISMATCH: {what}");
         }
         if !self.versions.is_empty() {
             let versions: Vec<String> = self

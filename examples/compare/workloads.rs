@@ -8,6 +8,7 @@
 
 use crate::Config;
 use crate::many;
+use crate::realdata;
 use crate::reduce;
 use crate::rows;
 use crate::zygote;
@@ -57,6 +58,10 @@ pub struct Sizes {
     pub n_applies: usize,
     /// (o): the Python peers' held `imap`: items (their `imap` queues all of them at once).
     pub o_held: u64,
+    /// (s): files counted per corpus, the first ones in path order (0: all of them).
+    pub s_files: usize,
+    /// (t): items mapped.
+    pub t_items: u64,
 }
 
 impl Sizes {
@@ -94,6 +99,8 @@ impl Sizes {
             n_items: if cfg.quick { 100_000 } else { 1_000_000 },
             n_applies: 20,
             o_held: 100,
+            s_files: if cfg.quick { 100 } else { 0 },
+            t_items: if cfg.quick { 200 } else { 2_000 },
         }
     }
 
@@ -102,7 +109,8 @@ impl Sizes {
         format!(
             concat!(
                 r#"{{"a":{},"b":{},"c":{},"e":{},"g":{},"per_message":{},"heap":{},"deaths":{},"#,
-                r#""j":{},"l":{},"m_calls":{},"m_threads":{},"n":{},"n_applies":{},"o_held":{}}}"#
+                r#""j":{},"l":{},"m_calls":{},"m_threads":{},"n":{},"n_applies":{},"o_held":{},"#,
+                r#""s_files":{},"corpora":[{}],"t_items":{},"t_strings":{}}}"#
             ),
             self.a_items,
             self.b_items,
@@ -118,7 +126,11 @@ impl Sizes {
             many::M_THREADS,
             self.n_items,
             self.n_applies,
-            self.o_held
+            self.o_held,
+            self.s_files,
+            realdata::CORPORA.map(|c| format!("{:?}", c.root)).join(","),
+            self.t_items,
+            realdata::T_STRINGS
         )
     }
 }
@@ -145,6 +157,8 @@ pub struct Workload {
     /// Whether `peers.py` has this row.
     pub python: bool,
     pub param: usize,
+    /// Runs only when `--only` names it (a row of more than about a minute).
+    pub only_when_named: bool,
 }
 
 pub fn m_items_per_s(secs: f64, items: f64) -> f64 {
@@ -152,6 +166,9 @@ pub fn m_items_per_s(secs: f64, items: f64) -> f64 {
 }
 fn us_per_item(secs: f64, items: f64) -> f64 {
     secs / items * 1e6
+}
+fn k_items_per_s(secs: f64, items: f64) -> f64 {
+    items / secs / 1e3
 }
 fn seconds(secs: f64, _: f64) -> f64 {
     secs
@@ -200,6 +217,7 @@ pub fn list(cfg: &Config) -> Vec<Workload> {
         rust,
         python,
         param: 0,
+        only_when_named: false,
     };
     let heap = if s.heap_bytes % (1 << 30) == 0 {
         format!("{} GiB", s.heap_bytes >> 30)
@@ -435,6 +453,43 @@ pub fn list(cfg: &Config) -> Vec<Workload> {
         reduce::row_p,
         false,
     ));
+    // (s): a row per corpus and forkpool variant; the peers run on each corpus's first.
+    for (c, corpus) in realdata::CORPORA.iter().enumerate() {
+        for (v, variant) in realdata::VARIANTS.iter().enumerate() {
+            rows.push(Workload {
+                param: realdata::s_param(c, v),
+                only_when_named: true,
+                ..row(
+                    &format!("{}_{}", corpus.key, variant.key),
+                    realdata::s_name(corpus, variant, s.s_files),
+                    "s",
+                    false,
+                    seconds,
+                    realdata::row_s,
+                    v == 0,
+                )
+            });
+        }
+    }
+    for (param, key) in [(0, "t_vec"), (1, "t_map")] {
+        rows.push(Workload {
+            param,
+            ..row(
+                key,
+                format!(
+                    "(t) `map` over {} items, each returning a {} of {} short strings",
+                    thousands(s.t_items),
+                    realdata::T_RESULTS[param],
+                    thousands(realdata::T_STRINGS)
+                ),
+                "k items/s",
+                true,
+                k_items_per_s,
+                realdata::row_t,
+                true,
+            )
+        });
+    }
     rows
 }
 
@@ -463,6 +518,17 @@ impl Report {
     /// A figure printed under the table, not in it.
     pub fn also(&mut self, label: &str, figure: f64, unit: &str) {
         println!("also\t{label}\t{figure}\t{unit}");
+    }
+
+    /// `system` has no counterpart of the row (or nothing to run it on), and why.
+    pub fn none(&mut self, system: &str, why: &str) {
+        println!("none\t{system}\t{why}");
+    }
+
+    /// A value every process that reports `label` must report the same (a result's totals,
+    /// on both sides); the table fails when two differ.
+    pub fn check(&mut self, label: &str, value: &str) {
+        println!("check\t{label}\t{value}");
     }
 }
 
