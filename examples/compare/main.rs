@@ -19,7 +19,7 @@
 //! heap for row (h) (default 1024); `--curve-1000` adds n = 1,000 to the `Pool::new(n)`
 //! curve; `--only a,e,k` runs the rows whose key starts with one of those (the keys: `a`, `b`,
 //! `c`, `d`, `e_in`, `e_echo`, `f`, `g`, `h`, `i`, `j`, `k2`, `k16`, ... for the curve, `l`,
-//! `m`, `n_med`, `n_max`, `o`, `p`, `s_doc_imap`, `s_doc_fold`, `s_doc_mr`, `s_man_imap`, ...,
+//! `m`, `n_med`, `n_max`, `o`, `p`, `s_doc_imap`, `s_doc_fold`, `s_doc_mr`, `s_doc_key`, `s_man_imap`, ...,
 //! `t_vec`, `t_map`); the rows (s) run only when `--only` names them (`--only s`, `--only
 //! s_man`, `--only s_doc_fold`): each takes one to several minutes;
 //! `--no-python` skips the Python peers. Within one repeat a cell is the median of up to 5
@@ -43,7 +43,7 @@
 //! (s) a word count over every `*.gz` under `/usr/share/doc` (about 1,800 files, 25 M words)
 //! and under `/usr/share/man` (about 24,000 small files, 18 M words), decompressed and split as
 //! Python's `str.split()` does, one row per forkpool variant (`imap_unordered` + merge in the
-//! caller, `fold`, `map_reduce`; `realdata::VARIANTS`), each beside a serial count; the first
+//! caller, `fold`, `map_reduce`, `reduce_by_key`; `realdata::VARIANTS`), each beside a serial count; the first
 //! variant's row also holds rayon (`par_iter().fold().reduce()`) and Python's `Pool` (fork:
 //! `imap_unordered` + `Counter.update`, the tutorials' code; the other Python peers are not
 //! run, and serial Python is a line under the table); every count is checked against the

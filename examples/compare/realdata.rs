@@ -73,6 +73,12 @@ pub const VARIANTS: &[Variant] = &[
         how: "a table per file, merged in the workers, one per chunk back",
         count: by_map_reduce,
     },
+    Variant {
+        key: "key",
+        label: "`reduce_by_key`",
+        how: "a table per file, merged per key partition in the workers, partitions joined in the parent",
+        count: by_key,
+    },
 ];
 
 fn by_imap_unordered(pool: &Pool, paths: Vec<String>) -> Counts {
@@ -91,6 +97,15 @@ fn by_map_reduce(pool: &Pool, paths: Vec<String>) -> Counts {
     pool.map_reduce(count_file, merged, paths)
         .expect("map_reduce")
         .unwrap_or_default()
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn by_key(pool: &Pool, paths: Vec<String>) -> Counts {
+    pool.reduce_by_key(count_file, add, paths)
+        .expect("reduce_by_key")
 }
 
 /// A row (s)'s `param`: its corpus and its variant.
