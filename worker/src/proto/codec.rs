@@ -14,6 +14,7 @@
 //! workers, and the MPI driver and nodes (`forkpool::mpi`), which use [`encode`] and
 //! [`decode_whole`].
 
+mod bytes;
 mod depth;
 mod messages;
 
@@ -32,7 +33,7 @@ fn config() -> bincode::config::Configuration {
 /// callers that keep going truncate it back.
 #[inline]
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
-    bincode::serde::encode_into_std_write(value, buf, config())
+    bincode::serde::encode_into_std_write(bytes::Bytes(value), buf, config())
         .map(|_| ())
         .map_err(messages::encode_error)
 }
@@ -70,6 +71,8 @@ fn describe(error: bincode::error::DecodeError) -> String {
     messages::decode_error(error)
 }
 
+#[cfg(test)]
+mod bytes_tests;
 #[cfg(test)]
 mod fuzz_tests;
 
