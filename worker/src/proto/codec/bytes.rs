@@ -1,5 +1,5 @@
-//! Byte vectors at buffer speed: `Vec<u8>`, `[u8]` and `Box<[u8]>` (and what holds them) encoded and decoded as one
-//! run of bytes instead of one serde call per byte, in the same bincode bytes.
+//! Byte vectors (`Vec<u8>`, `[u8]`, `Box<[u8]>`) written and read as one run of bytes, not one
+//! serde call per byte, in the same bincode bytes.
 //!
 //! serde writes a `Vec<u8>` as a sequence of `u8`s and reads it back one element at a time;
 //! bincode writes a sequence as its length (varint) then each element, and a `u8` as one byte,

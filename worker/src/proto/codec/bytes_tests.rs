@@ -57,6 +57,8 @@ struct Record {
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Blob(Vec<u8>);
 
+/// `tail` is a byte vector behind a pointer: written one byte at a time, read as bytes.
+#[allow(clippy::box_collection)]
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum Message {
     Empty,
@@ -114,10 +116,22 @@ fn prefix(n: u64) -> Vec<u8> {
 
 #[test]
 fn a_length_that_lies_is_an_error_not_an_allocation() {
-    for claim in [1u64, 128, 251, 1 << 16, 1 << 32, 1 << 40, u64::MAX >> 1, u64::MAX] {
+    for claim in [
+        1u64,
+        128,
+        251,
+        1 << 16,
+        1 << 32,
+        1 << 40,
+        u64::MAX >> 1,
+        u64::MAX,
+    ] {
         // The claim, then fewer bytes than it says.
         let mut bytes = prefix(claim);
-        bytes.extend(std::iter::repeat_n(5u8, (claim as usize).saturating_sub(1).min(64)));
+        bytes.extend(std::iter::repeat_n(
+            5u8,
+            (claim as usize).saturating_sub(1).min(64),
+        ));
         assert!(decode::<Vec<u8>>(&bytes).is_err(), "claim {claim}");
         assert!(decode::<Box<[u8]>>(&bytes).is_err(), "claim {claim}");
         assert!(decode::<Option<Vec<u8>>>(&[&[1u8][..], &bytes].concat()).is_err());
@@ -158,7 +172,10 @@ impl<'de> Deserialize<'de> for Doubled {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("bytes")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<u8>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = seq.next_element::<u8>()? {
                     out.extend([b, b]);
@@ -173,7 +190,10 @@ impl<'de> Deserialize<'de> for Doubled {
 #[test]
 fn only_serdes_own_vec_visitor_is_read_as_bytes() {
     let bytes = plain(&vec![1u8, 2, 3]);
-    assert_eq!(decode::<Doubled>(&bytes).unwrap().0, Doubled(vec![1, 1, 2, 2, 3, 3]));
+    assert_eq!(
+        decode::<Doubled>(&bytes).unwrap().0,
+        Doubled(vec![1, 1, 2, 2, 3, 3])
+    );
     // Sequences of other elements keep their own path and encoding.
     same_as_bincode(&vec![1u16, 300, 70_000u32 as u16]);
     same_as_bincode(&vec![-1i8, 5]);
