@@ -15,13 +15,13 @@
 //!   folds: no cost at run time. Not covered: a byte vector behind a pointer whose `Serialize`
 //!   forwards without serde seeing the type (`Box<Vec<u8>>`, `Rc`, `Arc`, `&Vec<u8>`): those
 //!   keep the per-byte path.
-//! - Decoding: [`is_byte_vec_visitor`] recognises serde's own visitor of `Vec<u8>` (its type
-//!   id, learnt once by asking `Vec::<u8>::deserialize` of a probe), whichever path reached it
-//!   (a field, `Option<Vec<u8>>`, a newtype, `Box<[u8]>`, `Box<Vec<u8>>`), and [`byte_vec`]
-//!   reads the bytes with bincode's `deserialize_bytes`, which checks the claimed length against
-//!   the bytes there are before anything is allocated, then copies them once. Only that
-//!   visitor is recognised, not any visitor whose value is a `Vec<u8>`: a `Deserialize` impl of
-//!   its own may read the same bytes differently.
+//! - Decoding: [`is_byte_vec_visitor`] recognises serde's own visitor of `Vec<u8>` by its type
+//!   id (which a probe deserializer learns from `Vec::<u8>::deserialize`), whichever path
+//!   reached it (a field, `Option<Vec<u8>>`, a newtype, `Box<[u8]>`, `Box<Vec<u8>>`), and
+//!   [`byte_vec`] reads the bytes with bincode's `deserialize_bytes`, which checks the claimed
+//!   length against the bytes there are before anything is allocated, then copies them once.
+//!   Only that visitor is recognised, not any visitor whose value is a `Vec<u8>`: a
+//!   `Deserialize` impl of its own may read the same bytes differently.
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{self, Serialize, Serializer};
@@ -29,7 +29,6 @@ use std::any::TypeId;
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
 
 /// Whether `T` is `U`. `T` need not be `'static`: the comparison erases lifetimes, so it is
 /// only used with a `U` that has none, where they cannot differ.
@@ -303,19 +302,20 @@ impl<S: ser::SerializeMap> ser::SerializeMap for Adapter<S> {
 
 /// Whether `V` is serde's visitor of `Vec<u8>`, the one `Vec::<u8>::deserialize` hands to
 /// `deserialize_seq`. Free for every visitor whose value is not a `Vec<u8>` (a folded type
-/// check); for one that is, a load and a comparison of type ids.
+/// check); for one that is, a call of `Vec::<u8>::deserialize` on a probe that notes the type of
+/// its visitor and fails at once (no allocation; inlined, it folds to a constant).
+///
+/// Nothing is kept from one call to the next: a lazily set static would be a lock a forked
+/// child could find held by a parent thread at the fork (invariant 8 of the design).
 #[inline(always)]
 pub(super) fn is_byte_vec_visitor<'de, V: Visitor<'de>>() -> bool {
-    is::<V::Value, Vec<u8>>() && Some(type_id::<V>()) == *BYTE_VEC_VISITOR.get_or_init(probe)
+    is::<V::Value, Vec<u8>>() && byte_vec_visitor() == Some(type_id::<V>())
 }
 
-/// The type id of serde's visitor of `Vec<u8>`, once asked (`None` if serde ever stopped
-/// calling `deserialize_seq` for a `Vec<u8>`: then nothing is recognised).
-static BYTE_VEC_VISITOR: OnceLock<Option<TypeId>> = OnceLock::new();
-
-/// Asks `Vec::<u8>::deserialize` for the visitor it gives `deserialize_seq`, and notes its type.
-#[cold]
-fn probe() -> Option<TypeId> {
+/// The type of the visitor `Vec::<u8>::deserialize` gives `deserialize_seq` (`None` if serde
+/// ever stopped calling `deserialize_seq` for it: then nothing is recognised).
+#[inline]
+fn byte_vec_visitor() -> Option<TypeId> {
     let seen = Cell::new(None);
     let _ = Vec::<u8>::deserialize(VisitorProbe(&seen));
     seen.get()
@@ -324,16 +324,35 @@ fn probe() -> Option<TypeId> {
 /// A deserializer that notes the type of the visitor given to `deserialize_seq` and fails.
 struct VisitorProbe<'a>(&'a Cell<Option<TypeId>>);
 
-impl<'de> Deserializer<'de> for VisitorProbe<'_> {
-    type Error = de::value::Error;
+/// The probe's only error: carries nothing, so failing costs nothing.
+#[derive(Debug)]
+struct Probed;
 
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-        Err(de::Error::custom("a probe"))
+impl fmt::Display for Probed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("probed")
+    }
+}
+
+impl std::error::Error for Probed {}
+
+impl de::Error for Probed {
+    fn custom<T: fmt::Display>(_: T) -> Probed {
+        Probed
+    }
+}
+
+impl<'de> Deserializer<'de> for VisitorProbe<'_> {
+    type Error = Probed;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
+        Err(Probed)
     }
 
-    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+    #[inline]
+    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
         self.0.set(Some(type_id::<V>()));
-        Err(de::Error::custom("a probe"))
+        Err(Probed)
     }
 
     serde::forward_to_deserialize_any! {
