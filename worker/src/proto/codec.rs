@@ -10,6 +10,10 @@
 //! stack. A length the bytes claim is checked against the bytes there are before anything is
 //! allocated for it, so a lying length prefix is an error, not an abort.
 //!
+//! A byte vector (`Vec<u8>`, `Box<[u8]>`, `[u8]`), which serde writes and reads one `u8` at a
+//! time, is written and read as one run of bytes, in the same bincode bytes (the `bytes`
+//! module).
+//!
 //! Every decoder of bytes from another process goes through here: the local pool's parent and
 //! workers, and the MPI driver and nodes (`forkpool::mpi`), which use [`encode`] and
 //! [`decode_whole`].
