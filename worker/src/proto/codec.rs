@@ -10,10 +10,15 @@
 //! stack. A length the bytes claim is checked against the bytes there are before anything is
 //! allocated for it, so a lying length prefix is an error, not an abort.
 //!
+//! A byte vector (`Vec<u8>`, `Box<[u8]>`, `[u8]`), which serde writes and reads one `u8` at a
+//! time, is written and read as one run of bytes, in the same bincode bytes (the `bytes`
+//! module).
+//!
 //! Every decoder of bytes from another process goes through here: the local pool's parent and
 //! workers, and the MPI driver and nodes (`forkpool::mpi`), which use [`encode`] and
 //! [`decode_whole`].
 
+mod bytes;
 mod depth;
 mod messages;
 
@@ -32,7 +37,7 @@ fn config() -> bincode::config::Configuration {
 /// callers that keep going truncate it back.
 #[inline]
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
-    bincode::serde::encode_into_std_write(value, buf, config())
+    bincode::serde::encode_into_std_write(bytes::Bytes(value), buf, config())
         .map(|_| ())
         .map_err(messages::encode_error)
 }
@@ -70,6 +75,8 @@ fn describe(error: bincode::error::DecodeError) -> String {
     messages::decode_error(error)
 }
 
+#[cfg(test)]
+mod bytes_tests;
 #[cfg(test)]
 mod fuzz_tests;
 

@@ -132,7 +132,22 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<D> {
         self.de.deserialize_bytes(visitor)
     }
 
-    levels! { deserialize_any deserialize_ignored_any deserialize_option deserialize_seq deserialize_map }
+    levels! { deserialize_any deserialize_ignored_any deserialize_option deserialize_map }
+
+    /// A sequence is one level; serde's own `Vec<u8>` is read as one byte string (see
+    /// `bytes`), at the same depth and from the same bytes.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let de = self.de;
+        if super::bytes::is_byte_vec_visitor::<V>() {
+            return enter(self.depth, |_| super::bytes::byte_vec::<D, V>(de));
+        }
+        enter(self.depth, |depth| {
+            de.deserialize_seq(Wrap {
+                inner: visitor,
+                depth,
+            })
+        })
+    }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
