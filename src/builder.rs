@@ -27,7 +27,9 @@ use std::time::Duration;
 /// ```
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
-    workers: usize,
+    /// `None`: the default, [`default_workers`], counted only by a build that needs it (it
+    /// reads cgroup files).
+    workers: Option<usize>,
     window: Option<usize>,
     insights: bool,
     show_panics: bool,
@@ -43,7 +45,7 @@ pub struct PoolBuilder {
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
-            workers: default_workers(),
+            workers: None,
             window: None,
             insights: false,
             show_panics: false,
@@ -68,7 +70,7 @@ impl PoolBuilder {
     /// # Ok(()) }
     /// ```
     pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
+        self.workers = Some(workers);
         self
     }
 
@@ -370,7 +372,8 @@ impl PoolBuilder {
 
     /// The engine's settings, once the values are checked.
     fn settings(&self) -> Result<Settings, PoolError> {
-        if self.workers == 0 {
+        let workers = self.workers.unwrap_or_else(default_workers);
+        if workers == 0 {
             return Err(PoolError::NoWorkers { workers: 0 });
         }
         if self.window == Some(0) {
@@ -380,7 +383,7 @@ impl PoolBuilder {
             return Err(PoolError::InvalidTimeout { timeout });
         }
         let settings = Settings {
-            size: self.workers,
+            size: workers,
             window: self.window,
             insights: self.insights,
             child: ChildOptions {

@@ -82,6 +82,24 @@ fn each_crash_is_one_died_worker_and_one_replacement() {
 }
 
 #[test]
+fn workers_that_ran_nothing_end_as_shut_down() {
+    // Killed at the join (they ran no code of the program: nothing of theirs to finish), they
+    // still end as shut down, not as deaths.
+    let pool = Pool::new(2).unwrap();
+    pool.close();
+    pool.join().unwrap();
+    let stats = pool.stats().unwrap();
+    assert!(stats.workers.is_empty(), "{stats}");
+    assert_eq!(stats.died + stats.stopped, 0, "{stats}");
+    let shut_down = stats
+        .ended
+        .iter()
+        .filter(|w| w.end == Some(WorkerEnd::Shutdown))
+        .count();
+    assert_eq!(shut_down, 2, "{stats}");
+}
+
+#[test]
 fn recycled_workers_and_shutdown_are_told_apart() {
     let pool = Pool::builder()
         .workers(2)

@@ -87,6 +87,7 @@ pub(crate) fn spawn(
     child_main: impl FnOnce(Socket, Option<OwnedFd>) -> i32,
 ) -> Result<Pid, PoolError> {
     child::before_fork();
+    crate::sys::before_fork();
     let parent = std::process::id();
     // Stdout and stderr are held across the fork (taken by the caller, first in the lock order),
     // as glibc holds malloc's locks: a child forked while another thread held one of them would

@@ -284,13 +284,21 @@ impl Engine {
     /// Asks every worker to exit; they move to the retired list, whose exits the caller waits
     /// for (see `Registry::shut_down`). Nothing is forked from then on: a replacement forked now
     /// would never be retired, and the wait for every worker's exit would never end.
+    ///
+    /// A worker that ran no code of the program (no initializer, never sent a chunk) has
+    /// nothing to finish or flush: it is killed instead, so its exit does not wait for its
+    /// set-up after the fork and a read of the shutdown frame.
     pub fn retire_all(&mut self) {
         self.halted.store(true, Ordering::Release);
         self.refill_pending = false;
         let shutdown = Arc::new(shutdown_frame().to_vec());
         for worker in &mut self.workers {
-            let backlog = worker.backlog();
-            worker.outbox.send(&shutdown, backlog);
+            if worker.given_work || self.settings.has_init {
+                let backlog = worker.backlog();
+                worker.outbox.send(&shutdown, backlog);
+            } else {
+                worker.child.kill();
+            }
         }
         self.retired.append(&mut self.workers);
         self.publish_live_workers();

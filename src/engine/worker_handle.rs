@@ -157,6 +157,9 @@ pub(crate) struct WorkerHandle {
     pub offense: Option<String>,
     /// The position of the latest task sent to it (0: none; wrapping).
     last_pos: u32,
+    /// It was sent a chunk (and maybe a context before it): code of the program (a task, a
+    /// `Deserialize`) may have run in it.
+    pub given_work: bool,
     /// While the engine looks for chunks to steal: its front chunk (position) and since when the
     /// parent has seen it held.
     steal_watch: Option<(u32, Instant)>,
@@ -208,6 +211,7 @@ impl WorkerHandle {
             refilling: false,
             offense: None,
             last_pos: 0,
+            given_work: false,
             steal_watch: None,
             robbed: None,
             unread: Backlog::default(),
@@ -248,6 +252,7 @@ impl WorkerHandle {
     pub fn took(&mut self, mut sent: Sent, window: usize, served: u64) {
         self.last_pos = self.last_pos.wrapping_add(1);
         sent.pos = self.last_pos;
+        self.given_work = true;
         self.in_flight_bytes += sent.bytes;
         self.dispatched_items = self.dispatched_items.saturating_add(u64::from(sent.count));
         self.in_flight.push_back(sent);

@@ -179,6 +179,9 @@ pub(crate) fn wait_without_reaping(pid: Pid) {
     });
 }
 
+/// Nothing to prepare: [`on_stack`] starts a thread of its own.
+pub(crate) fn before_fork() {}
+
 /// Runs `run` on a raw POSIX thread with a `size`-byte stack and waits for it (not a `std`
 /// thread, whose start takes the standard library's thread-registry lock). Runs it on the
 /// current stack if no thread can be started; `None` if the thread ended without a value (it

@@ -28,6 +28,8 @@
 //!   (`waitid` with `WNOWAIT`);
 //! - `on_stack(size, run) -> Option<R>`: runs `run` on a stack of `size` bytes in a freshly
 //!   forked child, without starting a `std` thread (`None`: it panicked past every guard);
+//! - `before_fork()`: what the forking thread prepares before each fork so that `on_stack` costs
+//!   the child less;
 //! - `keep_out_of_forks(address, len) -> bool`: leaves a mapping out of later forks' children,
 //!   where the platform can;
 //! - `shared_memory_file(len) -> io::Result<OwnedFd>`: a close-on-exec file of `len` zero
@@ -59,8 +61,9 @@ compile_error!("forkpool runs on Linux and macOS only");
 
 use os::wait_without_reaping;
 pub(crate) use os::{
-    ENFORCES_MEMORY_LIMIT, PLATFORM, exit_queue, keep_out_of_forks, on_stack, pidfd_open,
-    pidfd_signal, pipe, shared_memory_file, socket_pair, unwatch_exit, wait_exits, watch_exit,
+    ENFORCES_MEMORY_LIMIT, PLATFORM, before_fork, exit_queue, keep_out_of_forks, on_stack,
+    pidfd_open, pidfd_signal, pipe, shared_memory_file, socket_pair, unwatch_exit, wait_exits,
+    watch_exit,
 };
 
 /// Blocks until the child `pid` has ended, kills whatever is left of its process group (the
