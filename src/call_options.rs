@@ -14,7 +14,7 @@ use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
-use crate::reduce::{combine_error, group_partials};
+use crate::reduce::{combine_error, combine_in_order};
 use crate::task::Task;
 use crate::task::start_task;
 use forkpool_worker::StarArgs;
@@ -45,33 +45,8 @@ fn call_code_at(entry: u64, function: u64) -> CallCode {
     }
 }
 
-/// Combines `partials` (encoded, in input order) in the workers of `pool`, one combine step
-/// after another (each a call of chunksize 1 running `combine` on groups of partials, with the
-/// per-item limit `timeout`), until one is left. See [`crate::reduce`].
-fn combine_partials<P: LocalPool + ?Sized>(
-    pool: &P,
-    timeout: Option<Duration>,
-    combine: CallCode,
-    mut partials: Vec<Encoded>,
-) -> Result<Option<Encoded>, Error> {
-    while partials.len() > 1 {
-        let (groups, alone) = group_partials(partials, pool.worker_count());
-        let step = CallOptions {
-            pool,
-            chunksize: Some(1),
-            timeout,
-            progress: None,
-        };
-        partials = step
-            .collect(combine, groups.into_iter(), None)
-            .map_err(combine_error)?;
-        partials.extend(alone);
-    }
-    Ok(partials.pop())
-}
-
-/// The final value of a reduction, decoded from the one partial left.
-fn decode_total<A: DeserializeOwned>(total: &Encoded) -> Result<A, Error> {
+/// A merged table of a keyed reduction, decoded.
+fn decode_table<A: DeserializeOwned>(total: &Encoded) -> Result<A, Error> {
     total.decode().map_err(|message| {
         Error::Combine(ItemError::Codec {
             index: 0,
@@ -154,7 +129,7 @@ where
 {
     let bytes: usize = merged.iter().map(|table| table.0.len()).sum();
     let decoded: Vec<Result<Vec<(K, V)>, Error>> = if bytes < THREADED_DECODE_MIN {
-        merged.iter().map(decode_total).collect()
+        merged.iter().map(decode_table).collect()
     } else {
         std::thread::scope(|scope| {
             let decoding: Vec<_> = merged
@@ -162,7 +137,7 @@ where
                 .map(|table| {
                     // A thread that cannot be started leaves its table to this one.
                     std::thread::Builder::new()
-                        .spawn_scoped(scope, move || decode_total::<Vec<(K, V)>>(table))
+                        .spawn_scoped(scope, move || decode_table::<Vec<(K, V)>>(table))
                         .map_err(|_| table)
                 })
                 .collect();
@@ -172,7 +147,7 @@ where
                     Ok(thread) => thread
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    Err(table) => decode_total(table),
+                    Err(table) => decode_table(table),
                 })
                 .collect()
         })
@@ -442,35 +417,14 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         Imap::new(self.stream(code, items, Delivery::Collected, context)).into_vec(expected)
     }
 
-    /// Runs a reduction (`code`, with `context`) over `items` and combines its partials in the
-    /// workers with `combine` (a combine entry): the one partial left, encoded, or `None` for
-    /// no items. See [`crate::reduce`].
-    fn reduce_chunks<I>(
-        self,
-        code: CallCode,
-        items: I,
-        context: Option<Result<Vec<u8>, String>>,
-        combine: CallCode,
-    ) -> Result<Option<Encoded>, Error>
-    where
-        I: Iterator,
-        I::Item: Serialize + DeserializeOwned,
-    {
-        let (pool, timeout) = (self.pool, self.timeout);
-        let partials: Vec<Option<Encoded>> = self.collect(code, items, context)?;
-        let partials: Vec<Encoded> = partials.into_iter().flatten().collect();
-        combine_partials(pool, timeout, combine, partials)
-    }
-
-    /// Runs a fold (`code`, whose context is `init`) over `items`: each chunk's partial is
-    /// combined with the others in the workers by `combine` (a combine entry of `A`), and the
-    /// parent decodes the one value left; `init` for no items.
+    /// Runs a fold (`code`, whose context is `init`) over `items`: each chunk's partial comes
+    /// back, and they are combined with `combine` in input order; `init` for no items.
     fn fold_chunks<I, A>(
         self,
         code: CallCode,
         items: I,
         init: A,
-        combine: CallCode,
+        combine: fn(A, A) -> A,
     ) -> Result<A, Error>
     where
         I: Iterator,
@@ -478,10 +432,8 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
         A: Serialize + DeserializeOwned,
     {
         let context = codec::encode(&init);
-        match self.reduce_chunks(code, items, Some(context), combine)? {
-            Some(total) => decode_total(&total),
-            None => Ok(init),
-        }
+        let partials = self.stream(code, items, Delivery::Collected, Some(context));
+        Ok(combine_in_order(Imap::new(partials), combine)?.unwrap_or(init))
     }
 
     /// Runs a keyed reduction (`code`, whose reduce function is at `reduce`) over `items`:
@@ -740,7 +692,6 @@ impl<'p> CallOptions<'p, Pool> {
         A: Serialize + DeserializeOwned + Clone + 'static,
     {
         let code = call_code(job::fold_entry::<A, T>, fold as usize as u64);
-        let combine = call_code(job::combine_entry::<A>, combine as usize as u64);
         self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
@@ -772,10 +723,9 @@ impl<'p> CallOptions<'p, Pool> {
             code_id: code_map::code_id(code.entry, reduce as usize as u64),
         };
         let context = codec::encode(&reduce_code);
-        let combine = call_code(job::combine_entry::<R>, reduce as usize as u64);
-        self.reduce_chunks(code, items.into_iter(), Some(context), combine)?
-            .map(|total| decode_total(&total))
-            .transpose()
+        let items = items.into_iter();
+        let partials = self.stream(code, items, Delivery::Collected, Some(context));
+        combine_in_order(Imap::new(partials), reduce)
     }
 
     /// [`Pool::reduce_by_key`] with these options (the chunksize sets how many items each
@@ -913,8 +863,6 @@ where
     {
         let entry = job::closure_entry_address(job::closure_fold_entry::<T, R, A>);
         let code = call_code_at(entry, fold as usize as u64);
-        let entry = job::closure_entry_address(job::closure_combine_entry::<T, R, A>);
-        let combine = call_code_at(entry, combine as usize as u64);
         self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
@@ -932,11 +880,8 @@ where
     {
         let entry = job::closure_entry_address(job::closure_reduce_entry::<T, R>);
         let code = call_code_at(entry, reduce as usize as u64);
-        let entry = job::closure_entry_address(job::closure_combine_entry::<T, R, R>);
-        let combine = call_code_at(entry, reduce as usize as u64);
-        self.reduce_chunks(code, items.into_iter(), None, combine)?
-            .map(|total| decode_total(&total))
-            .transpose()
+        let partials = self.stream(code, items.into_iter(), Delivery::Collected, None);
+        combine_in_order(Imap::new(partials), reduce)
     }
 
     /// [`FnPool::reduce_by_key`] with these options.

@@ -439,10 +439,10 @@ pub enum Error {
     /// A [`ReturnProcess`](crate::ReturnProcess) child failed.
     #[error(transparent)]
     Process(#[from] ProcessError),
-    /// A reduction's combine function failed while a worker combined partial results (every
-    /// item had succeeded): it panicked, killed its worker or ran past the timeout. The
-    /// [`ItemError`]'s index counts the groups of partials of that combine step, not the
-    /// call's items.
+    /// A keyed reduction's reduce function failed while a worker merged the tables of one
+    /// partition of keys (every item had succeeded): it panicked, killed its worker or ran
+    /// past the timeout. The [`ItemError`]'s index counts the partitions of that merge step,
+    /// not the call's items.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -451,12 +451,13 @@ pub enum Error {
     ///     a + b
     /// }
     /// let pool = forkpool::Pool::new(2)?;
-    /// let err = pool.chunksize(1).map_reduce(|x: u64| x, fussy, [5u64, 6]).unwrap_err();
+    /// let err = pool.chunksize(1).reduce_by_key(|x: u64| [(1u8, x)], fussy, [5u64, 6]);
+    /// let err = err.unwrap_err();
     /// assert!(matches!(err, forkpool::Error::Combine(_)));
     /// assert!(err.to_string().contains("too big"));
     /// # Ok(()) }
     /// ```
-    #[error("combining partial results: {0}")]
+    #[error("merging the tables of a keyed reduction: {0}")]
     Combine(ItemError),
 }
 

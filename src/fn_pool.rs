@@ -339,8 +339,8 @@ where
     }
 
     /// Maps every item with the closure and folds the results in the workers, chunk by chunk,
-    /// with `fold` from a clone of `init`; the partials are combined with `combine`, in input
-    /// order, in the workers too. See [`Pool::fold`](crate::Pool::fold) for the contract.
+    /// with `fold` from a clone of `init`; the parent combines the partials with `combine`, in
+    /// input order. See [`Pool::fold`](crate::Pool::fold) for the contract.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -366,7 +366,7 @@ where
     }
 
     /// Maps every item with the closure and reduces the results with `reduce`, in the workers
-    /// chunk by chunk and then their partials: see [`Pool::map_reduce`](crate::Pool::map_reduce).
+    /// chunk by chunk and then in the parent: see [`Pool::map_reduce`](crate::Pool::map_reduce).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

@@ -636,9 +636,7 @@ impl Pool {
 impl Pool {
     /// Folds the items in parallel: each worker folds the items of each chunk it runs with
     /// `fold`, starting from a clone of `init`, and sends back only that chunk's partial result;
-    /// the partials are combined with `combine`, in input order, in the workers too (groups of
-    /// partials handed to a worker as bytes), so the parent decodes only the final value. No
-    /// items: `init`.
+    /// the parent combines the partials with `combine`, in input order. No items: `init`.
     ///
     /// The same contract as toolz's `fold(binop, seq, default, combine=..)` and rayon's
     /// `fold(..).reduce(..)`: the result equals a serial fold when `init` is an identity of
@@ -647,8 +645,9 @@ impl Pool {
     /// [`CallOptions::fold`] (the default is [`map`](Pool::map)'s).
     ///
     /// Like `map`, it returns the failure of the lowest-indexed item that failed (a panic, a
-    /// crash, a timeout), and cancels the rest; the other items' partials are discarded. A
-    /// failure of `combine` (a panic, a crash, a timeout) is [`Error::Combine`].
+    /// crash, a timeout), and cancels the rest; the other items' partials are discarded. When
+    /// partials are big (tables), [`reduce_by_key`](Pool::reduce_by_key) merges them in the
+    /// workers instead.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -688,13 +687,11 @@ impl Pool {
 
     /// Maps every item with `map` and reduces the results with `reduce`, both in the workers:
     /// each worker reduces the results of each chunk it runs and sends back only that chunk's
-    /// partial, and the partials are reduced, in input order, in the workers too (see
-    /// [`fold`](Pool::fold)); the parent decodes only the final value. `None` for no items.
+    /// partial; the parent reduces the partials, in input order. `None` for no items.
     ///
     /// `reduce` must be associative for the result to equal a serial
     /// `items.map(map).reduce(reduce)`. Failures are as for [`map`](Pool::map): the lowest-indexed
-    /// item that failed is returned, and the rest cancelled; a failure of `reduce` while
-    /// reducing partials is [`Error::Combine`].
+    /// item that failed is returned, and the rest cancelled.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

@@ -41,8 +41,8 @@ mod combine;
 mod fold;
 
 pub use combine::{
-    AsEncoded, Encoded, KeyedCode, closure_combine_entry, closure_keyed_combine_entry,
-    closure_keyed_entry, combine_entry, keyed_combine_entry, keyed_entry, partition_of,
+    AsEncoded, Encoded, KeyedCode, closure_keyed_combine_entry, closure_keyed_entry,
+    keyed_combine_entry, keyed_entry, partition_of,
 };
 pub use fold::{
     ClosureEntryFn, ReduceCode, closure_entry_address, closure_fold_entry, closure_reduce_entry,

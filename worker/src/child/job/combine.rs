@@ -1,11 +1,10 @@
-//! Combining partial results inside the workers: the entries that merge a reduction's partials
-//! (the parent hands a worker their bytes undecoded, it decodes, combines and encodes them), and
-//! the keyed reduction's entries, which combine values per key and split each chunk's table
-//! into partitions by key so that each partition is merged by one worker.
+//! Keyed reductions inside the workers: the entries of `reduce_by_key`, which combine values
+//! per key, split each chunk's table into partitions by key, and merge each partition's tables
+//! in one worker.
 //!
-//! Partials travel as [`Encoded`]: a value encoded by the codec, carried as bytes. The parent
-//! moves those bytes from a reply into the items of a combine step without decoding them; only
-//! the final value is decoded in the parent.
+//! Tables travel as [`Encoded`]: a value encoded by the codec, carried as bytes. The parent
+//! moves those bytes from a chunk's reply into the items of the merge step without decoding
+//! them; only the merged partitions are decoded in the parent.
 
 use super::{WorkerState, fail_rest, run_items};
 use crate::proto::code_map;
@@ -86,56 +85,6 @@ impl<T: Serialize> Serialize for AsEncoded<T> {
     }
 }
 
-/// Decodes the partials of `group` in order and folds them with `combine`. A partial that does
-/// not decode panics (the parent moved these bytes from a worker's reply unchanged): the item
-/// fails as a panicking item does.
-fn combine_group<A: DeserializeOwned>(group: Vec<Encoded>, combine: impl Fn(A, A) -> A) -> A {
-    let mut partials = group.into_iter().map(|partial| {
-        partial
-            .decode::<A>()
-            .unwrap_or_else(|e| panic!("a partial result does not decode: {e}"))
-    });
-    let first = partials
-        .next()
-        .unwrap_or_else(|| panic!("a combine step was given no partial results"));
-    partials.fold(first, combine)
-}
-
-/// Entry of a reduction's combine step: each item is a group of partials (`Vec<Encoded>` of
-/// `A`s, in input order), combined in order with the `fn(A, A) -> A` at `task.code.function`;
-/// the result is the combined `A`, encoded ([`AsEncoded`]).
-///
-/// # Safety
-/// As for [`plain_entry`](super::plain_entry), with `fn(A, A) -> A` for `fn(T) -> R`.
-pub unsafe fn combine_entry<A>(_: &mut WorkerState, task: &Chunk<'_>, out: &mut ReplyWriter)
-where
-    A: Serialize + DeserializeOwned,
-{
-    // SAFETY: the caller promises the address is that of a callable `fn(A, A) -> A`.
-    let combine =
-        unsafe { std::mem::transmute::<usize, fn(A, A) -> A>(task.code.function as usize) };
-    run_items(task, out, |group: Vec<Encoded>| {
-        AsEncoded(combine_group(group, combine))
-    });
-}
-
-/// [`combine_entry`] for an `FnPool`'s workers: its signature is a
-/// [`ClosureEntryFn`](super::ClosureEntryFn); the worker's closure is not called.
-///
-/// # Safety
-/// As for [`combine_entry`].
-pub unsafe fn closure_combine_entry<T, R, A>(
-    state: &mut WorkerState,
-    task: &Chunk<'_>,
-    out: &mut ReplyWriter,
-    _: &dyn Fn(T) -> R,
-) where
-    A: Serialize + DeserializeOwned,
-{
-    // SAFETY: as the caller promises.
-    unsafe { combine_entry::<A>(state, task, out) }
-}
-
 /// The context of a keyed reduction: its reduce function (checked like a task's own function
 /// before it is called) and into how many partitions each chunk's table is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +145,10 @@ impl<K: Serialize, V: Serialize> Serialize for Table<K, V> {
 }
 
 /// Entry of a keyed reduction: maps each item with the `fn(T) -> M` at `task.code.function`
-/// (`M` yields `(K, V)` pairs) and combines the values of each key as [`keyed_items`] does.
+/// (`M` yields `(K, V)` pairs), combines the values of each key with the context's
+/// `fn(V, V) -> V` over each run of items, in one table per partition ([`partition_of`]), and
+/// answers the run's last item with those tables, each encoded (the others answer `None`, as
+/// in a fold).
 ///
 /// # Safety
 /// As for [`plain_entry`](super::plain_entry), and the call's context an encoded
@@ -218,7 +170,7 @@ pub unsafe fn keyed_entry<T, M, K, V>(
 }
 
 /// Entry of an `FnPool`'s keyed reduction: maps each item with the worker's closure (whose
-/// results yield `(K, V)` pairs) and combines the values of each key as [`keyed_items`] does.
+/// results yield `(K, V)` pairs) and combines the values of each key as [`keyed_entry`] does.
 ///
 /// # Safety
 /// As for [`keyed_entry`], with the closure for the `fn(T) -> M`.

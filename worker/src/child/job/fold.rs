@@ -14,7 +14,6 @@
 //! Invariant: in a reply of a reduction, every item that succeeded belongs to exactly one run, and
 //! every run ends with the one `Some` that holds it.
 
-use super::combine::AsEncoded;
 use super::{WorkerState, fail_rest, run_items};
 use crate::proto::code_map;
 use crate::proto::protocol::{CallCode, Chunk, ReplyWriter};
@@ -57,7 +56,7 @@ fn fold_items<T, A>(
         // Taken before the call: if it panics, the next item starts a new run.
         let folded = next(acc.take(), item);
         if left == 0 {
-            Some(AsEncoded(folded))
+            Some(folded)
         } else {
             acc = Some(folded);
             None

@@ -1,7 +1,7 @@
-//! Reductions combine their partials in the workers, against real forked workers: the combine
-//! runs in worker processes (never in the caller's), in input order; a combine that panics,
-//! crashes or hangs fails the reduction with `Error::Combine` while the pool lives on; and
-//! `reduce_by_key` equals a serial count per key for random inputs, chunksizes and pool sizes.
+//! `reduce_by_key` against real forked workers: it equals a serial count per key for random
+//! inputs, chunksizes and pool sizes; an item that fails fails the reduction with its own
+//! error; a reduce function that panics, crashes or hangs while a worker merges the tables of
+//! a partition fails it with `Error::Combine`; the pool lives on.
 
 mod common;
 
@@ -11,50 +11,8 @@ use proptest::test_runner::{Config, TestRunner};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// One partial per item: `[item]` and the id of the process that made it.
-fn single(x: u32) -> Vec<(u32, u32)> {
-    vec![(x, std::process::id())]
-}
-
-/// Concatenates two partials and records, as `(u32::MAX, pid)`, the process that combined them.
-fn concat_where(mut a: Vec<(u32, u32)>, b: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
-    a.extend(b);
-    a.push((u32::MAX, std::process::id()));
-    a
-}
-
-#[test]
-fn partials_are_combined_in_the_workers_in_input_order() {
-    let pool = Pool::new(2).unwrap();
-    let parent = std::process::id();
-    let workers = pool.pids();
-    for chunksize in [1, 3, 7, 50] {
-        let total = pool
-            .chunksize(chunksize)
-            .map_reduce(single, concat_where, 0..100u32)
-            .unwrap()
-            .unwrap();
-        let items: Vec<u32> = total
-            .iter()
-            .map(|p| p.0)
-            .filter(|&x| x != u32::MAX)
-            .collect();
-        assert_eq!(items, (0..100).collect::<Vec<_>>(), "chunksize {chunksize}");
-        for (_, pid) in &total {
-            assert_ne!(
-                *pid, parent,
-                "chunksize {chunksize}: combined in the caller"
-            );
-            assert!(
-                workers.contains(pid),
-                "{pid} is not a worker of {workers:?}"
-            );
-        }
-        // Every combine left its mark: one fewer than the items.
-        assert_eq!(total.len(), 100 + 99, "chunksize {chunksize}");
-    }
-}
-
+/// Panics, crashes or hangs when two values of a key meet, by their sum: only the merge of
+/// two chunks' tables can reach the limits when each item's value stays under them.
 fn fussy(a: u64, b: u64) -> u64 {
     match a + b {
         s if s > 1_000_000_000 => std::thread::sleep(Duration::from_secs(60)),
@@ -65,96 +23,50 @@ fn fussy(a: u64, b: u64) -> u64 {
     a + b
 }
 
-fn fold_fussy(acc: u64, x: u64) -> u64 {
-    acc + x
-}
-
-fn same(x: u64) -> u64 {
-    x
+fn one_key(x: u64) -> [(u8, u64); 1] {
+    [(0, x)]
 }
 
 #[test]
-fn a_panicking_combine_fails_the_reduction_with_a_combine_error() {
+fn a_panicking_merge_fails_the_reduction_with_a_combine_error() {
     let pool = Pool::new(2).unwrap();
-    // Each chunk's own sum stays small; only combining two chunks passes 1000.
-    let items = [600u64, 600];
-    let folded = pool
-        .chunksize(1)
-        .fold(fold_fussy, 0, fussy, items)
-        .unwrap_err();
-    let reduced = pool
-        .chunksize(1)
-        .map_reduce(same, fussy, items)
-        .unwrap_err();
-    for error in [folded, reduced] {
-        match &error {
-            Error::Combine(ItemError::Panicked { message, .. }) => {
-                assert!(message.contains("too big"), "{message}")
-            }
-            other => panic!("expected a panicking combine, got {other}"),
-        }
-        assert!(error.to_string().starts_with("combining partial results"));
-    }
-    assert_eq!(pool.map_reduce(same, fussy, [1u64, 2, 3]).unwrap(), Some(6));
-}
-
-#[test]
-fn a_crashing_combine_costs_its_worker_and_fails_the_reduction() {
-    let pool = Pool::new(2).unwrap();
-    let before = pool.pids();
     let error = pool
         .chunksize(1)
-        .map_reduce(same, fussy, [600_000u64, 600_000])
+        .reduce_by_key(one_key, fussy, [600u64, 600])
         .unwrap_err();
+    match &error {
+        Error::Combine(ItemError::Panicked { message, .. }) => {
+            assert!(message.contains("too big"), "{message}")
+        }
+        other => panic!("expected a panicking merge, got {other}"),
+    }
     assert!(
-        matches!(error, Error::Combine(ItemError::WorkerDied { .. })),
-        "expected a crashed combine, got {error}"
+        error
+            .to_string()
+            .starts_with("merging the tables of a keyed reduction")
     );
-    assert_ne!(pool.pids(), before, "the crashed worker was replaced");
-    assert_eq!(pool.map_reduce(same, fussy, 0..10u64).unwrap(), Some(45));
+    assert_eq!(
+        pool.reduce_by_key(one_key, fussy, [1u64, 2, 3]).unwrap()[&0],
+        6
+    );
 }
 
 #[test]
-fn a_hanging_combine_times_out() {
+fn a_hanging_merge_times_out_and_the_pool_lives_on() {
     let pool = Pool::new(2).unwrap();
     let error = pool
         .chunksize(1)
         .timeout(Duration::from_millis(300))
-        .map_reduce(same, fussy, [600_000_000u64, 600_000_000])
+        .reduce_by_key(one_key, fussy, [600_000_000u64, 600_000_000])
         .unwrap_err();
     assert!(
         matches!(error, Error::Combine(ItemError::TimedOut { .. })),
-        "expected a timed-out combine, got {error}"
+        "expected a timed-out merge, got {error}"
     );
-    assert_eq!(pool.map_reduce(same, fussy, 0..10u64).unwrap(), Some(45));
-}
-
-#[test]
-fn fn_pool_reductions_combine_in_the_workers_too() {
-    let parent = std::process::id();
-    let pool = FnPool::new(3, single).unwrap();
-    let total = pool
-        .chunksize(2)
-        .map_reduce(concat_where, 0..40u32)
-        .unwrap()
-        .unwrap();
-    let items: Vec<u32> = total
-        .iter()
-        .map(|p| p.0)
-        .filter(|&x| x != u32::MAX)
-        .collect();
-    assert_eq!(items, (0..40).collect::<Vec<_>>());
-    assert!(total.iter().all(|(_, pid)| *pid != parent));
-    let folded = pool
-        .chunksize(5)
-        .fold(
-            |acc: u64, v: Vec<(u32, u32)>| acc + u64::from(v[0].0),
-            0,
-            |a, b| a + b,
-            0..40u32,
-        )
-        .unwrap();
-    assert_eq!(folded, 780);
+    assert_eq!(
+        pool.reduce_by_key(one_key, fussy, 0..10u64).unwrap()[&0],
+        45
+    );
 }
 
 /// The words of a line, counted (a `HashMap` as `map`'s output).
