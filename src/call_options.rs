@@ -8,13 +8,14 @@ use crate::call::progress::{Progress, ProgressSink};
 use crate::call::{CallSpec, Delivery};
 use crate::engine::WorkerMain;
 use crate::engine::registry::Registry;
-use crate::error::{CodecStage, ItemError};
 use crate::error::{Error, PoolError};
 use crate::fn_pool::FnPool;
 use crate::item::Item;
 use crate::iter::{Imap, ImapUnordered, Stream};
 use crate::pool::Pool;
-use crate::reduce::{combine_error, combine_in_order};
+use crate::reduce::{
+    by_partition, combine_error, combine_in_order, join_partitions, keyed_partitions,
+};
 use crate::task::Task;
 use crate::task::start_task;
 use forkpool_worker::StarArgs;
@@ -45,51 +46,6 @@ fn call_code_at(entry: u64, function: u64) -> CallCode {
     }
 }
 
-/// A merged table of a keyed reduction, decoded.
-fn decode_table<A: DeserializeOwned>(total: &Encoded) -> Result<A, Error> {
-    total.decode().map_err(|message| {
-        Error::Combine(ItemError::Codec {
-            index: 0,
-            pid: 0,
-            stage: CodecStage::DecodeResult,
-            message,
-        })
-    })
-}
-
-/// How many partitions a keyed reduction splits each table into for `workers` workers: two per
-/// worker, so that the merge step keeps every worker busy even when partitions differ in size.
-fn keyed_partitions(workers: usize) -> u32 {
-    u32::try_from(workers.max(1).saturating_mul(2)).unwrap_or(u32::MAX)
-}
-
-/// The chunks' tables (each split into `partitions` pieces, in order) regrouped by partition.
-/// A chunk that answered another number of pieces fails the call.
-fn by_partition(
-    tables: impl Iterator<Item = Vec<Encoded>>,
-    partitions: u32,
-) -> Result<Vec<Vec<Encoded>>, Error> {
-    let count = partitions as usize;
-    let mut pieces: Vec<Vec<Encoded>> = (0..count).map(|_| Vec::new()).collect();
-    for table in tables {
-        if table.len() != count {
-            return Err(Error::Combine(ItemError::Codec {
-                index: 0,
-                pid: 0,
-                stage: CodecStage::DecodeResult,
-                message: format!(
-                    "a chunk's table came back in {} partitions, not {count}",
-                    table.len()
-                ),
-            }));
-        }
-        for (partition, piece) in pieces.iter_mut().zip(table) {
-            partition.push(piece);
-        }
-    }
-    Ok(pieces)
-}
-
 /// Merges each partition's pieces into one table in the workers (one item per partition of
 /// more than one piece, running `combine`): the merged tables, encoded, one per partition.
 fn merge_partitions<P: LocalPool + ?Sized>(
@@ -113,51 +69,6 @@ fn merge_partitions<P: LocalPool + ?Sized>(
         merged.extend(tables);
     }
     Ok(merged)
-}
-
-/// Encoded tables of at least this many bytes in all are decoded on one thread per table: a
-/// thread costs tens of µs to start, the decoding of a table of 1 MiB about a millisecond.
-const THREADED_DECODE_MIN: usize = 1 << 20;
-
-/// The merged partitions (disjoint in their keys) decoded (on one thread each when they are
-/// large) and joined into one table. A table's encoding is that of its `(key, value)` pairs in
-/// sequence, so each decodes as a `Vec` of pairs, and the pairs are inserted once.
-fn join_partitions<K, V>(merged: Vec<Encoded>) -> Result<HashMap<K, V>, Error>
-where
-    K: Hash + Eq + DeserializeOwned + Send,
-    V: DeserializeOwned + Send,
-{
-    let bytes: usize = merged.iter().map(|table| table.0.len()).sum();
-    let decoded: Vec<Result<Vec<(K, V)>, Error>> = if bytes < THREADED_DECODE_MIN {
-        merged.iter().map(decode_table).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let decoding: Vec<_> = merged
-                .iter()
-                .map(|table| {
-                    // A thread that cannot be started leaves its table to this one.
-                    std::thread::Builder::new()
-                        .spawn_scoped(scope, move || decode_table::<Vec<(K, V)>>(table))
-                        .map_err(|_| table)
-                })
-                .collect();
-            decoding
-                .into_iter()
-                .map(|thread| match thread {
-                    Ok(thread) => thread
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    Err(table) => decode_table(table),
-                })
-                .collect()
-        })
-    };
-    let decoded = decoded.into_iter().collect::<Result<Vec<_>, Error>>()?;
-    let mut total = HashMap::with_capacity(decoded.iter().map(Vec::len).sum());
-    for pairs in decoded {
-        total.extend(pairs);
-    }
-    Ok(total)
 }
 
 /// Sealed (a public trait in a private module: nameable and implementable only in this crate),

@@ -6,10 +6,11 @@
 //! moves those bytes from a chunk's reply into the items of the merge step without decoding
 //! them; only the merged partitions are decoded in the parent.
 
+use super::fold::{checked_reduce, fold_runs};
 use super::{WorkerState, fail_rest, run_items};
-use crate::proto::code_map;
+
 use crate::proto::codec;
-use crate::proto::protocol::{CallCode, Chunk, ReplyWriter};
+use crate::proto::protocol::{Chunk, ReplyWriter};
 use rustc_hash::FxBuildHasher;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::ser::Error as _;
@@ -196,7 +197,7 @@ pub unsafe fn closure_keyed_entry<T, R, K, V>(
 ///
 /// # Safety
 /// The call's context must be an encoded [`KeyedCode`] that the parent made from a
-/// `fn(V, V) -> V` of these types (its code is checked with [`code_map::check`] before it is
+/// `fn(V, V) -> V` of these types (its code is checked with [`code_map::check`](crate::proto::code_map::check) before it is
 /// called).
 unsafe fn keyed_items<T, M, K, V>(
     state: &mut WorkerState,
@@ -213,42 +214,26 @@ unsafe fn keyed_items<T, M, K, V>(
         Ok(keyed) => *keyed,
         Err(message) => return fail_rest(out, task.count, &message),
     };
-    let code = CallCode {
-        entry: task.code.entry,
-        function: keyed.reduce.function,
-        code_id: keyed.reduce.code_id,
-    };
-    if let Err(address) = code_map::check(&code) {
-        for _ in 0..task.count {
-            out.code_not_loaded(address);
-        }
+    // SAFETY: the parent made `keyed.reduce` from a `fn(V, V) -> V` of these types (the
+    // caller's promise).
+    let Some(reduce) = (unsafe { checked_reduce::<V>(task, out, keyed.reduce) }) else {
         return;
-    }
-    // SAFETY: the parent took `keyed.reduce.function` from a `fn(V, V) -> V` of these types
-    // (the caller's promise), and `code_map::check` just confirmed that its code is mapped here
-    // where it was in the parent.
-    let reduce =
-        unsafe { std::mem::transmute::<usize, fn(V, V) -> V>(keyed.reduce.function as usize) };
+    };
     let partitions = keyed.partitions.max(1);
-    let fresh =
-        || -> Vec<Table<K, V>> { (0..partitions).map(|_| Table::with_capacity(0)).collect() };
-    let mut tables: Option<Vec<Table<K, V>>> = None;
-    let mut left = task.count;
-    run_items(task, out, |item: T| {
-        left = left.saturating_sub(1);
-        // Taken before the call: if it panics, the next item starts a new run.
-        let mut run = tables.take().unwrap_or_else(fresh);
-        for (key, value) in map(item) {
-            let part = partition_of(&key, partitions);
-            run[part].add(key, value, reduce);
-        }
-        if left == 0 {
-            Some(run.into_iter().map(AsEncoded).collect::<Vec<_>>())
-        } else {
-            tables = Some(run);
-            None
-        }
-    });
+    fold_runs(
+        task,
+        out,
+        |run: Option<Vec<Table<K, V>>>, item: T| {
+            let mut run =
+                run.unwrap_or_else(|| (0..partitions).map(|_| Table::with_capacity(0)).collect());
+            for (key, value) in map(item) {
+                let part = partition_of(&key, partitions);
+                run[part].add(key, value, reduce);
+            }
+            run
+        },
+        |run| run.into_iter().map(AsEncoded).collect::<Vec<_>>(),
+    );
 }
 
 /// Entry of a keyed reduction's combine step: each item is one partition's tables from several

@@ -41,13 +41,24 @@ pub type ClosureEntryFn<T, R> =
 /// Folds the items of a chunk into partial results: `next` takes the accumulator so far (`None`
 /// at the start of a run) and an item, and returns the accumulator after it. Wraps
 /// [`run_items`], so decoding, cancels, panics and progress are handled as for a map.
-fn fold_items<T, A>(
+fn fold_items<T, A>(task: &Chunk<'_>, out: &mut ReplyWriter, next: impl FnMut(Option<A>, T) -> A)
+where
+    T: DeserializeOwned,
+    A: Serialize,
+{
+    fold_runs(task, out, next, |partial| partial);
+}
+
+/// [`fold_items`], with each run's accumulator turned by `finish` into what its last item
+/// answers.
+pub(super) fn fold_runs<T, A, P>(
     task: &Chunk<'_>,
     out: &mut ReplyWriter,
     mut next: impl FnMut(Option<A>, T) -> A,
+    finish: impl Fn(A) -> P,
 ) where
     T: DeserializeOwned,
-    A: Serialize,
+    P: Serialize,
 {
     let mut acc: Option<A> = None;
     let mut left = task.count;
@@ -56,12 +67,40 @@ fn fold_items<T, A>(
         // Taken before the call: if it panics, the next item starts a new run.
         let folded = next(acc.take(), item);
         if left == 0 {
-            Some(folded)
+            Some(finish(folded))
         } else {
             acc = Some(folded);
             None
         }
     });
+}
+
+/// The `fn(V, V) -> V` that `reduce` names, once its code is checked with
+/// [`code_map::check`] as a task's own function is; `None` after failing every item of `task`
+/// with `CODE_NOT_LOADED` when it is not mapped here.
+///
+/// # Safety
+/// `reduce` must have been made by the parent from a `fn(V, V) -> V` of these very types.
+pub(super) unsafe fn checked_reduce<V>(
+    task: &Chunk<'_>,
+    out: &mut ReplyWriter,
+    reduce: ReduceCode,
+) -> Option<fn(V, V) -> V> {
+    let code = CallCode {
+        entry: task.code.entry,
+        function: reduce.function,
+        code_id: reduce.code_id,
+    };
+    if let Err(address) = code_map::check(&code) {
+        for _ in 0..task.count {
+            out.code_not_loaded(address);
+        }
+        return None;
+    }
+    // SAFETY: the parent took `reduce.function` from a `fn(V, V) -> V` of these types (the
+    // caller's promise), and `code_map::check` just confirmed that its code is mapped here where
+    // it was in the parent.
+    Some(unsafe { std::mem::transmute::<usize, fn(V, V) -> V>(reduce.function as usize) })
 }
 
 /// Entry for `Pool::fold`: folds each run of items with the `fn(A, T) -> A` at
@@ -103,21 +142,11 @@ where
         Ok(reduce) => *reduce,
         Err(message) => return fail_rest(out, task.count, &message),
     };
-    let code = CallCode {
-        entry: task.code.entry,
-        function: reduce.function,
-        code_id: reduce.code_id,
-    };
-    if let Err(address) = code_map::check(&code) {
-        for _ in 0..task.count {
-            out.code_not_loaded(address);
-        }
+    // SAFETY: the parent made `reduce` from a `fn(R, R) -> R` of these types (the caller's
+    // promise).
+    let Some(reduce) = (unsafe { checked_reduce::<R>(task, out, reduce) }) else {
         return;
-    }
-    // SAFETY: the parent took `reduce.function` from a `fn(R, R) -> R` of these types (the
-    // caller's promise), and `code_map::check` just confirmed that its code is mapped here where
-    // it was in the parent.
-    let reduce = unsafe { std::mem::transmute::<usize, fn(R, R) -> R>(reduce.function as usize) };
+    };
     fold_items(task, out, |acc: Option<R>, item: T| {
         let mapped = map(item);
         match acc {
