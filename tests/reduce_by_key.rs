@@ -1,7 +1,8 @@
 //! `reduce_by_key` against real forked workers: it equals a serial count per key for random
 //! inputs, chunksizes and pool sizes; an item that fails fails the reduction with its own
 //! error; a reduce function that panics, crashes or hangs while a worker merges the tables of
-//! a partition fails it with `Error::Combine`; the pool lives on.
+//! a partition fails it with `Error::Combine`; two callers at once each get their own counts;
+//! the pool lives on.
 
 mod common;
 
@@ -208,4 +209,37 @@ fn fn_pool_reduce_by_key_runs_its_closure_and_names_a_crashing_item() {
         other => panic!("expected item 33's crash, got {other}"),
     }
     assert_eq!(pool.reduce_by_key(add, [1u32, 8]).unwrap()[&1], 9);
+}
+
+#[test]
+fn two_callers_reduce_by_key_on_one_pool_at_once_20_rounds() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..20u16 {
+        std::thread::scope(|scope| {
+            let callers: Vec<_> = (0..2u16)
+                .map(|caller| {
+                    let pool = &pool;
+                    scope.spawn(move || {
+                        // Mixed sizes: one caller's items make many keys, the other's few.
+                        let items: Vec<u16> = (0..(200 + 300 * caller + round)).collect();
+                        let chunksize = usize::from(1 + caller * 6 + round % 5);
+                        let got =
+                            pool.chunksize(chunksize)
+                                .reduce_by_key(residues, add, items.clone());
+                        (items, got.unwrap())
+                    })
+                })
+                .collect();
+            for caller in callers {
+                let (items, got) = caller.join().unwrap();
+                let mut expected: HashMap<u8, u64> = HashMap::new();
+                for x in items {
+                    for (k, v) in residues(x) {
+                        *expected.entry(k).or_default() += v;
+                    }
+                }
+                assert_eq!(got, expected, "round {round}");
+            }
+        });
+    }
 }
