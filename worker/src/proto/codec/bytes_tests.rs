@@ -15,10 +15,17 @@ fn plain<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, config()).unwrap()
 }
 
-/// bincode's own decoding of `bytes`, with no adapter.
+/// bincode's own decoding of `bytes`, with no adapter. bincode alone allocates whatever a
+/// string's length prefix claims before it reads the string (a flipped prefix byte can claim
+/// exabytes and abort the test), so the reference runs under a byte limit far above any input
+/// here: that limit turns such a claim into an error and changes nothing else.
 fn plain_decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<(T, usize)> {
-    bincode::serde::decode_from_slice(bytes, config()).ok()
+    assert!(bytes.len() < REFERENCE_LIMIT);
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<REFERENCE_LIMIT>()).ok()
 }
+
+/// The reference decoder's byte limit: above every input the tests give it.
+const REFERENCE_LIMIT: usize = 1 << 24;
 
 /// `value` encodes to bincode's own bytes and decodes back from them, using every byte.
 fn same_as_bincode<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
@@ -56,6 +63,27 @@ struct Record {
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Blob(Vec<u8>);
+
+#[test]
+fn a_string_whose_length_claims_exabytes_is_an_error_not_an_allocation() {
+    let value = Record {
+        id: 1,
+        data: vec![1, 2, 3],
+        note: None,
+        boxed: Box::new([4]),
+        text: "abc".into(),
+    };
+    let mut bytes = plain(&value);
+    // The string is last: its one-byte length 3 becomes the 9-byte prefix of 2^62.
+    let at = bytes.len() - 4;
+    assert_eq!(bytes[at], 3);
+    bytes.truncate(at);
+    bytes.push(253);
+    bytes.extend_from_slice(&(1u64 << 62).to_le_bytes());
+    bytes.extend_from_slice(b"abc");
+    assert!(decode::<Record>(&bytes).is_err());
+    assert!(plain_decode::<Record>(&bytes).is_none());
+}
 
 /// `tail` is a byte vector behind a pointer: written one byte at a time, read as bytes.
 #[allow(clippy::box_collection)]
