@@ -392,7 +392,9 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
 }
 
 impl<'p> CallOptions<'p, Pool> {
-    /// [`Pool::map`] with these options.
+    /// [`Pool::map`] with these options. `f` is a fn item or a closure that captures nothing;
+    /// a closure that captures a variable (rustc's E0308) needs [`map_with`](Self::map_with)
+    /// or an [`FnPool`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -410,7 +412,8 @@ impl<'p> CallOptions<'p, Pool> {
         self.collect(code, items.into_iter(), None)
     }
 
-    /// [`Pool::imap`] with these options.
+    /// [`Pool::imap`] with these options. `f` is a fn item or a closure that captures nothing
+    /// (a capturing closure: [`FnPool::imap`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -429,7 +432,8 @@ impl<'p> CallOptions<'p, Pool> {
         Imap::new(self.stream(code, items.into_iter(), Delivery::InOrder, None))
     }
 
-    /// [`Pool::imap_unordered`] with these options.
+    /// [`Pool::imap_unordered`] with these options. `f` is a fn item or a closure that
+    /// captures nothing (a capturing closure: [`FnPool::imap_unordered`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -452,7 +456,9 @@ impl<'p> CallOptions<'p, Pool> {
         ImapUnordered::new(self.stream(code, items.into_iter(), Delivery::AsFinished, None))
     }
 
-    /// [`Pool::starmap`] with these options.
+    /// [`Pool::starmap`] with these options. `f` is a closure that captures nothing, or a fn
+    /// item cast to a fn pointer (`add as fn(_, _) -> _`); a capturing closure needs
+    /// [`map_with`](Self::map_with) or an [`FnPool`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -475,7 +481,8 @@ impl<'p> CallOptions<'p, Pool> {
         self.collect(code, items.into_iter(), None)
     }
 
-    /// [`Pool::istarmap`] with these options.
+    /// [`Pool::istarmap`] with these options. `f` is a closure that captures nothing, or a fn
+    /// item cast to a fn pointer (a capturing closure: [`FnPool::imap`] over tuples).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -498,7 +505,8 @@ impl<'p> CallOptions<'p, Pool> {
         Imap::new(self.stream(code, items.into_iter(), Delivery::InOrder, None))
     }
 
-    /// [`Pool::map_with`] with these options.
+    /// [`Pool::map_with`] with these options: what a closure would capture goes in `context`,
+    /// since `f` too is a fn item or a closure that captures nothing (or use an [`FnPool`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -525,7 +533,9 @@ impl<'p> CallOptions<'p, Pool> {
         self.collect(code, items.into_iter(), Some(context))
     }
 
-    /// Submits one item: [`Pool::submit`] with these options (a per-task timeout, say).
+    /// Submits one item: [`Pool::submit`] with these options (a per-task timeout, say). `f`
+    /// is a fn item or a closure that captures nothing (a capturing closure:
+    /// [`FnPool::submit`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -547,7 +557,9 @@ impl<'p> CallOptions<'p, Pool> {
         self.task(code, item)
     }
 
-    /// Submits one tuple of arguments: [`Pool::starsubmit`] with these options.
+    /// Submits one tuple of arguments: [`Pool::starsubmit`] with these options. `f` is a
+    /// closure that captures nothing, or a fn item cast to a fn pointer (a capturing closure:
+    /// [`FnPool::submit`] with a tuple item).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -565,7 +577,8 @@ impl<'p> CallOptions<'p, Pool> {
         self.task(code, args)
     }
 
-    /// Submits one item and waits for its outcome: [`Pool::apply`] with these options.
+    /// Submits one item and waits for its outcome: [`Pool::apply`] with these options. `f` is
+    /// a fn item or a closure that captures nothing (a capturing closure: [`FnPool::apply`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -580,8 +593,10 @@ impl<'p> CallOptions<'p, Pool> {
     {
         self.submit(f, item).wait()
     }
+
     /// [`Pool::fold`] with these options (the chunksize sets how many items each partial
-    /// covers).
+    /// covers). `fold` and `combine` are fn items or closures that capture nothing (work that
+    /// needs captured data goes in an [`FnPool`]'s closure: [`FnPool::fold`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -606,7 +621,9 @@ impl<'p> CallOptions<'p, Pool> {
         self.fold_chunks(code, items.into_iter(), init, combine)
     }
 
-    /// [`Pool::map_reduce`] with these options.
+    /// [`Pool::map_reduce`] with these options. `map` and `reduce` are fn items or closures
+    /// that capture nothing (a `map` that captures: an [`FnPool`]'s closure, with
+    /// [`FnPool::map_reduce`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -640,7 +657,9 @@ impl<'p> CallOptions<'p, Pool> {
     }
 
     /// [`Pool::reduce_by_key`] with these options (the chunksize sets how many items each
-    /// worker's table covers before it is split and sent).
+    /// worker's table covers before it is split and sent). `map` and `reduce` are fn items or
+    /// closures that capture nothing (a `map` that captures: an [`FnPool`]'s closure, with
+    /// [`FnPool::reduce_by_key`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 
 /// What can travel to a worker as an item: an owned value that is `Serialize` and
 /// `DeserializeOwned` (so bincode encodes it in the parent and decodes it in the worker).
-/// Implemented for every such type; nothing to implement by hand.
+/// Implemented for every such type; nothing to implement by hand. A type of yours becomes one
+/// with `#[derive(Serialize, Deserialize)]` (serde's; the compiler's error says so).
 ///
 /// A borrowed item (`pool.map(|s: &String| s.len(), &words)`) is not one: the worker runs in
 /// another process, where the parent's reference means nothing. The compiler says so and points
@@ -34,8 +35,8 @@ use serde::de::DeserializeOwned;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent to a worker as an item: items must be owned and `Serialize + DeserializeOwned`",
     label = "not an owned, serializable item",
-    note = "a worker is another process: a reference into the parent's memory means nothing there",
-    note = "for borrowed items, `forkpool::parmap(f, &items)` (or `par_eval`) reads them from the workers' copy of the slice; or send owned copies with `items.iter().cloned()`; or share read-only data with `pool.map_with(&data, f, indices)`"
+    note = "if `{Self}` is a type of yours, derive both: `#[derive(serde::Serialize, serde::Deserialize)]` (or through `forkpool::serde`, with `#[serde(crate = \"forkpool::serde\")]`); if it comes from another crate, look for a `serde` feature of that crate",
+    note = "if `{Self}` is a reference: a worker is another process, where a reference into the parent's memory means nothing; `forkpool::parmap(f, &items)` (or `par_eval`) reads borrowed items from the workers' copy of the slice; or send owned copies with `items.iter().cloned()`; or share read-only data with `pool.map_with(&data, f, indices)`"
 )]
 pub trait Item: Serialize + DeserializeOwned {}
 

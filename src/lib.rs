@@ -81,6 +81,8 @@ mod builder;
 mod call;
 mod call_options;
 mod child;
+#[cfg(doctest)]
+mod compile_fail;
 mod engine;
 mod error;
 mod fn_pool;

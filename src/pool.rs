@@ -66,10 +66,9 @@ pub(crate) fn default_workers() -> usize {
 /// [`ItemError::CodeNotLoaded`](crate::ItemError::CodeNotLoaded); a pool built after the load
 /// runs it).
 ///
-/// A closure that captures anything, even a value of a zero-sized type, is a type error
-/// (E0308, "closures can only be coerced to `fn` types if they do not capture any variables"),
-/// reported on the call by `cargo check`. Pass the data as a context with
-/// [`Pool::map_with`], or fork workers that hold the closure itself with
+/// A closure that captures anything, even a zero-sized value, is a type error on the call
+/// (E0308, "closures can only be coerced to `fn` types if they do not capture any variables"):
+/// pass the data with [`Pool::map_with`], or fork workers that hold the closure itself with
 /// [`FnPool::new`](crate::FnPool::new) or [`forkpool::parmap`](crate::parmap).
 ///
 /// A fn item given to `starmap` needs a cast or a closure around it, because the argument
@@ -83,113 +82,6 @@ pub(crate) fn default_workers() -> usize {
 /// assert_eq!(sums, [3]);
 /// let sums: Vec<u64> = pool.starmap(|a, b| add(a, b), [(1, 2)])?;
 /// assert_eq!(sums, [3]);
-/// # Ok(()) }
-/// ```
-///
-/// A closure that captures a `u64`, given to `map`, `starmap` or `map_with`:
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// let offset = 10u64;
-/// let v: Vec<u64> = pool.map(move |x: u64| { let _keep = &offset; x }, 0..10u64)?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// let offset = 10u64;
-/// let v: Vec<u64> = pool.starmap(move |a: u64, b: u64| { let _keep = &offset; a + b }, [(1u64, 2u64)])?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// let offset = 10u64;
-/// let v: Vec<u64> = pool.map_with(&1u64, move |c: &u64, x: u64| { let _keep = &offset; c + x }, [1u64])?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// One that captures a zero-sized value whose type has a destructor (a worker would have to
-/// invent the value, and drop it):
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// struct Token;
-/// impl Drop for Token {
-///     fn drop(&mut self) { println!("token dropped"); }
-/// }
-/// let token = Token;
-/// let v: Vec<u64> = pool.map(move |x: u64| { let _keep = &token; x }, 0..10u64)?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// struct Token;
-/// impl Drop for Token {
-///     fn drop(&mut self) { println!("token dropped"); }
-/// }
-/// let token = Token;
-/// let v: Vec<u64> = pool.starmap(move |a: u64, b: u64| { let _keep = &token; a + b }, [(1u64, 2u64)])?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// struct Token;
-/// impl Drop for Token {
-///     fn drop(&mut self) { println!("token dropped"); }
-/// }
-/// let token = Token;
-/// let v: Vec<u64> = pool.map_with(&1u64, move |c: &u64, x: u64| { let _keep = &token; c + x }, [1u64])?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// One that captures a zero-sized token (inventing it in a worker would forge whatever it
-/// proves):
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// // A zero-sized proof that some check passed (only its module can make one).
-/// struct Proof(());
-/// let proof = Proof(());
-/// let v: Vec<u64> = pool.map(move |x: u64| { let _keep = &proof; x }, 0..10u64)?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// // A zero-sized proof that some check passed (only its module can make one).
-/// struct Proof(());
-/// let proof = Proof(());
-/// let v: Vec<u64> = pool.starmap(move |a: u64, b: u64| { let _keep = &proof; a + b }, [(1u64, 2u64)])?;
-/// # let _ = v;
-/// # Ok(()) }
-/// ```
-///
-/// ```compile_fail,E0308
-/// # fn main() -> Result<(), forkpool::Error> {
-/// let pool = forkpool::Pool::new(1)?;
-/// // A zero-sized proof that some check passed (only its module can make one).
-/// struct Proof(());
-/// let proof = Proof(());
-/// let v: Vec<u64> = pool.map_with(&1u64, move |c: &u64, x: u64| { let _keep = &proof; c + x }, [1u64])?;
-/// # let _ = v;
 /// # Ok(()) }
 /// ```
 pub struct Pool {
@@ -364,6 +256,12 @@ impl Pool {
 
     /// Applies `f` to every item in parallel and returns the results in input order, or the
     /// failure of the lowest-indexed item that failed (the rest of the work is then cancelled).
+    /// `f` is a fn item or a closure that captures nothing (a `fn` pointer: see
+    /// [Functions](#functions)); a closure that captures a variable is rustc's E0308 ("closures
+    /// can only be coerced to `fn` types if they do not capture any variables"): pass the data
+    /// with [`map_with`](Pool::map_with), or use an [`FnPool`](crate::FnPool), whose workers are
+    /// forked holding the closure.
+    ///
     /// A panic in the input's `next` is resumed once the items before it are done (unless one
     /// of them failed: its error is returned).
     ///
@@ -387,10 +285,12 @@ impl Pool {
     }
 
     /// Like [`map`](Pool::map), but lazy: yields each item's outcome in input order as soon as
-    /// it and all before it are done. Input is pulled only as workers have room, so an endless
-    /// input works and memory stays bounded. Dropping the iterator cancels the rest. A panic
-    /// in the input's `next` comes in its place, after every earlier item's outcome (see
-    /// [`Imap`]).
+    /// it and all before it are done. `f` is a fn item or a closure that captures nothing (a
+    /// capturing closure: [`FnPool::imap`](crate::FnPool::imap)).
+    ///
+    /// Input is pulled only as workers have room, so an endless input works and memory stays
+    /// bounded. Dropping the iterator cancels the rest. A panic in the input's `next` comes in
+    /// its place, after every earlier item's outcome (see [`Imap`]).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -411,7 +311,9 @@ impl Pool {
         self.options().imap(f, items)
     }
 
-    /// Like [`imap`](Pool::imap), but yields outcomes as they finish, in any order.
+    /// Like [`imap`](Pool::imap), but yields outcomes as they finish, in any order. `f` is a fn
+    /// item or a closure that captures nothing (a capturing closure:
+    /// [`FnPool::imap_unordered`](crate::FnPool::imap_unordered)).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -437,7 +339,9 @@ impl Pool {
     }
 
     /// Like [`map`](Pool::map), but each item is a tuple whose fields are the function's
-    /// arguments (1 to 6 of them).
+    /// arguments (1 to 6 of them). `f` is a closure that captures nothing, or a fn item cast to a
+    /// fn pointer (`add as fn(_, _) -> _`: see [Functions](#functions)); a capturing closure
+    /// needs [`map_with`](Pool::map_with) (a tuple item) or an [`FnPool`](crate::FnPool).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -459,7 +363,9 @@ impl Pool {
         self.options().starmap(f, items)
     }
 
-    /// The lazy, ordered form of [`starmap`](Pool::starmap) (Python has no `istarmap`).
+    /// The lazy, ordered form of [`starmap`](Pool::starmap) (Python has no `istarmap`). `f` is
+    /// a closure that captures nothing, or a fn item cast to a fn pointer (a capturing closure:
+    /// [`FnPool::imap`](crate::FnPool::imap) over tuples).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -483,7 +389,9 @@ impl Pool {
     }
 
     /// Like [`map`](Pool::map), with a context value sent once to each worker for this call and
-    /// passed by reference to every call of `f`.
+    /// passed by reference to every call of `f`: what a closure would capture goes in the
+    /// context, since `f` too is a fn item or a closure that captures nothing (or use an
+    /// [`FnPool`](crate::FnPool), whose closure may capture anything).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -576,7 +484,8 @@ impl Pool {
     /// Submits one item to run on a worker and returns at once with its [`Task`] (Python's
     /// `apply_async`, `ProcessPoolExecutor.submit`). Any number of tasks and calls may run at
     /// once, from any number of threads; take the outcome with [`Task::wait`], or take finished
-    /// tasks in order with [`as_completed`](crate::as_completed).
+    /// tasks in order with [`as_completed`](crate::as_completed). `f` is a fn item or a closure
+    /// that captures nothing (a capturing closure: [`FnPool::submit`](crate::FnPool::submit)).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -594,7 +503,9 @@ impl Pool {
         self.options().submit(f, item)
     }
 
-    /// Submits one tuple of arguments for a function of several (like [`Pool::starmap`]).
+    /// Submits one tuple of arguments for a function of several (like [`Pool::starmap`]). `f`
+    /// is a closure that captures nothing, or a fn item cast to a fn pointer (a capturing
+    /// closure: [`FnPool::submit`](crate::FnPool::submit) with a tuple item).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -616,7 +527,10 @@ impl Pool {
     }
 
     /// Runs one item on a worker and waits for its outcome (Python's `Pool.apply`): a crash,
-    /// panic or timeout is this call's error, and the pool lives on.
+    /// panic or timeout is this call's error, and the pool lives on. `f` is a fn item or a
+    /// closure that captures nothing (a capturing closure:
+    /// [`FnPool::apply`](crate::FnPool::apply), or
+    /// [`ReturnProcess`](crate::ReturnProcess) for one call).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -637,6 +551,9 @@ impl Pool {
     /// Folds the items in parallel: each worker folds the items of each chunk it runs with
     /// `fold`, starting from a clone of `init`, and sends back only that chunk's partial result;
     /// the parent combines the partials with `combine`, in input order. No items: `init`.
+    /// `fold` and `combine` are fn items or closures that capture nothing (work that needs
+    /// captured data goes in an [`FnPool`](crate::FnPool)'s closure, whose results
+    /// [`FnPool::fold`](crate::FnPool::fold) folds).
     ///
     /// The same contract as toolz's `fold(binop, seq, default, combine=..)` and rayon's
     /// `fold(..).reduce(..)`: the result equals a serial fold when `init` is an identity of
@@ -687,7 +604,10 @@ impl Pool {
 
     /// Maps every item with `map` and reduces the results with `reduce`, both in the workers:
     /// each worker reduces the results of each chunk it runs and sends back only that chunk's
-    /// partial; the parent reduces the partials, in input order. `None` for no items.
+    /// partial; the parent reduces the partials, in input order. `None` for no items. `map`
+    /// and `reduce` are fn items or closures that capture nothing (a `map` that captures: an
+    /// [`FnPool`](crate::FnPool)'s closure, with
+    /// [`FnPool::map_reduce`](crate::FnPool::map_reduce)).
     ///
     /// `reduce` must be associative for the result to equal a serial
     /// `items.map(map).reduce(reduce)`. Failures are as for [`map`](Pool::map): the lowest-indexed
@@ -720,7 +640,9 @@ impl Pool {
     /// worker combines the pairs of each chunk it runs into a table, split by key into
     /// partitions; each partition's tables are then merged in one worker, and the parent only
     /// joins the merged partitions into the returned map. A word count is its example: `map`
-    /// counts one file's words, `reduce` adds counts.
+    /// counts one file's words, `reduce` adds counts. `map` and `reduce` are fn items or
+    /// closures that capture nothing (a `map` that captures: an [`FnPool`](crate::FnPool)'s
+    /// closure, with [`FnPool::reduce_by_key`](crate::FnPool::reduce_by_key)).
     ///
     /// `reduce` must be associative and commutative: the values of a key are combined in no
     /// particular order. Failures are as for [`map`](Pool::map): the lowest-indexed item that
