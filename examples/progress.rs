@@ -1,7 +1,8 @@
 //! A progress bar per call, counted per item: `cargo run --release --features progress
-//! --example progress`. The first call draws a bar with the rate and the time left (the input
-//! states its length); the second, over an input of unknown length, a spinner with a count;
-//! the third reports to a callback of its own instead of drawing.
+//! --example progress`. The first call draws a bar labelled "squares" with the rate and the
+//! time left (the input states its length); the second, over an input of unknown length, a
+//! spinner with a count; the third reports to a callback of its own instead of drawing. The
+//! bars are drawn only when stderr is a terminal (`2>log` or a CI run shows none).
 
 use forkpool::{Pool, Progress};
 use std::time::Duration;
@@ -14,7 +15,7 @@ fn slow_square(x: u64) -> u64 {
 
 fn main() -> Result<(), forkpool::Error> {
     let pool = Pool::new(2)?;
-    let squares = pool.progress().map(slow_square, 0..500u64)?;
+    let squares = pool.progress_with("squares").map(slow_square, 0..500u64)?;
     assert_eq!(squares[499], 499 * 499);
 
     let evens = (0..400u64).filter(|x| x % 2 == 0);

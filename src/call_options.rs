@@ -71,6 +71,21 @@ fn merge_partitions<P: LocalPool + ?Sized>(
     Ok(merged)
 }
 
+/// The bound of `progress` and `progress_with` when the cargo feature `progress` is off:
+/// implemented by nothing, so a call of them fails to compile with a message that names the
+/// feature (instead of "no method named `progress`").
+#[cfg(not(feature = "progress"))]
+mod feature {
+    #[diagnostic::on_unimplemented(
+        message = "`progress()` and `progress_with(..)` need the cargo feature `progress` of forkpool",
+        label = "a method of the feature `progress`",
+        note = "turn it on in Cargo.toml: `forkpool = {{ version = \"0.1\", features = [\"progress\"] }}` (or `cargo add forkpool --features progress`); `on_progress(callback)` needs no feature"
+    )]
+    pub trait ProgressFeature {}
+}
+#[cfg(not(feature = "progress"))]
+pub(crate) use feature::ProgressFeature;
+
 /// Sealed (a public trait in a private module: nameable and implementable only in this crate),
 /// so its methods, which name the engine's crate-private types, are not callable outside it.
 #[allow(private_interfaces)]
@@ -271,8 +286,15 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
     }
 
     /// Draws a progress bar on the terminal (stderr) for each call made with these options,
-    /// counted per item (not per chunk), with the rate and the time left; a spinner with a
-    /// count when the input does not state its length. Cargo feature `progress`.
+    /// counted per item (not per chunk): "312/1,000 items" with the rate ("35.9/s") and the time
+    /// left; a spinner with a count ("1 item", "2 items") when the input does not state its
+    /// length. [`progress_with`](Self::progress_with) puts a label in front. Cargo feature
+    /// `progress`.
+    ///
+    /// The bar is drawn only when stderr is a terminal: into a file, a pipe or a CI log nothing
+    /// is written, so logs do not fill with redrawn bars. That is the default on purpose (it is
+    /// indicatif's); the call runs the same either way. For a report that goes anywhere, use
+    /// [`on_progress`](Self::on_progress).
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -283,7 +305,46 @@ impl<'p, P: LocalPool + ?Sized> CallOptions<'p, P> {
     /// ```
     #[cfg(feature = "progress")]
     pub fn progress(mut self) -> Self {
-        self.progress = Some(ProgressSink::Bar);
+        self.progress = Some(ProgressSink::Bar(None));
+        self
+    }
+
+    /// [`progress`](Self::progress), with `label` in front of each call's bar, to tell the bars
+    /// of several calls apart ("squares ████░░░░ 312/1,000 items ..."). Cargo feature
+    /// `progress`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let squares = pool.chunksize(10).progress_with("squares").map(|x: u64| x * x, 0..500u64)?;
+    /// let files = format!("{} files", 3);
+    /// let sizes = pool.progress_with(files).map(|n: u64| n * 1024, [1u64, 2, 3])?;
+    /// assert_eq!((squares[499], sizes[2]), (249_001, 3072));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress_with(mut self, label: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.progress = Some(ProgressSink::Bar(Some(label.into())));
+        self
+    }
+
+    /// Without the cargo feature `progress`: a compile error that names the feature.
+    #[cfg(not(feature = "progress"))]
+    #[doc(hidden)]
+    pub fn progress(self) -> Self
+    where
+        Self: ProgressFeature,
+    {
+        self
+    }
+
+    /// Without the cargo feature `progress`: a compile error that names the feature.
+    #[cfg(not(feature = "progress"))]
+    #[doc(hidden)]
+    pub fn progress_with(self, _label: impl Into<std::borrow::Cow<'static, str>>) -> Self
+    where
+        Self: ProgressFeature,
+    {
         self
     }
 

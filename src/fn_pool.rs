@@ -250,6 +250,46 @@ where
         self.calls().progress()
     }
 
+    /// [`progress`](FnPool::progress) with `label` in front of each call's bar (see
+    /// [`CallOptions::progress_with`]). Cargo feature `progress`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::FnPool::new(2, |x: u32| x + 1)?;
+    /// assert_eq!(pool.progress_with("increments").map(0..10u32)?[9], 10);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress_with(
+        &self,
+        label: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> CallOptions<'_, Self> {
+        self.calls().progress_with(label)
+    }
+
+    /// Without the cargo feature `progress`: a compile error that names the feature.
+    #[cfg(not(feature = "progress"))]
+    #[doc(hidden)]
+    pub fn progress<'s>(&'s self) -> CallOptions<'s, Self>
+    where
+        &'s Self: crate::call_options::ProgressFeature,
+    {
+        self.calls()
+    }
+
+    /// Without the cargo feature `progress`: a compile error that names the feature.
+    #[cfg(not(feature = "progress"))]
+    #[doc(hidden)]
+    pub fn progress_with<'s>(
+        &'s self,
+        _label: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> CallOptions<'s, Self>
+    where
+        &'s Self: crate::call_options::ProgressFeature,
+    {
+        self.calls()
+    }
+
     /// Applies the closure to every item; results in input order, or the lowest-indexed failure.
     ///
     /// ```

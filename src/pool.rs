@@ -4,6 +4,8 @@
 use crate::builder::PoolBuilder;
 use crate::call::progress::Progress;
 use crate::call_options::CallOptions;
+#[cfg(not(feature = "progress"))]
+use crate::call_options::ProgressFeature;
 use crate::engine::registry::BackgroundMain;
 use crate::error::{Error, PoolError};
 use crate::item::Item;
@@ -441,8 +443,8 @@ impl Pool {
         self.options().on_progress(report)
     }
 
-    /// A view of the pool whose calls draw a progress bar on the terminal (see
-    /// [`CallOptions::progress`]). Cargo feature `progress`.
+    /// A view of the pool whose calls draw a progress bar on the terminal, drawn only when
+    /// stderr is a terminal (see [`CallOptions::progress`]). Cargo feature `progress`.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -454,6 +456,47 @@ impl Pool {
     #[cfg(feature = "progress")]
     pub fn progress(&self) -> CallOptions<'_> {
         self.options().progress()
+    }
+
+    /// [`progress`](Pool::progress) with `label` in front of each call's bar (see
+    /// [`CallOptions::progress_with`]). Cargo feature `progress`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), forkpool::Error> {
+    /// let pool = forkpool::Pool::new(2)?;
+    /// let cubes = pool.progress_with("cubes").map(|x: u64| x * x * x, 0..100u64)?;
+    /// assert_eq!(cubes[99], 970_299);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress_with(
+        &self,
+        label: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> CallOptions<'_> {
+        self.options().progress_with(label)
+    }
+
+    /// Without the cargo feature `progress`: a compile error that names the feature.
+    #[cfg(not(feature = "progress"))]
+    #[doc(hidden)]
+    pub fn progress<'s>(&'s self) -> CallOptions<'s>
+    where
+        &'s Self: ProgressFeature,
+    {
+        self.options()
+    }
+
+    /// Without the cargo feature `progress`: a compile error that names the feature.
+    #[cfg(not(feature = "progress"))]
+    #[doc(hidden)]
+    pub fn progress_with<'s>(
+        &'s self,
+        _label: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> CallOptions<'s>
+    where
+        &'s Self: ProgressFeature,
+    {
+        self.options()
     }
 }
 

@@ -3,3 +3,5 @@
 
 mod capture;
 mod item;
+#[cfg(not(feature = "progress"))]
+mod progress_feature;
