@@ -173,11 +173,11 @@ impl Pool {
 
     /// Takes no new work: every later call (and task) returns [`PoolError::Closed`]. Calls and
     /// tasks started before it are accepted work: they run to their end, lazy ones going on
-    /// pulling their input, and a worker that dies meanwhile is replaced. Once none of them
-    /// needs a worker any more (everything sent has been answered and no input is left), the
-    /// workers exit on their own; [`join`](Pool::join) then only reaps them. Python's
-    /// `Pool.close`. (Replies are read by threads that wait on the pool: work nobody waits on
-    /// is noticed as finished at the next wait, or at `join`.)
+    /// pulling their input (until [`join`](Pool::join)), and a worker that dies meanwhile is
+    /// replaced. Once none of them needs a worker any more (everything sent has been answered
+    /// and no input is left), the workers exit on their own; `join` then only reaps them.
+    /// Python's `Pool.close`. (Replies are read by threads that wait on the pool: work nobody
+    /// waits on is noticed as finished at the next wait, or at `join`.)
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
@@ -195,10 +195,18 @@ impl Pool {
         self.shared.close();
     }
 
-    /// Waits for a running call (on another thread) to finish, then for every worker to exit,
-    /// and reaps them (a worker that has not exited half a second after being told to is
-    /// killed). Needs [`close`](Pool::close) or [`terminate`](Pool::terminate) first, as in
-    /// Python; otherwise returns [`PoolError::NotClosed`].
+    /// Waits until every item sent to the workers or queued for them has its outcome (tasks
+    /// nobody waits on included: `join` drives the pool meanwhile), then tells every worker to
+    /// exit, kills one that has not exited half a second later, and reaps them all. Needs
+    /// [`close`](Pool::close) or [`terminate`](Pool::terminate) first, as in Python; otherwise
+    /// returns [`PoolError::NotClosed`].
+    ///
+    /// A lazy call ([`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered),
+    /// [`istarmap`](Pool::istarmap)) pulls its input on the thread that iterates it, so `join`
+    /// cannot wait for input not pulled yet: items of a lazy call still open when `join` begins
+    /// that were not sent by then fail with
+    /// [`ItemError::PoolFailed`](crate::ItemError::PoolFailed). Finish (or drop) lazy calls
+    /// before `join`.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {

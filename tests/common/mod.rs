@@ -1,9 +1,43 @@
 //! Helpers shared by the integration tests: a real crash, whether a process has ended, a
-//! watchdog for calls that must return, and a worker's own socket and mapping.
+//! watchdog for calls that must return, a worker's own socket and mapping, and a worker's
+//! stderr silenced before a failure the test expects.
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The test binary's own process, set by [`mark_test_process`] before it builds a pool: its
+/// workers are forks that inherit it, and so tell themselves from it.
+static TEST_PROCESS: OnceLock<u32> = OnceLock::new();
+
+/// Records this process as the test's own, so [`quiet_stderr`] refuses to run in it. Call it
+/// before building the pool whose workers call `quiet_stderr`.
+pub fn mark_test_process() {
+    TEST_PROCESS.get_or_init(std::process::id);
+}
+
+/// Points this worker's stderr at `/dev/null`, for a task about to fail as the test expects
+/// in a way std reports on stderr (an allocation past the memory limit prints "memory
+/// allocation of N bytes failed" before it aborts), so the test's output shows only what
+/// went wrong. Panics in the test's own process (or before [`mark_test_process`]): the
+/// test's stderr is never silenced.
+pub fn quiet_stderr() {
+    let test_process = TEST_PROCESS.get().expect("mark_test_process() first");
+    assert_ne!(
+        *test_process,
+        std::process::id(),
+        "quiet_stderr runs in workers only"
+    );
+    // SAFETY: opens /dev/null, duplicates it onto descriptor 2 and closes the spare; no Rust
+    // object owns descriptor 2, and this worker writes nothing it needs afterwards.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        assert!(null >= 0, "open /dev/null");
+        libc::dup2(null, libc::STDERR_FILENO);
+        libc::close(null);
+    }
+}
 
 /// Whether `pid` is gone entirely (not even a zombie): true for a reaped child of ours.
 pub fn is_reaped(pid: u32) -> bool {
