@@ -135,7 +135,9 @@ impl<T, R> LocalPool for FnPool<'_, T, R> {
 /// One call's options on a pool: made by a pool's `chunksize`, `timeout` or `on_progress`
 /// ([`Pool::chunksize`], [`FnPool::chunksize`], ...); the options combine, and a value is cheap
 /// to clone for several calls. `P` is the pool: [`Pool`] (the default), [`FnPool`], or
-/// `mpi::ClusterPool` (feature `mpi`).
+/// `mpi::ClusterPool` (feature `mpi`). The terminal progress bar, `progress()` and
+/// `progress_with(label)`, needs the cargo feature `progress`: without it, a call of either is
+/// a compile error that names the feature.
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {

@@ -73,8 +73,9 @@ pub(crate) fn default_workers() -> usize {
 /// pass the data with [`Pool::map_with`], or fork workers that hold the closure itself with
 /// [`FnPool::new`](crate::FnPool::new) or [`forkpool::parmap`](crate::parmap).
 ///
-/// A fn item given to `starmap` needs a cast or a closure around it, because the argument
-/// types come from the items, which the compiler reads after the function:
+/// A fn item given to `starmap` (`istarmap`, `starsubmit`) needs a cast or a closure around
+/// it, because the argument types come from the items, which the compiler reads after the
+/// function; the result's type comes from where the result lands (`let sums: Vec<u64>`):
 ///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
