@@ -79,7 +79,7 @@ mod feature {
     #[diagnostic::on_unimplemented(
         message = "`progress()` and `progress_with(..)` need the cargo feature `progress` of forkpool",
         label = "a method of the feature `progress`",
-        note = "turn it on in Cargo.toml: `forkpool = {{ version = \"0.1\", features = [\"progress\"] }}` (or `cargo add forkpool --features progress`); `on_progress(callback)` needs no feature"
+        note = "turn it on: `features = [\"progress\"]` in forkpool's line of Cargo.toml, or `cargo add forkpool --features progress`; `on_progress(callback)` needs no feature"
     )]
     pub trait ProgressFeature {}
 }
