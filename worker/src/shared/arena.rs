@@ -53,8 +53,8 @@ pub const ARENA_WORDS: usize = ARENA_BYTES / 8;
 /// The smallest frame that goes through an arena (smaller ones cost less on the socket or in
 /// the reply ring). The threshold is not measured against other values. Each arena switched
 /// off alone, each row the median of 6 runs alternating with main (`cargo run --release
-/// --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`, then 6 more on rows
-/// a, e, j; row (a)'s default chunks of 8,192 ints make frames over this threshold):
+/// -p forkpool-bench --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`, then 6
+/// more on rows a, e, j; row (a)'s default chunks of 8,192 ints make frames over this threshold):
 /// - without the chunk arena, row (a) ran 1.26× and 1.22× slower, (e) in 1.07× and 1.10×, (e)
 ///   echoed 1.17× and 1.06×, (j) 1.16× and 1.02×, (b) 1.03×, (l) 1.08×;
 /// - without the reply arena, row (a) 1.21× and 1.35×, (e) in 0.92× and 1.13×, (e) echoed
