@@ -7,7 +7,7 @@
 //! Each round runs every case once, in turn, so a change in the machine's load hits them all;
 //! the medians over the rounds are printed: wall time, and the CPU time of this process and of
 //! the children it reaped (a `ReturnProcess`'s child; the pool's workers live on). Run it with
-//! `cargo bench --bench byte_vectors` (`-- 15` for 15 rounds; 7 by default).
+//! `cargo bench -p forkpool-bench --bench byte_vectors` (`-- 15` for 15 rounds; 7 by default).
 
 use forkpool::{Pool, ReturnProcess};
 use serde_bytes::ByteBuf;

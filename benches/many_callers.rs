@@ -1,6 +1,6 @@
 //! Many callers on one pool (issue 12's figures): run with
-//! `cargo bench --bench many_callers` (prints medians of 3 rounds; no assertions: the tests in
-//! `tests/many_callers.rs` check behaviour, this measures it).
+//! `cargo bench -p forkpool-bench --bench many_callers` (prints medians of 3 rounds; no assertions:
+//! the tests in `tests/many_callers.rs` check behaviour, this measures it).
 //!
 //! 1. 8 threads x 200 one-item `map` calls of items sleeping 2 ms on 2 workers: wall time
 //!    against the ideal 1.6 s.

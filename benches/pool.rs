@@ -17,9 +17,10 @@
 //! - `reply_bytes`: 64 replies of 1 KiB (through the workers' reply rings), of 64 KiB and of
 //!   512 KiB (through the reply arenas), at chunksize 1.
 //!
-//! Run them with `cargo bench` (or `cargo bench --bench pool`; add a filter such as
-//! `cargo bench --bench pool -- per_item` to run one group). Each group takes 10 samples over
-//! about 3 s after 1 s of warm-up, so the whole run stays short on a 2-core machine.
+//! Run them with `cargo bench -p forkpool-bench` (or `cargo bench -p forkpool-bench --bench pool`;
+//! add a filter such as `cargo bench -p forkpool-bench --bench pool -- per_item` to run one group).
+//! Each group takes 10 samples over about 3 s after 1 s of warm-up, so the whole run stays short on
+//! a 2-core machine.
 
 use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::WallTime,

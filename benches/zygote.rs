@@ -9,8 +9,8 @@
 //! - `replacement_fork_512mib_heap`: one worker death and the next item done on its
 //!   replacement (a 1-worker pool, 2 items: the first ends its worker).
 //!
-//! Run them with `cargo bench --bench zygote` (Linux: elsewhere there is no zygote, and the
-//! bench says so and measures nothing).
+//! Run them with `cargo bench -p forkpool-bench --bench zygote` (Linux: elsewhere there is no
+//! zygote, and the bench says so and measures nothing).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use forkpool::Pool;

@@ -5,8 +5,8 @@
 //! the system temp dir, has the pool's workers count them (each worker reads its files itself;
 //! only the paths go out, and one table per chunk of files comes back, not one per file),
 //! prints the ten most frequent words, checks them against a serial count, and removes the
-//! directory. (`cargo run --release --example compare -- --only p` times this fold against a
-//! `map` that sends every file's table back to be merged in the parent.)
+//! directory. (`cargo run --release -p forkpool-bench --example compare -- --only p` times this
+//! fold against a `map` that sends every file's table back to be merged in the parent.)
 //!
 //! Run it with:
 //!

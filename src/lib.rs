@@ -60,6 +60,8 @@
 //! systems do not build.
 
 #![warn(missing_docs)]
+// On docs.rs (`--cfg docsrs`, nightly): items behind a cargo feature or a platform say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// A `tracing::debug!` event emitted once this thread holds no lock of the crate: a subscriber
 /// is user code (see `call_queue::Due`). Costs one check of the level when debug events are off.

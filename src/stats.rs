@@ -256,8 +256,8 @@ impl PoolCounters {
 /// The parent's own time in a pool's calls, added to by every calling thread, if the pool was
 /// built with `insights` (reading the clock twice per batch measurably slows calls of tiny
 /// items: 1.16 µs per item at chunksize 1 with the clock read, 0.51 without, in row (b) of
-/// `cargo run --release --example compare -- --only b,l --no-python --repeat 3`, alternating
-/// builds).
+/// `cargo run --release -p forkpool-bench --example compare -- --only b,l --no-python --repeat 3`,
+/// alternating builds).
 #[derive(Debug)]
 pub(crate) struct ParentTimes {
     enabled: bool,

@@ -7,10 +7,10 @@
 //! (`×2.0` means forkpool is twice as good; below 1 it is behind).
 //!
 //! ```text
-//! cargo run --release --example compare                  # one repeat, about 5 minutes
-//! cargo run --release --example compare -- --repeat 3    # median (min–max) of 3 repeats
-//! cargo run --release --example compare -- --quick       # small inputs: a smoke run
-//! cargo run --release --example compare -- --only s      # the word counts, about 8 minutes
+//! cargo run --release -p forkpool-bench --example compare                # one repeat, about 5 min
+//! cargo run --release -p forkpool-bench --example compare -- --repeat 3  # median (min–max) of 3
+//! cargo run --release -p forkpool-bench --example compare -- --quick     # small inputs: smoke run
+//! cargo run --release -p forkpool-bench --example compare -- --only s    # the word counts, 8 min
 //! ```
 //!
 //! Flags: `--repeat N` repeats the whole run N times (every row, every system, in the same

@@ -1,5 +1,5 @@
-"""The Python side of `cargo run --release --example compare`: one row of the table on Python's
-multiprocessing.Pool (fork and forkserver start methods), concurrent.futures'
+"""The Python side of `cargo run --release -p forkpool-bench --example compare`: one row of the
+table on Python's multiprocessing.Pool (fork and forkserver start methods), concurrent.futures'
 ProcessPoolExecutor (fork), mpire (fork), pebble (fork) and loky (its own start method: loky
 does not support fork).
 

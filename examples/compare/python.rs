@@ -47,7 +47,8 @@ impl Side {
 
     /// Runs `peers.py` on `row`; its lines (see `table::Results::read`).
     pub fn run(&self, row: &Workload, cfg: &Config) -> Result<String, String> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/compare/peers.py");
+        // The harness's manifest is benches/Cargo.toml.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/compare/peers.py");
         let config = format!(
             r#"{{"row":"{}","param":{},"runs":{},"budget":{},"sizes":{}}}"#,
             row.key,
@@ -69,11 +70,11 @@ impl Side {
     }
 }
 
-/// `target/compare-venv` (under `CARGO_TARGET_DIR` when that is set).
+/// `target/compare-venv` at the workspace's top (under `CARGO_TARGET_DIR` when that is set).
 fn venv_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
     target.join("compare-venv")
 }
 

@@ -58,8 +58,8 @@ impl Owner {
     /// pool: it reads the fork count only (`getpid` is a system call, about 10% of a submitted
     /// trivial task's cost: 100,000 `submit`s then `wait`s, 1.57 -> 1.41 µs a task without
     /// it, alternating builds with a scratch program; the same workload is row (l) of `cargo
-    /// run --release --example compare -- --only l --no-python`), so a child made by a raw
-    /// fork system call, which runs no fork handler, passes it;
+    /// run --release -p forkpool-bench --example compare -- --only l --no-python`), so a child made
+    /// by a raw fork system call, which runs no fork handler, passes it;
     /// every safe way to fork runs the handlers.
     pub fn check(self) -> Result<(), PoolError> {
         if FORKS.load(Ordering::Acquire) == self.forks {

@@ -44,8 +44,8 @@ const ADAPTIVE_MAX_ITEMS: usize = DEFAULT_MAX_CHUNK;
 /// fills memory (measured, 2 workers, medians of 5: 1M trivial items run at 22 M/s in chunks of
 /// 4,096 to 16,384 and 14 M/s in Python-sized chunks of 125,000; an `imap` of 10M items peaked
 /// at 218 MB of parent memory, its chunk sizes not recorded. Measured with a scratch program;
-/// the same workloads are rows (a) and (g) of `cargo run --release --example compare -- --only
-/// a,g --no-python --repeat 3`, against a build with this cap changed).
+/// the same workloads are rows (a) and (g) of `cargo run --release -p forkpool-bench --example
+/// compare -- --only a,g --no-python --repeat 3`, against a build with this cap changed).
 const DEFAULT_MAX_CHUNK: usize = 8192;
 /// Chunks of at most this many items are small: a worker is kept busy with more of them.
 const SMALL_CHUNK: usize = 16;
@@ -60,8 +60,8 @@ const SMALL_CHUNK_WINDOW: usize = 8;
 /// 4.7/3.7 µs per item with 8, 3.8/3.4 with 16, 3.0/3.2 with 32 (replies on the socket; the
 /// workload of row (b)); with replies through the ring, 100,000 submitted trivial tasks took
 /// 2.1 µs each with 32 and 1.75 with 128 (alternating builds; the workload of row (l)). Both
-/// measured with scratch programs; the rows: `cargo run --release --example compare -- --only
-/// b,l --no-python --repeat 3`, against a build with this window changed.
+/// measured with scratch programs; the rows: `cargo run --release -p forkpool-bench --example
+/// compare -- --only b,l --no-python --repeat 3`, against a build with this window changed.
 const SMALL_CHUNK_MAX_WINDOW: usize = 128;
 /// The window otherwise, and the least for small chunks: one chunk running, the next queued.
 pub(crate) const DEFAULT_WINDOW: usize = 2;
@@ -75,7 +75,7 @@ const QUEUED_WORK_NANOS: u64 = 1_000_000;
 /// memory, and fresh frame buffers cost page faults. (Measured with 64 buffers of 1 MiB at
 /// chunksize 1: the window learned by time alone kept 20 or more in flight per worker and ran
 /// at 3.8 GB/s; with this cap, 4.7-5.1 GB/s, alternating builds: row (e) "in" of `cargo run
-/// --release --example compare -- --only e --no-python`.)
+/// --release -p forkpool-bench --example compare -- --only e --no-python`.)
 pub(crate) const QUEUED_BYTES: usize = 2 << 20;
 /// Adaptive chunks grow while a chunk keeps a worker busy for less than this... (Not measured
 /// against other values: at 2 ms a chunk's ~70 µs round trip is under 4% of it.)

@@ -5,14 +5,15 @@
 //! A call encodes each chunk into a buffer it takes from its own spares, else from here, and
 //! recycles the buffer once the chunk is answered (see `call`); when the call ends, its spares
 //! come back here. Without it (profiled with `perf` over row (e), 64 buffers of 1 MiB per call:
-//! `cargo run --release --example compare -- --only e --no-python`), the end of every call
-//! frees its few 1 MiB frames, glibc then trims the heap's top (a fifth of the caller's time in
-//! `brk`), and the next call faults 1,000-1,300 pages back in; with it, one page fault per
+//! `cargo run --release -p forkpool-bench --example compare -- --only e --no-python`), the end of
+//! every call frees its few 1 MiB frames, glibc then trims the heap's top (a fifth of the caller's
+//! time in `brk`), and the next call faults 1,000-1,300 pages back in; with it, one page fault per
 //! call of row (e) in. Switched off (`MAX_BUFFERS = 0`), each row the median of 6 runs
-//! alternating with main (`cargo run --release --example compare -- --only a,b,c,e,j,l,n,p
-//! --no-python --repeat 2`, then 6 more on rows a, e, j): row (a) ran 1.18× and 1.10× slower,
-//! (e) in 1.18× and 1.17×, (e) echoed 0.99× and 1.18×, (j) 1.11× and 1.12×, (b) 0.99×, (l)
-//! 0.98×; one build against itself differed by up to 1.45× on rows (c), (e) in, (j), (p).
+//! alternating with main (`cargo run --release -p forkpool-bench --example compare -- --only
+//! a,b,c,e,j,l,n,p --no-python --repeat 2`, then 6 more on rows a, e, j): row (a) ran 1.18× and
+//! 1.10× slower, (e) in 1.18× and 1.17×, (e) echoed 0.99× and 1.18×, (j) 1.11× and 1.12×, (b)
+//! 0.99×, (l) 0.98×; one build against itself differed by up to 1.45× on rows (c), (e) in, (j),
+//! (p).
 //!
 //! Invariants: it holds at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] bytes of capacity,
 //! and no buffer over [`MAX_BUFFER_BYTES`], so an idle pool holds little; every buffer it gives

@@ -316,8 +316,8 @@ pub(crate) struct PollSet {
 /// paid both; the watch yields the processor between looks, so a worker on the same core runs).
 /// (Measured only together with the window of 128 small chunks and `INLINE_FRAMES`: 100,000
 /// submitted trivial tasks, 2.1 -> 1.55 µs each, the workload of row (l) of `cargo run
-/// --release --example compare -- --only l --no-python --repeat 3`; switched off, row (e) in
-/// did not change. 50 µs itself is not measured against other values.)
+/// --release -p forkpool-bench --example compare -- --only l --no-python --repeat 3`; switched off,
+/// row (e) in did not change. 50 µs itself is not measured against other values.)
 const RING_WATCH: Duration = Duration::from_micros(50);
 
 /// How a wait on a [`PollSet`] ended.

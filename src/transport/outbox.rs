@@ -53,15 +53,15 @@ pub(crate) const INLINE_BYTES: usize = 64 * 1024;
 /// small chunks (they travel batched, a few datagrams for all of them), so it equals the
 /// largest window of small chunks. (Measured together with that window of 128 and the rings'
 /// 50 µs watch: 100,000 submitted trivial tasks, 2.1 -> 1.55 µs each, alternating builds with
-/// a scratch program; the same workload is row (l) of `cargo run --release --example compare
-/// -- --only l --no-python --repeat 3`.)
+/// a scratch program; the same workload is row (l) of `cargo run --release -p forkpool-bench
+/// --example compare -- --only l --no-python --repeat 3`.)
 pub(crate) const INLINE_FRAMES: usize = 128;
 
 /// Frames at most this big are staged for a batch; bigger ones go alone (no copy). Batches
 /// switched off (this at 0), each row the median of 6 runs alternating with main: row (b) ran
 /// 4.05× slower, (l) 2.32×, (a) 1.18×, (e) and (j) 0.90-1.07×, with `cargo run --release
-/// --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`. The size itself is
-/// not measured against other values.
+/// -p forkpool-bench --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`. The size
+/// itself is not measured against other values.
 const BATCH_FRAME_MAX: usize = 4 * 1024;
 
 /// What a worker holds unanswered before a send.

@@ -25,6 +25,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// On docs.rs (`--cfg docsrs`, nightly): items behind a cargo feature or a platform say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Layers, each using only the ones below it (`.ci/layers` checks): `child` (what a forked
 // child runs: set-up, the serve loop, jobs) > `proto` (frames, the wire, the item codec, the

@@ -259,8 +259,8 @@ extern "C" fn forked() {
 /// microseconds: 7 µs measured for `pthread_create` in a virtual machine): a chunk that ran for
 /// less started none, and its worker's threads are not counted after it (one `fstat` a chunk
 /// costs a third of a worker's time at chunksize 1, the workload of row (b) of `cargo run
-/// --release --example compare -- --only b --no-python`; the 7 µs was timed with a scratch
-/// program, not kept).
+/// --release -p forkpool-bench --example compare -- --only b --no-python`; the 7 µs was timed with
+/// a scratch program, not kept).
 const THREAD_MIN: Duration = Duration::from_micros(1);
 
 /// What a worker had when it began serving: the threads it is allowed (its own, its

@@ -53,8 +53,8 @@ pub const ARENA_WORDS: usize = ARENA_BYTES / 8;
 /// The smallest frame that goes through an arena (smaller ones cost less on the socket or in
 /// the reply ring). The threshold is not measured against other values. Each arena switched
 /// off alone, each row the median of 6 runs alternating with main (`cargo run --release
-/// --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`, then 6 more on rows
-/// a, e, j; row (a)'s default chunks of 8,192 ints make frames over this threshold):
+/// -p forkpool-bench --example compare -- --only a,b,c,e,j,l,n,p --no-python --repeat 2`, then 6
+/// more on rows a, e, j; row (a)'s default chunks of 8,192 ints make frames over this threshold):
 /// - without the chunk arena, row (a) ran 1.26× and 1.22× slower, (e) in 1.07× and 1.10×, (e)
 ///   echoed 1.17× and 1.06×, (j) 1.16× and 1.02×, (b) 1.03×, (l) 1.08×;
 /// - without the reply arena, row (a) 1.21× and 1.35×, (e) in 0.92× and 1.13×, (e) echoed
@@ -204,12 +204,14 @@ impl Lanes {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn copied_avx2(bytes: &[u8], to: *mut [u64; LANES]) -> Lanes {
-        use std::arch::x86_64::{
-            __m256i, _mm256_add_epi64, _mm256_loadu_si256, _mm256_setzero_si256,
-        };
+        use std::arch::x86_64::{__m256i, _mm256_add_epi64, _mm256_loadu_si256};
         let blocks = bytes.len() / (8 * LANES);
         let from = bytes.as_ptr().cast::<__m256i>();
-        let (mut sums, mut sums_of_sums) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        // SAFETY: every bit pattern, zero included, is a valid `__m256i`. (Not
+        // `_mm256_setzero_si256`: under Rust 1.85, the minimum, calling it takes an `unsafe`
+        // block, which later compilers flag as unused.)
+        let zero = unsafe { std::mem::transmute::<[u64; LANES], __m256i>([0; LANES]) };
+        let (mut sums, mut sums_of_sums) = (zero, zero);
         for i in 0..blocks {
             // SAFETY: block `i < blocks` lies within `bytes` (an unaligned load needs no
             // alignment); `to` is valid for it (the caller) and `vmovdqu` needs no alignment
@@ -225,8 +227,8 @@ impl Lanes {
                     options(nostack, preserves_flags),
                 );
                 sums = _mm256_add_epi64(sums, block);
+                sums_of_sums = _mm256_add_epi64(sums_of_sums, sums);
             }
-            sums_of_sums = _mm256_add_epi64(sums_of_sums, sums);
         }
         // SAFETY: a `__m256i` and a `[u64; 4]` have the same size, and every bit pattern is
         // valid for both.

@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// that its socket holds bytes the parent has not read (see the invariants above). The ring
 /// switched off on Linux (this `false`, the reply arena with it), each row the median of 6
 /// runs alternating with main: row (b) ran 2.79× slower, (l) 2.09×, (e) echoed 1.33×, (a),
-/// (e) in and (j) 0.89-1.08×, with `cargo run --release --example compare -- --only
-/// a,b,c,e,j,l,n,p --no-python --repeat 2`.
+/// (e) in and (j) 0.89-1.08×, with `cargo run --release -p forkpool-bench --example compare --
+/// --only a,b,c,e,j,l,n,p --no-python --repeat 2`.
 pub const AVAILABLE: bool = cfg!(target_os = "linux");
 
 /// Bytes of records a ring holds. (Not measured against other values: a reply of up to about
