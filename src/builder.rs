@@ -335,7 +335,7 @@ impl PoolBuilder {
         {
             let (mut engine, filled) = shared
                 .registry_unchecked()
-                .lock_filled(shared.main(), Fill::Missing);
+                .lock_filled(Some(shared.main()), Fill::Missing);
             filled?;
             engine.wait_ready()?;
         }

@@ -104,7 +104,7 @@ where
         {
             let (mut engine, filled) = shared
                 .registry_unchecked()
-                .lock_filled(shared.main(), Fill::Missing);
+                .lock_filled(Some(shared.main()), Fill::Missing);
             filled?;
             engine.wait_ready()?;
         }

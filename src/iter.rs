@@ -1,7 +1,7 @@
 //! The iterators of lazy calls: [`Imap`] (input order) and [`ImapUnordered`] (finish order).
 
 use crate::call::{Call, CallSpec};
-use crate::engine::WorkerMain;
+use crate::engine::CallMain;
 use crate::engine::registry::Registry;
 use crate::error::{Error, PoolError};
 use serde::Serialize;
@@ -23,7 +23,7 @@ where
     /// a call.
     pub fn start(
         registry: Result<&'p Registry, PoolError>,
-        main: &'p WorkerMain<'p>,
+        main: CallMain<'p>,
         input: I,
         spec: CallSpec,
     ) -> Self {

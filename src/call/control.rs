@@ -68,6 +68,12 @@ where
         self.exact_hint = true;
     }
 
+    /// Whether the input may still hold items, as its `size_hint` says (asked only of the
+    /// pool's own inputs, whose hint is exact: a task's one item).
+    pub fn input_left(&self) -> bool {
+        self.input.size_hint().1 != Some(0)
+    }
+
     /// Sends what the workers have room for now, without waiting (a task's item goes out at
     /// `submit`).
     pub fn start_sending(&mut self) {
@@ -155,7 +161,7 @@ where
     /// Waits until `done` holds of the engine or `until` passes, driving it meanwhile.
     pub fn wait_for(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
         let engine = self.registry.lock();
-        let _ = self.registry.wait(engine, done, until, Some(self.main));
+        let _ = self.registry.wait(engine, done, until, self.main.here());
     }
 
     /// Absorbs whatever events are already here, without waiting or driving.

@@ -1,0 +1,187 @@
+//! The public handles' auto traits and conventions: tasks and lazy calls move to other threads
+//! (and tokio's multi-thread runtime), a `Pool` is unwind-safe, the lazy calls' iterator traits.
+
+use forkpool::{
+    AsCompleted, CallOptions, Imap, ImapUnordered, Pool, PoolError, ReturnProcess, Task,
+};
+use std::marker::PhantomData;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+fn assert_send<T: Send>() {}
+fn assert_sync<T: Sync>() {}
+fn assert_unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[test]
+fn the_handles_are_send_when_their_items_and_results_are() {
+    assert_send::<Task<'static, u64>>();
+    assert_send::<Task<'static, Vec<String>>>();
+    // A task of items that may not move moves: they are encoded when it is submitted.
+    assert_send::<Task<'static, u64>>();
+    assert_send::<Imap<'static, std::ops::Range<u64>, u64>>();
+    assert_send::<ImapUnordered<'static, std::vec::IntoIter<String>, String>>();
+    assert_send::<AsCompleted<'static, u64>>();
+    assert_send::<ReturnProcess<u64>>();
+    assert_sync::<ReturnProcess<u64>>();
+    assert_send::<CallOptions<'static, Pool>>();
+    assert_sync::<CallOptions<'static, Pool>>();
+    assert_send::<Pool>();
+    assert_sync::<Pool>();
+    assert_unwind_safe::<Pool>();
+}
+
+#[test]
+fn a_task_is_waited_on_another_thread() {
+    let pool = Pool::new(2).unwrap();
+    let tasks: Vec<Task<'_, u64>> = (0..8u64).map(|x| pool.submit(double, x)).collect();
+    let sums = std::thread::scope(|s| {
+        let handles: Vec<_> = tasks
+            .into_iter()
+            .map(|task| s.spawn(move || task.wait().unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(sums, (0..8u64).map(double).collect::<Vec<_>>());
+}
+
+/// An item that may not leave its thread (a raw pointer's marker), and travels encoded.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ThreadBound {
+    value: u64,
+    #[serde(skip)]
+    _here: PhantomData<*const ()>,
+}
+
+fn bound(value: u64) -> ThreadBound {
+    ThreadBound {
+        value,
+        _here: PhantomData,
+    }
+}
+
+fn value_of(item: ThreadBound) -> u64 {
+    item.value
+}
+
+#[test]
+fn a_task_whose_item_is_not_send_is_waited_on_another_thread() {
+    // The item is encoded on the submitting thread: only the task's result moves.
+    let pool = Pool::new(1).unwrap();
+    let task = pool.submit(value_of, bound(6));
+    let value = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap());
+    assert_eq!(value.unwrap(), 6);
+}
+
+#[test]
+fn a_refused_task_is_finished_before_it_moves() {
+    // A task the pool refuses before taking its item (here: a timeout of zero) has its outcome
+    // at once, and drops its item on the submitting thread; on another thread it is that error.
+    let pool = Pool::new(1).unwrap();
+    let task = pool.timeout(Duration::ZERO).submit(value_of, bound(5));
+    let outcome = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap());
+    assert!(
+        matches!(
+            outcome,
+            Err(forkpool::Error::Pool(PoolError::InvalidTimeout { .. }))
+        ),
+        "{outcome:?}"
+    );
+    // A closed pool refuses the same way.
+    pool.close();
+    let task = pool.submit(value_of, bound(5));
+    let outcome = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap());
+    assert!(
+        matches!(outcome, Err(forkpool::Error::Pool(PoolError::Closed))),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_imap_is_iterated_on_another_thread() {
+    let pool = Pool::new(2).unwrap();
+    let ordered = pool.imap(double, 0..100u64);
+    let unordered = pool.imap_unordered(double, 0..100u64);
+    let (ordered, mut unordered) = std::thread::scope(|s| {
+        let a = s.spawn(move || ordered.collect::<Result<Vec<_>, _>>().unwrap());
+        let b = s.spawn(move || unordered.collect::<Result<Vec<_>, _>>().unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let expected: Vec<u64> = (0..100u64).map(double).collect();
+    assert_eq!(ordered, expected);
+    unordered.sort_unstable();
+    assert_eq!(unordered, expected);
+}
+
+#[test]
+fn as_completed_is_iterated_on_another_thread() {
+    let pool = Pool::new(2).unwrap();
+    let tasks: Vec<_> = (0..10u64).map(|x| pool.submit(double, x)).collect();
+    let completed = forkpool::as_completed(tasks);
+    let mut values = std::thread::scope(|s| {
+        s.spawn(move || {
+            completed
+                .map(|task| task.wait().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap()
+    });
+    values.sort_unstable();
+    assert_eq!(values, (0..10u64).map(double).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_fn_pool_imap_is_iterated_on_another_thread() {
+    // The closure captures an `Rc`: the pool stays on this thread, its lazy call moves.
+    let offset = Rc::new(1000u64);
+    let pool = forkpool::FnPool::new(2, |x: u64| x + *offset).unwrap();
+    let imap = pool.imap(0..50u64);
+    let task = pool.submit(7);
+    let (values, seven) = std::thread::scope(|s| {
+        let values = s.spawn(move || imap.collect::<Result<Vec<_>, _>>().unwrap());
+        let seven = s.spawn(move || task.wait().unwrap());
+        (values.join().unwrap(), seven.join().unwrap())
+    });
+    assert_eq!(values, (1000..1050u64).collect::<Vec<_>>());
+    assert_eq!(seven, 1007);
+    // The pool is whole and usable on its own thread.
+    assert_eq!(pool.map([1u64]).unwrap(), [1001]);
+}
+
+/// A task's future and a lazy call's stream are spawned on tokio's multi-thread runtime, whose
+/// tasks move between its worker threads.
+#[cfg(feature = "async")]
+#[test]
+fn a_tasks_future_is_spawned_on_a_multi_thread_runtime() {
+    use futures::StreamExt;
+    // `tokio::spawn` takes `'static` futures: the pool lives as long as the program.
+    let pool: &'static Pool = Box::leak(Box::new(Pool::new(2).unwrap()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let (values, streamed) = runtime.block_on(async {
+        let spawned: Vec<_> = (0..20u64)
+            .map(|x| tokio::spawn(pool.submit(double, x)))
+            .collect();
+        let mut values = Vec::new();
+        for handle in spawned {
+            values.push(handle.await.unwrap().unwrap());
+        }
+        let stream = pool.imap(double, 0..20u64);
+        let streamed = tokio::spawn(async move {
+            StreamExt::map(stream, Result::unwrap)
+                .collect::<Vec<u64>>()
+                .await
+        });
+        (values, streamed.await.unwrap())
+    });
+    let expected: Vec<u64> = (0..20u64).map(double).collect();
+    assert_eq!(values, expected);
+    assert_eq!(streamed, expected);
+}
