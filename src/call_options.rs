@@ -136,6 +136,7 @@ impl<T, R> LocalPool for FnPool<'_, T, R> {
 /// assert_eq!(squares.chunksize(2).map([3u64])?, [9]);
 /// # Ok(()) }
 /// ```
+#[must_use = "call options do nothing until a call is made with them (`map`, `imap`, `submit`, ...)"]
 pub struct CallOptions<'p, P: ?Sized = Pool> {
     pool: &'p P,
     chunksize: Option<usize>,

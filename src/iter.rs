@@ -82,6 +82,7 @@ where
 /// }
 /// # Ok(()) }
 /// ```
+#[must_use = "an `Imap` runs its items only as it is iterated (or awaited): dropping it cancels the call"]
 pub struct Imap<'p, I: Iterator, R> {
     stream: Stream<'p, I, R>,
 }
@@ -149,6 +150,7 @@ where
 /// assert_eq!(total, 10);
 /// # Ok(()) }
 /// ```
+#[must_use = "an `ImapUnordered` runs its items only as it is iterated (or awaited): dropping it cancels the call"]
 pub struct ImapUnordered<'p, I: Iterator, R> {
     stream: Stream<'p, I, R>,
 }
@@ -201,6 +203,51 @@ macro_rules! lazy_call_traits {
         }
     };
 }
+
+/// The traits a lazy call's type has besides `Iterator` and `Stream`: `FusedIterator` (after
+/// its end, `next` stays `None`), `ExactSizeIterator` when its input's length is known (one
+/// outcome per item; `Call::outcomes_left` says how it stays exact), and
+/// `Debug` (its call's id and how many outcomes are left).
+macro_rules! lazy_call_conventions {
+    ($name:ident) => {
+        impl<I, R> std::iter::FusedIterator for $name<'_, I, R>
+        where
+            I: Iterator,
+            I::Item: Serialize,
+            R: DeserializeOwned,
+        {
+        }
+
+        impl<I, R> ExactSizeIterator for $name<'_, I, R>
+        where
+            I: ExactSizeIterator,
+            I::Item: Serialize,
+            R: DeserializeOwned,
+        {
+        }
+
+        impl<I, R> std::fmt::Debug for $name<'_, I, R>
+        where
+            I: Iterator,
+            I::Item: Serialize,
+            R: DeserializeOwned,
+        {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let call = match &self.stream {
+                    Stream::Running(call) => Some(call.id()),
+                    Stream::Failed(_) => None,
+                };
+                f.debug_struct(stringify!($name))
+                    .field("call", &call)
+                    .field("size_hint", &self.stream.size_hint())
+                    .finish()
+            }
+        }
+    };
+}
+
+lazy_call_conventions!(Imap);
+lazy_call_conventions!(ImapUnordered);
 
 lazy_call_traits! {
     /// Streaming a lazy call (feature `async`): the outcomes as a [`futures_core::Stream`], without

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 /// assert_eq!(p.join()?, 6);
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping a `ReturnProcess` kills its child: `join` it for its value"]
 pub struct ReturnProcess<R> {
     child: ChildHandle,
     /// The process that spawned the child: the only one that may wait for it.

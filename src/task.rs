@@ -190,6 +190,7 @@ impl<R> std::future::Future for Task<'_, R> {
 /// assert_eq!(b.wait()?, 4);
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping a `Task` cancels its item: keep it and `wait` for its outcome (or `.await` it)"]
 pub struct Task<'p, R> {
     state: State<'p, R>,
 }
@@ -327,6 +328,7 @@ impl<'p, R> Task<'p, R> {
     /// assert_eq!(outcome?, 2);
     /// # Ok(()) }
     /// ```
+    #[must_use = "the outcome, once taken, is not kept in the task: dropping it discards it"]
     pub fn try_wait(&mut self) -> Option<Result<R, Error>> {
         if !self.is_finished() {
             return None;
@@ -451,6 +453,7 @@ pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCo
 /// assert_eq!(squares, [0, 1, 4, 9]);
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping the outcomes discards the results and hides the failures"]
 pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Result<R, Error>> {
     tasks.into_iter().map(Task::wait).collect()
 }
@@ -458,6 +461,7 @@ pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Resu
 /// The iterator of [`as_completed`]. Each task's call queue tells it when an event arrives for the task,
 /// so a step looks only at the tasks that got events, never at every pending one: taking `n`
 /// tasks costs O(n) in all, plus the waits.
+#[must_use = "an `AsCompleted` yields its tasks as they finish; dropping it cancels the tasks not yet yielded"]
 pub struct AsCompleted<'p, R> {
     /// The tasks in the order given; `None` once yielded.
     tasks: Vec<Option<Task<'p, R>>>,

@@ -32,7 +32,9 @@ where
     }
 
     /// Outcomes still to come: exact when the input states its length (each of its items
-    /// yields one; a misuse yields one error instead of all), else at least those known now.
+    /// yields one, a pool failure included; a misuse yields one error instead of all; after
+    /// a panic of the input, the items pulled before it and those the input then states it
+    /// has left), else at least those known now.
     pub fn outcomes_left(&self) -> (usize, Option<usize>) {
         let known = self.ready.len();
         if self.finished {

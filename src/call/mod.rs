@@ -421,6 +421,16 @@ where
             };
             self.finish_chunk(seq, vec![failed(error)]);
         }
+        if self.input_panic.is_some() && self.total.is_some() {
+            // The items pulled so far each get an outcome, and the panic none: those left
+            // come from the input as it stands now (asked holding no lock). A hint no longer
+            // exact keeps the old count.
+            if let (left, Some(hi)) = self.input.size_hint() {
+                if left == hi {
+                    self.total = Some(self.next_index.saturating_add(left as u64));
+                }
+            }
+        }
         queued
     }
 
