@@ -161,3 +161,6 @@ pub use task::{AsCompleted, Task, as_completed, wait_all};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+mod compile_fail;
