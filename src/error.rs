@@ -96,6 +96,12 @@ fn codec_sentence(index: u64, pid: u32, stage: CodecStage, message: &str) -> Str
 /// What happened to one item. `index` counts from 0 in the order the items were given;
 /// `pid` is the worker process that held the item (0 when no worker had it yet).
 ///
+/// The index is a `u64`, not a `usize`: it counts the items of inputs that may never end
+/// (`0u64..`, a stream read from a socket), whose count outgrows a 32-bit `usize`, and it
+/// travels between processes (in each chunk's frame, and between the ranks of `forkpool::mpi`)
+/// as a fixed-width number, the same on every target. Convert with `usize::try_from(e.index())`
+/// to index a slice.
+///
 /// ```
 /// use forkpool::{Death, ItemError};
 /// let e = ItemError::WorkerDied { index: 7, pid: 4242, death: Death::Signal(11) };

@@ -68,6 +68,13 @@ where
 /// [`Error::Pool`], and ends the stream. Dropping the iterator early cancels the rest of its
 /// work; the pool stays usable.
 ///
+/// It is `Send` when its input and results are (it may be iterated on another thread), and an
+/// [`ExactSizeIterator`] when its input is: one outcome per item, also when the pool fails
+/// mid-call (the items left get [`ItemError::PoolFailed`](crate::ItemError::PoolFailed)); a
+/// call refused at its start (a chunksize of 0) yields its one error. An input whose `next`
+/// panics has that item counted until the call pulls it (the panic is no outcome); from then
+/// on the count is the items pulled before it and what the input says it has left.
+///
 /// A panic in the input's `next` comes out of this iterator's `next` in its place: after the
 /// outcome of every item before it, once they are done (no input is pulled past it
 /// meanwhile), and with no lock of the pool held. Calling `next` again after catching it asks

@@ -181,6 +181,18 @@ impl<R> std::future::Future for Task<'_, R> {
 /// (So an awaited task dropped by a timeout, `select!` or an aborted async task stops its
 /// work.) Keep the task to let it finish.
 ///
+/// A task is `Send` when its result is (its item was encoded when it was submitted): it may
+/// be waited on, or awaited (`tokio::spawn` on a multi-thread runtime), on another thread.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let task = pool.submit(|x: u64| x * 2, 21);
+/// let value = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap())?;
+/// assert_eq!(value, 42);
+/// # Ok(()) }
+/// ```
+///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
 /// let pool = forkpool::Pool::new(2)?;

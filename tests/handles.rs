@@ -183,3 +183,159 @@ fn a_tasks_future_is_spawned_on_a_multi_thread_runtime() {
     assert_eq!(values, expected);
     assert_eq!(streamed, expected);
 }
+
+/// Steps `outcomes` to its end, checking before each step that `len()` says how many
+/// outcomes are still to come (a step whose input panics yields none). Returns the outcomes
+/// and how many panics of the input came out.
+fn drain_checking_len<T>(
+    mut outcomes: impl ExactSizeIterator<Item = T> + std::iter::FusedIterator,
+) -> (Vec<T>, usize) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let mut steps: Vec<(usize, bool)> = Vec::new();
+    let mut got = Vec::new();
+    let mut panics = 0;
+    loop {
+        let len = outcomes.len();
+        match catch_unwind(AssertUnwindSafe(|| outcomes.next())) {
+            Ok(Some(outcome)) => {
+                steps.push((len, true));
+                got.push(outcome);
+            }
+            Ok(None) => {
+                steps.push((len, false));
+                break;
+            }
+            Err(_) => {
+                steps.push((len, false));
+                panics += 1;
+            }
+        }
+    }
+    // The last step is the end (`None`); the others that yielded nothing are the panics.
+    let end = steps.len() - 1;
+    let last_panic = (0..end).rev().find(|&at| !steps[at].1);
+    for (at, &(len, _)) in steps.iter().enumerate() {
+        let left = steps[at..].iter().filter(|(_, yielded)| *yielded).count();
+        match last_panic {
+            // Before the input's panic, the count is what the input said: nobody knows
+            // beforehand that an item will panic, nor what the input says after.
+            Some(panic) if at < panic => assert!(len >= left, "step {at} of {steps:?}"),
+            _ => assert_eq!(len, left, "step {at} of {steps:?}"),
+        }
+    }
+    // Fused: the end stays the end.
+    assert!(outcomes.next().is_none() && outcomes.len() == 0);
+    (got, panics)
+}
+
+#[test]
+fn a_lazy_call_of_known_length_says_its_exact_length_at_every_step() {
+    let pool = Pool::new(2).unwrap();
+    let (ordered, _) = drain_checking_len(pool.chunksize(3).imap(double, Vec::from_iter(0..100u64)));
+    assert_eq!(ordered.len(), 100);
+    assert!(ordered.iter().all(Result::is_ok));
+    let (unordered, _) = drain_checking_len(pool.imap_unordered(double, vec![1u64; 57]));
+    assert_eq!(unordered.len(), 57);
+    // Refused at its start: its one error.
+    let (refused, _) = drain_checking_len(pool.chunksize(0).imap(double, vec![1u64; 10]));
+    assert_eq!(refused.len(), 1);
+    // Refused by a closed pool: the same.
+    pool.close();
+    let (closed, _) = drain_checking_len(pool.imap(double, vec![1u64; 10]));
+    assert!(matches!(
+        closed.as_slice(),
+        [Err(forkpool::Error::Pool(PoolError::Closed))]
+    ));
+}
+
+fn abort(_: u64) -> u64 {
+    std::process::abort()
+}
+
+#[test]
+fn a_lazy_call_whose_pool_fails_midway_keeps_its_exact_length() {
+    // Every item kills its worker: the crash-loop guard ends the call after a few deaths, and
+    // every item left fails with the pool's error.
+    let pool = Pool::builder()
+        .workers(1)
+        .max_restarts(3, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (outcomes, _) = drain_checking_len(pool.chunksize(1).imap(abort, vec![0u64; 40]));
+    assert_eq!(outcomes.len(), 40);
+    let failed = |outcome: &Result<u64, forkpool::Error>| {
+        matches!(
+            outcome.as_ref().unwrap_err().as_task(),
+            Some(forkpool::ItemError::PoolFailed { .. })
+        )
+    };
+    assert!(failed(&outcomes[39]), "{:?}", outcomes[39]);
+}
+
+/// Items `0..end` with an exact length; `next` panics at `panic_at` (that item is used up),
+/// and after it goes on, or is finished if `ends`.
+struct PanicsAt {
+    next: u64,
+    end: u64,
+    panic_at: u64,
+    ends: bool,
+}
+
+impl Iterator for PanicsAt {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        if self.next >= self.end {
+            return None;
+        }
+        let x = self.next;
+        self.next += 1;
+        if x == self.panic_at {
+            if self.ends {
+                self.end = self.next;
+            }
+            panic!("the input panics at {x}");
+        }
+        Some(x)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.end - self.next) as usize;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for PanicsAt {}
+
+#[test]
+fn a_lazy_call_whose_input_panics_keeps_its_exact_length() {
+    let pool = Pool::new(2).unwrap();
+    for ends in [false, true] {
+        let input = || PanicsAt {
+            next: 0,
+            end: 30,
+            panic_at: 12,
+            ends,
+        };
+        let left = if ends { 12 } else { 29 };
+        let (ordered, panics) = drain_checking_len(pool.chunksize(4).imap(double, input()));
+        assert_eq!((ordered.len(), panics), (left, 1), "ends: {ends}");
+        let (unordered, panics) =
+            drain_checking_len(pool.chunksize(4).imap_unordered(double, input()));
+        assert_eq!((unordered.len(), panics), (left, 1), "ends: {ends}");
+    }
+}
+
+#[test]
+fn a_lazy_call_shows_its_call_and_length_in_debug() {
+    let pool = Pool::new(1).unwrap();
+    let mut imap = pool.imap(double, 0..3u64);
+    imap.next().unwrap().unwrap();
+    let text = format!("{imap:?}");
+    assert!(
+        text.starts_with("Imap { call: Some(") && text.contains("size_hint: (2, Some(2))"),
+        "{text}"
+    );
+    let unordered = pool.imap_unordered(double, 0..3u64);
+    assert!(format!("{unordered:?}").starts_with("ImapUnordered { call: Some("));
+}
