@@ -94,7 +94,10 @@ use local::LocalPool;
 #[allow(private_interfaces)]
 impl LocalPool for Pool {
     fn engine(&self) -> (Result<&Registry, PoolError>, CallMain<'_>) {
-        (self.shared.registry(), CallMain::Anywhere(self.shared.main()))
+        (
+            self.shared.registry(),
+            CallMain::Anywhere(self.shared.main()),
+        )
     }
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout

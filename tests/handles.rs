@@ -42,7 +42,10 @@ fn a_task_is_waited_on_another_thread() {
             .into_iter()
             .map(|task| s.spawn(move || task.wait().unwrap()))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
     });
     assert_eq!(sums, (0..8u64).map(double).collect::<Vec<_>>());
 }
@@ -231,7 +234,8 @@ fn drain_checking_len<T>(
 #[test]
 fn a_lazy_call_of_known_length_says_its_exact_length_at_every_step() {
     let pool = Pool::new(2).unwrap();
-    let (ordered, _) = drain_checking_len(pool.chunksize(3).imap(double, Vec::from_iter(0..100u64)));
+    let (ordered, _) =
+        drain_checking_len(pool.chunksize(3).imap(double, Vec::from_iter(0..100u64)));
     assert_eq!(ordered.len(), 100);
     assert!(ordered.iter().all(Result::is_ok));
     let (unordered, _) = drain_checking_len(pool.imap_unordered(double, vec![1u64; 57]));
