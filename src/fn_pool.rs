@@ -36,7 +36,8 @@ pub(crate) type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 /// own thread forks its workers. Its tasks and lazy calls are `Send` all the same (when their
 /// results and inputs are): one waited on or iterated on another thread runs on the workers
 /// the pool has, and the workers it loses meanwhile are replaced at the pool's next call on
-/// its own thread.
+/// its own thread. Should it lose them all, its items left fail with
+/// [`ItemError::PoolFailed`](crate::ItemError::PoolFailed) rather than wait for that call.
 ///
 /// Every option of a [`Pool`](crate::Pool) applies: build one with
 /// [`PoolBuilder::build_fn`] (timeouts, initializer, recycling, memory limit, crash-loop

@@ -343,3 +343,62 @@ fn a_lazy_call_shows_its_call_and_length_in_debug() {
     let unordered = pool.imap_unordered(double, 0..3u64);
     assert!(format!("{unordered:?}").starts_with("ImapUnordered { call: Some("));
 }
+
+/// An `FnPool`'s closure that kills its worker on `crash_at`.
+fn crashes_at(crash_at: u64) -> impl Fn(u64) -> u64 {
+    move |x| {
+        if x == crash_at {
+            std::process::abort();
+        }
+        x
+    }
+}
+
+#[test]
+fn an_fn_pool_call_on_another_thread_runs_on_the_workers_left() {
+    // The pool forks only on its own thread: on another, a worker lost is not replaced, and
+    // the call goes on with the others.
+    let pool = forkpool::FnPool::new(2, crashes_at(5)).unwrap();
+    let imap = pool.chunksize(1).imap(0..40u64);
+    let outcomes =
+        std::thread::scope(|s| s.spawn(move || imap.collect::<Vec<_>>()).join()).unwrap();
+    assert_eq!(outcomes.len(), 40);
+    for (x, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(value) => assert_eq!(*value, x as u64),
+            Err(e) => assert!(
+                x == 5 && matches!(e.as_task(), Some(forkpool::ItemError::WorkerDied { .. })),
+                "item {x}: {e}"
+            ),
+        }
+    }
+    // Its next call, on its own thread, forks the replacement first.
+    assert_eq!(pool.map([1u64, 2]).unwrap(), [1, 2]);
+    assert_eq!(pool.pids().len(), 2);
+}
+
+#[test]
+fn an_fn_pool_call_on_another_thread_that_loses_every_worker_ends_without_hanging() {
+    let pool = forkpool::FnPool::new(1, crashes_at(3)).unwrap();
+    let imap = pool.chunksize(1).imap(0..10u64);
+    let outcomes =
+        std::thread::scope(|s| s.spawn(move || imap.collect::<Vec<_>>()).join()).unwrap();
+    // One outcome per item: those before the crash, the crash, and the rest failed with the
+    // pool (no worker left that this thread may replace).
+    assert_eq!(outcomes.len(), 10);
+    for (x, outcome) in outcomes.iter().enumerate() {
+        let error = outcome.as_ref().err().and_then(|e| e.as_task());
+        match x {
+            0..3 => assert_eq!(*outcome.as_ref().unwrap(), x as u64),
+            3 => assert!(matches!(
+                error,
+                Some(forkpool::ItemError::WorkerDied { .. })
+            )),
+            _ => assert!(
+                matches!(error, Some(forkpool::ItemError::PoolFailed { .. })),
+                "item {x}: {outcome:?}"
+            ),
+        }
+    }
+    assert_eq!(pool.map([1u64, 2]).unwrap(), [1, 2]);
+}

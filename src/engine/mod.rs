@@ -517,8 +517,14 @@ impl Engine {
     /// Whether any worker holds a chunk (of any call), or is being stopped (its death is an
     /// event to wait for), or is retired and not yet reaped.
     pub fn anything_to_wait_for(&self) -> bool {
-        self.refill_pending
-            || !self.retired.is_empty()
+        self.refill_pending || self.workers_to_wait_for()
+    }
+
+    /// Whether a worker may still send or end something: one holds work, is stopping or
+    /// starting, or is retired and not yet reaped ([`anything_to_wait_for`](Self::anything_to_wait_for)
+    /// but the replacements left pending).
+    pub fn workers_to_wait_for(&self) -> bool {
+        !self.retired.is_empty()
             || self
                 .workers
                 .iter()

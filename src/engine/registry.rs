@@ -348,7 +348,7 @@ impl Registry {
             if b.handoff || b.closing || idle || submitted || (forks && engine.refill_pending()) {
                 break;
             }
-            (engine, stuck) = self.drive_once(engine, None, true);
+            (engine, stuck) = self.drive_once(engine, None, true, forks);
         }
         let rest = engine.background.handoff || stuck || submitted;
         engine.background.handoff = false;
@@ -453,7 +453,7 @@ impl Registry {
                 engine.resume_clocks();
                 let waited = loop {
                     let stuck;
-                    (engine, stuck) = self.drive_once(engine, until, false);
+                    (engine, stuck) = self.drive_once(engine, until, false, main.is_some());
                     if main.is_some() && engine.refill_pending() {
                         break None; // leaves the driver's role to fork (above)
                     }
@@ -498,12 +498,17 @@ impl Registry {
     /// One step of driving: sends queued chunks, then acts on one event, waiting for it (without
     /// the lock) until the next deadline of a worker or `until`. Returns true if nothing can
     /// happen any more (nothing to wait for, and no deadline); the background driver
-    /// (`background`) then waits for a knock on the wake pipe instead.
+    /// (`background`) then waits for a knock on the wake pipe instead. A caller that may not
+    /// fork (`forks` false: a call of an `FnPool` stepped on another thread than the pool's)
+    /// and waits with no deadline does not wait for replacements left pending: with no worker
+    /// left to wait for, nothing can happen for it (its call ends; the pool's other calls are
+    /// left to the pool's own thread).
     fn drive_once<'a>(
         &'a self,
         mut engine: Guard<'a>,
         until: Option<Instant>,
         background: bool,
+        forks: bool,
     ) -> (Guard<'a>, bool) {
         engine.dispatch_queued();
         engine.flush();
@@ -519,6 +524,15 @@ impl Registry {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let waits_for_others = !background && !forks && until.is_none();
+        if waits_for_others
+            && engine.refill_pending
+            && !engine.workers_to_wait_for()
+            && due.is_none()
+        {
+            // Only replacements this thread may not fork could change anything.
+            return (engine, true);
+        }
         if !engine.anything_to_wait_for() && due.is_none() {
             if engine.has_queued() {
                 // Chunks are queued that no worker takes, and none can come free.
