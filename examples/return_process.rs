@@ -48,7 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. join_timeout on a quick child: the value arrives well within the limit.
     let mut child = ReturnProcess::spawn(|| format!("hello from process {}", std::process::id()))?;
     let child_pid = child.pid();
-    let greeting = child.join_timeout(Duration::from_secs(10))?;
+    let Some(greeting) = child.join_timeout(Duration::from_secs(10))? else {
+        return Err("the child sent no value within 10 s".into());
+    };
     println!("join_timeout returned: {greeting:?}");
     if greeting != format!("hello from process {child_pid}") {
         return Err(format!("unexpected greeting {greeting:?} from child {child_pid}").into());

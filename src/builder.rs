@@ -26,6 +26,7 @@ use std::time::Duration;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder forks nothing until `build` or `build_fn`"]
 pub struct PoolBuilder {
     /// `None`: the default, [`default_workers`], counted only by a build that needs it (it
     /// reads cgroup files).
@@ -335,7 +336,7 @@ impl PoolBuilder {
         {
             let (mut engine, filled) = shared
                 .registry_unchecked()
-                .lock_filled(shared.main(), Fill::Missing);
+                .lock_filled(Some(shared.main()), Fill::Missing);
             filled?;
             engine.wait_ready()?;
         }

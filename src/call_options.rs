@@ -6,7 +6,7 @@
 
 use crate::call::progress::{Progress, ProgressSink};
 use crate::call::{CallSpec, Delivery};
-use crate::engine::WorkerMain;
+use crate::engine::CallMain;
 use crate::engine::registry::Registry;
 use crate::error::{Error, PoolError};
 use crate::fn_pool::FnPool;
@@ -97,7 +97,7 @@ mod local {
     pub trait LocalPool {
         /// The engine to start a call on (an error once the pool is closed, or in another
         /// process), and the workers' function, to fork replacements with.
-        fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>);
+        fn engine(&self) -> (Result<&Registry, PoolError>, CallMain<'_>);
         /// The pool's default per-item time limit (its builder's).
         fn default_timeout(&self) -> Option<Duration>;
         /// How many workers the pool keeps.
@@ -108,8 +108,11 @@ use local::LocalPool;
 
 #[allow(private_interfaces)]
 impl LocalPool for Pool {
-    fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>) {
-        (self.shared.registry(), self.shared.main())
+    fn engine(&self) -> (Result<&Registry, PoolError>, CallMain<'_>) {
+        (
+            self.shared.registry(),
+            CallMain::Anywhere(self.shared.main()),
+        )
     }
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout
@@ -121,8 +124,11 @@ impl LocalPool for Pool {
 
 #[allow(private_interfaces)]
 impl<T, R> LocalPool for FnPool<'_, T, R> {
-    fn engine(&self) -> (Result<&Registry, PoolError>, &WorkerMain<'_>) {
-        (self.shared.registry(), self.shared.main())
+    fn engine(&self) -> (Result<&Registry, PoolError>, CallMain<'_>) {
+        (
+            self.shared.registry(),
+            CallMain::owner_thread(self.shared.main()),
+        )
     }
     fn default_timeout(&self) -> Option<Duration> {
         self.timeout
@@ -150,6 +156,7 @@ impl<T, R> LocalPool for FnPool<'_, T, R> {
 /// assert_eq!(squares.chunksize(2).map([3u64])?, [9]);
 /// # Ok(()) }
 /// ```
+#[must_use = "call options do nothing until a call is made with them (`map`, `imap`, `submit`, ...)"]
 pub struct CallOptions<'p, P: ?Sized = Pool> {
     pool: &'p P,
     chunksize: Option<usize>,

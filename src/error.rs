@@ -96,6 +96,12 @@ fn codec_sentence(index: u64, pid: u32, stage: CodecStage, message: &str) -> Str
 /// What happened to one item. `index` counts from 0 in the order the items were given;
 /// `pid` is the worker process that held the item (0 when no worker had it yet).
 ///
+/// The index is a `u64`, not a `usize`: it counts the items of inputs that may never end
+/// (`0u64..`, a stream read from a socket), whose count outgrows a 32-bit `usize`, and it
+/// travels between processes (in each chunk's frame, and between the ranks of `forkpool::mpi`)
+/// as a fixed-width number, the same on every target. Convert with `usize::try_from(e.index())`
+/// to index a slice.
+///
 /// ```
 /// use forkpool::{Death, ItemError};
 /// let e = ItemError::WorkerDied { index: 7, pid: 4242, death: Death::Signal(11) };
@@ -127,10 +133,10 @@ pub enum ItemError {
         /// How the worker ended.
         death: Death,
     },
-    /// The item ran longer than the time allowed. In a pool, and from
-    /// `ReturnProcess::join_or_kill`, its worker was stopped (`SIGTERM` to its process group,
-    /// then `SIGKILL` after a short grace) and replaced; from `ReturnProcess::join_timeout` the
-    /// child still runs.
+    /// The item ran longer than the time allowed: its worker was stopped (`SIGTERM` to its
+    /// process group, then `SIGKILL` after a short grace) and, in a pool, replaced. (A
+    /// [`ReturnProcess`](crate::ReturnProcess) gets it from `join_or_kill`; its
+    /// `join_timeout` returns `Ok(None)` instead, the child running on.)
     #[error("item {index}: timed out after {after:?} in worker {pid}")]
     TimedOut {
         /// The item's index.
@@ -303,6 +309,19 @@ impl ItemError {
 }
 
 /// A failure of the pool itself, or of how it was called, rather than of one item.
+///
+/// The variants that hold an I/O error ([`Fork`](PoolError::Fork),
+/// [`Channel`](PoolError::Channel), [`Thread`](PoolError::Thread),
+/// [`SharedMemory`](PoolError::SharedMemory)) say it in their message, which is the whole
+/// story: their [`source`](std::error::Error::source) is `None`, so a report that walks the
+/// chain of sources prints the I/O error once. Match the variant to reach it.
+///
+/// ```
+/// use std::error::Error as _;
+/// let e = forkpool::PoolError::Fork(std::io::Error::from_raw_os_error(11));
+/// assert!(e.to_string().starts_with("could not fork a worker: "));
+/// assert!(e.source().is_none());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
@@ -345,16 +364,16 @@ pub enum PoolError {
     },
     /// `fork` failed.
     #[error("could not fork a worker: {0}")]
-    Fork(#[source] std::io::Error),
+    Fork(std::io::Error),
     /// Creating or using an IPC channel failed.
     #[error("IPC channel failure: {0}")]
-    Channel(#[source] std::io::Error),
+    Channel(std::io::Error),
     /// A thread the pool needs (a worker's reaper, a sender) could not be started.
     #[error("could not start a thread: {0}")]
-    Thread(#[source] std::io::Error),
+    Thread(std::io::Error),
     /// The memory a worker shares with the pool (its progress page) could not be mapped.
     #[error("could not map memory shared with a worker: {0}")]
-    SharedMemory(#[source] std::io::Error),
+    SharedMemory(std::io::Error),
     /// The pool (or process handle) was used from another process than the one that built it,
     /// such as a forked child (a `ReturnProcess` closure, an `FnPool` worker) that captured it.
     /// Its workers belong to the process that built it; the child gets this error at once, and
@@ -715,5 +734,84 @@ mod process_error_tests {
             assert!(text.starts_with("the process 1234 "), "{text}");
             assert!(!text.contains("item") && !text.contains("worker"), "{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+    use std::error::Error as StdError;
+
+    /// The messages of `error` and of each of its sources, outermost first.
+    fn chain(error: &dyn StdError) -> Vec<String> {
+        let mut messages = vec![error.to_string()];
+        let mut next = error.source();
+        while let Some(source) = next {
+            messages.push(source.to_string());
+            next = source.source();
+        }
+        messages
+    }
+
+    /// Each message of the chain is printed once: none contains one of its sources'.
+    fn assert_each_message_once(error: &dyn StdError) {
+        let messages = chain(error);
+        for (at, message) in messages.iter().enumerate() {
+            for source in &messages[at + 1..] {
+                assert!(
+                    !message.contains(source.as_str()),
+                    "{message:?} repeats its source {source:?} (chain {messages:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_report_of_the_chain_of_sources_prints_each_message_once() {
+        let io = || std::io::Error::other("the socket said no");
+        let pool_errors = [
+            PoolError::NoWorkers { workers: 0 },
+            PoolError::InvalidChunksize { chunksize: 0 },
+            PoolError::InvalidTimeout {
+                timeout: Duration::ZERO,
+            },
+            PoolError::InvalidWindow { window: 0 },
+            PoolError::Fork(io()),
+            PoolError::Channel(io()),
+            PoolError::Thread(io()),
+            PoolError::SharedMemory(io()),
+            PoolError::ForeignProcess { owner: 1, this: 2 },
+            PoolError::Context("no".into()),
+            PoolError::AlreadyJoined,
+            PoolError::CrashLoop {
+                deaths: 3,
+                within: Duration::from_secs(1),
+                last_causes: vec!["worker 9 killed by SIGSEGV (signal 11)".into()],
+            },
+            PoolError::Init {
+                pid: 9,
+                message: "boom".into(),
+            },
+            PoolError::Closed,
+            PoolError::NotClosed,
+            PoolError::Unsupported {
+                what: "memory_limit",
+                platform: "macOS",
+            },
+        ];
+        for pool_error in pool_errors {
+            assert_each_message_once(&pool_error);
+            if let PoolError::Fork(_) | PoolError::Channel(_) = &pool_error {
+                // The I/O error is said once, in the variant's message.
+                assert_eq!(chain(&pool_error).len(), 1);
+                assert!(pool_error.to_string().ends_with(": the socket said no"));
+            }
+            assert_each_message_once(&Error::from(pool_error));
+        }
+        let item = ItemError::Cancelled { index: 3 };
+        assert_each_message_once(&item);
+        assert_each_message_once(&Error::from(item.clone()));
+        assert_each_message_once(&Error::Combine(item.clone()));
+        assert_each_message_once(&Error::from(ProcessError::from(item)));
     }
 }

@@ -31,6 +31,14 @@ pub(crate) type ClosureMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 /// copy-on-write view of everything as it was at the fork. Replacement workers are forked from
 /// the current state of the parent. Items `T` and results `R` travel bincode-encoded.
 ///
+/// The pool is neither `Send` nor `Sync`: its closure may capture what may not leave its
+/// thread (an `Rc`, a `&RefCell`), and a fork copies what the closure sees, so only the pool's
+/// own thread forks its workers. Its tasks and lazy calls are `Send` all the same (when their
+/// results and inputs are): one waited on or iterated on another thread runs on the workers
+/// the pool has, and the workers it loses meanwhile are replaced at the pool's next call on
+/// its own thread. Should it lose them all, its items left fail with
+/// [`ItemError::PoolFailed`](crate::ItemError::PoolFailed) rather than wait for that call.
+///
 /// Every option of a [`Pool`](crate::Pool) applies: build one with
 /// [`PoolBuilder::build_fn`] (timeouts, initializer, recycling, memory limit, crash-loop
 /// guard), set a call's chunksize, timeout or progress with [`chunksize`](FnPool::chunksize),
@@ -104,7 +112,7 @@ where
         {
             let (mut engine, filled) = shared
                 .registry_unchecked()
-                .lock_filled(shared.main(), Fill::Missing);
+                .lock_filled(Some(shared.main()), Fill::Missing);
             filled?;
             engine.wait_ready()?;
         }

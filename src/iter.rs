@@ -1,7 +1,7 @@
 //! The iterators of lazy calls: [`Imap`] (input order) and [`ImapUnordered`] (finish order).
 
 use crate::call::{Call, CallSpec};
-use crate::engine::WorkerMain;
+use crate::engine::CallMain;
 use crate::engine::registry::Registry;
 use crate::error::{Error, PoolError};
 use serde::Serialize;
@@ -23,7 +23,7 @@ where
     /// a call.
     pub fn start(
         registry: Result<&'p Registry, PoolError>,
-        main: &'p WorkerMain<'p>,
+        main: CallMain<'p>,
         input: I,
         spec: CallSpec,
     ) -> Self {
@@ -68,6 +68,13 @@ where
 /// [`Error::Pool`], and ends the stream. Dropping the iterator early cancels the rest of its
 /// work; the pool stays usable.
 ///
+/// It is `Send` when its input and results are (it may be iterated on another thread), and an
+/// [`ExactSizeIterator`] when its input is: one outcome per item, also when the pool fails
+/// mid-call (the items left get [`ItemError::PoolFailed`](crate::ItemError::PoolFailed)); a
+/// call refused at its start (a chunksize of 0) yields its one error. An input whose `next`
+/// panics has that item counted until the call pulls it (the panic is no outcome); from then
+/// on the count is the items pulled before it and what the input says it has left.
+///
 /// A panic in the input's `next` comes out of this iterator's `next` in its place: after the
 /// outcome of every item before it, once they are done (no input is pulled past it
 /// meanwhile), and with no lock of the pool held. Calling `next` again after catching it asks
@@ -82,6 +89,7 @@ where
 /// }
 /// # Ok(()) }
 /// ```
+#[must_use = "an `Imap` runs its items only as it is iterated (or awaited): dropping it cancels the call"]
 pub struct Imap<'p, I: Iterator, R> {
     stream: Stream<'p, I, R>,
 }
@@ -149,6 +157,7 @@ where
 /// assert_eq!(total, 10);
 /// # Ok(()) }
 /// ```
+#[must_use = "an `ImapUnordered` runs its items only as it is iterated (or awaited): dropping it cancels the call"]
 pub struct ImapUnordered<'p, I: Iterator, R> {
     stream: Stream<'p, I, R>,
 }
@@ -201,6 +210,51 @@ macro_rules! lazy_call_traits {
         }
     };
 }
+
+/// The traits a lazy call's type has besides `Iterator` and `Stream`: `FusedIterator` (after
+/// its end, `next` stays `None`), `ExactSizeIterator` when its input's length is known (one
+/// outcome per item; `Call::outcomes_left` says how it stays exact), and
+/// `Debug` (its call's id and how many outcomes are left).
+macro_rules! lazy_call_conventions {
+    ($name:ident) => {
+        impl<I, R> std::iter::FusedIterator for $name<'_, I, R>
+        where
+            I: Iterator,
+            I::Item: Serialize,
+            R: DeserializeOwned,
+        {
+        }
+
+        impl<I, R> ExactSizeIterator for $name<'_, I, R>
+        where
+            I: ExactSizeIterator,
+            I::Item: Serialize,
+            R: DeserializeOwned,
+        {
+        }
+
+        impl<I, R> std::fmt::Debug for $name<'_, I, R>
+        where
+            I: Iterator,
+            I::Item: Serialize,
+            R: DeserializeOwned,
+        {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let call = match &self.stream {
+                    Stream::Running(call) => Some(call.id()),
+                    Stream::Failed(_) => None,
+                };
+                f.debug_struct(stringify!($name))
+                    .field("call", &call)
+                    .field("size_hint", &self.stream.size_hint())
+                    .finish()
+            }
+        }
+    };
+}
+
+lazy_call_conventions!(Imap);
+lazy_call_conventions!(ImapUnordered);
 
 lazy_call_traits! {
     /// Streaming a lazy call (feature `async`): the outcomes as a [`futures_core::Stream`], without

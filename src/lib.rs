@@ -83,8 +83,6 @@ mod builder;
 mod call;
 mod call_options;
 mod child;
-#[cfg(doctest)]
-mod compile_fail;
 mod engine;
 mod error;
 mod fn_pool;
@@ -165,3 +163,6 @@ pub use task::{AsCompleted, Task, as_completed, wait_all};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+mod compile_fail;

@@ -22,7 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The function a pool worker runs after fork: the worker loop, calling entries by address.
-pub(crate) type PoolMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send + Sync;
+/// Unwind-safe, so a `Pool` is (it calls nothing of the function in the parent).
+pub(crate) type PoolMain = dyn Fn(forkpool_worker::ChildEnd) -> i32
+    + Send
+    + Sync
+    + std::panic::RefUnwindSafe
+    + std::panic::UnwindSafe;
 
 /// The default number of workers: the number of CPUs this process may use.
 pub(crate) fn default_workers() -> usize {

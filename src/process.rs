@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 /// assert_eq!(p.join()?, 6);
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping a `ReturnProcess` kills its child: `join` it for its value"]
 pub struct ReturnProcess<R> {
     child: ChildHandle,
     /// The process that spawned the child: the only one that may wait for it.
@@ -127,23 +128,33 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn join(mut self) -> Result<R, Error> {
-        self.wait(None)
+        // Without a deadline the wait ends only with the child's value or its failure.
+        let value = self.wait(None)?;
+        value.ok_or_else(|| self.timed_out(Duration::MAX))
     }
 
-    /// Waits at most `timeout` (`Duration::MAX`: no limit) for the child. On timeout returns
-    /// [`Error::Process`] with cause [`ItemError::TimedOut`] and
-    /// leaves the child running: call `join_timeout` again, [`join`](ReturnProcess::join), or
-    /// [`kill`](ReturnProcess::kill). After it has returned the value, further calls return
+    /// Waits at most `timeout` (`Duration::MAX`: no limit) for the child: `Ok(Some(value))`
+    /// once it sent its value and ended, `Ok(None)` if the time passed first (the child runs
+    /// on: call `join_timeout` again, [`join`](ReturnProcess::join), or
+    /// [`kill`](ReturnProcess::kill)), or [`Error::Process`] saying how the child failed, as
+    /// `join` does. After it has returned the value or the failure, further calls return
     /// [`PoolError::AlreadyJoined`].
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
     /// use std::time::Duration;
-    /// let mut p = forkpool::ReturnProcess::spawn(|| 7u8)?;
-    /// assert_eq!(p.join_timeout(Duration::from_secs(60))?, 7);
+    /// let (mut release, mut held) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let mut p = forkpool::ReturnProcess::spawn(move || {
+    ///     std::io::Read::read_exact(&mut held, &mut [0u8]).unwrap();
+    ///     7u8
+    /// })?;
+    /// // Not yet: the child waits for a byte.
+    /// assert_eq!(p.join_timeout(Duration::from_millis(10))?, None);
+    /// std::io::Write::write_all(&mut release, &[1]).unwrap();
+    /// assert_eq!(p.join_timeout(Duration::from_secs(60))?, Some(7));
     /// # Ok(()) }
     /// ```
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>, Error> {
         self.wait(deadline(timeout))
     }
 
@@ -162,20 +173,16 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     /// # Ok(()) }
     /// ```
     pub fn join_or_kill(mut self, limit: Duration) -> Result<R, Error> {
-        let outcome = self.wait(deadline(limit));
-        let Err(Error::Process(ProcessError {
-            cause: ItemError::TimedOut { .. },
-        })) = outcome
-        else {
-            return outcome;
-        };
+        if let Some(value) = self.wait(deadline(limit))? {
+            return Ok(value);
+        }
         self.child.terminate();
         let grace = Duration::from_millis(100);
-        if let Err(Error::Task(ItemError::TimedOut { .. })) = self.wait_for_value(deadline(grace)) {
+        if let Ok(None) = self.wait_for_value(deadline(grace)) {
             self.child.kill();
             let _ = self.wait_for_value(None);
         }
-        outcome
+        Err(self.timed_out(limit))
     }
 
     /// Kills the child (and its process group) with `SIGKILL`; a later `join` reports the
@@ -222,15 +229,19 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
     }
 
     /// [`wait_for_value`](Self::wait_for_value), its child's failures told of a process.
-    fn wait(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
+    fn wait(&mut self, deadline: Option<(Instant, Duration)>) -> Result<Option<R>, Error> {
         self.wait_for_value(deadline).map_err(|e| match e {
             Error::Task(cause) => Error::Process(ProcessError { cause }),
             other => other,
         })
     }
 
-    /// Waits for the child's value or death; its failures as an item's (index 0).
-    fn wait_for_value(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, Error> {
+    /// Waits for the child's value or death: `Ok(None)` if `deadline` passed first; its
+    /// failures as an item's (index 0).
+    fn wait_for_value(
+        &mut self,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Option<R>, Error> {
         self.check_process()?;
         if self.joined {
             return Err(PoolError::AlreadyJoined.into());
@@ -250,27 +261,32 @@ impl<R: Serialize + DeserializeOwned> ReturnProcess<R> {
                 },
                 Ok(Some(Event::Violation { what, .. })) => self.offend(what),
                 Ok(Some(Event::Exited { status, .. })) => self.death = Some(status),
-                Ok(None) => {
-                    let after = deadline.map_or(Duration::ZERO, |(_, d)| d);
-                    return Err(ItemError::TimedOut {
-                        index: 0,
-                        pid,
-                        after,
-                    }
-                    .into());
-                }
+                Ok(None) => return Ok(None),
                 Err(_) => self.death = Some(Death::Unknown),
             }
         }
         self.joined = true;
         self.reaper = None;
         let death = self.death.unwrap_or(Death::Unknown);
-        self.outcome.take().unwrap_or(Err(ItemError::WorkerDied {
+        let outcome = self.outcome.take().unwrap_or(Err(ItemError::WorkerDied {
             index: 0,
             pid,
             death,
         }
-        .into()))
+        .into()));
+        outcome.map(Some)
+    }
+
+    /// The child did not send its value within `after`.
+    fn timed_out(&self, after: Duration) -> Error {
+        ProcessError {
+            cause: ItemError::TimedOut {
+                index: 0,
+                pid: self.pid(),
+                after,
+            },
+        }
+        .into()
     }
 }
 

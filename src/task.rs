@@ -12,7 +12,7 @@ use crate::call::progress::ProgressSink;
 use crate::call::{Call, CallSpec, Delivery, Step};
 use crate::engine::call_queue::Finished;
 use crate::engine::registry::Registry;
-use crate::engine::{Engine, WorkerMain};
+use crate::engine::{CallMain, Engine};
 use crate::error::{Error, PoolError};
 use crate::item::Item;
 use forkpool_worker::protocol::CallCode;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// its chunk sent at once.
 pub(crate) fn start_task<'p, T, R>(
     registry: Result<&'p Registry, PoolError>,
-    main: &'p WorkerMain<'p>,
+    main: CallMain<'p>,
     code: CallCode,
     item: T,
     timeout: Option<Duration>,
@@ -49,11 +49,35 @@ where
             let mut call = Call::start(registry, main, Some(item).into_iter(), spec);
             call.input_hint_is_exact();
             call.start_sending();
+            if call.input_left() {
+                // The call refused the item before taking it (a misuse, or a pool that failed
+                // as the call started): its outcome is known now. Settled here, so the item is
+                // dropped on this thread (see the `Send` impl of `Task`).
+                let outcome = match call.step(Some(Instant::now())) {
+                    Step::Outcome(outcome) => outcome,
+                    Step::End | Step::TimedOut => Err(no_outcome()),
+                };
+                return Task::finished(outcome);
+            }
             Task::new(Box::new(call))
         }
-        Err(error) => Task::failed(error),
+        Err(error) => Task::finished(Err(error.into())),
     }
 }
+
+/// A task's call that ended without its outcome (never expected: a call of one item yields
+/// exactly one outcome before its end).
+fn no_outcome() -> Error {
+    PoolError::Channel(std::io::Error::other("the task ended without an outcome")).into()
+}
+
+/// Checks that `T` is `Send`, at compile time (see the `Send` impl of `Task`).
+fn assert_send<T: Send>() {}
+
+/// Every field of a task's call but its input and its results is `Send`: checked with an input
+/// of `Send` items and a result type that is `Send` but not `Sync` (so that a field holding
+/// `&R` or `Arc<R>`, which needs `R: Sync`, fails the check).
+const _: fn() = assert_send::<Call<'static, std::option::IntoIter<u8>, std::cell::Cell<u8>>>;
 
 /// What a [`Task`] needs of its call, whatever the item's type.
 pub(crate) trait TaskCall<R> {
@@ -130,10 +154,7 @@ impl<R> std::future::Future for Task<'_, R> {
             State::Running(call) => match call.poll_step(cx.waker()) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(outcome)) => outcome,
-                Poll::Ready(None) => Err(PoolError::Channel(std::io::Error::other(
-                    "the task ended without an outcome",
-                ))
-                .into()),
+                Poll::Ready(None) => Err(no_outcome()),
             },
             State::Finished(_) | State::Taken => {
                 match std::mem::replace(&mut this.state, State::Taken) {
@@ -160,6 +181,18 @@ impl<R> std::future::Future for Task<'_, R> {
 /// (So an awaited task dropped by a timeout, `select!` or an aborted async task stops its
 /// work.) Keep the task to let it finish.
 ///
+/// A task is `Send` when its result is (its item was encoded when it was submitted): it may
+/// be waited on, or awaited (`tokio::spawn` on a multi-thread runtime), on another thread.
+///
+/// ```
+/// # fn main() -> Result<(), forkpool::Error> {
+/// let pool = forkpool::Pool::new(2)?;
+/// let task = pool.submit(|x: u64| x * 2, 21);
+/// let value = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap())?;
+/// assert_eq!(value, 42);
+/// # Ok(()) }
+/// ```
+///
 /// ```
 /// # fn main() -> Result<(), forkpool::Error> {
 /// let pool = forkpool::Pool::new(2)?;
@@ -169,6 +202,7 @@ impl<R> std::future::Future for Task<'_, R> {
 /// assert_eq!(b.wait()?, 4);
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping a `Task` cancels its item: keep it and `wait` for its outcome (or `.await` it)"]
 pub struct Task<'p, R> {
     state: State<'p, R>,
 }
@@ -183,6 +217,18 @@ enum State<'p, R> {
 
 // A task holds its call behind a box and its outcome by value: nothing in it is pinned.
 impl<R> Unpin for Task<'_, R> {}
+
+// SAFETY: a task holds its outcome (`R` and `Error`, both `Send`), or its running call behind
+// `dyn TaskCall`, whose auto traits the box hides. That call is always a
+// `Call<'p, option::IntoIter<T>, R>` made by `start_task`. Its fields other than its input and
+// its results are `Send` (checked at compile time above, by `assert_send`, also for a result
+// type that is not `Sync`); its results are `R`, `Send` by this impl's bound; and its input
+// holds no `T` once `start_task` returns: `start_sending` took the item and encoded it on the
+// submitting thread (the call keeps only bytes, and an item whose `Serialize` panicked is
+// dropped there), or, if the call refused it first, `start_task` settled the task there and
+// dropped the call with the item. The call's reference to the workers' function is
+// `CallMain`, which is `Send` (see `OwnerThread`).
+unsafe impl<R: Send> Send for Task<'_, R> {}
 
 impl<R> std::fmt::Debug for Task<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,10 +251,10 @@ impl<'p, R> Task<'p, R> {
         }
     }
 
-    /// A task that failed before it started (the pool refused the call).
-    pub(crate) fn failed(error: PoolError) -> Task<'p, R> {
+    /// A task whose outcome is known before its item went out (the pool refused the call).
+    fn finished(outcome: Result<R, Error>) -> Task<'p, R> {
         Task {
-            state: State::Finished(Err(error.into())),
+            state: State::Finished(outcome),
         }
     }
 
@@ -221,10 +267,7 @@ impl<'p, R> Task<'p, R> {
             Step::Outcome(outcome) => outcome,
             Step::TimedOut => return false,
             // A call of one item yields exactly one outcome before its end.
-            Step::End => Err(PoolError::Channel(std::io::Error::other(
-                "the task ended without an outcome",
-            ))
-            .into()),
+            Step::End => Err(no_outcome()),
         };
         self.state = State::Finished(outcome);
         true
@@ -297,6 +340,7 @@ impl<'p, R> Task<'p, R> {
     /// assert_eq!(outcome?, 2);
     /// # Ok(()) }
     /// ```
+    #[must_use = "the outcome, once taken, is not kept in the task: dropping it discards it"]
     pub fn try_wait(&mut self) -> Option<Result<R, Error>> {
         if !self.is_finished() {
             return None;
@@ -421,6 +465,7 @@ pub fn as_completed<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> AsCo
 /// assert_eq!(squares, [0, 1, 4, 9]);
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping the outcomes discards the results and hides the failures"]
 pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Result<R, Error>> {
     tasks.into_iter().map(Task::wait).collect()
 }
@@ -428,6 +473,7 @@ pub fn wait_all<'p, R>(tasks: impl IntoIterator<Item = Task<'p, R>>) -> Vec<Resu
 /// The iterator of [`as_completed`]. Each task's call queue tells it when an event arrives for the task,
 /// so a step looks only at the tasks that got events, never at every pending one: taking `n`
 /// tasks costs O(n) in all, plus the waits.
+#[must_use = "an `AsCompleted` yields its tasks as they finish; dropping it cancels the tasks not yet yielded"]
 pub struct AsCompleted<'p, R> {
     /// The tasks in the order given; `None` once yielded.
     tasks: Vec<Option<Task<'p, R>>>,

@@ -182,7 +182,7 @@ fn a_timeout_above_two_to_the_64_nanoseconds_does_not_wrap_to_a_short_one() {
 fn join_timeout_and_join_or_kill_of_duration_max_wait_for_a_quick_child() {
     let (a, b) = within(DEADLINE, || {
         let mut p = ReturnProcess::spawn(|| 7u8).unwrap();
-        let a = p.join_timeout(Duration::MAX).unwrap();
+        let a = p.join_timeout(Duration::MAX).unwrap().unwrap();
         let q = ReturnProcess::spawn(|| 8u8).unwrap();
         let b = q.join_or_kill(Duration::MAX).unwrap();
         (a, b)

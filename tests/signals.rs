@@ -143,7 +143,7 @@ fn calls_under_a_1khz_timer_without_sa_restart_lose_nothing_10_rounds() {
         let mut timed = ReturnProcess::spawn(|| 5u8).unwrap();
         assert_eq!(
             timed.join_timeout(Duration::from_secs(60)).unwrap(),
-            5,
+            Some(5),
             "round {round}"
         );
         let halves = forkpool::par_eval(2, &[1u64, 2, 3, 4], |piece: &[u64]| {

@@ -267,5 +267,8 @@ fn a_process_handle_in_another_child_gets_foreign_process_and_kills_nothing() {
             .contains(&format!("belongs to process {parent}")),
     );
     std::io::Write::write_all(&mut release, &[1]).unwrap();
-    assert_eq!(first.join_timeout(Duration::from_secs(60)).unwrap(), 7);
+    assert_eq!(
+        first.join_timeout(Duration::from_secs(60)).unwrap(),
+        Some(7)
+    );
 }

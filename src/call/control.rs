@@ -32,7 +32,9 @@ where
     }
 
     /// Outcomes still to come: exact when the input states its length (each of its items
-    /// yields one; a misuse yields one error instead of all), else at least those known now.
+    /// yields one, a pool failure included; a misuse yields one error instead of all; after
+    /// a panic of the input, the items pulled before it and those the input then states it
+    /// has left), else at least those known now.
     pub fn outcomes_left(&self) -> (usize, Option<usize>) {
         let known = self.ready.len();
         if self.finished {
@@ -66,6 +68,12 @@ where
     /// engine.
     pub fn input_hint_is_exact(&mut self) {
         self.exact_hint = true;
+    }
+
+    /// Whether the input may still hold items, as its `size_hint` says (asked only of the
+    /// pool's own inputs, whose hint is exact: a task's one item).
+    pub fn input_left(&self) -> bool {
+        self.input.size_hint().1 != Some(0)
     }
 
     /// Sends what the workers have room for now, without waiting (a task's item goes out at
@@ -155,7 +163,7 @@ where
     /// Waits until `done` holds of the engine or `until` passes, driving it meanwhile.
     pub fn wait_for(&self, done: &dyn Fn(&Engine) -> bool, until: Option<Instant>) {
         let engine = self.registry.lock();
-        let _ = self.registry.wait(engine, done, until, Some(self.main));
+        let _ = self.registry.wait(engine, done, until, self.main.here());
     }
 
     /// Absorbs whatever events are already here, without waiting or driving.

@@ -41,7 +41,7 @@ use crate::engine::chunking::{
     ADAPTIVE_MAX_BYTES, Chunking, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS, Window,
 };
 use crate::engine::registry::{Registry, Waited};
-use crate::engine::{Engine, Fill, WorkerMain};
+use crate::engine::{CallMain, Engine, Fill};
 use crate::error::{CodecStage, Error, ItemError, PoolError};
 use crate::id_hash::IdMap;
 use crate::transport::outbox::SharedFrame;
@@ -119,7 +119,8 @@ struct Origin<R> {
 /// A call in progress: an iterator of `Result<R, Error>`, one per input item.
 pub(crate) struct Call<'p, I: Iterator, R> {
     registry: &'p Registry,
-    main: &'p WorkerMain<'p>,
+    /// The workers' function, to fork replacements with (on the threads that may).
+    main: CallMain<'p>,
     /// Whether the chunk-mates of a killing item are run again (the pool's setting).
     pinpoint: bool,
     /// Awaited asynchronously and not finished: counted in `registry::Background::awaited`.
@@ -191,7 +192,7 @@ where
     /// Starts a call on the pool's registry; forks missing workers first.
     pub fn start(
         registry: &'p Registry,
-        main: &'p WorkerMain<'p>,
+        main: CallMain<'p>,
         input: I,
         spec: CallSpec,
     ) -> Call<'p, I, R> {
@@ -205,7 +206,7 @@ where
             .progress
             .as_ref()
             .map(|sink| Ticker::start(sink, total));
-        let (mut engine, filled) = registry.lock_filled(main, Fill::Missing);
+        let (mut engine, filled) = registry.lock_filled(main.here(), Fill::Missing);
         let pinpoint = engine.pinpoint();
         let fill_failure = filled.err();
         let mut failure = None;
@@ -296,7 +297,7 @@ where
             early = self.next_chunk_of_input(1);
             registry.times.encoded(encoding);
         }
-        let (mut engine, _) = registry.lock_filled(self.main, Fill::Pending);
+        let (mut engine, _) = registry.lock_filled(self.main.here(), Fill::Pending);
         let call = self.call;
         let Some(call_queue) = engine.call_queue(call) else {
             return; // ended (cancelled)
@@ -419,6 +420,16 @@ where
                 message,
             };
             self.finish_chunk(seq, vec![failed(error)]);
+        }
+        if self.input_panic.is_some() && self.total.is_some() {
+            // The items pulled so far each get an outcome, and the panic none: those left
+            // come from the input as it stands now (asked holding no lock). A hint no longer
+            // exact keeps the old count.
+            if let (left, Some(hi)) = self.input.size_hint() {
+                if left == hi {
+                    self.total = Some(self.next_index.saturating_add(left as u64));
+                }
+            }
         }
         queued
     }
@@ -650,7 +661,7 @@ where
             let needs_room = self.in_flight.is_empty();
             let done = |e: &Engine| e.has_events(call) || (needs_room && e.room(call).0 > 0);
             let engine = self.registry.lock();
-            let (mut engine, waited) = self.registry.wait(engine, &done, until, Some(self.main));
+            let (mut engine, waited) = self.registry.wait(engine, &done, until, self.main.here());
             let batch = engine.take_events(call, std::mem::take(&mut self.events_spare));
             drop(engine);
             match (batch, waited) {

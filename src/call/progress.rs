@@ -33,6 +33,7 @@ use std::sync::Arc;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Items whose outcome is final (results and errors alike), this one included.
     pub done: u64,

@@ -3,5 +3,6 @@
 
 mod capture;
 mod item;
+mod must_use;
 #[cfg(not(feature = "progress"))]
 mod progress_feature;

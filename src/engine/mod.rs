@@ -129,6 +129,64 @@ impl Background {
 /// What a forked worker runs: the worker loop with the pool's runner. Returns the exit code.
 pub(crate) type WorkerMain<'env> = dyn Fn(ChildEnd) -> i32 + 'env;
 
+/// A worker function any thread may fork with (a `Pool`'s: fn pointers on encoded items).
+pub(crate) type SharedMain<'env> = dyn Fn(ChildEnd) -> i32 + Send + Sync + 'env;
+
+/// The worker function a call forks replacements with, and which threads may fork with it.
+/// A call (a task, a lazy call's iterator) may move to another thread than the one that
+/// started it: a `Pool`'s function forks from any thread, an `FnPool`'s closure only from the
+/// pool's own (see [`OwnerThread`]).
+#[derive(Clone, Copy)]
+pub(crate) enum CallMain<'p> {
+    /// A `Pool`'s worker function.
+    Anywhere(&'p SharedMain<'p>),
+    /// An `FnPool`'s closure.
+    OwnerThread(OwnerThread<'p>),
+}
+
+impl<'p> CallMain<'p> {
+    /// The worker function of an `FnPool`, usable only on this thread, the pool's own (an
+    /// `FnPool` is neither `Send` nor `Sync`: its calls start on the thread that holds it).
+    pub fn owner_thread(main: &'p WorkerMain<'p>) -> CallMain<'p> {
+        CallMain::OwnerThread(OwnerThread {
+            main,
+            owner: std::thread::current().id(),
+        })
+    }
+
+    /// The function, if this thread may fork with it.
+    pub fn here(self) -> Option<&'p WorkerMain<'p>> {
+        match self {
+            CallMain::Anywhere(main) => Some(main),
+            CallMain::OwnerThread(OwnerThread { main, owner }) => {
+                (std::thread::current().id() == owner).then_some(main)
+            }
+        }
+    }
+}
+
+/// An `FnPool`'s closure as its calls hold it: [`CallMain::here`] hands it out only on the
+/// thread `owner`, the pool's own, so a call moved to another thread forks no worker there. The
+/// closure may capture data that is neither `Send` nor `Sync` (an `Rc`, a `&RefCell`), which
+/// its thread may be changing; a fork from another thread would copy it half-changed into the
+/// worker. A call of an `FnPool` stepped on another thread runs on the workers there are; its
+/// pool forks their replacements at its next call, or a step of one of its calls, on its own
+/// thread.
+#[derive(Clone, Copy)]
+pub(crate) struct OwnerThread<'p> {
+    main: &'p WorkerMain<'p>,
+    owner: std::thread::ThreadId,
+}
+
+// SAFETY: `OwnerThread` is a shared reference to a closure that may be neither `Send` nor
+// `Sync`, and a thread id. The reference is read only through `CallMain::here`, which returns
+// it only on the thread `owner`: the thread that made it, where the pool that owns the closure
+// lives (the pool is neither `Send` nor `Sync`, and it outlives the reference, which borrows it
+// for `'p`). So the closure is used from that one thread only, as if the reference had never
+// moved; on any other thread the value is a pointer and a number, moved and dropped without
+// reading what they point to. (Thread ids are never reused within a process.)
+unsafe impl Send for OwnerThread<'_> {}
+
 /// How a dropped pool lets its workers finish what they hold before killing them.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a worker's initializer may run by default (see `PoolBuilder::init_timeout`).
@@ -459,8 +517,14 @@ impl Engine {
     /// Whether any worker holds a chunk (of any call), or is being stopped (its death is an
     /// event to wait for), or is retired and not yet reaped.
     pub fn anything_to_wait_for(&self) -> bool {
-        self.refill_pending
-            || !self.retired.is_empty()
+        self.refill_pending || self.workers_to_wait_for()
+    }
+
+    /// Whether a worker may still send or end something: one holds work, is stopping or
+    /// starting, or is retired and not yet reaped ([`anything_to_wait_for`](Self::anything_to_wait_for)
+    /// but the replacements left pending).
+    pub fn workers_to_wait_for(&self) -> bool {
+        !self.retired.is_empty()
             || self
                 .workers
                 .iter()

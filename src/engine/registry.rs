@@ -41,7 +41,11 @@ use std::time::{Duration, Instant};
 /// The worker function as the background driver holds it: a `Pool`'s, which any thread may
 /// fork with (an `FnPool`'s closure is neither `Send` nor `Sync`, and a fork from another
 /// thread would copy what it captured while its owner may be changing it).
-pub(crate) type BackgroundMain = dyn Fn(forkpool_worker::ChildEnd) -> i32 + Send + Sync;
+pub(crate) type BackgroundMain = dyn Fn(forkpool_worker::ChildEnd) -> i32
+    + Send
+    + Sync
+    + std::panic::RefUnwindSafe
+    + std::panic::UnwindSafe;
 
 /// How long the engine must sit undriven, with work and no task submitted, before the
 /// background driver takes it (at once while futures are awaited): a caller that waits or
@@ -136,10 +140,11 @@ impl Registry {
     /// Locks the engine, having forked the workers `fill` asks for, if any, in the lock order
     /// (see `fork.rs`): from the zygote under the lock if one runs; else the lock is let go, stdout
     /// and stderr are taken, and the engine is locked again to fork. The caller holds no lock of
-    /// this crate and does not drive the engine: waiting for stdio, it holds neither.
+    /// this crate and does not drive the engine: waiting for stdio, it holds neither. Without
+    /// `main` (a thread that may not fork with it), only the zygote forks; the rest stay pending.
     pub fn lock_filled<'h>(
         &'h self,
-        main: &WorkerMain<'_>,
+        main: Option<&WorkerMain<'_>>,
         fill: Fill,
     ) -> (Guard<'h>, Result<(), PoolError>) {
         let registry = self;
@@ -152,7 +157,7 @@ impl Registry {
             return (engine, Ok(()));
         }
         let mut result = engine.fill(None);
-        if result.is_ok() && engine.refill_pending {
+        if let Some(main) = main.filter(|_| result.is_ok() && engine.refill_pending) {
             drop(engine);
             let mut stdio = StdioHeld::take();
             engine = registry.lock();
@@ -300,7 +305,7 @@ impl Registry {
             if let Some(main) = main.filter(|_| engine.refill_pending()) {
                 engine.background.forking = true;
                 drop(engine);
-                engine = self.lock_filled(main, Fill::Pending).0;
+                engine = self.lock_filled(Some(main), Fill::Pending).0;
                 engine.background.forking = false;
                 continue;
             }
@@ -343,7 +348,7 @@ impl Registry {
             if b.handoff || b.closing || idle || submitted || (forks && engine.refill_pending()) {
                 break;
             }
-            (engine, stuck) = self.drive_once(engine, None, true);
+            (engine, stuck) = self.drive_once(engine, None, true, forks);
         }
         let rest = engine.background.handoff || stuck || submitted;
         engine.background.handoff = false;
@@ -435,7 +440,7 @@ impl Registry {
                 // workers ends with the pool whole), taking stdio without the engine's lock or
                 // the driver's role (the lock order of `fork.rs`).
                 drop(engine);
-                engine = self.lock_filled(main, Fill::Pending).0;
+                engine = self.lock_filled(Some(main), Fill::Pending).0;
                 continue;
             }
             if done(&engine) {
@@ -448,7 +453,7 @@ impl Registry {
                 engine.resume_clocks();
                 let waited = loop {
                     let stuck;
-                    (engine, stuck) = self.drive_once(engine, until, false);
+                    (engine, stuck) = self.drive_once(engine, until, false, main.is_some());
                     if main.is_some() && engine.refill_pending() {
                         break None; // leaves the driver's role to fork (above)
                     }
@@ -493,12 +498,17 @@ impl Registry {
     /// One step of driving: sends queued chunks, then acts on one event, waiting for it (without
     /// the lock) until the next deadline of a worker or `until`. Returns true if nothing can
     /// happen any more (nothing to wait for, and no deadline); the background driver
-    /// (`background`) then waits for a knock on the wake pipe instead.
+    /// (`background`) then waits for a knock on the wake pipe instead. A caller that may not
+    /// fork (`forks` false: a call of an `FnPool` stepped on another thread than the pool's)
+    /// and waits with no deadline does not wait for replacements left pending: with no worker
+    /// left to wait for, nothing can happen for it (its call ends; the pool's other calls are
+    /// left to the pool's own thread).
     fn drive_once<'a>(
         &'a self,
         mut engine: Guard<'a>,
         until: Option<Instant>,
         background: bool,
+        forks: bool,
     ) -> (Guard<'a>, bool) {
         engine.dispatch_queued();
         engine.flush();
@@ -514,6 +524,15 @@ impl Registry {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let waits_for_others = !background && !forks && until.is_none();
+        if waits_for_others
+            && engine.refill_pending
+            && !engine.workers_to_wait_for()
+            && due.is_none()
+        {
+            // Only replacements this thread may not fork could change anything.
+            return (engine, true);
+        }
         if !engine.anything_to_wait_for() && due.is_none() {
             if engine.has_queued() {
                 // Chunks are queued that no worker takes, and none can come free.

@@ -127,7 +127,7 @@ pub enum Error {
     },
     /// The executable could not be read to identify it.
     #[error("could not read this program's executable to identify it: {0}")]
-    Identity(#[source] std::io::Error),
+    Identity(std::io::Error),
     /// A node that held work (or was to say hello, or goodbye) said nothing for the cluster's
     /// [`node_timeout`](crate::mpi::ClusterBuilder::node_timeout): it is stopped, hung or cut
     /// off. Its items failed with [`ItemError::PoolFailed`] naming this error, it gets no more

@@ -112,6 +112,7 @@ pub fn init() -> Result<Option<ClusterPool>, Error> {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder starts nothing until `init`"]
 pub struct ClusterBuilder {
     pool: PoolBuilder,
     restarts: (usize, Duration),

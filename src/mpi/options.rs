@@ -224,6 +224,7 @@ enum State<'c, I, R> {
 /// }
 /// # Ok(()) }
 /// ```
+#[must_use = "a `ClusterImap` runs its items only as it is iterated: dropping it cancels the call"]
 pub struct ClusterImap<'c, I, R> {
     state: State<'c, I, R>,
 }
