@@ -147,3 +147,36 @@ fn a_lazy_call_started_before_close_runs_to_its_end_after_close() {
         assert!(pool.pids().is_empty());
     });
 }
+
+#[test]
+fn items_a_lazy_call_had_not_sent_when_join_began_fail_saying_the_pool_is_closed() {
+    // `join` cannot pull a lazy call's input (the iterating thread does): what it had sent by
+    // then runs, the rest fails with the pool's closing as its cause, one outcome per item.
+    common::within(Duration::from_secs(30), || {
+        let pool = Pool::new(2).unwrap();
+        // Far more items than the workers' window of chunks in flight can hold.
+        let mut results = pool.chunksize(1).imap(|x: u64| x * 3, 0..20_000u64);
+        assert_eq!(results.next().unwrap().unwrap(), 0);
+        pool.close();
+        pool.join().unwrap();
+        let rest: Vec<_> = results.collect();
+        assert_eq!(rest.len(), 19_999);
+        let mut failed = 0;
+        for (x, outcome) in (1..20_000u64).zip(&rest) {
+            match outcome {
+                Ok(value) => assert_eq!(*value, x * 3),
+                Err(error) => {
+                    failed += 1;
+                    match error.as_task() {
+                        Some(forkpool::ItemError::PoolFailed { index, cause }) => {
+                            assert_eq!(*index, x);
+                            assert!(cause.contains("closed"), "item {x}: {cause}");
+                        }
+                        other => panic!("item {x}: {other:?}"),
+                    }
+                }
+            }
+        }
+        assert!(failed > 0, "join waited for input no thread pulled");
+    });
+}

@@ -395,7 +395,10 @@ fn an_fn_pool_call_on_another_thread_that_loses_every_worker_ends_without_hangin
                 Some(forkpool::ItemError::WorkerDied { .. })
             )),
             _ => assert!(
-                matches!(error, Some(forkpool::ItemError::PoolFailed { .. })),
+                matches!(
+                    error,
+                    Some(forkpool::ItemError::PoolFailed { cause, .. }) if cause.contains("FnPool")
+                ),
                 "item {x}: {outcome:?}"
             ),
         }

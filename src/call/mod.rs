@@ -661,16 +661,20 @@ where
             let needs_room = self.in_flight.is_empty();
             let done = |e: &Engine| e.has_events(call) || (needs_room && e.room(call).0 > 0);
             let engine = self.registry.lock();
-            let (mut engine, waited) = self.registry.wait(engine, &done, until, self.main.here());
+            let main = self.main.here();
+            let (mut engine, waited) = self.registry.wait(engine, &done, until, main);
             let batch = engine.take_events(call, std::mem::take(&mut self.events_spare));
+            let stuck = matches!(waited, Waited::Stuck).then(|| engine.stuck_error(main.is_some()));
             drop(engine);
             match (batch, waited) {
                 (Some(batch), _) => self.absorb_events(batch),
                 (None, Waited::Done) => {} // room: feed
                 (None, Waited::TimedOut) => return Step::TimedOut,
-                (None, _) => self.abandon(PoolError::Channel(std::io::Error::other(
-                    "the pool waited with no work in flight and no worker starting",
-                ))),
+                (None, Waited::Stuck) => {
+                    if let Some(error) = stuck {
+                        self.abandon(error);
+                    }
+                }
             }
         }
     }

@@ -574,6 +574,23 @@ impl Engine {
         }
     }
 
+    /// Why a wait found that nothing can happen any more, as the error that ends the calls it
+    /// strands: the pool was closed (its workers retired), or its workers are gone and the
+    /// waiting thread may not fork their replacements (`may_fork` false: a call of an `FnPool`
+    /// stepped on another thread than the pool's), or neither (chunks queued that no worker
+    /// takes, none starting).
+    pub fn stuck_error(&self, may_fork: bool) -> PoolError {
+        if self.closed {
+            return PoolError::Closed;
+        }
+        let why = if self.refill_pending && !may_fork {
+            "every worker is gone, and an FnPool forks their replacements only on its own thread"
+        } else {
+            "the pool waited with no work in flight and no worker starting"
+        };
+        PoolError::Channel(std::io::Error::other(why))
+    }
+
     /// Gives every live call with work outstanding (or events to act on) its share of pool
     /// failure `failure`. After a crash loop, a call still takes the outcomes of its chunks at
     /// the front of a worker's queue (the one it runs, or runs first once its initializer

@@ -536,9 +536,7 @@ impl Registry {
         if !engine.anything_to_wait_for() && due.is_none() {
             if engine.has_queued() {
                 // Chunks are queued that no worker takes, and none can come free.
-                let stuck = PoolError::Channel(std::io::Error::other(
-                    "the pool waited with no work in flight and no worker starting",
-                ));
+                let stuck = engine.stuck_error(forks);
                 engine.fail_calls(&stuck);
                 if engine.idle_waiters > 0 {
                     self.turn.notify_all();
