@@ -62,6 +62,9 @@
 //!   - verdict (`Verdict`): what the end means for the chunk the worker ran (an item to blame,
 //!     a resend); `FailCause`: what the item blamed fails with.
 //! - zygote: a small process forked early that forks workers on request.
+//! - worker function (`WorkerMain`; `SharedMain` when any thread may use it): what a forked
+//!   worker runs; a call holds it as a [`CallMain`], which hands an `FnPool`'s closure out only
+//!   on the pool's own thread ([`OwnerThread`]).
 
 pub(crate) mod call_queue;
 pub(crate) mod chunking;
