@@ -289,7 +289,10 @@ where
     fn feed(&mut self) {
         let registry = self.registry;
         let mut early = None;
-        if self.in_flight.is_empty() && self.chunking.items() == 1 && self.pulls_input() {
+        if self.in_flight.is_empty()
+            && self.chunking.items(self.next_index) == 1
+            && self.pulls_input()
+        {
             // A call with nothing out sends one chunk whatever the room (see below), and a
             // chunk of one item fits any worker's budget: it is encoded before the first look,
             // which then has it queued and counts the room past it (a task takes one look).
@@ -480,10 +483,14 @@ where
     /// the input ends. Returns, if an item failed to encode, its message (that item is
     /// consumed and not in the chunk).
     fn pull_chunk(&mut self, budget: usize) -> Option<String> {
-        let limit = self.chunking.items().min(budget).min(MAX_CHUNK_ITEMS);
+        let limit = self
+            .chunking
+            .items(self.next_index)
+            .min(budget)
+            .min(MAX_CHUNK_ITEMS);
         let max_bytes = match self.chunking {
             Chunking::Adaptive(_) => ADAPTIVE_MAX_BYTES,
-            Chunking::Fixed(_) => MAX_CHUNK_BYTES,
+            Chunking::Fixed(_) | Chunking::Guided { .. } => MAX_CHUNK_BYTES,
         };
         if self.building.frame.is_empty() {
             let mut frame = self.spare_frame();
