@@ -245,6 +245,39 @@ fn max_tasks_per_worker_recycles_workers_without_losing_or_reordering() {
     assert_eq!(pool.pids().len(), 2);
 }
 
+/// Every chunk size against every small budget: a chunk encoded for one worker's budget can
+/// outgrow what the others have left (chunks of 2 items, `max_items_per_worker(3)`: each of 2
+/// workers took one chunk and kept a budget of 1, and the call waited for ever with both idle
+/// until a worker short of the front chunk was retired). Every item answers, in order, and no
+/// worker runs more than its budget.
+#[test]
+fn recycling_never_strands_a_chunk_bigger_than_every_budget_left() {
+    for max in [1usize, 2, 3, 5] {
+        for chunksize in (0..=max + 2).map(|n| Some(n).filter(|&n| n > 0)) {
+            let pool = Pool::builder()
+                .workers(2)
+                .max_items_per_worker(max)
+                .build()
+                .unwrap();
+            let results = match chunksize {
+                Some(n) => pool.chunksize(n).map(double_with_pid, 0..30u64),
+                None => pool.map(double_with_pid, 0..30u64),
+            }
+            .unwrap_or_else(|e| panic!("max {max}, chunksize {chunksize:?}: {e}"));
+            let values: Vec<u64> = results.iter().map(|(v, _)| *v).collect();
+            assert_eq!(values, (0..30u64).map(|x| x * 2).collect::<Vec<_>>());
+            let mut per_worker = std::collections::HashMap::new();
+            for (_, pid) in &results {
+                *per_worker.entry(pid).or_insert(0usize) += 1;
+            }
+            assert!(
+                per_worker.values().all(|n| *n <= max),
+                "max {max}, chunksize {chunksize:?}: {per_worker:?}"
+            );
+        }
+    }
+}
+
 /// Allocates and touches `mib` MiB; past the tests' limit of 256 MiB the allocation fails
 /// and aborts the worker, which std reports on stderr, silenced here.
 fn allocate_and_touch(mib: usize) -> usize {

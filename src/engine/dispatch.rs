@@ -116,6 +116,25 @@ fn takes(worker: &impl Seat, hold: Hold, count: usize, max_tasks: Option<usize>)
         && budget_of(worker, max_tasks) >= count.max(1)
 }
 
+/// The slots, in order, of the idle workers (ready, not stopping, holding nothing) whose budget
+/// under `max_tasks` is above 0 but under `count`: a chunk of `count` items never fits them
+/// (see [`Engine::retire_short_of`]).
+fn short_of(workers: &[impl Seat], count: usize, max_tasks: Option<usize>) -> Vec<usize> {
+    if max_tasks.is_none() {
+        return Vec::new();
+    }
+    (0..workers.len())
+        .filter(|&slot| {
+            let worker = &workers[slot];
+            let budget = budget_of(worker, max_tasks);
+            worker.ready()
+                && !worker.stopping()
+                && worker.held() == 0
+                && (1..count).contains(&budget)
+        })
+        .collect()
+}
+
 /// The worker (its slot) that gets a chunk of `count` items of a call it may `hold` so much
 /// of: among those that take it, a ready one before one whose initializer runs, one not busy
 /// with a long item (robbed) before one that is, the one holding fewest chunks, then the one
@@ -296,6 +315,7 @@ impl Engine {
         };
         let (hold, count) = (hold_of(call_queue, *learned_window), next.count as usize);
         let Some(slot) = pick(workers, hold, count, settings.max_tasks) else {
+            self.retire_short_of(count);
             return false;
         };
         let Some(queued) = call_queue.pop() else {
@@ -306,6 +326,20 @@ impl Engine {
         self.dispatches += 1;
         self.send(slot, call, queued, timeout, context.as_ref(), hold.chunks);
         true
+    }
+
+    /// Retires each idle worker whose budget under `max_tasks` is above 0 but under `count`, the
+    /// items of a queued chunk no worker took: that chunk never fits it. A call cuts each chunk
+    /// to the biggest budget a worker had when it was encoded, but several chunks encoded at
+    /// one look can outgrow the budgets once the first are sent: without this, with every
+    /// worker idle and each short of the chunk, nothing would ever move (chunks of 2 items,
+    /// `max_items_per_worker(3)`, 2 workers: each took one chunk and kept a budget of 1).
+    fn retire_short_of(&mut self, count: usize) {
+        let short = short_of(&self.workers, count, self.settings.max_tasks);
+        // From the highest slot down: `retire` moves the last worker into the slot it empties.
+        for slot in short.into_iter().rev() {
+            self.retire(slot);
+        }
     }
 
     /// Stages chunk `queued` of `call` for the worker in `slot`, preceded by `context` if that
@@ -465,6 +499,38 @@ mod tests {
             ready: true,
             ..Fake::default()
         }
+    }
+
+    #[test]
+    fn idle_workers_whose_budget_is_left_but_short_of_the_chunk_are_retired() {
+        // max_items_per_worker(3), a chunk of 2 items waiting.
+        let with_items = |items: u64, held: usize| Fake {
+            items,
+            ..worker(held, 0)
+        };
+        let workers = [
+            with_items(2, 0), // budget 1, idle: short
+            with_items(1, 0), // budget 2: takes it
+            with_items(2, 1), // budget 1, busy: its reply retires it or frees it
+            with_items(3, 0), // budget 0: retired on its last reply already
+            Fake {
+                ready: false,
+                ..with_items(2, 0)
+            }, // its initializer runs
+            Fake {
+                stopping: true,
+                ..with_items(2, 0)
+            }, // being stopped
+            with_items(2, 0), // short
+        ];
+        assert_eq!(short_of(&workers, 2, Some(3)), [0, 6]);
+        // A chunk of one item fits every budget left; without a limit, nobody is short.
+        assert!(short_of(&workers, 1, Some(3)).is_empty());
+        assert!(short_of(&workers, 2, None).is_empty());
+        // The case that stranded a call: two idle workers, each with 1 of 3 left, a chunk of 2.
+        let stranded = [with_items(2, 0), with_items(2, 0)];
+        assert_eq!(short_of(&stranded, 2, Some(3)), [0, 1]);
+        assert!(pick(&stranded, WIDE, 2, Some(3)).is_none());
     }
 
     const WIDE: Hold = Hold {

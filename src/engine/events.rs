@@ -216,6 +216,12 @@ impl Engine {
         if self.budget_of(worker) > 0 || !worker.in_flight.is_empty() {
             return;
         }
+        self.retire(slot);
+    }
+
+    /// Replaces the worker in `slot`, which holds no chunk, with a fresh one (forked by
+    /// whoever may fork: see [`fill`](Engine::fill)).
+    pub(super) fn retire(&mut self, slot: usize) {
         let mut worker = self.workers.swap_remove(slot);
         worker.counters.recycled = true;
         let pid = worker.pid();
