@@ -256,7 +256,8 @@ impl Pool {
     /// Without it, `map`, `starmap` and `map_with` on input of known length start with
     /// ceil(len / (4 × workers)) like Python's `Pool.map`, but at most 8,192 items, and cut
     /// smaller chunks as the input runs out (Python's share of the items left, down to an
-    /// eighth of the first chunk), so no worker idles long behind another's last chunk; lazy calls
+    /// eighth of the first chunk or about 100 ms of worker time, whichever is more), so no
+    /// worker idles long behind another's last chunk; lazy calls
     /// (`imap`, `imap_unordered`, `istarmap`) and input of unknown length adapt: chunks start
     /// at one item, so the first outcome comes after a few item-times, and grow while they take
     /// under 2 ms of worker time (shrinking when they take over 20 ms).
