@@ -117,10 +117,12 @@ fn takes(worker: &impl Seat, hold: Hold, count: usize, max_tasks: Option<usize>)
 }
 
 /// The slots, in order, of the idle workers (ready, not stopping, holding nothing) whose budget
-/// under `max_tasks` is above 0 but under `count`: a chunk of `count` items never fits them
-/// (see [`Engine::retire_short_of`]).
+/// under `max_tasks` is above 0 but under `count`: a chunk of `count` items never fits them,
+/// and would fit a fresh worker (see [`Engine::retire_short_of`]).
 fn short_of(workers: &[impl Seat], count: usize, max_tasks: Option<usize>) -> Vec<usize> {
-    if max_tasks.is_none() {
+    // Only a fresh worker's budget can fit the chunk: one bigger than that (no call cuts one)
+    // would have every replacement retired in turn.
+    if max_tasks.is_none_or(|max| count > max) {
         return Vec::new();
     }
     (0..workers.len())
@@ -527,6 +529,9 @@ mod tests {
         // A chunk of one item fits every budget left; without a limit, nobody is short.
         assert!(short_of(&workers, 1, Some(3)).is_empty());
         assert!(short_of(&workers, 2, None).is_empty());
+        // A chunk no fresh worker could take either: retiring would only loop.
+        assert!(short_of(&workers, 4, Some(3)).is_empty());
+        assert_eq!(short_of(&workers, 3, Some(3)), [0, 1, 6]);
         // The case that stranded a call: two idle workers, each with 1 of 3 left, a chunk of 2.
         let stranded = [with_items(2, 0), with_items(2, 0)];
         assert_eq!(short_of(&stranded, 2, Some(3)), [0, 1]);
