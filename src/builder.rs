@@ -184,7 +184,9 @@ impl PoolBuilder {
 
     /// Replace each worker with a fresh one after it has been given `items` items (Python's
     /// `maxtasksperchild`, counted in items): memory an item leaks goes with its worker. Chunks
-    /// are cut so that no worker gets more. Nothing fails or changes order. 0 is treated as 1.
+    /// are cut so that no worker gets more, and never split to fit: an idle worker with fewer
+    /// items left than the chunk waiting is replaced before reaching `items`. Nothing fails or
+    /// changes order. 0 is treated as 1.
     ///
     /// ```
     /// # fn main() -> Result<(), forkpool::Error> {
