@@ -13,6 +13,9 @@ use forkpool::{Pool, ReturnProcess};
 use serde_bytes::ByteBuf;
 use std::time::Instant;
 
+mod stats;
+use stats::median;
+
 const MIB: usize = 1 << 20;
 
 /// The size of a `ReturnProcess`'s value.
@@ -41,11 +44,6 @@ fn cpu_ms(who: libc::c_int) -> f64 {
     unsafe { libc::getrusage(who, &mut usage) };
     let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 * 1e-3;
     ms(usage.ru_utime) + ms(usage.ru_stime)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The cases, in the order each round runs them.

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
+mod stats;
+use stats::median;
+
 /// Results per case, as in row (t).
 const RESULTS: u64 = 2_000;
 
@@ -68,11 +71,6 @@ fn per_string(work: impl FnOnce()) -> f64 {
     let start = Instant::now();
     work();
     start.elapsed().as_nanos() as f64 / (RESULTS * STRINGS) as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The cases, in the order each round runs them.

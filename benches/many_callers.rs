@@ -13,6 +13,9 @@ use forkpool::Pool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod stats;
+use stats::median;
+
 fn nap2(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(2));
     x
@@ -26,11 +29,6 @@ fn slow(x: u64) -> u64 {
 fn quick(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(1));
     x
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn one_item_calls(pool: &Arc<Pool>) -> Duration {
