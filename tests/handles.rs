@@ -17,6 +17,11 @@ fn double(x: u64) -> u64 {
     x * 2
 }
 
+/// Runs `f` on a thread of its own and returns what it returned (its panic, if it panics).
+fn on_another_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
 #[test]
 fn the_handles_are_send_when_their_items_and_results_are() {
     assert_send::<Task<'static, u64>>();
@@ -74,7 +79,7 @@ fn a_task_whose_item_is_not_send_is_waited_on_another_thread() {
     // The item is encoded on the submitting thread: only the task's result moves.
     let pool = Pool::new(1).unwrap();
     let task = pool.submit(value_of, bound(6));
-    let value = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap());
+    let value = on_another_thread(move || task.wait());
     assert_eq!(value.unwrap(), 6);
 }
 
@@ -84,7 +89,7 @@ fn a_refused_task_is_finished_before_it_moves() {
     // at once, and drops its item on the submitting thread; on another thread it is that error.
     let pool = Pool::new(1).unwrap();
     let task = pool.timeout(Duration::ZERO).submit(value_of, bound(5));
-    let outcome = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap());
+    let outcome = on_another_thread(move || task.wait());
     assert!(
         matches!(
             outcome,
@@ -95,7 +100,7 @@ fn a_refused_task_is_finished_before_it_moves() {
     // A closed pool refuses the same way.
     pool.close();
     let task = pool.submit(value_of, bound(5));
-    let outcome = std::thread::scope(|s| s.spawn(move || task.wait()).join().unwrap());
+    let outcome = on_another_thread(move || task.wait());
     assert!(
         matches!(outcome, Err(forkpool::Error::Pool(PoolError::Closed))),
         "{outcome:?}"
@@ -360,8 +365,7 @@ fn an_fn_pool_call_on_another_thread_runs_on_the_workers_left() {
     // the call goes on with the others.
     let pool = forkpool::FnPool::new(2, crashes_at(5)).unwrap();
     let imap = pool.chunksize(1).imap(0..40u64);
-    let outcomes =
-        std::thread::scope(|s| s.spawn(move || imap.collect::<Vec<_>>()).join()).unwrap();
+    let outcomes = on_another_thread(move || imap.collect::<Vec<_>>());
     assert_eq!(outcomes.len(), 40);
     for (x, outcome) in outcomes.iter().enumerate() {
         match outcome {
@@ -381,8 +385,7 @@ fn an_fn_pool_call_on_another_thread_runs_on_the_workers_left() {
 fn an_fn_pool_call_on_another_thread_that_loses_every_worker_ends_without_hanging() {
     let pool = forkpool::FnPool::new(1, crashes_at(3)).unwrap();
     let imap = pool.chunksize(1).imap(0..10u64);
-    let outcomes =
-        std::thread::scope(|s| s.spawn(move || imap.collect::<Vec<_>>()).join()).unwrap();
+    let outcomes = on_another_thread(move || imap.collect::<Vec<_>>());
     // One outcome per item: those before the crash, the crash, and the rest failed with the
     // pool (no worker left that this thread may replace).
     assert_eq!(outcomes.len(), 10);
