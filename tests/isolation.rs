@@ -278,6 +278,53 @@ fn recycling_never_strands_a_chunk_bigger_than_every_budget_left() {
     }
 }
 
+/// Two callers at once on one recycling pool, with chunks of different sizes (2, 3 and the
+/// default): a worker left short of one call's chunk may still fit the other's, and retiring
+/// it early must neither lose nor reorder an item of either, nor let a worker run more than
+/// its budget. 20 rounds.
+#[test]
+fn two_callers_with_mixed_chunk_sizes_on_a_recycling_pool_lose_nothing() {
+    for round in 0..20 {
+        let pool = Pool::builder()
+            .workers(2)
+            .max_items_per_worker(3)
+            .build()
+            .unwrap();
+        let results: Vec<Vec<(u64, u32)>> = std::thread::scope(|s| {
+            let callers: Vec<_> = [Some(2), Some(3), None]
+                .into_iter()
+                .map(|chunksize| {
+                    let pool = &pool;
+                    s.spawn(move || match chunksize {
+                        Some(n) => pool.chunksize(n).map(double_with_pid, 0..25u64),
+                        None => pool.map(double_with_pid, 0..25u64),
+                    })
+                })
+                .collect();
+            callers
+                .into_iter()
+                .map(|c| {
+                    c.join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                })
+                .collect()
+        });
+        let mut per_worker = std::collections::HashMap::new();
+        for call in &results {
+            let values: Vec<u64> = call.iter().map(|(v, _)| *v).collect();
+            assert_eq!(values, (0..25u64).map(|x| x * 2).collect::<Vec<_>>());
+            for (_, pid) in call {
+                *per_worker.entry(*pid).or_insert(0usize) += 1;
+            }
+        }
+        assert!(
+            per_worker.values().all(|n| *n <= 3),
+            "round {round}: {per_worker:?}"
+        );
+    }
+}
+
 /// Allocates and touches `mib` MiB; past the tests' limit of 256 MiB the allocation fails
 /// and aborts the worker, which std reports on stderr, silenced here.
 fn allocate_and_touch(mib: usize) -> usize {

@@ -120,9 +120,10 @@ fn takes(worker: &impl Seat, hold: Hold, count: usize, max_tasks: Option<usize>)
 /// under `max_tasks` is above 0 but under `count`: a chunk of `count` items never fits them,
 /// and would fit a fresh worker (see [`Engine::retire_short_of`]).
 fn short_of(workers: &[impl Seat], count: usize, max_tasks: Option<usize>) -> Vec<usize> {
-    // Only a fresh worker's budget can fit the chunk: one bigger than that (no call cuts one)
-    // would have every replacement retired in turn.
-    if max_tasks.is_none_or(|max| count > max) {
+    // Every budget left fits a chunk of one item (the common case, looked at first: this runs
+    // on every dispatch that finds no worker). Only a fresh worker's budget can fit the chunk:
+    // one bigger than that (no call cuts one) would have every replacement retired in turn.
+    if count <= 1 || max_tasks.is_none_or(|max| count > max) {
         return Vec::new();
     }
     (0..workers.len())
